@@ -1,0 +1,17 @@
+"""Helpers shared by the commands: one-line usage errors (exit code 2) and consoles."""
+
+from __future__ import annotations
+
+from typing import NoReturn
+
+import typer
+from rich.console import Console
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def bad_input(message: str) -> NoReturn:
+    """Report bad input in one line on stderr and exit with code 2, no traceback."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code=2)

@@ -1,0 +1,48 @@
+"""The typer app; each command lives in its own module and registers itself here."""
+
+from __future__ import annotations
+
+import typer
+
+from lrlab import __version__
+
+HELP = """lrlab: a learning-rate lab for PyTorch.
+
+Examples:
+
+  lrlab schedule "cyclic(base_lr=0.001, max_lr=0.1, step_size=200)" --steps 2000 --out clr.png
+
+  lrlab schedule "warmup(cosine(lr=0.1, total_steps=900), steps=100)" "one_cycle(max_lr=0.1, total_steps=1000)" --steps 1000
+"""
+
+app = typer.Typer(
+    name="lrlab",
+    help=HELP,
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"lrlab {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """lrlab: a learning-rate lab for PyTorch."""
+
+
+def _register() -> None:
+    # Imported for their side effect of adding commands to ``app``.
+    from lrlab.cli import schedule  # noqa: F401
+
+
+_register()
