@@ -1,0 +1,1 @@
+"""Experiments: tasks, the recording training loop, sweeps, executors and the SQLite store."""
