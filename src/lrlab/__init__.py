@@ -2,4 +2,18 @@
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+# Public names imported on first use, so that ``import lrlab`` stays light (no torch).
+# One line per name: "name": "module that defines it".
+_LAZY = {
+    "param_groups": "lrlab.finetune",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'lrlab' has no attribute {name!r}")
