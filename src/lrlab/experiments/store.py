@@ -1,0 +1,554 @@
+"""The SQLite run store: sweeps, runs, step and epoch metrics, finder results.
+
+One file (``lrlab-runs/lrlab.db`` by default), stdlib ``sqlite3`` in WAL mode so that
+several worker processes write while a reader reads. The schema is versioned with
+``PRAGMA user_version``; ``_MIGRATIONS[i]`` takes version ``i`` to ``i + 1``.
+
+Columns are typed where the shape is known. JSON is used only for a run's resolved
+config, its extras, a sweep's spec and a finder's suggestions. Per-group learning rates
+and the finder's curves are float64 blobs (``numpy.ndarray.tobytes``).
+
+Each write is one transaction (``BEGIN IMMEDIATE`` ... ``COMMIT``): a process killed
+mid-run loses at most the rows of the batch it was writing, never a committed run, and
+the file stays consistent (``PRAGMA integrity_check`` is ``ok``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lrlab.experiments.records import RUN_STATUSES, EpochRecord, FinderRecord, RunRecord, StepSeries
+
+__all__ = ["DEFAULT_DB", "SCHEMA_VERSION", "Store"]
+
+DEFAULT_DB = Path("lrlab-runs") / "lrlab.db"
+
+_MIGRATIONS: tuple[str, ...] = (
+    # 0 -> 1: the initial schema.
+    """
+    CREATE TABLE sweeps (
+        name        TEXT PRIMARY KEY,
+        spec        TEXT NOT NULL,          -- JSON
+        created_at  REAL NOT NULL,
+        updated_at  REAL NOT NULL
+    );
+    CREATE TABLE runs (
+        id              TEXT PRIMARY KEY,
+        sweep           TEXT,
+        status          TEXT NOT NULL CHECK (status IN ('queued','running','done','diverged','failed')),
+        task            TEXT,
+        optimizer       TEXT,
+        schedule        TEXT,
+        lr              REAL,
+        seed            INTEGER NOT NULL,
+        epochs          INTEGER,
+        batch_size      INTEGER,
+        config          TEXT NOT NULL,      -- JSON: the fully resolved run spec
+        error           TEXT,
+        diverged_step   INTEGER,
+        created_at      REAL,
+        started_at      REAL,
+        finished_at     REAL,
+        lrlab_version   TEXT,
+        torch_version   TEXT,
+        extras          TEXT NOT NULL DEFAULT '{}'   -- JSON
+    );
+    CREATE INDEX runs_sweep ON runs (sweep);
+    CREATE TABLE step_metrics (
+        run_id      TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        step        INTEGER NOT NULL,
+        epoch       INTEGER NOT NULL,
+        lr          REAL NOT NULL,          -- first param group
+        lrs         BLOB,                   -- float64 per group, NULL when there is one group
+        momentum    REAL,
+        loss        REAL NOT NULL,
+        grad_norm   REAL NOT NULL,
+        PRIMARY KEY (run_id, step)
+    ) WITHOUT ROWID;
+    CREATE TABLE epoch_metrics (
+        run_id       TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        epoch        INTEGER NOT NULL,
+        step         INTEGER NOT NULL,
+        train_loss   REAL,
+        val_loss     REAL,
+        val_error    REAL,
+        val_accuracy REAL,
+        wall_time    REAL NOT NULL,
+        PRIMARY KEY (run_id, epoch)
+    ) WITHOUT ROWID;
+    CREATE TABLE finder_results (
+        id          TEXT PRIMARY KEY,
+        task        TEXT NOT NULL,
+        optimizer   TEXT NOT NULL,
+        sweep       TEXT,
+        lrs         BLOB NOT NULL,
+        losses      BLOB NOT NULL,
+        smoothed    BLOB NOT NULL,
+        suggestions TEXT NOT NULL,          -- JSON {rule: lr}
+        lr          REAL NOT NULL,
+        reason      TEXT NOT NULL,
+        base_lr     REAL,
+        max_lr      REAL,
+        created_at  REAL,
+        config      TEXT NOT NULL DEFAULT '{}'   -- JSON
+    );
+    CREATE INDEX finder_task ON finder_results (task);
+    """,
+)
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+_RUN_COLUMNS = (
+    "id, sweep, status, config, seed, error, diverged_step, created_at, started_at, "
+    "finished_at, lrlab_version, torch_version, extras"
+)
+_EPOCH_COLUMNS = "run_id, epoch, step, train_loss, val_loss, val_error, val_accuracy, wall_time"
+_FINISHED = ("done", "diverged", "failed")
+
+
+def _blob(values: Any) -> bytes:
+    return np.ascontiguousarray(values, dtype=np.float64).tobytes()
+
+
+def _array(blob: bytes | None) -> np.ndarray:
+    return np.frombuffer(blob or b"", dtype=np.float64).copy()
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+class Store:
+    """The run database. Safe to use from several processes at once (WAL, busy timeout).
+
+    A ``Store`` holds one connection per process: it reconnects after a fork and pickles
+    as its path, so it can be handed to worker processes. ``":memory:"`` gives a private
+    in-memory store (used by the Ray backend on worker nodes).
+
+    Example:
+        >>> store = Store(":memory:")
+        >>> store.sweeps()
+        []
+    """
+
+    def __init__(self, path: str | Path = DEFAULT_DB, *, timeout: float = 60.0) -> None:
+        self.path = str(path)
+        self.timeout = timeout
+        self._conn: sqlite3.Connection | None = None
+        self._pid = -1
+        if self.path != ":memory:":
+            Path(self.path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        self._connection()
+
+    # ------------------------------------------------------------ connection
+
+    def __repr__(self) -> str:
+        return f"Store({self.path!r})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        if self.path == ":memory:":
+            raise TypeError("an in-memory Store cannot be sent to another process")
+        return {"path": self.path, "timeout": self.timeout}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["path"], timeout=state["timeout"])  # type: ignore[misc]
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is not None and self._pid == os.getpid():
+            return self._conn
+        conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False)
+        conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+        if self.path != ":memory:":
+            conn.execute("PRAGMA journal_mode = WAL")
+        # NORMAL in WAL mode survives a killed process; only a power cut can lose the last commit.
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        self._conn, self._pid = conn, os.getpid()
+        self._migrate(conn)
+        return conn
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"{self.path} has schema version {version}, newer than this lrlab ({SCHEMA_VERSION})"
+            )
+        if version == SCHEMA_VERSION:
+            return
+        with self._write() as tx:
+            # Re-read inside the write lock: another process may have migrated meanwhile.
+            version = tx.execute("PRAGMA user_version").fetchone()[0]
+            for index in range(version, SCHEMA_VERSION):
+                for statement in _MIGRATIONS[index].split(";"):
+                    if statement.strip():
+                        tx.execute(statement)
+            tx.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        conn = self._conn if self._conn is not None and self._pid == os.getpid() else self._connection()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def close(self) -> None:
+        if self._conn is not None and self._pid == os.getpid():
+            self._conn.close()
+        self._conn = None
+
+    def integrity_check(self) -> str:
+        """``PRAGMA integrity_check``: ``"ok"`` for a sound file."""
+        return str(self._connection().execute("PRAGMA integrity_check").fetchone()[0])
+
+    @property
+    def schema_version(self) -> int:
+        return int(self._connection().execute("PRAGMA user_version").fetchone()[0])
+
+    # ------------------------------------------------------------ reading
+
+    def sweeps(self) -> list[str]:
+        rows = self._connection().execute("SELECT name FROM sweeps ORDER BY created_at, name")
+        return [row[0] for row in rows]
+
+    def sweep_spec(self, name: str) -> dict[str, Any]:
+        row = self._connection().execute("SELECT spec FROM sweeps WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise KeyError(f"no sweep {name!r} in {self.path}")
+        return json.loads(row[0])
+
+    def runs(
+        self,
+        sweep: str | None = None,
+        ids: Sequence[str] | None = None,
+        status: str | None = None,
+    ) -> list[RunRecord]:
+        if status is not None and status not in RUN_STATUSES:
+            raise ValueError(f"status must be one of {', '.join(RUN_STATUSES)}, got {status!r}")
+        where, params = [], []
+        if sweep is not None:
+            where.append("sweep = ?")
+            params.append(sweep)
+        if status is not None:
+            where.append("status = ?")
+            params.append(status)
+        if ids is not None:
+            ids = list(ids)
+            if not ids:
+                return []
+            where.append(f"id IN ({', '.join('?' * len(ids))})")
+            params.extend(ids)
+        sql = f"SELECT {_RUN_COLUMNS} FROM runs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY created_at, id"
+        return [self._run_record(row) for row in self._connection().execute(sql, params)]
+
+    def run(self, run_id: str) -> RunRecord:
+        row = (
+            self._connection().execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,)).fetchone()
+        )
+        if row is None:
+            raise KeyError(f"no run {run_id!r} in {self.path}")
+        return self._run_record(row)
+
+    def has_run(self, run_id: str) -> bool:
+        row = self._connection().execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return row is not None
+
+    @staticmethod
+    def _run_record(row: tuple[Any, ...]) -> RunRecord:
+        (rid, sweep, status, config, seed, error, div, created, started, finished, lv, tv, extras) = row
+        return RunRecord(
+            id=rid,
+            sweep=sweep,
+            status=status,
+            config=json.loads(config),
+            seed=int(seed),
+            error=error,
+            diverged_step=div,
+            created_at=created,
+            started_at=started,
+            finished_at=finished,
+            lrlab_version=lv,
+            torch_version=tv,
+            extras=json.loads(extras or "{}"),
+        )
+
+    def epochs(self, run_id: str) -> list[EpochRecord]:
+        return self.epochs_for([run_id]).get(run_id, [])
+
+    def epochs_for(self, run_ids: Sequence[str]) -> dict[str, list[EpochRecord]]:
+        """Epoch metrics of many runs in one query: ``{run_id: [EpochRecord, ...]}``."""
+        ids = list(dict.fromkeys(run_ids))
+        out: dict[str, list[EpochRecord]] = {rid: [] for rid in ids}
+        if not ids:
+            return out
+        conn = self._connection()
+        # A temp table keeps this one query however many ids there are (no variable limit).
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS _wanted (id TEXT PRIMARY KEY)")
+        conn.execute("DELETE FROM _wanted")
+        conn.executemany("INSERT OR IGNORE INTO _wanted VALUES (?)", [(rid,) for rid in ids])
+        rows = conn.execute(
+            f"SELECT {_EPOCH_COLUMNS} FROM epoch_metrics JOIN _wanted ON run_id = _wanted.id "
+            "ORDER BY run_id, epoch"
+        ).fetchall()
+        conn.execute("DELETE FROM _wanted")
+        for row in rows:
+            out[row[0]].append(EpochRecord(*row))
+        return out
+
+    def steps(self, run_id: str) -> StepSeries:
+        rows = (
+            self._connection()
+            .execute(
+                "SELECT step, epoch, lr, lrs, momentum, loss, grad_norm FROM step_metrics "
+                "WHERE run_id = ? ORDER BY step",
+                (run_id,),
+            )
+            .fetchall()
+        )
+        n = len(rows)
+        if n == 0:
+            empty = np.zeros(0)
+            return StepSeries(run_id, empty.astype(np.int64), empty.astype(np.int64), empty,
+                              np.zeros((0, 1)), empty, empty, empty)  # fmt: skip
+        step, epoch, lr, lrs_blobs, momentum, loss, grad_norm = zip(*rows)
+        lr_arr = np.asarray(lr, dtype=np.float64)
+        groups = max((len(b) // 8 for b in lrs_blobs if b), default=1)
+        lrs = np.empty((n, groups), dtype=np.float64)
+        for i, blob in enumerate(lrs_blobs):
+            if blob:
+                lrs[i] = _array(blob)
+            else:
+                lrs[i] = lr_arr[i]
+        return StepSeries(
+            run_id=run_id,
+            step=np.asarray(step, dtype=np.int64),
+            epoch=np.asarray(epoch, dtype=np.int64),
+            lr=lr_arr,
+            lrs=lrs,
+            momentum=np.asarray([np.nan if m is None else m for m in momentum], dtype=np.float64),
+            loss=np.asarray(loss, dtype=np.float64),
+            grad_norm=np.asarray(grad_norm, dtype=np.float64),
+        )
+
+    def step_count(self, run_id: str) -> int:
+        row = self._connection().execute("SELECT COUNT(*) FROM step_metrics WHERE run_id = ?", (run_id,))
+        return int(row.fetchone()[0])
+
+    def finder_results(self, task: str | None = None, sweep: str | None = None) -> list[FinderRecord]:
+        where, params = [], []
+        if task is not None:
+            where.append("task = ?")
+            params.append(task)
+        if sweep is not None:
+            where.append("sweep = ?")
+            params.append(sweep)
+        sql = (
+            "SELECT id, task, optimizer, lrs, losses, smoothed, suggestions, lr, reason, base_lr, "
+            "max_lr, sweep, created_at, config FROM finder_results"
+        )
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY created_at, id"
+        out = []
+        for row in self._connection().execute(sql, params):
+            (fid, task_, opt, lrs, losses, smoothed, sugg, lr, reason, base, top, sw, created, cfg) = row
+            out.append(
+                FinderRecord(
+                    id=fid,
+                    task=task_,
+                    optimizer=opt,
+                    lrs=_array(lrs),
+                    losses=_array(losses),
+                    smoothed=_array(smoothed),
+                    suggestions={k: float(v) for k, v in json.loads(sugg).items()},
+                    lr=float(lr),
+                    reason=reason,
+                    base_lr=base,
+                    max_lr=top,
+                    sweep=sw,
+                    created_at=created,
+                    config=json.loads(cfg or "{}"),
+                )
+            )
+        return out
+
+    # ------------------------------------------------------------ writing
+
+    def upsert_sweep(self, name: str, spec: dict[str, Any]) -> None:
+        now = time.time()
+        with self._write() as tx:
+            tx.execute(
+                "INSERT INTO sweeps (name, spec, created_at, updated_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET spec = excluded.spec, updated_at = excluded.updated_at",
+                (name, json.dumps(spec, sort_keys=True), now, now),
+            )
+
+    def create_run(self, record: RunRecord) -> None:
+        """Insert ``record``; a run whose id is already stored is left as it is."""
+        self.create_runs([record])
+
+    def create_runs(self, records: Sequence[RunRecord]) -> None:
+        """Insert many runs in one transaction (insert-or-ignore by id)."""
+        now = time.time()
+        rows = []
+        for r in records:
+            if r.status not in RUN_STATUSES:
+                raise ValueError(f"status must be one of {', '.join(RUN_STATUSES)}, got {r.status!r}")
+            c = r.config
+            rows.append(
+                (
+                    r.id, r.sweep, r.status, c.get("task"), c.get("optimizer"), c.get("schedule"),
+                    _float(c.get("lr")), int(r.seed), c.get("epochs"), c.get("batch_size"),
+                    json.dumps(c, sort_keys=True), r.error, r.diverged_step,
+                    r.created_at if r.created_at is not None else now, r.started_at, r.finished_at,
+                    r.lrlab_version, r.torch_version, json.dumps(r.extras, sort_keys=True),
+                )
+            )  # fmt: skip
+        with self._write() as tx:
+            tx.executemany(
+                "INSERT OR IGNORE INTO runs (id, sweep, status, task, optimizer, schedule, lr, seed, "
+                "epochs, batch_size, config, error, diverged_step, created_at, started_at, finished_at, "
+                "lrlab_version, torch_version, extras) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                rows,
+            )
+
+    def set_status(
+        self,
+        run_id: str,
+        status: str,
+        *,
+        error: str | None = None,
+        diverged_step: int | None = None,
+    ) -> None:
+        """Move a run to ``status``; ``running`` stamps started_at, a final status finished_at."""
+        if status not in RUN_STATUSES:
+            raise ValueError(f"status must be one of {', '.join(RUN_STATUSES)}, got {status!r}")
+        now = time.time()
+        sets = ["status = ?", "error = ?", "diverged_step = ?"]
+        params: list[Any] = [status, error, diverged_step]
+        if status == "running":
+            sets += ["started_at = ?", "finished_at = NULL"]
+            params.append(now)
+        elif status in _FINISHED:
+            sets.append("finished_at = ?")
+            params.append(now)
+        with self._write() as tx:
+            cursor = tx.execute(f"UPDATE runs SET {', '.join(sets)} WHERE id = ?", [*params, run_id])
+            if cursor.rowcount == 0:
+                raise KeyError(f"no run {run_id!r} in {self.path}")
+
+    def update_extras(self, run_id: str, extras: dict[str, Any]) -> None:
+        """Merge ``extras`` into the run's extras (versions, timings, device...)."""
+        with self._write() as tx:
+            row = tx.execute("SELECT extras FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if row is None:
+                raise KeyError(f"no run {run_id!r} in {self.path}")
+            merged = {**json.loads(row[0] or "{}"), **extras}
+            tx.execute(
+                "UPDATE runs SET extras = ? WHERE id = ?", (json.dumps(merged, sort_keys=True), run_id)
+            )
+
+    def set_versions(self, run_id: str, lrlab_version: str, torch_version: str) -> None:
+        with self._write() as tx:
+            tx.execute(
+                "UPDATE runs SET lrlab_version = ?, torch_version = ? WHERE id = ?",
+                (lrlab_version, torch_version, run_id),
+            )
+
+    def reset_run(self, run_id: str) -> None:
+        """Forget a run's metrics and put it back in the queue (restart of an interrupted run)."""
+        with self._write() as tx:
+            tx.execute("DELETE FROM step_metrics WHERE run_id = ?", (run_id,))
+            tx.execute("DELETE FROM epoch_metrics WHERE run_id = ?", (run_id,))
+            tx.execute(
+                "UPDATE runs SET status = 'queued', error = NULL, diverged_step = NULL, "
+                "started_at = NULL, finished_at = NULL WHERE id = ?",
+                (run_id,),
+            )
+
+    def add_steps(
+        self,
+        run_id: str,
+        rows: Sequence[tuple[int, int, Sequence[float], float | None, float, float]],
+    ) -> None:
+        """Append step rows ``(step, epoch, lrs, momentum, loss, grad_norm)`` in one transaction."""
+        if not rows:
+            return
+        packed = []
+        for step, epoch, lrs, momentum, loss, grad_norm in rows:
+            lr0 = float(lrs[0])
+            extra = _blob(lrs) if len(lrs) > 1 else None
+            packed.append(
+                (run_id, int(step), int(epoch), lr0, extra, momentum, float(loss), float(grad_norm))
+            )
+        with self._write() as tx:
+            tx.executemany(
+                "INSERT OR REPLACE INTO step_metrics "
+                "(run_id, step, epoch, lr, lrs, momentum, loss, grad_norm) VALUES (?,?,?,?,?,?,?,?)",
+                packed,
+            )
+
+    def add_epoch(self, record: EpochRecord) -> None:
+        with self._write() as tx:
+            tx.execute(
+                f"INSERT OR REPLACE INTO epoch_metrics ({_EPOCH_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)",
+                (
+                    record.run_id, int(record.epoch), int(record.step), _float(record.train_loss),
+                    _float(record.val_loss), _float(record.val_error), _float(record.val_accuracy),
+                    float(record.wall_time),
+                ),
+            )  # fmt: skip
+
+    def save_finder_result(self, record: FinderRecord) -> None:
+        """Store (or replace, by id) a range test."""
+        with self._write() as tx:
+            tx.execute(
+                "INSERT OR REPLACE INTO finder_results (id, task, optimizer, sweep, lrs, losses, smoothed, "
+                "suggestions, lr, reason, base_lr, max_lr, created_at, config) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    record.id, record.task, record.optimizer, record.sweep, _blob(record.lrs),
+                    _blob(record.losses), _blob(record.smoothed),
+                    json.dumps({k: float(v) for k, v in record.suggestions.items()}, sort_keys=True),
+                    float(record.lr), record.reason, _float(record.base_lr), _float(record.max_lr),
+                    record.created_at if record.created_at is not None else time.time(),
+                    json.dumps(record.config, sort_keys=True),
+                ),
+            )  # fmt: skip
+
+    def delete_runs(self, ids: Sequence[str]) -> int:
+        """Delete runs and their metrics; returns how many runs were deleted."""
+        ids = list(dict.fromkeys(ids))
+        if not ids:
+            return 0
+        deleted = 0
+        with self._write() as tx:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                marks = ", ".join("?" * len(chunk))
+                tx.execute(f"DELETE FROM step_metrics WHERE run_id IN ({marks})", chunk)
+                tx.execute(f"DELETE FROM epoch_metrics WHERE run_id IN ({marks})", chunk)
+                deleted += tx.execute(f"DELETE FROM runs WHERE id IN ({marks})", chunk).rowcount
+        return deleted
+
+    def delete_sweep(self, name: str) -> int:
+        """Delete a sweep and all of its runs; returns how many runs were deleted."""
+        ids = [r.id for r in self.runs(sweep=name)]
+        count = self.delete_runs(ids)
+        with self._write() as tx:
+            tx.execute("DELETE FROM sweeps WHERE name = ?", (name,))
+        return count
