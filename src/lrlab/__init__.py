@@ -6,6 +6,7 @@ __version__ = "0.1.0"
 # One line per name: "name": "module that defines it".
 _LAZY = {
     "param_groups": "lrlab.finetune",
+    "find_lr": "lrlab.finder",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -1,0 +1,110 @@
+"""``FinderResult``: what a range test measured and what the rules make of it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lrlab.finder import suggest
+
+__all__ = ["FinderResult"]
+
+
+@dataclass(frozen=True)
+class FinderResult:
+    """A learning-rate range test.
+
+    Attributes:
+        lrs: the LR of every iteration run (base LR; a group with ``lr_mult`` got lr x lr_mult).
+        losses: the raw loss of each iteration (NaN for a skipped non-finite batch).
+        smoothed: the bias-corrected moving average of ``losses``.
+        suggestions: rule name -> suggested LR (see ``lrlab.finder.suggest``).
+        lr: the recommended LR (NaN when no rule could decide).
+        reason: which rule gave ``lr`` and why that rule is the default.
+        rule: the name of that rule.
+        diverged: whether the test stopped early because the loss blew up.
+        skipped: how many non-finite batches were skipped.
+        seconds: wall time of the test.
+        config: the arguments the test ran with (JSON-ready).
+    """
+
+    lrs: np.ndarray
+    losses: np.ndarray
+    smoothed: np.ndarray
+    suggestions: dict[str, float]
+    lr: float
+    reason: str
+    rule: str | None = None
+    diverged: bool = False
+    skipped: int = 0
+    seconds: float = 0.0
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.lrs)
+
+    def cyclic_bounds(self) -> tuple[float, float]:
+        """``(base_lr, max_lr)`` for cyclic / one-cycle schedules, after Smith (2017):
+        max_lr at the lowest smoothed loss (of the trimmed curve), base_lr = max_lr / 4."""
+        window = suggest.trim(len(self.lrs))
+        return suggest.cyclic_bounds(self.lrs[window], self.smoothed[window])
+
+    def _bounds_or_none(self) -> tuple[float, float] | None:
+        try:
+            return self.cyclic_bounds()
+        except ValueError:
+            return None
+
+    def plot(self, path: str | Path | None = None, *, title: str | None = None) -> Any:
+        """The loss-vs-LR curve (log x) with each suggestion marked and the cyclic bounds
+        shaded. Without ``path`` returns a matplotlib Figure; with a ``.png``/``.svg``
+        path writes it and returns the path; with ``.html`` writes an offline plotly page.
+        """
+        from lrlab.finder.plot import finder_figure, write_finder_figure
+
+        args = (self.lrs, self.losses, self.smoothed, self.suggestions)
+        kwargs = {"recommended": self.rule, "bounds": self._bounds_or_none(), "title": title}
+        if path is None:
+            return finder_figure(*args, **kwargs)
+        return write_finder_figure(path, *args, **kwargs)
+
+    def to_record(
+        self,
+        task: str,
+        optimizer: str,
+        *,
+        id: str | None = None,
+        sweep: str | None = None,
+        config: dict[str, Any] | None = None,
+    ):
+        """This result as an ``lrlab.experiments.records.FinderRecord`` for the store."""
+        from lrlab.experiments.records import FinderRecord
+
+        full_config = {**self.config, **(config or {}), "rule": self.rule}
+        created = time.time()
+        if id is None:
+            payload = json.dumps([task, optimizer, full_config, created], sort_keys=True, default=str)
+            id = "find-" + hashlib.sha1(payload.encode()).hexdigest()[:12]
+        bounds = self._bounds_or_none()
+        return FinderRecord(
+            id=id,
+            task=task,
+            optimizer=optimizer,
+            lrs=np.asarray(self.lrs, dtype=np.float64),
+            losses=np.asarray(self.losses, dtype=np.float64),
+            smoothed=np.asarray(self.smoothed, dtype=np.float64),
+            suggestions=dict(self.suggestions),
+            lr=float(self.lr),
+            reason=self.reason,
+            base_lr=None if bounds is None else bounds[0],
+            max_lr=None if bounds is None else bounds[1],
+            sweep=sweep,
+            created_at=created,
+            config=full_config,
+        )

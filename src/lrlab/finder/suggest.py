@@ -1,0 +1,253 @@
+"""Suggestion rules: pure functions of a range test's ``(lrs, losses)``, numpy only.
+
+Every rule shares fastai's signature ``rule(lrs, losses) -> lr``. The rules expect the
+*smoothed* loss curve of an LR range test (``smooth_losses`` makes one), already trimmed of
+the noisy first iterations and the diverging tail (``suggest_all`` does both). Points whose
+loss is not finite are ignored.
+
+The article's halving search has its decision rule here too (``decreases_steadily``,
+``halving_pick``); the trial trainings that feed it live in ``finder/halving.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+
+__all__ = [
+    "DEFAULT_REASON",
+    "DEFAULT_RULE",
+    "RULES",
+    "RULE_DESCRIPTIONS",
+    "cyclic_bounds",
+    "decreases_steadily",
+    "halving_pick",
+    "minimum_tenth",
+    "smooth_losses",
+    "steepest",
+    "suggest_all",
+    "trim",
+    "valley",
+]
+
+Rule = Callable[[Sequence[float], Sequence[float]], float]
+
+
+def _finite_curve(
+    lrs: Sequence[float], losses: Sequence[float], *, at_least: int = 2
+) -> tuple[np.ndarray, np.ndarray]:
+    lr = np.asarray(lrs, dtype=np.float64)
+    loss = np.asarray(losses, dtype=np.float64)
+    if lr.ndim != 1 or loss.ndim != 1 or lr.shape != loss.shape:
+        raise ValueError(
+            f"lrs and losses must be 1-D and of equal length, got shapes {lr.shape} and {loss.shape}"
+        )
+    if not np.all(np.isfinite(lr)) or np.any(lr <= 0):
+        raise ValueError("lrs must be finite and > 0")
+    if np.any(np.diff(lr) <= 0):
+        raise ValueError("lrs must be strictly increasing")
+    keep = np.isfinite(loss)
+    if keep.sum() < at_least:
+        raise ValueError(f"losses needs at least {at_least} finite values, got {int(keep.sum())}")
+    return lr[keep], loss[keep]
+
+
+def smooth_losses(losses: Sequence[float], smooth: float = 0.05) -> np.ndarray:
+    """Exponential moving average of ``losses`` with bias correction (fastai's smoothing).
+
+    ``smooth`` is the weight of the newest loss (torch-lr-finder's ``smooth_f``): 0 keeps
+    the raw losses. A non-finite loss (a skipped NaN batch) does not enter the average;
+    its smoothed value repeats the previous one (NaN before the first finite loss).
+
+    >>> smooth_losses([4.0, 2.0, float("nan"), 2.0], smooth=0.5).round(3).tolist()
+    [4.0, 2.667, 2.667, 2.286]
+    """
+    if not 0.0 <= smooth < 1.0:
+        raise ValueError(f"smooth must be in [0, 1), got {smooth}")
+    beta = 1.0 - smooth
+    out = np.empty(len(losses), dtype=np.float64)
+    average, count, last = 0.0, 0, np.nan
+    for i, value in enumerate(np.asarray(losses, dtype=np.float64)):
+        if np.isfinite(value):
+            count += 1
+            average = beta * average + (1.0 - beta) * value
+            last = value if smooth == 0.0 else average / (1.0 - beta**count)
+        out[i] = last
+    return out
+
+
+def steepest(lrs: Sequence[float], losses: Sequence[float]) -> float:
+    """The LR where the loss falls fastest per unit of log(LR) (Smith; torch-lr-finder).
+
+    >>> lrs = np.logspace(-4, 0, 9)
+    >>> round(steepest(lrs, [2.0, 1.99, 1.9, 1.5, 0.9, 0.7, 0.65, 0.8, 3.0]), 6)
+    0.003162
+    """
+    lr, loss = _finite_curve(lrs, losses)
+    slope = np.gradient(loss, np.log(lr))
+    return float(lr[int(np.argmin(slope))])
+
+
+def valley(lrs: Sequence[float], losses: Sequence[float]) -> float:
+    """fastai's ``valley``: a point about half-way down the longest descending stretch.
+
+    The stretch is the longest decreasing subsequence of the loss curve; the suggestion
+    sits at its start plus 1/3 + 1/6 of its length (fastai, ``lr_find`` default since 2.4).
+
+    >>> lrs = np.logspace(-4, 0, 9)
+    >>> valley(lrs, [2.0, 1.99, 1.9, 1.5, 0.9, 0.7, 0.65, 0.8, 3.0])
+    0.001
+    """
+    lr, loss = _finite_curve(lrs, losses, at_least=1)
+    n = len(loss)
+    # lds[i]: length of the longest decreasing subsequence that ends at i.
+    lds = np.ones(n, dtype=np.int64)
+    max_start, max_end = 0, 0
+    for i in range(1, n):
+        earlier = loss[:i] > loss[i]
+        if earlier.any():
+            lds[i] = max(lds[i], int(lds[:i][earlier].max()) + 1)
+        if lds[i] > lds[max_end]:
+            max_end = i
+            max_start = max_end - int(lds[max_end])
+    sections = (max_end - max_start) / 3
+    idx = max(0, max_start + int(sections) + int(sections / 2))
+    return float(lr[idx])
+
+
+def minimum_tenth(lrs: Sequence[float], losses: Sequence[float]) -> float:
+    """One tenth of the LR at the lowest loss (fastai's ``minimum``).
+
+    >>> lrs = np.logspace(-4, 0, 9)
+    >>> minimum_tenth(lrs, [2.0, 1.99, 1.9, 1.5, 0.9, 0.7, 0.65, 0.8, 3.0])
+    0.01
+    """
+    lr, loss = _finite_curve(lrs, losses, at_least=1)
+    return float(lr[int(np.argmin(loss))] / 10.0)
+
+
+RULES: dict[str, Rule] = {"steepest": steepest, "valley": valley, "minimum/10": minimum_tenth}
+
+RULE_DESCRIPTIONS: dict[str, str] = {
+    "steepest": "steepest descent of the smoothed loss per log(LR)",
+    "valley": "fastai's valley: ~half-way down the longest descending stretch",
+    "minimum/10": "one tenth of the LR at the lowest smoothed loss",
+    "halving": "article's search: largest LR, halving from a large one, whose loss falls steadily",
+}
+
+# The recommendation ``find_lr`` returns: the rule with the lowest regret against grid search
+# in benchmarks/bench_finder.py (see docs/finder.md for the numbers).
+DEFAULT_RULE = "valley"
+DEFAULT_REASON = "the default rule (fastai's default; benchmark pending)"
+
+
+def trim(n: int, *, skip_start: int | None = None, skip_end: int | None = None) -> slice:
+    """The part of an ``n``-point curve the rules look at.
+
+    By default the first ``n // 10`` points (the EMA is still settling) and the last 5
+    (the divergence) are dropped, as fastai does; never more than would leave 3 points.
+
+    >>> trim(100)
+    slice(10, 95, None)
+    >>> trim(6)
+    slice(0, 3, None)
+    """
+    start = n // 10 if skip_start is None else skip_start
+    end = 5 if skip_end is None else skip_end
+    if start < 0 or end < 0:
+        raise ValueError(f"skip_start and skip_end must be >= 0, got {start} and {end}")
+    while n - start - end < 3 and (start > 0 or end > 0):
+        if end >= start and end > 0:
+            end -= 1
+        else:
+            start -= 1
+    return slice(start, n - end)
+
+
+def suggest_all(
+    lrs: Sequence[float],
+    smoothed: Sequence[float],
+    rules: Mapping[str, Rule] | None = None,
+    *,
+    skip_start: int | None = None,
+    skip_end: int | None = None,
+) -> dict[str, float]:
+    """Every rule's suggestion on the trimmed smoothed curve; a rule that cannot decide
+    (too few finite points) is left out.
+
+    >>> lrs = np.logspace(-5, 1, 61)
+    >>> loss = 2.0 - np.tanh(np.log10(lrs) + 2.5) + np.exp(3 * (np.log10(lrs) + 0.2))
+    >>> {k: round(v, 6) for k, v in suggest_all(lrs, loss).items()}
+    {'steepest': 0.003162, 'valley': 0.001259, 'minimum/10': 0.007943}
+    """
+    lr = np.asarray(lrs, dtype=np.float64)
+    loss = np.asarray(smoothed, dtype=np.float64)
+    window = trim(len(lr), skip_start=skip_start, skip_end=skip_end)
+    out: dict[str, float] = {}
+    for name, rule in (RULES if rules is None else rules).items():
+        try:
+            out[name] = rule(lr[window], loss[window])
+        except ValueError:
+            continue
+    return out
+
+
+def cyclic_bounds(lrs: Sequence[float], losses: Sequence[float]) -> tuple[float, float]:
+    """``(base_lr, max_lr)`` for cyclic and one-cycle schedules, after Smith (2017).
+
+    ``max_lr`` is the LR at the lowest smoothed loss, where the curve stops falling and
+    turns ragged; ``base_lr`` is a quarter of it (Smith, "Cyclical Learning Rates for
+    Training Neural Networks", section 3.3: base_lr 1/3 or 1/4 of max_lr).
+
+    >>> lrs = np.logspace(-4, 0, 9)
+    >>> cyclic_bounds(lrs, [2.0, 1.99, 1.9, 1.5, 0.9, 0.7, 0.65, 0.8, 3.0])
+    (0.025, 0.1)
+    """
+    lr, loss = _finite_curve(lrs, losses, at_least=1)
+    max_lr = float(lr[int(np.argmin(loss))])
+    return max_lr / 4.0, max_lr
+
+
+# --- the article's halving search: its decision rule -------------------------------------
+
+
+def decreases_steadily(pass_losses: Sequence[float], *, min_drop: float = 0.02) -> bool:
+    """Whether a short trial training "behaves": its loss falls pass after pass.
+
+    ``pass_losses`` are the mean losses of successive passes over the same small data
+    subset. The trial behaves when every value is finite, no pass is worse than the one
+    before, and the last pass is at least ``min_drop`` (relative) below the first, so a
+    loss that does not move at all does not count as decreasing.
+
+    >>> decreases_steadily([2.3, 1.9, 1.6, 1.4])
+    True
+    >>> decreases_steadily([2.3, 1.9, 2.1, 1.4])   # a bounce: the LR is still too large
+    False
+    >>> decreases_steadily([2.3, 2.3, 2.299, 2.299])  # barely moves
+    False
+    """
+    if not 0.0 <= min_drop < 1.0:
+        raise ValueError(f"min_drop must be in [0, 1), got {min_drop}")
+    values = np.asarray(pass_losses, dtype=np.float64)
+    if values.ndim != 1 or len(values) < 2:
+        raise ValueError(f"pass_losses needs at least 2 values, got {values.size}")
+    if not np.all(np.isfinite(values)):
+        return False
+    if np.any(np.diff(values) > 0):
+        return False
+    return bool(values[-1] <= values[0] - min_drop * abs(values[0]))
+
+
+def halving_pick(trials: Sequence[tuple[float, Sequence[float]]], *, min_drop: float = 0.02) -> float | None:
+    """The first LR, in the order tried (large to small), whose trial decreases steadily.
+
+    ``trials`` are ``(lr, pass_losses)`` pairs; None when no trial behaved.
+
+    >>> halving_pick([(1.0, [2.3, 9.0]), (0.5, [2.3, 1.8, 2.0]), (0.25, [2.3, 1.7, 1.2])])
+    0.25
+    """
+    for lr, pass_losses in trials:
+        if decreases_steadily(pass_losses, min_drop=min_drop):
+            return float(lr)
+    return None
