@@ -1,0 +1,223 @@
+"""Everything a report draws, read once from the store (or built from records directly).
+
+:func:`load_report_data` reads runs, epoch metrics, step series and finder results;
+:func:`build_report_data` is the pure part (records in, :class:`ReportData` out): it
+groups runs by configuration, runs the diagnostics on the full step series, then keeps
+only a downsampled copy of each series (spikes and the divergence point preserved).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from lrlab.experiments.records import EpochRecord, FinderRecord, RunRecord, StepSeries
+from lrlab.report.diagnostics import Finding, diagnose
+from lrlab.report.downsample import DEFAULT_MAX_POINTS, downsample_indices
+from lrlab.report.grouping import Configuration, group_runs, is_diverged, shared_axes
+
+if TYPE_CHECKING:
+    from lrlab.experiments.store import Store
+
+
+@dataclass
+class ReportData:
+    """Records grouped for drawing, the diagnostics, and downsampled step series."""
+
+    title: str
+    runs: list[RunRecord]
+    configs: list[Configuration]
+    epochs: dict[str, list[EpochRecord]]
+    steps: dict[str, StepSeries]  # downsampled
+    finders: list[FinderRecord]
+    findings: list[Finding]
+    steps_per_epoch: dict[str, float]  # run id -> optimizer steps per epoch, where known
+    total_steps: dict[str, int] = field(default_factory=dict)  # recorded steps per run (before downsampling)
+    shared: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def is_classification(self) -> bool:
+        return any(r.val_error is not None for recs in self.epochs.values() for r in recs)
+
+
+def _steps_per_epoch(
+    runs: Sequence[RunRecord], epochs: Mapping[str, Sequence[EpochRecord]]
+) -> dict[str, float]:
+    """Steps per epoch for each run: from its own epoch records, else from a run with the
+    same task and batch size (a run that diverged in epoch 1 has none of its own)."""
+    own: dict[str, float] = {}
+    for run in runs:
+        for rec in epochs.get(run.id, ()):
+            if rec.epoch > 0 and rec.step > 0:
+                own[run.id] = rec.step / rec.epoch
+                break
+    by_shape: dict[tuple[str, str], float] = {}
+    for run in runs:
+        if run.id in own:
+            by_shape.setdefault(_shape(run), own[run.id])
+    out = dict(own)
+    for run in runs:
+        if run.id not in out and _shape(run) in by_shape:
+            out[run.id] = by_shape[_shape(run)]
+    return out
+
+
+def _shape(run: RunRecord) -> tuple[str, str]:
+    return (repr(run.config.get("task")), repr(run.config.get("batch_size")))
+
+
+def _planned_steps(runs: Sequence[RunRecord], spe: Mapping[str, float]) -> dict[str, int]:
+    out = {}
+    for run in runs:
+        epochs = run.config.get("epochs")
+        if run.id in spe and isinstance(epochs, int) and epochs > 0:
+            out[run.id] = max(1, round(spe[run.id] * epochs))
+    return out
+
+
+def divergence_index(series: StepSeries, run: RunRecord) -> int | None:
+    """Index into ``series`` of the divergence point: the recorded diverged step, else the
+    first non-finite loss of a diverged run."""
+    if not len(series):
+        return None
+    if run.diverged_step is not None:
+        i = int(np.searchsorted(series.step, run.diverged_step))
+        return min(i, len(series) - 1)
+    if is_diverged(run):
+        bad = ~np.isfinite(series.loss)
+        return int(np.argmax(bad)) if bad.any() else len(series) - 1
+    return None
+
+
+def downsample_series(
+    series: StepSeries, max_points: int = DEFAULT_MAX_POINTS, keep: Sequence[int] = (), with_lr: bool = False
+) -> StepSeries:
+    """A copy of ``series`` at the union of the indices kept for loss and gradient norm
+    (and LR and momentum when ``with_lr``), each by :func:`downsample_indices`."""
+    n = len(series)
+    if n <= max_points:
+        return series
+    columns = [series.loss, series.grad_norm]
+    if with_lr:
+        columns += [series.lr, series.momentum]
+    keep = [int(k) for k in keep if 0 <= k < n]
+    idx = np.unique(np.concatenate([downsample_indices(c, max_points, keep) for c in columns]))
+    return StepSeries(
+        run_id=series.run_id,
+        step=series.step[idx],
+        epoch=series.epoch[idx],
+        lr=series.lr[idx],
+        lrs=series.lrs[idx],
+        momentum=series.momentum[idx],
+        loss=series.loss[idx],
+        grad_norm=series.grad_norm[idx],
+    )
+
+
+def build_report_data(
+    runs: Sequence[RunRecord],
+    epochs: Mapping[str, Sequence[EpochRecord]],
+    steps: Mapping[str, StepSeries],
+    finders: Sequence[FinderRecord] = (),
+    *,
+    title: str = "lrlab report",
+    max_points: int = DEFAULT_MAX_POINTS,
+) -> ReportData:
+    """Group, diagnose and downsample (pure: records in, ReportData out)."""
+    if not runs:
+        raise ValueError("runs must not be empty")
+    configs = group_runs(runs)
+    epochs = {r.id: sorted(epochs.get(r.id, ()), key=lambda e: e.epoch) for r in runs}
+    spe = _steps_per_epoch(runs, epochs)
+    findings = diagnose(configs, epochs, steps, _planned_steps(runs, spe))
+    representatives = {c.runs[0].id for c in configs}
+    small: dict[str, StepSeries] = {}
+    for run in runs:
+        series = steps.get(run.id)
+        if series is None or not len(series):
+            continue
+        div = divergence_index(series, run)
+        small[run.id] = downsample_series(
+            series, max_points, () if div is None else (div,), with_lr=run.id in representatives
+        )
+    tasks = sorted({str(r.config.get("task")) for r in runs if r.config.get("task") is not None})
+    used = [f for f in finders if not tasks or f.task in tasks]
+    return ReportData(
+        title=title,
+        runs=list(runs),
+        configs=configs,
+        epochs=epochs,
+        steps=small,
+        finders=used,
+        findings=findings,
+        steps_per_epoch=spe,
+        total_steps={rid: len(s) for rid, s in steps.items()},
+        shared=shared_axes([c.config for c in configs]),
+    )
+
+
+def load_report_data(
+    store: Store,
+    *,
+    sweep: str | None = None,
+    run_ids: Sequence[str] | None = None,
+    max_points: int = DEFAULT_MAX_POINTS,
+    progress: Callable[[int, int], None] | None = None,
+) -> ReportData:
+    """Read a sweep (or the given runs, or every run) from ``store`` and build the report data.
+
+    Raises ``ValueError`` when nothing matches (no such sweep, unknown run ids, empty store).
+    """
+    if sweep is not None and run_ids:
+        raise ValueError("give either sweep or run_ids, not both")
+    if sweep is not None:
+        runs = store.runs(sweep=sweep)
+        if not runs:
+            known = store.sweeps()
+            hint = f"; sweeps: {', '.join(known[:10])}" if known else "; the store has no sweeps"
+            raise ValueError(f"sweep {sweep!r} has no runs in {store.path}{hint}")
+        title = f"Sweep {sweep}"
+    elif run_ids:
+        wanted = list(dict.fromkeys(run_ids))
+        runs = store.runs(ids=wanted)
+        found = {r.id for r in runs}
+        missing = [i for i in wanted if i not in found]
+        if missing:
+            runs += _by_prefix(store, missing)
+        title = f"{len(runs)} runs"
+    else:
+        runs = store.runs()
+        if not runs:
+            raise ValueError(f"the store {store.path} has no runs")
+        sweeps = sorted({r.sweep for r in runs if r.sweep})
+        title = f"Sweep {sweeps[0]}" if len(sweeps) == 1 else f"All {len(runs)} runs"
+    epochs = store.epochs_for([r.id for r in runs])
+    steps: dict[str, StepSeries] = {}
+    for i, run in enumerate(runs):
+        steps[run.id] = store.steps(run.id)
+        if progress is not None:
+            progress(i + 1, len(runs))
+    finders = store.finder_results()
+    if sweep is not None:
+        finders = [f for f in finders if f.sweep in (None, sweep)]
+    return build_report_data(runs, epochs, steps, finders, title=title, max_points=max_points)
+
+
+def _by_prefix(store: Store, prefixes: Sequence[str]) -> list[RunRecord]:
+    everything = store.runs()
+    out = []
+    for prefix in prefixes:
+        matches = [r for r in everything if r.id.startswith(prefix)]
+        if len(matches) != 1:
+            why = "no run matches it" if not matches else f"{len(matches)} runs match it"
+            raise ValueError(f"run id {prefix!r}: {why} in {store.path}")
+        out.append(matches[0])
+    return out
+
+
+def finite_or_none(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None

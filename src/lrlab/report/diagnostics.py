@@ -1,0 +1,564 @@
+"""Diagnostics in words, each with the numbers behind it: pure functions on records.
+
+Every check returns :class:`Finding` values; nothing here reads the store, draws or
+prints. The thresholds are parameters with the defaults documented in ``docs/report.md``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from lrlab.experiments.records import EpochRecord, RunRecord, StepSeries
+from lrlab.report.grouping import Configuration, epoch_stats, format_value, is_diverged, schedule_shape
+
+# The article: "near the end of training the learning rate should have decayed by about 100x or more".
+DECAY_RULE = 100.0
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One diagnostic: ``kind`` (best, divergence, stuck, overfitting, schedule_decay),
+    ``severity`` (``info`` or ``warning``), a sentence, and the numbers it rests on."""
+
+    kind: str
+    severity: str
+    message: str
+    numbers: dict[str, Any] = field(default_factory=dict)
+    labels: tuple[str, ...] = ()
+    run_ids: tuple[str, ...] = ()
+
+
+def _g(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    if math.isinf(value):
+        return "inf"
+    return f"{value:.4g}"
+
+
+def family_key(config: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    """The config without seed and LR (schedule written relative to the LR): the
+    configurations of one family differ only in their learning rate."""
+    lr = config.get("lr")
+    lr_f = float(lr) if isinstance(lr, (int, float)) and not isinstance(lr, bool) else None
+    items = []
+    for k, v in config.items():
+        if k in ("seed", "lr"):
+            continue
+        text = schedule_shape(v, lr_f) if k == "schedule" and isinstance(v, str) else format_value(v)
+        items.append((k, text))
+    return tuple(sorted(items))
+
+
+# ---------------------------------------------------------------- final metrics
+
+
+def final_metric(records: Sequence[EpochRecord], metric: str = "val_loss") -> float | None:
+    """The metric at the last epoch that reports a finite value (None when none does)."""
+    for rec in reversed(records):
+        value = getattr(rec, metric)
+        if value is not None and math.isfinite(value):
+            return float(value)
+    return None
+
+
+@dataclass(frozen=True)
+class ConfigScore:
+    """A configuration's final metric over its non-diverged seeds."""
+
+    config: Configuration
+    mean: float
+    low: float
+    high: float
+    seeds: int
+
+
+def config_scores(
+    configs: Sequence[Configuration], epochs: Mapping[str, Sequence[EpochRecord]], metric: str = "val_loss"
+) -> list[ConfigScore]:
+    """Scores of every configuration with at least one non-diverged run reporting ``metric``,
+    best (lowest) first."""
+    scores = []
+    for cfg in configs:
+        values = [
+            v
+            for run in cfg.runs
+            if not is_diverged(run) and run.status != "failed"
+            for v in [final_metric(epochs.get(run.id, ()), metric)]
+            if v is not None
+        ]
+        if values:
+            arr = np.asarray(values)
+            scores.append(ConfigScore(cfg, float(arr.mean()), float(arr.min()), float(arr.max()), len(arr)))
+    return sorted(scores, key=lambda s: (s.mean, s.config.index))
+
+
+def best_configuration(
+    configs: Sequence[Configuration], epochs: Mapping[str, Sequence[EpochRecord]], metric: str = "val_loss"
+) -> Finding | None:
+    """The configuration with the lowest final ``metric`` and its margin over the runner-up.
+
+    The margin is compared with the spread over seeds (max - min of either configuration):
+    a margin inside that spread is reported as not separated from noise.
+    """
+    scores = config_scores(configs, epochs, metric)
+    if not scores and metric != "train_loss":
+        return best_configuration(configs, epochs, "train_loss")
+    if not scores:
+        return None
+    best = scores[0]
+    what = metric.replace("_", " ")
+    seeds = f" (mean of {best.seeds} seeds, range {_g(best.low)}-{_g(best.high)})" if best.seeds > 1 else ""
+    numbers: dict[str, Any] = {"metric": metric, "best": best.mean, "best_seeds": best.seeds}
+    message = f"Best configuration: {best.config.label} with final {what} {_g(best.mean)}{seeds}"
+    labels = [best.config.label]
+    if len(scores) > 1:
+        second = scores[1]
+        margin = second.mean - best.mean
+        relative = margin / abs(second.mean) if second.mean else math.inf
+        spread = max(best.high - best.low, second.high - second.low)
+        numbers |= {
+            "runner_up": second.mean,
+            "margin": margin,
+            "relative_margin": relative,
+            "seed_spread": spread,
+        }
+        message += (
+            f"; runner-up {second.config.label} at {_g(second.mean)}, "
+            f"a margin of {_g(margin)} ({relative:.1%})"
+        )
+        if max(best.seeds, second.seeds) > 1:
+            message += (
+                f", {'larger' if margin > spread else 'not larger'} than the spread over seeds ({_g(spread)})"
+            )
+        labels.append(second.config.label)
+    error = _mean_final(best.config, epochs, "val_error")
+    if metric == "val_loss" and error is not None:
+        numbers["best_val_error"] = error
+        message += f". Its validation error is {error:.2%}"
+    return Finding(
+        "best", "info", message + ".", numbers, tuple(labels), tuple(r.id for r in best.config.runs)
+    )
+
+
+def _mean_final(cfg: Configuration, epochs: Mapping[str, Sequence[EpochRecord]], metric: str) -> float | None:
+    values = [
+        v
+        for run in cfg.runs
+        if not is_diverged(run)
+        for v in [final_metric(epochs.get(run.id, ()), metric)]
+        if v is not None
+    ]
+    return float(np.mean(values)) if values else None
+
+
+# ---------------------------------------------------------------- divergence
+
+
+def divergence(configs: Sequence[Configuration]) -> list[Finding]:
+    """Diverged runs, and per family (same everything but LR) the LR where divergence starts:
+    the smallest diverged LR, next to the largest LR below it that never diverged."""
+    families: dict[tuple[tuple[str, str], ...], list[Configuration]] = {}
+    for cfg in configs:
+        families.setdefault(family_key(cfg.config), []).append(cfg)
+    findings = []
+    for members in families.values():
+        bad = [c for c in members if c.diverged]
+        if not bad:
+            continue
+        runs = [r for c in bad for r in c.diverged]
+        lrs_bad = sorted(c.lr for c in bad if c.lr is not None)
+        start = lrs_bad[0] if lrs_bad else None
+        stable = [
+            c.lr for c in members if not c.diverged and c.lr is not None and (start is None or c.lr < start)
+        ]
+        largest_stable = max(stable) if stable else None
+        steps = [r.diverged_step for r in runs if r.diverged_step is not None]
+        numbers: dict[str, Any] = {
+            "diverged_runs": len(runs),
+            "runs": sum(len(c.runs) for c in members),
+            "divergence_lr": start,
+            "largest_stable_lr": largest_stable,
+            "diverged_lrs": lrs_bad,
+            "first_diverged_step": min(steps) if steps else None,
+        }
+        where = _family_words(members)
+        message = f"{len(runs)} of {numbers['runs']} runs{where} diverged"
+        if start is not None:
+            message += f"; divergence starts at lr={_g(start)}"
+            message += (
+                f" (largest stable lr={_g(largest_stable)})"
+                if largest_stable is not None
+                else " (no smaller LR in this sweep was stable)"
+            )
+        if steps:
+            message += f"; the earliest blew up at step {min(steps)}"
+        findings.append(
+            Finding(
+                "divergence",
+                "warning",
+                message + ".",
+                numbers,
+                tuple(c.label for c in bad),
+                tuple(r.id for r in runs),
+            )
+        )
+    return findings
+
+
+def _family_words(members: Sequence[Configuration]) -> str:
+    label = members[0].label
+    rest = ", ".join(p for p in label.split(", ") if not p.startswith("lr="))
+    return f" with {rest}" if rest and rest != "all runs" else ""
+
+
+# ---------------------------------------------------------------- stuck / oscillating
+
+
+@dataclass(frozen=True)
+class StuckCheck:
+    """Numbers behind the stuck test of one run (see :func:`stuck_check`)."""
+
+    stuck: bool
+    window_start_step: int
+    relative_drop: float  # loss improvement across the last window, relative
+    loss_level: float  # median loss in the last part of the window
+    grad_ratio: float  # median grad norm in the window / median in the first 10% of steps
+    loss_cv: float  # std / mean of the loss in the window: how much it bounces
+
+
+def stuck_check(
+    series: StepSeries,
+    *,
+    window: float = 1 / 3,
+    plateau: float = 0.05,
+    grad_ratio: float = 0.5,
+    best_level: float | None = None,
+    above_best: float = 1.5,
+) -> StuckCheck | None:
+    """Is the run stuck with a large gradient (oscillating across a valley)?
+
+    Over the last ``window`` of the steps: the loss improves by less than ``plateau``
+    (relative, median of the window's first quarter vs its last quarter), while the median
+    gradient norm is still at least ``grad_ratio`` times its median over the first 10% of
+    training (a run that settles into a minimum sees its gradient shrink). When
+    ``best_level`` (the best run's loss level) is given, the run must also sit at least
+    ``above_best`` times above it: a plateau at the best loss is convergence, not stuck.
+    None when the series is too short (< 40 finite steps).
+    """
+    ok = np.isfinite(series.loss) & np.isfinite(series.grad_norm)
+    loss, grad, step = series.loss[ok], series.grad_norm[ok], series.step[ok]
+    n = len(loss)
+    if n < 40:
+        return None
+    start = int(n * (1 - window))
+    win_loss, win_grad = loss[start:], grad[start:]
+    quarter = max(1, len(win_loss) // 4)
+    first, last = float(np.median(win_loss[:quarter])), float(np.median(win_loss[-quarter:]))
+    drop = (first - last) / abs(first) if first else 0.0
+    early_grad = float(np.median(grad[: max(4, n // 10)]))
+    ratio = float(np.median(win_grad)) / early_grad if early_grad > 0 else math.inf
+    mean = float(np.mean(win_loss))
+    cv = float(np.std(win_loss)) / abs(mean) if mean else 0.0
+    stuck = drop < plateau and ratio >= grad_ratio
+    if best_level is not None:
+        stuck = stuck and last >= above_best * best_level
+    return StuckCheck(stuck, int(step[start]), drop, last, ratio, cv)
+
+
+def stuck_runs(
+    configs: Sequence[Configuration],
+    steps: Mapping[str, StepSeries],
+    epochs: Mapping[str, Sequence[EpochRecord]] | None = None,
+    **thresholds: float,
+) -> list[Finding]:
+    """Runs whose loss has plateaued well above the best run while the gradient norm stays
+    large. Diverged runs are reported by :func:`divergence` instead.
+
+    Which side of the U-curve the run sits on decides the words: above the best LR of its
+    family (same config but LR) it is ``stuck`` oscillating across a valley (the article's
+    diagnosis: lower the LR or decay it); below it the run is ``slow`` (the LR is too small
+    to get anywhere in this budget). Without a family to compare with, a run that first
+    made progress (loss 10% or more below its start) and then stalled is ``stuck``.
+    """
+    candidates = [
+        (cfg, run, steps[run.id])
+        for cfg in configs
+        for run in cfg.runs
+        if run.id in steps and not is_diverged(run) and run.status != "failed"
+    ]
+    first_pass = [(cfg, run, stuck_check(s)) for cfg, run, s in candidates]
+    levels = [c.loss_level for _cfg, _run, c in first_pass if c is not None]
+    best = min(levels) if len(levels) > 1 else None
+    family_best = _family_best_lr(configs, epochs or {}, first_pass)
+    findings = []
+    for cfg, run, series in candidates:
+        check = stuck_check(series, best_level=best, **thresholds)
+        if check is None or not check.stuck:
+            continue
+        ok = np.isfinite(series.loss)
+        start = float(np.median(series.loss[ok][: max(4, int(ok.sum()) // 20)]))
+        progress = 1 - check.loss_level / start if start else 0.0
+        best_lr = family_best.get(family_key(cfg.config))
+        if best_lr is not None and cfg.lr is not None and cfg.lr != best_lr:
+            slow = cfg.lr < best_lr
+        else:
+            slow = progress < 0.1
+        seed = f" (seed {run.seed})" if len(cfg.runs) > 1 else ""
+        level = f"sits at {_g(check.loss_level)}" + (
+            f" ({check.loss_level / best:.1f}x the best run's {_g(best)})" if best else ""
+        )
+        if slow:
+            message = (
+                f"{cfg.label}{seed} learns too slowly: its training loss {level}, only {progress:.0%} "
+                f"below where it started, and improved by {check.relative_drop:.1%} over the last "
+                f"third of training"
+                + (f"; lr={_g(best_lr)} did best in this family" if best_lr is not None else "")
+                + ": the LR is too small for this budget."
+            )
+        else:
+            message = (
+                f"{cfg.label}{seed} looks stuck: from step {check.window_start_step} on the training loss "
+                f"improves by only {check.relative_drop:.1%} and {level}, while the gradient norm stays "
+                f"at {check.grad_ratio:.2f}x its early level (loss bounces by {check.loss_cv:.1%}): the "
+                "parameters oscillate across a valley; a lower LR or a decaying schedule should help."
+            )
+        numbers = {
+            "window_start_step": check.window_start_step,
+            "relative_drop": check.relative_drop,
+            "loss_level": check.loss_level,
+            "best_level": best,
+            "grad_ratio": check.grad_ratio,
+            "loss_cv": check.loss_cv,
+            "progress": progress,
+            "family_best_lr": best_lr,
+        }
+        findings.append(
+            Finding("slow" if slow else "stuck", "warning", message, numbers, (cfg.label,), (run.id,))
+        )
+    return findings
+
+
+def _family_best_lr(
+    configs: Sequence[Configuration],
+    epochs: Mapping[str, Sequence[EpochRecord]],
+    checks: Sequence[tuple[Configuration, RunRecord, StuckCheck | None]],
+) -> dict[tuple[tuple[str, str], ...], float]:
+    """Per family, the LR of the best configuration (final val loss, else step loss level)."""
+    score: dict[tuple[tuple[str, str], ...], float] = {}
+    for s in config_scores(configs, epochs):
+        score.setdefault(s.config.key, s.mean)
+    if not score:
+        for cfg, _run, check in checks:
+            if check is not None:
+                score[cfg.key] = min(score.get(cfg.key, math.inf), check.loss_level)
+    best: dict[tuple[tuple[str, str], ...], tuple[float, float]] = {}
+    for cfg in configs:
+        if cfg.key in score and cfg.lr is not None:
+            fam = family_key(cfg.config)
+            if fam not in best or score[cfg.key] < best[fam][0]:
+                best[fam] = (score[cfg.key], cfg.lr)
+    return {fam: lr for fam, (_s, lr) in best.items()}
+
+
+# ---------------------------------------------------------------- overfitting
+
+
+@dataclass(frozen=True)
+class GapTrend:
+    """Where the train-validation gap starts widening for good."""
+
+    onset_epoch: int
+    last_epoch: int
+    gap_at_onset: float
+    gap_at_end: float
+
+
+def widening_gap(
+    epochs: np.ndarray, gap: np.ndarray, *, min_epochs: int = 3, min_widening: float = 0.01
+) -> GapTrend | None:
+    """The trailing stretch over which ``gap`` (val - train) rises epoch after epoch.
+
+    Flagged when it rises at least ``min_epochs`` times in a row up to the last epoch and
+    by ``min_widening`` in total (in loss units).
+
+    >>> widening_gap(np.arange(1, 8), np.array([0.3, 0.1, 0.05, 0.08, 0.12, 0.2, 0.3]))
+    GapTrend(onset_epoch=3, last_epoch=7, gap_at_onset=0.05, gap_at_end=0.3)
+    """
+    ok = np.isfinite(gap)
+    epochs, gap = np.asarray(epochs)[ok], np.asarray(gap, dtype=np.float64)[ok]
+    if len(gap) < min_epochs + 1:
+        return None
+    onset = len(gap) - 1
+    while onset > 0 and gap[onset] > gap[onset - 1]:
+        onset -= 1
+    rises = len(gap) - 1 - onset
+    if rises < min_epochs or gap[-1] - gap[onset] < min_widening:
+        return None
+    return GapTrend(int(epochs[onset]), int(epochs[-1]), float(gap[onset]), float(gap[-1]))
+
+
+def gap_series(
+    cfg: Configuration, epochs: Mapping[str, Sequence[EpochRecord]]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean validation loss minus mean training loss, per epoch, over the configuration's seeds."""
+    per_run = [epochs.get(r.id, ()) for r in cfg.runs]
+    train, val = epoch_stats(per_run, "train_loss"), epoch_stats(per_run, "val_loss")
+    common, ti, vi = np.intersect1d(train.epoch, val.epoch, return_indices=True)
+    return common, val.mean[vi] - train.mean[ti]
+
+
+def overfitting(
+    configs: Sequence[Configuration], epochs: Mapping[str, Sequence[EpochRecord]], **thresholds: float
+) -> list[Finding]:
+    """Configurations whose train-validation gap keeps widening to the end of training."""
+    findings = []
+    for cfg in configs:
+        x, gap = gap_series(cfg, epochs)
+        trend = widening_gap(x, gap, **thresholds)  # type: ignore[arg-type]
+        if trend is None:
+            continue
+        per_run = [epochs.get(r.id, ()) for r in cfg.runs]
+        val = epoch_stats(per_run, "val_loss")
+        best_i = int(np.argmin(val.mean))
+        message = (
+            f"{cfg.label} overfits: the gap between validation and training loss widens every epoch "
+            f"from epoch {trend.onset_epoch} ({_g(trend.gap_at_onset)}) to epoch {trend.last_epoch} "
+            f"({_g(trend.gap_at_end)}); validation loss was lowest at epoch {int(val.epoch[best_i])} "
+            f"({_g(float(val.mean[best_i]))}). Regularise (dropout, weight decay) or stop earlier."
+        )
+        numbers = {
+            "onset_epoch": trend.onset_epoch,
+            "last_epoch": trend.last_epoch,
+            "gap_at_onset": trend.gap_at_onset,
+            "gap_at_end": trend.gap_at_end,
+            "best_val_epoch": int(val.epoch[best_i]),
+            "best_val_loss": float(val.mean[best_i]),
+        }
+        findings.append(
+            Finding("overfitting", "warning", message, numbers, (cfg.label,), tuple(r.id for r in cfg.runs))
+        )
+    return findings
+
+
+# ---------------------------------------------------------------- schedule decay
+
+
+@dataclass(frozen=True)
+class Decay:
+    peak: float
+    end: float
+    source: str  # "recorded" LRs or the "schedule" spec
+
+    @property
+    def factor(self) -> float:
+        if self.end <= 0:
+            return math.inf if self.peak > 0 else 1.0
+        return self.peak / self.end
+
+
+def lr_decay(run: RunRecord, series: StepSeries | None, planned_steps: int | None = None) -> Decay | None:
+    """Peak and final LR of a run: from its recorded LRs when it ran to the end, else from
+    its schedule spec (``lrlab.schedules.parse`` + ``key_points``) over ``planned_steps``."""
+    if series is not None and len(series) and not is_diverged(run) and run.status == "done":
+        lr = series.lr[np.isfinite(series.lr)]
+        if len(lr):
+            return Decay(float(lr.max()), float(lr[-1]), "recorded")
+    spec = run.config.get("schedule")
+    if isinstance(spec, str) and planned_steps:
+        from lrlab.schedules import parse
+        from lrlab.schedules.summary import key_points
+
+        try:
+            kp = key_points(parse(spec), planned_steps)
+        except ValueError:
+            return None
+        return Decay(kp.peak, kp.end, "schedule")
+    return None
+
+
+def schedule_decay(
+    configs: Sequence[Configuration],
+    steps: Mapping[str, StepSeries],
+    planned_steps: Mapping[str, int] | None = None,
+    rule: float = DECAY_RULE,
+) -> list[Finding]:
+    """Schedules whose LR falls less than ``rule`` times (100x) from its peak to the end.
+
+    One finding per schedule (written relative to the LR), naming how many configurations
+    use it and the smallest decay factor among them.
+    """
+    planned_steps = planned_steps or {}
+    by_shape: dict[str, list[tuple[Configuration, Decay]]] = {}
+    for cfg in configs:
+        decay = None
+        for run in cfg.runs:
+            decay = lr_decay(run, steps.get(run.id), planned_steps.get(run.id))
+            if decay is not None:
+                break
+        if decay is None or decay.factor >= rule:
+            continue
+        spec = cfg.config.get("schedule")
+        shape = schedule_shape(spec, cfg.lr) if isinstance(spec, str) else "(recorded LRs)"
+        by_shape.setdefault(shape, []).append((cfg, decay))
+    findings = []
+    for shape, items in by_shape.items():
+        cfg, decay = min(items, key=lambda item: item[1].factor)
+        count = f" in {len(items)} configurations" if len(items) > 1 else ""
+        message = (
+            f"Schedule {shape}{count}: the LR falls only {decay.factor:.3g}x from its peak "
+            f"{_g(decay.peak)} to {_g(decay.end)} at the end of training ({decay.source}); the rule of "
+            f"thumb is a decay of about {rule:g}x or more by the end, which lets the trained network "
+            "settle instead of bouncing on noise."
+        )
+        numbers = {"peak": decay.peak, "end": decay.end, "factor": decay.factor, "rule": rule}
+        findings.append(
+            Finding(
+                "schedule_decay",
+                "warning",
+                message,
+                numbers,
+                tuple(c.label for c, _d in items),
+                tuple(r.id for c, _d in items for r in c.runs),
+            )
+        )
+    return findings
+
+
+# ---------------------------------------------------------------- all together
+
+
+def diagnose(
+    configs: Sequence[Configuration],
+    epochs: Mapping[str, Sequence[EpochRecord]],
+    steps: Mapping[str, StepSeries],
+    planned_steps: Mapping[str, int] | None = None,
+) -> list[Finding]:
+    """Every diagnostic, in reading order: best, divergence, stuck, overfitting, decay."""
+    findings: list[Finding] = []
+    best = best_configuration(configs, epochs)
+    if best is not None:
+        findings.append(best)
+    findings += divergence(configs)
+    findings += stuck_runs(configs, steps, epochs)
+    findings += overfitting(configs, epochs)
+    findings += schedule_decay(configs, steps, planned_steps)
+    failed = [r for c in configs for r in c.runs if r.status == "failed"]
+    if failed:
+        first = failed[0]
+        findings.append(
+            Finding(
+                "failed",
+                "warning",
+                f"{len(failed)} run(s) failed; the first ({first.id}) with: {(first.error or 'no message')[:200]}",
+                {"failed_runs": len(failed)},
+                (),
+                tuple(r.id for r in failed),
+            )
+        )
+    return findings

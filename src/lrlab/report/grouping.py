@@ -1,0 +1,212 @@
+"""Runs grouped by configuration (the config without its seed), with short labels.
+
+A label names only the axes that vary across the runs being compared (``lr=0.1,
+optimizer=adam``): the axes every run shares go into the report's subtitle instead.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from lrlab.experiments.records import EpochRecord, RunRecord
+
+# Axes in the order a label names them.
+LABEL_ORDER = ("lr", "schedule", "optimizer", "task", "epochs", "batch_size", "lr_mult")
+_NUMBER = re.compile(r"(?<![\w.])[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?(?![\w.])")
+_CALLS = re.compile(r"([A-Za-z_]\w*)\s*\(")
+
+
+@dataclass(frozen=True)
+class Configuration:
+    """Runs that differ only in their seed."""
+
+    key: tuple[tuple[str, str], ...]
+    config: dict[str, Any]  # the shared config, without "seed"
+    runs: tuple[RunRecord, ...]  # sorted by seed
+    label: str
+    index: int  # position in the report's ordering (colours follow it)
+
+    @property
+    def lr(self) -> float | None:
+        value = self.config.get("lr")
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        return tuple(r.seed for r in self.runs)
+
+    @property
+    def diverged(self) -> tuple[RunRecord, ...]:
+        return tuple(r for r in self.runs if is_diverged(r))
+
+
+def is_diverged(run: RunRecord) -> bool:
+    return run.status == "diverged" or run.diverged_step is not None
+
+
+def format_value(value: Any) -> str:
+    """A config value as a label shows it: numbers in short ``g`` form, JSON otherwise."""
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    if isinstance(value, (int, float)):
+        return f"{value:g}"
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def schedule_shape(spec: str, lr: float | None = None) -> str:
+    """The schedule spec with the run's LR written as ``lr`` (numbers equal to it).
+
+    Sweeps substitute the LR into the schedule, so ``cosine(lr=0.1, ...)`` and
+    ``cosine(lr=0.5, ...)`` are the same schedule at two learning rates.
+
+    >>> schedule_shape("cosine(lr=0.1, total_steps=100)", 0.1)
+    'cosine(lr=lr, total_steps=100)'
+    """
+    if lr is None:
+        return spec
+
+    def swap(match: re.Match[str]) -> str:
+        try:
+            number = float(match.group(0))
+        except ValueError:
+            return match.group(0)
+        return "lr" if math.isclose(number, lr, rel_tol=1e-9, abs_tol=0.0) else match.group(0)
+
+    return _NUMBER.sub(swap, spec)
+
+
+def schedule_family(spec: str) -> str:
+    """Function names of a spec joined by ``+``: ``warmup(cosine(...))`` -> ``warmup+cosine``."""
+    names = _CALLS.findall(spec)
+    return "+".join(names) if names else spec
+
+
+def _axis_value(config: dict[str, Any], axis: str) -> str:
+    value = config.get(axis)
+    if axis == "schedule" and isinstance(value, str):
+        return schedule_shape(value, _as_float(config.get("lr")))
+    return format_value(value)
+
+
+def _as_float(value: Any) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return None
+
+
+def varying_axes(configs: Sequence[dict[str, Any]]) -> list[str]:
+    """Config keys (seed excluded) whose value differs between ``configs``, in label order."""
+    keys = sorted({k for c in configs for k in c if k != "seed"})
+    varying = [k for k in keys if len({_axis_value(c, k) for c in configs}) > 1]
+    return sorted(varying, key=lambda k: (LABEL_ORDER.index(k) if k in LABEL_ORDER else len(LABEL_ORDER), k))
+
+
+def shared_axes(configs: Sequence[dict[str, Any]]) -> dict[str, str]:
+    """Config keys every config shares (seed excluded), formatted for a subtitle."""
+    if not configs:
+        return {}
+    keys = sorted(set.intersection(*[set(c) for c in configs]) - {"seed"})
+    varying = set(varying_axes(configs))
+    return {k: format_value(configs[0][k]) for k in keys if k not in varying}
+
+
+def _sort_value(value: Any) -> tuple[int, float, str]:
+    number = _as_float(value)
+    return (0, number, "") if number is not None else (1, 0.0, format_value(value))
+
+
+def group_runs(runs: Sequence[RunRecord]) -> list[Configuration]:
+    """Group ``runs`` by configuration, ordered by the varying axes (LR numerically)."""
+    buckets: dict[tuple[tuple[str, str], ...], list[RunRecord]] = {}
+    for run in runs:
+        buckets.setdefault(run.configuration, []).append(run)
+    configs = [{k: v for k, v in rs[0].config.items() if k != "seed"} for rs in buckets.values()]
+    axes = varying_axes(configs)
+    short_schedule = _families_distinguish(configs, axes)
+    entries = []
+    for (key, members), config in zip(buckets.items(), configs):
+        label = _label(config, axes, short_schedule)
+        order = tuple(_sort_value(config.get(a)) for a in axes)
+        entries.append((order, label, key, config, tuple(sorted(members, key=lambda r: (r.seed, r.id)))))
+    entries.sort(key=lambda e: (e[0], e[1]))
+    return [
+        Configuration(key=key, config=config, runs=members, label=label, index=i)
+        for i, (_order, label, key, config, members) in enumerate(entries)
+    ]
+
+
+def _families_distinguish(configs: list[dict[str, Any]], axes: list[str]) -> bool:
+    """True when naming schedules by family alone still tells every configuration apart."""
+    if "schedule" not in axes:
+        return False
+    full = {tuple(_axis_value(c, a) for a in axes) for c in configs}
+    short = {
+        tuple(schedule_family(str(c.get(a))) if a == "schedule" else _axis_value(c, a) for a in axes)
+        for c in configs
+    }
+    return len(short) == len(full)
+
+
+def _label(config: dict[str, Any], axes: list[str], short_schedule: bool) -> str:
+    if not axes:
+        return "all runs"
+    parts = []
+    for axis in axes:
+        if axis == "schedule" and isinstance(config.get(axis), str):
+            spec = config[axis]
+            value = (
+                schedule_family(spec) if short_schedule else schedule_shape(spec, _as_float(config.get("lr")))
+            )
+        else:
+            value = format_value(config.get(axis))
+        parts.append(f"{axis}={value}")
+    return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class EpochStats:
+    """A metric per epoch across the seeds of a configuration: mean, min and max."""
+
+    epoch: np.ndarray
+    mean: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    count: np.ndarray  # how many seeds reported the metric at that epoch
+
+
+def epoch_stats(per_run: Sequence[Sequence[EpochRecord]], metric: str) -> EpochStats:
+    """Mean and range over runs of ``metric`` (an EpochRecord field), epoch by epoch.
+
+    Epochs where no run has a finite value are left out; a run that stopped early (it
+    diverged) simply stops contributing.
+
+    >>> a = [EpochRecord("a", 1, 10, 1.0, 1.2, None, None, 0.0), EpochRecord("a", 2, 20, 0.5, 0.9, None, None, 0.0)]
+    >>> b = [EpochRecord("b", 1, 10, 3.0, 1.4, None, None, 0.0)]
+    >>> s = epoch_stats([a, b], "train_loss")
+    >>> s.epoch.tolist(), s.mean.tolist(), s.low.tolist(), s.high.tolist(), s.count.tolist()
+    ([1, 2], [2.0, 0.5], [1.0, 0.5], [3.0, 0.5], [2, 1])
+    """
+    values: dict[int, list[float]] = {}
+    for records in per_run:
+        for rec in records:
+            value = getattr(rec, metric)
+            if value is not None and math.isfinite(value):
+                values.setdefault(rec.epoch, []).append(float(value))
+    epochs = sorted(values)
+    arrays = [np.asarray(values[e]) for e in epochs]
+    return EpochStats(
+        epoch=np.asarray(epochs, dtype=np.int64),
+        mean=np.asarray([a.mean() for a in arrays], dtype=np.float64),
+        low=np.asarray([a.min() for a in arrays], dtype=np.float64),
+        high=np.asarray([a.max() for a in arrays], dtype=np.float64),
+        count=np.asarray([len(a) for a in arrays], dtype=np.int64),
+    )

@@ -1,0 +1,307 @@
+"""The interactive report: one self-contained HTML file (plotly.js embedded once).
+
+Every text that comes from the user (run, sweep, task, optimizer and schedule names,
+labels, errors) is escaped twice over where needed: with :func:`html.escape` in the page's
+own markup, and as HTML entities inside plotly strings, because plotly renders a subset
+of HTML tags in trace names, titles and hover labels (an entity shows as the character).
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import html
+import math
+from pathlib import Path
+
+import numpy as np
+
+from lrlab.report.data import ReportData
+from lrlab.report.figures import FigureSpec, Panel, Trace
+
+_DASH = {"solid": "solid", "dash": "dash", "dot": "dot"}
+_PLOT_CONFIG = {"responsive": True, "displaylogo": False, "scrollZoom": False}
+
+
+def esc(text: object) -> str:
+    """Escape for HTML text and attributes (and for plotly's pseudo-HTML strings)."""
+    return html.escape(str(text), quote=True)
+
+
+def plotly_figure(spec: FigureSpec) -> dict:
+    """A plotly figure (as a dict) for ``spec``: hover, legend toggles, zoom, log/linear y.
+
+    The layout comes from plotly's ``make_subplots``; the traces are written as plain dicts
+    with binary (base64 float32) arrays, which is several times faster than validated
+    ``go.Scatter`` objects and keeps a 100-run page small.
+    """
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    rows = (len(spec.panels) + spec.columns - 1) // spec.columns
+    fig = make_subplots(
+        figure=go.Figure(layout={"template": {}}),
+        rows=rows,
+        cols=spec.columns,
+        subplot_titles=[esc(p.title) for p in spec.panels],
+        horizontal_spacing=0.08,
+        vertical_spacing=0.12 if rows > 1 else 0.0,
+    )
+    for i, panel in enumerate(spec.panels):
+        _axes(fig, panel, i // spec.columns + 1, i % spec.columns + 1)
+    fig.update_layout(
+        title={"text": esc(spec.title)},
+        height=430 * rows + 60,
+        hovermode="closest",
+        legend={"groupclick": "togglegroup", "font": {"size": 11}},
+        margin={"t": 90, "r": 20, "l": 70, "b": 50},
+    )
+    if spec.log_toggle:
+        fig.update_layout(updatemenus=[_log_buttons(spec)])
+    out = fig.to_dict()
+    out["layout"]["template"] = _template()
+    seen: set[str] = set()
+    traces: list[dict] = []
+    for i, panel in enumerate(spec.panels):
+        suffix = "" if i == 0 else str(i + 1)
+        for trace in panel.traces:
+            for item in _traces(trace, seen):
+                item["xaxis"], item["yaxis"] = "x" + suffix, "y" + suffix
+                traces.append(item)
+    out["data"] = traces
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def _template() -> dict:
+    import plotly.io as pio
+
+    return pio.templates["plotly_white"].to_plotly_json()
+
+
+def _array(values: np.ndarray) -> dict:
+    """A float32 array in plotly's binary form (``{"dtype", "bdata"}``); NaN draws a gap."""
+    data = np.ascontiguousarray(np.asarray(values, dtype=np.float64), dtype="<f4")
+    return {"dtype": "f4", "bdata": base64.b64encode(data.tobytes()).decode("ascii")}
+
+
+def _traces(t: Trace, seen: set[str]) -> list[dict]:
+    name, group = esc(t.name), esc(t.group)
+    x = np.asarray(t.x, dtype=np.float64)
+    # Non-finite values would break the JSON (inf) or mean nothing; gaps are honest.
+    y = np.asarray(t.y, dtype=np.float64)
+    y = np.where(np.isfinite(y), y, np.nan)
+    out = []
+    if t.band is not None:
+        low, high = (np.asarray(b, dtype=np.float64) for b in t.band)
+        out.append(
+            {
+                "type": "scatter", "x": _array(np.concatenate([x, x[::-1]])),
+                "y": _array(np.concatenate([high, low[::-1]])), "fill": "toself",
+                "fillcolor": _rgba(t.color, 0.15), "line": {"width": 0}, "hoverinfo": "skip",
+                "legendgroup": group, "showlegend": False, "name": name + " (range over seeds)", "mode": "lines",
+            }
+        )  # fmt: skip
+    show = t.show_legend and group not in seen
+    if show:
+        seen.add(group)
+    trace: dict = {
+        "type": "scatter",
+        "x": _array(x),
+        "y": _array(y),
+        "name": name,
+        "legendgroup": group,
+        "showlegend": show,
+        "mode": t.mode,
+        "opacity": t.opacity,
+    }
+    if t.mode != "markers":
+        trace["line"] = {"color": t.color, "dash": _DASH[t.dash], "width": t.width}
+    if "markers" in t.mode:
+        trace["marker"] = {"color": t.color, "size": t.marker_size, "symbol": t.marker or "circle"}
+        if t.marker == "x":
+            trace["marker"]["line"] = {"width": 1, "color": t.color}
+    if t.hover is not None:
+        trace["text"] = [esc(h) for h in t.hover]
+        trace["hovertemplate"] = "%{text}<br>x=%{x:.4g}, y=%{y:.4g}<extra></extra>"
+    if t.error is not None:
+        trace["error_y"] = {
+            "type": "data", "symmetric": False, "array": _array(t.error[1]), "arrayminus": _array(t.error[0]),
+            "color": t.color, "thickness": 1.2,
+        }  # fmt: skip
+    out.append(trace)
+    return out
+
+
+def _axes(fig, panel: Panel, row: int, col: int) -> None:  # type: ignore[no-untyped-def]
+    fig.update_xaxes(title_text=esc(panel.xlabel), type="log" if panel.xlog else "linear", row=row, col=col)
+    yaxis: dict = {"title_text": esc(panel.ylabel), "type": "log" if panel.ylog else "linear"}
+    if panel.ylim is not None and not panel.ylog:
+        yaxis["range"] = list(panel.ylim)
+    fig.update_yaxes(row=row, col=col, **yaxis)
+    for span in panel.spans:
+        fig.add_vrect(
+            x0=span.x0, x1=span.x1, fillcolor=span.color, opacity=0.12, line_width=0, row=row, col=col,
+            annotation_text=esc(span.label), annotation_position="bottom left", annotation_font_size=10,
+        )  # fmt: skip
+    for vline in panel.vlines:
+        fig.add_vline(
+            x=math.log10(vline.x) if panel.xlog else vline.x, line_dash=vline.dash, line_color=vline.color,
+            row=row, col=col, annotation_text=esc(vline.label), annotation_position="top left",
+            annotation_font_size=10,
+        )  # fmt: skip
+    if panel.hline is not None:
+        fig.add_hline(y=panel.hline, line_color="#888888", line_width=1, row=row, col=col)
+    if not panel.traces and panel.note:
+        fig.add_annotation(
+            text=esc(panel.note),
+            showarrow=False,
+            xref="x domain",
+            yref="y domain",
+            x=0.5,
+            y=0.5,
+            row=row,
+            col=col,
+        )
+
+
+def _log_buttons(spec: FigureSpec) -> dict:
+    names = ["yaxis"] + [f"yaxis{i}" for i in range(2, len(spec.panels) + 1)]
+    linear = {f"{n}.type": "linear" for n in names}
+    log = {f"{n}.type": "log" for n in names}
+    # Autorange when switching: a range set for the linear axis means nothing on a log one.
+    for n in names:
+        linear[f"{n}.autorange"] = True
+        log[f"{n}.autorange"] = True
+    active = 1 if spec.panels and spec.panels[0].ylog else 0
+    return {
+        "type": "buttons",
+        "direction": "right",
+        "x": 1.0,
+        "xanchor": "right",
+        "y": 1.12,
+        "yanchor": "bottom",
+        "showactive": True,
+        "active": active,
+        "buttons": [
+            {"label": "linear y", "method": "relayout", "args": [linear]},
+            {"label": "log y", "method": "relayout", "args": [log]},
+        ],
+    }
+
+
+def _rgba(hex_color: str, alpha: float) -> str:
+    h = hex_color.lstrip("#")
+    r, g, b = (int(h[i : i + 2], 16) for i in (0, 2, 4))
+    return f"rgba({r},{g},{b},{alpha})"
+
+
+# ---------------------------------------------------------------- the page
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0 auto;max-width:1280px;padding:16px 24px;color:#222}
+h1{font-size:1.6em;margin:.2em 0}h2{font-size:1.25em;margin-top:1.6em;border-bottom:1px solid #ddd;padding-bottom:.2em}
+.sub{color:#555}.caption{color:#444;max-width:70em}
+ul.findings{padding-left:1.2em}ul.findings li{margin:.35em 0}
+li.warning::marker{content:"\\26A0  ";color:#c60}li.info::marker{content:"\\2713  ";color:#2a2}
+table{border-collapse:collapse;font-size:.9em;margin-top:.5em}td,th{border:1px solid #ddd;padding:3px 8px;text-align:left}
+th{background:#f4f4f4}td.num{text-align:right;font-variant-numeric:tabular-nums}
+.numbers{color:#666;font-size:.85em}details{margin:.5em 0}
+.status-diverged{color:#c00}.status-failed{color:#c00}.status-done{color:#070}
+"""
+
+
+def render_page(data: ReportData, figures: list[FigureSpec]) -> str:
+    """The whole report page as one HTML string (works offline: nothing is fetched)."""
+    import plotly.io as pio
+
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{esc(data.title)} - lrlab report</title><style>{_CSS}</style></head><body>",
+        f'<h1 id="report-title">{esc(data.title)}</h1>',
+        f'<p class="sub">{_summary_line(data)}</p>',
+    ]
+    if data.shared:
+        shared = ", ".join(f"{esc(k)}={esc(v)}" for k, v in data.shared.items())
+        parts.append(f'<p class="sub">Shared by every run: {shared}</p>')
+    parts.append('<h2 id="diagnostics">Diagnostics</h2><ul class="findings">')
+    if not data.findings:
+        parts.append('<li class="info">Nothing to report: no run diverged, stalled or overfitted.</li>')
+    for f in data.findings:
+        numbers = ", ".join(f"{esc(k)}={esc(_num(v))}" for k, v in f.numbers.items())
+        parts.append(
+            f'<li class="{esc(f.severity)}" data-kind="{esc(f.kind)}">{esc(f.message)}'
+            f' <span class="numbers">[{numbers}]</span></li>'
+        )
+    parts.append("</ul>")
+    parts.append(_config_table(data))
+    parts.append('<h2 id="figures">Figures</h2>')
+    for i, spec in enumerate(figures):
+        fig = plotly_figure(spec)
+        div = pio.to_html(
+            fig,
+            validate=False,
+            full_html=False,
+            include_plotlyjs=(i == 0),
+            div_id=f"fig-{spec.key}",
+            config=_PLOT_CONFIG,
+        )
+        parts.append(
+            f'<section class="figure" id="section-{spec.key}"><h2>{esc(spec.title)}</h2>'
+            f'<p class="caption">{esc(spec.caption)}</p>{div}</section>'
+        )
+    parts.append(
+        '<p class="sub">Made by lrlab from the run store; nothing here was re-run.</p></body></html>'
+    )
+    return "\n".join(parts)
+
+
+def _summary_line(data: ReportData) -> str:
+    statuses: dict[str, int] = {}
+    for r in data.runs:
+        statuses[r.status] = statuses.get(r.status, 0) + 1
+    counts = ", ".join(f"{n} {esc(s)}" for s, n in sorted(statuses.items()))
+    return f"{len(data.runs)} runs in {len(data.configs)} configurations ({counts})."
+
+
+def _num(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_num(v) for v in value) + "]"
+    return str(value)
+
+
+def _config_table(data: ReportData) -> str:
+    from lrlab.report.diagnostics import final_metric
+
+    rows = [
+        '<details open><summary>Configurations and runs</summary><table id="runs"><thead><tr>'
+        "<th>configuration</th><th>seed</th><th>run id</th><th>status</th><th>epochs</th>"
+        "<th>final train loss</th><th>final val loss</th><th>final val error</th></tr></thead><tbody>"
+    ]
+    for cfg in data.configs:
+        for run in cfg.runs:
+            recs = data.epochs.get(run.id, [])
+            err = final_metric(recs, "val_error")
+            rows.append(
+                f"<tr><td>{esc(cfg.label)}</td><td class='num'>{run.seed}</td><td><code>{esc(run.id)}</code></td>"
+                f"<td class='status-{esc(run.status)}'>{esc(run.status)}</td><td class='num'>{len(recs)}</td>"
+                f"<td class='num'>{_cell(final_metric(recs, 'train_loss'))}</td>"
+                f"<td class='num'>{_cell(final_metric(recs, 'val_loss'))}</td>"
+                f"<td class='num'>{'' if err is None else f'{err:.2%}'}</td></tr>"
+            )
+    rows.append("</tbody></table></details>")
+    return "".join(rows)
+
+
+def _cell(value: float | None) -> str:
+    return "" if value is None else f"{value:.4g}"
+
+
+def write_html(data: ReportData, figures: list[FigureSpec], out: Path) -> Path:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render_page(data, figures), encoding="utf-8")
+    return out
