@@ -42,6 +42,7 @@ def _root(
 
 def _register() -> None:
     # Imported for their side effect of adding commands to ``app``.
+    import lrlab.cli.report  # noqa: F401
     from lrlab.cli import schedule  # noqa: F401
 
 

@@ -470,16 +470,29 @@ def lr_decay(run: RunRecord, series: StepSeries | None, planned_steps: int | Non
         if len(lr):
             return Decay(float(lr.max()), float(lr[-1]), "recorded")
     spec = run.config.get("schedule")
+    planned_steps = planned_steps or _int(run.extras.get("total_steps"))
     if isinstance(spec, str) and planned_steps:
         from lrlab.schedules import parse
         from lrlab.schedules.summary import key_points
 
+        values = {
+            "lr": run.config.get("lr"),
+            "total_steps": planned_steps,
+            "steps_per_epoch": run.extras.get("steps_per_epoch"),
+        }
+        for name, value in values.items():
+            if value is not None:
+                spec = spec.replace("{" + name + "}", repr(value))
         try:
             kp = key_points(parse(spec), planned_steps)
         except ValueError:
             return None
         return Decay(kp.peak, kp.end, "schedule")
     return None
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
 def schedule_decay(

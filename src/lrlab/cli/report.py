@@ -1,0 +1,84 @@
+"""``lrlab report``: the interactive HTML report (and PNG/SVG figures) of stored runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.markup import escape
+
+from lrlab.cli._common import bad_input, console
+from lrlab.cli.app import app
+
+EXAMPLES = """
+
+Examples:
+
+  lrlab report --sweep lr-grid --out report.html
+
+  lrlab report --db lrlab-runs/lrlab.db --sweep lr-grid --out report.html --png figures/ --svg
+
+  lrlab report --runs 3f2a9c01 --runs 77b0e4d2 --out two-runs.html --log-y
+"""
+
+DEFAULT_DB = Path("lrlab-runs") / "lrlab.db"
+
+
+def _split_ids(values: list[str] | None) -> list[str]:
+    ids: list[str] = []
+    for value in values or []:
+        ids += [part for part in value.replace(",", " ").split() if part]
+    return ids
+
+
+@app.command(
+    help="Write the report of a sweep (or chosen runs): one offline HTML page with interactive "
+    "figures and diagnostics, and optionally PNG/SVG figures." + EXAMPLES
+)
+def report(
+    out: Path = typer.Option(..., "--out", "-o", help="The HTML file to write (.html)."),
+    db: Path = typer.Option(DEFAULT_DB, "--db", help="The run store (SQLite file)."),
+    sweep: str | None = typer.Option(None, "--sweep", "-s", help="Report the runs of this sweep."),
+    runs: list[str] | None = typer.Option(
+        None, "--runs", "-r", help="Report these runs (ids or unique id prefixes); repeat or comma-separate."
+    ),
+    png: Path | None = typer.Option(None, "--png", help="Also write every figure as PNG into this folder."),
+    svg: bool = typer.Option(False, "--svg", help="With --png: write SVG files as well."),
+    log_y: bool = typer.Option(False, "--log-y", help="Start the loss axes logarithmic."),
+) -> None:
+    if out.suffix.lower() not in (".html", ".htm"):
+        bad_input(f"--out must end in .html, got {out.name!r}")
+    if svg and png is None:
+        bad_input("--svg needs --png DIR (the folder for the figures)")
+    if png is not None and png.exists() and not png.is_dir():
+        bad_input(f"--png must be a folder, {str(png)!r} is a file")
+    ids = _split_ids(runs)
+    if sweep is not None and ids:
+        bad_input("give either --sweep or --runs, not both")
+    if not db.is_file():
+        bad_input(f"no run store at {str(db)!r} (run `lrlab sweep` first or pass --db)")
+
+    from lrlab.experiments.store import Store
+    from lrlab.report import load_report_data, write_report
+
+    try:
+        store = Store(db)
+    except Exception as exc:  # a corrupt or foreign file
+        bad_input(f"cannot open the run store {str(db)!r}: {exc}")
+    try:
+        data = load_report_data(store, sweep=sweep, run_ids=ids or None)
+    except ValueError as exc:
+        bad_input(str(exc))
+    formats = ("png", "svg") if svg else ("png",)
+    files = write_report(data, out, image_dir=png, formats=formats, log_y=log_y)
+    size_mb = out.stat().st_size / 1e6
+    console.print(
+        f"wrote [bold]{out}[/] ({size_mb:.1f} MB, {len(files.figures)} figures, "
+        f"{len(data.runs)} runs in {len(data.configs)} configurations)",
+        highlight=False,
+    )
+    for finding in data.findings:
+        mark = "[yellow]![/]" if finding.severity == "warning" else "[green]*[/]"
+        console.print(f"{mark} {escape(finding.message)}", highlight=False)
+    if files.images:
+        console.print(f"wrote {len(files.images)} figure files into {png}", highlight=False)
