@@ -1,0 +1,75 @@
+"""FinderResult: the figure it draws and the record it becomes."""
+
+import numpy as np
+import pytest
+import torch
+from finder_problems import make_classifier
+from torch.nn import functional as F
+
+from lrlab.experiments.records import FinderRecord
+from lrlab.finder import FinderResult, find_lr
+
+
+@pytest.fixture(scope="module")
+def result():
+    from finder_problems import make_blobs
+    from torch.utils.data import DataLoader
+
+    loader = DataLoader(make_blobs(), batch_size=32, shuffle=True, generator=torch.Generator().manual_seed(1))
+    model = make_classifier()
+    return find_lr(
+        model,
+        torch.optim.SGD(model.parameters(), lr=0.0, momentum=0.9),
+        F.cross_entropy,
+        loader,
+        start_lr=1e-5,
+        end_lr=100.0,
+        num_iter=60,
+    )
+
+
+def test_plot_marks_every_suggestion_on_a_log_axis(result):
+    fig = result.plot()
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log"
+    labels = [text.get_text() for text in ax.get_legend().get_texts()]
+    for name, lr in result.suggestions.items():
+        assert any(label.startswith(f"{name}: {lr:.3g}") for label in labels)
+    assert any("(recommended)" in label for label in labels)
+    assert any(label == "cyclic bounds" for label in labels)
+
+
+def test_plot_writes_png_svg_and_offline_html(result, tmp_path):
+    png = result.plot(tmp_path / "f.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    assert result.plot(tmp_path / "f.svg").read_text().lstrip().startswith("<?xml")
+    html = result.plot(tmp_path / "f.html").read_text()
+    assert "plotly" in html and '"type":"log"' in html.replace(" ", "")
+    with pytest.raises(ValueError, match="must end in one of"):
+        result.plot(tmp_path / "f.jpg")
+
+
+def test_to_record_carries_everything_the_store_needs(result):
+    record = result.to_record("digits-mlp", "sgd(momentum=0.9)", sweep="s1", config={"batch_size": 32})
+    assert isinstance(record, FinderRecord)
+    assert record.id.startswith("find-") and record.task == "digits-mlp" and record.sweep == "s1"
+    np.testing.assert_array_equal(record.lrs, result.lrs)
+    np.testing.assert_array_equal(record.losses, result.losses)
+    assert record.suggestions == result.suggestions and record.lr == result.lr
+    assert (record.base_lr, record.max_lr) == result.cyclic_bounds()
+    assert record.config["batch_size"] == 32 and record.config["num_iter"] == 60
+    assert record.config["rule"] == result.rule
+
+
+def test_a_result_without_a_decision_still_draws():
+    empty = FinderResult(
+        lrs=np.array([1e-3, 1e-2]),
+        losses=np.array([np.nan, np.nan]),
+        smoothed=np.array([np.nan, np.nan]),
+        suggestions={},
+        lr=float("nan"),
+        reason="no rule could decide",
+        rule=None,
+    )
+    assert empty.plot() is not None
+    assert empty.to_record("t", "sgd").base_lr is None
