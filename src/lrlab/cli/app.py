@@ -44,6 +44,7 @@ def _register() -> None:
     # Imported for their side effect of adding commands to ``app``.
     import lrlab.cli.report  # noqa: F401
     from lrlab.cli import schedule  # noqa: F401
+    from lrlab.cli import surface  # noqa: F401
 
 
 _register()

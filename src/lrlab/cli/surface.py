@@ -1,0 +1,223 @@
+"""``lrlab surface``: optimizer trajectories on 2-D error surfaces."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from lrlab.cli._common import bad_input, console
+from lrlab.cli.app import app
+
+EXAMPLES = """
+
+Examples:
+
+  lrlab surface --list
+
+  lrlab surface ravine --opt sgd:lr=0.25 --opt "sgd:lr=0.05,momentum=0.9" --opt "sgd:lr=0.05,momentum=0.9,nesterov=true" --opt adam:lr=0.1 --steps 300 --out ravine.png
+
+  lrlab surface rosenbrock --opt adam:lr=0.05 --opt "rmsprop:lr=0.01" --schedule "cosine(lr=1.0, total_steps=500)" --steps 500 --out rosen.html
+
+  lrlab surface valley --opt "rmsprop:lr=0.2" --opt "rmsprop:lr=0.2@exponential(lr=0.2, decay_rate=0.99)" --steps 300 --json
+
+  lrlab surface --scenario ravine-story --out ravine-story.gif
+
+Optimizers are "name:key=value,key=value" with any torch.optim name (sgd, adam, adamw,
+adagrad, rmsprop, rprop, adadelta, nadam, radam, adamax, asgd, lbfgs, adafactor), the
+aliases gd, momentum, nesterov, and deltabardelta (lrlab.optim.DeltaBarDelta); lists as
+betas=(0.9,0.99). "SPEC@SCHEDULE" drives one optimizer's lr with an lrlab schedule;
+--schedule drives every optimizer without its own, scaled so that its peak equals that
+optimizer's lr (or as given, when the spec has no lr).
+"""
+
+
+def _fmt(value: float | None, digits: int = 4) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return f"{value:.{digits}g}"
+
+
+def _parse_start(text: str) -> tuple[float, float]:
+    parts = [p.strip() for p in text.replace(";", ",").split(",")]
+    try:
+        x, y = (float(p) for p in parts)
+    except ValueError:
+        bad_input(f"--start must be two numbers 'x,y', got {text!r}")
+    if not (math.isfinite(x) and math.isfinite(y)):
+        bad_input(f"--start must be finite, got {text!r}")
+    return (x, y)
+
+
+def _list_everything() -> None:
+    from lrlab.surfaces import OPTIMIZER_NAMES, SCENARIOS, SURFACES
+
+    table = Table(title="Built-in surfaces")
+    for column in ("name", "minimum", "start", "description"):
+        table.add_column(column, overflow="fold")
+    for surf in SURFACES.values():
+        minima = ", ".join(f"({x:g}, {y:g})" for x, y in surf.minima)
+        table.add_row(
+            surf.name,
+            f"{surf.min_value:g} at {minima}",
+            f"({surf.start[0]:g}, {surf.start[1]:g})",
+            surf.description,
+        )
+    console.print(table)
+    console.print("optimizers: " + ", ".join(OPTIMIZER_NAMES))
+    console.print("scenarios: " + ", ".join(f"{s.name} ({s.story})" for s in SCENARIOS.values()))
+
+
+def _table(trajectories: list, title: str) -> Table:  # type: ignore[type-arg]
+    table = Table(title=title)
+    for column in (
+        "optimizer",
+        "steps to tol",
+        "final loss",
+        "distance",
+        "diverged",
+        "oscillations",
+        "max step",
+    ):
+        table.add_column(column, overflow="fold")
+    for traj in trajectories:
+        row = traj.summary()
+        diverged = f"yes (step {row['diverged_step']})" if row["diverged"] else "no"
+        table.add_row(
+            traj.name,
+            "never" if row["steps_to_tol"] is None else str(row["steps_to_tol"]),
+            _fmt(row["final_loss"]),
+            _fmt(row["distance"]),
+            diverged,
+            str(row["oscillations"]),
+            _fmt(row["max_step"], 3),
+        )
+    return table
+
+
+def _write(trajectories: list, out: Path, title: str, frames: int) -> None:  # type: ignore[type-arg]
+    from lrlab.surfaces.drawing import write_surface_figure
+
+    write_surface_figure(trajectories, out, title=title, max_frames=frames)
+
+
+def _check_out(out: Path | None) -> None:
+    from lrlab.surfaces.drawing import FIGURE_SUFFIXES
+
+    if out is not None and out.suffix.lower() not in FIGURE_SUFFIXES:
+        bad_input(f"--out must end in one of {', '.join(FIGURE_SUFFIXES)}, got {out.name!r}")
+
+
+def _run_scenario(name: str, out: Path | None, as_json: bool, frames: int) -> None:
+    from lrlab.surfaces import SCENARIOS, run_scenario
+
+    if name not in SCENARIOS:
+        bad_input(f"unknown scenario {name!r}; valid scenarios: {', '.join(SCENARIOS)}")
+    result = run_scenario(name)
+    if out is not None:
+        _write(result.trajectories, out, f"{name}: {result.scenario.surface}", frames)
+    if as_json:
+        payload = {
+            "scenario": name,
+            "story": result.scenario.story,
+            "trajectories": [t.summary() for t in result.trajectories],
+            "findings": [
+                {"claim": f.claim, "holds": f.holds, "evidence": f.evidence} for f in result.findings
+            ],
+        }
+        typer.echo(json.dumps(payload, indent=2))
+    else:
+        console.print(
+            _table(result.trajectories, f"{name} on {result.scenario.surface}, {result.scenario.steps} steps")
+        )
+        for finding in result.findings:
+            mark = "[green]✓[/]" if finding.holds else "[red]✗[/]"
+            console.print(f"{mark} {finding.claim}: {finding.evidence}", highlight=False)
+        if out is not None:
+            console.print(f"wrote {out}")
+    if not all(f.holds for f in result.findings):
+        raise typer.Exit(code=1)
+
+
+@app.command(help="Optimizer trajectories on 2-D error surfaces: contour map, animation, table." + EXAMPLES)
+def surface(
+    name: str | None = typer.Argument(
+        None, help="Built-in surface: ravine, valley, rosenbrock, beale, saddle, rastrigin."
+    ),
+    opt: list[str] = typer.Option(
+        [], "--opt", "-O", help="Optimizer 'name:key=value,...[@schedule]'; repeatable."
+    ),
+    schedule: str | None = typer.Option(
+        None, "--schedule", "-s", help="lrlab schedule spec for every optimizer."
+    ),
+    steps: int = typer.Option(200, "--steps", "-n", help="Optimizer steps per trajectory."),
+    start: str | None = typer.Option(None, "--start", help="Start point 'x,y' (default: the surface's)."),
+    tol: float = typer.Option(1e-3, "--tol", help="Arrival: loss within tol of the minimum."),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="Figure: .png/.svg (contours), .gif (animation), .html (slider)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON instead of a table."),
+    list_all: bool = typer.Option(False, "--list", help="List surfaces, optimizers and scenarios."),
+    scenario: str | None = typer.Option(
+        None, "--scenario", help="Run a built-in story: ravine-story, valley-story."
+    ),
+    frames: int = typer.Option(60, "--frames", help="Frames of a GIF / slider positions of an HTML page."),
+) -> None:
+    if list_all:
+        _list_everything()
+        return
+    _check_out(out)
+    if frames < 2:
+        bad_input(f"--frames must be >= 2, got {frames}")
+    if scenario is not None:
+        _run_scenario(scenario, out, as_json, frames)
+        return
+    from lrlab.schedules import SpecError, parse
+    from lrlab.surfaces import get_surface, parse_optimizer, run_trajectory
+
+    if name is None:
+        bad_input("give a surface name (see 'lrlab surface --list') or --scenario")
+    try:
+        surf = get_surface(name)
+    except ValueError as exc:
+        bad_input(str(exc))
+    if not opt:
+        bad_input("no optimizer given: add --opt NAME[:key=value,...], e.g. --opt sgd:lr=0.01")
+    if steps < 1:
+        bad_input(f"--steps must be >= 1, got {steps}")
+    if not (tol >= 0 and math.isfinite(tol)):
+        bad_input(f"--tol must be a finite number >= 0, got {tol}")
+    begin = _parse_start(start) if start is not None else None
+    shared = None
+    if schedule is not None:
+        try:
+            shared = parse(schedule)
+        except SpecError as exc:
+            bad_input(f"bad schedule spec: {exc.reason} at position {exc.position} in {exc.spec!r}")
+        except ValueError as exc:
+            bad_input(f"bad schedule spec {schedule!r}: {exc}")
+    trajectories = []
+    for text in opt:
+        try:
+            spec = parse_optimizer(text)
+            trajectories.append(
+                run_trajectory(
+                    surf, spec, steps=steps, start=begin, schedule=shared, tol=tol, scale_schedule=True
+                )
+            )
+        except ValueError as exc:
+            bad_input(str(exc))
+    title = f"{surf.name}, {steps} steps" + (f", schedule {shared}" if shared is not None else "")
+    if out is not None:
+        _write(trajectories, out, title, frames)
+    if as_json:
+        typer.echo(json.dumps([t.summary() for t in trajectories], indent=2))
+        return
+    console.print(_table(trajectories, title))
+    if out is not None:
+        console.print(f"wrote {out}")

@@ -1,0 +1,285 @@
+"""The two stories of the articles, as runnable scenarios with their claims checked.
+
+1. ``ravine-story`` (the ravine / oscillation story): on an ill-conditioned quadratic,
+   plain gradient descent at the edge of stability bounces from wall to wall and stalls
+   while its gradient stays large; momentum overshoots but arrives sooner; Nesterov
+   corrects the overshoot; adaptive methods take the direct line.
+2. ``valley-story`` (AdaGrad/RMSProp on a long flat valley): once the path lies on the
+   valley floor the across-valley squared-gradient average shrinks, the effective rate
+   ``lr / sqrt(v)`` grows past the stability limit and RMSProp takes sudden large sideways
+   steps; a decaying learning-rate schedule removes them.
+
+Every claim is a :class:`Finding` with the numbers behind it, so tests and docs assert
+the behaviour, not just that a picture was drawn.
+
+Example:
+    >>> result = run_scenario("ravine-story")
+    >>> all(f.holds for f in result.findings)
+    True
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from lrlab.surfaces.catalog import get_surface
+from lrlab.surfaces.trajectory import Trajectory, run_trajectory
+
+__all__ = [
+    "SCENARIOS",
+    "Finding",
+    "Scenario",
+    "ScenarioResult",
+    "along_overshoot",
+    "run_scenario",
+    "sideways_bursts",
+]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A surface, a list of ``(label, optimizer spec)`` pairs and a step budget."""
+
+    name: str
+    surface: str
+    optimizers: tuple[tuple[str, str], ...]
+    steps: int
+    tol: float
+    story: str
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One claim of a story, whether it holds in this run, and the numbers behind it."""
+
+    claim: str
+    holds: bool
+    evidence: str
+
+
+@dataclass(frozen=True)
+class ScenarioResult:
+    scenario: Scenario
+    trajectories: list[Trajectory]
+    findings: list[Finding]
+
+    def by_label(self, label: str) -> Trajectory:
+        for traj in self.trajectories:
+            if traj.name == label:
+                return traj
+        raise KeyError(f"no trajectory {label!r} in scenario {self.scenario.name!r}")
+
+
+SCENARIOS: dict[str, Scenario] = {
+    "ravine-story": Scenario(
+        name="ravine-story",
+        surface="ravine",
+        optimizers=(
+            ("GD lr=0.25", "sgd:lr=0.25"),
+            ("momentum 0.9 lr=0.05", "sgd:lr=0.05,momentum=0.9"),
+            ("Nesterov 0.9 lr=0.05", "sgd:lr=0.05,momentum=0.9,nesterov=true"),
+            ("RMSprop lr=0.1", "rmsprop:lr=0.1"),
+            ("Adagrad lr=1", "adagrad:lr=1.0"),
+            ("Adam lr=0.1", "adam:lr=0.1"),
+        ),
+        steps=300,
+        tol=1e-3,
+        story="On the ravine, plain GD oscillates across the valley and stalls while its gradient stays "
+        "large; momentum overshoots but arrives sooner; Nesterov corrects the overshoot; adaptive "
+        "methods take the direct line.",
+    ),
+    "valley-story": Scenario(
+        name="valley-story",
+        surface="valley",
+        optimizers=(
+            ("RMSprop lr=0.2", "rmsprop:lr=0.2"),
+            ("RMSprop + cosine decay", "rmsprop:lr=0.2@cosine(lr=0.2, total_steps=300)"),
+            ("RMSprop + exponential decay", "rmsprop:lr=0.2@exponential(lr=0.2, decay_rate=0.99)"),
+            ("Adagrad lr=2 (torch)", "adagrad:lr=2.0"),
+        ),
+        steps=300,
+        tol=1e-3,
+        story="On the long flat valley, RMSProp takes sudden large sideways steps once its accumulated "
+        "squared gradients across the valley have shrunk; a decay schedule removes them.",
+    ),
+}
+
+
+def run_scenario(name: str) -> ScenarioResult:
+    """Run a built-in scenario and check its claims."""
+    if name not in SCENARIOS:
+        raise ValueError(f"unknown scenario {name!r}; valid scenarios: {', '.join(SCENARIOS)}")
+    scenario = SCENARIOS[name]
+    surface = get_surface(scenario.surface)
+    trajectories = [
+        run_trajectory(surface, spec, steps=scenario.steps, tol=scenario.tol, name=label)
+        for label, spec in scenario.optimizers
+    ]
+    check = _ravine_findings if name == "ravine-story" else _valley_findings
+    return ScenarioResult(scenario, trajectories, check(trajectories))
+
+
+# ------------------------------------------------------------------ measures
+
+
+def along_overshoot(traj: Trajectory) -> float:
+    """How far the path went past the minimum along the valley (0 if it never passed it)."""
+    along = 1 - traj.surface.across_axis
+    target = traj.surface.minima[0][along]
+    direction = math.copysign(1.0, target - traj.points[0, along])
+    return float(max(0.0, np.max((traj.points[:, along] - target) * direction)))
+
+
+def settled_step(traj: Trajectory, within: float | None = None) -> int | None:
+    """First step at which the across coordinate is within ``within`` of the valley floor."""
+    across = traj.surface.across_axis
+    low, high = traj.surface.y_range if across == 1 else traj.surface.x_range
+    within = 0.005 * (high - low) if within is None else within
+    floor = traj.surface.minima[0][across]
+    hits = np.flatnonzero(np.abs(traj.points[:, across] - floor) < within)
+    return int(hits[0]) if hits.size else None
+
+
+def sideways_bursts(traj: Trajectory, threshold: float | None = None) -> list[int]:
+    """Steps, after the path first settled on the valley floor, that jump across by more than
+    ``threshold`` (default 2.5% of the across plotting range)."""
+    across = traj.surface.across_axis
+    low, high = traj.surface.y_range if across == 1 else traj.surface.x_range
+    threshold = 0.025 * (high - low) if threshold is None else threshold
+    start = settled_step(traj)
+    if start is None:
+        return []
+    jumps = traj.across_steps[start:]
+    return [int(i) + start for i in np.flatnonzero(jumps > threshold)]
+
+
+def late_max_across_step(traj: Trajectory) -> float:
+    """Largest across-valley step after the path first settled on the valley floor."""
+    start = settled_step(traj)
+    if start is None or start >= traj.steps:
+        return 0.0
+    return float(traj.across_steps[start:].max())
+
+
+# ------------------------------------------------------------------ claims
+
+
+def _fmt_steps(value: int | None) -> str:
+    return "never" if value is None else f"{value} steps"
+
+
+def _ravine_findings(trajs: list[Trajectory]) -> list[Finding]:
+    gd, mom, nag, *adaptive = trajs
+    half = gd.steps // 2
+    late_loss_drop = float(gd.losses[half] / gd.losses[-1])
+    late_min_grad = float(gd.grad_norms[half:].min())
+    gap = float(gd.gaps[-1]) if gd.gaps is not None else math.nan
+    findings = [
+        Finding(
+            "plain GD oscillates across the valley",
+            gd.oscillations >= 0.9 * gd.steps,
+            f"{gd.oscillations} sign flips of the across step in {gd.steps} steps",
+        ),
+        Finding(
+            "plain GD stalls while its gradient stays large",
+            gd.steps_to_tol is None
+            and late_loss_drop < 1.01
+            and late_min_grad > 0.5 * gd.grad_norms[0]
+            and gap > 1000 * gd.tol,
+            f"loss {gd.losses[half]:.4g} at step {half} and {gd.losses[-1]:.4g} at step {gd.steps} "
+            f"(gap to the minimum {gap:.3g}); gradient norm never below {late_min_grad:.3g} in the last "
+            f"half (start {gd.grad_norms[0]:.3g})",
+        ),
+        Finding(
+            "momentum overshoots but arrives sooner",
+            along_overshoot(mom) > 0
+            and mom.steps_to_tol is not None
+            and (gd.steps_to_tol is None or mom.steps_to_tol < gd.steps_to_tol),
+            f"momentum passes the minimum by {along_overshoot(mom):.3g} along the valley and reaches "
+            f"tol {mom.tol:g} in {_fmt_steps(mom.steps_to_tol)} (GD: {_fmt_steps(gd.steps_to_tol)})",
+        ),
+        Finding(
+            "Nesterov corrects the overshoot",
+            along_overshoot(nag) < along_overshoot(mom)
+            and nag.oscillations < mom.oscillations
+            and nag.steps_to_tol is not None
+            and mom.steps_to_tol is not None
+            and nag.steps_to_tol < mom.steps_to_tol,
+            f"overshoot {along_overshoot(nag):.3g} vs {along_overshoot(mom):.3g}, across flips "
+            f"{nag.oscillations} vs {mom.oscillations}, arrival {_fmt_steps(nag.steps_to_tol)} vs "
+            f"{_fmt_steps(mom.steps_to_tol)} (Nesterov vs momentum)",
+        ),
+        Finding(
+            "adaptive methods take the direct line",
+            all(t.oscillations <= 3 and t.straightness >= 0.95 for t in adaptive)
+            and all(t.straightness > max(gd.straightness, mom.straightness) for t in adaptive),
+            "; ".join(
+                f"{t.name}: {t.oscillations} flips, straightness {t.straightness:.3f}" for t in adaptive
+            )
+            + f" (GD {gd.straightness:.3f}, momentum {mom.straightness:.3f})",
+        ),
+    ]
+    return findings
+
+
+def _valley_findings(trajs: list[Trajectory]) -> list[Finding]:
+    plain, *decayed, adagrad = trajs
+    bursts = sideways_bursts(plain)
+    findings = [
+        Finding(
+            "RMSprop takes sudden large sideways steps on the valley floor",
+            len(bursts) > 0 and late_max_across_step(plain) >= 0.5,
+            f"{len(bursts)} steps jump across by more than 0.1 after settling at step "
+            f"{settled_step(plain)}; the largest jump is {late_max_across_step(plain):.3g} "
+            f"(first at step {bursts[0] if bursts else None})",
+        )
+    ]
+    if bursts and plain.second_moment is not None:
+        across = plain.surface.across_axis
+        moment = plain.second_moment[:, across]
+        first = bursts[0]
+        peak = float(moment[:first].max())
+        lowest = int(np.argmin(moment[:first]))
+        low = float(moment[lowest])
+        # A quadratic wall of curvature c is stable under the step lr/sqrt(v) only below 2/c.
+        curvature = 10.0
+        rate = float(plain.lrs[lowest] / math.sqrt(low))
+        peak_rate = float(plain.lrs[int(np.argmax(moment[:first]))] / math.sqrt(peak))
+        findings.append(
+            Finding(
+                "the bursts come when the accumulated squared gradients have shrunk",
+                low < 0.5 * peak and peak_rate < 2.0 / curvature < rate,
+                f"across squared-gradient average fell from {peak:.3g} to {low:.3g} (step {lowest}) before the "
+                f"first burst at step {first}, so the effective rate lr/sqrt(v) rose from {peak_rate:.3g} "
+                f"to {rate:.3g}, past the wall's stability limit 2/{curvature:g} = {2 / curvature:.3g}",
+            )
+        )
+    findings.append(
+        Finding(
+            "a decay schedule removes the bursts",
+            all(
+                not sideways_bursts(t) and late_max_across_step(t) < 0.05 and t.steps_to_tol is not None
+                for t in decayed
+            ),
+            "; ".join(
+                f"{t.name}: {len(sideways_bursts(t))} bursts, largest late sideways step "
+                f"{late_max_across_step(t):.3g}, arrives in {_fmt_steps(t.steps_to_tol)}"
+                for t in decayed
+            )
+            + f" (constant lr arrives in {_fmt_steps(plain.steps_to_tol)})",
+        )
+    )
+    if adagrad.second_moment is not None:
+        sums = adagrad.second_moment[:, adagrad.surface.across_axis]
+        findings.append(
+            Finding(
+                "torch's Adagrad divides by a running sum that never shrinks, so it does not burst",
+                bool(np.all(np.diff(sums) >= 0)) and not sideways_bursts(adagrad),
+                f"{len(sideways_bursts(adagrad))} bursts; its across sum only grows "
+                f"({sums[0]:.3g} -> {sums[-1]:.3g})",
+            )
+        )
+    return findings
