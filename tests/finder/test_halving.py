@@ -94,11 +94,14 @@ def test_bad_arguments(kwargs, message):
         )
 
 
-def test_trial_losses_are_per_pass_means():
+def test_trial_losses_are_the_subset_loss_before_and_after_each_pass():
     torch.manual_seed(0)
     model = torch.nn.Linear(8, 1, bias=False)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
     result = halving_search(model, optimizer, F.mse_loss, quadratic_loader(), start_lr=0.1, passes=3)
     ((lr, passes),) = result.trials
-    assert lr == 0.1 and len(passes) == 3
+    assert lr == 0.1 and len(passes) == 4
+    subset = list(quadratic_loader())[:4]
+    initial = sum(F.mse_loss(model(x), y).item() * len(y) for x, y in subset) / sum(len(y) for _, y in subset)
+    assert passes[0] == pytest.approx(initial, rel=1e-6)
     assert np.all(np.diff(passes) < 0)

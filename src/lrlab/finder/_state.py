@@ -20,16 +20,20 @@ import torch
 
 
 def _loader_generators(loader: Iterable[Any]) -> list[torch.Generator]:
-    """Generators a DataLoader advances while it is iterated (its own and its sampler's)."""
+    """Generators a DataLoader advances while it is iterated: its own and those of its
+    samplers, however nested (a BatchSampler over a RandomSampler, ...)."""
     found: list[torch.Generator] = []
-    candidates = [
-        getattr(loader, "generator", None),
-        getattr(getattr(loader, "sampler", None), "generator", None),
-        getattr(getattr(getattr(loader, "batch_sampler", None), "sampler", None), "generator", None),
-    ]
-    for gen in candidates:
-        if isinstance(gen, torch.Generator) and all(gen is not seen for seen in found):
+    pending: list[Any] = [loader]
+    seen: set[int] = set()
+    while pending:
+        obj = pending.pop()
+        if obj is None or id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        gen = getattr(obj, "generator", None)
+        if isinstance(gen, torch.Generator) and all(gen is not g for g in found):
             found.append(gen)
+        pending.extend(getattr(obj, attr, None) for attr in ("sampler", "batch_sampler"))
     return found
 
 

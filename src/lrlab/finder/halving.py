@@ -28,7 +28,8 @@ __all__ = ["HalvingResult", "halving_search"]
 @dataclass(frozen=True)
 class HalvingResult:
     """``lr``: the first LR whose trial decreased steadily (None if none did down to
-    ``min_lr``); ``trials``: ``(lr, per-pass mean losses)`` in the order tried."""
+    ``min_lr``); ``trials``: ``(lr, subset losses)`` in the order tried, the subset's loss
+    before training and after each pass."""
 
     lr: float | None
     trials: list[tuple[float, list[float]]]
@@ -40,7 +41,7 @@ class HalvingResult:
             return f"no LR down to {self.trials[-1][0]:.3g} decreased steadily" if self.trials else "no trial"
         return (
             f"halving: {len(self.trials) - 1} halvings from {self.trials[0][0]:.3g}; "
-            f"{self.lr:.3g} is the first whose loss fell pass after pass"
+            f"{self.lr:.3g} is the first whose subset loss fell pass after pass"
         )
 
 
@@ -64,7 +65,8 @@ def halving_search(
 
     A trial trains ``passes`` passes over the first ``subset_batches`` optimizer steps' worth
     of batches of ``train_loader`` (kept in memory), from the state the model and optimizer
-    had on entry; the mean loss of each pass feeds ``decreases_steadily``. The search stops
+    had on entry; the subset's loss before training and after each pass (eval mode) feeds
+    ``decreases_steadily``. The search stops
     at the first LR that passes or below ``min_lr``. ``progress(lr, pass_losses)`` is called
     after each trial. Model, optimizer and random generators are restored afterwards, as
     by ``find_lr``.
@@ -107,15 +109,19 @@ def halving_search(
 
 
 def _trial(stepper: _Stepper, subset: list[Any], passes: int, steps_per_pass: int) -> list[float]:
-    pass_losses: list[float] = []
+    """The subset's loss before training and after each pass (eval mode, no gradients).
+
+    Measured on the whole subset rather than averaged during the pass, so that an LR that
+    first blows the loss up and then "recovers" from a huge value does not look steady.
+    """
+    losses = [stepper.evaluate(subset)]
     batches: Iterator[Any] = itertools.cycle(subset)
     for _ in range(passes):
-        total = 0.0
         for _ in range(steps_per_pass):
-            loss = stepper.step(batches)
-            if not math.isfinite(loss):
+            if not math.isfinite(stepper.step(batches)):
                 # The trial blew up: the remaining passes count as NaN.
-                return pass_losses + [math.nan] * (passes - len(pass_losses))
-            total += loss
-        pass_losses.append(total / steps_per_pass)
-    return pass_losses
+                return losses + [math.nan] * (passes + 1 - len(losses))
+        losses.append(stepper.evaluate(subset))
+        if not math.isfinite(losses[-1]):
+            return losses + [math.nan] * (passes + 1 - len(losses))
+    return losses

@@ -1,0 +1,304 @@
+"""Is the finder's suggestion any good? Measured against grid search, side by side with
+torch-lr-finder (issue 4's quality bar).
+
+For each task and optimizer:
+
+1. reference: a grid of constant LRs, 3 per decade over 1e-5..10 (19 values), each trained
+   with 3 seeds by the real recording loop (``lrlab.experiments.loop.train_run``);
+2. for each seed, ``lrlab.find_lr`` (defaults: 1e-7..10, 100 iterations) on that seed's
+   model and loader gives every rule's suggestion; ``halving_search`` runs the article's
+   search; torch-lr-finder (``LRFinder.range_test`` + its ``plot(suggest_lr=True)``
+   steepest-gradient suggestion) runs on the same model and loader;
+3. each suggestion is trained with its seed; the score is the mean over seeds of the final
+   validation accuracy (classification) or validation loss in nats per token (language
+   models); a diverged run scores accuracy 0 / loss +inf;
+4. regret = grid best - rule (accuracy points) or rule - grid best (nats).
+
+The finder's wall time is compared with one full training run of the same task.
+
+Run: ``python -m benchmarks.bench_finder`` (all of it; resumable: finished runs are cached
+in ``--cache``), or e.g. ``--tasks digits-mlp --optimizers adam --seeds 1`` for a taste.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from benchmarks._common import write_section
+
+GRID = [10.0 ** (k / 3) for k in range(-15, 4)]  # 1e-5 .. 10, 3 per decade
+TASKS = ("digits-linear", "digits-mlp", "digits-cnn", "chars-lstm", "chars-transformer")
+OPTIMIZERS = ("sgd(momentum=0.9)", "adam")
+RULES = ("steepest", "valley", "minimum/10", "halving", "torch-lr-finder")
+BAR = {"classification": 1.0, "language_model": 0.02}  # accuracy points / nats
+
+
+def run_key(task: str, optimizer: str, lr: float, seed: int, epochs: int) -> str:
+    return f"{task}|{optimizer}|{lr:.6g}|{seed}|{epochs}"
+
+
+class Cache:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.data: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+
+    def get(self, key: str) -> Any:
+        return self.data.get(key)
+
+    def put(self, key: str, value: Any) -> None:
+        self.data[key] = value
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data))
+        tmp.replace(self.path)
+
+
+def train(cache: Cache, store: Any, task: str, optimizer: str, lr: float, seed: int, epochs: int) -> dict:
+    """One real training run at constant ``lr``; cached."""
+    from lrlab.experiments.loop import train_run
+
+    key = run_key(task, optimizer, lr, seed, epochs)
+    hit = cache.get(key)
+    if hit is not None:
+        return hit
+    config = {"task": task, "optimizer": optimizer, "lr": lr, "seed": seed, "epochs": epochs}
+    started = time.perf_counter()
+    record = train_run(config, store, key)
+    seconds = time.perf_counter() - started
+    last = store.epochs(key)
+    out = {
+        "status": record.status,
+        "seconds": seconds,
+        "val_loss": last[-1].val_loss if last and record.status == "done" else None,
+        "val_accuracy": last[-1].val_accuracy if last and record.status == "done" else None,
+    }
+    cache.put(key, out)
+    return out
+
+
+def score(run: dict, kind: str) -> float:
+    if kind == "classification":
+        return 100.0 * run["val_accuracy"] if run["val_accuracy"] is not None else 0.0
+    return run["val_loss"] if run["val_loss"] is not None and math.isfinite(run["val_loss"]) else math.inf
+
+
+def suggestions(cache: Cache, task_name: str, optimizer: str, seed: int) -> dict:
+    """Every rule's suggestion for this seed, and the finders' wall times; cached."""
+    key = f"suggest|{task_name}|{optimizer}|{seed}"
+    hit = cache.get(key)
+    if hit is not None:
+        return hit
+    from lrlab.experiments.optimizers import make_optimizer
+    from lrlab.experiments.tasks import get_task
+    from lrlab.finder import find_lr, halving_search
+
+    task = get_task(task_name)
+    loader = task.train_loader(task.default_batch_size, seed)
+
+    model = task.make_model(seed)
+    result = find_lr(model, make_optimizer(optimizer, model.parameters(), 1e-7), task.loss_fn, loader)
+    out: dict[str, Any] = {"lrlab_seconds": result.seconds, "iterations": len(result)}
+    out.update(result.suggestions)
+
+    model = task.make_model(seed)
+    started = time.perf_counter()
+    halving = halving_search(model, make_optimizer(optimizer, model.parameters(), 1e-7), task.loss_fn, loader)
+    out["halving_seconds"] = time.perf_counter() - started
+    out["halving"] = halving.lr if halving.lr is not None else float("nan")
+    out["halving_trials"] = len(halving.trials)
+
+    out["torch-lr-finder"], out["torch_lr_finder_seconds"] = torch_lr_finder(task, optimizer, seed, loader)
+    cache.put(key, out)
+    return out
+
+
+def torch_lr_finder(task: Any, optimizer: str, seed: int, loader: Any) -> tuple[float, float]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from torch_lr_finder import LRFinder
+
+    from lrlab.experiments.optimizers import make_optimizer
+
+    model = task.make_model(seed)
+    finder = LRFinder(model, make_optimizer(optimizer, model.parameters(), 1e-7), task.loss_fn, device="cpu")
+    started = time.perf_counter()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        finder.range_test(loader, start_lr=1e-7, end_lr=10, num_iter=100)
+        seconds = time.perf_counter() - started
+        try:
+            _ax, lr = finder.plot(suggest_lr=True)
+        except (ValueError, IndexError):
+            lr = float("nan")
+    plt.close("all")
+    return float(lr), seconds
+
+
+def geo_mean(values: list[float]) -> float:
+    finite = [v for v in values if v and math.isfinite(v) and v > 0]
+    return float(np.exp(np.mean(np.log(finite)))) if finite else float("nan")
+
+
+def evaluate_pair(
+    cache: Cache, store: Any, task_name: str, optimizer: str, seeds: list[int], epochs: int
+) -> dict:
+    from lrlab.experiments.tasks import get_task
+
+    kind = get_task(task_name).kind
+    grid = {}
+    for lr in GRID:
+        runs = [train(cache, store, task_name, optimizer, lr, s, epochs) for s in seeds]
+        grid[lr] = float(np.mean([score(r, kind) for r in runs]))
+    pick = max if kind == "classification" else min
+    best_lr = pick(grid, key=lambda lr: grid[lr])
+    best = grid[best_lr]
+    full_run_seconds = float(
+        np.mean([train(cache, store, task_name, optimizer, best_lr, s, epochs)["seconds"] for s in seeds])
+    )
+    rules: dict[str, Any] = {}
+    found = [suggestions(cache, task_name, optimizer, s) for s in seeds]
+    for rule in RULES:
+        lrs = [f.get(rule, float("nan")) for f in found]
+        scores = [
+            score(train(cache, store, task_name, optimizer, float(lr), s, epochs), kind)
+            if lr is not None and math.isfinite(lr)
+            else (0.0 if kind == "classification" else math.inf)
+            for lr, s in zip(lrs, seeds)
+        ]
+        mean = float(np.mean(scores))
+        regret = best - mean if kind == "classification" else mean - best
+        rules[rule] = {"lrs": lrs, "lr": geo_mean(lrs), "score": mean, "regret": regret}
+    return {
+        "task": task_name,
+        "optimizer": optimizer,
+        "kind": kind,
+        "epochs": epochs,
+        "grid": grid,
+        "best_lr": best_lr,
+        "best": best,
+        "rules": rules,
+        "full_run_seconds": full_run_seconds,
+        "lrlab_seconds": float(np.mean([f["lrlab_seconds"] for f in found])),
+        "halving_seconds": float(np.mean([f["halving_seconds"] for f in found])),
+        "torch_lr_finder_seconds": float(np.mean([f["torch_lr_finder_seconds"] for f in found])),
+    }
+
+
+def _fmt_score(value: float, kind: str) -> str:
+    if kind == "classification":
+        return f"{value:.1f}%"
+    return "diverged" if not math.isfinite(value) else f"{value:.3f}"
+
+
+def _fmt_regret(value: float, kind: str) -> str:
+    if not math.isfinite(value):
+        return "diverged"
+    return f"{value:+.2f} pt" if kind == "classification" else f"{value:+.3f} nats"
+
+
+def summarise(pairs: list[dict], seeds: list[int], lm_epochs: int, wall: float) -> tuple[str, str]:
+    lines = [
+        "## Finder: suggestions against grid search (`benchmarks/bench_finder.py`)",
+        "",
+        f"Grid: 19 constant LRs (3 per decade, 1e-5..10) x {len(seeds)} seeds per task and optimizer; "
+        f"each rule's suggestion trained with the same {len(seeds)} seeds (one finder run per seed). "
+        "Score: final validation accuracy (classification) or validation loss in nats/token "
+        f"(language models, trained {lm_epochs} epoch(s) instead of their default 3 to bound the time). "
+        "Regret: grid best minus rule (accuracy points) or rule minus grid best (nats); "
+        "bar: 1 point / 0.02 nats. `torch-lr-finder` is torch-lr-finder 0.2.2's steepest-gradient "
+        "suggestion on the same model and loader. Finder time: `find_lr` (100 iterations) "
+        "as a fraction of one full training run at the grid-best LR "
+        "(for language models, of the run as trained here).",
+        "",
+        "| task | optimizer | grid best (LR) | "
+        + " | ".join(f"{r} (LR) regret" for r in RULES)
+        + " | find_lr / run | halving / run | torch-lr-finder / run |",
+        "|---|---|---|" + "---|" * len(RULES) + "---|---|---|",
+    ]
+    for p in pairs:
+        kind = p["kind"]
+        cells = [f"{_fmt_regret(p['rules'][r]['regret'], kind)} ({p['rules'][r]['lr']:.2g})" for r in RULES]
+        lines.append(
+            f"| {p['task']} | {p['optimizer']} | {_fmt_score(p['best'], kind)} ({p['best_lr']:.2g}) | "
+            + " | ".join(cells)
+            + f" | {p['lrlab_seconds'] / p['full_run_seconds']:.0%} | {p['halving_seconds'] / p['full_run_seconds']:.0%}"
+            f" | {p['torch_lr_finder_seconds'] / p['full_run_seconds']:.0%} |"
+        )
+    lines += ["", "Per rule over the measured task x optimizer pairs:", ""]
+    lines += [
+        "| rule | within bar | mean regret, classification (pt) | mean regret, LM (nats) | worst |",
+        "|---|---|---|---|---|",
+    ]
+    ranking = []
+    for r in RULES:
+        within = sum(p["rules"][r]["regret"] <= BAR[p["kind"]] for p in pairs)
+        cls = [p["rules"][r]["regret"] for p in pairs if p["kind"] == "classification"]
+        lm = [p["rules"][r]["regret"] for p in pairs if p["kind"] != "classification"]
+        worst = max(pairs, key=lambda p, r=r: p["rules"][r]["regret"] / BAR[p["kind"]])
+        cls_mean = f"{np.mean(cls):.2f}" if cls else "-"
+        lm_mean = f"{np.mean(lm):.3f}" if lm else "-"
+        lines.append(
+            f"| {r} | {within}/{len(pairs)} | {cls_mean} | {lm_mean} | "
+            f"{worst['task']} {worst['optimizer']}: {_fmt_regret(worst['rules'][r]['regret'], worst['kind'])} |"
+        )
+        normalised = [min(p["rules"][r]["regret"] / BAR[p["kind"]], 1e6) for p in pairs]
+        ranking.append((-within, float(np.mean(normalised)), r))
+    ranking.sort()
+    best_rule = ranking[0][2]
+    lines += [
+        "",
+        f"Best rule by this run (most pairs within the bar, then lowest mean regret in units of the bar): "
+        f"**{best_rule}**. Wall time of the whole benchmark: {wall / 60:.0f} min.",
+    ]
+    return "\n".join(lines), best_rule
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", nargs="*", default=list(TASKS))
+    parser.add_argument("--optimizers", nargs="*", default=list(OPTIMIZERS))
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--lm-epochs", type=int, default=1)
+    parser.add_argument("--cache", type=Path, default=Path("lrlab-runs/bench_finder/cache.json"))
+    parser.add_argument("--no-write", action="store_true", help="print the section, do not write docs")
+    args = parser.parse_args()
+
+    from lrlab.experiments.store import Store
+    from lrlab.experiments.tasks import get_task
+
+    torch.set_num_threads(1)
+    cache = Cache(args.cache)
+    store = Store(args.cache.parent / "runs.db")
+    seeds = list(range(args.seeds))
+    started = time.perf_counter()
+    pairs = []
+    for task_name in args.tasks:
+        task = get_task(task_name)
+        epochs = args.lm_epochs if task.kind == "language_model" else task.default_epochs
+        for optimizer in args.optimizers:
+            pair = evaluate_pair(cache, store, task_name, optimizer, seeds, epochs)
+            pairs.append(pair)
+            cache.put(f"pair|{task_name}|{optimizer}", pair)
+            text, best_rule = summarise(pairs, seeds, args.lm_epochs, time.perf_counter() - started)
+            print(
+                f"[{time.strftime('%H:%M:%S')}] {task_name} {optimizer}: best rule so far {best_rule}",
+                flush=True,
+            )
+            if not args.no_write:
+                write_section("finder", text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
