@@ -1,0 +1,165 @@
+"""``lrlab find``: run an LR range test on a task, show and store the suggestions."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import typer
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from lrlab.cli._common import bad_input, console, err_console
+from lrlab.cli.app import app
+
+EXAMPLES = """
+
+Examples:
+
+  lrlab find --task digits-mlp --out finder.png
+
+  lrlab find --task chars-lstm --optimizer "adam(betas=[0.9, 0.99])" --num-iter 200 --out finder.html
+
+  lrlab find --task my_tasks.py:make_task --optimizer "sgd(momentum=0.9, nesterov=true)" --start-lr 1e-6 --end-lr 1
+
+  lrlab find --task digits-cnn --halving --db runs.db --sweep cnn-study
+"""
+
+DEFAULT_DB = Path("lrlab-runs") / "lrlab.db"
+FIGURE_SUFFIXES = (".png", ".svg", ".html")
+
+
+def _as_flags(message: str) -> str:
+    """Name the command's options in the library's messages (``end_lr`` -> ``--end-lr``)."""
+    for name in ("start_lr", "end_lr", "num_iter", "amp"):
+        message = message.replace(f"{name} ", f"--{name.replace('_', '-')} ").replace(
+            f"{name}=", f"--{name.replace('_', '-')} "
+        )
+    return message
+
+
+def _fmt(lr: float) -> str:
+    return "-" if not math.isfinite(lr) else f"{lr:.3g}"
+
+
+@app.command(
+    help="Run a learning-rate range test on a task: a table of every rule's suggestion, the "
+    "recommended LR and its reason, cyclic bounds (base_lr, max_lr), a loss-vs-LR figure with the "
+    "suggestions marked, and the result stored for `lrlab report`." + EXAMPLES
+)
+def find(
+    task: str = typer.Option(
+        ..., "--task", "-t", help="Built-in task name, 'package.module:function' or 'file.py:function'."
+    ),
+    optimizer: str = typer.Option(
+        "sgd(momentum=0.9)", "--optimizer", help="Optimizer spec, e.g. 'adam' or 'sgd(momentum=0.9)'."
+    ),
+    batch_size: int | None = typer.Option(None, "--batch-size", "-b", help="Default: the task's."),
+    num_iter: int = typer.Option(100, "--num-iter", "-n", help="Optimizer steps of the test."),
+    start_lr: float = typer.Option(1e-7, "--start-lr", help="First LR of the test."),
+    end_lr: float = typer.Option(10.0, "--end-lr", help="Last LR of the test."),
+    mode: str = typer.Option("exp", "--mode", help="How the LR rises: exp (geometric) or linear."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the model's weights and the batch order."),
+    halving: bool = typer.Option(False, "--halving", help="Also run the article's halving search."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto."),
+    amp: bool = typer.Option(False, "--amp", help="CUDA automatic mixed precision (float16)."),
+    db: Path = typer.Option(DEFAULT_DB, "--db", help="The store (SQLite file) the result goes to."),
+    sweep: str | None = typer.Option(None, "--sweep", help="Tag the stored result with this sweep name."),
+    store: bool = typer.Option(True, "--store/--no-store", help="Store the result for the report."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Write the figure: .png, .svg or .html."),
+) -> None:
+    if out is not None and out.suffix.lower() not in FIGURE_SUFFIXES:
+        bad_input(f"--out must end in one of {', '.join(FIGURE_SUFFIXES)}, got {out.name!r}")
+    if batch_size is not None and batch_size < 1:
+        bad_input(f"--batch-size must be >= 1, got {batch_size}")
+    if mode not in ("exp", "linear"):
+        bad_input(f"--mode must be exp or linear, got {mode!r}")
+
+    from lrlab.experiments.loop import resolve_device
+    from lrlab.experiments.optimizers import make_optimizer
+    from lrlab.experiments.tasks import get_task
+    from lrlab.finder import find_lr
+
+    try:
+        the_task = get_task(task)
+        torch_device = resolve_device(device)
+    except ValueError as exc:
+        bad_input(str(exc))
+    size = batch_size or the_task.default_batch_size
+    model = the_task.make_model(seed).to(torch_device)
+    try:
+        opt = make_optimizer(optimizer, model.parameters(), start_lr)
+    except ValueError as exc:
+        bad_input(f"bad --optimizer {optimizer!r}: {exc}")
+    loader = the_task.train_loader(size, seed)
+
+    with Progress(
+        TextColumn("range test"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}  lr {task.fields[lr]}  loss {task.fields[loss]}"),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+    ) as bar:
+        job = bar.add_task("test", total=num_iter, lr="-", loss="-")
+
+        def progress(iteration: int, total: int, lr: float, loss: float) -> None:
+            bar.update(job, completed=iteration + 1, lr=f"{lr:.2e}", loss=f"{loss:.4g}")
+
+        try:
+            result = find_lr(
+                model, opt, the_task.loss_fn, loader, start_lr=start_lr, end_lr=end_lr, num_iter=num_iter,
+                mode=mode, amp=amp, halving=halving, progress=progress,
+            )  # fmt: skip
+        except ValueError as exc:
+            bad_input(_as_flags(str(exc)))
+
+    _print_result(result, the_task.name, optimizer, size)
+    if out is not None:
+        result.plot(out, title=f"LR range test: {the_task.name}, {optimizer}")
+        console.print(f"wrote {escape(str(out))}")
+    if store:
+        from lrlab.experiments.store import Store
+
+        record = result.to_record(
+            the_task.name, optimizer, sweep=sweep,
+            config={"task": task, "batch_size": size, "seed": seed, "device": str(torch_device)},
+        )  # fmt: skip
+        Store(db).save_finder_result(record)
+        console.print(f"stored finder result {record.id} in {escape(str(db))}")
+    if not math.isfinite(result.lr):
+        raise typer.Exit(code=1)
+
+
+def _print_result(result, task: str, optimizer: str, batch_size: int) -> None:  # type: ignore[no-untyped-def]
+    from lrlab.finder.suggest import RULE_DESCRIPTIONS
+
+    stopped = (
+        f"stopped early at iteration {len(result)} (diverged)"
+        if result.diverged
+        else f"{len(result)} iterations"
+    )
+    table = Table(
+        title=f"LR range test: {escape(task)}, {escape(optimizer)}, batch {batch_size} ({stopped}, "
+        f"{result.seconds:.1f}s)"
+    )
+    table.add_column("rule")
+    table.add_column("LR", justify="right")
+    table.add_column("reason", overflow="fold")
+    for name, lr in result.suggestions.items():
+        mark = " [bold green](recommended)[/]" if name == result.rule else ""
+        table.add_row(escape(name) + mark, _fmt(lr), escape(RULE_DESCRIPTIONS.get(name, "")))
+    console.print(table)
+    if result.skipped:
+        console.print(f"skipped {result.skipped} batch(es) with a non-finite loss")
+    console.print(f"[bold]recommended LR: {_fmt(result.lr)}[/]  {escape(result.reason)}")
+    try:
+        base_lr, max_lr = result.cyclic_bounds()
+        console.print(
+            f"cyclic / one-cycle bounds (Smith): base_lr={base_lr:.3g}, max_lr={max_lr:.3g}  "
+            f"e.g. cyclic(base_lr={base_lr:.3g}, max_lr={max_lr:.3g}, step_size=...) or "
+            f"one_cycle(max_lr={max_lr:.3g}, total_steps=...)"
+        )
+    except ValueError:
+        console.print("cyclic bounds: not enough finite losses")
