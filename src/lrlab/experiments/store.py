@@ -252,7 +252,7 @@ class Store:
         sql = f"SELECT {_RUN_COLUMNS} FROM runs"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY created_at, id"
+        sql += " ORDER BY created_at, rowid"
         return [self._run_record(row) for row in self._connection().execute(sql, params)]
 
     def run(self, run_id: str) -> RunRecord:

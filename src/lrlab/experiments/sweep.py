@@ -288,7 +288,12 @@ def expand(spec: SweepSpec) -> list[RunPlan]:
     from lrlab.experiments.tasks import get_task
     from lrlab.schedules import parse
 
-    task = get_task(spec.task, **spec.task_options)
+    try:
+        task = get_task(spec.task, **spec.task_options)
+    except ValueError:
+        raise
+    except Exception as exc:
+        raise ValueError(f"task {spec.task!r} could not be built: {type(exc).__name__}: {exc}") from None
     epochs = spec.epochs or task.default_epochs
     grid = spec.grid
     batch_sizes = grid.batch_size or [spec.batch_size or task.default_batch_size]

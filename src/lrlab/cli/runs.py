@@ -1,0 +1,180 @@
+"""``lrlab runs list|show|export|rm``: look at and manage stored runs."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from lrlab.cli._common import bad_input, console
+from lrlab.cli.app import app
+
+HELP = """Look at and manage the runs in the store.
+
+Examples:
+
+  lrlab runs list --sweep digits-lr
+
+  lrlab runs show 3f2a9c1e
+
+  lrlab runs export --sweep digits-lr --format csv > digits-lr.csv
+
+  lrlab runs rm --sweep digits-lr --yes
+"""
+
+runs_app = typer.Typer(help=HELP, no_args_is_help=True, rich_markup_mode="rich")
+app.add_typer(runs_app, name="runs")
+
+_DB = typer.Option(Path("lrlab-runs/lrlab.db"), "--db", help="Run database (SQLite).")
+_STATUS_STYLE = {"done": "green", "diverged": "yellow", "failed": "red", "running": "cyan", "queued": "dim"}
+
+
+def _store(db: Path):  # -> Store
+    from lrlab.experiments.api import open_store
+
+    try:
+        return open_store(db)
+    except FileNotFoundError as exc:
+        bad_input(str(exc))
+
+
+def _fmt(value: float | None, digits: int = 4) -> str:
+    return "-" if value is None else f"{value:.{digits}g}"
+
+
+@runs_app.command(
+    "list",
+    help="List runs with their final metrics.\n\nExamples:\n\n  lrlab runs list\n\n  lrlab runs list --sweep digits-lr --status diverged",
+)
+def list_runs(
+    db: Path = _DB,
+    sweep: str | None = typer.Option(None, "--sweep", help="Only this sweep."),
+    status: str | None = typer.Option(None, "--status", help="Only runs with this status."),
+) -> None:
+    from lrlab.experiments.api import export_records
+    from lrlab.experiments.records import RUN_STATUSES
+
+    if status is not None and status not in RUN_STATUSES:
+        bad_input(f"--status must be one of {', '.join(RUN_STATUSES)}, got {status!r}")
+    store = _store(db)
+    if sweep is not None and sweep not in store.sweeps():
+        bad_input(f"no sweep {sweep!r} in {db} (sweeps: {', '.join(store.sweeps()) or 'none'})")
+    records = [r for r in export_records(store, sweep) if status is None or r["status"] == status]
+    table = Table(title=f"{len(records)} runs in {db}")
+    for column in (
+        "id",
+        "sweep",
+        "status",
+        "task",
+        "optimizer",
+        "schedule",
+        "lr",
+        "seed",
+        "val loss",
+        "val acc",
+    ):
+        table.add_column(column, overflow="fold")
+    for r in records:
+        c, final = r["config"], r["final"] or {}
+        style = _STATUS_STYLE.get(r["status"], "")
+        table.add_row(
+            r["id"][:8], r["sweep"] or "-", f"[{style}]{r['status']}[/]", str(c.get("task")),
+            str(c.get("optimizer")), str(c.get("schedule")), _fmt(c.get("lr")), str(r["seed"]),
+            _fmt(final.get("val_loss")), _fmt(final.get("val_accuracy"), 3),
+        )  # fmt: skip
+    console.print(table)
+
+
+def _resolve(store, run_id: str) -> str:
+    matches = [r.id for r in store.runs() if r.id.startswith(run_id)]
+    if not matches:
+        bad_input(f"no run {run_id!r} in {store.path}")
+    if len(matches) > 1:
+        bad_input(f"run id prefix {run_id!r} is ambiguous ({len(matches)} runs); give more characters")
+    return matches[0]
+
+
+@runs_app.command(
+    "show",
+    help="Show one run: config, status, timings and every epoch.\n\nExamples:\n\n  lrlab runs show 3f2a9c1e\n\n  lrlab runs show 3f2a --db runs/chars.db",
+)
+def show(
+    run_id: str = typer.Argument(..., help="Run id (a unique prefix is enough)."),
+    db: Path = _DB,
+) -> None:
+    store = _store(db)
+    record = store.run(_resolve(store, run_id))
+    style = _STATUS_STYLE.get(record.status, "")
+    console.print(f"[bold]run {record.id}[/]  sweep {record.sweep or '-'}  [{style}]{record.status}[/]")
+    if record.error:
+        console.print(f"error: {record.error}", markup=False, highlight=False)
+    if record.started_at and record.finished_at:
+        console.print(f"wall time: {record.finished_at - record.started_at:.2f} s  "
+                      f"lrlab {record.lrlab_version}  torch {record.torch_version}")  # fmt: skip
+    console.print_json(json.dumps(record.config, sort_keys=True))
+    epochs = store.epochs(record.id)
+    table = Table(title=f"{len(epochs)} epochs, {store.step_count(record.id)} steps")
+    for column in ("epoch", "step", "train loss", "val loss", "val error", "val acc", "time (s)"):
+        table.add_column(column, justify="right")
+    for e in epochs:
+        table.add_row(str(e.epoch), str(e.step), _fmt(e.train_loss), _fmt(e.val_loss), _fmt(e.val_error, 3),
+                      _fmt(e.val_accuracy, 3), f"{e.wall_time:.2f}")  # fmt: skip
+    console.print(table)
+
+
+@runs_app.command(
+    "export",
+    help="Write runs to stdout, one record per run: a JSON array or CSV rows.\n\nFields: id, sweep, status, seed, config (the resolved spec), error, final {epoch, train_loss, val_loss, val_error, val_accuracy}.\n\nExamples:\n\n  lrlab runs export --format json > runs.json\n\n  lrlab runs export --sweep digits-lr --format csv > digits-lr.csv",
+)
+def export(
+    db: Path = _DB,
+    sweep: str | None = typer.Option(None, "--sweep", help="Only this sweep."),
+    format: str = typer.Option("json", "--format", "-f", help="json or csv."),
+) -> None:
+    from lrlab.experiments.api import EXPORT_COLUMNS, export_records, flat_record
+
+    if format not in ("json", "csv"):
+        bad_input(f"--format must be json or csv, got {format!r}")
+    store = _store(db)
+    if sweep is not None and sweep not in store.sweeps():
+        bad_input(f"no sweep {sweep!r} in {db} (sweeps: {', '.join(store.sweeps()) or 'none'})")
+    records = export_records(store, sweep)
+    if format == "json":
+        sys.stdout.write(json.dumps(records, indent=2, sort_keys=False) + "\n")
+        return
+    writer = csv.DictWriter(sys.stdout, fieldnames=list(EXPORT_COLUMNS), lineterminator="\n")
+    writer.writeheader()
+    for record in records:
+        writer.writerow(flat_record(record))
+
+
+@runs_app.command(
+    "rm",
+    help="Delete runs (and their metrics) after confirmation.\n\nExamples:\n\n  lrlab runs rm 3f2a9c1e 77b0c2d4\n\n  lrlab runs rm --sweep digits-lr --yes",
+)
+def rm(
+    run_ids: list[str] = typer.Argument(None, help="Run ids (unique prefixes)."),
+    db: Path = _DB,
+    sweep: str | None = typer.Option(None, "--sweep", help="Delete every run of this sweep (and the sweep)."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+) -> None:
+    if not run_ids and sweep is None:
+        bad_input("give run ids or --sweep NAME")
+    store = _store(db)
+    ids = [_resolve(store, rid) for rid in run_ids or []]
+    if sweep is not None:
+        if sweep not in store.sweeps():
+            bad_input(f"no sweep {sweep!r} in {db} (sweeps: {', '.join(store.sweeps()) or 'none'})")
+        ids += [r.id for r in store.runs(sweep=sweep)]
+    ids = list(dict.fromkeys(ids))
+    what = f"{len(ids)} run(s)" + (f" and sweep {sweep!r}" if sweep else "")
+    if not yes and not typer.confirm(f"Delete {what} from {db}?", default=False):
+        console.print("nothing deleted")
+        raise typer.Exit(code=1)
+    count = store.delete_sweep(sweep) if sweep is not None else 0
+    count += store.delete_runs(ids)
+    console.print(f"deleted {count} run(s)")

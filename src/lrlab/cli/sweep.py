@@ -1,0 +1,191 @@
+"""``lrlab sweep``: run a sweep file into the run store."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from lrlab.cli._common import bad_input, console, err_console
+from lrlab.cli.app import app
+
+EXAMPLES = """
+
+Examples:
+
+  lrlab sweep examples/digits-lr.toml --jobs 2
+
+  lrlab sweep examples/chars-warmup.toml --device auto --db runs/chars.db
+
+  lrlab sweep examples/digits-lr.toml --backend ray --address auto --gpus-per-run 0.25
+
+Re-running the same file skips finished runs and restarts interrupted ones.
+"""
+
+
+class _Display:
+    """Rich live display on a terminal, plain lines otherwise, nothing with --quiet."""
+
+    def __init__(self, labels: dict[str, str], live: bool, quiet: bool) -> None:
+        self.labels = labels
+        self.live = live and not quiet
+        self.quiet = quiet
+        self.total = 0
+        self.done = 0
+        self.current: dict[str, Any] = {}
+        self.started = time.monotonic()
+        self.finished_in_session = 0
+        self._progress: Any = None
+        self._task: Any = None
+        self._live: Any = None
+
+    def __enter__(self) -> _Display:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self._live is not None:
+            self._live.stop()
+
+    def _start_live(self) -> None:
+        from rich.live import Live
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self._progress = Progress(
+            TextColumn("[bold]runs"), BarColumn(), MofNCompleteColumn(), TextColumn("ETA"),
+            TimeRemainingColumn(), console=console,
+        )  # fmt: skip
+        self._task = self._progress.add_task("runs", total=self.total, completed=self.done)
+        self._live = Live(self._render(), console=console, refresh_per_second=4, transient=False)
+        self._live.start()
+
+    def _render(self) -> Any:
+        from rich.console import Group
+        from rich.table import Table
+
+        table = Table(box=None, show_header=bool(self.current), pad_edge=False)
+        for column in ("run", "config", "epoch", "loss", "val loss"):
+            table.add_column(column)
+        for run_id, state in self.current.items():
+            table.add_row(
+                run_id[:8], self.labels.get(run_id, ""), f"{state['epoch']}/{state['epochs']}",
+                _fmt(state.get("loss")), _fmt(state.get("val_loss")),
+            )  # fmt: skip
+        return Group(self._progress, table)
+
+    def __call__(self, event: Any) -> None:
+        from lrlab.experiments.loop import RunProgress
+        from lrlab.experiments.sweep import SweepProgress
+
+        if isinstance(event, SweepProgress):
+            if event.event == "start":
+                self.total, self.done = event.total, event.skipped
+                if self.live:
+                    self._start_live()
+                elif not self.quiet:
+                    skipped = f" ({event.skipped} already finished)" if event.skipped else ""
+                    console.print(f"sweep {event.sweep}: {event.total} runs{skipped}", highlight=False)
+            return
+        if not isinstance(event, RunProgress):
+            return
+        if event.event == "end":
+            self.current.pop(event.run_id, None)
+            self.done += 1
+            self.finished_in_session += 1
+            if not self.live and not self.quiet:
+                detail = f" ({event.error})" if event.error else ""
+                console.print(
+                    f"[{self.done}/{self.total}] {event.status:<8} {event.run_id[:8]} "
+                    f"{self.labels.get(event.run_id, '')}{detail}{self._eta()}",
+                    highlight=False, markup=False, soft_wrap=True,
+                )  # fmt: skip
+        else:
+            state = self.current.setdefault(event.run_id, {"epoch": 0, "epochs": event.epochs})
+            state["epoch"] = event.epoch
+            if event.loss is not None:
+                state["loss"] = event.loss
+            if event.val_loss is not None:
+                state["val_loss"] = event.val_loss
+        if self._live is not None:
+            self._progress.update(self._task, completed=self.done)
+            self._live.update(self._render())
+
+    def _eta(self) -> str:
+        remaining = self.total - self.done
+        if not remaining or not self.finished_in_session:
+            return ""
+        seconds = (time.monotonic() - self.started) / self.finished_in_session * remaining
+        return f"  ETA {seconds / 60:.1f} min" if seconds >= 60 else f"  ETA {seconds:.0f} s"
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def _label(config: dict[str, Any]) -> str:
+    return f"{config['optimizer']} {config['schedule']} lr={config['lr']:g} seed={config['seed']}"
+
+
+@app.command(
+    help="Run a sweep file (TOML): every grid combination and seed, recorded in the run store." + EXAMPLES
+)
+def sweep(
+    file: Path = typer.Argument(..., help="Sweep file (TOML)."),
+    jobs: int = typer.Option(
+        1, "--jobs", "-j", help="Runs trained at once (processes, or Ray tasks in flight)."
+    ),
+    backend: str = typer.Option("local", "--backend", help="local (processes) or ray."),
+    address: str | None = typer.Option(
+        None, "--address", help="Ray cluster address (default: a local instance)."
+    ),
+    gpus_per_run: float = typer.Option(
+        0.0, "--gpus-per-run", help="GPUs per run with --backend ray (fractions allowed)."
+    ),
+    db: Path = typer.Option(Path("lrlab-runs/lrlab.db"), "--db", help="Run database (SQLite)."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+) -> None:
+    from lrlab.experiments.loop import resolve_device
+    from lrlab.experiments.store import Store
+    from lrlab.experiments.sweep import BACKENDS, SweepSpecError, expand, load_sweep, run_sweep
+
+    if jobs < 1:
+        bad_input(f"--jobs must be >= 1, got {jobs}")
+    if backend not in BACKENDS:
+        bad_input(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if gpus_per_run < 0:
+        bad_input(f"--gpus-per-run must be >= 0, got {gpus_per_run}")
+    if address is not None and backend != "ray":
+        bad_input("--address needs --backend ray")
+    try:
+        if backend == "local":
+            resolve_device(device)
+        elif device not in ("cpu", "cuda", "auto") and not device.startswith("cuda:"):
+            raise ValueError(f"device must be cpu, cuda or auto, got {device!r}")
+        spec = load_sweep(file)
+        labels = {plan.id: _label(plan.config) for plan in expand(spec)}
+    except SweepSpecError as exc:
+        bad_input(str(exc))
+    except ValueError as exc:
+        bad_input(str(exc))
+    store = Store(db)
+    display = _Display(labels, live=console.is_terminal and sys.stdout.isatty(), quiet=quiet)
+    try:
+        with display:
+            records = run_sweep(spec, store, jobs=jobs, backend=backend, progress=display, device=device,
+                                address=address, gpus_per_run=gpus_per_run)  # fmt: skip
+    except KeyboardInterrupt:
+        err_console.print("interrupted: runs in flight go back to the queue; run the same command to resume")
+        raise typer.Exit(code=130) from None
+    except ValueError as exc:
+        bad_input(str(exc))
+    counts: dict[str, int] = {}
+    for record in records:
+        counts[record.status] = counts.get(record.status, 0) + 1
+    if not quiet:
+        summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+        console.print(f"sweep {spec.name}: {summary} -> {db}", highlight=False)
+    if counts.get("failed"):
+        raise typer.Exit(code=1)

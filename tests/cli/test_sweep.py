@@ -1,0 +1,122 @@
+"""``lrlab sweep``: a real sweep through the CLI, resumable; bad input exits 2 in one line."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from lrlab.cli.app import app
+from lrlab.experiments.store import Store
+
+runner = CliRunner()
+
+SWEEP = """
+name = "cli-tiny"
+task = "digits-linear"
+task_options = { train_size = 96, val_size = 48 }
+epochs = 2
+batch_size = 32
+seeds = [0]
+
+[grid]
+lr = [0.1, 0.5]
+optimizer = ["sgd"]
+schedule = ["cosine(lr={lr}, total_steps={total_steps})"]
+"""
+
+
+@pytest.fixture
+def sweep_file(tmp_path):
+    path = tmp_path / "tiny.toml"
+    path.write_text(SWEEP)
+    return path
+
+
+def test_sweep_runs_records_and_resumes(sweep_file, tmp_path):
+    db = tmp_path / "runs.db"
+    result = runner.invoke(app, ["sweep", str(sweep_file), "--db", str(db)])
+    assert result.exit_code == 0, result.output
+    assert "sweep cli-tiny: 2 runs" in result.output
+    assert "[2/2] done" in result.output and "cosine(lr=0.5, total_steps=6)" in result.output
+    runs = Store(db).runs(sweep="cli-tiny")
+    assert [r.status for r in runs] == ["done", "done"]
+    again = runner.invoke(app, ["sweep", str(sweep_file), "--db", str(db)])
+    assert again.exit_code == 0 and "(2 already finished)" in again.output
+    quiet = runner.invoke(app, ["sweep", str(sweep_file), "--db", str(db), "--quiet"])
+    assert quiet.exit_code == 0 and quiet.output == ""
+
+
+def test_failed_run_exits_1(tmp_path):
+    task = tmp_path / "broken.py"
+    task.write_text(
+        "from lrlab.experiments.tasks.digits import digits_linear\n"
+        "def make():\n"
+        "    task = digits_linear(train_size=32, val_size=16)\n"
+        "    task.loss_fn = lambda output, target: 1 / 0\n"
+        "    return task\n"
+    )
+    sweep = tmp_path / "s.toml"
+    sweep.write_text(f'name = "b"\ntask = "{task}:make"\nepochs = 1\n[grid]\nlr = 0.1\n')
+    result = runner.invoke(app, ["sweep", str(sweep), "--db", str(tmp_path / "r.db")])
+    assert result.exit_code == 1
+    assert "failed" in result.output and "ZeroDivisionError" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        pytest.param(["--jobs", "0"], "--jobs must be >= 1", id="jobs"),
+        pytest.param(["--backend", "spark"], "--backend must be one of local, ray", id="backend"),
+        pytest.param(["--device", "tpu"], "device must be cpu, cuda or auto", id="device"),
+        pytest.param(["--address", "auto"], "--address needs --backend ray", id="address"),
+    ],
+)
+def test_bad_options_exit_2_in_one_line(sweep_file, tmp_path, args, fragment):
+    result = runner.invoke(app, ["sweep", str(sweep_file), "--db", str(tmp_path / "r.db"), *args])
+    assert result.exit_code == 2
+    assert fragment in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        pytest.param('name = "x"\ntask = "digits-mlp"\n[grid]\nlr = "fast"\n', 'grid.lr = "fast"', id="lr"),
+        pytest.param(
+            'name = "x"\ntask = "mnist"\n[grid]\nlr = 0.1\n',
+            "unknown task (built-in: digits-linear",
+            id="task",
+        ),
+        pytest.param(
+            'name = "x"\ntask = "digits-mlp"\n[grid]\nlr = 0.1\noptimizer = ["sgx"]\n',
+            "unknown optimizer 'sgx'",
+            id="opt",
+        ),
+        pytest.param("name = \n", "not valid TOML", id="toml"),
+        pytest.param(
+            'name = "x"\ntask = "nomod_xyz.sub:make"\n[grid]\nlr = 0.1\n', "cannot import task", id="import"
+        ),
+    ],
+)
+def test_bad_sweep_files_exit_2_naming_the_key(tmp_path, text, fragment):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    result = runner.invoke(app, ["sweep", str(path), "--db", str(tmp_path / "r.db")])
+    assert result.exit_code == 2, result.output
+    assert fragment in result.output
+    assert result.output.startswith("error:") and "Traceback" not in result.output
+
+
+def test_help_has_examples():
+    result = runner.invoke(app, ["sweep", "--help"])
+    assert result.exit_code == 0 and "Examples" in result.output and "--jobs" in result.output
+
+
+def test_export_after_sweep_is_valid_json(sweep_file, tmp_path):
+    db = tmp_path / "runs.db"
+    runner.invoke(app, ["sweep", str(sweep_file), "--db", str(db), "--quiet"])
+    result = runner.invoke(app, ["runs", "export", "--db", str(db)])
+    records = json.loads(result.stdout)
+    assert {r["config"]["lr"] for r in records} == {0.1, 0.5}
