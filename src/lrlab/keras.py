@@ -1,0 +1,105 @@
+"""Keras 3 binding: any lrlab schedule as a ``keras.optimizers.schedules.LearningRateSchedule``.
+
+Importing this module imports Keras; nothing else in lrlab does. Install with
+``pip install "lrlab[keras]"``.
+
+Keras picks its backend when it is first imported. If nothing chose one (no
+``KERAS_BACKEND`` and no importable backend in ``~/.keras/keras.json``), this module
+chooses ``torch``, which lrlab always has.
+
+Example:
+    >>> import keras
+    >>> from lrlab.schedules import cosine
+    >>> from lrlab.keras import LearningRateSchedule
+    >>> schedule = LearningRateSchedule(cosine(0.1, total_steps=100))
+    >>> optimizer = keras.optimizers.SGD(learning_rate=schedule)
+    >>> round(float(schedule(50)), 6)
+    0.05
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lrlab.schedules import Schedule, from_dict, parse
+
+
+def _choose_torch_backend_if_unset() -> None:
+    if "keras" in sys.modules or os.environ.get("KERAS_BACKEND"):
+        return
+    config = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "keras.json"
+    try:
+        configured = json.loads(config.read_text()).get("backend")
+    except (OSError, ValueError, AttributeError):
+        configured = None
+    if not (isinstance(configured, str) and importlib.util.find_spec(configured) is not None):
+        os.environ["KERAS_BACKEND"] = "torch"
+
+
+_choose_torch_backend_if_unset()
+
+import keras  # noqa: E402  (after choosing the backend)
+
+__all__ = ["LearningRateSchedule"]
+
+
+@keras.saving.register_keras_serializable(package="lrlab")
+class LearningRateSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """Drive any Keras 3 optimizer with an lrlab ``schedule``.
+
+    ``schedule`` is a schedule, its spec string or its ``to_dict()``. The learning rate
+    at optimizer iteration ``t`` (0-based) is ``schedule(t)``, computed in float64 by
+    lrlab and handed to Keras in ``keras.config.floatx()``.
+
+    Eager backends (torch, numpy) read the step directly; TensorFlow graphs and JAX
+    traces call back into numpy (``tf.numpy_function`` / ``jax.pure_callback``).
+    """
+
+    def __init__(self, schedule: Schedule | str | dict[str, Any]) -> None:
+        super().__init__()
+        if isinstance(schedule, str):
+            schedule = parse(schedule)
+        elif isinstance(schedule, dict):
+            schedule = from_dict(schedule)
+        if not isinstance(schedule, Schedule):
+            raise TypeError(
+                f"schedule must be an lrlab schedule, a spec string or a schedule dict, "
+                f"got {type(schedule).__name__}"
+            )
+        self.schedule = schedule
+
+    def _numpy_values(self, step: Any) -> np.ndarray:
+        return np.asarray(self.schedule(np.asarray(step, dtype=np.float64)), dtype=keras.config.floatx())
+
+    def __call__(self, step: Any) -> Any:
+        dtype = keras.config.floatx()
+        backend = keras.backend.backend()
+        if backend == "tensorflow":  # pragma: no cover - tensorflow is not installed here
+            import tensorflow as tf
+
+            value = tf.numpy_function(self._numpy_values, [step], tf.as_dtype(dtype), stateful=False)
+            return tf.reshape(value, tf.shape(step))
+        if backend == "jax":  # pragma: no cover - jax is not installed here
+            import jax
+
+            shape = jax.ShapeDtypeStruct(np.shape(step), dtype)
+            return jax.pure_callback(self._numpy_values, shape, step)
+        steps = keras.ops.convert_to_numpy(step)
+        return keras.ops.convert_to_tensor(self._numpy_values(steps), dtype=dtype)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"schedule": self.schedule.to_dict()}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> LearningRateSchedule:
+        return cls(config["schedule"])
+
+    def __repr__(self) -> str:
+        return f"LearningRateSchedule({self.schedule})"
