@@ -1,0 +1,235 @@
+"""Vectorised groups: grouping, equivalence with runs trained alone, divergence, the store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from lrlab.experiments.loop import RunProgress, train_run
+from lrlab.experiments.store import Store
+from lrlab.experiments.vectorized import (
+    group_key,
+    plan_groups,
+    run_vectorized,
+    train_vectorized,
+    why_not_vectorized,
+)
+
+TINY = {"train_size": 256, "val_size": 128}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: one thread is faster, and steadier on a shared machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _config(task="digits-mlp", **overrides: Any) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "task": task,
+        "task_options": dict(TINY, **({"hidden": 32} if task == "digits-mlp" else {})),
+        "optimizer": "sgd(momentum=0.9)",
+        "schedule": "cosine(lr={lr}, total_steps={total_steps})",
+        "lr": 0.1,
+        "seed": 0,
+        "epochs": 2,
+        "batch_size": 32,
+        "divergence_factor": 4.0,
+    }
+    config.update(overrides)
+    return config
+
+
+@dataclass(frozen=True)
+class Plan:
+    id: str
+    config: dict[str, Any]
+
+
+@pytest.fixture
+def store(tmp_path):
+    return Store(tmp_path / "runs.db")
+
+
+# ---------------------------------------------------------------- grouping
+
+
+def test_groups_differ_only_in_lr_schedule_momentum_and_seed():
+    a = _config()
+    assert group_key(a) == group_key(_config(lr=0.3, seed=4, schedule="constant(lr=0.3)"))
+    assert group_key(a) == group_key(_config(momentum="cosine(lr=0.9, total_steps=10)"))
+    for other in (
+        _config(optimizer="adam"),
+        _config(epochs=3),
+        _config(batch_size=16),
+        _config("digits-linear"),
+    ):
+        assert group_key(a) != group_key(other)
+    assert group_key(_config(lr_mult={"0.*": 0.1})) is None
+    assert "lr_mult" in why_not_vectorized(_config(lr_mult={"0.*": 0.1}))
+    assert "rmsprop" in why_not_vectorized(_config(optimizer="rmsprop"))
+
+
+def test_plan_groups_splits_big_groups_evenly_and_keeps_one_data_seed():
+    plans = [Plan(f"r{i}", _config(lr=0.01 * (i + 1), seed=i % 2 + 3)) for i in range(17)]
+    plans.append(Plan("adam", _config(optimizer="adam")))
+    plans.append(Plan("rms", _config(optimizer="rmsprop")))
+    groups, alone = plan_groups(plans, max_group=8)
+    assert sorted(len(members) for _, members in groups) == [5, 6, 6]
+    assert {seed for seed, _ in groups} == {3}  # the whole group's smallest seed, in every part
+    assert [p.id for p in alone] == ["adam", "rms"]
+    assert sum(len(m) for _, m in groups) + len(alone) == len(plans)
+    groups, alone = plan_groups(plans, max_group=None)
+    assert [len(m) for _, m in groups] == [17]
+    with pytest.raises(ValueError, match="max_group"):
+        plan_groups(plans, max_group=0)
+
+
+def test_train_vectorized_refuses_mixed_groups(store):
+    with pytest.raises(ValueError, match="differs"):
+        train_vectorized([_config(), _config(optimizer="adam")], store, ["a", "b"])
+    with pytest.raises(ValueError, match="equal length"):
+        train_vectorized([_config()], store, ["a", "b"])
+
+
+# ---------------------------------------------------------------- equivalence
+
+
+@pytest.mark.parametrize(
+    ("task", "optimizer", "lrs"),
+    [
+        ("digits-linear", "sgd(momentum=0.9)", [0.01, 0.1, 0.5]),
+        ("digits-mlp", "sgd(momentum=0.9, nesterov=true, weight_decay=0.0005)", [0.01, 0.05, 0.2]),
+        ("digits-mlp", "adam", [1e-4, 1e-3, 1e-2]),
+        ("digits-mlp", "adamw(weight_decay=0.05)", [3e-4, 3e-3]),
+        ("digits-cnn", "sgd(momentum=0.9)", [0.01, 0.1]),
+    ],
+)
+def test_members_match_the_same_runs_trained_alone(store, task, optimizer, lrs):
+    options = {"channels": 4} if task == "digits-cnn" else {}
+    configs = [
+        _config(task, lr=lr, optimizer=optimizer, task_options={**_config(task)["task_options"], **options})
+        for lr in lrs
+    ]
+    records = train_vectorized(configs, store, [f"v{i}" for i in range(len(lrs))])
+    assert [r.status for r in records] == ["done"] * len(lrs)
+    assert records[0].extras["vectorized_mode"] == ("vmap" if task == "digits-cnn" else "bmm")
+    for i, config in enumerate(configs):
+        train_run(config, store, f"s{i}")
+        vec, alone = store.epochs(f"v{i}"), store.epochs(f"s{i}")
+        assert len(vec) == len(alone) == 2
+        assert vec[-1].val_loss == pytest.approx(alone[-1].val_loss, rel=1e-3)
+        assert vec[-1].val_accuracy == pytest.approx(alone[-1].val_accuracy, abs=1 / 128 + 1e-9)
+        assert vec[-1].train_loss == pytest.approx(alone[-1].train_loss, rel=1e-3)
+        sv, sa = store.steps(f"v{i}"), store.steps(f"s{i}")
+        np.testing.assert_array_equal(sv.step, sa.step)
+        np.testing.assert_array_equal(sv.epoch, sa.epoch)
+        np.testing.assert_allclose(sv.lr, sa.lr, rtol=1e-12)
+        np.testing.assert_allclose(sv.momentum, sa.momentum, rtol=1e-12)
+        np.testing.assert_allclose(sv.loss, sa.loss, rtol=1e-3)
+        np.testing.assert_allclose(sv.grad_norm, sa.grad_norm, rtol=1e-3)
+
+
+def test_momentum_schedules_and_other_seeds(store):
+    """One-cycle LR and momentum per member; a member with another seed keeps its own
+    weights but the group's batches (the data seed is the smallest seed)."""
+    one_cycle = {"schedule": "one_cycle(max_lr={lr}, total_steps={total_steps})",
+                 "momentum": "cosine(lr=0.95, total_steps={total_steps}, final_lr=0.85)"}  # fmt: skip
+    configs = [_config(lr=0.1, seed=0, **one_cycle), _config(lr=0.3, seed=0, **one_cycle),
+               _config(lr=0.1, seed=5)]  # fmt: skip
+    records = train_vectorized(configs, store, ["a", "b", "c"])
+    assert all(r.extras["data_seed"] == 0 and r.extras["vectorized"] == 3 for r in records)
+    train_run(configs[1], store, "b-alone")
+    steps, alone = store.steps("b"), store.steps("b-alone")
+    np.testing.assert_allclose(steps.momentum, alone.momentum, rtol=1e-12)
+    assert steps.momentum[0] == pytest.approx(0.95) and steps.momentum[-1] < 0.86
+    assert store.epochs("b")[-1].val_loss == pytest.approx(store.epochs("b-alone")[-1].val_loss, rel=1e-3)
+    # Seed 5 alone shuffles differently; in the group it saw seed 0's batches: not equal.
+    train_run(configs[2], store, "c-alone")
+    assert store.steps("c").loss[0] != pytest.approx(store.steps("c-alone").loss[0], rel=1e-6)
+
+
+# ---------------------------------------------------------------- divergence and store
+
+
+def test_a_diverging_member_is_frozen_and_the_others_go_on(store):
+    configs = [_config(lr=lr, schedule="constant(lr={lr})") for lr in (0.05, 50.0, 0.1)]
+    events: list[RunProgress] = []
+    records = train_vectorized(configs, store, ["ok1", "boom", "ok2"], progress=events.append)
+    assert [r.status for r in records] == ["done", "diverged", "done"]
+    boom = records[1]
+    train_run(configs[1], store, "boom-alone")
+    alone = store.run("boom-alone")
+    assert alone.status == "diverged"
+    assert (boom.diverged_step, boom.error) == (alone.diverged_step, alone.error)
+    assert len(store.steps("boom")) == boom.diverged_step + 1  # the diverging step is recorded
+    assert store.epochs("boom") == [] or len(store.epochs("boom")) == len(store.epochs("boom-alone"))
+    # The survivors are unaffected by the member that blew up.
+    train_run(configs[2], store, "ok2-alone")
+    assert store.epochs("ok2")[-1].val_loss == pytest.approx(store.epochs("ok2-alone")[-1].val_loss, rel=1e-3)
+    ends = [e for e in events if e.event == "end"]
+    assert sorted((e.run_id, e.status) for e in ends) == [
+        ("boom", "diverged"),
+        ("ok1", "done"),
+        ("ok2", "done"),
+    ]
+
+
+def test_members_are_ordinary_runs_in_the_store(store):
+    configs = [_config(lr=lr) for lr in (0.02, 0.2)]
+    train_vectorized(configs, store, ["a", "b"], sweep="s")
+    for rid, config in zip(["a", "b"], configs):
+        record = store.run(rid)
+        assert record.sweep == "s" and record.config == config and record.status == "done"
+        assert record.lrlab_version and record.torch_version and record.started_at <= record.finished_at
+        assert record.extras["vectorized"] == 2 and record.extras["total_steps"] == 16
+        assert len(store.steps(rid)) == 16 and [e.epoch for e in store.epochs(rid)] == [1, 2]
+    # Re-training the same ids replaces their metrics, as train_run does.
+    train_vectorized(configs, store, ["a", "b"], sweep="s")
+    assert len(store.steps("a")) == 16
+
+
+def test_run_vectorized_trains_groups_and_returns_the_rest(store):
+    plans = [Plan(f"g{i}", _config(lr=lr)) for i, lr in enumerate((0.01, 0.1))]
+    plans += [Plan("lone", _config(optimizer="rmsprop"))]
+    left = run_vectorized(plans, store, sweep="s", max_group=4)
+    assert [p.id for p in left] == ["lone"]
+    assert [store.run(p.id).status for p in plans[:2]] == ["done", "done"]
+    assert not store.has_run("lone")
+
+
+def test_a_model_vmap_cannot_batch_falls_back_to_runs_alone(store, tmp_path):
+    task_file = tmp_path / "dropout_task.py"
+    task_file.write_text(
+        "import torch\n"
+        "from lrlab.experiments.tasks import Task, TensorPairs\n"
+        "def task():\n"
+        "    g = torch.Generator().manual_seed(0)\n"
+        "    x, y = torch.randn(64, 4, generator=g), torch.randint(0, 2, (64,), generator=g)\n"
+        "    model = lambda: torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Dropout(0.2), torch.nn.Linear(8, 2))\n"
+        "    return Task('dropout', 'classification', 1, 16, model, TensorPairs(x[:48], y[:48]),\n"
+        "                TensorPairs(x[48:], y[48:]))\n"
+    )
+    configs = [_config(f"{task_file}:task", task_options={}, lr=lr, epochs=1) for lr in (0.01, 0.1)]
+    records = train_vectorized(configs, store, ["a", "b"])
+    assert [r.status for r in records] == ["done", "done"]
+    assert "vectorized" not in records[0].extras and records[0].extras["vectorized_fallback"]
+    with pytest.raises(ValueError, match="cannot be vectorised"):
+        train_vectorized(configs, store, ["a", "b"], fallback=False)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_members_match_cpu(store):
+    configs = [_config(lr=lr) for lr in (0.02, 0.2)]
+    train_vectorized(configs, store, ["cpu0", "cpu1"])
+    train_vectorized(configs, store, ["gpu0", "gpu1"], device="cuda")
+    for a, b in (("cpu0", "gpu0"), ("cpu1", "gpu1")):
+        assert store.epochs(a)[-1].val_loss == pytest.approx(store.epochs(b)[-1].val_loss, rel=1e-3)
+    assert store.run("gpu0").extras["device"].startswith("cuda")
