@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -10,11 +11,39 @@ import numpy as np
 from lrlab.schedules import Schedule
 
 FIGURE_SUFFIXES = (".png", ".svg", ".html")
+# More points than a figure can show; longer curves are drawn by their min/max envelope.
+MAX_POINTS = 4000
 
 
 def schedule_curves(schedules: Sequence[Schedule], total_steps: int) -> tuple[np.ndarray, list[np.ndarray]]:
     steps = np.arange(total_steps, dtype=np.float64)
     return steps, [s(steps) for s in schedules]
+
+
+def envelope(
+    steps: np.ndarray, values: np.ndarray, max_points: int = MAX_POINTS
+) -> tuple[np.ndarray, np.ndarray]:
+    """At most about ``max_points`` points that draw like the full curve: the minimum and
+    the maximum of each of ``max_points // 2`` buckets, in step order, and both ends.
+
+    >>> x = np.arange(10.0)
+    >>> envelope(x, (x % 3 == 0) * 1.0, max_points=4)[1].tolist()
+    [1.0, 0.0, 0.0, 1.0, 1.0]
+    """
+    if len(steps) <= max_points:
+        return steps, values
+    buckets = max(1, max_points // 2)
+    edges = np.linspace(0, len(values), buckets + 1).astype(np.int64)
+    lows = np.minimum.reduceat(values, edges[:-1])
+    highs = np.maximum.reduceat(values, edges[:-1])
+    low_at = np.empty(buckets, dtype=np.int64)
+    high_at = np.empty(buckets, dtype=np.int64)
+    for i, (start, stop) in enumerate(itertools.pairwise(edges)):
+        chunk = values[start:stop]
+        low_at[i] = start + int(np.argmax(chunk == lows[i]))
+        high_at[i] = start + int(np.argmax(chunk == highs[i]))
+    keep = np.unique(np.concatenate([[0, len(values) - 1], low_at, high_at]))
+    return steps[keep], values[keep]
 
 
 def write_schedule_figure(
@@ -50,7 +79,7 @@ def _write_static(
 
     fig, ax = plt.subplots(figsize=(8, 4.5), layout="constrained")
     for curve, name in zip(curves, names):
-        ax.plot(steps, curve, label=_wrap(name), linewidth=1.6)
+        ax.plot(*envelope(steps, curve), label=_wrap(name), linewidth=1.6)
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("learning rate")
     ax.set_title(title)
@@ -69,7 +98,8 @@ def _write_html(
 
     fig = go.Figure()
     for curve, name in zip(curves, names):
-        fig.add_trace(go.Scatter(x=steps, y=curve, mode="lines", name=name))
+        x, y = envelope(steps, curve)
+        fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=name))
     fig.update_layout(
         title=title,
         xaxis_title="optimizer step",
