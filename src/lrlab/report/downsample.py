@@ -35,8 +35,8 @@ def downsample_indices(
     y = np.asarray(values, dtype=np.float64)
     if y.ndim != 1:
         raise ValueError(f"values must be one-dimensional, got shape {y.shape}")
-    if isinstance(max_points, bool) or not isinstance(max_points, int) or max_points < 4:
-        raise ValueError(f"max_points must be a whole number >= 4, got {max_points!r}")
+    if isinstance(max_points, bool) or not isinstance(max_points, int) or max_points < 8:
+        raise ValueError(f"max_points must be a whole number >= 8, got {max_points!r}")
     n = len(y)
     forced = {int(i) for i in keep}
     bad = [i for i in forced if not 0 <= i < n]

@@ -8,10 +8,14 @@ large gradient (oscillation), a too-large LR diverges. Deterministic given ``see
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from lrlab.experiments.records import EpochRecord, RunRecord, StepSeries
+
+if TYPE_CHECKING:
+    from lrlab.experiments.store import Store
 
 
 @dataclass
@@ -99,3 +103,23 @@ def _one_run(rid, sweep, config, lr, t, spe, rng, spec):  # type: ignore[no-unty
         records.append(EpochRecord(rid, e, end, train, val, error, 1 - error, float(e)))
     run = RunRecord(rid, sweep, status, config, config["seed"], diverged_step=diverged)
     return run, records, series
+
+
+def save_to_store(store: Store, sweep: SyntheticSweep, name: str | None = None) -> None:
+    """Write ``sweep`` into a real store through its writer API (runs, steps, epochs, status);
+    ``name`` (default: the runs' own sweep name) is the sweep they are filed under."""
+    if name is not None:
+        store.upsert_sweep(name, {"synthetic": True})
+    for run in sweep.runs:
+        store.create_run(RunRecord(run.id, name or run.sweep, "queued", run.config, run.seed))
+        series = sweep.steps[run.id]
+        rows = [
+            (int(s), int(e), [float(lr)], None if np.isnan(m) else float(m), float(loss), float(g))
+            for s, e, lr, m, loss, g in zip(
+                series.step, series.epoch, series.lr, series.momentum, series.loss, series.grad_norm
+            )
+        ]
+        store.add_steps(run.id, rows)
+        for rec in sweep.epochs[run.id]:
+            store.add_epoch(rec)
+        store.set_status(run.id, run.status, diverged_step=run.diverged_step)

@@ -1,0 +1,139 @@
+"""Diagnostics in words, with numbers, from records built by hand."""
+
+import numpy as np
+import pytest
+
+from lrlab.report.diagnostics import (
+    best_configuration,
+    diagnose,
+    divergence,
+    overfitting,
+    schedule_decay,
+    stuck_check,
+    stuck_runs,
+    widening_gap,
+)
+from lrlab.report.grouping import group_runs
+
+from ._records import epochs, run, steps
+
+RNG = np.random.default_rng(0)
+
+
+def _converging(n=300):
+    t = np.arange(n)
+    return 0.1 + 2.2 * np.exp(-t / 40) + 0.01 * RNG.standard_normal(n), 0.3 + 2.0 * np.exp(-t / 40)
+
+
+def _stuck(n=300):
+    t = np.arange(n)
+    loss = 0.9 + 1.4 * np.exp(-t / 15) + 0.08 * RNG.standard_normal(n)
+    return loss, 2.5 + 0.3 * np.abs(RNG.standard_normal(n))
+
+
+def _slow(n=300):
+    return 2.3 - 0.0002 * np.arange(n) + 0.01 * RNG.standard_normal(n), np.full(n, 2.4)
+
+
+def test_best_configuration_reports_margin_and_whether_it_beats_seed_noise():
+    runs = [run("a0", 0.1, 0), run("a1", 0.1, 1), run("b0", 0.5, 0), run("b1", 0.5, 1)]
+    eps = {
+        "a0": epochs("a0", [1, 0.5], [1, 0.30], [0.2, 0.10]),
+        "a1": epochs("a1", [1, 0.5], [1, 0.32], [0.2, 0.12]),
+        "b0": epochs("b0", [1, 0.5], [1, 0.50]),
+        "b1": epochs("b1", [1, 0.5], [1, 0.54]),
+    }
+    f = best_configuration(group_runs(runs), eps)
+    assert f.kind == "best"
+    assert f.numbers["best"] == pytest.approx(0.31)
+    assert f.numbers["runner_up"] == pytest.approx(0.52)
+    assert f.numbers["margin"] == pytest.approx(0.21)
+    assert f.numbers["seed_spread"] == pytest.approx(0.04)
+    assert "lr=0.1" in f.message and "larger than the spread over seeds" in f.message
+    assert f.numbers["best_val_error"] == pytest.approx(0.11)
+
+
+def test_a_diverged_configuration_is_never_best():
+    runs = [run("a", 0.1), run("b", 5.0, status="diverged", diverged_step=3)]
+    eps = {"a": epochs("a", [1, 0.5], [1, 0.9]), "b": epochs("b", [0.1], [0.1])}
+    assert best_configuration(group_runs(runs), eps).numbers["best"] == pytest.approx(0.9)
+
+
+def test_divergence_names_the_lr_where_it_starts_and_the_largest_stable_lr():
+    runs = [run("a", 0.01), run("b", 0.1), run("c", 1.0, status="diverged", diverged_step=40),
+            run("d", 3.0, status="diverged", diverged_step=7)]  # fmt: skip
+    [f] = divergence(group_runs(runs))
+    assert f.numbers["divergence_lr"] == 1.0
+    assert f.numbers["largest_stable_lr"] == 0.1
+    assert f.numbers["diverged_runs"] == 2 and f.numbers["first_diverged_step"] == 7
+    assert "divergence starts at lr=1" in f.message
+
+
+def test_stuck_run_has_a_plateau_with_a_large_gradient_and_a_converging_run_does_not():
+    conv, stuck = _converging(), _stuck()
+    ok = stuck_check(steps("a", *conv))
+    bad = stuck_check(steps("b", *stuck), best_level=0.1)
+    assert not ok.stuck and ok.grad_ratio < 0.5
+    assert bad.stuck and bad.relative_drop < 0.05 and bad.grad_ratio > 0.9
+
+
+def test_stuck_runs_above_the_best_lr_oscillate_and_below_it_are_slow():
+    runs = [run("slow", 0.001), run("good", 0.1), run("stuck", 0.8)]
+    data = {"slow": steps("slow", *_slow()), "good": steps("good", *_converging()),
+            "stuck": steps("stuck", *_stuck())}  # fmt: skip
+    eps = {
+        "slow": epochs("slow", [2.3, 2.29], [2.3, 2.29]),
+        "good": epochs("good", [1.0, 0.2], [1.0, 0.25]),
+        "stuck": epochs("stuck", [1.2, 1.0], [1.2, 1.0]),
+    }
+    found = {f.run_ids[0]: f for f in stuck_runs(group_runs(runs), data, eps)}
+    assert set(found) == {"slow", "stuck"}
+    assert found["stuck"].kind == "stuck" and "oscillate" in found["stuck"].message
+    assert found["slow"].kind == "slow" and found["slow"].numbers["family_best_lr"] == 0.1
+    assert found["stuck"].numbers["loss_level"] > 1.5 * found["stuck"].numbers["best_level"]
+
+
+def test_widening_gap_flags_only_a_trailing_rise_of_three_epochs_or_more():
+    x = np.arange(1, 9)
+    assert widening_gap(x, np.array([0.3, 0.2, 0.1, 0.1, 0.12, 0.15, 0.2, 0.3])).onset_epoch == 4
+    assert widening_gap(x, np.array([0.3, 0.2, 0.1, 0.1, 0.1, 0.1, 0.12, 0.15])) is None  # two rises
+    assert widening_gap(x, np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.4, 0.3, 0.2])) is None  # closing again
+
+
+def test_overfitting_reports_onset_and_the_best_validation_epoch():
+    train = [2.0, 1.0, 0.6, 0.4, 0.3, 0.2]
+    val = [2.0, 1.1, 0.8, 0.85, 0.95, 1.1]
+    [f] = overfitting(group_runs([run("a", 0.01)]), {"a": epochs("a", train, val)})
+    assert f.numbers["onset_epoch"] == 1 and f.numbers["best_val_epoch"] == 3
+    assert f.numbers["gap_at_end"] == pytest.approx(0.9)
+
+
+def test_schedule_decay_flags_less_than_100x_from_recorded_lrs():
+    cos = run("cos", 0.1, schedule="cosine(lr=0.1, total_steps=300, final_lr=0.0001)")
+    flat = run("flat", 0.1)
+    lr_cos = 0.0001 + 0.0999 * (1 + np.cos(np.pi * np.arange(300) / 299)) / 2
+    data = {"cos": steps("cos", *_converging(), lr=lr_cos), "flat": steps("flat", *_converging())}
+    [f] = schedule_decay(group_runs([cos, flat]), data)
+    assert f.run_ids == ("flat",) and f.numbers["factor"] == pytest.approx(1.0)
+    assert "100x" in f.message
+
+
+def test_schedule_decay_of_a_diverged_run_comes_from_its_spec_with_placeholders():
+    r = run(
+        "d",
+        0.1,
+        status="diverged",
+        diverged_step=5,
+        schedule="step_decay(lr={lr}, step_size={steps_per_epoch})",
+    )
+    r.extras.update({"total_steps": 50, "steps_per_epoch": 30})
+    [f] = schedule_decay(group_runs([r]), {"d": steps("d", [2.0] * 6, [1.0] * 6)})
+    assert f.numbers["factor"] == pytest.approx(10.0)
+    assert "(schedule)" in f.message
+
+
+def test_diagnose_returns_findings_in_reading_order():
+    runs = [run("a", 0.1), run("b", 9.0, status="diverged", diverged_step=2)]
+    eps = {"a": epochs("a", [1.0, 0.5], [1.0, 0.6])}
+    kinds = [f.kind for f in diagnose(group_runs(runs), eps, {})]
+    assert kinds[:2] == ["best", "divergence"]
