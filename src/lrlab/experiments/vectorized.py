@@ -167,6 +167,14 @@ def _member_losses(task: Any) -> Callable[[Tensor, Tensor], Tensor]:
     return torch.func.vmap(task.loss_fn, in_dims=(0, None))
 
 
+def _member_norms(grads: Sequence[Tensor]) -> Tensor:
+    """Each member's gradient norm over all its parameters: ``(K,)``."""
+    per_param = [
+        torch.linalg.vector_norm(g, dim=tuple(range(1, g.dim()))) if g.dim() > 1 else g.abs() for g in grads
+    ]
+    return torch.linalg.vector_norm(torch.stack(per_param), dim=0)
+
+
 # ---------------------------------------------------------------- one group
 
 
@@ -299,9 +307,7 @@ class _Trainer:
                 losses = g.loss(g.model(inputs), targets)
                 grads = torch.autograd.grad(losses.sum(), g.model.params)
                 losses = losses.detach()
-                norms = torch.linalg.vector_norm(
-                    torch.stack([torch.linalg.vector_norm(grad.flatten(1), dim=1) for grad in grads]), dim=0
-                )
+                norms = _member_norms(grads)
                 if initial is None:
                     initial = losses.clone()
                 bad = ~torch.isfinite(losses)

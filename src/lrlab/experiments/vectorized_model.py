@@ -111,14 +111,10 @@ class StackedModel:
                 weight = by_name[prefix + "weight"]
                 bias = by_name.get(prefix + "bias")
                 if shared:
-                    # One (batch, in) @ (in, K*out) product, then (K, batch, out).
-                    members, out_features, in_features = weight.shape
-                    flat = hidden @ weight.reshape(members * out_features, in_features).T
-                    hidden = flat.view(hidden.shape[0], members, out_features).transpose(0, 1)
-                    if bias is not None:
-                        hidden = hidden + bias.unsqueeze(1)
+                    # The shared batch, broadcast to every member without a copy.
+                    hidden = hidden.expand(weight.shape[0], *hidden.shape)
                     shared = False
-                elif bias is not None:
+                if bias is not None:
                     hidden = torch.baddbmm(bias.unsqueeze(1), hidden, weight.transpose(1, 2))
                 else:
                     hidden = torch.bmm(hidden, weight.transpose(1, 2))

@@ -94,21 +94,23 @@ class StackedOptimizer:
         scheduled = momentum is not None
         if momentum is None:
             momentum = torch.full((lr.shape[0],), self.momentum, dtype=torch.float64, device=lr.device)
+        # Updates are in place (no K-sized temporaries on the common path); with frozen
+        # members, their old values are put back afterwards.
+        masked = active is not None and not bool(active.all())
         self.steps += 1
         for index, (param, grad) in enumerate(zip(self.params, grads)):
-            state = self.state[index]
+            old = param.detach().clone() if masked else None
             if self.kind == "sgd":
-                new = self._sgd(param, grad, state, lr, momentum, scheduled)
+                self._sgd(param, grad, self.state[index], lr, momentum, scheduled)
             else:
-                new = self._adam(param, grad, state, lr, momentum)
-            if active is None:
-                param.copy_(new)
-            else:
-                param.copy_(torch.where(_per_member(active, param).bool(), new, param))
+                self._adam(param, grad, self.state[index], lr, momentum)
+            if old is not None:
+                assert active is not None
+                param.copy_(torch.where(_per_member(active, param).bool(), param, old))
 
     def _sgd(
         self, param: Tensor, grad: Tensor, state: dict[str, Tensor], lr: Tensor, mu: Tensor, scheduled: bool
-    ) -> Tensor:
+    ) -> None:
         if self.weight_decay != 0:
             grad = grad.add(param, alpha=self.weight_decay)
         # With dampening 0, using the buffer when momentum is 0 gives torch's update exactly,
@@ -120,11 +122,9 @@ class StackedOptimizer:
             else:
                 buf.mul_(_per_member(mu, buf)).add_(grad, alpha=1 - self.dampening)
             grad = grad + _per_member(mu, buf) * buf if self.nesterov else buf
-        return param - _per_member(lr, param) * grad
+        param.addcmul_(grad, _per_member(lr, param), value=-1)
 
-    def _adam(
-        self, param: Tensor, grad: Tensor, state: dict[str, Tensor], lr: Tensor, beta1: Tensor
-    ) -> Tensor:
+    def _adam(self, param: Tensor, grad: Tensor, state: dict[str, Tensor], lr: Tensor, beta1: Tensor) -> None:
         if not state:
             state["exp_avg"] = torch.zeros_like(param)
             state["exp_avg_sq"] = torch.zeros_like(param)
@@ -133,7 +133,7 @@ class StackedOptimizer:
         exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
         if self.weight_decay != 0:
             if self.decoupled:
-                param = param * _per_member(1 - lr * self.weight_decay, param)
+                param.mul_(_per_member(1 - lr * self.weight_decay, param))
             else:
                 grad = grad.add(param, alpha=self.weight_decay)
         exp_avg.lerp_(grad, _per_member(1 - beta1, exp_avg))
@@ -145,8 +145,9 @@ class StackedOptimizer:
         second = state["max_exp_avg_sq"] if self.amsgrad else exp_avg_sq
         if self.amsgrad:
             torch.maximum(second, exp_avg_sq, out=second)
-        denom = (second.sqrt() / bias_correction2_sqrt).add_(self.eps)
-        return param - _per_member(step_size, param) * (exp_avg / denom)
+        ratio = second.sqrt().div_(bias_correction2_sqrt).add_(self.eps)
+        torch.div(exp_avg, ratio, out=ratio)
+        param.addcmul_(ratio, _per_member(step_size, param), value=-1)
 
     def select(self, index: Tensor, params: list[Tensor]) -> None:
         """Keep the members ``index`` (after the caller dropped the others from ``params``)."""
