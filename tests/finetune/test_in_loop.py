@@ -1,6 +1,7 @@
 """Fine-tuning options of a run config, through the real training loop and store."""
 
 import numpy as np
+import pytest
 
 from lrlab.experiments.loop import train_run
 from lrlab.experiments.store import Store
@@ -37,6 +38,7 @@ def test_recorded_lrs_are_schedule_times_multiplier(tmp_path):
     assert store.epochs("ft")[-1].val_accuracy > 0.8
 
 
+@pytest.mark.slow
 def test_example_sweep_variants_train_and_head_multiplier_leads_at_low_lr(tmp_path):
     store = Store(tmp_path / "runs.db")
     variants = {

@@ -2,6 +2,8 @@
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 from lrlab.finetune import GradualUnfreezer, param_groups
@@ -102,3 +104,18 @@ def test_a_layer_trains_from_its_epoch_on_and_not_before(small, optimizer):
             n.split(".")[0] for n, p in small.named_parameters() if not torch.equal(p, before[n])
         }
     assert changed_by_epoch == {1: {"head"}, 2: {"head", "body"}, 3: {"head", "body", "stem"}}
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(2, 6), st.integers(1, 4), st.lists(st.integers(1, 30), min_size=1, max_size=8))
+def test_trainable_groups_follow_the_schedule_in_any_epoch_order(n_layers, every, epochs):
+    model = nn.Sequential(*[nn.Linear(2, 2) for _ in range(n_layers)])
+    unfreezer = GradualUnfreezer(model, every=every)
+    due = 1
+    for epoch in epochs:
+        unfrozen_now = unfreezer.on_epoch_start(epoch)
+        expected = max(due, min(n_layers, 1 + (epoch - 1) // every))  # never re-freezes
+        assert len(unfrozen_now) == 2 * (expected - due)
+        due = expected
+        trainable_layers = {int(n.split(".")[0]) for n, p in model.named_parameters() if p.requires_grad}
+        assert trainable_layers == set(range(n_layers - due, n_layers))

@@ -40,7 +40,7 @@ class ParamInfo:
     layer: str | None  # the layer group used for layer decay, if any
 
 
-class ParamGroups(list):  # list[dict[str, Any]]
+class ParamGroups(list[dict[str, Any]]):
     """A list of param-group dicts, ready for any ``torch.optim`` optimizer.
 
     Each dict has ``params``, ``names`` (qualified parameter names), ``lr``
