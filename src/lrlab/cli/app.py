@@ -47,6 +47,7 @@ def _register() -> None:
     import lrlab.cli.sweep  # noqa: F401
     from lrlab.cli import find  # noqa: F401
     from lrlab.cli import schedule  # noqa: F401
+    from lrlab.cli import study  # noqa: F401
     from lrlab.cli import surface  # noqa: F401
 
 

@@ -1,0 +1,147 @@
+"""``run_study``: finder -> schedules derived from it -> sweeps -> recommendation.
+
+Every result goes into the store, so a study that is stopped resumes where it was: the
+range tests are reused from the store and finished runs are skipped.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from lrlab.experiments.records import FinderRecord, RunRecord
+from lrlab.experiments.store import Store
+from lrlab.study.plan import BUDGETS, Budget, optimizer_key, resolve_optimizer, study_schedules
+from lrlab.study.recommend import Recommendation, recommend
+
+
+@dataclass(frozen=True)
+class StudyEvent:
+    """A phase of the study for a ``progress`` callback: ``phase`` is ``"finder"``,
+    ``"sweep"`` or ``"done"``; ``detail`` says which optimizer."""
+
+    phase: str
+    detail: str
+    index: int
+    total: int
+
+
+@dataclass(frozen=True)
+class StudyResult:
+    name: str
+    task: str
+    budget: str
+    finders: dict[str, FinderRecord]
+    sweeps: list[str]
+    runs: list[RunRecord]
+    schedule_names: dict[str, str]
+    recommendation: Recommendation
+    total_steps: int
+    epochs: int
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def study_name(task: str, budget: str) -> str:
+    safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in task.split(":")[-1])
+    return f"study-{safe}-{budget}"
+
+
+def _finder(
+    store: Store, task_ref: str, optimizer: str, name: str, budget: Budget, batch_size: int, device: str
+) -> FinderRecord:
+    """The stored range test of this study for ``optimizer``, or a new one."""
+    for record in store.finder_results(sweep=name):
+        if record.optimizer == optimizer and record.config.get("task") == task_ref:
+            return record
+    from lrlab.experiments.loop import resolve_device
+    from lrlab.experiments.optimizers import make_optimizer
+    from lrlab.experiments.tasks import get_task
+    from lrlab.finder import find_lr
+
+    task = get_task(task_ref)
+    torch_device = resolve_device(device)
+    model = task.make_model(0).to(torch_device)
+    opt = make_optimizer(optimizer, model.parameters(), 1e-7)
+    result = find_lr(model, opt, task.loss_fn, task.train_loader(batch_size, 0), num_iter=budget.finder_iters)
+    if not math.isfinite(result.lr):
+        raise RuntimeError(f"the range test for {optimizer} could not suggest an LR: {result.reason}")
+    record = result.to_record(
+        task.name, optimizer, sweep=name, config={"task": task_ref, "batch_size": batch_size, "seed": 0}
+    )
+    store.save_finder_result(record)
+    return record
+
+
+def run_study(
+    task: str,
+    store: Store,
+    *,
+    budget: str = "small",
+    optimizers: Sequence[str] = ("sgd", "sgdm", "adam"),
+    jobs: int = 1,
+    backend: str = "local",
+    device: str = "cpu",
+    address: str | None = None,
+    progress: Callable[[Any], None] | None = None,
+) -> StudyResult:
+    """Run the whole study of ``task`` and return what it found (see the module doc)."""
+    from lrlab.experiments.sweep import run_sweep
+    from lrlab.experiments.tasks import get_task
+
+    if budget not in BUDGETS:
+        raise ValueError(f"budget must be one of {', '.join(BUDGETS)}, got {budget!r}")
+    if not optimizers:
+        raise ValueError("optimizers must name at least one optimizer (e.g. sgd,sgdm,adam)")
+    plan = BUDGETS[budget]
+    specs = [resolve_optimizer(o) for o in optimizers]
+    from lrlab.experiments.optimizers import parse_optimizer
+
+    for spec in specs:
+        parse_optimizer(spec)  # a bad name fails before any training
+    the_task = get_task(task)
+    epochs = plan.epochs(the_task.default_epochs)
+    batch_size = the_task.default_batch_size
+    total_steps = epochs * len(the_task.train_loader(batch_size, 0))
+    name = study_name(task, budget)
+    report = progress or (lambda _event: None)
+    finders: dict[str, FinderRecord] = {}
+    sweeps: list[str] = []
+    runs: list[RunRecord] = []
+    schedule_names: dict[str, str] = {}
+    for index, spec in enumerate(specs):
+        report(StudyEvent("finder", spec, index, len(specs)))
+        finder = _finder(store, task, spec, name, plan, batch_size, device)
+        finders[spec] = finder
+        base_lr, max_lr = _bounds(finder)
+        report(StudyEvent("sweep", spec, index, len(specs)))
+        for factor in plan.lr_factors:
+            lr = finder.lr * factor
+            named = study_schedules(lr, base_lr * factor, max_lr * factor, total_steps)
+            schedule_names.update({v: k for k, v in named.items()})
+            sweep = f"{name}-{optimizer_key(spec)}" + ("" if factor == 1.0 else f"-x{factor:g}")
+            sweep_spec = {
+                "name": sweep,
+                "task": task,
+                "epochs": epochs,
+                "batch_size": batch_size,
+                "seeds": list(plan.seeds),
+                "grid": {"lr": [lr], "optimizer": [spec], "schedule": list(named.values())},
+            }
+            runs += run_sweep(sweep_spec, store, jobs=jobs, backend=backend, progress=progress,
+                              device=device, address=address)  # fmt: skip
+            sweeps.append(sweep)
+    report(StudyEvent("done", name, len(specs), len(specs)))
+    epochs_by_run = store.epochs_for([r.id for r in runs])
+    verdict = recommend(runs, epochs_by_run, schedule_names)
+    return StudyResult(
+        name, task, budget, finders, sweeps, runs, schedule_names, verdict, total_steps, epochs
+    )
+
+
+def _bounds(finder: FinderRecord) -> tuple[float, float]:
+    if finder.base_lr and finder.max_lr and math.isfinite(finder.base_lr) and math.isfinite(finder.max_lr):
+        return float(finder.base_lr), float(finder.max_lr)
+    # Without bounds from the curve, cycle around the recommendation (Smith: a factor of 3-4).
+    return finder.lr / 2, finder.lr * 2
