@@ -255,3 +255,19 @@ def test_every_parameter_gets_rule_times_decay_power(case, base_lr):
     assert len(keys) == len(set(keys))
     # and build a real optimizer
     torch.optim.SGD(groups, lr=base_lr)
+
+
+def test_parameters_on_the_model_itself_are_the_deepest_layer(small):
+    small.register_parameter("scale", nn.Parameter(torch.ones(1)))
+    groups = param_groups(small, 1.0, layer_decay=0.5)
+    rows = by_name(groups)
+    assert rows["scale"].lr_mult == 0.125  # below stem, body, head
+    assert rows["scale"].layer == ""
+    assert "layer <root>" in groups.describe()
+
+
+def test_top_level_export_is_the_same_function():
+    import lrlab
+
+    assert lrlab.param_groups is param_groups
+    assert "param_groups" in lrlab.__all__
