@@ -20,6 +20,8 @@ Examples:
 
   lrlab sweep examples/chars-warmup.toml --device auto --db runs/chars.db
 
+  lrlab sweep examples/digits-lr.toml --vectorize --max-group 16
+
   lrlab sweep examples/digits-lr.toml --backend ray --address auto --gpus-per-run 0.25
 
 Re-running the same file skips finished runs and restarts interrupted ones.
@@ -146,6 +148,10 @@ def sweep(
     db: Path = typer.Option(Path("lrlab-runs/lrlab.db"), "--db", help="Run database (SQLite)."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+    vectorize: bool = typer.Option(
+        False, "--vectorize", help="Train runs differing in lr/schedule/seed together."
+    ),
+    max_group: int | None = typer.Option(None, "--max-group", help="Most runs per vectorised group (32)."),
 ) -> None:
     from lrlab.experiments.loop import resolve_device
     from lrlab.experiments.store import Store
@@ -153,6 +159,8 @@ def sweep(
 
     if jobs < 1:
         bad_input(f"--jobs must be >= 1, got {jobs}")
+    if max_group is not None and max_group < 1:
+        bad_input(f"--max-group must be >= 1, got {max_group}")
     if backend not in BACKENDS:
         bad_input(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if gpus_per_run < 0:
@@ -175,7 +183,8 @@ def sweep(
     try:
         with display:
             records = run_sweep(spec, store, jobs=jobs, backend=backend, progress=display, device=device,
-                                address=address, gpus_per_run=gpus_per_run)  # fmt: skip
+                                address=address, gpus_per_run=gpus_per_run, vectorize=vectorize,
+                                max_group=max_group)  # fmt: skip
     except KeyboardInterrupt:
         err_console.print("interrupted: runs in flight go back to the queue; run the same command to resume")
         raise typer.Exit(code=130) from None

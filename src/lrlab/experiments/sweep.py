@@ -197,6 +197,8 @@ class SweepSpec(BaseModel):
     seeds: list[int] = Field(default_factory=lambda: [0])
     divergence_factor: float | None = Field(default=DEFAULT_DIVERGENCE_FACTOR, gt=0)
     finetune: Finetune | None = None
+    vectorize: bool = False  # train runs differing only in lr/schedule/momentum/seed together
+    max_group: int | None = Field(default=None, ge=1)  # most runs per vectorised group
     grid: Grid
 
     @field_validator("task")
@@ -362,6 +364,8 @@ def run_sweep(
     device: str = "cpu",
     address: str | None = None,
     gpus_per_run: float = 0.0,
+    vectorize: bool = False,
+    max_group: int | None = None,
 ) -> list[RunRecord]:
     """Run every unfinished run of the sweep and return all its runs' records.
 
@@ -387,6 +391,12 @@ def run_sweep(
     report = progress or (lambda _event: None)
     report(SweepProgress("start", spec.name, len(plans), skipped=len(plans) - len(todo)))
     try:
+        if vectorize or spec.vectorize:  # groups first (lrlab.experiments.vectorized), the rest as usual
+            from lrlab.experiments.vectorized import run_vectorized
+
+            todo = run_vectorized(
+                todo, store, spec.name, report, device=device, max_group=max_group or spec.max_group
+            )
         if backend == "ray":
             _run_ray(todo, store, spec.name, jobs, report, device, address, gpus_per_run)
         elif jobs == 1 or len(todo) <= 1:

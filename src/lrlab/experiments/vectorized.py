@@ -559,11 +559,15 @@ def run_vectorized(
     progress: ProgressFn | None = None,
     *,
     device: str = "cpu",
-    max_group: int | None = DEFAULT_MAX_GROUP,
+    max_group: int | None = None,
 ) -> list[_Plan]:
     """Train every group of two or more runs of ``plans`` (objects with ``id`` and
-    ``config``, such as a sweep's ``RunPlan``); return the runs left to train alone."""
-    groups, alone = plan_groups(plans, max_group)
+    ``config``, such as a sweep's ``RunPlan``); return the runs left to train alone.
+
+    ``max_group`` (default ``DEFAULT_MAX_GROUP``) bounds a group's size: memory grows
+    with it, and bigger groups are split into near-equal parts.
+    """
+    groups, alone = plan_groups(plans, max_group or DEFAULT_MAX_GROUP)
     for data_seed, members in groups:
         train_vectorized([p.config for p in members], store, [p.id for p in members], progress,
                          device=device, sweep=sweep, data_seed=data_seed)  # fmt: skip
