@@ -233,3 +233,64 @@ def test_cuda_members_match_cpu(store):
     for a, b in (("cpu0", "gpu0"), ("cpu1", "gpu1")):
         assert store.epochs(a)[-1].val_loss == pytest.approx(store.epochs(b)[-1].val_loss, rel=1e-3)
     assert store.run("gpu0").extras["device"].startswith("cuda")
+
+
+# ---------------------------------------------------------------- the sweep hook and the CLI
+
+
+SWEEP_TOML = """
+name = "vec"
+task = "digits-mlp"
+task_options = { train_size = 128, val_size = 64, hidden = 16 }
+epochs = 2
+batch_size = 32
+seeds = [0, 1]
+
+[grid]
+lr = [0.01, 0.1, 0.3]
+optimizer = ["sgd(momentum=0.9)", "rmsprop"]
+"""
+
+
+def test_sweep_vectorize_groups_runs_with_the_same_ids(tmp_path):
+    from lrlab.experiments.sweep import load_sweep, run_sweep
+
+    path = tmp_path / "vec.toml"
+    path.write_text(SWEEP_TOML)
+    vec_store, plain_store = Store(tmp_path / "vec.db"), Store(tmp_path / "plain.db")
+    vec = run_sweep(path, vec_store, vectorize=True, max_group=4)
+    plain = run_sweep(path, plain_store)
+    assert [r.id for r in vec] == [r.id for r in plain]
+    sizes = [r.extras.get("vectorized") for r in vec]
+    assert sizes == [3] * 6 + [None] * 6  # 6 SGD runs split 3 + 3, RMSprop alone
+    for v, p in zip(vec, plain):
+        assert v.status == p.status
+        if v.seed == 0 and v.status == "done":  # the data seed: same batches as alone
+            assert vec_store.epochs(v.id)[-1].val_loss == pytest.approx(
+                plain_store.epochs(p.id)[-1].val_loss, rel=1e-3
+            )
+    # The sweep-file key does the same, and finished runs are skipped on a re-run.
+    spec = load_sweep({**load_sweep(path).model_dump(), "vectorize": True, "max_group": 2})
+    assert spec.vectorize and spec.max_group == 2
+    events: list[Any] = []
+    run_sweep(spec, vec_store, progress=events.append)
+    assert events[0].skipped == 12
+
+
+def test_cli_vectorize_flag(tmp_path):
+    from typer.testing import CliRunner
+
+    from lrlab.cli.app import app
+
+    path = tmp_path / "vec.toml"
+    path.write_text(SWEEP_TOML.replace('"rmsprop"', '"adam"'))
+    db = tmp_path / "runs.db"
+    runner = CliRunner()
+    result = runner.invoke(
+        app, ["sweep", str(path), "--db", str(db), "--vectorize", "--max-group", "6", "-q"]
+    )
+    assert result.exit_code == 0, result.output
+    assert {r.extras["vectorized"] for r in Store(db).runs()} == {6}
+    bad = runner.invoke(app, ["sweep", str(path), "--db", str(db), "--vectorize", "--max-group", "0"])
+    assert bad.exit_code == 2 and "--max-group" in bad.output
+    assert "--vectorize" in runner.invoke(app, ["sweep", "--help"]).output
