@@ -175,13 +175,13 @@ def test_checkpoint_loads_with_weights_only(tmp_path, small):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        pytest.param({"rules": {"neck.*": 2.0}}, r"rules: 'neck.\*' match no parameter", id="dead-rule"),
+        pytest.param({"rules": {"neck.*": 2.0}}, r"rules: 'neck.\*' matches no parameter", id="dead-rule"),
         pytest.param(
             {"rules": {"head.*": 10.0, "*.weight": 2.0}},
             r"parameter 'head.weight' is matched by 'head.\*' \(x10\) and '\*.weight' \(x2\)",
             id="conflict",
         ),
-        pytest.param({"freeze": ["tail"]}, "freeze: 'tail' match no parameter", id="dead-freeze"),
+        pytest.param({"freeze": ["tail"]}, "freeze: 'tail' matches no parameter", id="dead-freeze"),
         pytest.param({"rules": {"head": -1.0}}, r"rules\['head'\] must be a finite number >= 0", id="neg"),
         pytest.param({"rules": {"head": math.nan}}, "must be a finite number", id="nan"),
         pytest.param({"layer_decay": 1.5}, r"layer_decay must be in \(0, 1\]", id="decay>1"),
@@ -271,3 +271,10 @@ def test_top_level_export_is_the_same_function():
 
     assert lrlab.param_groups is param_groups
     assert "param_groups" in lrlab.__all__
+
+
+def test_several_dead_patterns_are_all_named(small):
+    with pytest.raises(
+        ValueError, match=r"rules: 'neck', 'tail' match no parameter \(the model has: stem.0.weight,"
+    ):
+        param_groups(small, 0.1, rules={"neck": 2.0, "head": 3.0, "tail": 2.0})

@@ -63,7 +63,7 @@ def test_unfreezing_reaches_a_group_the_param_groups_froze(small):
         pytest.param({"every": 0}, "every must be an integer >= 1", id="every0"),
         pytest.param({"every": 1.5}, "every must be an integer >= 1", id="every-float"),
         pytest.param(
-            {"every": 1, "groups": [["tail"]]}, r"groups\[0\]: \['tail'\] match no parameter", id="dead"
+            {"every": 1, "groups": [["tail"]]}, r"groups\[0\]: \['tail'\] matches no parameter", id="dead"
         ),
         pytest.param({"every": 1, "groups": []}, "groups must be a non-empty list", id="empty"),
     ],

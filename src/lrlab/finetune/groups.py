@@ -208,7 +208,8 @@ def _no_dead_patterns(parameter: str, patterns: list[str], names: list[str]) -> 
     if dead:
         shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
         raise ValueError(
-            f"{parameter}: {', '.join(repr(p) for p in dead)} match no parameter (the model has: {shown})"
+            f"{parameter}: {', '.join(repr(p) for p in dead)} {'matches' if len(dead) == 1 else 'match'} "
+            f"no parameter (the model has: {shown})"
         )
 
 

@@ -68,7 +68,7 @@ class GradualUnfreezer:
     def _members(self, index: int, patterns: list[str]) -> list[str]:
         names = [n for n in self._params if any(matches(n, p) for p in patterns)]
         if not names:
-            raise ValueError(f"groups[{index}]: {patterns!r} match no parameter of the model")
+            raise ValueError(f"groups[{index}]: {patterns!r} matches no parameter of the model")
         return names
 
     def trainable_groups(self, epoch: int) -> int:
