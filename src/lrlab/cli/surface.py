@@ -75,24 +75,17 @@ def _list_everything() -> None:
 
 def _table(trajectories: list, title: str) -> Table:  # type: ignore[type-arg]
     table = Table(title=title)
-    for column in (
-        "optimizer",
-        "steps to tol",
-        "final loss",
-        "distance",
-        "diverged",
-        "oscillations",
-        "max step",
-    ):
-        table.add_column(column, overflow="fold")
+    table.add_column("optimizer", overflow="fold", ratio=1)
+    for column in ("to tol", "final loss", "distance", "diverged", "flips", "max step"):
+        table.add_column(column, no_wrap=True, justify="right")
     for traj in trajectories:
         row = traj.summary()
-        diverged = f"yes (step {row['diverged_step']})" if row["diverged"] else "no"
+        diverged = f"at {row['diverged_step']}" if row["diverged"] else "no"
         table.add_row(
             traj.name,
             "never" if row["steps_to_tol"] is None else str(row["steps_to_tol"]),
-            _fmt(row["final_loss"]),
-            _fmt(row["distance"]),
+            _fmt(row["final_loss"], 3),
+            _fmt(row["distance"], 3),
             diverged,
             str(row["oscillations"]),
             _fmt(row["max_step"], 3),
@@ -219,5 +212,9 @@ def surface(
         typer.echo(json.dumps([t.summary() for t in trajectories], indent=2))
         return
     console.print(_table(trajectories, title))
+    console.print(
+        f"to tol: steps until loss - minimum <= {tol:g}; flips: sign changes of the across-valley step",
+        style="dim",
+    )
     if out is not None:
         console.print(f"wrote {out}")
