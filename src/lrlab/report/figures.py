@@ -316,7 +316,7 @@ def gap_figure(data: ReportData) -> FigureSpec:
 def lr_figure(data: ReportData) -> FigureSpec:
     lr_panel = Panel("Learning rate vs step", "optimizer step", "learning rate")
     mom_panel = Panel("Momentum vs step", "optimizer step", "momentum (beta1 for Adam)")
-    lows, highs = [], []
+    peaks: list[float] = []
     for cfg in data.configs:
         series = data.steps.get(cfg.runs[0].id)
         if series is None or not len(series):
@@ -338,11 +338,15 @@ def lr_figure(data: ReportData) -> FigureSpec:
             )
         finite = series.lr[np.isfinite(series.lr) & (series.lr > 0)]
         if len(finite):
-            lows.append(finite.min())
-            highs.append(finite.max())
+            peaks.append(float(finite.max()))
         if np.isfinite(series.momentum).any():
             mom_panel.traces.append(Trace(x, series.momentum, cfg.label, cfg.label, c, show_legend=False))
-    lr_panel.ylog = bool(lows) and max(highs) / min(lows) > 50
+    # Log scale when peak LRs span more than 20x; the axis then shows 1000x below the
+    # smallest peak, so a decay of the recommended ~100x is visible and a cosine to 0 is not
+    # stretched over ten decades.
+    if peaks and max(peaks) / min(peaks) > 20:
+        lr_panel.ylog = True
+        lr_panel.ylim = (min(peaks) / 1e3, max(peaks) * 2)
     panels = [lr_panel]
     if mom_panel.traces:
         panels.append(mom_panel)

@@ -24,8 +24,18 @@ _PLOT_CONFIG = {"responsive": True, "displaylogo": False, "scrollZoom": False}
 
 
 def esc(text: object) -> str:
-    """Escape for HTML text and attributes (and for plotly's pseudo-HTML strings)."""
+    """Escape for the page's own HTML text and attributes."""
     return html.escape(str(text), quote=True)
+
+
+def pesc(text: object) -> str:
+    """Escape for plotly's pseudo-HTML strings (trace names, titles, hover text, annotations).
+
+    Plotly renders tags such as ``<b>`` or ``<a href>`` in these strings and turns ``&lt;``,
+    ``&gt;`` and ``&amp;`` back into characters, but shows ``&quot;`` literally: so quotes
+    stay as they are (they cannot open a tag once ``<`` is escaped).
+    """
+    return html.escape(str(text), quote=False)
 
 
 def plotly_figure(spec: FigureSpec) -> dict:
@@ -43,14 +53,14 @@ def plotly_figure(spec: FigureSpec) -> dict:
         figure=go.Figure(layout={"template": {}}),
         rows=rows,
         cols=spec.columns,
-        subplot_titles=[esc(p.title) for p in spec.panels],
+        subplot_titles=[pesc(p.title) for p in spec.panels],
         horizontal_spacing=0.08,
         vertical_spacing=0.12 if rows > 1 else 0.0,
     )
     for i, panel in enumerate(spec.panels):
         _axes(fig, panel, i // spec.columns + 1, i % spec.columns + 1)
     fig.update_layout(
-        title={"text": esc(spec.title)},
+        title={"text": pesc(spec.title)},
         height=430 * rows + 60,
         hovermode="closest",
         legend={"groupclick": "togglegroup", "font": {"size": 11}},
@@ -86,7 +96,7 @@ def _array(values: np.ndarray) -> dict:
 
 
 def _traces(t: Trace, seen: set[str]) -> list[dict]:
-    name, group = esc(t.name), esc(t.group)
+    name, group = pesc(t.name), pesc(t.group)
     x = np.asarray(t.x, dtype=np.float64)
     # Non-finite values would break the JSON (inf) or mean nothing; gaps are honest.
     y = np.asarray(t.y, dtype=np.float64)
@@ -122,7 +132,7 @@ def _traces(t: Trace, seen: set[str]) -> list[dict]:
         if t.marker == "x":
             trace["marker"]["line"] = {"width": 1, "color": t.color}
     if t.hover is not None:
-        trace["text"] = [esc(h) for h in t.hover]
+        trace["text"] = [pesc(h) for h in t.hover]
         trace["hovertemplate"] = "%{text}<br>x=%{x:.4g}, y=%{y:.4g}<extra></extra>"
     if t.error is not None:
         trace["error_y"] = {
@@ -134,27 +144,28 @@ def _traces(t: Trace, seen: set[str]) -> list[dict]:
 
 
 def _axes(fig, panel: Panel, row: int, col: int) -> None:  # type: ignore[no-untyped-def]
-    fig.update_xaxes(title_text=esc(panel.xlabel), type="log" if panel.xlog else "linear", row=row, col=col)
-    yaxis: dict = {"title_text": esc(panel.ylabel), "type": "log" if panel.ylog else "linear"}
-    if panel.ylim is not None and not panel.ylog:
-        yaxis["range"] = list(panel.ylim)
+    fig.update_xaxes(title_text=pesc(panel.xlabel), type="log" if panel.xlog else "linear", row=row, col=col)
+    yaxis: dict = {"title_text": pesc(panel.ylabel), "type": "log" if panel.ylog else "linear"}
+    if panel.ylim is not None:
+        low, high = panel.ylim
+        yaxis["range"] = [math.log10(low), math.log10(high)] if panel.ylog else [low, high]
     fig.update_yaxes(row=row, col=col, **yaxis)
     for span in panel.spans:
         fig.add_vrect(
             x0=span.x0, x1=span.x1, fillcolor=span.color, opacity=0.12, line_width=0, row=row, col=col,
-            annotation_text=esc(span.label), annotation_position="bottom left", annotation_font_size=10,
+            annotation_text=pesc(span.label), annotation_position="bottom left", annotation_font_size=10,
         )  # fmt: skip
     for vline in panel.vlines:
         fig.add_vline(
             x=math.log10(vline.x) if panel.xlog else vline.x, line_dash=vline.dash, line_color=vline.color,
-            row=row, col=col, annotation_text=esc(vline.label), annotation_position="top left",
+            row=row, col=col, annotation_text=pesc(vline.label), annotation_position="top left",
             annotation_font_size=10,
         )  # fmt: skip
     if panel.hline is not None:
         fig.add_hline(y=panel.hline, line_color="#888888", line_width=1, row=row, col=col)
     if not panel.traces and panel.note:
         fig.add_annotation(
-            text=esc(panel.note),
+            text=pesc(panel.note),
             showarrow=False,
             xref="x domain",
             yref="y domain",
@@ -166,13 +177,20 @@ def _axes(fig, panel: Panel, row: int, col: int) -> None:  # type: ignore[no-unt
 
 
 def _log_buttons(spec: FigureSpec) -> dict:
+    """Buttons switching every y axis of the figure between linear and log. Going back to
+    linear restores a clipped range (a run that blew up stays off the chart)."""
     names = ["yaxis"] + [f"yaxis{i}" for i in range(2, len(spec.panels) + 1)]
-    linear = {f"{n}.type": "linear" for n in names}
-    log = {f"{n}.type": "log" for n in names}
-    # Autorange when switching: a range set for the linear axis means nothing on a log one.
-    for n in names:
-        linear[f"{n}.autorange"] = True
-        log[f"{n}.autorange"] = True
+    linear: dict = {}
+    log: dict = {}
+    for name, panel in zip(names, spec.panels):
+        linear[f"{name}.type"] = "linear"
+        log[f"{name}.type"] = "log"
+        log[f"{name}.autorange"] = True
+        if panel.ylim is not None and not panel.ylog:
+            linear[f"{name}.range"] = list(panel.ylim)
+            linear[f"{name}.autorange"] = False
+        else:
+            linear[f"{name}.autorange"] = True
     active = 1 if spec.panels and spec.panels[0].ylog else 0
     return {
         "type": "buttons",

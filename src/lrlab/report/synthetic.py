@@ -75,10 +75,11 @@ def _one_run(rid, sweep, config, lr, t, spe, rng, spec):  # type: ignore[no-unty
     grad = 0.3 + 2.0 * np.exp(-progress) + 3.0 * lr_t * (lr > 0.3) + 0.1 * np.abs(noise)
     status, diverged = "done", None
     if lr >= 1.5:
-        diverged = int(rng.integers(len(t) // 10, len(t) // 4))
-        loss[diverged - 20 : diverged] *= np.geomspace(1, 50, 20)
+        diverged = int(rng.integers(max(2, len(t) // 10), max(3, len(t) // 4)))
+        ramp = min(20, diverged)
+        loss[diverged - ramp : diverged] *= np.geomspace(1, 50, ramp)
         loss[diverged] = np.inf
-        grad[diverged - 20 : diverged + 1] *= np.geomspace(1, 1e4, 21)
+        grad[diverged - ramp : diverged + 1] *= np.geomspace(1, 1e4, ramp + 1)
         loss, grad, lr_t, t = (
             loss[: diverged + 1],
             grad[: diverged + 1],

@@ -1,0 +1,142 @@
+"""The HTML report in a real browser (Debian's chromium driven by Playwright)."""
+
+from pathlib import Path
+
+import pytest
+
+from lrlab.report.data import build_report_data
+from lrlab.report.render import write_report
+from lrlab.report.synthetic import synthetic_sweep
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+XSS_IMG = '<img src=x onerror="window.__xss=1;alert(1)"> & co'
+XSS_SCRIPT = "<script>window.__xss=2</script>"
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (CI installs it)"
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    sw = synthetic_sweep(
+        lrs=(0.01, 0.3, 2.0), seeds=(0, 1), optimizers=("sgd", XSS_IMG), epochs=6, steps_per_epoch=200,
+        task=XSS_SCRIPT,
+    )  # fmt: skip
+    data = build_report_data(sw.runs, sw.epochs, sw.steps, title=f"Sweep {XSS_IMG}")
+    out = tmp_path_factory.mktemp("browser") / "report.html"
+    write_report(data, out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def loaded(browser, report):
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    events = {"console": [], "dialogs": [], "requests": []}
+    page.on("console", lambda m: events["console"].append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: events["console"].append(str(e)))
+
+    def on_dialog(dialog):
+        events["dialogs"].append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", on_dialog)
+    page.on("request", lambda r: events["requests"].append(r.url) if not r.url.startswith("file:") else None)
+    page.goto(report.as_uri(), wait_until="load")
+    page.wait_for_function("document.querySelectorAll('.plotly-graph-div .main-svg').length >= 7")
+    page.wait_for_timeout(300)
+    yield page, events
+    page.close()
+
+
+def test_the_page_loads_offline_without_console_errors(loaded):
+    _page, events = loaded
+    assert events["console"] == []
+    assert events["requests"] == []
+
+
+def test_every_chart_renders_traces_and_svg_paths(loaded):
+    page, _ = loaded
+    charts = page.evaluate(
+        """() => [...document.querySelectorAll('.plotly-graph-div')].map(gd => ({
+            id: gd.id,
+            traces: gd.data.length,
+            paths: [...gd.querySelectorAll('.scatterlayer path')]
+                .filter(p => (p.getAttribute('d') || '').length > 20).length,
+        }))"""
+    )
+    assert [c["id"] for c in charts] == [
+        "fig-loss",
+        "fig-metrics",
+        "fig-gap",
+        "fig-lr",
+        "fig-ucurve",
+        "fig-steps",
+    ]
+    for chart in charts:
+        assert chart["traces"] > 0 and chart["paths"] > 0, chart
+
+
+def test_clicking_a_legend_entry_hides_that_configuration(loaded):
+    page, _ = loaded
+    count = "() => [...document.querySelectorAll('#fig-loss .scatterlayer .trace')].filter(t => t.style.opacity !== '0').length"
+    before = page.evaluate(count)
+    page.locator("#fig-loss .legend .traces .legendtoggle").first.click(force=True)
+    page.wait_for_timeout(700)
+    hidden = page.evaluate(
+        "() => document.getElementById('fig-loss').data.filter(t => t.visible === 'legendonly').map(t => t.legendgroup)"
+    )
+    after = page.evaluate(count)
+    assert hidden and len(set(hidden)) == 1  # one configuration: train, val, band (and marker)
+    assert after < before
+    page.locator("#fig-loss .legend .traces .legendtoggle").first.click(force=True)  # and back
+    page.wait_for_timeout(700)
+    assert page.evaluate(count) == before
+
+
+def test_the_log_button_switches_the_y_axis(loaded):
+    page, _ = loaded
+    page.locator("#fig-loss .updatemenu-button", has_text="log y").click()
+    page.wait_for_timeout(300)
+    assert page.evaluate("() => document.getElementById('fig-loss').layout.yaxis.type") == "log"
+    page.locator("#fig-loss .updatemenu-button", has_text="linear y").click()
+    page.wait_for_timeout(300)
+    assert page.evaluate("() => document.getElementById('fig-loss').layout.yaxis.type") == "linear"
+
+
+def test_hostile_labels_show_as_text_and_never_run(loaded):
+    page, events = loaded
+    assert page.evaluate("() => window.__xss === undefined")
+    assert events["dialogs"] == []
+    assert page.evaluate("() => document.querySelectorAll('body img').length") == 0
+    assert XSS_IMG in page.inner_text("#report-title")
+    legend = page.evaluate(
+        "() => [...document.querySelectorAll('#fig-loss .legendtext')].map(t => t.textContent)"
+    )
+    assert any(XSS_IMG in text for text in legend), legend
+    table = page.inner_text("#runs")
+    assert XSS_IMG in table
+
+
+def test_screenshot_is_saved_as_an_artifact(loaded):
+    page, _ = loaded
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / "report.png"
+    page.screenshot(path=str(path), full_page=True)
+    assert path.stat().st_size > 50_000
