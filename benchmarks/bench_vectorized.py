@@ -1,0 +1,132 @@
+"""Vectorised sweep vs ordinary runs: K=16 learning rates of digits-mlp, SGD + momentum.
+
+Measured side by side in one process, with ``torch.set_num_threads`` fixed for each
+block: one ordinary run (``train_run``), the 16 runs one after another, and the 16 as one
+vectorised group (``train_vectorized``), all recording into a real SQLite store.
+
+Run: ``python -m benchmarks.bench_vectorized`` (``--quick`` for a short smoke run that
+does not write docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks._common import write_section
+from lrlab.experiments.loop import train_run
+from lrlab.experiments.store import Store
+from lrlab.experiments.vectorized import train_vectorized
+
+K = 16
+
+
+def _configs(lrs: np.ndarray, epochs: int) -> list[dict]:
+    return [
+        {
+            "task": "digits-mlp",
+            "optimizer": "sgd(momentum=0.9)",
+            "schedule": "cosine(lr={lr}, total_steps={total_steps})",
+            "lr": float(lr),
+            "seed": 0,
+            "epochs": epochs,
+            "batch_size": 64,
+        }
+        for lr in lrs
+    ]
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def _block(store: Store, configs: list[dict], repeats: int, vmap: bool, tag: str) -> dict:
+    middle = configs[len(configs) // 2]
+    train_run(middle, store, f"warm-{tag}")  # imports, data, allocator
+    times: dict[str, list[float]] = {"one": [], "vec": [], "vmap": []}
+    for rep in range(repeats):  # interleaved, so that load on the machine hits all alike
+        run_id = f"one-{tag}-{rep}"
+        times["one"].append(_timed(lambda: train_run(middle, store, run_id)))  # noqa: B023
+        for mode in ("vec", "vmap") if vmap else ("vec",):
+            ids = [f"{mode}-{tag}-{rep}-{i}" for i in range(len(configs))]
+            kind = "vmap" if mode == "vmap" else "auto"
+            times[mode].append(_timed(lambda: train_vectorized(configs, store, ids, mode=kind)))  # noqa: B023
+    ids = [f"seq-{tag}-{i}" for i in range(len(configs))]
+    seq = _timed(lambda: [train_run(c, store, i) for c, i in zip(configs, ids)])
+    statuses = [store.run(f"vec-{tag}-0-{i}").status for i in range(len(configs))]
+    one = statistics.median(times["one"])
+    return {
+        "one": one,
+        "vec": statistics.median(times["vec"]),
+        "ratio": statistics.median(v / o for v, o in zip(times["vec"], times["one"])),
+        "vmap": statistics.median(v / o for v, o in zip(times["vmap"], times["one"])) if vmap else None,
+        "seq": seq,
+        "diverged": statuses.count("diverged"),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=20, help="epochs per run (digits-mlp default: 20)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (fixed for the whole run)")
+    parser.add_argument("--quick", action="store_true", help="2 epochs, 1 repeat, no docs update")
+    args = parser.parse_args()
+    if args.quick:
+        args.epochs, args.repeats = 2, 1
+    torch.set_num_threads(args.threads)
+    scenarios = {
+        "16 LRs in [1e-3, 0.1] (none diverges)": np.logspace(-3, -1, K),
+        "16 LRs in [1e-3, 1] (the high ones diverge)": np.logspace(-3, 0, K),
+    }
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Store(Path(tmp) / "bench.db")
+        for n, (name, lrs) in enumerate(scenarios.items()):
+            r = _block(store, _configs(lrs, args.epochs), args.repeats, n == 0, str(n))
+            rows.append((name, r))
+            print(f"{name}: one run {r['one']:.2f} s, vectorised {r['vec']:.2f} s (x{r['ratio']:.2f}), "
+                  f"16 sequential {r['seq']:.1f} s (x{r['seq'] / r['one']:.1f})", flush=True)  # fmt: skip
+    if args.quick:
+        return
+    lines = [
+        f"K={K} learning rates of `digits-mlp` (64-256-256-10, {args.epochs} epochs, batch 64, "
+        "`sgd(momentum=0.9)`, cosine schedule), every step and epoch recorded into SQLite, "
+        f"`torch.set_num_threads({args.threads})`. Wall time divided by one ordinary run's, measured "
+        f"side by side (median of {args.repeats} interleaved repeats; the 16 sequential runs once). "
+        "CPU only: this machine has no GPU, so the GPU target (at most 1.5x) is not measured.",
+        "",
+        "| LRs | one run | vectorised (K=16) | **vectorised / one** | vmap path / one | "
+        "16 sequential / one | vectorised speed-up over sequential | diverged |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in rows:
+        vmap = f"{r['vmap']:.2f}x" if r["vmap"] else "-"
+        lines.append(
+            f"| {name} | {r['one']:.2f} s | {r['vec']:.2f} s | **{r['ratio']:.2f}x** | {vmap} | "
+            f"{r['seq'] / r['one']:.1f}x | {r['seq'] / r['vec']:.1f}x | {r['diverged']} |"
+        )
+    lines += [
+        "",
+        f"Machine: {os.cpu_count()} CPU cores shared with other work while measuring (load varies), "
+        f"torch {torch.__version__}.",
+    ]
+    write_section(
+        "vectorized", "## Vectorised sweeps (`benchmarks/bench_vectorized.py`)\n\n" + "\n".join(lines)
+    )
+
+
+if __name__ == "__main__":
+    main()
