@@ -117,6 +117,9 @@ def study(
     ),
     db: Path = typer.Option(Path("lrlab-runs") / "lrlab.db", "--db", help="The run store (SQLite file)."),
     jobs: int = typer.Option(2, "--jobs", "-j", help="Runs trained at once."),
+    epochs: int | None = typer.Option(
+        None, "--epochs", help="Epochs per run (default: from the budget and the task)."
+    ),
     backend: str = typer.Option("local", "--backend", help="local or ray."),
     address: str | None = typer.Option(None, "--address", help="Ray cluster address (with --backend ray)."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto."),
@@ -128,6 +131,8 @@ def study(
         bad_input(f"--budget must be one of {', '.join(BUDGETS)}, got {budget!r}")
     if jobs < 1:
         bad_input(f"--jobs must be >= 1, got {jobs}")
+    if epochs is not None and epochs < 1:
+        bad_input(f"--epochs must be >= 1, got {epochs}")
     if backend not in ("local", "ray"):
         bad_input(f"--backend must be local or ray, got {backend!r}")
     names = [o.strip() for o in _split_optimizers(optimizers) if o.strip()]
@@ -153,7 +158,7 @@ def study(
     with _Display(live=sys.stderr.isatty(), quiet=quiet) as display:
         try:
             result = run_study(task, store, budget=budget, optimizers=names, jobs=jobs, backend=backend,
-                               device=device, address=address, progress=display)  # fmt: skip
+                               device=device, address=address, epochs=epochs, progress=display)  # fmt: skip
         except ValueError as exc:
             bad_input(str(exc).splitlines()[0])
         except RuntimeError as exc:

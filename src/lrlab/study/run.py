@@ -84,6 +84,7 @@ def run_study(
     backend: str = "local",
     device: str = "cpu",
     address: str | None = None,
+    epochs: int | None = None,
     progress: Callable[[Any], None] | None = None,
 ) -> StudyResult:
     """Run the whole study of ``task`` and return what it found (see the module doc)."""
@@ -101,7 +102,9 @@ def run_study(
     for spec in specs:
         parse_optimizer(spec)  # a bad name fails before any training
     the_task = get_task(task)
-    epochs = plan.epochs(the_task.default_epochs)
+    if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
+        raise ValueError(f"epochs must be a whole number >= 1, got {epochs!r}")
+    epochs = epochs or plan.epochs(the_task.default_epochs)
     batch_size = the_task.default_batch_size
     total_steps = epochs * len(the_task.train_loader(batch_size, 0))
     name = study_name(task, budget)

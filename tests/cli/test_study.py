@@ -1,0 +1,85 @@
+"""``lrlab study`` end to end on a real task, resuming, and its bad-input errors."""
+
+import json
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+
+from lrlab.experiments.store import Store
+
+
+def _study(*args, cwd):
+    return subprocess.run(
+        [sys.executable, "-m", "lrlab.cli", "study", *args],
+        capture_output=True, text=True, cwd=cwd, timeout=900,
+    )  # fmt: skip
+
+
+@pytest.mark.slow
+def test_study_trains_reports_recommends_and_resumes(tmp_path):
+    db, out = tmp_path / "runs.db", tmp_path / "study"
+    args = [
+        "--task",
+        "digits-linear",
+        "--optimizers",
+        "sgdm",
+        "--db",
+        str(db),
+        "--out",
+        str(out),
+        "--jobs",
+        "1",
+        "--epochs",
+        "3",
+    ]
+    first = _study(*args, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    store = Store(db)
+    runs = store.runs()
+    assert len(runs) == 9  # one optimizer x nine schedules x one seed
+    assert {r.status for r in runs} <= {"done", "diverged"}
+    assert len(store.finder_results()) == 1
+    html = (out / "report.html").read_text()
+    assert "plotly" in html.lower() and len(html) > 100_000
+    assert len(list((out / "figures").glob("*.png"))) >= 4
+    md = (out / "recommendation.md").read_text()
+    assert "Recommended: sgd(momentum=0.9)" in md and "LRScheduler(optimizer, parse(" in md
+    accuracy = float(md.split("accuracy ")[1].split("%")[0]) / 100
+    assert accuracy > 0.9  # softmax regression on digits reaches ~95%
+    assert "3 epochs (69 steps) per run" in md
+
+    with sqlite3.connect(db) as conn:
+        steps_before = conn.execute("SELECT COUNT(*) FROM step_metrics").fetchone()[0]
+    again = _study(*args, "--quiet", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    with sqlite3.connect(db) as conn:
+        steps_after = conn.execute("SELECT COUNT(*) FROM step_metrics").fetchone()[0]
+    assert steps_after == steps_before  # nothing retrained
+    assert len(Store(db).finder_results()) == 1  # the range test was reused
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        pytest.param(["--budget", "huge"], "--budget must be one of small, medium, large", id="budget"),
+        pytest.param(["--optimizers", "sgdx"], "unknown optimizer 'sgdx'", id="optimizer"),
+        pytest.param(["--task", "no-such-task"], "no-such-task", id="task"),
+        pytest.param(["--jobs", "0"], "--jobs must be >= 1", id="jobs"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_code_2(tmp_path, args, message):
+    result = _study(*args, "--db", str(tmp_path / "x.db"), cwd=tmp_path)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "x.db").exists() or not Store(tmp_path / "x.db").runs()
+
+
+def test_help_has_examples():
+    result = subprocess.run(
+        [sys.executable, "-m", "lrlab.cli", "study", "--help"], capture_output=True, text=True
+    )
+    assert result.returncode == 0 and "Examples" in result.stdout and "lrlab study" in result.stdout
+    json.dumps(result.stdout)
