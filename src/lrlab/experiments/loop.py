@@ -142,28 +142,43 @@ def _param_groups(model: torch.nn.Module, config: dict[str, Any], lr: float) -> 
 
 
 class _StepBuffer:
-    """Step rows kept in memory and written in one transaction per batch."""
+    """Step rows kept in memory and written in one transaction per batch.
 
-    def __init__(self, store: Store, run_id: str) -> None:
-        self.store, self.run_id = store, run_id
-        self.head: list[tuple[int, int, list[float], float | None, float]] = []
-        self.norms: list[torch.Tensor] = []
+    Gradient norms stay on the device: each step writes its per-tensor norms into a row
+    of a preallocated buffer (one ``_foreach_norm`` and one ``stack``); the total norms of
+    the whole batch are computed and copied to the host at flush time.
+    """
 
-    def add(
-        self, step: int, epoch: int, lrs: list[float], momentum: float | None, loss: float, norm: torch.Tensor
+    def __init__(
+        self, store: Store, run_id: str, params: list[torch.Tensor], size: int = _FLUSH_EVERY
     ) -> None:
+        self.store, self.run_id, self.size = store, run_id, size
+        self.params = params
+        device = params[0].device if params else torch.device("cpu")
+        self.norms = torch.zeros(size, max(len(params), 1), dtype=torch.float32, device=device)
+        self.head: list[tuple[int, int, list[float], float | None, float]] = []
+
+    def add(self, step: int, epoch: int, lrs: list[float], momentum: float | None, loss: float) -> None:
+        grads = [p.grad for p in self.params if p.grad is not None]
+        row = self.norms[len(self.head)]
+        if len(grads) == len(self.params) and grads:
+            torch.stack(torch._foreach_norm(grads), out=row)
+        else:  # frozen parameters (no grad yet): norms of the others, zeros elsewhere
+            row.zero_()
+            if grads:
+                row[: len(grads)] = torch.stack(torch._foreach_norm(grads))
         self.head.append((step, epoch, lrs, momentum, loss))
-        self.norms.append(norm)
+        if len(self.head) >= self.size:
+            self.flush()
 
     def flush(self) -> None:
-        if not self.head:
+        count = len(self.head)
+        if not count:
             return
-        # One host transfer for all gradient norms of the batch.
-        norms = torch.stack(self.norms).double().cpu().tolist()
-        rows = [(s, e, lrs, m, loss, n) for (s, e, lrs, m, loss), n in zip(self.head, norms)]
+        totals = torch.linalg.vector_norm(self.norms[:count].double(), dim=1).tolist()
+        rows = [(s, e, lrs, m, loss, n) for (s, e, lrs, m, loss), n in zip(self.head, totals)]
         self.store.add_steps(self.run_id, rows)
         self.head.clear()
-        self.norms.clear()
 
 
 def _versions() -> tuple[str, str]:
@@ -253,8 +268,8 @@ def _train(
         {"device": str(device), "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
          "param_groups": len(optimizer.param_groups), "task_kind": task.kind},
     )  # fmt: skip
-    trainable = [p for group in optimizer.param_groups for p in group["params"]]
-    buffer = _StepBuffer(store, run_id)
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    buffer = _StepBuffer(store, run_id, params)
     report = progress or (lambda _event: None)
     report(RunProgress("start", run_id, 0, epochs, 0, total_steps))
 
@@ -270,14 +285,8 @@ def _train(
             optimizer.zero_grad(set_to_none=True)
             loss_tensor = task.loss_fn(model(inputs), targets)
             loss_tensor.backward()
-            grads = [p.grad for p in trainable if p.grad is not None]
-            norm = (
-                torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
-                if grads
-                else torch.zeros(())
-            )
             loss = loss_tensor.item()
-            buffer.add(step, epoch, lrs, momentum_now, loss, norm.detach())
+            buffer.add(step, epoch, lrs, momentum_now, loss)
             if initial_loss is None:
                 initial_loss = loss
             if not math.isfinite(loss) or (factor is not None and loss > factor * initial_loss):
@@ -293,8 +302,6 @@ def _train(
             loss_sum += loss
             loss_count += 1
             step += 1
-            if len(buffer.head) >= _FLUSH_EVERY:
-                buffer.flush()
             if progress is not None and step % 16 == 0 and time.monotonic() - last_report > _PROGRESS_EVERY_S:
                 last_report = time.monotonic()
                 report(RunProgress("step", run_id, epoch, epochs, step, total_steps, loss=loss))

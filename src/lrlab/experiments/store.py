@@ -488,13 +488,22 @@ class Store:
         """Append step rows ``(step, epoch, lrs, momentum, loss, grad_norm)`` in one transaction."""
         if not rows:
             return
-        packed = []
-        for step, epoch, lrs, momentum, loss, grad_norm in rows:
-            lr0 = float(lrs[0])
-            extra = _blob(lrs) if len(lrs) > 1 else None
-            packed.append(
-                (run_id, int(step), int(epoch), lr0, extra, momentum, float(loss), float(grad_norm))
-            )
+        try:
+            # Fast path: plain Python numbers, as the training loop writes them.
+            packed = [
+                (run_id, step, epoch, lrs[0], _blob(lrs) if len(lrs) > 1 else None, momentum, loss, grad_norm)
+                for step, epoch, lrs, momentum, loss, grad_norm in rows
+            ]
+            self._insert_steps(packed)
+        except (sqlite3.InterfaceError, sqlite3.ProgrammingError, TypeError):
+            packed = [
+                (run_id, int(step), int(epoch), float(lrs[0]), _blob(lrs) if len(lrs) > 1 else None,
+                 None if momentum is None else float(momentum), float(loss), float(grad_norm))
+                for step, epoch, lrs, momentum, loss, grad_norm in rows
+            ]  # fmt: skip
+            self._insert_steps(packed)
+
+    def _insert_steps(self, packed: list[tuple[Any, ...]]) -> None:
         with self._write() as tx:
             tx.executemany(
                 "INSERT OR REPLACE INTO step_metrics "

@@ -29,6 +29,7 @@ import multiprocessing
 import os
 import queue
 import signal
+import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -428,6 +429,12 @@ def _run_inline(todo: list[RunPlan], store: Store, sweep: str, report: ProgressF
         train_run(plan.config, store, plan.id, progress=report, device=device, sweep=sweep)
 
 
+# "fork" where it exists: the workers start at once with torch, the task's data and
+# lrlab already imported (a spawned worker spends seconds importing torch and
+# scikit-learn). torch resets its thread pools in a forked child; the store opens a
+# fresh SQLite connection in each process.
+_START_METHOD = "fork" if sys.platform.startswith("linux") else "spawn"
+
 # Worker-process state (set by the pool initializer).
 _WORKER: dict[str, Any] = {}
 
@@ -463,7 +470,7 @@ def _run_processes(
 ) -> None:
     if store.path == ":memory:":
         raise ValueError("jobs > 1 needs a store on disk, not ':memory:'")
-    context = multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context(_START_METHOD)
     events = context.Queue()
     threads = max(1, (os.cpu_count() or 1) // jobs)
     pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker,

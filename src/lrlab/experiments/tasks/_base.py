@@ -29,6 +29,9 @@ class TensorPairs(Dataset):
         return len(self.inputs)
 
     def __getitem__(self, index: Any) -> tuple[Tensor, Tensor]:
+        if isinstance(index, list):
+            # A tensor index is several times faster than a Python list of ints.
+            index = torch.as_tensor(index, dtype=torch.long)
         return self.inputs[index], self.targets[index]
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:  # pragma: no cover - map-style
