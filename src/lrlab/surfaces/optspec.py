@@ -2,8 +2,8 @@
 
 Every ``torch.optim`` optimizer that works on a dense parameter is available by its
 lower-case class name, plus the aliases ``gd`` (plain SGD), ``momentum`` (SGD with
-momentum 0.9), ``nesterov`` (SGD with Nesterov momentum 0.9) and ``deltabardelta``
-(:class:`lrlab.optim.DeltaBarDelta`). Values are numbers, ``true``/``false``, ``none``
+momentum 0.9), ``nesterov`` (SGD with Nesterov momentum 0.9), ``deltabardelta``
+(:class:`lrlab.optim.DeltaBarDelta`) and ``adagradmean`` (:class:`lrlab.optim.AdaGradMean`). Values are numbers, ``true``/``false``, ``none``
 or lists in brackets/parentheses (``betas=(0.9,0.99)``). An optional ``@SPEC`` suffix
 drives the optimizer's learning rate with an lrlab schedule.
 
@@ -51,15 +51,18 @@ def _torch_optimizers() -> dict[str, type[torch.optim.Optimizer]]:
 
 
 def _all_classes() -> dict[str, type[torch.optim.Optimizer]]:
-    from lrlab.optim import DeltaBarDelta
+    from lrlab.optim import AdaGradMean, DeltaBarDelta
 
     classes = _torch_optimizers()
     classes["deltabardelta"] = DeltaBarDelta
     classes["dbd"] = DeltaBarDelta
+    classes["adagradmean"] = AdaGradMean
     return classes
 
 
-OPTIMIZER_NAMES: tuple[str, ...] = tuple(sorted({*_torch_optimizers(), "deltabardelta", "dbd", *_ALIASES}))
+OPTIMIZER_NAMES: tuple[str, ...] = tuple(
+    sorted({*_torch_optimizers(), "deltabardelta", "dbd", "adagradmean", *_ALIASES})
+)
 
 
 def optimizer_class(name: str) -> tuple[type[torch.optim.Optimizer], dict[str, Any]]:

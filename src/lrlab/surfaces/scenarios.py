@@ -6,8 +6,9 @@
    corrects the overshoot; adaptive methods take the direct line.
 2. ``valley-story`` (AdaGrad/RMSProp on a long flat valley): once the path lies on the
    valley floor the across-valley squared-gradient average shrinks, the effective rate
-   ``lr / sqrt(v)`` grows past the stability limit and RMSProp takes sudden large sideways
-   steps; a decaying learning-rate schedule removes them.
+   ``lr / sqrt(v)`` grows past the stability limit and RMSProp, like AdaGrad in the
+   lecture's root-mean-square form (:class:`lrlab.optim.AdaGradMean`), takes sudden large
+   sideways steps; a decaying learning-rate schedule removes them.
 
 Every claim is a :class:`Finding` with the numbers behind it, so tests and docs assert
 the behaviour, not just that a picture was drawn.
@@ -97,12 +98,18 @@ SCENARIOS: dict[str, Scenario] = {
             ("RMSprop lr=0.2", "rmsprop:lr=0.2"),
             ("RMSprop + cosine decay", "rmsprop:lr=0.2@cosine(lr=0.2, total_steps=300)"),
             ("RMSprop + exponential decay", "rmsprop:lr=0.2@exponential(lr=0.2, decay_rate=0.99)"),
+            ("AdaGrad (lecture) lr=0.5", "adagradmean:lr=0.5"),
+            (
+                "AdaGrad (lecture) + exponential decay",
+                "adagradmean:lr=0.5@exponential(lr=0.5, decay_rate=0.99)",
+            ),
             ("Adagrad lr=2 (torch)", "adagrad:lr=2.0"),
         ),
         steps=300,
         tol=1e-3,
-        story="On the long flat valley, RMSProp takes sudden large sideways steps once its accumulated "
-        "squared gradients across the valley have shrunk; a decay schedule removes them.",
+        story="On the long flat valley, RMSProp and AdaGrad (the lecture's root-mean-square form) take "
+        "sudden large sideways steps once their accumulated squared gradients across the valley have "
+        "shrunk; a decay schedule removes them.",
     ),
 }
 
@@ -224,36 +231,61 @@ def _ravine_findings(trajs: list[Trajectory]) -> list[Finding]:
     return findings
 
 
+def _shrinking_average(traj: Trajectory, mean_of_sum: bool) -> tuple[float, float, float, float, int, int]:
+    """Across-valley squared-gradient average before the first burst: its peak, its lowest
+    value, the effective rate lr/sqrt(v) at both, the lowest step and the first burst."""
+    across = traj.surface.across_axis
+    moment = traj.second_moment[:, across]
+    if mean_of_sum:  # AdaGradMean keeps the running sum; its denominator is the mean
+        moment = moment / np.arange(1, len(moment) + 1)
+    first = sideways_bursts(traj)[0]
+    peak_step, low_step = int(np.argmax(moment[:first])), int(np.argmin(moment[:first]))
+    peak, low = float(moment[peak_step]), float(moment[low_step])
+    return (
+        peak,
+        low,
+        float(traj.lrs[peak_step] / math.sqrt(peak)),
+        float(traj.lrs[low_step] / math.sqrt(low)),
+        low_step,
+        first,
+    )
+
+
 def _valley_findings(trajs: list[Trajectory]) -> list[Finding]:
-    plain, *decayed, adagrad = trajs
-    bursts = sideways_bursts(plain)
+    by_label = {t.name: t for t in trajs}
+    rms, lecture = by_label["RMSprop lr=0.2"], by_label["AdaGrad (lecture) lr=0.5"]
+    decayed = [t for t in trajs if "decay" in t.name]
+    torch_adagrad = by_label["Adagrad lr=2 (torch)"]
+    # A quadratic wall of curvature c is stable under the step lr/sqrt(v) only below 2/c.
+    curvature = 10.0
     findings = [
         Finding(
-            "RMSprop takes sudden large sideways steps on the valley floor",
-            len(bursts) > 0 and late_max_across_step(plain) >= 0.5,
-            f"{len(bursts)} steps jump across by more than 0.1 after settling at step "
-            f"{settled_step(plain)}; the largest jump is {late_max_across_step(plain):.3g} "
-            f"(first at step {bursts[0] if bursts else None})",
+            "RMSprop and the lecture's AdaGrad take sudden large sideways steps on the valley floor",
+            all(sideways_bursts(t) and late_max_across_step(t) >= 0.5 for t in (rms, lecture)),
+            "; ".join(
+                f"{t.name}: settled at step {settled_step(t)}, then {len(sideways_bursts(t))} steps jump "
+                f"across by more than 0.1, the largest {late_max_across_step(t):.3g} (first at step "
+                f"{sideways_bursts(t)[0] if sideways_bursts(t) else None})"
+                for t in (rms, lecture)
+            ),
         )
     ]
-    if bursts and plain.second_moment is not None:
-        across = plain.surface.across_axis
-        moment = plain.second_moment[:, across]
-        first = bursts[0]
-        peak = float(moment[:first].max())
-        lowest = int(np.argmin(moment[:first]))
-        low = float(moment[lowest])
-        # A quadratic wall of curvature c is stable under the step lr/sqrt(v) only below 2/c.
-        curvature = 10.0
-        rate = float(plain.lrs[lowest] / math.sqrt(low))
-        peak_rate = float(plain.lrs[int(np.argmax(moment[:first]))] / math.sqrt(peak))
+    if all(sideways_bursts(t) and t.second_moment is not None for t in (rms, lecture)):
+        parts, holds = [], True
+        for traj, mean_of_sum in ((rms, False), (lecture, True)):
+            peak, low, peak_rate, rate, low_step, first = _shrinking_average(traj, mean_of_sum)
+            holds = holds and low < 0.5 * peak and peak_rate < 2.0 / curvature < rate
+            parts.append(
+                f"{traj.name}: the across squared-gradient average fell from {peak:.3g} to {low:.3g} "
+                f"(step {low_step}) before the first burst at step {first}, so lr/sqrt(v) rose from "
+                f"{peak_rate:.3g} to {rate:.3g}"
+            )
         findings.append(
             Finding(
                 "the bursts come when the accumulated squared gradients have shrunk",
-                low < 0.5 * peak and peak_rate < 2.0 / curvature < rate,
-                f"across squared-gradient average fell from {peak:.3g} to {low:.3g} (step {lowest}) before the "
-                f"first burst at step {first}, so the effective rate lr/sqrt(v) rose from {peak_rate:.3g} "
-                f"to {rate:.3g}, past the wall's stability limit 2/{curvature:g} = {2 / curvature:.3g}",
+                holds,
+                "; ".join(parts)
+                + f" - past the wall's stability limit 2/{curvature:g} = {2 / curvature:.3g}",
             )
         )
     findings.append(
@@ -268,16 +300,17 @@ def _valley_findings(trajs: list[Trajectory]) -> list[Finding]:
                 f"{late_max_across_step(t):.3g}, arrives in {_fmt_steps(t.steps_to_tol)}"
                 for t in decayed
             )
-            + f" (constant lr arrives in {_fmt_steps(plain.steps_to_tol)})",
+            + f" (constant lr: RMSprop arrives in {_fmt_steps(rms.steps_to_tol)}, "
+            f"AdaGrad in {_fmt_steps(lecture.steps_to_tol)})",
         )
     )
-    if adagrad.second_moment is not None:
-        sums = adagrad.second_moment[:, adagrad.surface.across_axis]
+    if torch_adagrad.second_moment is not None:
+        sums = torch_adagrad.second_moment[:, torch_adagrad.surface.across_axis]
         findings.append(
             Finding(
                 "torch's Adagrad divides by a running sum that never shrinks, so it does not burst",
-                bool(np.all(np.diff(sums) >= 0)) and not sideways_bursts(adagrad),
-                f"{len(sideways_bursts(adagrad))} bursts; its across sum only grows "
+                bool(np.all(np.diff(sums) >= 0)) and not sideways_bursts(torch_adagrad),
+                f"{len(sideways_bursts(torch_adagrad))} bursts; its across sum only grows "
                 f"({sums[0]:.3g} -> {sums[-1]:.3g})",
             )
         )
