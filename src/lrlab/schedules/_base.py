@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, overload
 
 import numpy as np
@@ -42,14 +42,17 @@ class Schedule:
 
     def __call__(self, t: Any) -> Any:
         steps = np.asarray(t, dtype=np.float64)
-        if not np.all(np.isfinite(steps)) or np.any(steps < 0):
+        # min and max are two passes without temporaries; NaN fails both comparisons.
+        if steps.size and not (steps.min() >= 0 and steps.max() < np.inf):
             raise ValueError(f"step t must be finite and >= 0, got {t!r}")
         # np.where evaluates every branch; a branch that divides by zero is never selected.
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             values = np.asarray(self._values(steps), dtype=np.float64)
         if steps.ndim == 0:
             return float(values)
-        return np.broadcast_to(values, steps.shape).copy()
+        if values.shape != steps.shape or np.may_share_memory(values, steps):
+            return np.broadcast_to(values, steps.shape).copy()
+        return values
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict ``{"name": ..., **parameters}``; ``from_dict`` reads it back."""
@@ -70,6 +73,24 @@ def _to_plain(value: Any) -> Any:
     if isinstance(value, tuple):
         return [_to_plain(v) for v in value]
     return value
+
+
+def per_cycle(index: FloatArray, fn: Callable[[FloatArray], Any]) -> Any:
+    """``fn(index)`` for an array of whole numbers >= 0 (cycle or phase counts).
+
+    Long arrays usually hold few distinct counts: ``fn`` then runs once per count on
+    ``arange(max + 1)`` and the results are gathered, instead of running on every
+    element. Same function, same inputs, so the same numbers either way. ``fn`` may
+    return an array or a tuple of arrays.
+    """
+    count = int(index.max()) + 1 if index.size else 0
+    if not 0 < count <= index.size // 4:
+        return fn(index)
+    table = fn(np.arange(count, dtype=np.float64))
+    at = index.astype(np.intp)
+    if isinstance(table, tuple):
+        return tuple(np.broadcast_to(part, (count,))[at] for part in table)
+    return np.broadcast_to(table, (count,))[at]
 
 
 # ---------------------------------------------------------------- validation

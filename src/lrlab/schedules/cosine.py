@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lrlab.schedules._base import FloatArray, Schedule, fraction, rate, set_fields, steps
+from lrlab.schedules._base import FloatArray, Schedule, fraction, per_cycle, rate, set_fields, steps
 
 
 def _cosine_fall(start: FloatArray | float, end: float, position: FloatArray) -> FloatArray:
@@ -78,24 +78,48 @@ class CosineRestarts(Schedule):
         """The first step of cycle ``cycle`` (0-based): the sum of earlier cycle lengths."""
         if self.period_mult == 1.0:
             return self.period * cycle
-        m = self.period_mult
-        return self.period * (m**cycle - 1) / (m - 1)
+        return self._start_from_growth(self.period_mult**cycle)
+
+    def _start_from_growth(self, growth: FloatArray) -> FloatArray:
+        # growth = period_mult**cycle; the start is period * (growth - 1) / (period_mult - 1).
+        return self.period * (growth - 1) / (self.period_mult - 1)
 
     def cycle_of(self, t: FloatArray) -> FloatArray:
         """The 0-based cycle that step ``t`` falls in, exact at restart steps."""
+        steps = np.asarray(t, dtype=np.float64)
+        return self._locate(steps)[0].reshape(steps.shape)
+
+    def _growth_and_start(self, cycle: FloatArray) -> tuple[FloatArray, FloatArray]:
+        growth = self.period_mult**cycle
+        return growth, self._start_from_growth(growth)
+
+    def _locate(self, t: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """``(cycle, start, length)`` of the cycle holding each step, as flat arrays."""
+        t = t.ravel()
         if self.period_mult == 1.0:
-            return np.floor(t / self.period)
+            cycle = np.floor(t / self.period)
+            return cycle, self.period * cycle, np.full_like(t, self.period)
         m = self.period_mult
-        guess = np.floor(np.log1p(t * (m - 1) / self.period) / np.log(m))
-        # The logarithm may land one cycle off either way at a restart; correct it exactly.
-        guess = np.where(self.cycle_start(guess) > t, guess - 1, guess)
-        return np.where(self.cycle_start(guess + 1) <= t, guess + 1, guess)
+        cycle = np.floor(np.log1p(t * (m - 1) / self.period) / np.log(m))
+        growth, start = per_cycle(cycle, self._growth_and_start)
+        # The logarithm may land one cycle off either way at a restart; correct it exactly
+        # (at those few steps only, with the same formulas).
+        off = np.flatnonzero((start > t) | (start + self.period * growth <= t))
+        if off.size:
+            near = cycle[off]
+            near = np.where(self.cycle_start(near) > t[off], near - 1, near)
+            near = np.where(self.cycle_start(near + 1) <= t[off], near + 1, near)
+            cycle[off] = near
+            growth[off], start[off] = self._growth_and_start(near)
+        return cycle, start, self.period * growth
+
+    def _peak(self, cycle: FloatArray) -> FloatArray:
+        return self.lr * self.decay**cycle
 
     def _values(self, t: FloatArray) -> FloatArray:
-        cycle = self.cycle_of(t)
-        length = self.period * self.period_mult**cycle
-        position = (t - self.cycle_start(cycle)) / length
-        return _cosine_fall(self.lr * self.decay**cycle, self.final_lr, position)
+        cycle, start, length = self._locate(t)
+        peak = self.lr if self.decay == 1.0 else per_cycle(cycle, self._peak)
+        return _cosine_fall(peak, self.final_lr, (t.ravel() - start) / length).reshape(t.shape)
 
 
 cosine = Cosine

@@ -12,6 +12,7 @@ from lrlab.schedules._base import (
     Schedule,
     choice,
     fraction,
+    per_cycle,
     rate,
     set_fields,
     steps,
@@ -75,27 +76,36 @@ class Cyclic(Schedule):
         down = self.step_size if self.step_size_down is None else self.step_size_down
         return float(self.step_size) + float(down)
 
+    def _cycle_decay(self, cycle: FloatArray) -> FloatArray:
+        return self.cycle_decay ** (cycle - 1)
+
     def _values(self, t: FloatArray) -> FloatArray:
         # Same operations, in the same order, as torch's CyclicLR.get_lr.
         total = self.cycle_length
         step_ratio = float(self.step_size) / total
-        cycle = np.floor(1 + t / total)
-        x = 1.0 + t / total - cycle
+        fraction_done = t / total
+        cycle = np.floor(1 + fraction_done)
+        x = 1.0 + fraction_done - cycle
         rising = x <= step_ratio
         phase = np.where(rising, x / step_ratio, (x - 1) / (step_ratio - 1))
         if self.shape == "sine":
             phase = (1 - np.cos(np.pi * phase)) / 2
         height = (self.max_lr - self.base_lr) * phase
         if self.mode == "triangular2":
-            height = height * (1 / (2.0 ** (cycle - 1)))
+            height *= per_cycle(cycle, _halvings)
         elif self.mode == "exp_range":
-            height = height * self.gamma**t
+            height *= self.gamma**t
         if self.cycle_decay != 1.0:
-            height = height * self.cycle_decay ** (cycle - 1)
+            height *= per_cycle(cycle, self._cycle_decay)
         values = self.base_lr + height
         if self.cycles is not None:
             values = np.where(t >= self.cycles * total, self.base_lr, values)
         return values
+
+
+def _halvings(cycle: FloatArray) -> FloatArray:
+    # torch's triangular2 scale function, 1 / 2**(cycle - 1).
+    return 1 / (2.0 ** (cycle - 1))
 
 
 cyclic = Cyclic

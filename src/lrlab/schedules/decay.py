@@ -12,6 +12,7 @@ from lrlab.schedules._base import (
     FloatArray,
     Schedule,
     fraction,
+    per_cycle,
     positive,
     rate,
     set_fields,
@@ -58,8 +59,11 @@ class StepDecay(Schedule):
             gamma=fraction("gamma", self.gamma),
         )
 
+    def _decayed(self, count: FloatArray) -> FloatArray:
+        return self.lr * self.gamma**count
+
     def _values(self, t: FloatArray) -> FloatArray:
-        return self.lr * self.gamma ** np.floor(t / self.step_size)
+        return per_cycle(np.floor(t / self.step_size), self._decayed)
 
 
 @dataclass(frozen=True)
@@ -86,7 +90,10 @@ class Multistep(Schedule):
 
     def _values(self, t: FloatArray) -> FloatArray:
         passed = np.searchsorted(np.asarray(self.milestones, dtype=np.float64), t, side="right")
-        return self.lr * self.gamma**passed
+        return per_cycle(np.asarray(passed, dtype=np.float64), self._decayed)
+
+    def _decayed(self, count: FloatArray) -> FloatArray:
+        return self.lr * self.gamma**count
 
 
 @dataclass(frozen=True)

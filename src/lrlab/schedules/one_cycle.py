@@ -81,17 +81,17 @@ class OneCycle(Schedule):
 
     def _values(self, t: FloatArray) -> FloatArray:
         t = np.minimum(t, self.total_steps - 1)
-        values = np.zeros_like(t)
-        phase_start = 0.0
-        done = np.zeros(t.shape, dtype=bool)
         phases = self._phases()
-        for i, (end_step, start_value, end_value) in enumerate(phases):
-            here = ~done & ((t <= end_step) | (i == len(phases) - 1))
-            pct = (t - phase_start) / (end_step - phase_start)
-            values = np.where(here, self._anneal(start_value, end_value, pct), values)
-            done |= here
-            phase_start = end_step
-        return values
+        # torch takes the first phase whose end_step >= t (the last phase for any later t);
+        # gather each step's phase bounds and evaluate the anneal once, with torch's formula.
+        ends = np.array([end for end, _, _ in phases])
+        starts = np.concatenate([[0.0], ends[:-1]])
+        first = np.array([start for _, start, _ in phases])
+        last = np.array([end for _, _, end in phases])
+        which = np.minimum(np.searchsorted(ends, t, side="left"), len(phases) - 1)
+        phase_start, phase_end = starts[which], ends[which]
+        pct = (t - phase_start) / (phase_end - phase_start)
+        return self._anneal(first[which], last[which], pct)
 
 
 one_cycle = OneCycle
