@@ -28,8 +28,8 @@ Examples:
 
 Optimizers are "name:key=value,key=value" with any torch.optim name (sgd, adam, adamw,
 adagrad, rmsprop, rprop, adadelta, nadam, radam, adamax, asgd, lbfgs, adafactor), the
-aliases gd, momentum, nesterov, and deltabardelta (lrlab.optim.DeltaBarDelta); lists as
-betas=(0.9,0.99). "SPEC@SCHEDULE" drives one optimizer's lr with an lrlab schedule;
+aliases gd, momentum, nesterov, deltabardelta (lrlab.optim.DeltaBarDelta) and adagradmean
+(lrlab.optim.AdaGradMean, the lecture's AdaGrad); lists as betas=(0.9,0.99). "SPEC@SCHEDULE" drives one optimizer's lr with an lrlab schedule;
 --schedule drives every optimizer without its own, scaled so that its peak equals that
 optimizer's lr (or as given, when the spec has no lr).
 """
