@@ -143,7 +143,10 @@ def surface(
         None, help="Built-in surface: ravine, valley, rosenbrock, beale, saddle, rastrigin."
     ),
     opt: list[str] = typer.Option(
-        [], "--opt", "-O", help="Optimizer 'name:key=value,...[@schedule]'; repeatable."
+        [],
+        "--opt",
+        "-O",
+        help="Optimizer 'name:key=value,...' with an optional '@SCHEDULE' suffix; repeatable.",
     ),
     schedule: str | None = typer.Option(
         None, "--schedule", "-s", help="lrlab schedule spec for every optimizer."
