@@ -33,6 +33,7 @@ import json
 import math
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -519,7 +520,10 @@ def train_vectorized(
         store.set_status(rid, "running")
     trainer = _Trainer(group, store, run_ids, progress)
     try:
-        trainer.run()
+        with warnings.catch_warnings():
+            # vmap's per-member fallback for a missing batching rule is correct, only slower.
+            warnings.filterwarnings("ignore", message="There is a performance drop", category=UserWarning)
+            trainer.run()
     except KeyboardInterrupt:
         for index, rid in enumerate(run_ids):
             if index not in trainer.finished:
