@@ -55,7 +55,10 @@ def test_every_torch_optimizer_for_dense_parameters_is_available() -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("adamm:lr=0.1", "unknown optimizer 'adamm'; valid optimizers: adadelta, adafactor, adagrad, adagradmean, adam"),
+        (
+            "adamm:lr=0.1",
+            "unknown optimizer 'adamm'; valid optimizers: adadelta, adafactor, adagrad, adagradmean, adam",
+        ),
         ("adam:momentum=0.9", "'adam' \\(Adam\\) does not take 'momentum'; it takes: lr, betas"),
         ("sgd:lr", "must look like key=value"),
         ("sgd:lr=fast", "is not a number"),
