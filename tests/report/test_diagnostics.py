@@ -98,13 +98,18 @@ def test_widening_gap_flags_only_a_trailing_rise_of_three_epochs_or_more():
     assert widening_gap(x, np.array([0.3, 0.2, 0.1, 0.1, 0.12, 0.15, 0.2, 0.3])).onset_epoch == 4
     assert widening_gap(x, np.array([0.3, 0.2, 0.1, 0.1, 0.1, 0.1, 0.12, 0.15])) is None  # two rises
     assert widening_gap(x, np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.4, 0.3, 0.2])) is None  # closing again
+    rising_to_zero = np.array([-0.8, -0.6, -0.4, -0.3, -0.2, -0.1, 0.01, 0.02])
+    assert widening_gap(x, rising_to_zero) is None  # learning, not overfitting
+    small = np.array([0.0, 0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07])
+    assert widening_gap(x, small, val_loss=np.full(8, 2.0)) is None  # 0.07 of 2.0 nats: noise
+    assert widening_gap(x, small, val_loss=np.full(8, 0.5)).onset_epoch == 2
 
 
 def test_overfitting_reports_onset_and_the_best_validation_epoch():
     train = [2.0, 1.0, 0.6, 0.4, 0.3, 0.2]
     val = [2.0, 1.1, 0.8, 0.85, 0.95, 1.1]
     [f] = overfitting(group_runs([run("a", 0.01)]), {"a": epochs("a", train, val)})
-    assert f.numbers["onset_epoch"] == 1 and f.numbers["best_val_epoch"] == 3
+    assert f.numbers["onset_epoch"] == 2 and f.numbers["best_val_epoch"] == 3
     assert f.numbers["gap_at_end"] == pytest.approx(0.9)
 
 

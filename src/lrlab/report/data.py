@@ -118,6 +118,15 @@ def downsample_series(
     )
 
 
+def points_per_run(runs: int) -> int:
+    """Default points per step column: 800 for up to 50 runs, fewer beyond (at least 200).
+
+    >>> points_per_run(10), points_per_run(100), points_per_run(1000)
+    (800, 400, 200)
+    """
+    return max(200, min(DEFAULT_MAX_POINTS, 40_000 // max(1, runs)))
+
+
 def build_report_data(
     runs: Sequence[RunRecord],
     epochs: Mapping[str, Sequence[EpochRecord]],
@@ -125,11 +134,17 @@ def build_report_data(
     finders: Sequence[FinderRecord] = (),
     *,
     title: str = "lrlab report",
-    max_points: int = DEFAULT_MAX_POINTS,
+    max_points: int | None = None,
 ) -> ReportData:
-    """Group, diagnose and downsample (pure: records in, ReportData out)."""
+    """Group, diagnose and downsample (pure: records in, ReportData out).
+
+    ``max_points`` bounds the points kept per step column of a run; by default it shrinks
+    from 800 towards 200 as runs grow in number (:func:`points_per_run`), which keeps a
+    100-run page well under 10 MB.
+    """
     if not runs:
         raise ValueError("runs must not be empty")
+    max_points = max_points or points_per_run(len(runs))
     configs = group_runs(runs)
     epochs = {r.id: sorted(epochs.get(r.id, ()), key=lambda e: e.epoch) for r in runs}
     spe = _steps_per_epoch(runs, epochs)
@@ -165,7 +180,7 @@ def load_report_data(
     *,
     sweep: str | None = None,
     run_ids: Sequence[str] | None = None,
-    max_points: int = DEFAULT_MAX_POINTS,
+    max_points: int | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> ReportData:
     """Read a sweep (or the given runs, or every run) from ``store`` and build the report data.

@@ -296,7 +296,7 @@ def stuck_runs(
     levels = [c.loss_level for _cfg, _run, c in first_pass if c is not None]
     best = min(levels) if len(levels) > 1 else None
     family_best = _family_best_lr(configs, epochs or {}, first_pass)
-    findings = []
+    flagged: dict[tuple[Any, bool], list[tuple[Configuration, RunRecord, StuckCheck, float]]] = {}
     for cfg, run, series in candidates:
         check = stuck_check(series, best_level=best, **thresholds)
         if check is None or not check.stuck:
@@ -309,39 +309,61 @@ def stuck_runs(
             slow = cfg.lr < best_lr
         else:
             slow = progress < 0.1
-        seed = f" (seed {run.seed})" if len(cfg.runs) > 1 else ""
-        level = f"sits at {_g(check.loss_level)}" + (
-            f" ({check.loss_level / best:.1f}x the best run's {_g(best)})" if best else ""
-        )
-        if slow:
-            message = (
-                f"{cfg.label}{seed} learns too slowly: its training loss {level}, only {progress:.0%} "
-                f"below where it started, and improved by {check.relative_drop:.1%} over the last "
-                f"third of training"
-                + (f"; lr={_g(best_lr)} did best in this family" if best_lr is not None else "")
-                + ": the LR is too small for this budget."
-            )
-        else:
-            message = (
-                f"{cfg.label}{seed} looks stuck: from step {check.window_start_step} on the training loss "
-                f"improves by only {check.relative_drop:.1%} and {level}, while the gradient norm stays "
-                f"at {check.grad_ratio:.2f}x its early level (loss bounces by {check.loss_cv:.1%}): the "
-                "parameters oscillate across a valley; a lower LR or a decaying schedule should help."
-            )
-        numbers = {
-            "window_start_step": check.window_start_step,
-            "relative_drop": check.relative_drop,
-            "loss_level": check.loss_level,
-            "best_level": best,
-            "grad_ratio": check.grad_ratio,
-            "loss_cv": check.loss_cv,
-            "progress": progress,
-            "family_best_lr": best_lr,
-        }
-        findings.append(
-            Finding("slow" if slow else "stuck", "warning", message, numbers, (cfg.label,), (run.id,))
-        )
+        flagged.setdefault((cfg.key, slow), []).append((cfg, run, check, progress))
+    findings = []
+    for (_key, slow), items in flagged.items():
+        cfg = items[0][0]
+        best_lr = family_best.get(family_key(cfg.config))
+        findings.append(_stuck_finding(cfg, items, slow, best, best_lr))
     return findings
+
+
+def _stuck_finding(
+    cfg: Configuration,
+    items: list[tuple[Configuration, RunRecord, StuckCheck, float]],
+    slow: bool,
+    best: float | None,
+    best_lr: float | None,
+) -> Finding:
+    """One finding per configuration: the numbers are means over its flagged seeds."""
+    checks = [c for _cfg, _run, c, _p in items]
+    level = float(np.mean([c.loss_level for c in checks]))
+    drop = float(np.mean([c.relative_drop for c in checks]))
+    ratio = float(np.mean([c.grad_ratio for c in checks]))
+    cv = float(np.mean([c.loss_cv for c in checks]))
+    progress = float(np.mean([p for *_rest, p in items]))
+    seeds = ""
+    if len(cfg.runs) > 1:
+        seeds = f" ({len(items)} of {len(cfg.runs)} seeds)"
+    where = f"sits at {_g(level)}" + (f" ({level / best:.1f}x the best run's {_g(best)})" if best else "")
+    if slow:
+        message = (
+            f"{cfg.label}{seeds} learns too slowly: its training loss {where}, only {progress:.0%} "
+            f"below where it started, and improved by {drop:.1%} over the last third of training"
+            + (f"; lr={_g(best_lr)} did best in this family" if best_lr is not None else "")
+            + ": the LR is too small for this budget."
+        )
+    else:
+        message = (
+            f"{cfg.label}{seeds} looks stuck: from step {checks[0].window_start_step} on the training "
+            f"loss improves by only {drop:.1%} and {where}, while the gradient norm stays at "
+            f"{ratio:.2f}x its early level (loss bounces by {cv:.1%}): the parameters oscillate "
+            "across a valley; a lower LR or a decaying schedule should help."
+        )
+    numbers = {
+        "window_start_step": checks[0].window_start_step,
+        "relative_drop": drop,
+        "loss_level": level,
+        "best_level": best,
+        "grad_ratio": ratio,
+        "loss_cv": cv,
+        "progress": progress,
+        "family_best_lr": best_lr,
+    }
+    kind = "slow" if slow else "stuck"
+    return Finding(
+        kind, "warning", message, numbers, (cfg.label,), tuple(run.id for _c, run, _k, _p in items)
+    )
 
 
 def _family_best_lr(
@@ -380,37 +402,55 @@ class GapTrend:
 
 
 def widening_gap(
-    epochs: np.ndarray, gap: np.ndarray, *, min_epochs: int = 3, min_widening: float = 0.01
+    epochs: np.ndarray,
+    gap: np.ndarray,
+    *,
+    min_epochs: int = 3,
+    min_widening: float = 0.01,
+    val_loss: np.ndarray | None = None,
+    min_relative: float = 0.05,
 ) -> GapTrend | None:
     """The trailing stretch over which ``gap`` (val - train) rises epoch after epoch.
 
-    Flagged when it rises at least ``min_epochs`` times in a row up to the last epoch and
-    by ``min_widening`` in total (in loss units).
+    Only the part of the stretch where the gap is positive counts: early in training the
+    epoch-averaged training loss is above the validation loss measured after the epoch,
+    and a gap climbing from negative towards zero is learning, not overfitting. Flagged
+    when the positive gap rises at least ``min_epochs`` times in a row up to the last
+    epoch, by ``min_widening`` in total (loss units), and (when ``val_loss`` is given)
+    ends at ``min_relative`` or more of the final validation loss.
 
     >>> widening_gap(np.arange(1, 8), np.array([0.3, 0.1, 0.05, 0.08, 0.12, 0.2, 0.3]))
     GapTrend(onset_epoch=3, last_epoch=7, gap_at_onset=0.05, gap_at_end=0.3)
+    >>> widening_gap(np.arange(1, 8), np.array([-0.6, -0.4, -0.2, -0.1, -0.05, 0.01, 0.02])) is None
+    True
     """
     ok = np.isfinite(gap)
     epochs, gap = np.asarray(epochs)[ok], np.asarray(gap, dtype=np.float64)[ok]
     if len(gap) < min_epochs + 1:
         return None
     onset = len(gap) - 1
-    while onset > 0 and gap[onset] > gap[onset - 1]:
+    while onset > 0 and gap[onset] > gap[onset - 1] and gap[onset - 1] > 0:
         onset -= 1
     rises = len(gap) - 1 - onset
     if rises < min_epochs or gap[-1] - gap[onset] < min_widening:
         return None
+    if val_loss is not None:
+        final_val = np.asarray(val_loss, dtype=np.float64)[ok][-1]
+        if np.isfinite(final_val) and gap[-1] < min_relative * abs(final_val):
+            return None
     return GapTrend(int(epochs[onset]), int(epochs[-1]), float(gap[onset]), float(gap[-1]))
 
 
 def gap_series(
-    cfg: Configuration, epochs: Mapping[str, Sequence[EpochRecord]]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Mean validation loss minus mean training loss, per epoch, over the configuration's seeds."""
+    cfg: Configuration, epochs: Mapping[str, Sequence[EpochRecord]], with_val: bool = False
+) -> Any:
+    """Mean validation loss minus mean training loss, per epoch, over the configuration's
+    seeds: ``(epochs, gap)``, and the mean validation loss too when ``with_val``."""
     per_run = [epochs.get(r.id, ()) for r in cfg.runs]
     train, val = epoch_stats(per_run, "train_loss"), epoch_stats(per_run, "val_loss")
     common, ti, vi = np.intersect1d(train.epoch, val.epoch, return_indices=True)
-    return common, val.mean[vi] - train.mean[ti]
+    gap = val.mean[vi] - train.mean[ti]
+    return (common, gap, val.mean[vi]) if with_val else (common, gap)
 
 
 def overfitting(
@@ -419,8 +459,8 @@ def overfitting(
     """Configurations whose train-validation gap keeps widening to the end of training."""
     findings = []
     for cfg in configs:
-        x, gap = gap_series(cfg, epochs)
-        trend = widening_gap(x, gap, **thresholds)  # type: ignore[arg-type]
+        x, gap, val_mean = gap_series(cfg, epochs, with_val=True)
+        trend = widening_gap(x, gap, val_loss=val_mean, **thresholds)  # type: ignore[arg-type]
         if trend is None:
             continue
         per_run = [epochs.get(r.id, ()) for r in cfg.runs]

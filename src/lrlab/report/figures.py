@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from lrlab.experiments.records import StepSeries
 from lrlab.report.data import ReportData, divergence_index
 from lrlab.report.diagnostics import config_scores, family_key, gap_series, widening_gap
+from lrlab.report.downsample import downsample_indices
 from lrlab.report.grouping import Configuration, epoch_stats, is_diverged
 
 # Qualitative palette (tab10 then its lighter partner colours): readable in print.
@@ -282,7 +284,7 @@ def metrics_figure(data: ReportData) -> FigureSpec:
 def gap_figure(data: ReportData) -> FigureSpec:
     panel = Panel("Validation minus training loss", "epoch", "gap (nats)", hline=0.0)
     for cfg in data.configs:
-        x, gap = gap_series(cfg, data.epochs)
+        x, gap, val_mean = gap_series(cfg, data.epochs, with_val=True)
         if not len(x):
             continue
         c = color(cfg.index)
@@ -290,7 +292,7 @@ def gap_figure(data: ReportData) -> FigureSpec:
             Trace(x.astype(np.float64), gap, cfg.label, cfg.label, c, mode="lines+markers", marker="circle",
                   marker_size=4)
         )  # fmt: skip
-        trend = widening_gap(x, gap)
+        trend = widening_gap(x, gap, val_loss=val_mean)
         if trend is not None:
             sel = x >= trend.onset_epoch
             panel.traces.append(
@@ -313,6 +315,14 @@ def gap_figure(data: ReportData) -> FigureSpec:
 # ---------------------------------------------------------------- LR and momentum
 
 
+LR_POINTS = 300
+
+
+def _subset(series: StepSeries, idx: np.ndarray) -> StepSeries:
+    return StepSeries(series.run_id, series.step[idx], series.epoch[idx], series.lr[idx], series.lrs[idx],
+                      series.momentum[idx], series.loss[idx], series.grad_norm[idx])  # fmt: skip
+
+
 def lr_figure(data: ReportData) -> FigureSpec:
     lr_panel = Panel("Learning rate vs step", "optimizer step", "learning rate")
     mom_panel = Panel("Momentum vs step", "optimizer step", "momentum (beta1 for Adam)")
@@ -322,6 +332,11 @@ def lr_figure(data: ReportData) -> FigureSpec:
         if series is None or not len(series):
             continue
         c = color(cfg.index)
+        # The LR is smooth (or piecewise): 300 min/max points per column draw it exactly enough.
+        keep = np.unique(
+            np.concatenate([downsample_indices(col, LR_POINTS) for col in (series.lr, series.momentum)])
+        )
+        series = _subset(series, keep)
         x = series.step.astype(np.float64)
         lr_panel.traces.append(Trace(x, series.lr, cfg.label, cfg.label, c))
         for g in range(1, series.lrs.shape[1] if series.lrs.ndim == 2 else 1):
@@ -431,7 +446,7 @@ def _finder_marks(data: ReportData) -> tuple[list[VLine], list[Span]]:
     if not data.finders:
         return [], []
     rec = data.finders[-1]  # the most recent range test for these tasks
-    vlines = [VLine(rec.lr, f"range test: lr={rec.lr:.3g} ({rec.task}, {rec.optimizer})", "#d62728")]
+    vlines = [VLine(rec.lr, f"range test: lr={rec.lr:.3g}", "#d62728")]
     spans = []
     if rec.base_lr and rec.max_lr:
         spans.append(Span(rec.base_lr, rec.max_lr, f"cyclic bounds {rec.base_lr:.3g}-{rec.max_lr:.3g}"))
@@ -460,7 +475,10 @@ def finder_figure(data: ReportData) -> FigureSpec:
                       marker=markers[j % len(markers)], marker_size=11,
                       hover=[f"{name} | {rule} suggests lr={lr:.3g}"])
             )  # fmt: skip
-        panel.vlines.append(VLine(rec.lr, f"chosen lr={rec.lr:.3g}: {rec.reason}"[:90], c))
+        rule = next(
+            (k for k, v in rec.suggestions.items() if v and math.isclose(v, rec.lr, rel_tol=1e-6)), None
+        )
+        panel.vlines.append(VLine(rec.lr, f"chosen lr={rec.lr:.3g}" + (f" ({rule})" if rule else ""), c))
         if rec.base_lr and rec.max_lr:
             panel.spans.append(
                 Span(rec.base_lr, rec.max_lr, f"cyclic bounds {rec.base_lr:.3g}-{rec.max_lr:.3g}", c)
@@ -505,7 +523,8 @@ def steps_figure(data: ReportData, log_y: bool = False) -> FigureSpec:
             if series is None or not len(series):
                 continue
             x = series.step.astype(np.float64)
-            name = cfg.label if len(cfg.runs) == 1 else f"{cfg.label} (seed {run.seed})"
+            # The legend entry stands for every seed of the configuration (they toggle together).
+            name = cfg.label if first or len(cfg.runs) == 1 else f"{cfg.label} (seed {run.seed})"
             width = 1.0 if len(data.runs) > 12 else 1.4
             width = width * 1.8 if run.id in stuck else width
             loss_panel.traces.append(
