@@ -182,6 +182,31 @@ def test_a_diverging_member_is_frozen_and_the_others_go_on(store):
     ]
 
 
+def test_ctrl_c_puts_unfinished_members_back_in_the_queue(store):
+    configs = [_config(lr=lr, schedule="constant(lr={lr})") for lr in (0.05, 50.0, 0.1)]
+
+    def interrupt(event: RunProgress) -> None:
+        if event.event == "epoch":
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_vectorized(configs, store, ["a", "boom", "c"], progress=interrupt)
+    runs = {r.id: r for r in store.runs()}
+    assert runs["boom"].status == "diverged"  # finished before the interrupt: kept
+    assert (runs["a"].status, runs["a"].error) == ("queued", "interrupted")
+    assert runs["c"].status == "queued"
+
+
+def test_an_error_mid_training_fails_every_unfinished_member(store):
+    def explode(event: RunProgress) -> None:
+        if event.event == "epoch":
+            raise RuntimeError("disk full")
+
+    records = train_vectorized([_config(lr=0.01), _config(lr=0.1)], store, ["a", "b"], progress=explode)
+    assert [r.status for r in records] == ["failed", "failed"]
+    assert records[0].error == "RuntimeError: disk full" and "traceback" in records[0].extras
+
+
 def test_members_are_ordinary_runs_in_the_store(store):
     configs = [_config(lr=lr) for lr in (0.02, 0.2)]
     train_vectorized(configs, store, ["a", "b"], sweep="s")
