@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -40,6 +41,8 @@ def test_start_tol_and_shared_schedule_are_applied() -> None:
     (row,) = json.loads(result.stdout)
     assert row["schedule"] == "cosine(lr=1.0, total_steps=50)"
     assert row["steps"] == 50 and row["steps_to_tol"] is not None and row["tol"] == 0.5
+    assert row["lr_first"] == pytest.approx(0.05)  # the cosine's peak scaled to adam's lr
+    assert row["lr_last"] == pytest.approx(0.05 * (1 + math.cos(math.pi * 49 / 50)) / 2)
 
 
 def test_table_and_png(tmp_path: Path) -> None:

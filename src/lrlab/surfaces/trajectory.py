@@ -169,6 +169,8 @@ class Trajectory:
             "path_length": _finite(self.path_length),
             "straightness": _finite(self.straightness),
             "final_grad_norm": _finite(float(self.grad_norms[-1])) if self.steps else None,
+            "lr_first": _finite(float(self.lrs[0])) if self.steps else None,
+            "lr_last": _finite(float(self.lrs[-1])) if self.steps else None,
             "final_point": [_finite(v) for v in self.final_point],
         }
 
