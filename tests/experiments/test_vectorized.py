@@ -72,6 +72,9 @@ def test_groups_differ_only_in_lr_schedule_momentum_and_seed():
         _config("digits-linear"),
     ):
         assert group_key(a) != group_key(other)
+    # A missing key means the loop's default; None for the divergence factor means "off".
+    no_factor = {k: v for k, v in a.items() if k != "divergence_factor"}
+    assert group_key(no_factor) == group_key(a) != group_key(_config(divergence_factor=None))
     assert group_key(_config(lr_mult={"0.*": 0.1})) is None
     assert "lr_mult" in why_not_vectorized(_config(lr_mult={"0.*": 0.1}))
     assert "rmsprop" in why_not_vectorized(_config(optimizer="rmsprop"))

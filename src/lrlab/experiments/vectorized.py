@@ -94,9 +94,13 @@ def group_key(config: dict[str, Any]) -> str | None:
     ``momentum`` and ``seed``, as a string (``None``: the run cannot be vectorised)."""
     if why_not_vectorized(config) is not None:
         return None
-    shared = {k: v for k, v in config.items() if k not in GROUP_AXES and v is not None}
-    shared.setdefault("optimizer", "sgd")
+    shared = {k: v for k, v in config.items() if k not in GROUP_AXES}
+    # Spell the loop's defaults out, so that "missing" and "default" group together.
+    shared["optimizer"] = shared.get("optimizer") or "sgd"
     shared["task_options"] = shared.get("task_options") or {}
+    shared["epochs"] = shared.get("epochs") or None
+    shared["batch_size"] = shared.get("batch_size") or None
+    shared["divergence_factor"] = config.get("divergence_factor", DEFAULT_DIVERGENCE_FACTOR)
     return json.dumps(shared, sort_keys=True, default=str)
 
 

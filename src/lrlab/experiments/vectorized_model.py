@@ -17,7 +17,7 @@ The stacked parameters are leaf tensors of shape ``(K, *shape)``; ``forward`` re
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -138,7 +138,7 @@ class StackedModel:
             module.get_buffer(name).copy_(tensor[k])
         return module
 
-    def probe(self, inputs: Tensor, loss: callable) -> None:  # type: ignore[valid-type]
+    def probe(self, inputs: Tensor, loss: Callable[[Tensor], Tensor]) -> None:
         """Run one forward and backward on ``inputs``; raises what vmap or autograd raise.
 
         ``loss`` maps the ``(K, batch, ...)`` outputs to ``(K,)`` losses.
