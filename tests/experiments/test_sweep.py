@@ -273,3 +273,23 @@ def test_ray_backend_streams_results_into_the_store(tmp_path):
     run_sweep(spec, local)
     for record in records:
         assert [e.val_loss for e in store.epochs(record.id)] == [e.val_loss for e in local.epochs(record.id)]
+
+
+@pytest.mark.parametrize(
+    "name", ["digits-lr.toml", "my_task.toml", "chars-warmup.toml", "digits-linear-clr.toml"]
+)
+def test_example_sweep_files_validate_and_expand(name, monkeypatch):
+    monkeypatch.chdir(ROOT)  # the user-task example names its file relative to the repository root
+    plans = expand(load_sweep(ROOT / "examples" / name))
+    assert plans and all("{" not in p.config["schedule"] for p in plans)
+
+
+def test_user_task_example_trains(tmp_path, monkeypatch):
+    from lrlab.experiments.loop import train_run
+
+    monkeypatch.chdir(ROOT)
+    config = {"task": "examples/my_task.py:two_moons", "task_options": {"samples": 200}, "optimizer": "adam",
+              "schedule": "constant(lr={lr})", "lr": 0.01, "seed": 0, "epochs": 2}  # fmt: skip
+    record = train_run(config, Store(tmp_path / "r.db"), "moons")
+    assert record.status == "done", record.error
+    assert record.config["epochs"] == 2

@@ -171,14 +171,20 @@ class _StepBuffer:
         if len(self.head) >= self.size:
             self.flush()
 
-    def flush(self) -> None:
+    def take(self) -> list[tuple[int, int, list[float], float | None, float, float]]:
+        """The buffered rows with their gradient norms; the buffer is emptied."""
         count = len(self.head)
         if not count:
-            return
+            return []
         totals = torch.linalg.vector_norm(self.norms[:count].double(), dim=1).tolist()
         rows = [(s, e, lrs, m, loss, n) for (s, e, lrs, m, loss), n in zip(self.head, totals)]
-        self.store.add_steps(self.run_id, rows)
         self.head.clear()
+        return rows
+
+    def flush(self) -> None:
+        rows = self.take()
+        if rows:
+            self.store.add_steps(self.run_id, rows)
 
 
 def _versions() -> tuple[str, str]:
@@ -207,30 +213,32 @@ def train_run(
     Returns the stored :class:`RunRecord`.
     """
     seed = int(config.get("seed", 0))
-    if not store.has_run(run_id):
-        store.create_run(RunRecord(id=run_id, sweep=sweep, status="queued", config=dict(config), seed=seed))
-    store.reset_run(run_id)
-    store.set_versions(run_id, *_versions())
-    store.set_status(run_id, "running")
-    epochs = 0
+    pending = RunRecord(id=run_id, sweep=sweep, status="queued", config=dict(config), seed=seed)
+    store.start_run(pending, *_versions())
+    extras: dict[str, Any] = {}
     try:
-        status, error, diverged_step = _train(config, store, run_id, progress, device)
+        status, error, diverged_step = _train(config, store, run_id, progress, device, extras)
     except KeyboardInterrupt:
         store.set_status(run_id, "queued", error="interrupted")
         raise
     except Exception as exc:
         status, error, diverged_step = "failed", f"{type(exc).__name__}: {exc}", None
-        store.update_extras(run_id, {"traceback": traceback.format_exc(limit=8)})
-    store.set_status(run_id, status, error=error, diverged_step=diverged_step)
+        extras["traceback"] = traceback.format_exc(limit=8)
+    store.finish_run(run_id, status, error=error, diverged_step=diverged_step, extras=extras)
     record = store.run(run_id)
     if progress is not None:
-        epochs = int(config.get("epochs") or 0)
+        epochs = int(config.get("epochs") or extras.get("epochs") or 0)
         progress(RunProgress("end", run_id, epochs, epochs, 0, 0, status=status, error=error))
     return record
 
 
 def _train(
-    config: dict[str, Any], store: Store, run_id: str, progress: ProgressFn | None, device_name: str
+    config: dict[str, Any],
+    store: Store,
+    run_id: str,
+    progress: ProgressFn | None,
+    device_name: str,
+    extras: dict[str, Any],
 ) -> tuple[str, str | None, int | None]:
     from lrlab.experiments.optimizers import make_optimizer
     from lrlab.experiments.tasks import get_task
@@ -263,10 +271,9 @@ def _train(
     params, unfreezer = _param_groups(model, config, lr)
     optimizer = make_optimizer(config.get("optimizer") or "sgd", params, lr)
     scheduler = LRScheduler(optimizer, schedule, momentum=momentum)
-    store.update_extras(
-        run_id,
-        {"device": str(device), "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
-         "param_groups": len(optimizer.param_groups), "task_kind": task.kind},
+    extras.update(
+        device=str(device), epochs=epochs, steps_per_epoch=steps_per_epoch, total_steps=total_steps,
+        param_groups=len(optimizer.param_groups), task_kind=task.kind,
     )  # fmt: skip
     params = [p for group in optimizer.param_groups for p in group["params"]]
     buffer = _StepBuffer(store, run_id, params)
@@ -305,12 +312,13 @@ def _train(
             if progress is not None and step % 16 == 0 and time.monotonic() - last_report > _PROGRESS_EVERY_S:
                 last_report = time.monotonic()
                 report(RunProgress("step", run_id, epoch, epochs, step, total_steps, loss=loss))
-        buffer.flush()
         metrics = task.evaluate(model, val_loader)
         train_loss = loss_sum / loss_count if loss_count else None
+        # The epoch's remaining step rows and its metrics: one transaction.
         store.add_epoch(
             EpochRecord(run_id, epoch, step, train_loss, metrics.get("val_loss"), metrics.get("val_error"),
-                        metrics.get("val_accuracy"), time.perf_counter() - started)
+                        metrics.get("val_accuracy"), time.perf_counter() - started),
+            steps=buffer.take(),
         )  # fmt: skip
         report(
             RunProgress("epoch", run_id, epoch, epochs, step, total_steps, loss=train_loss,
@@ -319,5 +327,5 @@ def _train(
         val_loss = metrics.get("val_loss")
         if val_loss is not None and not math.isfinite(val_loss):
             return "diverged", f"non-finite validation loss after epoch {epoch}", step
-    store.update_extras(run_id, {"wall_time": time.perf_counter() - started})
+    extras["wall_time"] = time.perf_counter() - started
     return "done", None, None

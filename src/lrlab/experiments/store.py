@@ -486,33 +486,49 @@ class Store:
         rows: Sequence[tuple[int, int, Sequence[float], float | None, float, float]],
     ) -> None:
         """Append step rows ``(step, epoch, lrs, momentum, loss, grad_norm)`` in one transaction."""
-        if not rows:
-            return
+        if rows:
+            with self._write() as tx:
+                self._insert_steps(tx, run_id, rows)
+
+    @staticmethod
+    def _insert_steps(
+        tx: sqlite3.Connection,
+        run_id: str,
+        rows: Sequence[tuple[int, int, Sequence[float], float | None, float, float]],
+    ) -> None:
+        sql = (
+            "INSERT OR REPLACE INTO step_metrics "
+            "(run_id, step, epoch, lr, lrs, momentum, loss, grad_norm) VALUES (?,?,?,?,?,?,?,?)"
+        )
         try:
             # Fast path: plain Python numbers, as the training loop writes them.
-            packed = [
-                (run_id, step, epoch, lrs[0], _blob(lrs) if len(lrs) > 1 else None, momentum, loss, grad_norm)
-                for step, epoch, lrs, momentum, loss, grad_norm in rows
-            ]
-            self._insert_steps(packed)
-        except (sqlite3.InterfaceError, sqlite3.ProgrammingError, TypeError):
-            packed = [
-                (run_id, int(step), int(epoch), float(lrs[0]), _blob(lrs) if len(lrs) > 1 else None,
-                 None if momentum is None else float(momentum), float(loss), float(grad_norm))
-                for step, epoch, lrs, momentum, loss, grad_norm in rows
-            ]  # fmt: skip
-            self._insert_steps(packed)
-
-    def _insert_steps(self, packed: list[tuple[Any, ...]]) -> None:
-        with self._write() as tx:
             tx.executemany(
-                "INSERT OR REPLACE INTO step_metrics "
-                "(run_id, step, epoch, lr, lrs, momentum, loss, grad_norm) VALUES (?,?,?,?,?,?,?,?)",
-                packed,
+                sql,
+                [
+                    (run_id, step, epoch, lrs[0], _blob(lrs) if len(lrs) > 1 else None, momentum, loss, norm)
+                    for step, epoch, lrs, momentum, loss, norm in rows
+                ],
             )
+        except (sqlite3.InterfaceError, sqlite3.ProgrammingError, TypeError):
+            tx.executemany(
+                sql,
+                [
+                    (run_id, int(step), int(epoch), float(lrs[0]), _blob(lrs) if len(lrs) > 1 else None,
+                     None if momentum is None else float(momentum), float(loss), float(norm))
+                    for step, epoch, lrs, momentum, loss, norm in rows
+                ],
+            )  # fmt: skip
 
-    def add_epoch(self, record: EpochRecord) -> None:
+    def add_epoch(
+        self,
+        record: EpochRecord,
+        *,
+        steps: Sequence[tuple[int, int, Sequence[float], float | None, float, float]] = (),
+    ) -> None:
+        """Store an epoch's metrics (and, with ``steps``, step rows in the same transaction)."""
         with self._write() as tx:
+            if steps:
+                self._insert_steps(tx, record.run_id, steps)
             tx.execute(
                 f"INSERT OR REPLACE INTO epoch_metrics ({_EPOCH_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)",
                 (
@@ -521,6 +537,42 @@ class Store:
                     float(record.wall_time),
                 ),
             )  # fmt: skip
+
+    def start_run(self, record: RunRecord, lrlab_version: str, torch_version: str) -> None:
+        """Create the run if needed, forget an earlier attempt's metrics and mark it running."""
+        self.create_run(record)
+        with self._write() as tx:
+            tx.execute("DELETE FROM step_metrics WHERE run_id = ?", (record.id,))
+            tx.execute("DELETE FROM epoch_metrics WHERE run_id = ?", (record.id,))
+            tx.execute(
+                "UPDATE runs SET status = 'running', error = NULL, diverged_step = NULL, started_at = ?, "
+                "finished_at = NULL, lrlab_version = ?, torch_version = ? WHERE id = ?",
+                (time.time(), lrlab_version, torch_version, record.id),
+            )
+
+    def finish_run(
+        self,
+        run_id: str,
+        status: str,
+        *,
+        error: str | None = None,
+        diverged_step: int | None = None,
+        extras: dict[str, Any] | None = None,
+    ) -> None:
+        """Set the final status and merge ``extras`` into the run's extras, in one transaction."""
+        if status not in RUN_STATUSES:
+            raise ValueError(f"status must be one of {', '.join(RUN_STATUSES)}, got {status!r}")
+        with self._write() as tx:
+            row = tx.execute("SELECT extras FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if row is None:
+                raise KeyError(f"no run {run_id!r} in {self.path}")
+            merged = json.dumps({**json.loads(row[0] or "{}"), **(extras or {})}, sort_keys=True)
+            finished = time.time() if status in _FINISHED else None
+            tx.execute(
+                "UPDATE runs SET status = ?, error = ?, diverged_step = ?, finished_at = ?, extras = ? "
+                "WHERE id = ?",
+                (status, error, diverged_step, finished, merged, run_id),
+            )
 
     def save_finder_result(self, record: FinderRecord) -> None:
         """Store (or replace, by id) a range test."""
