@@ -42,13 +42,6 @@ def _root(
 
 def _register() -> None:
     # Imported for their side effect of adding commands to ``app``.
-    import lrlab.cli.report  # noqa: F401
-    import lrlab.cli.runs  # noqa: F401
-    import lrlab.cli.sweep  # noqa: F401
-    from lrlab.cli import find  # noqa: F401
-    from lrlab.cli import schedule  # noqa: F401
-    from lrlab.cli import study  # noqa: F401
-    from lrlab.cli import surface  # noqa: F401
-
+    from lrlab.cli import find, report, runs, schedule, study, surface, sweep  # noqa: F401
 
 _register()
