@@ -10,9 +10,15 @@ HELP = """lrlab: a learning-rate lab for PyTorch.
 
 Examples:
 
+  lrlab study
+
   lrlab schedule "cyclic(base_lr=0.001, max_lr=0.1, step_size=200)" --steps 2000 --out clr.png
 
-  lrlab schedule "warmup(cosine(lr=0.1, total_steps=900), steps=100)" "one_cycle(max_lr=0.1, total_steps=1000)" --steps 1000
+  lrlab find --task digits-mlp --out finder.png
+
+  lrlab sweep examples/digits-lr.toml --jobs 2 && lrlab report --sweep digits-lr --out report.html
+
+  lrlab surface --scenario ravine-story --out ravine.png
 """
 
 app = typer.Typer(
@@ -43,5 +49,6 @@ def _root(
 def _register() -> None:
     # Imported for their side effect of adding commands to ``app``.
     from lrlab.cli import find, report, runs, schedule, study, surface, sweep  # noqa: F401
+
 
 _register()
