@@ -101,9 +101,13 @@ class StackedModel:
     __call__ = forward
 
     def _forward_bmm(self, inputs: Tensor) -> Tensor:
+        # Activations are kept feature-major, (K, features, batch): each layer is then
+        # W @ a with the weights in their own (K, out, in) layout, so that autograd hands
+        # back contiguous weight gradients (a transposed weight would give transposed
+        # gradients, and every optimizer op on them a slow strided pass).
         assert self._layers is not None
         by_name = dict(zip(self.names, self.params))
-        hidden = inputs.reshape(inputs.shape[0], -1)
+        hidden = inputs.reshape(inputs.shape[0], -1).T
         shared = True  # the first layer's input is the same for every member
         for index, layer in enumerate(self._layers):
             if isinstance(layer, nn.Linear):
@@ -115,12 +119,12 @@ class StackedModel:
                     hidden = hidden.expand(weight.shape[0], *hidden.shape)
                     shared = False
                 if bias is not None:
-                    hidden = torch.baddbmm(bias.unsqueeze(1), hidden, weight.transpose(1, 2))
+                    hidden = torch.baddbmm(bias.unsqueeze(2), weight, hidden)
                 else:
-                    hidden = torch.bmm(hidden, weight.transpose(1, 2))
+                    hidden = torch.bmm(weight, hidden)
             else:
                 hidden = layer(hidden)
-        return hidden
+        return hidden.transpose(1, 2)
 
     @torch.no_grad()
     def select(self, index: Tensor) -> None:
