@@ -120,3 +120,58 @@ def test_export_after_sweep_is_valid_json(sweep_file, tmp_path):
     result = runner.invoke(app, ["runs", "export", "--db", str(db)])
     records = json.loads(result.stdout)
     assert {r["config"]["lr"] for r in records} == {0.1, 0.5}
+
+
+INTERRUPTED = """
+name = "ctrl-c"
+task = "digits-mlp"
+task_options = { train_size = 192, val_size = 64, hidden = 32 }
+epochs = 3
+batch_size = 16
+seeds = [0, 1, 2, 3, 4]
+
+[grid]
+lr = [0.05]
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_ctrl_c_stops_cleanly_and_the_sweep_resumes(tmp_path, jobs):
+    import os
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+    import time
+
+    sweep = tmp_path / "c.toml"
+    sweep.write_text(INTERRUPTED)
+    db = tmp_path / "runs.db"
+    command = [sys.executable, "-m", "lrlab.cli", "sweep", str(sweep), "--db", str(db), "--jobs", jobs]
+    proc = subprocess.Popen(command, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        done = 0
+        while time.monotonic() < deadline and done < 1:
+            time.sleep(0.2)
+            try:
+                with sqlite3.connect(db, timeout=5) as conn:
+                    done = conn.execute("SELECT COUNT(*) FROM runs WHERE status = 'done'").fetchone()[0]
+            except sqlite3.OperationalError:
+                done = 0
+        assert done >= 1
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, err.decode()
+    assert b"interrupted" in err and b"Traceback" not in err
+    store = Store(db)
+    assert store.integrity_check() == "ok"
+    statuses = [r.status for r in store.runs(sweep="ctrl-c")]
+    assert "running" not in statuses and statuses.count("done") >= 1
+    result = runner.invoke(app, ["sweep", str(sweep), "--db", str(db), "--quiet"])
+    assert result.exit_code == 0
+    assert [r.status for r in store.runs(sweep="ctrl-c")] == ["done"] * 5
