@@ -322,3 +322,11 @@ def test_cli_vectorize_flag(tmp_path):
     bad = runner.invoke(app, ["sweep", str(path), "--db", str(db), "--vectorize", "--max-group", "0"])
     assert bad.exit_code == 2 and "--max-group" in bad.output
     assert "--vectorize" in runner.invoke(app, ["sweep", "--help"]).output
+
+
+def test_a_group_that_all_diverges_stops_at_once(store):
+    configs = [_config(lr=lr, schedule="constant(lr={lr})", epochs=3) for lr in (30.0, 80.0)]
+    records = train_vectorized(configs, store, ["a", "b"])
+    assert [r.status for r in records] == ["diverged", "diverged"]
+    assert all(len(store.steps(r.id)) == r.diverged_step + 1 for r in records)
+    assert all(r.diverged_step < 8 for r in records)  # within the first epoch

@@ -326,6 +326,8 @@ class _Trainer:
                 step += 1
                 if len(self.pending) >= _FLUSH_EVERY:
                     self._flush(diverged_at)
+                if not bool(active.any()):  # every member has diverged: nothing left to train
+                    break
                 if (
                     self.has_progress
                     and step % 16 == 0
