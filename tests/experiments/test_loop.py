@@ -162,3 +162,20 @@ def test_substitute_rejects_unknown_placeholders():
     assert substitute("x({steps_per_epoch})", lr=1, total_steps=2, steps_per_epoch=3) == "x(3)"
     with pytest.raises(ValueError, match="unknown placeholder"):
         substitute("cosine(lr={learning_rate})", lr=1, total_steps=2, steps_per_epoch=3)
+
+
+def test_recorded_gradient_norm_is_the_global_norm(store):
+    import torch
+
+    from lrlab.experiments.tasks import get_task
+
+    config = _config(lr=0.0, schedule="constant(lr=0.0)", epochs=1, optimizer="sgd")
+    train_run(config, store, "g")
+    task = get_task("digits-mlp", **config["task_options"])
+    model = task.make_model(0)
+    inputs, targets = next(iter(task.train_loader(32, seed=0)))
+    task.loss_fn(model(inputs), targets).backward()
+    expected = torch.sqrt(sum((p.grad.double() ** 2).sum() for p in model.parameters())).item()
+    steps = store.steps("g")
+    assert steps.grad_norm[0] == pytest.approx(expected, rel=1e-5)
+    assert steps.loss[0] == pytest.approx(task.loss_fn(model(inputs), targets).item(), rel=1e-6)

@@ -144,9 +144,9 @@ def _param_groups(model: torch.nn.Module, config: dict[str, Any], lr: float) -> 
 class _StepBuffer:
     """Step rows kept in memory and written in one transaction per batch.
 
-    Gradient norms stay on the device: each step writes its per-tensor norms into a row
-    of a preallocated buffer (one ``_foreach_norm`` and one ``stack``); the total norms of
-    the whole batch are computed and copied to the host at flush time.
+    Gradient norms stay on the device: each step keeps the per-tensor norms of one
+    ``_foreach_norm``; the total norms of the whole batch are computed and copied to the
+    host at once when the rows are taken.
     """
 
     def __init__(
@@ -154,19 +154,12 @@ class _StepBuffer:
     ) -> None:
         self.store, self.run_id, self.size = store, run_id, size
         self.params = params
-        device = params[0].device if params else torch.device("cpu")
-        self.norms = torch.zeros(size, max(len(params), 1), dtype=torch.float32, device=device)
         self.head: list[tuple[int, int, list[float], float | None, float]] = []
+        self.norms: list[list[torch.Tensor] | tuple[torch.Tensor, ...]] = []
 
     def add(self, step: int, epoch: int, lrs: list[float], momentum: float | None, loss: float) -> None:
         grads = [p.grad for p in self.params if p.grad is not None]
-        row = self.norms[len(self.head)]
-        if len(grads) == len(self.params) and grads:
-            torch.stack(torch._foreach_norm(grads), out=row)
-        else:  # frozen parameters (no grad yet): norms of the others, zeros elsewhere
-            row.zero_()
-            if grads:
-                row[: len(grads)] = torch.stack(torch._foreach_norm(grads))
+        self.norms.append(torch._foreach_norm(grads) if grads else ())
         self.head.append((step, epoch, lrs, momentum, loss))
         if len(self.head) >= self.size:
             self.flush()
@@ -176,9 +169,18 @@ class _StepBuffer:
         count = len(self.head)
         if not count:
             return []
-        totals = torch.linalg.vector_norm(self.norms[:count].double(), dim=1).tolist()
+        widths = {len(norms) for norms in self.norms}
+        if len(widths) == 1 and 0 not in widths:
+            flat = torch.stack([n for norms in self.norms for n in norms]).view(count, -1)
+            totals = torch.linalg.vector_norm(flat.double(), dim=1).tolist()
+        else:  # the number of tensors with a gradient changed (gradual unfreezing)
+            totals = [
+                float(torch.linalg.vector_norm(torch.stack(list(norms)).double())) if norms else 0.0
+                for norms in self.norms
+            ]
         rows = [(s, e, lrs, m, loss, n) for (s, e, lrs, m, loss), n in zip(self.head, totals)]
         self.head.clear()
+        self.norms.clear()
         return rows
 
     def flush(self) -> None:
