@@ -12,6 +12,7 @@ docs/benchmarks.md). ``--quick`` uses 20 runs.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -73,6 +74,9 @@ def main() -> None:
         timed_report(db, tmp_path / "warm.html", None)  # imports (plotly, sqlite pages) warm
         results = [timed_report(db, tmp_path / f"r{i}.html", None) for i in range(repeats)]
         png = timed_report(db, tmp_path / "png.html", tmp_path / "png")
+    from lrlab.report.data import points_per_run
+
+    load_avg = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     load = statistics.median(r[0] for r in results)
     html = statistics.median(r[1] for r in results)
     size = results[0][3]
@@ -90,8 +94,8 @@ largest LR diverge early) in a real SQLite store filled through the writer API
 | PNG of every figure (matplotlib, 150 dpi), on top | {png[2]:.2f} |
 
 HTML size: **{size / 1e6:.2f} MB** (target < 10 MB; plotly.js itself is 4.8 MB; each step
-series is cut to at most ~800 points per column by min/max buckets, which keep spikes and the
-divergence point).
+column of a run is cut to at most {points_per_run(runs)} points by min/max buckets, which keep
+spikes and the divergence point). Load average during the run: {load_avg}.
 """
     print(body)
     if not args.quick:
