@@ -72,3 +72,14 @@ def test_nothing_to_report_is_a_one_line_value_error(store, kwargs, message):
 def test_an_empty_store_is_reported(tmp_path):
     with pytest.raises(ValueError, match="has no runs"):
         load_report_data(Store(tmp_path / "empty.db"))
+
+
+def test_the_report_layer_never_imports_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, lrlab.report, lrlab.report.html, lrlab.report.static, lrlab.report.synthetic, "
+        "lrlab.experiments.store; sys.exit('torch' in sys.modules)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
