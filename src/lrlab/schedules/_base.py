@@ -19,6 +19,8 @@ import numpy.typing as npt
 FloatArray = npt.NDArray[np.float64]
 
 REGISTRY: dict[str, type[Schedule]] = {}
+# Steps evaluated per block in a long array (see ``Schedule._blockwise``).
+BLOCK = 1 << 13
 
 
 class Schedule:
@@ -47,12 +49,23 @@ class Schedule:
             raise ValueError(f"step t must be finite and >= 0, got {t!r}")
         # np.where evaluates every branch; a branch that divides by zero is never selected.
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            if steps.size > BLOCK:
+                return self._blockwise(steps)
             values = np.asarray(self._values(steps), dtype=np.float64)
         if steps.ndim == 0:
             return float(values)
         if values.shape != steps.shape or np.may_share_memory(values, steps):
             return np.broadcast_to(values, steps.shape).copy()
         return values
+
+    def _blockwise(self, steps: FloatArray) -> FloatArray:
+        # Long arrays go through in cache-sized blocks: the temporaries of ``_values`` stay
+        # small and are reused instead of being fresh pages of memory for every operation.
+        flat = steps.ravel()
+        out = np.empty(flat.size, dtype=np.float64)
+        for start in range(0, flat.size, BLOCK):
+            out[start : start + BLOCK] = self._values(flat[start : start + BLOCK])
+        return out.reshape(steps.shape)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict ``{"name": ..., **parameters}``; ``from_dict`` reads it back."""
@@ -83,11 +96,14 @@ def per_cycle(index: FloatArray, fn: Callable[[FloatArray], Any]) -> Any:
     element. Same function, same inputs, so the same numbers either way. ``fn`` may
     return an array or a tuple of arrays.
     """
-    count = int(index.max()) + 1 if index.size else 0
-    if not 0 < count <= index.size // 4:
+    if not index.size:
         return fn(index)
-    table = fn(np.arange(count, dtype=np.float64))
-    at = index.astype(np.intp)
+    low, high = int(index.min()), int(index.max())
+    count = high - low + 1
+    if count > index.size // 4:
+        return fn(index)
+    table = fn(np.arange(low, high + 1, dtype=np.float64))
+    at = index.astype(np.intp) - low
     if isinstance(table, tuple):
         return tuple(np.broadcast_to(part, (count,))[at] for part in table)
     return np.broadcast_to(table, (count,))[at]

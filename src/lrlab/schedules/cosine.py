@@ -101,7 +101,17 @@ class CosineRestarts(Schedule):
             return cycle, self.period * cycle, np.full_like(t, self.period)
         m = self.period_mult
         cycle = np.floor(np.log1p(t * (m - 1) / self.period) / np.log(m))
-        growth, start = per_cycle(cycle, self._growth_and_start)
+        last = int(cycle.max()) + 2 if cycle.size else 0
+        if 0 < last < t.size // 4:
+            # Few cycles: find each step's cycle among the exact cycle starts.
+            growth, start = self._growth_and_start(np.arange(last + 1, dtype=np.float64))
+            cycle = np.searchsorted(start, t, side="right") - 1
+            if cycle.min() == cycle.max():
+                # One cycle (usual for a block of consecutive steps): scalars, same numbers.
+                only = cycle[0]
+                return cycle.astype(np.float64), start[only], self.period * growth[only]
+            return cycle.astype(np.float64), start[cycle], self.period * growth[cycle]
+        growth, start = self._growth_and_start(cycle)
         # The logarithm may land one cycle off either way at a restart; correct it exactly
         # (at those few steps only, with the same formulas).
         off = np.flatnonzero((start > t) | (start + self.period * growth <= t))

@@ -89,6 +89,10 @@ class OneCycle(Schedule):
         first = np.array([start for _, start, _ in phases])
         last = np.array([end for _, _, end in phases])
         which = np.minimum(np.searchsorted(ends, t, side="left"), len(phases) - 1)
+        if which.size and which.min() == which.max():
+            # All in one phase (the usual case for a block of consecutive steps): the same
+            # arithmetic with scalars instead of gathered arrays.
+            which = which.flat[0]
         phase_start, phase_end = starts[which], ends[which]
         pct = (t - phase_start) / (phase_end - phase_start)
         return self._anneal(first[which], last[which], pct)
