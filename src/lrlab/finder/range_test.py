@@ -246,7 +246,7 @@ def find_lr(
         >>> opt = torch.optim.SGD(model.parameters(), lr=0.1)
         >>> result = find_lr(model, opt, torch.nn.functional.mse_loss, loader, num_iter=60)
         >>> 1e-3 < result.lr < 1.0, result.rule
-        (True, 'valley')
+        (True, 'minimum/10')
     """
     _check_arguments(start_lr, end_lr, num_iter, mode, smooth, diverge, accumulation_steps)
     stepper = _Stepper(model, optimizer, loss_fn, accumulation_steps, amp)
