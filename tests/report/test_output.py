@@ -72,3 +72,16 @@ def test_bad_output_names_are_rejected(data, tmp_path):
         write_report(data, tmp_path / "r.pdf")
     with pytest.raises(ValueError, match="formats"):
         write_report(data, None, image_dir=tmp_path, formats=("jpg",))
+
+
+def test_matplotlib_shows_dollar_signs_and_leading_underscores_as_text(tmp_path):
+    from lrlab.report.static import plain
+
+    sw = synthetic_sweep(
+        lrs=(0.1,), seeds=(0,), optimizers=("$x^2$", "_hidden"), epochs=2, steps_per_epoch=10
+    )
+    data = build_report_data(sw.runs, sw.epochs, sw.steps)
+    out = write_figure(build_figures(data)[0], tmp_path / "loss.svg")
+    text = out.read_text()
+    assert plain("_hidden").endswith("_hidden") and plain("$x$") == r"\$x\$"
+    assert text.count("<path") > 10  # drawn without a mathtext error

@@ -445,7 +445,10 @@ def _family_label(cfg: Configuration) -> str:
 def _finder_marks(data: ReportData) -> tuple[list[VLine], list[Span]]:
     if not data.finders:
         return [], []
-    rec = data.finders[-1]  # the most recent range test for these tasks
+    # The most recent range test for these tasks, preferring one with an optimizer of the runs.
+    optimizers = {str(r.config.get("optimizer")) for r in data.runs}
+    matching = [f for f in data.finders if f.optimizer in optimizers]
+    rec = (matching or data.finders)[-1]
     vlines = [VLine(rec.lr, f"range test: lr={rec.lr:.3g}", "#d62728")]
     spans = []
     if rec.base_lr and rec.max_lr:
