@@ -319,3 +319,26 @@ def test_cuda_amp_runs_and_leaves_no_trace():
     assert len(result) >= 20 and math.isfinite(result.lr)
     assert all(torch.equal(model.state_dict()[k], v) for k, v in before.items())
     assert not optimizer.state
+
+
+class RunningMean(torch.nn.Module):
+    """Keeps a non-persistent buffer (not in the state dict) that training changes."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(4, 3)
+        self.register_buffer("seen", torch.zeros(4), persistent=False)
+
+    def forward(self, x):
+        if self.training:
+            self.seen.add_(x.detach().mean(0))
+        return self.linear(x)
+
+
+def test_non_persistent_buffers_are_restored_too(blobs_loader):
+    model = RunningMean()
+    model.seen.fill_(0.5)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    find_lr(model, optimizer, F.cross_entropy, blobs_loader, num_iter=10)
+    assert "seen" not in model.state_dict()
+    assert torch.equal(model.seen, torch.full((4,), 0.5))
