@@ -143,3 +143,28 @@ def test_wsd_with_final_lr_equals_get_wsd_schedule_after_warmup(
         steps=total + 20,
         start=warmup_steps,
     )
+
+
+@pytest.mark.parametrize(("lr", "warmup_steps", "decay_steps", "total", "shape"), cases(WSD[1::3], "wsdfull"))
+def test_transformers_wsd_with_min_lr_ratio_is_a_warmup_in_front_of_wsd(
+    lr, warmup_steps, decay_steps, total, shape
+):
+    # The whole of transformers' schedule, warmup from min_lr_ratio * lr included.
+    ratio = 0.2
+    final = ratio * lr
+    inner = S.wsd(
+        lr,
+        total_steps=total - warmup_steps,
+        warmup_steps=0,
+        decay_steps=decay_steps,
+        final_lr=final,
+        decay_shape=shape,
+    )
+    assert_same(
+        S.warmup(inner, warmup_steps, start_lr=final),
+        lambda opt: transformers.get_wsd_schedule(
+            opt, warmup_steps, decay_steps, num_training_steps=total, decay_type=shape, min_lr_ratio=ratio
+        ),
+        lr,
+        steps=total + 20,
+    )
