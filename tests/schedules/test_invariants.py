@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from schedule_strategies import FAMILY_STRATEGIES, step_values
 
 from lrlab.schedules import FAMILIES, from_dict, parse
+from lrlab.schedules._base import BLOCK
 
 FAMILY_SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -36,6 +37,23 @@ def test_scalar_equals_vector_exactly(family, data):
     whole = [int(t) for t in steps if float(t).is_integer() and t < 2**53]
     for t in whole:
         assert schedule(t) == schedule(float(t))
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_long_arrays_in_blocks_equal_step_by_step_values(family, data):
+    # Arrays longer than a block (BLOCK steps) are evaluated block by block, with
+    # per-cycle tables and single-phase shortcuts: still the same numbers as s(t).
+    schedule = data.draw(FAMILY_STRATEGIES[family])
+    stride = data.draw(st.sampled_from([1.0, 0.5, 37.0, 1e4]))
+    count = 3 * (BLOCK * 2 // 3 + 41)
+    steps = np.arange(count, dtype=np.float64) * stride
+    if data.draw(st.booleans()):
+        steps = np.random.default_rng(0).permutation(steps)
+    values = schedule(steps.reshape(-1, 3) if data.draw(st.booleans()) else steps).ravel()
+    picks = np.random.default_rng(1).choice(count, size=60, replace=False)
+    assert [values[i] for i in picks] == [schedule(steps[i]) for i in picks]
 
 
 @pytest.mark.parametrize("family", FAMILIES)
