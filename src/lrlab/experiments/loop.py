@@ -49,7 +49,8 @@ __all__ = [
 ]
 
 DEFAULT_DIVERGENCE_FACTOR = 4.0
-_FLUSH_EVERY = 1000  # step rows per write transaction
+_FLUSH_EVERY = 1000  # step rows per write transaction at most
+_FLUSH_SECONDS = 1.0  # epochs (and their steps) are written at least this often
 _PROGRESS_EVERY_S = 0.5
 
 
@@ -282,52 +283,68 @@ def _train(
     report = progress or (lambda _event: None)
     report(RunProgress("start", run_id, 0, epochs, 0, total_steps))
 
+    pending: list[EpochRecord] = []
+    last_flush = time.monotonic()
+
+    def flush() -> None:
+        # Steps and epochs in one transaction, about once a second at most: a killed process
+        # loses only its run in flight, which restarts from scratch anyway.
+        store.add_metrics(run_id, buffer.take(), pending)
+        pending.clear()
+
     step, initial_loss, last_report = 0, None, time.monotonic()
-    for epoch in range(1, epochs + 1):
-        if unfreezer is not None:
-            unfreezer.on_epoch_start(epoch)
-        loss_sum, loss_count = 0.0, 0
-        for inputs, targets in train_loader:
-            inputs, targets = inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True)
-            lrs = [group["lr"] for group in optimizer.param_groups]
-            momentum_now = _momentum_of(optimizer.param_groups[0])
-            optimizer.zero_grad(set_to_none=True)
-            loss_tensor = task.loss_fn(model(inputs), targets)
-            loss_tensor.backward()
-            loss = loss_tensor.item()
-            buffer.add(step, epoch, lrs, momentum_now, loss)
-            if initial_loss is None:
-                initial_loss = loss
-            if not math.isfinite(loss) or (factor is not None and loss > factor * initial_loss):
-                buffer.flush()
-                why = (
-                    "non-finite loss"
-                    if not math.isfinite(loss)
-                    else f"loss {loss:.4g} > {factor:g} x initial {initial_loss:.4g}"
-                )
-                return "diverged", f"{why} at step {step}", step
-            optimizer.step()
-            scheduler.step()
-            loss_sum += loss
-            loss_count += 1
-            step += 1
-            if progress is not None and step % 16 == 0 and time.monotonic() - last_report > _PROGRESS_EVERY_S:
-                last_report = time.monotonic()
-                report(RunProgress("step", run_id, epoch, epochs, step, total_steps, loss=loss))
-        metrics = task.evaluate(model, val_loader)
-        train_loss = loss_sum / loss_count if loss_count else None
-        # The epoch's remaining step rows and its metrics: one transaction.
-        store.add_epoch(
-            EpochRecord(run_id, epoch, step, train_loss, metrics.get("val_loss"), metrics.get("val_error"),
-                        metrics.get("val_accuracy"), time.perf_counter() - started),
-            steps=buffer.take(),
-        )  # fmt: skip
-        report(
-            RunProgress("epoch", run_id, epoch, epochs, step, total_steps, loss=train_loss,
-                        val_loss=metrics.get("val_loss"), val_accuracy=metrics.get("val_accuracy"))
-        )  # fmt: skip
-        val_loss = metrics.get("val_loss")
-        if val_loss is not None and not math.isfinite(val_loss):
-            return "diverged", f"non-finite validation loss after epoch {epoch}", step
+    try:
+        for epoch in range(1, epochs + 1):
+            if unfreezer is not None:
+                unfreezer.on_epoch_start(epoch)
+            loss_sum, loss_count = 0.0, 0
+            for inputs, targets in train_loader:
+                inputs, targets = inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+                lrs = [group["lr"] for group in optimizer.param_groups]
+                momentum_now = _momentum_of(optimizer.param_groups[0])
+                optimizer.zero_grad(set_to_none=True)
+                loss_tensor = task.loss_fn(model(inputs), targets)
+                loss_tensor.backward()
+                loss = loss_tensor.item()
+                buffer.add(step, epoch, lrs, momentum_now, loss)
+                if initial_loss is None:
+                    initial_loss = loss
+                if not math.isfinite(loss) or (factor is not None and loss > factor * initial_loss):
+                    why = (
+                        "non-finite loss"
+                        if not math.isfinite(loss)
+                        else f"loss {loss:.4g} > {factor:g} x initial {initial_loss:.4g}"
+                    )
+                    return "diverged", f"{why} at step {step}", step
+                optimizer.step()
+                scheduler.step()
+                loss_sum += loss
+                loss_count += 1
+                step += 1
+                if (
+                    progress is not None
+                    and step % 16 == 0
+                    and time.monotonic() - last_report > _PROGRESS_EVERY_S
+                ):
+                    last_report = time.monotonic()
+                    report(RunProgress("step", run_id, epoch, epochs, step, total_steps, loss=loss))
+            metrics = task.evaluate(model, val_loader)
+            train_loss = loss_sum / loss_count if loss_count else None
+            pending.append(
+                EpochRecord(run_id, epoch, step, train_loss, metrics.get("val_loss"), metrics.get("val_error"),
+                            metrics.get("val_accuracy"), time.perf_counter() - started)
+            )  # fmt: skip
+            if time.monotonic() - last_flush >= _FLUSH_SECONDS:
+                flush()
+                last_flush = time.monotonic()
+            report(
+                RunProgress("epoch", run_id, epoch, epochs, step, total_steps, loss=train_loss,
+                            val_loss=metrics.get("val_loss"), val_accuracy=metrics.get("val_accuracy"))
+            )  # fmt: skip
+            val_loss = metrics.get("val_loss")
+            if val_loss is not None and not math.isfinite(val_loss):
+                return "diverged", f"non-finite validation loss after epoch {epoch}", step
+    finally:
+        flush()
     extras["wall_time"] = time.perf_counter() - started
     return "done", None, None

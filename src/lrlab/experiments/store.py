@@ -538,6 +538,27 @@ class Store:
                 ),
             )  # fmt: skip
 
+    def add_metrics(
+        self,
+        run_id: str,
+        steps: Sequence[tuple[int, int, Sequence[float], float | None, float, float]] = (),
+        epochs: Sequence[EpochRecord] = (),
+    ) -> None:
+        """Step rows and epoch records of one run in one transaction."""
+        if not steps and not epochs:
+            return
+        with self._write() as tx:
+            if steps:
+                self._insert_steps(tx, run_id, steps)
+            tx.executemany(
+                f"INSERT OR REPLACE INTO epoch_metrics ({_EPOCH_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)",
+                [
+                    (e.run_id, int(e.epoch), int(e.step), _float(e.train_loss), _float(e.val_loss),
+                     _float(e.val_error), _float(e.val_accuracy), float(e.wall_time))
+                    for e in epochs
+                ],
+            )  # fmt: skip
+
     def start_run(self, record: RunRecord, lrlab_version: str, torch_version: str) -> None:
         """Create the run if needed, forget an earlier attempt's metrics and mark it running."""
         self.create_run(record)
