@@ -14,7 +14,9 @@ from schedule_strategies import FAMILY_STRATEGIES, step_values
 from lrlab.schedules import FAMILIES, from_dict, parse
 from lrlab.schedules._base import BLOCK
 
-FAMILY_SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# 30 examples per family and property keeps the suite fast; run with more
+# (e.g. max_examples=400) when changing a family.
+FAMILY_SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def test_every_family_has_a_strategy():
