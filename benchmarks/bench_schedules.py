@@ -236,7 +236,7 @@ def bench_vectorised() -> tuple[str, list[str]]:
         wall, cpu = best_of(lambda schedule=schedule: schedule(steps))
         optimizer = sgd()
         scheduler = make(optimizer)
-        torch_wall, torch_cpu = best_of(stepper(scheduler, TORCH_STEPS), 1)
+        _torch_wall, torch_cpu = best_of(stepper(scheduler, TORCH_STEPS), 1)
         extrapolated = torch_cpu * EVAL_STEPS / TORCH_STEPS
         # Same numbers? (first 3000 steps; torch's recursive schedulers carry rounding)
         check = 3000
