@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lrlab.experiments.loop import RunProgress, train_run
 from lrlab.experiments.store import Store
@@ -93,6 +95,35 @@ def test_plan_groups_splits_big_groups_evenly_and_keeps_one_data_seed():
     assert [len(m) for _, m in groups] == [17]
     with pytest.raises(ValueError, match="max_group"):
         plan_groups(plans, max_group=0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    runs=st.lists(
+        st.tuples(
+            st.sampled_from([0.01, 0.1, 1.0]),
+            st.sampled_from(["sgd(momentum=0.9)", "adam", "rmsprop"]),
+            st.sampled_from([16, 32]),
+            st.integers(0, 3),
+        ),
+        max_size=30,
+    ),
+    max_group=st.integers(1, 7),
+)
+def test_property_plan_groups_is_a_partition_into_compatible_groups(runs, max_group):
+    plans = [
+        Plan(f"r{i}", _config(lr=lr, optimizer=opt, batch_size=bs, seed=seed))
+        for i, (lr, opt, bs, seed) in enumerate(runs)
+    ]
+    groups, alone = plan_groups(plans, max_group=max_group)
+    seen = [p.id for _, members in groups for p in members] + [p.id for p in alone]
+    assert sorted(seen) == sorted(p.id for p in plans)  # every run exactly once
+    for data_seed, members in groups:
+        assert 2 <= len(members) <= max_group
+        assert len({group_key(p.config) for p in members}) == 1
+        same = [p for p in plans if group_key(p.config) == group_key(members[0].config)]
+        assert data_seed == min(p.config["seed"] for p in same)
+    assert all(p.config["optimizer"] != "rmsprop" for _, members in groups for p in members)
 
 
 def test_train_vectorized_refuses_mixed_groups(store):
