@@ -131,6 +131,17 @@ def test_train_vectorized_refuses_mixed_groups(store):
         train_vectorized([_config(), _config(optimizer="adam")], store, ["a", "b"])
     with pytest.raises(ValueError, match="equal length"):
         train_vectorized([_config()], store, ["a", "b"])
+    with pytest.raises(ValueError, match="mode must be"):
+        train_vectorized([_config()], store, ["a"], mode="fast")
+    with pytest.raises(ValueError, match="device"):
+        train_vectorized([_config()], store, ["a"], device="tpu")
+
+
+def test_a_group_of_one_is_the_run_alone(store):
+    (record,) = train_vectorized([_config(epochs=1)], store, ["v"])
+    train_run(_config(epochs=1), store, "s")
+    assert record.extras["vectorized"] == 1
+    assert store.epochs("v")[-1].val_loss == pytest.approx(store.epochs("s")[-1].val_loss, rel=1e-5)
 
 
 # ---------------------------------------------------------------- equivalence

@@ -491,6 +491,8 @@ def train_vectorized(
         )
     if len(set(run_ids)) != len(run_ids):
         raise ValueError("run_ids must be distinct")
+    if mode not in ("auto", "bmm", "vmap"):
+        raise ValueError(f"mode must be auto, bmm or vmap, got {mode!r}")
     keys = [group_key(c) for c in configs]
     if keys[0] is None:
         raise ValueError(f"run {run_ids[0]!r} cannot be vectorised: {why_not_vectorized(configs[0])}")
