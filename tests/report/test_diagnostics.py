@@ -1,5 +1,7 @@
 """Diagnostics in words, with numbers, from records built by hand."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -142,3 +144,12 @@ def test_diagnose_returns_findings_in_reading_order():
     eps = {"a": epochs("a", [1.0, 0.5], [1.0, 0.6])}
     kinds = [f.kind for f in diagnose(group_runs(runs), eps, {})]
     assert kinds[:2] == ["best", "divergence"]
+
+
+def test_schedule_decay_reads_the_group_that_trains_not_a_frozen_one():
+    cos = run("ft", 0.1, schedule="cosine(lr=0.1, total_steps=300, final_lr=0.0001)", lr_mult={"conv*": 0.0})
+    lr_head = 0.0001 + 0.0999 * (1 + np.cos(np.pi * np.arange(300) / 299)) / 2
+    series = steps("ft", *_converging(), lr=0.0)
+    groups = np.stack([np.zeros(300), lr_head], axis=1)  # group 0 frozen by lr_mult 0
+    series = dataclasses.replace(series, lrs=groups)
+    assert schedule_decay(group_runs([cos]), {"ft": series}) == []  # cosine falls 1000x: no finding

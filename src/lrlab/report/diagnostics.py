@@ -506,9 +506,13 @@ def lr_decay(run: RunRecord, series: StepSeries | None, planned_steps: int | Non
     """Peak and final LR of a run: from its recorded LRs when it ran to the end, else from
     its schedule spec (``lrlab.schedules.parse`` + ``key_points``) over ``planned_steps``."""
     if series is not None and len(series) and not is_diverged(run) and run.status == "done":
-        lr = series.lr[np.isfinite(series.lr)]
-        if len(lr):
-            return Decay(float(lr.max()), float(lr[-1]), "recorded")
+        # The param group with the highest peak: a frozen group (lr_mult 0) says nothing of the schedule.
+        groups = series.lrs if series.lrs.ndim == 2 and series.lrs.shape[1] > 1 else series.lr[:, None]
+        groups = groups[np.all(np.isfinite(groups), axis=1)]
+        if len(groups):
+            column = groups[:, int(np.argmax(groups.max(axis=0)))]
+            if column.max() > 0:
+                return Decay(float(column.max()), float(column[-1]), "recorded")
     spec = run.config.get("schedule")
     planned_steps = planned_steps or _int(run.extras.get("total_steps"))
     if isinstance(spec, str) and planned_steps:
