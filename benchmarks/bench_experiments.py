@@ -59,7 +59,7 @@ def bare_loop() -> None:
         float(total) / count
 
 
-def overhead(repeats: int, workdir: Path) -> tuple[float, float, float, float, int]:
+def overhead(repeats: int, workdir: Path) -> tuple[float, float, float, float, float, int]:
     from lrlab.experiments.loop import train_run
     from lrlab.experiments.store import Store
 
@@ -80,13 +80,11 @@ def overhead(repeats: int, workdir: Path) -> tuple[float, float, float, float, i
         bare_times.append(cpu(bare_loop))
         recorded_times.append(cpu(recorded))
     steps = store.step_count("run-1")
-    return (
-        min(bare_times),
-        min(recorded_times),
-        statistics.median(bare_times),
-        statistics.median(recorded_times),
-        steps,
-    )
+    # Each pair ran back to back, under about the same load: the median of the pair ratios
+    # is the most robust estimate on a shared machine.
+    pair_ratio = statistics.median(r / b for r, b in zip(recorded_times, bare_times))
+    return (min(bare_times), min(recorded_times), statistics.median(bare_times),
+            statistics.median(recorded_times), pair_ratio, steps)  # fmt: skip
 
 
 def write_rows(workdir: Path, total: int = 1_000_000, batch: int = 1000) -> tuple[float, float]:
@@ -135,11 +133,11 @@ JOBS_SWEEP = {
 }
 
 
-def jobs_throughput(workdir: Path, jobs: int) -> tuple[float, int]:
+def jobs_throughput(workdir: Path, jobs: int, attempt: int = 0) -> tuple[float, int]:
     from lrlab.experiments.store import Store
     from lrlab.experiments.sweep import run_sweep
 
-    store = Store(workdir / f"jobs{jobs}.db")
+    store = Store(workdir / f"jobs{jobs}-{attempt}.db")
     start = time.perf_counter()
     records = run_sweep(JOBS_SWEEP, store, jobs=jobs)
     elapsed = time.perf_counter() - start
@@ -152,36 +150,42 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    repeats = 3 if args.quick else 7
+    repeats = 3 if args.quick else 15
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        bare_min, rec_min, bare_med, rec_med, steps = overhead(repeats, workdir)
+        bare_min, rec_min, bare_med, rec_med, pair_ratio, steps = overhead(repeats, workdir)
         load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
         write_s, write_cpu = write_rows(workdir)
         read_s, read_rows = read_epochs(workdir)
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-        one_s, n_runs = jobs_throughput(workdir, 1)
-        two_s, _ = jobs_throughput(workdir, 2)
+        # Alternated and repeated: the best of each is the least disturbed by other load.
+        one, two = [], []
+        for attempt in range(2):
+            one.append(jobs_throughput(workdir, 1, attempt))
+            two.append(jobs_throughput(workdir, 2, attempt))
+        one_s, n_runs = min(one)
+        two_s, _ = min(two)
     over_min = 100 * (rec_min / bare_min - 1)
     over_med = 100 * (rec_med / bare_med - 1)
     body = f"""## Experiments (`benchmarks/bench_experiments.py`)
 
 | measurement | result | target |
 |---|---|---|
-| recording overhead vs a bare PyTorch loop, digits-mlp, {CONFIG["epochs"]} epochs ({steps} steps), CPU time, best of {repeats} | {over_min:+.1f} % ({rec_min:.2f} s vs {bare_min:.2f} s) | <= 3 % |
-| same, median of {repeats} | {over_med:+.1f} % ({rec_med:.2f} s vs {bare_med:.2f} s) | |
+| recording overhead vs a bare PyTorch loop, digits-mlp, {CONFIG["epochs"]} epochs ({steps} steps), CPU time, median of {repeats} back-to-back pairs | {100 * (pair_ratio - 1):+.1f} % | <= 3 % |
+| same, best of {repeats} each | {over_min:+.1f} % ({rec_min:.3f} s vs {bare_min:.3f} s) | |
+| same, median of {repeats} each | {over_med:+.1f} % ({rec_med:.3f} s vs {bare_med:.3f} s) | |
 | write 10^6 step rows (100 runs, batches of 1000), CPU time | {write_cpu:.2f} s ({1e6 / write_cpu:,.0f} rows/s) | < 5 s |
 | same, wall time | {write_s:.2f} s | |
 | read a 100-run sweep's epoch metrics ({read_rows} rows, one query) | {read_s * 1000:.1f} ms | < 1 s |
-| sweep of {n_runs} digits-mlp runs ({JOBS_SWEEP["epochs"]} epochs), `--jobs 1` | {one_s:.1f} s ({60 * n_runs / one_s:.1f} runs/min) | |
-| same sweep, `--jobs 2` | {two_s:.1f} s ({60 * n_runs / two_s:.1f} runs/min), {one_s / two_s:.2f}x | |
+| sweep of {n_runs} digits-mlp runs ({JOBS_SWEEP["epochs"]} epochs), `--jobs 1`, best of 2 | {one_s:.1f} s ({60 * n_runs / one_s:.1f} runs/min) | |
+| same sweep, `--jobs 2`, best of 2 | {two_s:.1f} s ({60 * n_runs / two_s:.1f} runs/min), {one_s / two_s:.2f}x | |
 
 Overhead: the recorded run (`lrlab.experiments.loop.train_run`, writing into SQLite) and a
 hand-written loop with the same task, model, optimizer, schedule and evaluation run
 interleaved in one process with one torch thread; CPU time of the process, so that other
 load on the machine weighs less. Recording adds per step: the LR of each group, momentum,
-`loss.item()`, the gradient norm (one `_foreach_norm`), and one SQLite transaction per
-1000 steps or epoch. `--jobs` includes spawning the worker processes (each imports torch).
+`loss.item()`, the gradient norm (one `_foreach_norm`), and one SQLite transaction (steps and
+epochs together) about once a second or per 1000 steps. `--jobs 2` includes starting the two worker processes (forked on Linux).
 Load average (1 min) before the store benchmarks {load_before:.1f}, before the `--jobs` runs
 {load:.1f}, on {os.cpu_count()} cores shared with other work: wall times are inflated by that load,
 CPU times much less so.

@@ -292,6 +292,9 @@ def _train(
         store.add_metrics(run_id, buffer.take(), pending)
         pending.clear()
 
+    groups = optimizer.param_groups
+    has_momentum = _momentum_of(groups[0]) is not None
+    on_accelerator = device.type != "cpu"
     step, initial_loss, last_report = 0, None, time.monotonic()
     try:
         for epoch in range(1, epochs + 1):
@@ -299,9 +302,13 @@ def _train(
                 unfreezer.on_epoch_start(epoch)
             loss_sum, loss_count = 0.0, 0
             for inputs, targets in train_loader:
-                inputs, targets = inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True)
-                lrs = [group["lr"] for group in optimizer.param_groups]
-                momentum_now = _momentum_of(optimizer.param_groups[0])
+                if on_accelerator:
+                    inputs, targets = (
+                        inputs.to(device, non_blocking=True),
+                        targets.to(device, non_blocking=True),
+                    )
+                lrs = [group["lr"] for group in groups]
+                momentum_now = _momentum_of(groups[0]) if has_momentum else None
                 optimizer.zero_grad(set_to_none=True)
                 loss_tensor = task.loss_fn(model(inputs), targets)
                 loss_tensor.backward()
