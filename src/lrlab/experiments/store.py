@@ -103,6 +103,25 @@ _MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX finder_task ON finder_results (task);
     """,
+    # 1 -> 2: a step's loss and gradient norm may be NaN (the step where a run diverges).
+    # SQLite stores NaN as NULL, so those columns accept NULL; they read back as NaN.
+    """
+    CREATE TABLE step_metrics_v2 (
+        run_id      TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        step        INTEGER NOT NULL,
+        epoch       INTEGER NOT NULL,
+        lr          REAL NOT NULL,          -- first param group
+        lrs         BLOB,                   -- float64 per group, NULL when there is one group
+        momentum    REAL,
+        loss        REAL,                   -- NULL: NaN
+        grad_norm   REAL,                   -- NULL: NaN
+        PRIMARY KEY (run_id, step)
+    ) WITHOUT ROWID;
+    INSERT INTO step_metrics_v2 (run_id, step, epoch, lr, lrs, momentum, loss, grad_norm)
+        SELECT run_id, step, epoch, lr, lrs, momentum, loss, grad_norm FROM step_metrics;
+    DROP TABLE step_metrics;
+    ALTER TABLE step_metrics_v2 RENAME TO step_metrics
+    """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -327,19 +346,20 @@ class Store:
         step, epoch, lr, lrs_blobs, momentum, loss, grad_norm = zip(*rows)
         lr_arr = np.asarray(lr, dtype=np.float64)
         groups = max((len(b) // 8 for b in lrs_blobs if b), default=1)
-        lrs = np.empty((n, groups), dtype=np.float64)
-        for i, blob in enumerate(lrs_blobs):
-            if blob:
-                lrs[i] = _array(blob)
-            else:
-                lrs[i] = lr_arr[i]
+        if groups == 1:  # one param group: no blobs to unpack
+            lrs = lr_arr[:, None].copy()
+        else:
+            lrs = np.empty((n, groups), dtype=np.float64)
+            for i, blob in enumerate(lrs_blobs):
+                lrs[i] = _array(blob) if blob else lr_arr[i]
         return StepSeries(
             run_id=run_id,
             step=np.asarray(step, dtype=np.int64),
             epoch=np.asarray(epoch, dtype=np.int64),
             lr=lr_arr,
             lrs=lrs,
-            momentum=np.asarray([np.nan if m is None else m for m in momentum], dtype=np.float64),
+            # None (SQL NULL) becomes NaN.
+            momentum=np.asarray(momentum, dtype=np.float64),
             loss=np.asarray(loss, dtype=np.float64),
             grad_norm=np.asarray(grad_norm, dtype=np.float64),
         )
