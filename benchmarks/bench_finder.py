@@ -207,13 +207,19 @@ def _fmt_regret(value: float, kind: str) -> str:
     return f"{value:+.2f} pt" if kind == "classification" else f"{value:+.3f} nats"
 
 
-def summarise(pairs: list[dict], args: argparse.Namespace, wall: float) -> tuple[str, str]:
+def summarise(
+    pairs: list[dict], args: argparse.Namespace, wall: float, compute_minutes: float
+) -> tuple[str, str]:
     lines = [
         "## Finder: suggestions against grid search (`benchmarks/bench_finder.py`)",
         "",
-        f"Grid: 19 constant LRs (3 per decade, 1e-5..10) x {args.seeds} seeds per task and optimizer "
-        f"({args.lm_seeds} for the language models, to bound the time on 2 shared cores); "
-        "each rule's suggestion trained with the same seeds (one finder run per seed). "
+        f"Grid: 19 constant LRs (3 per decade, 1e-5..10) x {args.seeds} seeds per task and optimizer"
+        + (
+            f" ({args.lm_seeds} for the language models, to bound the time on 2 shared cores); "
+            if args.lm_seeds != args.seeds
+            else "; "
+        )
+        + "each rule's suggestion trained with the same seeds (one finder run per seed). "
         "Score: final validation accuracy (classification, default epochs) or validation loss in nats/token "
         f"(language models, trained {args.lm_epochs} epoch(s) instead of their default 3). "
         "Regret: grid best minus rule (accuracy points) or rule minus grid best (nats); "
@@ -260,9 +266,51 @@ def summarise(pairs: list[dict], args: argparse.Namespace, wall: float) -> tuple
     lines += [
         "",
         f"Best rule by this run (most pairs within the bar, then lowest mean regret in units of the bar): "
-        f"**{best_rule}**. Wall time of the whole benchmark: {wall / 60:.0f} min.",
+        f"**{best_rule}**. Compute spent (training runs and finders, cached runs included): "
+        f"{compute_minutes:.0f} min; this invocation: {wall / 60:.0f} min.",
+        "",
+        *quality_bar(pairs),
     ]
     return "\n".join(lines), best_rule
+
+
+def quality_bar(pairs: list[dict]) -> list[str]:
+    """Issue 4's bar, checked for the default recommendation of ``find_lr``."""
+    from lrlab.finder.suggest import DEFAULT_RULE as rule
+
+    def name(p: dict) -> str:
+        return f"{p['task']} {p['optimizer']}"
+
+    missed = [p for p in pairs if p["rules"][rule]["regret"] > BAR[p["kind"]]]
+    worse = [p for p in pairs if p["rules"][rule]["regret"] > p["rules"]["torch-lr-finder"]["regret"] + 1e-9]
+    slow = [p for p in pairs if p["lrlab_seconds"] / p["full_run_seconds"] >= 0.10]
+    miss_text = ", ".join(f"{name(p)} ({_fmt_regret(p['rules'][rule]['regret'], p['kind'])})" for p in missed)
+    worse_text = ", ".join(
+        f"{name(p)} ({_fmt_regret(p['rules'][rule]['regret'], p['kind'])} vs "
+        f"{_fmt_regret(p['rules']['torch-lr-finder']['regret'], p['kind'])})"
+        for p in worse
+    )
+    return [
+        f"Quality bar for the default recommendation (`{rule}`):",
+        "",
+        f"- within 1 point / 0.02 nats of the grid best: {len(pairs) - len(missed)}/{len(pairs)} pairs"
+        + (f"; missed on {miss_text}" if missed else ""),
+        f"- no worse than torch-lr-finder: {len(pairs) - len(worse)}/{len(pairs)} pairs"
+        + (f"; worse on {worse_text}" if worse else ""),
+        f"- finder under 10% of one training run: {len(pairs) - len(slow)}/{len(pairs)} pairs"
+        + (" (100 iterations against runs of 88-460 steps)" if slow else ""),
+    ]
+
+
+def compute(cache: Cache) -> float:
+    """Minutes of training and finder time behind the numbers, from the cache."""
+    seconds = 0.0
+    for key, value in cache.data.items():
+        if key.startswith("suggest|"):
+            seconds += value["lrlab_seconds"] + value["halving_seconds"] + value["torch_lr_finder_seconds"]
+        elif not key.startswith("pair|"):
+            seconds += value["seconds"]
+    return seconds / 60
 
 
 def main() -> None:
@@ -271,7 +319,7 @@ def main() -> None:
     parser.add_argument("--optimizers", nargs="*", default=list(OPTIMIZERS))
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--lm-epochs", type=int, default=1)
-    parser.add_argument("--lm-seeds", type=int, default=1, help="seeds for the language models (slow)")
+    parser.add_argument("--lm-seeds", type=int, default=3, help="seeds for the language models (slow)")
     parser.add_argument("--cache", type=Path, default=Path("lrlab-runs/bench_finder/cache.json"))
     parser.add_argument("--no-write", action="store_true", help="print the section, do not write docs")
     args = parser.parse_args()
@@ -294,7 +342,7 @@ def main() -> None:
             pair = evaluate_pair(cache, store, task_name, optimizer, pair_seeds, epochs)
             pairs.append(pair)
             cache.put(f"pair|{task_name}|{optimizer}", pair)
-            text, best_rule = summarise(pairs, args, time.perf_counter() - started)
+            text, best_rule = summarise(pairs, args, time.perf_counter() - started, compute(cache))
             print(
                 f"[{time.strftime('%H:%M:%S')}] {task_name} {optimizer}: best rule so far {best_rule}",
                 flush=True,

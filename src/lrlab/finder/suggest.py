@@ -143,8 +143,8 @@ RULE_DESCRIPTIONS: dict[str, str] = {
 DEFAULT_RULE = "minimum/10"
 DEFAULT_REASON = (
     "default rule: closest to grid search in lrlab's benchmark (within 1 accuracy point / 0.02 nats "
-    "of the best of 19 constant LRs on 7 of 10 task x optimizer pairs; steepest 4, valley 2, "
-    "halving 4, torch-lr-finder 5)"
+    "of the best of 19 constant LRs on 6 of 10 task x optimizer pairs; steepest 3, valley 2, "
+    "halving 4, torch-lr-finder 3)"
 )
 
 
