@@ -27,12 +27,16 @@ import contextlib
 import io
 import json
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+if __package__ in (None, ""):  # run as `python benchmarks/bench_finder.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._common import write_section
 

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import torch
 from finder_problems import make_blobs, make_classifier
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -342,3 +344,29 @@ def test_non_persistent_buffers_are_restored_too(blobs_loader):
     find_lr(model, optimizer, F.cross_entropy, blobs_loader, num_iter=10)
     assert "seen" not in model.state_dict()
     assert torch.equal(model.seen, torch.full((4,), 0.5))
+
+
+@given(
+    stop_at=st.integers(1, 25),
+    error=st.sampled_from([RuntimeError, KeyboardInterrupt, FloatingPointError]),
+    accumulation_steps=st.integers(1, 3),
+)
+@settings(max_examples=12, deadline=None)
+def test_any_interruption_point_leaves_no_trace(stop_at, error, accumulation_steps):
+    loader = DataLoader(
+        make_blobs(128), batch_size=32, shuffle=True, generator=torch.Generator().manual_seed(3)
+    )
+    model, optimizer = warmed_up(torch.optim.SGD, loader, momentum=0.9, nesterov=True)
+    before = snapshot(model, optimizer, loader)
+    calls = 0
+
+    def loss_fn(output, target):
+        nonlocal calls
+        calls += 1
+        if calls == stop_at:
+            raise error("interrupted")
+        return F.cross_entropy(output, target)
+
+    with pytest.raises(error):
+        find_lr(model, optimizer, loss_fn, loader, num_iter=30, accumulation_steps=accumulation_steps)
+    assert_same(before, model, optimizer, loader)
