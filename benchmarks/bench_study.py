@@ -119,7 +119,8 @@ def main() -> None:
         "## Study vs full grid (`benchmarks/bench_study.py`)",
         "",
         f"Study: small budget, optimizers {', '.join(OPTIMIZERS)}, one range test each, nine schedules at the "
-        f"suggested LR. Grid: {len(GRID_LRS)} LRs ({GRID_LRS[0]:g}..{GRID_LRS[-1]:g}, 3 per decade) x the same "
+        "suggested LR and at 3x it (the budget's LR factors 1 and 3, cyclic bounds scaled alike). "
+        f"Grid: {len(GRID_LRS)} LRs ({GRID_LRS[0]:g}..{GRID_LRS[-1]:g}, 3 per decade) x the same "
         "nine schedule families (cyclic between lr/4 and lr, one-cycle peaking at lr) x the same optimizers, "
         "same epochs, seed 0. Target: within 1% accuracy of the grid's best at no more than a fifth of its compute.",
         "",

@@ -38,7 +38,7 @@ def test_study_trains_reports_recommends_and_resumes(tmp_path):
     assert first.returncode == 0, first.stderr
     store = Store(db)
     runs = store.runs()
-    assert len(runs) == 9  # one optimizer x nine schedules x one seed
+    assert len(runs) == 18  # one optimizer x two LRs (finder's, 3x) x nine schedules x one seed
     assert {r.status for r in runs} <= {"done", "diverged"}
     assert len(store.finder_results()) == 1
     html = (out / "report.html").read_text()

@@ -58,3 +58,8 @@ def test_budgets_scale_epochs_seeds_and_lrs():
     assert resolve_optimizer("sgdm") == "sgd(momentum=0.9)"
     assert resolve_optimizer("sgd(momentum=0.95)") == "sgd(momentum=0.95)"
     assert optimizer_key("sgd(momentum=0.9)") == "sgdm"
+
+
+def test_every_budget_tries_the_finders_lr_and_three_times_it():
+    for budget in BUDGETS.values():
+        assert 1.0 in budget.lr_factors and max(budget.lr_factors) >= 3.0

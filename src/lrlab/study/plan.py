@@ -36,7 +36,13 @@ SCHEDULE_NAMES = (
 @dataclass(frozen=True)
 class Budget:
     """How much a study trains: the fraction of the task's default epochs, the seeds, and
-    the multiples of the finder's LR tried for each schedule."""
+    the multiples of the finder's LR tried for each schedule.
+
+    The finder's default (minimum/10) is cautious by design, so even the small budget also
+    tries three times that LR (and three times the cyclic bounds): measured against a full
+    LR x schedule grid (``benchmarks/bench_study.py``), the factor 1 alone landed 1.1 points
+    of accuracy short of the grid's best on digits-linear, the pair (1, 3) matched it.
+    """
 
     name: str
     epoch_fraction: float
@@ -49,8 +55,8 @@ class Budget:
 
 
 BUDGETS: dict[str, Budget] = {
-    "small": Budget("small", 0.5, (0,), (1.0,), 100),
-    "medium": Budget("medium", 1.0, (0, 1), (0.5, 1.0, 2.0), 150),
+    "small": Budget("small", 0.5, (0,), (1.0, 3.0), 100),
+    "medium": Budget("medium", 1.0, (0, 1), (0.5, 1.0, 3.0), 150),
     "large": Budget("large", 1.0, (0, 1, 2), (0.25, 0.5, 1.0, 2.0, 4.0), 200),
 }
 
