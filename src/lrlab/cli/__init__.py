@@ -10,8 +10,14 @@ __all__ = ["app", "main"]
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app(prog_name="lrlab")
+    """Console-script entry point. Ctrl-C anywhere ends with one line and exit code 130."""
+    try:
+        app(prog_name="lrlab")
+    except KeyboardInterrupt:
+        from lrlab.cli._common import err_console
+
+        err_console.print("interrupted")
+        sys.exit(130)
 
 
 if __name__ == "__main__":  # pragma: no cover
