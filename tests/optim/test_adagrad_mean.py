@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 
 from lrlab.optim import AdaGradMean
 
-
 # A zero first gradient divides 0 by 0 in both optimizers (eps=0): draw gradients away from 0.
 NONZERO = st.floats(-3, 3).filter(lambda v: abs(v) > 1e-3)
 
