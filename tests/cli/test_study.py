@@ -83,3 +83,25 @@ def test_help_has_examples():
     )
     assert result.returncode == 0 and "Examples" in result.stdout and "lrlab study" in result.stdout
     json.dumps(result.stdout)
+
+
+def test_a_tie_on_error_is_explained_by_the_validation_loss():
+    from types import SimpleNamespace
+
+    from lrlab.cli.study import _verdict_lines
+    from lrlab.experiments.records import EpochRecord, RunRecord
+    from lrlab.study.recommend import recommend
+
+    def run(run_id, optimizer):
+        config = {"optimizer": optimizer, "schedule": "constant(lr=0.1)", "lr": 0.1, "seed": 0}
+        return RunRecord(id=run_id, sweep="s", status="done", config=config, seed=0)
+
+    epochs = {
+        "a": [EpochRecord("a", 1, 10, 0.5, 0.30, 0.05, 0.95, 1.0)],
+        "b": [EpochRecord("b", 1, 10, 0.5, 0.20, 0.05, 0.95, 1.0)],
+    }
+    rec = recommend([run("a", "sgd"), run("b", "adam")], epochs)
+    lines = _verdict_lines(SimpleNamespace(recommendation=rec, total_steps=10))
+    assert lines[0].startswith("Recommended: adam with constant peaking at lr=0.1")
+    assert "ties with the runner-up (sgd, constant) on validation error" in lines[2]
+    assert "(0.2 vs 0.3)" in lines[2]

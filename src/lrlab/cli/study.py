@@ -219,9 +219,15 @@ def _verdict_lines(result: Any) -> list[str]:
     ]
     if rec.runner_up is not None:
         up = rec.runner_up
-        lines.append(
-            f"margin over the runner-up ({up.optimizer}, {up.schedule_name}): {_num(rec.margin_over_runner_up)}"
-        )
+        if rec.margin_over_runner_up == 0 and best.val_loss is not None and up.val_loss is not None:
+            lines.append(
+                f"ties with the runner-up ({up.optimizer}, {up.schedule_name}) on {what}; chosen for its "
+                f"lower validation loss ({_num(best.val_loss)} vs {_num(up.val_loss)})"
+            )
+        else:
+            lines.append(
+                f"margin over the runner-up ({up.optimizer}, {up.schedule_name}): {_num(rec.margin_over_runner_up)}"
+            )
     if rec.best_constant is not None:
         c = rec.best_constant
         lines.append(
