@@ -24,13 +24,7 @@ from lrlab.experiments.vectorized import (
 TINY = {"train_size": 256, "val_size": 128}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread is faster, and steadier on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _config(task="digits-mlp", **overrides: Any) -> dict[str, Any]:

@@ -9,14 +9,7 @@ from torch import nn
 from lrlab.experiments.tasks import get_task
 from lrlab.experiments.vectorized_model import StackedModel, stack_models
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread is faster, and steadier on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _models(factory, seeds=(0, 1, 2)):

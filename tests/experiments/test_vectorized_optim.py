@@ -29,13 +29,7 @@ SPECS = [
 SHAPES = [(5, 3), (3,), (2, 2, 3)]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread is faster, and steadier on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _run_both(spec: str, lrs: np.ndarray, momenta: np.ndarray | None, seed: int, steps: int):
