@@ -49,7 +49,14 @@ def study_name(task: str, budget: str) -> str:
 
 
 def _finder(
-    store: Store, task_ref: str, optimizer: str, name: str, budget: Budget, batch_size: int, device: str
+    store: Store,
+    task: Any,
+    task_ref: str,
+    optimizer: str,
+    name: str,
+    budget: Budget,
+    batch_size: int,
+    device: str,
 ) -> FinderRecord:
     """The stored range test of this study for ``optimizer``, or a new one."""
     for record in store.finder_results(sweep=name):
@@ -57,10 +64,8 @@ def _finder(
             return record
     from lrlab.experiments.loop import resolve_device
     from lrlab.experiments.optimizers import make_optimizer
-    from lrlab.experiments.tasks import get_task
     from lrlab.finder import find_lr
 
-    task = get_task(task_ref)
     torch_device = resolve_device(device)
     model = task.make_model(0).to(torch_device)
     opt = make_optimizer(optimizer, model.parameters(), 1e-7)
@@ -88,6 +93,7 @@ def run_study(
     progress: Callable[[Any], None] | None = None,
 ) -> StudyResult:
     """Run the whole study of ``task`` and return what it found (see the module doc)."""
+    from lrlab.experiments.optimizers import parse_optimizer
     from lrlab.experiments.sweep import run_sweep
     from lrlab.experiments.tasks import get_task
 
@@ -97,8 +103,6 @@ def run_study(
         raise ValueError("optimizers must name at least one optimizer (e.g. sgd,sgdm,adam)")
     plan = BUDGETS[budget]
     specs = [resolve_optimizer(o) for o in optimizers]
-    from lrlab.experiments.optimizers import parse_optimizer
-
     for spec in specs:
         parse_optimizer(spec)  # a bad name fails before any training
     the_task = get_task(task)
@@ -115,7 +119,7 @@ def run_study(
     schedule_names: dict[str, str] = {}
     for index, spec in enumerate(specs):
         report(StudyEvent("finder", spec, index, len(specs)))
-        finder = _finder(store, task, spec, name, plan, batch_size, device)
+        finder = _finder(store, the_task, task, spec, name, plan, batch_size, device)
         finders[spec] = finder
         base_lr, max_lr = _bounds(finder)
         report(StudyEvent("sweep", spec, index, len(specs)))
