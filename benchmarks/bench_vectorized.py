@@ -81,16 +81,49 @@ def _block(store: Store, configs: list[dict], repeats: int, vmap: bool, tag: str
     }
 
 
+def _macs_per_step(task_name: str, batch: int) -> int:
+    """Multiply-adds of one training step of one member: the forward, the weight gradients
+    and the input gradients of every Linear layer but the first (its input needs none)."""
+    from lrlab.experiments.tasks import get_task
+
+    linears = [m for m in get_task(task_name).make_model(0).modules() if isinstance(m, torch.nn.Linear)]
+    sizes = [m.in_features * m.out_features for m in linears]
+    return batch * (2 * sum(sizes) + sum(sizes[1:]))
+
+
+def _peak_macs_per_second(repeats: int = 20) -> float:
+    """The best multiply-add rate of this CPU at the current thread count: one large
+    1024x1024x1024 float32 product (the most favourable shape there is)."""
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    a @ b
+    best = min(_timed(lambda: a @ b) for _ in range(repeats))
+    return 1024**3 / best
+
+
+def _floor(configs: list[dict], one_seconds: float) -> dict:
+    """The group's arithmetic floor: its multiply-adds at the CPU's peak rate, over one run."""
+    from lrlab.experiments.tasks import get_task
+
+    task = get_task(configs[0]["task"])
+    steps = configs[0]["epochs"] * len(task.train_loader(configs[0]["batch_size"], 0))
+    macs = _macs_per_step(configs[0]["task"], configs[0]["batch_size"]) * steps * len(configs)
+    peak = _peak_macs_per_second()
+    return {"peak": peak, "floor": macs / peak, "floor_ratio": macs / peak / one_seconds, "macs": macs}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=20, help="epochs per run (digits-mlp default: 20)")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (fixed for the whole run)")
+    parser.add_argument(
+        "--threads", type=int, nargs="+", default=[1, torch.get_num_threads()],
+        help="torch thread counts to measure (default: 1 and torch's default here)",
+    )  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="2 epochs, 1 repeat, no docs update")
     args = parser.parse_args()
     if args.quick:
         args.epochs, args.repeats = 2, 1
-    torch.set_num_threads(args.threads)
+    threads = list(dict.fromkeys(args.threads))
     scenarios = {
         "16 LRs in [1e-3, 0.1] (none diverges)": np.logspace(-3, -1, K),
         "16 LRs in [1e-3, 1] (the high ones diverge)": np.logspace(-3, 0, K),
@@ -98,34 +131,50 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(Path(tmp) / "bench.db")
-        for n, (name, lrs) in enumerate(scenarios.items()):
-            r = _block(store, _configs(lrs, args.epochs), args.repeats, n == 0, str(n))
-            rows.append((name, r))
-            print(f"{name}: one run {r['one']:.2f} s, vectorised {r['vec']:.2f} s (x{r['ratio']:.2f}), "
-                  f"16 sequential x{r['seq']:.1f}", flush=True)  # fmt: skip
+        for count in threads:
+            torch.set_num_threads(count)
+            for n, (name, lrs) in enumerate(scenarios.items()):
+                configs = _configs(lrs, args.epochs)
+                r = _block(store, configs, args.repeats, n == 0, f"{count}-{n}")
+                r.update(_floor(configs, r["one"]))
+                rows.append((count, name, r))
+                print(f"{count} thread(s), {name}: one run {r['one']:.2f} s, vectorised {r['vec']:.2f} s "
+                      f"(x{r['ratio']:.2f}), 16 sequential x{r['seq']:.1f}, arithmetic floor "
+                      f"x{r['floor_ratio']:.2f} at {r['peak'] / 1e9:.0f} GMAC/s", flush=True)  # fmt: skip
     if args.quick:
         return
+    macs = _macs_per_step("digits-mlp", 64)
     lines = [
         f"K={K} learning rates of `digits-mlp` (64-256-256-10, {args.epochs} epochs, batch 64, "
-        "`sgd(momentum=0.9)`, cosine schedule), every step and epoch recorded into SQLite, "
-        f"`torch.set_num_threads({args.threads})`. Wall time divided by one ordinary run's, measured "
-        f"side by side (each ratio the median over {args.repeats} interleaved repeats). "
+        "`sgd(momentum=0.9)`, cosine schedule), every step and epoch recorded into SQLite. Wall time "
+        "divided by one ordinary run's (`train_run`), measured side by side at the same "
+        f"`torch.set_num_threads` (each ratio the median over {args.repeats} interleaved repeats). "
         "CPU only: this machine has no GPU, so the GPU target (at most 1.5x) is not measured.",
         "",
-        "| LRs | one run | vectorised (K=16) | **vectorised / one** | vmap path / one | "
-        "16 sequential / one | vectorised speed-up over sequential | diverged |",
-        "|---|---|---|---|---|---|---|---|",
+        "| threads | LRs | one run | vectorised (K=16) | **vectorised / one** | vmap path / one | "
+        "16 sequential / one | speed-up over sequential | diverged | arithmetic floor / one |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for name, r in rows:
+    for count, name, r in rows:
         vmap = f"{r['vmap']:.2f}x" if r["vmap"] else "-"
         lines.append(
-            f"| {name} | {r['one']:.2f} s | {r['vec']:.2f} s | **{r['ratio']:.2f}x** | {vmap} | "
-            f"{r['seq']:.1f}x | {r['speedup']:.1f}x | {r['diverged']} |"
+            f"| {count} | {name} | {r['one']:.2f} s | {r['vec']:.2f} s | **{r['ratio']:.2f}x** | {vmap} | "
+            f"{r['seq']:.1f}x | {r['speedup']:.1f}x | {r['diverged']} | {r['floor_ratio']:.2f}x |"
         )
+    peaks = ", ".join(
+        f"{count} thread(s) {r['peak'] / 1e9:.0f} GMAC/s" for count, _, r in rows[:: len(scenarios)]
+    )
     lines += [
         "",
-        f"Machine: {os.cpu_count()} CPU cores shared with other work while measuring (load varies), "
-        f"torch {torch.__version__}.",
+        f"**Arithmetic floor**: one member's step is {macs / 1e6:.1f} M multiply-adds (forward, weight "
+        "gradients, input gradients after the first layer), so the group does 16 times one run's "
+        "arithmetic; the floor is that work at this CPU's peak float32 rate, measured in the same run "
+        f"on a 1024x1024x1024 product ({peaks}), with nothing else (no data, no optimizer, no "
+        "recording) — a bound no implementation on this CPU can beat. Where it is above 3x, the "
+        "issue's CPU target cannot be met in float32 here. (The diverging scenario's floor assumes no "
+        "member diverges.)",
+        "",
+        f"Machine: {os.cpu_count()} CPU cores, torch {torch.__version__}.",
     ]
     write_section(
         "vectorized", "## Vectorised sweeps (`benchmarks/bench_vectorized.py`)\n\n" + "\n".join(lines)
