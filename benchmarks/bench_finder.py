@@ -43,7 +43,9 @@ from benchmarks._common import write_section
 GRID = [10.0 ** (k / 3) for k in range(-15, 4)]  # 1e-5 .. 10, 3 per decade
 TASKS = ("digits-linear", "digits-mlp", "digits-cnn", "chars-lstm", "chars-transformer")
 OPTIMIZERS = ("sgd(momentum=0.9)", "adam")
-RULES = ("steepest", "valley", "minimum/10", "halving", "torch-lr-finder")
+RULES = ("steepest", "valley", "minimum/10", "minimum/3", "minimum/30", "halving", "torch-lr-finder")
+# "default" is find_lr's recommendation: minimum/3 for SGD, minimum/30 for Adam.
+COLUMNS = ("default", *RULES)
 BAR = {"classification": 1.0, "language_model": 0.02}  # accuracy points / nats
 
 
@@ -101,6 +103,10 @@ def suggestions(cache: Cache, task_name: str, optimizer: str, seed: int) -> dict
     key = f"suggest|{task_name}|{optimizer}|{seed}"
     hit = cache.get(key)
     if hit is not None:
+        for divisor in (3, 30):
+            if f"minimum/{divisor}" not in hit and "minimum/10" in hit:
+                # Cached before these rules existed: all are the LR at the same minimum, divided.
+                hit[f"minimum/{divisor}"] = hit["minimum/10"] * 10 / divisor
         return hit
     from lrlab.experiments.optimizers import make_optimizer
     from lrlab.experiments.tasks import get_task
@@ -149,6 +155,68 @@ def torch_lr_finder(task: Any, optimizer: str, seed: int, loader: Any) -> tuple[
     return float(lr), seconds
 
 
+def time_pair(cache: Cache, task_name: str, optimizer: str, lr: float, repeats: int, retime: bool) -> dict:
+    """The finders' wall time against one full training run, measured side by side.
+
+    Interleaved ``repeats`` times (so that load on the machine hits all alike): ``find_lr``
+    at its defaults, ``halving_search`` at its defaults, torch-lr-finder's range test (100 iterations) and one ``train_run`` at
+    the task's default epochs and ``lr``, seed 0. Ratios are medians over the repeats.
+    Cached under ``time|task|optimizer`` (``--retime`` measures again).
+    """
+    key = f"time|{task_name}|{optimizer}"
+    hit = cache.get(key)
+    if hit is not None and not retime:
+        return hit
+    import tempfile
+
+    from lrlab.experiments.loop import train_run
+    from lrlab.experiments.optimizers import make_optimizer
+    from lrlab.experiments.store import Store
+    from lrlab.experiments.tasks import get_task
+    from lrlab.finder import find_lr, halving_search
+
+    task = get_task(task_name)
+    loader = task.train_loader(task.default_batch_size, 0)
+    finder, halving, tlf, run, iterations = [], [], [], [], 0
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Store(Path(tmp) / "time.db")
+        train_run({"task": task_name, "optimizer": optimizer, "lr": lr, "seed": 0}, store, "warm")
+        for rep in range(repeats):
+            model = task.make_model(0)
+            started = time.perf_counter()
+            result = find_lr(model, make_optimizer(optimizer, model.parameters(), 1e-7), task.loss_fn, loader)
+            finder.append(time.perf_counter() - started)
+            iterations = len(result)
+            model = task.make_model(0)
+            started = time.perf_counter()
+            halving_search(model, make_optimizer(optimizer, model.parameters(), 1e-7), task.loss_fn, loader)
+            halving.append(time.perf_counter() - started)
+            tlf.append(torch_lr_finder(task, optimizer, 0, loader)[1])
+            started = time.perf_counter()
+            train_run({"task": task_name, "optimizer": optimizer, "lr": lr, "seed": 0}, store, f"run-{rep}")
+            run.append(time.perf_counter() - started)
+    out = {
+        "finder_ratio": float(np.median([f / r for f, r in zip(finder, run)])),
+        "halving_ratio": float(np.median([f / r for f, r in zip(halving, run)])),
+        "tlf_ratio": float(np.median([f / r for f, r in zip(tlf, run)])),
+        "run_seconds": float(np.median(run)),
+        "finder_seconds": float(np.median(finder)),
+        "iterations": iterations,
+        "run_steps": task.default_epochs * len(loader),
+        "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
+    cache.put(key, out)
+    return out
+
+
+def default_rule_for(optimizer: str) -> str:
+    """The rule behind ``find_lr``'s recommendation for an optimizer spec."""
+    from lrlab.experiments.optimizers import parse_optimizer
+    from lrlab.finder.suggest import default_rule
+
+    return default_rule(parse_optimizer(optimizer)[0] in ("sgd", "asgd"))[0]
+
+
 def geo_mean(values: list[float]) -> float:
     finite = [v for v in values if v and math.isfinite(v) and v > 0]
     return float(np.exp(np.mean(np.log(finite)))) if finite else float("nan")
@@ -183,6 +251,7 @@ def evaluate_pair(
         mean = float(np.mean(scores))
         regret = best - mean if kind == "classification" else mean - best
         rules[rule] = {"lrs": lrs, "lr": geo_mean(lrs), "score": mean, "regret": regret}
+    rules["default"] = rules[default_rule_for(optimizer)]
     return {
         "task": task_name,
         "optimizer": optimizer,
@@ -224,27 +293,34 @@ def summarise(
             else "; "
         )
         + "each rule's suggestion trained with the same seeds (one finder run per seed). "
-        "Score: final validation accuracy (classification, default epochs) or validation loss in nats/token "
-        f"(language models, trained {args.lm_epochs} epoch(s) instead of their default 3). "
-        "Regret: grid best minus rule (accuracy points) or rule minus grid best (nats); "
+        "Score: final validation accuracy (classification) or validation loss in nats/token "
+        + (
+            f"(language models, trained {args.lm_epochs} epoch(s) instead of their default 3), "
+            if args.lm_epochs
+            else "(language models), after the task's default epochs; "
+        )
+        + "regret: grid best minus rule (accuracy points) or rule minus grid best (nats); "
         "bar: 1 point / 0.02 nats. `torch-lr-finder` is torch-lr-finder 0.2.2's steepest-gradient "
-        "suggestion on the same model and loader. Finder time: `find_lr` (100 iterations) "
-        "as a fraction of one full training run at the grid-best LR "
-        "(for language models, of the run as trained here).",
+        "suggestion on the same model and loader. Finder time: `find_lr` at its defaults (100 "
+        "iterations, fewer when it stops at divergence), `halving_search` and torch-lr-finder's "
+        "range test, each as a fraction of one full training run of the task (default epochs, "
+        f"grid-best LR, seed 0), measured side by side (`torch.set_num_threads(1)`, median of "
+        f"{args.time_repeats} interleaved repeats, on a machine doing nothing else); in "
+        "parentheses the range test's iterations against the run's steps.",
         "",
         "| task | optimizer | grid best (LR) | "
-        + " | ".join(f"{r} (LR) regret" for r in RULES)
+        + " | ".join(f"{r} (LR) regret" for r in COLUMNS)
         + " | find_lr / run | halving / run | torch-lr-finder / run |",
-        "|---|---|---|" + "---|" * len(RULES) + "---|---|---|",
+        "|---|---|---|" + "---|" * len(COLUMNS) + "---|---|---|",
     ]
     for p in pairs:
         kind = p["kind"]
-        cells = [f"{_fmt_regret(p['rules'][r]['regret'], kind)} ({p['rules'][r]['lr']:.2g})" for r in RULES]
+        cells = [f"{_fmt_regret(p['rules'][r]['regret'], kind)} ({p['rules'][r]['lr']:.2g})" for r in COLUMNS]
         lines.append(
             f"| {p['task']} | {p['optimizer']} | {_fmt_score(p['best'], kind)} ({p['best_lr']:.2g}) | "
             + " | ".join(cells)
-            + f" | {p['lrlab_seconds'] / p['full_run_seconds']:.0%} | {p['halving_seconds'] / p['full_run_seconds']:.0%}"
-            f" | {p['torch_lr_finder_seconds'] / p['full_run_seconds']:.0%} |"
+            + f" | {p['time']['finder_ratio']:.0%} ({p['time']['iterations']} it / {p['time']['run_steps']} steps)"
+            f" | {p['time']['halving_ratio']:.0%} | {p['time']['tlf_ratio']:.0%} |"
         )
     lines += ["", "Per rule over the measured task x optimizer pairs:", ""]
     lines += [
@@ -252,7 +328,7 @@ def summarise(
         "|---|---|---|---|---|",
     ]
     ranking = []
-    for r in RULES:
+    for r in COLUMNS:
         within = sum(p["rules"][r]["regret"] <= BAR[p["kind"]] for p in pairs)
         cls = [p["rules"][r]["regret"] for p in pairs if p["kind"] == "classification"]
         lm = [p["rules"][r]["regret"] for p in pairs if p["kind"] != "classification"]
@@ -280,29 +356,30 @@ def summarise(
 
 def quality_bar(pairs: list[dict]) -> list[str]:
     """Issue 4's bar, checked for the default recommendation of ``find_lr``."""
-    from lrlab.finder.suggest import DEFAULT_RULE as rule
+    rule = "default"
 
     def name(p: dict) -> str:
         return f"{p['task']} {p['optimizer']}"
 
     missed = [p for p in pairs if p["rules"][rule]["regret"] > BAR[p["kind"]]]
     worse = [p for p in pairs if p["rules"][rule]["regret"] > p["rules"]["torch-lr-finder"]["regret"] + 1e-9]
-    slow = [p for p in pairs if p["lrlab_seconds"] / p["full_run_seconds"] >= 0.10]
+    slow = [p for p in pairs if p["time"]["finder_ratio"] >= 0.10]
     miss_text = ", ".join(f"{name(p)} ({_fmt_regret(p['rules'][rule]['regret'], p['kind'])})" for p in missed)
     worse_text = ", ".join(
         f"{name(p)} ({_fmt_regret(p['rules'][rule]['regret'], p['kind'])} vs "
         f"{_fmt_regret(p['rules']['torch-lr-finder']['regret'], p['kind'])})"
         for p in worse
     )
+    slow_text = ", ".join(f"{name(p)} ({p['time']['finder_ratio']:.0%})" for p in slow)
     return [
-        f"Quality bar for the default recommendation (`{rule}`):",
+        "Quality bar for `find_lr`'s default recommendation (`minimum/3` for SGD, `minimum/30` for Adam):",
         "",
         f"- within 1 point / 0.02 nats of the grid best: {len(pairs) - len(missed)}/{len(pairs)} pairs"
         + (f"; missed on {miss_text}" if missed else ""),
         f"- no worse than torch-lr-finder: {len(pairs) - len(worse)}/{len(pairs)} pairs"
         + (f"; worse on {worse_text}" if worse else ""),
         f"- finder under 10% of one training run: {len(pairs) - len(slow)}/{len(pairs)} pairs"
-        + (" (100 iterations against runs of 88-460 steps)" if slow else ""),
+        + (f"; over on {slow_text}" if slow else ""),
     ]
 
 
@@ -312,7 +389,7 @@ def compute(cache: Cache) -> float:
     for key, value in cache.data.items():
         if key.startswith("suggest|"):
             seconds += value["lrlab_seconds"] + value["halving_seconds"] + value["torch_lr_finder_seconds"]
-        elif not key.startswith("pair|"):
+        elif not key.startswith(("pair|", "time|")):
             seconds += value["seconds"]
     return seconds / 60
 
@@ -322,7 +399,11 @@ def main() -> None:
     parser.add_argument("--tasks", nargs="*", default=list(TASKS))
     parser.add_argument("--optimizers", nargs="*", default=list(OPTIMIZERS))
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--lm-epochs", type=int, default=1)
+    parser.add_argument(
+        "--lm-epochs", type=int, default=None, help="epochs of the language models (default: the task's, 3)"
+    )
+    parser.add_argument("--time-repeats", type=int, default=3, help="repeats of the side-by-side timing")
+    parser.add_argument("--retime", action="store_true", help="measure the finder/run times again")
     parser.add_argument("--lm-seeds", type=int, default=3, help="seeds for the language models (slow)")
     parser.add_argument("--cache", type=Path, default=Path("lrlab-runs/bench_finder/cache.json"))
     parser.add_argument("--no-write", action="store_true", help="print the section, do not write docs")
@@ -340,10 +421,13 @@ def main() -> None:
     for task_name in args.tasks:
         task = get_task(task_name)
         is_lm = task.kind == "language_model"
-        epochs = args.lm_epochs if is_lm else task.default_epochs
+        epochs = args.lm_epochs if is_lm and args.lm_epochs else task.default_epochs
         for optimizer in args.optimizers:
             pair_seeds = list(range(args.lm_seeds)) if is_lm else seeds
             pair = evaluate_pair(cache, store, task_name, optimizer, pair_seeds, epochs)
+            pair["time"] = time_pair(
+                cache, task_name, optimizer, pair["best_lr"], args.time_repeats, args.retime
+            )
             pairs.append(pair)
             cache.put(f"pair|{task_name}|{optimizer}", pair)
             text, best_rule = summarise(pairs, args, time.perf_counter() - started, compute(cache))

@@ -148,9 +148,12 @@ def test_suggestion_is_below_the_stability_limit_of_a_quadratic():
     result = find_lr(model, optimizer, F.mse_loss, loader, start_lr=1e-5, end_lr=100.0, num_iter=100)
     assert result.diverged
     assert 0.5 < result.lrs[-1] < 10.0
-    assert set(result.suggestions) == {"steepest", "valley", "minimum/10"}
+    assert set(result.suggestions) == {"steepest", "valley", "minimum/10", "minimum/3", "minimum/30"}
     for name, lr in result.suggestions.items():
-        assert 1e-3 < lr < 1.0, (name, lr)
+        assert 1e-4 < lr < 1.0, (name, lr)
+    assert result.suggestions["minimum/3"] == pytest.approx(result.suggestions["minimum/10"] * 10 / 3)
+    assert result.suggestions["minimum/30"] == pytest.approx(result.suggestions["minimum/10"] / 3)
+    assert result.rule == "minimum/3"  # plain SGD: a third of the minimum
     assert result.lr == result.suggestions[result.rule]
     assert result.rule in result.reason
     base, top = result.cyclic_bounds()
@@ -370,3 +373,27 @@ def test_any_interruption_point_leaves_no_trace(stop_at, error, accumulation_ste
     with pytest.raises(error):
         find_lr(model, optimizer, loss_fn, loader, num_iter=30, accumulation_steps=accumulation_steps)
     assert_same(before, model, optimizer, loader)
+
+
+@pytest.mark.parametrize(
+    ("make", "rule"),
+    [
+        (lambda p: torch.optim.SGD(p, lr=0.0), "minimum/3"),
+        (lambda p: torch.optim.SGD(p, lr=0.0, momentum=0.9, nesterov=True), "minimum/3"),
+        (lambda p: torch.optim.ASGD(p, lr=0.0), "minimum/3"),
+        (lambda p: torch.optim.Adam(p, lr=0.0), "minimum/30"),
+        (lambda p: torch.optim.AdamW(p, lr=0.0), "minimum/30"),
+        (lambda p: torch.optim.RMSprop(p, lr=0.0), "minimum/30"),
+    ],
+)
+def test_the_default_rule_follows_the_optimizer_family(make, rule):
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(256, 4, generator=gen)
+    loader = DataLoader(TensorDataset(x, x @ torch.randn(4, 1, generator=gen)), batch_size=32)
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 1)
+    result = find_lr(model, make(model.parameters()), F.mse_loss, loader, num_iter=60)
+    assert result.rule == rule
+    assert result.lr == result.suggestions[rule]
+    assert result.reason.startswith(rule)
+    assert ("for SGD" in result.reason) == (rule == "minimum/3")

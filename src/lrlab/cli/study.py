@@ -259,9 +259,16 @@ def _print_summary(result: Any) -> None:
             _pct(cand.accuracy),
         )
     console.print(table)
+    from lrlab.study.plan import BUDGETS
+    from lrlab.study.run import ANCHOR_RULE, anchor_lr
+
+    factors = BUDGETS[result.budget].lr_factors
     for name, finder in result.finders.items():
+        anchor = anchor_lr(finder)
         console.print(
-            f"range test {escape(name)}: lr {finder.lr:.3g} ({escape(finder.reason.split(':')[0])}), "
+            f"range test {escape(name)}: recommends lr {finder.lr:.3g} ({escape(finder.reason.split(' ')[0])}); "
+            f"study LRs {', '.join(f'{anchor * f:.3g}' for f in factors)} "
+            f"(x{', x'.join(f'{f:g}' for f in factors)} {ANCHOR_RULE}); "
             f"cyclic bounds {_num(finder.base_lr)}-{_num(finder.max_lr)}",
             highlight=False,
         )

@@ -17,6 +17,8 @@ _COLORS = {
     "steepest": "#d62728",
     "valley": "#2ca02c",
     "minimum/10": "#9467bd",
+    "minimum/3": "#e377c2",
+    "minimum/30": "#17becf",
     "halving": "#ff7f0e",
 }
 

@@ -185,14 +185,23 @@ class _Stepper:
         return total / weight
 
 
-def _recommend(suggestions: dict[str, float], diverged_early: bool) -> tuple[str | None, float, str]:
-    order = [suggest.DEFAULT_RULE, *[name for name in suggest.RULES if name != suggest.DEFAULT_RULE]]
+def is_sgd_family(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether ``optimizer`` takes plain gradient steps (``SGD``, with or without momentum
+    or Nesterov, and ``ASGD``), as opposed to per-weight adaptive ones."""
+    return isinstance(optimizer, (torch.optim.SGD, torch.optim.ASGD))
+
+
+def _recommend(
+    suggestions: dict[str, float], diverged_early: bool, sgd: bool
+) -> tuple[str | None, float, str]:
+    default, reason = suggest.default_rule(sgd)
+    order = [default, *[name for name in suggest.RULES if name != default]]
     for name in order:
         if name in suggestions:
             why = (
-                suggest.DEFAULT_REASON
-                if name == suggest.DEFAULT_RULE
-                else (f"fallback: the default rule '{suggest.DEFAULT_RULE}' could not decide on this curve")
+                reason
+                if name == default
+                else (f"fallback: the default rule '{default}' could not decide on this curve")
             )
             return name, suggestions[name], f"{name} ({suggest.RULE_DESCRIPTIONS[name]}): {why}"
     detail = "the loss diverged almost at once; lower start_lr" if diverged_early else "too few finite losses"
@@ -246,7 +255,7 @@ def find_lr(
         >>> opt = torch.optim.SGD(model.parameters(), lr=0.1)
         >>> result = find_lr(model, opt, torch.nn.functional.mse_loss, loader, num_iter=60)
         >>> 1e-3 < result.lr < 1.0, result.rule
-        (True, 'minimum/10')
+        (True, 'minimum/3')
     """
     _check_arguments(start_lr, end_lr, num_iter, mode, smooth, diverge, accumulation_steps)
     stepper = _Stepper(model, optimizer, loss_fn, accumulation_steps, amp)
@@ -320,7 +329,9 @@ def find_lr(
         if searched.lr is not None:
             suggestions["halving"] = searched.lr
         config["halving_trials"] = [[lr, list(p)] for lr, p in searched.trials]
-    rule, lr, reason = _recommend(suggestions, diverged_early=diverged and len(lrs) < 10)
+    rule, lr, reason = _recommend(
+        suggestions, diverged_early=diverged and len(lrs) < 10, sgd=is_sgd_family(optimizer)
+    )
     return FinderResult(
         lrs=lr_array,
         losses=loss_array,

@@ -12,17 +12,21 @@ The article's halving search has its decision rule here too (``decreases_steadil
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 
 import numpy as np
 
 __all__ = [
     "DEFAULT_REASON",
     "DEFAULT_RULE",
+    "DEFAULT_RULE_SGD",
     "RULES",
     "RULE_DESCRIPTIONS",
     "cyclic_bounds",
     "decreases_steadily",
+    "default_rule",
     "halving_pick",
+    "minimum_divided",
     "minimum_tenth",
     "smooth_losses",
     "steepest",
@@ -116,6 +120,19 @@ def valley(lrs: Sequence[float], losses: Sequence[float]) -> float:
     return float(lr[idx])
 
 
+def minimum_divided(lrs: Sequence[float], losses: Sequence[float], divisor: float = 10.0) -> float:
+    """The LR at the lowest loss divided by ``divisor``.
+
+    >>> lrs = np.logspace(-4, 0, 9)
+    >>> round(minimum_divided(lrs, [2.0, 1.99, 1.9, 1.5, 0.9, 0.7, 0.65, 0.8, 3.0], 3.0), 6)
+    0.033333
+    """
+    if not divisor > 0:
+        raise ValueError(f"divisor must be > 0, got {divisor!r}")
+    lr, loss = _finite_curve(lrs, losses, at_least=1)
+    return float(lr[int(np.argmin(loss))] / divisor)
+
+
 def minimum_tenth(lrs: Sequence[float], losses: Sequence[float]) -> float:
     """One tenth of the LR at the lowest loss (fastai's ``minimum``).
 
@@ -123,29 +140,54 @@ def minimum_tenth(lrs: Sequence[float], losses: Sequence[float]) -> float:
     >>> minimum_tenth(lrs, [2.0, 1.99, 1.9, 1.5, 0.9, 0.7, 0.65, 0.8, 3.0])
     0.01
     """
-    lr, loss = _finite_curve(lrs, losses, at_least=1)
-    return float(lr[int(np.argmin(loss))] / 10.0)
+    return minimum_divided(lrs, losses, 10.0)
 
 
-RULES: dict[str, Rule] = {"steepest": steepest, "valley": valley, "minimum/10": minimum_tenth}
+RULES: dict[str, Rule] = {
+    "steepest": steepest,
+    "valley": valley,
+    "minimum/10": minimum_tenth,
+    "minimum/3": partial(minimum_divided, divisor=3.0),
+    "minimum/30": partial(minimum_divided, divisor=30.0),
+}
 
 RULE_DESCRIPTIONS: dict[str, str] = {
     "steepest": "steepest descent of the smoothed loss per log(LR)",
     "valley": "fastai's valley: ~half-way down the longest descending stretch",
     "minimum/10": "one tenth of the LR at the lowest smoothed loss",
+    "minimum/3": "one third of the LR at the lowest smoothed loss",
+    "minimum/30": "one thirtieth of the LR at the lowest smoothed loss",
     "halving": "article's search: largest LR, halving from a large one, whose loss falls steadily",
 }
 
-# The recommendation ``find_lr`` returns: the rule that measured best against grid search in
-# benchmarks/bench_finder.py (docs/finder.md has the table): minimum/10 came within the bar
-# (1 accuracy point / 0.02 nats of the best of 19 constant LRs x 3 seeds) on more task x
-# optimizer pairs than any other rule, and its worst misses are the smallest.
-DEFAULT_RULE = "minimum/10"
+# The recommendation ``find_lr`` returns depends on the optimizer's family, as measured
+# against grid search in benchmarks/bench_finder.py (docs/finder.md has the table and how
+# sensitive the divisors are). SGD (with or without momentum) trains best about a third of
+# the way below the range test's minimum, close to the largest LR it trains stably at (Smith's
+# lower cyclic bound is a third to a quarter of that minimum); an adaptive optimizer (Adam,
+# AdamW, RMSprop, ...) normalises its steps per weight, so its range test runs on far past
+# the LR it trains well at for a whole run, and a thirtieth of the minimum measured best
+# (fastai's tenth is tuned for short one-cycle fine-tuning and was too large here).
+DEFAULT_RULE = "minimum/30"
+DEFAULT_RULE_SGD = "minimum/3"
 DEFAULT_REASON = (
-    "default rule: closest to grid search in lrlab's benchmark (within 1 accuracy point / 0.02 nats "
-    "of the best of 19 constant LRs on 6 of 10 task x optimizer pairs; steepest 3, valley 2, "
-    "halving 4, torch-lr-finder 3)"
+    "default rule for adaptive optimizers: closest to grid search in lrlab's benchmark "
+    "(docs/finder.md: the best of 19 constant LRs x 3 seeds on 5 tasks)"
 )
+DEFAULT_REASON_SGD = (
+    "default rule for SGD: closest to grid search in lrlab's benchmark "
+    "(docs/finder.md: the best of 19 constant LRs x 3 seeds on 5 tasks)"
+)
+
+
+def default_rule(sgd: bool) -> tuple[str, str]:
+    """The default rule and its reason: for the SGD family (``sgd=True``) or for any other,
+    adaptive, optimizer.
+
+    >>> default_rule(True)[0], default_rule(False)[0]
+    ('minimum/3', 'minimum/30')
+    """
+    return (DEFAULT_RULE_SGD, DEFAULT_REASON_SGD) if sgd else (DEFAULT_RULE, DEFAULT_REASON)
 
 
 def trim(n: int, *, skip_start: int | None = None, skip_end: int | None = None) -> slice:
@@ -185,7 +227,7 @@ def suggest_all(
     >>> lrs = np.logspace(-5, 1, 61)
     >>> loss = 2.0 - np.tanh(np.log10(lrs) + 2.5) + np.exp(3 * (np.log10(lrs) + 0.2))
     >>> {k: round(v, 6) for k, v in suggest_all(lrs, loss).items()}
-    {'steepest': 0.003162, 'valley': 0.001259, 'minimum/10': 0.007943}
+    {'steepest': 0.003162, 'valley': 0.001259, 'minimum/10': 0.007943, 'minimum/3': 0.026478, 'minimum/30': 0.002648}
     """
     lr = np.asarray(lrs, dtype=np.float64)
     loss = np.asarray(smoothed, dtype=np.float64)

@@ -123,8 +123,9 @@ def run_study(
         finders[spec] = finder
         base_lr, max_lr = _bounds(finder)
         report(StudyEvent("sweep", spec, index, len(specs)))
+        anchor = anchor_lr(finder)
         for factor in plan.lr_factors:
-            lr = finder.lr * factor
+            lr = anchor * factor
             named = study_schedules(lr, base_lr * factor, max_lr * factor, total_steps)
             schedule_names.update({v: k for k, v in named.items()})
             sweep = f"{name}-{optimizer_key(spec)}" + ("" if factor == 1.0 else f"-x{factor:g}")
@@ -145,6 +146,20 @@ def run_study(
     return StudyResult(
         name, task, budget, finders, sweeps, runs, schedule_names, verdict, total_steps, epochs
     )
+
+
+ANCHOR_RULE = "minimum/10"
+
+
+def anchor_lr(finder: FinderRecord) -> float:
+    """The LR a study's budget multiplies: the range test's ``minimum/10`` suggestion (its
+    recommendation when that rule could not decide).
+
+    The factors of every budget include 1 and 3, so a study tries both of ``find_lr``'s
+    defaults: ``minimum/10`` (adaptive optimizers) and about ``minimum/3`` (SGD).
+    """
+    value = finder.suggestions.get(ANCHOR_RULE)
+    return float(value) if value is not None and math.isfinite(value) else float(finder.lr)
 
 
 def _bounds(finder: FinderRecord) -> tuple[float, float]:
