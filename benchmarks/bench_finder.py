@@ -228,10 +228,11 @@ def evaluate_pair(
     from lrlab.experiments.tasks import get_task
 
     kind = get_task(task_name).kind
-    grid = {}
+    grid, per_seed = {}, {}
     for lr in GRID:
         runs = [train(cache, store, task_name, optimizer, lr, s, epochs) for s in seeds]
-        grid[lr] = float(np.mean([score(r, kind) for r in runs]))
+        per_seed[lr] = [score(r, kind) for r in runs]
+        grid[lr] = float(np.mean(per_seed[lr]))
     pick = max if kind == "classification" else min
     best_lr = pick(grid, key=lambda lr: grid[lr])
     best = grid[best_lr]
@@ -250,9 +251,11 @@ def evaluate_pair(
         ]
         mean = float(np.mean(scores))
         regret = best - mean if kind == "classification" else mean - best
-        rules[rule] = {"lrs": lrs, "lr": geo_mean(lrs), "score": mean, "regret": regret}
+        rules[rule] = {"lrs": lrs, "lr": geo_mean(lrs), "score": mean, "regret": regret, "scores": scores}
     rules["default"] = rules[default_rule_for(optimizer)]
     return {
+        "per_seed": per_seed,
+        "minima": [10 * f["minimum/10"] for f in found],
         "task": task_name,
         "optimizer": optimizer,
         "kind": kind,
@@ -350,8 +353,50 @@ def summarise(
         f"{compute_minutes:.0f} min; this invocation: {wall / 60:.0f} min.",
         "",
         *quality_bar(pairs),
+        "",
+        "How sensitive the divisor is: regret of `minimum / k` (points / nats; over the bar in bold), "
+        "estimated by interpolating each seed's grid in log(LR) at its own suggestion, not trained:",
+        "",
+        *sensitivity(pairs),
     ]
     return "\n".join(lines), best_rule
+
+
+DIVISORS = (2, 3, 4, 5, 10, 20, 30, 50)
+
+
+def sensitivity(pairs: list[dict]) -> list[str]:
+    """Regret of "minimum / k" for several k, *estimated* from the grid: each seed's score at
+    its own suggestion, interpolated linearly in log(LR) between that seed's grid runs (a
+    diverged grid run counts as 0% / 10 nats, so estimates next to divergence are rough)."""
+    head = "| task | optimizer | " + " | ".join(f"min/{k}" for k in DIVISORS) + " |"
+    lines = [head, "|---|---|" + "---|" * len(DIVISORS)]
+    for p in pairs:
+        kind, bar = p["kind"], BAR[p["kind"]]
+        x = np.log10(GRID)
+        curves = np.array([p["per_seed"][lr] for lr in GRID], dtype=np.float64).T  # seed x lr
+        curves[~np.isfinite(curves)] = 10.0
+        cells = []
+        for k in DIVISORS:
+            at = [float(np.interp(math.log10(m / k), x, c)) for m, c in zip(p["minima"], curves)]
+            regret = p["best"] - np.mean(at) if kind == "classification" else np.mean(at) - p["best"]
+            text = f"{regret:+.2f}" if kind == "classification" else f"{regret:+.3f}"
+            cells.append(f"**{text}**" if regret > bar else text)
+        lines.append(f"| {p['task']} | {p['optimizer']} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _paired(p: dict, rule: str) -> str:
+    """How much worse ``rule`` is than torch-lr-finder, seed by seed: the mean paired
+    difference and its standard error (each seed trains both suggestions on its own model)."""
+    sign = 1.0 if p["kind"] == "classification" else -1.0
+    ours = np.array(p["rules"][rule]["scores"], dtype=np.float64)
+    theirs = np.array(p["rules"]["torch-lr-finder"]["scores"], dtype=np.float64)
+    diff = sign * (theirs - ours)
+    error = float(np.std(diff, ddof=1) / math.sqrt(len(diff))) if len(diff) > 1 else math.inf
+    unit = "pt" if p["kind"] == "classification" else "nats"
+    verdict = "within seed noise" if float(np.mean(diff)) <= 2 * error else "beyond seed noise"
+    return f"paired over seeds {float(np.mean(diff)):+.3g} +- {error:.2g} {unit}, {verdict}"
 
 
 def quality_bar(pairs: list[dict]) -> list[str]:
@@ -367,7 +412,7 @@ def quality_bar(pairs: list[dict]) -> list[str]:
     miss_text = ", ".join(f"{name(p)} ({_fmt_regret(p['rules'][rule]['regret'], p['kind'])})" for p in missed)
     worse_text = ", ".join(
         f"{name(p)} ({_fmt_regret(p['rules'][rule]['regret'], p['kind'])} vs "
-        f"{_fmt_regret(p['rules']['torch-lr-finder']['regret'], p['kind'])})"
+        f"{_fmt_regret(p['rules']['torch-lr-finder']['regret'], p['kind'])}; {_paired(p, rule)})"
         for p in worse
     )
     slow_text = ", ".join(f"{name(p)} ({p['time']['finder_ratio']:.0%})" for p in slow)
