@@ -155,8 +155,11 @@ def anchor_lr(finder: FinderRecord) -> float:
     """The LR a study's budget multiplies: the range test's ``minimum/10`` suggestion (its
     recommendation when that rule could not decide).
 
-    The factors of every budget include 1 and 3, so a study tries both of ``find_lr``'s
-    defaults: ``minimum/10`` (adaptive optimizers) and about ``minimum/3`` (SGD).
+    The study was measured against a full grid with this anchor (``benchmarks/bench_study.py``).
+    Every budget's factors include 1 and 3, so for SGD it also tries about ``find_lr``'s own
+    SGD default, ``minimum/3``. ``find_lr``'s default for adaptive optimizers, ``minimum/30``,
+    is tuned for a constant LR over a whole run; the study's schedules mostly decay from their
+    peak, which tolerates a larger one.
     """
     value = finder.suggestions.get(ANCHOR_RULE)
     return float(value) if value is not None and math.isfinite(value) else float(finder.lr)
