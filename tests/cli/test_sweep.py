@@ -149,7 +149,15 @@ def test_ctrl_c_stops_cleanly_and_the_sweep_resumes(tmp_path, jobs):
     sweep.write_text(INTERRUPTED)
     db = tmp_path / "runs.db"
     command = [sys.executable, "-m", "lrlab.cli", "sweep", str(sweep), "--db", str(db), "--jobs", jobs]
-    proc = subprocess.Popen(command, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        command,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        # A shell's background job ignores SIGINT and children inherit that; a terminal's
+        # foreground process does not: give the sweep the terminal's default.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     try:
         deadline = time.monotonic() + 120
         done = 0
