@@ -81,9 +81,10 @@ def _draw_panel(ax, panel: Panel, handles: dict[str, object]) -> None:  # type: 
             plain(vline.label), (vline.x, 1.0), xycoords=("data", "axes fraction"), rotation=90, fontsize=7,
             ha="right", va="top", color=vline.color,
         )  # fmt: skip
-    for span in panel.spans:
+    for index, span in enumerate(panel.spans):  # one row each, so that overlapping bands stay legible
         ax.annotate(
-            plain(span.label), (np.sqrt(span.x0 * span.x1) if panel.xlog else (span.x0 + span.x1) / 2, 0.02),
+            plain(span.label),
+            (np.sqrt(span.x0 * span.x1) if panel.xlog else (span.x0 + span.x1) / 2, 0.02 + 0.04 * index),
             xycoords=("data", "axes fraction"), fontsize=7, ha="center", color=span.color,
         )  # fmt: skip
     if panel.hline is not None:
