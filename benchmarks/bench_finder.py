@@ -98,6 +98,22 @@ def score(run: dict, kind: str) -> float:
     return run["val_loss"] if run["val_loss"] is not None and math.isfinite(run["val_loss"]) else math.inf
 
 
+def run_finders(task: Any, optimizer: str, seed: int, loader: Any) -> tuple[Any, float, Any, float]:
+    """``find_lr`` and ``halving_search`` at their defaults, each on a fresh model of
+    ``seed``: their results and wall times."""
+    from lrlab.experiments.optimizers import make_optimizer
+    from lrlab.finder import find_lr, halving_search
+
+    model = task.make_model(seed)
+    started = time.perf_counter()
+    result = find_lr(model, make_optimizer(optimizer, model.parameters(), 1e-7), task.loss_fn, loader)
+    finder_seconds = time.perf_counter() - started
+    model = task.make_model(seed)
+    started = time.perf_counter()
+    halving = halving_search(model, make_optimizer(optimizer, model.parameters(), 1e-7), task.loss_fn, loader)
+    return result, finder_seconds, halving, time.perf_counter() - started
+
+
 def suggestions(cache: Cache, task_name: str, optimizer: str, seed: int) -> dict:
     """Every rule's suggestion for this seed, and the finders' wall times; cached."""
     key = f"suggest|{task_name}|{optimizer}|{seed}"
@@ -108,22 +124,14 @@ def suggestions(cache: Cache, task_name: str, optimizer: str, seed: int) -> dict
                 # Cached before these rules existed: all are the LR at the same minimum, divided.
                 hit[f"minimum/{divisor}"] = hit["minimum/10"] * 10 / divisor
         return hit
-    from lrlab.experiments.optimizers import make_optimizer
     from lrlab.experiments.tasks import get_task
-    from lrlab.finder import find_lr, halving_search
 
     task = get_task(task_name)
     loader = task.train_loader(task.default_batch_size, seed)
-
-    model = task.make_model(seed)
-    result = find_lr(model, make_optimizer(optimizer, model.parameters(), 1e-7), task.loss_fn, loader)
-    out: dict[str, Any] = {"lrlab_seconds": result.seconds, "iterations": len(result)}
+    result, finder_seconds, halving, halving_seconds = run_finders(task, optimizer, seed, loader)
+    out: dict[str, Any] = {"lrlab_seconds": finder_seconds, "iterations": len(result)}
     out.update(result.suggestions)
-
-    model = task.make_model(seed)
-    started = time.perf_counter()
-    halving = halving_search(model, make_optimizer(optimizer, model.parameters(), 1e-7), task.loss_fn, loader)
-    out["halving_seconds"] = time.perf_counter() - started
+    out["halving_seconds"] = halving_seconds
     out["halving"] = halving.lr if halving.lr is not None else float("nan")
     out["halving_trials"] = len(halving.trials)
 
@@ -159,9 +167,10 @@ def time_pair(cache: Cache, task_name: str, optimizer: str, lr: float, repeats: 
     """The finders' wall time against one full training run, measured side by side.
 
     Interleaved ``repeats`` times (so that load on the machine hits all alike): ``find_lr``
-    at its defaults, ``halving_search`` at its defaults, torch-lr-finder's range test (100 iterations) and one ``train_run`` at
-    the task's default epochs and ``lr``, seed 0. Ratios are medians over the repeats.
-    Cached under ``time|task|optimizer`` (``--retime`` measures again).
+    and ``halving_search`` at their defaults, torch-lr-finder's range test (100
+    iterations) and one ``train_run`` at the task's default epochs and ``lr``, seed 0.
+    Ratios are medians over the repeats. Cached under ``time|task|optimizer``
+    (``--retime`` measures again).
     """
     key = f"time|{task_name}|{optimizer}"
     hit = cache.get(key)
@@ -170,10 +179,8 @@ def time_pair(cache: Cache, task_name: str, optimizer: str, lr: float, repeats: 
     import tempfile
 
     from lrlab.experiments.loop import train_run
-    from lrlab.experiments.optimizers import make_optimizer
     from lrlab.experiments.store import Store
     from lrlab.experiments.tasks import get_task
-    from lrlab.finder import find_lr, halving_search
 
     task = get_task(task_name)
     loader = task.train_loader(task.default_batch_size, 0)
@@ -182,15 +189,10 @@ def time_pair(cache: Cache, task_name: str, optimizer: str, lr: float, repeats: 
         store = Store(Path(tmp) / "time.db")
         train_run({"task": task_name, "optimizer": optimizer, "lr": lr, "seed": 0}, store, "warm")
         for rep in range(repeats):
-            model = task.make_model(0)
-            started = time.perf_counter()
-            result = find_lr(model, make_optimizer(optimizer, model.parameters(), 1e-7), task.loss_fn, loader)
-            finder.append(time.perf_counter() - started)
+            result, finder_seconds, _, halving_seconds = run_finders(task, optimizer, 0, loader)
+            finder.append(finder_seconds)
+            halving.append(halving_seconds)
             iterations = len(result)
-            model = task.make_model(0)
-            started = time.perf_counter()
-            halving_search(model, make_optimizer(optimizer, model.parameters(), 1e-7), task.loss_fn, loader)
-            halving.append(time.perf_counter() - started)
             tlf.append(torch_lr_finder(task, optimizer, 0, loader)[1])
             started = time.perf_counter()
             train_run({"task": task_name, "optimizer": optimizer, "lr": lr, "seed": 0}, store, f"run-{rep}")
@@ -211,10 +213,12 @@ def time_pair(cache: Cache, task_name: str, optimizer: str, lr: float, repeats: 
 
 def default_rule_for(optimizer: str) -> str:
     """The rule behind ``find_lr``'s recommendation for an optimizer spec."""
-    from lrlab.experiments.optimizers import parse_optimizer
+    from lrlab.experiments.optimizers import make_optimizer
+    from lrlab.finder.range_test import is_sgd_family
     from lrlab.finder.suggest import default_rule
 
-    return default_rule(parse_optimizer(optimizer)[0] in ("sgd", "asgd"))[0]
+    probe = make_optimizer(optimizer, [torch.zeros(1, requires_grad=True)], 1e-3)
+    return default_rule(is_sgd_family(probe))[0]
 
 
 def geo_mean(values: list[float]) -> float:
@@ -236,9 +240,6 @@ def evaluate_pair(
     pick = max if kind == "classification" else min
     best_lr = pick(grid, key=lambda lr: grid[lr])
     best = grid[best_lr]
-    full_run_seconds = float(
-        np.mean([train(cache, store, task_name, optimizer, best_lr, s, epochs)["seconds"] for s in seeds])
-    )
     rules: dict[str, Any] = {}
     found = [suggestions(cache, task_name, optimizer, s) for s in seeds]
     for rule in RULES:
@@ -264,10 +265,6 @@ def evaluate_pair(
         "best_lr": best_lr,
         "best": best,
         "rules": rules,
-        "full_run_seconds": full_run_seconds,
-        "lrlab_seconds": float(np.mean([f["lrlab_seconds"] for f in found])),
-        "halving_seconds": float(np.mean([f["halving_seconds"] for f in found])),
-        "torch_lr_finder_seconds": float(np.mean([f["torch_lr_finder_seconds"] for f in found])),
     }
 
 

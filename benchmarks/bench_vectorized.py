@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -81,12 +82,10 @@ def _block(store: Store, configs: list[dict], repeats: int, vmap: bool, tag: str
     }
 
 
-def _macs_per_step(task_name: str, batch: int) -> int:
+def _macs_per_step(task: Any, batch: int) -> int:
     """Multiply-adds of one training step of one member: the forward, the weight gradients
     and the input gradients of every Linear layer but the first (its input needs none)."""
-    from lrlab.experiments.tasks import get_task
-
-    linears = [m for m in get_task(task_name).make_model(0).modules() if isinstance(m, torch.nn.Linear)]
+    linears = [m for m in task.make_model(0).modules() if isinstance(m, torch.nn.Linear)]
     sizes = [m.in_features * m.out_features for m in linears]
     return batch * (2 * sum(sizes) + sum(sizes[1:]))
 
@@ -100,18 +99,16 @@ def _peak_macs_per_second(repeats: int = 20) -> float:
     return 1024**3 / best
 
 
-def _forward_backward_step(configs: list[dict], repeats: int = 40) -> float:
+def _forward_backward_step(task: Any, members: int, batch: int, repeats: int = 40) -> float:
     """Seconds of the group's stacked forward and backward on one batch (the best of
     ``repeats``): what every step of the group costs before any optimizer update, data
     loading or recording."""
-    from lrlab.experiments.tasks import get_task
     from lrlab.experiments.vectorized import _member_losses
     from lrlab.experiments.vectorized_model import stack_models
 
-    task = get_task(configs[0]["task"])
-    model = stack_models([task.make_model(i) for i in range(len(configs))])
+    model = stack_models([task.make_model(i) for i in range(members)])
     loss = _member_losses(task)
-    inputs, targets = next(iter(task.train_loader(configs[0]["batch_size"], 0)))
+    inputs, targets = next(iter(task.train_loader(batch, 0)))
 
     def step() -> None:
         torch.autograd.grad(loss(model(inputs), targets).sum(), model.params)
@@ -125,11 +122,11 @@ def _floor(configs: list[dict], one_seconds: float) -> dict:
     peak rate, and its stacked forward + backward passes alone, measured."""
     from lrlab.experiments.tasks import get_task
 
-    task = get_task(configs[0]["task"])
-    steps = configs[0]["epochs"] * len(task.train_loader(configs[0]["batch_size"], 0))
-    macs = _macs_per_step(configs[0]["task"], configs[0]["batch_size"]) * steps * len(configs)
+    task, batch = get_task(configs[0]["task"]), configs[0]["batch_size"]
+    steps = configs[0]["epochs"] * len(task.train_loader(batch, 0))
+    macs = _macs_per_step(task, batch) * steps * len(configs)
     peak = _peak_macs_per_second()
-    passes = _forward_backward_step(configs) * steps
+    passes = _forward_backward_step(task, len(configs), batch) * steps
     return {
         "peak": peak,
         "floor": macs / peak,
@@ -172,7 +169,9 @@ def main() -> None:
                       f"alone x{r['passes_ratio']:.2f}", flush=True)  # fmt: skip
     if args.quick:
         return
-    macs = _macs_per_step("digits-mlp", 64)
+    from lrlab.experiments.tasks import get_task
+
+    macs = _macs_per_step(get_task("digits-mlp"), 64)
     lines = [
         f"K={K} learning rates of `digits-mlp` (64-256-256-10, {args.epochs} epochs, batch 64, "
         "`sgd(momentum=0.9)`, cosine schedule), every step and epoch recorded into SQLite. Wall time "

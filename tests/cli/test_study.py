@@ -40,7 +40,11 @@ def test_study_trains_reports_recommends_and_resumes(tmp_path):
     runs = store.runs()
     assert len(runs) == 18  # one optimizer x two LRs (finder's, 3x) x nine schedules x one seed
     assert {r.status for r in runs} <= {"done", "diverged"}
-    assert len(store.finder_results()) == 1
+    (finder,) = store.finder_results()
+    anchor = finder.suggestions["minimum/10"]  # the study's LRs: 1x and 3x the anchor
+    assert sorted({r.config["lr"] for r in runs}) == pytest.approx([anchor, 3 * anchor], rel=1e-12)
+    assert finder.config["rule"] == "minimum/3"  # the finder's own recommendation for SGD, printed
+    assert f"recommends lr {finder.lr:.3g} (minimum/3)" in first.stdout
     html = (out / "report.html").read_text()
     assert "plotly" in html.lower() and len(html) > 100_000
     assert len(list((out / "figures").glob("*.png"))) >= 4

@@ -150,7 +150,8 @@ def test_suggestion_is_below_the_stability_limit_of_a_quadratic():
     assert 0.5 < result.lrs[-1] < 10.0
     assert set(result.suggestions) == {"steepest", "valley", "minimum/10", "minimum/3", "minimum/30"}
     for name, lr in result.suggestions.items():
-        assert 1e-4 < lr < 1.0, (name, lr)
+        if name != "minimum/30":  # a third of minimum/10, pinned to it below
+            assert 1e-3 < lr < 1.0, (name, lr)
     assert result.suggestions["minimum/3"] == pytest.approx(result.suggestions["minimum/10"] * 10 / 3)
     assert result.suggestions["minimum/30"] == pytest.approx(result.suggestions["minimum/10"] / 3)
     assert result.rule == "minimum/3"  # plain SGD: a third of the minimum

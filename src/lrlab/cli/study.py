@@ -266,7 +266,7 @@ def _print_summary(result: Any) -> None:
     for name, finder in result.finders.items():
         anchor = anchor_lr(finder)
         console.print(
-            f"range test {escape(name)}: recommends lr {finder.lr:.3g} ({escape(finder.reason.split(' ')[0])}); "
+            f"range test {escape(name)}: recommends lr {finder.lr:.3g} ({escape(str(finder.config.get('rule')))}); "
             f"study LRs {', '.join(f'{anchor * f:.3g}' for f in factors)} "
             f"(x{', x'.join(f'{f:g}' for f in factors)} {ANCHOR_RULE}); "
             f"cyclic bounds {_num(finder.base_lr)}-{_num(finder.max_lr)}",

@@ -1,8 +1,8 @@
 """The learning-rate finder: an LR range test and rules that read its curve.
 
 ``find_lr`` runs the test (torch); ``lrlab.finder.suggest`` holds the pure rules
-(``steepest``, ``valley``, ``minimum_tenth``, ``minimum_divided``, and the decision rule of the article's
-halving search, which ``halving_search`` runs).
+(``steepest``, ``valley``, ``minimum_tenth``, ``minimum_divided``, and the decision rule of
+the article's halving search, which ``halving_search`` runs).
 """
 
 from lrlab.finder.halving import HalvingResult, halving_search

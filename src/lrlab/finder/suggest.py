@@ -170,14 +170,12 @@ RULE_DESCRIPTIONS: dict[str, str] = {
 # (fastai's tenth is tuned for short one-cycle fine-tuning and was too large here).
 DEFAULT_RULE = "minimum/30"
 DEFAULT_RULE_SGD = "minimum/3"
-DEFAULT_REASON = (
-    "default rule for adaptive optimizers: closest to grid search in lrlab's benchmark "
+_REASON = (
+    "default rule for {}: closest to grid search in lrlab's benchmark "
     "(docs/finder.md: the best of 19 constant LRs x 3 seeds on 5 tasks)"
 )
-DEFAULT_REASON_SGD = (
-    "default rule for SGD: closest to grid search in lrlab's benchmark "
-    "(docs/finder.md: the best of 19 constant LRs x 3 seeds on 5 tasks)"
-)
+DEFAULT_REASON = _REASON.format("adaptive optimizers")
+DEFAULT_REASON_SGD = _REASON.format("SGD")
 
 
 def default_rule(sgd: bool) -> tuple[str, str]:

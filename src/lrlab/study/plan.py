@@ -38,9 +38,10 @@ class Budget:
     """How much a study trains: the fraction of the task's default epochs, the seeds, and
     the multiples of the anchor LR (the range test's minimum/10) tried for each schedule.
 
-    The anchor is cautious by design, so even the small budget also tries three times that LR (and three times the cyclic bounds): measured against a full
-    LR x schedule grid (``benchmarks/bench_study.py``), the factor 1 alone landed 1.1 points
-    of accuracy short of the grid's best on digits-linear, the pair (1, 3) matched it.
+    The anchor is cautious by design, so even the small budget also tries three times that
+    LR (and three times the cyclic bounds): measured against a full LR x schedule grid
+    (``benchmarks/bench_study.py``), the factor 1 alone landed 1.1 points of accuracy short
+    of the grid's best on digits-linear, the pair (1, 3) matched it.
     """
 
     name: str
