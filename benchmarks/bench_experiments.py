@@ -33,8 +33,8 @@ CONFIG = {
 
 def bare_loop() -> None:
     """The same training with no recording: what a user writes by hand."""
-    from lrlab.experiments.optimizers import make_optimizer
-    from lrlab.experiments.tasks import get_task
+    from lrlab.optim.grammar import make_optimizer
+    from lrlab.training.tasks import get_task
     from lrlab.schedules import parse
     from lrlab.torch import LRScheduler
 
@@ -60,8 +60,8 @@ def bare_loop() -> None:
 
 
 def overhead(repeats: int, workdir: Path) -> tuple[float, float, float, float, float, int]:
-    from lrlab.experiments.loop import train_run
-    from lrlab.experiments.store import Store
+    from lrlab.training.loop import train_run
+    from lrlab.store.sqlite import Store
 
     store = Store(workdir / "overhead.db")
     counter = iter(range(10**6))
@@ -88,8 +88,8 @@ def overhead(repeats: int, workdir: Path) -> tuple[float, float, float, float, f
 
 
 def write_rows(workdir: Path, total: int = 1_000_000, batch: int = 1000) -> tuple[float, float]:
-    from lrlab.experiments.records import RunRecord
-    from lrlab.experiments.store import Store
+    from lrlab.store.records import RunRecord
+    from lrlab.store.sqlite import Store
 
     store = Store(workdir / "rows.db")
     runs = 100
@@ -106,8 +106,8 @@ def write_rows(workdir: Path, total: int = 1_000_000, batch: int = 1000) -> tupl
 
 
 def read_epochs(workdir: Path, runs: int = 100, epochs: int = 50) -> tuple[float, int]:
-    from lrlab.experiments.records import EpochRecord, RunRecord
-    from lrlab.experiments.store import Store
+    from lrlab.store.records import EpochRecord, RunRecord
+    from lrlab.store.sqlite import Store
 
     store = Store(workdir / "epochs.db")
     store.create_runs([RunRecord(f"r{i}", "bench", "done", {"lr": 0.1}, 0) for i in range(runs)])
@@ -134,8 +134,8 @@ JOBS_SWEEP = {
 
 
 def jobs_throughput(workdir: Path, jobs: int, attempt: int = 0) -> tuple[float, int]:
-    from lrlab.experiments.store import Store
-    from lrlab.experiments.sweep import run_sweep
+    from lrlab.store.sqlite import Store
+    from lrlab.sweeps import run_sweep
 
     store = Store(workdir / f"jobs{jobs}-{attempt}.db")
     start = time.perf_counter()
@@ -180,7 +180,7 @@ def main() -> None:
 | sweep of {n_runs} digits-mlp runs ({JOBS_SWEEP["epochs"]} epochs), `--jobs 1`, best of 2 | {one_s:.1f} s ({60 * n_runs / one_s:.1f} runs/min) | |
 | same sweep, `--jobs 2`, best of 2 | {two_s:.1f} s ({60 * n_runs / two_s:.1f} runs/min), {one_s / two_s:.2f}x | |
 
-Overhead: the recorded run (`lrlab.experiments.loop.train_run`, writing into SQLite) and a
+Overhead: the recorded run (`lrlab.training.loop.train_run`, writing into SQLite) and a
 hand-written loop with the same task, model, optimizer, schedule and evaluation run
 interleaved in one process with one torch thread; CPU time of the process, so that other
 load on the machine weighs less. Recording adds per step: the LR of each group, momentum,

@@ -4,7 +4,7 @@ torch-lr-finder (issue 4's quality bar).
 For each task and optimizer:
 
 1. reference: a grid of constant LRs, 3 per decade over 1e-5..10 (19 values), each trained
-   with 3 seeds by the real recording loop (``lrlab.experiments.loop.train_run``);
+   with 3 seeds by the real recording loop (``lrlab.training.loop.train_run``);
 2. for each seed, ``lrlab.find_lr`` (defaults: 1e-7..10, 100 iterations) on that seed's
    model and loader gives every rule's suggestion; ``halving_search`` runs the article's
    search; torch-lr-finder (``LRFinder.range_test`` + its ``plot(suggest_lr=True)``
@@ -71,7 +71,7 @@ class Cache:
 
 def train(cache: Cache, store: Any, task: str, optimizer: str, lr: float, seed: int, epochs: int) -> dict:
     """One real training run at constant ``lr``; cached."""
-    from lrlab.experiments.loop import train_run
+    from lrlab.training.loop import train_run
 
     key = run_key(task, optimizer, lr, seed, epochs)
     hit = cache.get(key)
@@ -101,7 +101,7 @@ def score(run: dict, kind: str) -> float:
 def run_finders(task: Any, optimizer: str, seed: int, loader: Any) -> tuple[Any, float, Any, float]:
     """``find_lr`` and ``halving_search`` at their defaults, each on a fresh model of
     ``seed``: their results and wall times."""
-    from lrlab.experiments.optimizers import make_optimizer
+    from lrlab.optim.grammar import make_optimizer
     from lrlab.finder import find_lr, halving_search
 
     model = task.make_model(seed)
@@ -124,7 +124,7 @@ def suggestions(cache: Cache, task_name: str, optimizer: str, seed: int) -> dict
                 # Cached before these rules existed: all are the LR at the same minimum, divided.
                 hit[f"minimum/{divisor}"] = hit["minimum/10"] * 10 / divisor
         return hit
-    from lrlab.experiments.tasks import get_task
+    from lrlab.training.tasks import get_task
 
     task = get_task(task_name)
     loader = task.train_loader(task.default_batch_size, seed)
@@ -147,7 +147,7 @@ def torch_lr_finder(task: Any, optimizer: str, seed: int, loader: Any) -> tuple[
     import matplotlib.pyplot as plt
     from torch_lr_finder import LRFinder
 
-    from lrlab.experiments.optimizers import make_optimizer
+    from lrlab.optim.grammar import make_optimizer
 
     model = task.make_model(seed)
     finder = LRFinder(model, make_optimizer(optimizer, model.parameters(), 1e-7), task.loss_fn, device="cpu")
@@ -178,9 +178,9 @@ def time_pair(cache: Cache, task_name: str, optimizer: str, lr: float, repeats: 
         return hit
     import tempfile
 
-    from lrlab.experiments.loop import train_run
-    from lrlab.experiments.store import Store
-    from lrlab.experiments.tasks import get_task
+    from lrlab.training.loop import train_run
+    from lrlab.store.sqlite import Store
+    from lrlab.training.tasks import get_task
 
     task = get_task(task_name)
     loader = task.train_loader(task.default_batch_size, 0)
@@ -213,8 +213,8 @@ def time_pair(cache: Cache, task_name: str, optimizer: str, lr: float, repeats: 
 
 def default_rule_for(optimizer: str) -> str:
     """The rule behind ``find_lr``'s recommendation for an optimizer spec."""
-    from lrlab.experiments.optimizers import make_optimizer
-    from lrlab.finder.range_test import is_sgd_family
+    from lrlab.optim.grammar import make_optimizer
+    from lrlab.finder.range import is_sgd_family
     from lrlab.finder.suggest import default_rule
 
     probe = make_optimizer(optimizer, [torch.zeros(1, requires_grad=True)], 1e-3)
@@ -229,7 +229,7 @@ def geo_mean(values: list[float]) -> float:
 def evaluate_pair(
     cache: Cache, store: Any, task_name: str, optimizer: str, seeds: list[int], epochs: int
 ) -> dict:
-    from lrlab.experiments.tasks import get_task
+    from lrlab.training.tasks import get_task
 
     kind = get_task(task_name).kind
     grid, per_seed = {}, {}
@@ -451,8 +451,8 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true", help="print the section, do not write docs")
     args = parser.parse_args()
 
-    from lrlab.experiments.store import Store
-    from lrlab.experiments.tasks import get_task
+    from lrlab.store.sqlite import Store
+    from lrlab.training.tasks import get_task
 
     torch.set_num_threads(1)
     cache = Cache(args.cache)

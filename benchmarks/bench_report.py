@@ -1,7 +1,7 @@
 """Report benchmark: a report for 100 runs x 10^4 steps (target: under 10 s), page size.
 
 The store is a real SQLite file filled through the store's writer API with a synthetic but
-realistic sweep (``lrlab.report.synthetic``: 10 LRs x 2 schedules x 5 seeds, 10 epochs of
+realistic sweep (``tests/report/synthetic.py``: 10 LRs x 2 schedules x 5 seeds, 10 epochs of
 1000 steps, one LR diverging). Timed: reading the sweep from the store, diagnostics,
 downsampling and the HTML page; separately, the PNG of every figure.
 
@@ -27,8 +27,8 @@ from benchmarks._common import write_section
 
 
 def build_store(path: Path, seeds: int) -> tuple[int, int]:
-    from lrlab.experiments.store import Store
-    from lrlab.report.synthetic import save_to_store, synthetic_sweep
+    from lrlab.store.sqlite import Store
+    from tests.report.synthetic import save_to_store, synthetic_sweep
 
     lrs = tuple(float(x) for x in np.geomspace(1e-3, 2.0, 10))
     sweep = synthetic_sweep(
@@ -46,7 +46,7 @@ def build_store(path: Path, seeds: int) -> tuple[int, int]:
 
 
 def timed_report(db: Path, out: Path, png: Path | None) -> tuple[float, float, float, int]:
-    from lrlab.experiments.store import Store
+    from lrlab.store.sqlite import Store
     from lrlab.report import load_report_data, write_report
 
     start = time.perf_counter()

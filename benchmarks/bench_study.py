@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks._common import write_section
-from lrlab.experiments.store import Store
-from lrlab.experiments.sweep import run_sweep
-from lrlab.experiments.tasks import get_task
+from lrlab.store.sqlite import Store
+from lrlab.sweeps import run_sweep
+from lrlab.training.tasks import get_task
 from lrlab.study import run_study
 from lrlab.study.plan import BUDGETS, resolve_optimizer, study_schedules
 

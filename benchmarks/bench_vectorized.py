@@ -25,9 +25,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._common import write_section
-from lrlab.experiments.loop import train_run
-from lrlab.experiments.store import Store
-from lrlab.experiments.vectorized import train_vectorized
+from lrlab.training.loop import train_run
+from lrlab.store.sqlite import Store
+from lrlab.training.vectorized import train_vectorized
 
 K = 16
 
@@ -103,8 +103,8 @@ def _forward_backward_step(task: Any, members: int, batch: int, repeats: int = 4
     """Seconds of the group's stacked forward and backward on one batch (the best of
     ``repeats``): what every step of the group costs before any optimizer update, data
     loading or recording."""
-    from lrlab.experiments.vectorized import _member_losses
-    from lrlab.experiments.vectorized_model import stack_models
+    from lrlab.training.vectorized import _member_losses
+    from lrlab.training.vectorized.model import stack_models
 
     model = stack_models([task.make_model(i) for i in range(members)])
     loss = _member_losses(task)
@@ -120,7 +120,7 @@ def _forward_backward_step(task: Any, members: int, batch: int, repeats: int = 4
 def _floor(configs: list[dict], one_seconds: float) -> dict:
     """Two lower bounds on the group's time, over one run's: its multiply-adds at the CPU's
     peak rate, and its stacked forward + backward passes alone, measured."""
-    from lrlab.experiments.tasks import get_task
+    from lrlab.training.tasks import get_task
 
     task, batch = get_task(configs[0]["task"]), configs[0]["batch_size"]
     steps = configs[0]["epochs"] * len(task.train_loader(batch, 0))
@@ -169,7 +169,7 @@ def main() -> None:
                       f"alone x{r['passes_ratio']:.2f}", flush=True)  # fmt: skip
     if args.quick:
         return
-    from lrlab.experiments.tasks import get_task
+    from lrlab.training.tasks import get_task
 
     macs = _macs_per_step(get_task("digits-mlp"), 64)
     lines = [

@@ -1,4 +1,4 @@
-"""A user task: any function returning an ``lrlab.experiments.tasks.Task``.
+"""A user task: any function returning an ``lrlab.training.tasks.Task``.
 
 Use it from a sweep file (``task = "examples/my_task.py:two_moons"``) or the command
 line (``lrlab find --task examples/my_task.py:two_moons``). Keyword options come from
@@ -13,7 +13,7 @@ import torch
 from sklearn.datasets import make_moons
 from torch import nn
 
-from lrlab.experiments.tasks import Task, TensorPairs
+from lrlab.training.tasks import Task, TensorPairs
 
 
 def two_moons(samples: int = 1000, noise: float = 0.2, hidden: int = 32) -> Task:

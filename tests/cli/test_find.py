@@ -6,7 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from lrlab.cli.app import app
-from lrlab.experiments.store import Store
+from lrlab.store.sqlite import Store
 
 runner = CliRunner()
 
@@ -46,7 +46,7 @@ def test_find_takes_a_task_from_a_file_and_writes_html(tmp_path):
         textwrap.dedent(
             """
             import torch
-            from lrlab.experiments.tasks import Task, TensorPairs
+            from lrlab.training.tasks import Task, TensorPairs
 
             def make():
                 g = torch.Generator().manual_seed(0)

@@ -6,8 +6,8 @@ import pytest
 from typer.testing import CliRunner
 
 from lrlab.cli.app import app
-from lrlab.experiments.store import Store
-from lrlab.report.synthetic import save_to_store, synthetic_sweep
+from lrlab.store.sqlite import Store
+from tests.report.synthetic import save_to_store, synthetic_sweep
 
 runner = CliRunner()
 

@@ -10,9 +10,9 @@ import pytest
 from typer.testing import CliRunner
 
 from lrlab.cli.app import app
-from lrlab.experiments.api import EXPORT_COLUMNS, epochs_frame, export_records, runs_frame, steps_frame
-from lrlab.experiments.store import Store
-from lrlab.experiments.sweep import run_sweep
+from lrlab.store.queries import EXPORT_COLUMNS, epochs_frame, export_records, runs_frame, steps_frame
+from lrlab.store.sqlite import Store
+from lrlab.sweeps import run_sweep
 
 runner = CliRunner()
 

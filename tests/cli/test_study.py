@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from lrlab.experiments.store import Store
+from lrlab.store.sqlite import Store
 
 
 def _study(*args, cwd):
@@ -93,7 +93,7 @@ def test_a_tie_on_error_is_explained_by_the_validation_loss():
     from types import SimpleNamespace
 
     from lrlab.cli.study import _verdict_lines
-    from lrlab.experiments.records import EpochRecord, RunRecord
+    from lrlab.store.records import EpochRecord, RunRecord
     from lrlab.study.recommend import recommend
 
     def run(run_id, optimizer):

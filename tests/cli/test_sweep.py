@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from lrlab.cli.app import app
-from lrlab.experiments.store import Store
+from lrlab.store.sqlite import Store
 
 runner = CliRunner()
 
@@ -51,7 +51,7 @@ def test_sweep_runs_records_and_resumes(sweep_file, tmp_path):
 def test_failed_run_exits_1(tmp_path):
     task = tmp_path / "broken.py"
     task.write_text(
-        "from lrlab.experiments.tasks.digits import digits_linear\n"
+        "from lrlab.training.tasks.digits import digits_linear\n"
         "def make():\n"
         "    task = digits_linear(train_size=32, val_size=16)\n"
         "    task.loss_fn = lambda output, target: 1 / 0\n"

@@ -6,7 +6,7 @@ import torch
 from finder_problems import make_classifier
 from torch.nn import functional as F
 
-from lrlab.experiments.records import FinderRecord
+from lrlab.store.records import FinderRecord
 from lrlab.finder import FinderResult, find_lr
 
 

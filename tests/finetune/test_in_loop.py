@@ -3,8 +3,10 @@
 import numpy as np
 import pytest
 
-from lrlab.experiments.loop import train_run
-from lrlab.experiments.store import Store
+from tests.run_configs import typed_config
+
+from lrlab.training.loop import train_run
+from lrlab.store.sqlite import Store
 from lrlab.schedules import cosine
 
 
@@ -21,7 +23,7 @@ def _config(**finetune):
     }
     if finetune:
         config["finetune"] = finetune
-    return config
+    return typed_config(config)
 
 
 def test_recorded_lrs_are_schedule_times_multiplier(tmp_path):

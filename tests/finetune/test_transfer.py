@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from lrlab.experiments.tasks import get_task
-from lrlab.experiments.tasks.transfer import _pretrain, pretrained_backbone
+from lrlab.training.tasks import get_task
+from lrlab.training.tasks.transfer import _pretrain, pretrained_backbone
 from lrlab.finetune import GradualUnfreezer, param_groups
 from lrlab.schedules import cosine
 from lrlab.torch import LRScheduler

@@ -74,8 +74,8 @@ def test_bad_hyperparameters_name_the_parameter(kwargs: dict, name: str) -> None
 
 
 def test_fixes_the_ravine_where_gd_at_the_same_rate_stalls() -> None:
-    gd = run_trajectory("ravine", "sgd:lr=0.25", steps=200)
-    dbd = run_trajectory("ravine", "deltabardelta:lr=0.25", steps=200)
+    gd = run_trajectory("ravine", "sgd(lr=0.25)", steps=200)
+    dbd = run_trajectory("ravine", "deltabardelta(lr=0.25)", steps=200)
     assert gd.steps_to_tol is None
     assert dbd.steps_to_tol is not None and dbd.steps_to_tol < 100
     assert not dbd.diverged
@@ -94,7 +94,7 @@ def test_gains_grow_along_the_valley_and_shrink_across_it() -> None:
 
 
 def _digits_full_batch():  # type: ignore[no-untyped-def]
-    from lrlab.experiments.tasks import get_task
+    from lrlab.training.tasks import get_task
 
     task = get_task("digits-linear")
     return task, task.train_data.inputs, task.train_data.targets

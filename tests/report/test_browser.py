@@ -6,7 +6,7 @@ import pytest
 
 from lrlab.report.data import build_report_data
 from lrlab.report.render import write_report
-from lrlab.report.synthetic import synthetic_sweep
+from tests.report.synthetic import synthetic_sweep
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from lrlab.experiments.records import FinderRecord
-from lrlab.experiments.store import Store
+from lrlab.store.records import FinderRecord
+from lrlab.store.sqlite import Store
 from lrlab.report import load_report_data
-from lrlab.report.synthetic import save_to_store, synthetic_sweep
+from tests.report.synthetic import save_to_store, synthetic_sweep
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +79,7 @@ def test_the_report_layer_never_imports_torch():
     import sys
 
     code = (
-        "import sys, lrlab.report, lrlab.report.html, lrlab.report.static, lrlab.report.synthetic, "
-        "lrlab.experiments.store; sys.exit('torch' in sys.modules)"
+        "import sys, lrlab.report, lrlab.report.html, lrlab.report.static, "
+        "lrlab.store.sqlite; sys.exit('torch' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

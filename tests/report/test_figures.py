@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from lrlab.experiments.records import FinderRecord
+from lrlab.store.records import FinderRecord
 from lrlab.report.data import build_report_data
 from lrlab.report.figures import (
     build_figures,
@@ -13,7 +13,7 @@ from lrlab.report.figures import (
     steps_figure,
     ucurve_figure,
 )
-from lrlab.report.synthetic import synthetic_sweep
+from tests.report.synthetic import synthetic_sweep
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from lrlab.report.data import build_report_data
 from lrlab.report.figures import build_figures
 from lrlab.report.render import write_report
 from lrlab.report.static import write_figure
-from lrlab.report.synthetic import synthetic_sweep
+from tests.report.synthetic import synthetic_sweep
 
 XSS = "<img src=x onerror=alert(1)>"
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from lrlab.experiments.records import EpochRecord, RunRecord
+from lrlab.store.records import EpochRecord, RunRecord
 from lrlab.study.recommend import recommend
 
 

@@ -14,7 +14,7 @@ from lrlab.surfaces.drawing import frame_steps, write_surface_figure
 
 @pytest.fixture(scope="module")
 def trajectories():  # type: ignore[no-untyped-def]
-    return run_trajectories("ravine", ["sgd:lr=0.25", "nesterov:lr=0.05", "sgd:lr=1.0"], steps=24)
+    return run_trajectories("ravine", ["sgd(lr=0.25)", "nesterov(lr=0.05)", "sgd(lr=1.0)"], steps=24)
 
 
 def test_frame_steps_cover_start_and_end_without_repeats() -> None:
@@ -52,7 +52,7 @@ def test_html_is_self_contained_with_a_step_slider(trajectories, tmp_path: Path)
     labels = re.findall(r'"label":"(\d+)","method":"animate"', html)
     assert labels == ["0", "5", "10", "14", "19", "24"]
     assert html.count('"name":"24"') >= 1  # a frame per slider position
-    for name in ("sgd:lr=0.25", "nesterov:lr=0.05"):
+    for name in ("sgd(lr=0.25)", "nesterov(lr=0.05)"):
         assert name in html
 
 

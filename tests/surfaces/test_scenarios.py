@@ -123,7 +123,7 @@ def test_torch_adagrad_does_not_burst_because_its_sum_only_grows(valley: Scenari
 
 def test_without_a_long_floor_there_is_no_burst() -> None:
     # The same optimizer stopped before the squared-gradient average has shrunk: no burst yet.
-    early = run_trajectory("valley", "rmsprop:lr=0.2", steps=120)
+    early = run_trajectory("valley", "rmsprop(lr=0.2)", steps=120)
     assert sideways_bursts(early) == []
 
 

@@ -22,7 +22,7 @@ pytestmark = [
 def test_slider_positions_replay_the_paths_offline(tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
 
-    trajs = run_trajectories("ravine", ["sgd:lr=0.25", "nesterov:lr=0.05"], steps=20)
+    trajs = run_trajectories("ravine", ["sgd(lr=0.25)", "nesterov(lr=0.05)"], steps=20)
     out = write_surface_figure(trajs, tmp_path / "ravine.html", max_frames=5, resolution=30)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)

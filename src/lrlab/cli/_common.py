@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import NoReturn
 
 import typer
 from rich.console import Console
+
+from lrlab.store.sqlite import DEFAULT_DB
 
 console = Console()
 err_console = Console(stderr=True)
@@ -15,3 +18,8 @@ def bad_input(message: str) -> NoReturn:
     """Report bad input in one line on stderr and exit with code 2, no traceback."""
     err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code=2)
+
+
+def db_option(help: str = "The run store (SQLite file).") -> Path:
+    """The ``--db`` option of every command, with the one default path."""
+    return typer.Option(DEFAULT_DB, "--db", help=help)

@@ -10,8 +10,9 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from lrlab.cli._common import bad_input, console, err_console
+from lrlab.cli._common import bad_input, console, db_option, err_console
 from lrlab.cli.app import app
+from lrlab.formatting import num
 
 EXAMPLES = """
 
@@ -26,7 +27,6 @@ Examples:
   lrlab find --task digits-cnn --halving --db runs.db --sweep cnn-study
 """
 
-DEFAULT_DB = Path("lrlab-runs") / "lrlab.db"
 FIGURE_SUFFIXES = (".png", ".svg", ".html")
 
 
@@ -40,7 +40,7 @@ def _as_flags(message: str) -> str:
 
 
 def _fmt(lr: float) -> str:
-    return "-" if not math.isfinite(lr) else f"{lr:.3g}"
+    return "-" if not math.isfinite(lr) else num(lr, 3)
 
 
 @app.command(
@@ -64,7 +64,7 @@ def find(
     halving: bool = typer.Option(False, "--halving", help="Also run the article's halving search."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto."),
     amp: bool = typer.Option(False, "--amp", help="CUDA automatic mixed precision (float16)."),
-    db: Path = typer.Option(DEFAULT_DB, "--db", help="The store (SQLite file) the result goes to."),
+    db: Path = db_option("The store (SQLite file) the result goes to."),
     sweep: str | None = typer.Option(None, "--sweep", help="Tag the stored result with this sweep name."),
     store: bool = typer.Option(True, "--store/--no-store", help="Store the result for the report."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Write the figure: .png, .svg or .html."),
@@ -76,23 +76,21 @@ def find(
     if mode not in ("exp", "linear"):
         bad_input(f"--mode must be exp or linear, got {mode!r}")
 
-    from lrlab.experiments.loop import resolve_device
-    from lrlab.experiments.optimizers import make_optimizer
-    from lrlab.experiments.tasks import get_task
-    from lrlab.finder import find_lr
+    from lrlab.optim.grammar import parse_optimizer
+    from lrlab.study.range_tests import task_range_test
+    from lrlab.training.resolve import resolve_device
+    from lrlab.training.tasks import get_task
 
     try:
         the_task = get_task(task)
-        torch_device = resolve_device(device)
+        resolve_device(device)
     except ValueError as exc:
         bad_input(str(exc))
-    size = batch_size or the_task.default_batch_size
-    model = the_task.make_model(seed).to(torch_device)
     try:
-        opt = make_optimizer(optimizer, model.parameters(), start_lr)
+        parse_optimizer(optimizer)
     except ValueError as exc:
         bad_input(f"bad --optimizer {optimizer!r}: {exc}")
-    loader = the_task.train_loader(size, seed)
+    size = batch_size or the_task.default_batch_size
 
     with Progress(
         TextColumn("range test"),
@@ -108,9 +106,10 @@ def find(
             bar.update(job, completed=iteration + 1, lr=f"{lr:.2e}", loss=f"{loss:.4g}")
 
         try:
-            result = find_lr(
-                model, opt, the_task.loss_fn, loader, start_lr=start_lr, end_lr=end_lr, num_iter=num_iter,
-                mode=mode, amp=amp, halving=halving, progress=progress,
+            result, record = task_range_test(
+                the_task, task, optimizer, batch_size=size, seed=seed, device=device, sweep=sweep,
+                progress=progress, start_lr=start_lr, end_lr=end_lr, num_iter=num_iter, mode=mode, amp=amp,
+                halving=halving,
             )  # fmt: skip
         except ValueError as exc:
             bad_input(_as_flags(str(exc)))
@@ -120,12 +119,8 @@ def find(
         result.plot(out, title=f"LR range test: {the_task.name}, {optimizer}")
         console.print(f"wrote {escape(str(out))}")
     if store:
-        from lrlab.experiments.store import Store
+        from lrlab.store.sqlite import Store
 
-        record = result.to_record(
-            the_task.name, optimizer, sweep=sweep,
-            config={"task": task, "batch_size": size, "seed": seed, "device": str(torch_device)},
-        )  # fmt: skip
         Store(db).save_finder_result(record)
         console.print(f"stored finder result {record.id} in {escape(str(db))}")
     if not math.isfinite(result.lr):

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from lrlab.cli._common import bad_input, console
+from lrlab.cli._common import bad_input, console, db_option
 from lrlab.cli.app import app
 
 EXAMPLES = """
@@ -21,7 +21,6 @@ Examples:
   lrlab report --runs 3f2a9c01 --runs 77b0e4d2 --out two-runs.html --log-y
 """
 
-DEFAULT_DB = Path("lrlab-runs") / "lrlab.db"
 
 
 def _split_ids(values: list[str] | None) -> list[str]:
@@ -37,7 +36,7 @@ def _split_ids(values: list[str] | None) -> list[str]:
 )
 def report(
     out: Path = typer.Option(..., "--out", "-o", help="The HTML file to write (.html)."),
-    db: Path = typer.Option(DEFAULT_DB, "--db", help="The run store (SQLite file)."),
+    db: Path = db_option(),
     sweep: str | None = typer.Option(None, "--sweep", "-s", help="Report the runs of this sweep."),
     runs: list[str] | None = typer.Option(
         None, "--runs", "-r", help="Report these runs (ids or unique id prefixes); repeat or comma-separate."
@@ -58,8 +57,8 @@ def report(
     if not db.is_file():
         bad_input(f"no run store at {str(db)!r} (run `lrlab sweep` first or pass --db)")
 
-    from lrlab.experiments.store import Store
     from lrlab.report import load_report_data, write_report
+    from lrlab.store.sqlite import Store
 
     try:
         store = Store(db)

@@ -10,8 +10,9 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from lrlab.cli._common import bad_input, console
+from lrlab.cli._common import bad_input, console, db_option
 from lrlab.cli.app import app
+from lrlab.formatting import num
 
 HELP = """Look at and manage the runs in the store.
 
@@ -29,21 +30,17 @@ Examples:
 runs_app = typer.Typer(help=HELP, no_args_is_help=True, rich_markup_mode="rich")
 app.add_typer(runs_app, name="runs")
 
-_DB = typer.Option(Path("lrlab-runs/lrlab.db"), "--db", help="Run database (SQLite).")
+_DB = db_option()
 _STATUS_STYLE = {"done": "green", "diverged": "yellow", "failed": "red", "running": "cyan", "queued": "dim"}
 
 
 def _store(db: Path):  # -> Store
-    from lrlab.experiments.api import open_store
+    from lrlab.store.queries import open_store
 
     try:
         return open_store(db)
     except FileNotFoundError as exc:
         bad_input(str(exc))
-
-
-def _fmt(value: float | None, digits: int = 4) -> str:
-    return "-" if value is None else f"{value:.{digits}g}"
 
 
 @runs_app.command(
@@ -55,16 +52,18 @@ def list_runs(
     sweep: str | None = typer.Option(None, "--sweep", help="Only this sweep."),
     status: str | None = typer.Option(None, "--status", help="Only runs with this status."),
 ) -> None:
-    from lrlab.experiments.api import export_records
-    from lrlab.experiments.records import RUN_STATUSES
+    from lrlab.store.records import RunStatus
 
-    if status is not None and status not in RUN_STATUSES:
-        bad_input(f"--status must be one of {', '.join(RUN_STATUSES)}, got {status!r}")
+    try:
+        wanted = None if status is None else RunStatus.parse(status)
+    except ValueError as exc:
+        bad_input(f"--{exc}")
     store = _store(db)
     if sweep is not None and sweep not in store.sweeps():
         bad_input(f"no sweep {sweep!r} in {db} (sweeps: {', '.join(store.sweeps()) or 'none'})")
-    records = [r for r in export_records(store, sweep) if status is None or r["status"] == status]
-    table = Table(title=f"{len(records)} runs in {db}")
+    runs = store.runs(sweep=sweep, status=wanted)
+    finals = store.epochs_for([r.id for r in runs])
+    table = Table(title=f"{len(runs)} runs in {db}")
     for column in (
         "id",
         "sweep",
@@ -78,13 +77,12 @@ def list_runs(
         "val acc",
     ):
         table.add_column(column, overflow="fold")
-    for r in records:
-        c, final = r["config"], r["final"] or {}
-        style = _STATUS_STYLE.get(r["status"], "")
+    for r in runs:
+        c, last = r.config, (finals[r.id][-1] if finals[r.id] else None)
+        style = _STATUS_STYLE.get(r.status.value, "")
         table.add_row(
-            r["id"][:8], r["sweep"] or "-", f"[{style}]{r['status']}[/]", str(c.get("task")),
-            str(c.get("optimizer")), str(c.get("schedule")), _fmt(c.get("lr")), str(r["seed"]),
-            _fmt(final.get("val_loss")), _fmt(final.get("val_accuracy"), 3),
+            r.id[:8], r.sweep or "-", f"[{style}]{r.status}[/]", c.task, c.optimizer, str(c.schedule),
+            num(c.lr), str(r.seed), num(last and last.val_loss), num(last and last.val_accuracy, 3),
         )  # fmt: skip
     console.print(table)
 
@@ -108,21 +106,21 @@ def show(
 ) -> None:
     store = _store(db)
     record = store.run(_resolve(store, run_id))
-    style = _STATUS_STYLE.get(record.status, "")
+    style = _STATUS_STYLE.get(record.status.value, "")
     console.print(f"[bold]run {record.id}[/]  sweep {record.sweep or '-'}  [{style}]{record.status}[/]")
     if record.error:
         console.print(f"error: {record.error}", markup=False, highlight=False)
     if record.started_at and record.finished_at:
         console.print(f"wall time: {record.finished_at - record.started_at:.2f} s  "
                       f"lrlab {record.lrlab_version}  torch {record.torch_version}")  # fmt: skip
-    console.print_json(json.dumps(record.config, sort_keys=True))
+    console.print_json(json.dumps(record.config.to_dict(), sort_keys=True))
     epochs = store.epochs(record.id)
     table = Table(title=f"{len(epochs)} epochs, {store.step_count(record.id)} steps")
     for column in ("epoch", "step", "train loss", "val loss", "val error", "val acc", "time (s)"):
         table.add_column(column, justify="right")
     for e in epochs:
-        table.add_row(str(e.epoch), str(e.step), _fmt(e.train_loss), _fmt(e.val_loss), _fmt(e.val_error, 3),
-                      _fmt(e.val_accuracy, 3), f"{e.wall_time:.2f}")  # fmt: skip
+        table.add_row(str(e.epoch), str(e.step), num(e.train_loss), num(e.val_loss), num(e.val_error, 3),
+                      num(e.val_accuracy, 3), f"{e.wall_time:.2f}")  # fmt: skip
     console.print(table)
 
 
@@ -135,7 +133,7 @@ def export(
     sweep: str | None = typer.Option(None, "--sweep", help="Only this sweep."),
     format: str = typer.Option("json", "--format", "-f", help="json or csv."),
 ) -> None:
-    from lrlab.experiments.api import EXPORT_COLUMNS, export_records, flat_record
+    from lrlab.store.queries import EXPORT_COLUMNS, export_records, flat_record
 
     if format not in ("json", "csv"):
         bad_input(f"--format must be json or csv, got {format!r}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
@@ -12,26 +13,30 @@ from rich.table import Table
 from lrlab.cli._common import bad_input, console
 from lrlab.cli.app import app
 
+if TYPE_CHECKING:
+    from lrlab.schedules import Schedule
+
 EXAMPLES = """
 
 Examples:
 
   lrlab surface --list
 
-  lrlab surface ravine --opt sgd:lr=0.25 --opt "sgd:lr=0.05,momentum=0.9" --opt "sgd:lr=0.05,momentum=0.9,nesterov=true" --opt adam:lr=0.1 --steps 300 --out ravine.png
+  lrlab surface ravine --opt "sgd(lr=0.25)" --opt "sgd(lr=0.05, momentum=0.9)" --opt "nesterov(lr=0.05)" --opt "adam(lr=0.1)" --steps 300 --out ravine.png
 
-  lrlab surface rosenbrock --opt adam:lr=0.05 --opt "rmsprop:lr=0.01" --schedule "cosine(lr=1.0, total_steps=500)" --steps 500 --out rosen.html
+  lrlab surface rosenbrock --opt "adam(lr=0.05)" --opt "rmsprop(lr=0.01)" --schedule "cosine(lr=1.0, total_steps=500)" --steps 500 --out rosen.html
 
-  lrlab surface valley --opt "rmsprop:lr=0.2" --opt "rmsprop:lr=0.2@exponential(lr=0.2, decay_rate=0.99)" --steps 300 --json
+  lrlab surface valley --opt "rmsprop(lr=0.2)" --schedule none --opt "rmsprop(lr=0.2)" --schedule "exponential(lr=1.0, decay_rate=0.99)" --steps 300 --json
 
   lrlab surface --scenario ravine-story --out ravine-story.gif
 
-Optimizers are "name:key=value,key=value" with any torch.optim name (sgd, adam, adamw,
-adagrad, rmsprop, rprop, adadelta, nadam, radam, adamax, asgd, lbfgs, adafactor), the
-aliases gd, momentum, nesterov, deltabardelta (lrlab.optim.DeltaBarDelta) and adagradmean
-(lrlab.optim.AdaGradMean, the lecture's AdaGrad); lists as betas=(0.9,0.99). "SPEC@SCHEDULE" drives one optimizer's lr with an lrlab schedule;
---schedule drives every optimizer without its own, scaled so that its peak equals that
-optimizer's lr (or as given, when the spec has no lr).
+Optimizers are written name(key=value, ...), as everywhere in lrlab, with their own lr:
+any torch.optim name (sgd, adam, adamw, adagrad, rmsprop, rprop, adadelta, nadam, radam,
+adamax, asgd, lbfgs, adafactor), deltabardelta (lrlab.optim.DeltaBarDelta), adagradmean
+(lrlab.optim.AdaGradMean, the lecture's AdaGrad) and the aliases gd, sgdm/momentum,
+nesterov/nag, dbd; lists as betas=[0.9, 0.99]. --schedule is given once for every
+optimizer or once per --opt, in order (none: a constant lr). A schedule gives the shape:
+scaled so that its peak equals the optimizer's lr, or as written when the spec has no lr.
 """
 
 
@@ -52,6 +57,62 @@ def _parse_start(text: str) -> tuple[float, float]:
     if not (math.isfinite(x) and math.isfinite(y)):
         bad_input(f"--start must be finite, got {text!r}")
     return (x, y)
+
+
+def _schedules(texts: list[str], count: int) -> list[Schedule | None]:
+    """One schedule (or None) per optimizer: one --schedule for all, or one per --opt."""
+    from lrlab.schedules import SpecError, parse
+
+    if len(texts) not in (0, 1, count):
+        bad_input(f"give --schedule once for every optimizer or once per --opt ({count}), got {len(texts)}")
+    chosen: list[Schedule | None] = []
+    for text in texts:
+        if text.strip().lower() == "none":
+            chosen.append(None)
+            continue
+        try:
+            chosen.append(parse(text))
+        except SpecError as exc:
+            bad_input(f"bad schedule spec: {exc.reason} at position {exc.position} in {exc.spec!r}")
+        except ValueError as exc:
+            bad_input(f"bad schedule spec {text!r}: {exc}")
+    return chosen * count if len(chosen) == 1 else chosen or [None] * count
+
+
+def _reject_old_form(text: str) -> None:
+    """The old surface syntax ``name:key=value,...[@schedule]`` -> one line with the new form."""
+    head, at, schedule = text.strip().partition("@")
+    name, colon, args = head.partition(":")
+    if not (at or colon):
+        return
+    items = []
+    for item in _split_top_level(args):
+        key, _, value = (part.strip() for part in item.partition("="))
+        if key == "lr" and at:
+            continue  # the old schedule was used as written, as it is for a spec without lr
+        items.append(f"{key}={_new_value(value)}")
+    new = f"{name.strip()}({', '.join(items)})" if items else name.strip()
+    suggestion = f'--opt "{new}"' + (f' --schedule "{schedule.strip()}"' if at else "")
+    bad_input(f"--opt {text!r} uses the old form; write {suggestion}")
+
+
+def _split_top_level(args: str) -> list[str]:
+    items, depth, current = [], 0, []
+    for char in args:
+        depth += (char in "([") - (char in ")]")
+        if char == "," and depth == 0:
+            items.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    items.append("".join(current))
+    return [item.strip() for item in items if item.strip()]
+
+
+def _new_value(value: str) -> str:
+    if value[:1] in "([" and value[-1:] in ")]":
+        return "[" + ", ".join(_new_value(v) for v in _split_top_level(value[1:-1])) + "]"
+    return {"none": "None", "true": "true", "false": "false"}.get(value.lower(), value)
 
 
 def _list_everything() -> None:
@@ -146,10 +207,13 @@ def surface(
         [],
         "--opt",
         "-O",
-        help="Optimizer 'name:key=value,...' with an optional '@SCHEDULE' suffix; repeatable.",
+        help='Optimizer spec such as "sgd(lr=0.05, momentum=0.9)"; repeatable.',
     ),
-    schedule: str | None = typer.Option(
-        None, "--schedule", "-s", help="lrlab schedule spec for every optimizer."
+    schedule: list[str] = typer.Option(
+        [],
+        "--schedule",
+        "-s",
+        help="lrlab schedule spec: once for every optimizer, or once per --opt in order (none: constant).",
     ),
     steps: int = typer.Option(200, "--steps", "-n", help="Optimizer steps per trajectory."),
     start: str | None = typer.Option(None, "--start", help="Start point 'x,y' (default: the surface's)."),
@@ -173,8 +237,7 @@ def surface(
     if scenario is not None:
         _run_scenario(scenario, out, as_json, frames)
         return
-    from lrlab.schedules import SpecError, parse
-    from lrlab.surfaces import get_surface, parse_optimizer, run_trajectory
+    from lrlab.surfaces import get_surface, run_trajectory
 
     if name is None:
         bad_input("give a surface name (see 'lrlab surface --list') or --scenario")
@@ -183,29 +246,24 @@ def surface(
     except ValueError as exc:
         bad_input(str(exc))
     if not opt:
-        bad_input("no optimizer given: add --opt NAME[:key=value,...], e.g. --opt sgd:lr=0.01")
+        bad_input('no optimizer given: add --opt SPEC, e.g. --opt "sgd(lr=0.01)"')
+    for text in opt:
+        _reject_old_form(text)
     if steps < 1:
         bad_input(f"--steps must be >= 1, got {steps}")
     if not (tol >= 0 and math.isfinite(tol)):
         bad_input(f"--tol must be a finite number >= 0, got {tol}")
     begin = _parse_start(start) if start is not None else None
-    shared = None
-    if schedule is not None:
-        try:
-            shared = parse(schedule)
-        except SpecError as exc:
-            bad_input(f"bad schedule spec: {exc.reason} at position {exc.position} in {exc.spec!r}")
-        except ValueError as exc:
-            bad_input(f"bad schedule spec {schedule!r}: {exc}")
+    schedules = _schedules(schedule, len(opt))
+    shared = schedules[0] if len(schedule) == 1 else None
     trajectories = []
-    for text in opt:
+    for text, chosen in zip(opt, schedules, strict=True):
+        label = text.strip() if chosen is None or shared is not None else f"{text.strip()} + {chosen}"
         try:
-            spec = parse_optimizer(text)
             trajectories.append(
-                run_trajectory(
-                    surf, spec, steps=steps, start=begin, schedule=shared, tol=tol, scale_schedule=True
-                )
-            )
+                run_trajectory(surf, text, steps=steps, start=begin, schedule=chosen, tol=tol,
+                               name=label, scale_schedule=True)
+            )  # fmt: skip
         except ValueError as exc:
             bad_input(str(exc))
     title = f"{surf.name}, {steps} steps" + (f", schedule {shared}" if shared is not None else "")

@@ -9,8 +9,10 @@ from typing import Any
 
 import typer
 
-from lrlab.cli._common import bad_input, console, err_console
+from lrlab.cli._common import bad_input, console, db_option, err_console
 from lrlab.cli.app import app
+from lrlab.formatting import num
+from lrlab.store.records import RunConfig
 
 EXAMPLES = """
 
@@ -73,13 +75,13 @@ class _Display:
         for run_id, state in self.current.items():
             table.add_row(
                 run_id[:8], self.labels.get(run_id, ""), f"{state['epoch']}/{state['epochs']}",
-                _fmt(state.get("loss")), _fmt(state.get("val_loss")),
+                num(state.get("loss")), num(state.get("val_loss")),
             )  # fmt: skip
         return Group(self._progress, table)
 
     def __call__(self, event: Any) -> None:
-        from lrlab.experiments.loop import RunProgress
-        from lrlab.experiments.sweep import SweepProgress
+        from lrlab.sweeps import SweepProgress
+        from lrlab.training.recorder import RunProgress
 
         if isinstance(event, SweepProgress):
             if event.event == "start":
@@ -122,12 +124,8 @@ class _Display:
         return f"  ETA {seconds / 60:.1f} min" if seconds >= 60 else f"  ETA {seconds:.0f} s"
 
 
-def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4g}"
-
-
-def _label(config: dict[str, Any]) -> str:
-    return f"{config['optimizer']} {config['schedule']} lr={config['lr']:g} seed={config['seed']}"
+def _label(config: RunConfig) -> str:
+    return f"{config.optimizer} {config.schedule} lr={config.lr:g} seed={config.seed}"
 
 
 @app.command(
@@ -145,7 +143,7 @@ def sweep(
     gpus_per_run: float = typer.Option(
         0.0, "--gpus-per-run", help="GPUs per run with --backend ray (fractions allowed)."
     ),
-    db: Path = typer.Option(Path("lrlab-runs/lrlab.db"), "--db", help="Run database (SQLite)."),
+    db: Path = db_option(),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
     vectorize: bool = typer.Option(
@@ -153,9 +151,9 @@ def sweep(
     ),
     max_group: int | None = typer.Option(None, "--max-group", help="Most runs per vectorised group (32)."),
 ) -> None:
-    from lrlab.experiments.loop import resolve_device
-    from lrlab.experiments.store import Store
-    from lrlab.experiments.sweep import BACKENDS, SweepSpecError, expand, load_sweep, run_sweep
+    from lrlab.store.sqlite import Store
+    from lrlab.sweeps import BACKENDS, SweepSpecError, expand, load_sweep, run_sweep
+    from lrlab.training.resolve import resolve_device
 
     if jobs < 1:
         bad_input(f"--jobs must be >= 1, got {jobs}")
@@ -192,7 +190,7 @@ def sweep(
         bad_input(str(exc))
     counts: dict[str, int] = {}
     for record in records:
-        counts[record.status] = counts.get(record.status, 0) + 1
+        counts[record.status.value] = counts.get(record.status.value, 0) + 1
     if not quiet:
         summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
         console.print(f"sweep {spec.name}: {summary} -> {db}", highlight=False)

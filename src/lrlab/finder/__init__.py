@@ -6,7 +6,7 @@ the article's halving search, which ``halving_search`` runs).
 """
 
 from lrlab.finder.halving import HalvingResult, halving_search
-from lrlab.finder.range_test import find_lr
+from lrlab.finder.range import find_lr
 from lrlab.finder.result import FinderResult
 from lrlab.finder.suggest import (
     RULES,

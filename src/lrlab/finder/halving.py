@@ -20,7 +20,7 @@ import torch
 
 from lrlab.finder import suggest
 from lrlab.finder._state import capture
-from lrlab.finder.range_test import _Stepper
+from lrlab.finder.range import _Stepper
 
 __all__ = ["HalvingResult", "halving_search"]
 

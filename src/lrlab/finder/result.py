@@ -15,6 +15,8 @@ from lrlab.finder import suggest
 
 __all__ = ["FinderResult"]
 
+_PLOT_SUFFIXES = (".png", ".svg", ".html")
+
 
 @dataclass(frozen=True)
 class FinderResult:
@@ -62,17 +64,31 @@ class FinderResult:
             return None
 
     def plot(self, path: str | Path | None = None, *, title: str | None = None) -> Any:
-        """The loss-vs-LR curve (log x) with each suggestion marked and the cyclic bounds
-        shaded. Without ``path`` returns a matplotlib Figure; with a ``.png``/``.svg``
-        path writes it and returns the path; with ``.html`` writes an offline plotly page.
-        """
-        from lrlab.finder.plot import finder_figure, write_finder_figure
+        """The loss-vs-LR curve (log x) with each suggestion marked, the chosen LR as a
+        vertical line and the cyclic bounds shaded. Without ``path`` returns a matplotlib
+        ``Figure`` (not registered with pyplot); with a ``.png``/``.svg`` path writes it and
+        returns the path; with ``.html`` writes an offline interactive (plotly) page.
 
-        args = (self.lrs, self.losses, self.smoothed, self.suggestions)
-        kwargs = {"recommended": self.rule, "bounds": self._bounds_or_none(), "title": title}
+        It is the report's range-test figure (``lrlab.report.figures.range_test_figure``,
+        the one ``lrlab report`` draws for stored tests) drawn by the report's renderers.
+        ``lrlab.report`` is imported here, lazily: the finder sits below the report and
+        does not import it when loaded.
+        """
+        if path is not None and Path(path).suffix.lower() not in _PLOT_SUFFIXES:
+            raise ValueError(f"path must end in one of {', '.join(_PLOT_SUFFIXES)}, got {Path(path).name!r}")
+        from lrlab.report.figures import RangeTest, range_test_figure
+
+        test = RangeTest(
+            self.lrs, self.losses, self.smoothed, self.suggestions, self.lr, self.rule, self._bounds_or_none()
+        )
+        spec = range_test_figure([test], title=title)
         if path is None:
-            return finder_figure(*args, **kwargs)
-        return write_finder_figure(path, *args, **kwargs)
+            from lrlab.report.static import draw_figure
+
+            return draw_figure(spec)
+        from lrlab.report.render import save_figure
+
+        return save_figure(spec, path)
 
     def to_record(
         self,
@@ -83,8 +99,8 @@ class FinderResult:
         sweep: str | None = None,
         config: dict[str, Any] | None = None,
     ):
-        """This result as an ``lrlab.experiments.records.FinderRecord`` for the store."""
-        from lrlab.experiments.records import FinderRecord
+        """This result as an ``lrlab.store.records.FinderRecord`` for the store."""
+        from lrlab.store.records import FinderRecord
 
         full_config = {**self.config, **(config or {}), "rule": self.rule}
         created = time.time()

@@ -8,20 +8,19 @@ only a downsampled copy of each series (spikes and the divergence point preserve
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from lrlab.experiments.records import EpochRecord, FinderRecord, RunRecord, StepSeries
 from lrlab.report.diagnostics import Finding, diagnose
 from lrlab.report.downsample import DEFAULT_MAX_POINTS, downsample_indices
 from lrlab.report.grouping import Configuration, group_runs, is_diverged, shared_axes
+from lrlab.store.records import EpochRecord, FinderRecord, RunRecord, StepSeries
 
 if TYPE_CHECKING:
-    from lrlab.experiments.store import Store
+    from lrlab.store.sqlite import Store
 
 
 @dataclass
@@ -66,15 +65,15 @@ def _steps_per_epoch(
     return out
 
 
-def _shape(run: RunRecord) -> tuple[str, str]:
-    return (repr(run.config.get("task")), repr(run.config.get("batch_size")))
+def _shape(run: RunRecord) -> tuple[str, int | None]:
+    return (run.config.task, run.config.batch_size)
 
 
 def _planned_steps(runs: Sequence[RunRecord], spe: Mapping[str, float]) -> dict[str, int]:
     out = {}
     for run in runs:
-        epochs = run.config.get("epochs")
-        if run.id in spe and isinstance(epochs, int) and epochs > 0:
+        epochs = run.config.epochs
+        if run.id in spe and epochs:
             out[run.id] = max(1, round(spe[run.id] * epochs))
     return out
 
@@ -159,7 +158,7 @@ def build_report_data(
         small[run.id] = downsample_series(
             series, max_points, () if div is None else (div,), with_lr=run.id in representatives
         )
-    tasks = sorted({str(r.config.get("task")) for r in runs if r.config.get("task") is not None})
+    tasks = sorted({r.config.task for r in runs})
     used = [f for f in finders if not tasks or f.task in tasks]
     return ReportData(
         title=title,
@@ -171,7 +170,7 @@ def build_report_data(
         findings=findings,
         steps_per_epoch=spe,
         total_steps={rid: len(s) for rid, s in steps.items()},
-        shared=shared_axes([c.config for c in configs]),
+        shared=shared_axes([c.axes for c in configs]),
     )
 
 
@@ -232,7 +231,3 @@ def _by_prefix(store: Store, prefixes: Sequence[str]) -> list[RunRecord]:
             raise ValueError(f"run id {prefix!r}: {why} in {store.path}")
         out.append(matches[0])
     return out
-
-
-def finite_or_none(value: float | None) -> float | None:
-    return value if value is not None and math.isfinite(value) else None

@@ -6,6 +6,7 @@ prints. The thresholds are parameters with the defaults documented in ``docs/rep
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -13,8 +14,18 @@ from typing import Any
 
 import numpy as np
 
-from lrlab.experiments.records import EpochRecord, RunRecord, StepSeries
-from lrlab.report.grouping import Configuration, epoch_stats, format_value, is_diverged, schedule_shape
+from lrlab.formatting import num
+from lrlab.report.grouping import (
+    Configuration,
+    config_axes,
+    epoch_stats,
+    format_value,
+    is_diverged,
+    schedule_shape,
+)
+from lrlab.report.ranking import Ranked, rank
+from lrlab.schedules.summary import key_points
+from lrlab.store.records import EpochRecord, RunRecord, RunStatus, StepSeries
 
 # The article: "near the end of training the learning rate should have decayed by about 100x or more".
 DECAY_RULE = 100.0
@@ -34,91 +45,55 @@ class Finding:
 
 
 def _g(value: float | None) -> str:
-    if value is None:
-        return "n/a"
-    if math.isinf(value):
-        return "inf"
-    return f"{value:.4g}"
+    return num(value, missing="n/a")
 
 
-def family_key(config: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
-    """The config without seed and LR (schedule written relative to the LR): the
+def family_key(cfg: Configuration) -> str:
+    """The configuration without seed and LR (schedule written relative to the LR): the
     configurations of one family differ only in their learning rate."""
-    lr = config.get("lr")
-    lr_f = float(lr) if isinstance(lr, (int, float)) and not isinstance(lr, bool) else None
     items = []
-    for k, v in config.items():
-        if k in ("seed", "lr"):
+    for k, v in config_axes(cfg.config).items():
+        if k == "lr":
             continue
-        text = schedule_shape(v, lr_f) if k == "schedule" and isinstance(v, str) else format_value(v)
+        text = schedule_shape(v, cfg.lr) if k in ("schedule", "momentum") else format_value(v)
         items.append((k, text))
-    return tuple(sorted(items))
+    return json.dumps(sorted(items))
 
 
-# ---------------------------------------------------------------- final metrics
+# ---------------------------------------------------------------- the best configuration
 
 
-def final_metric(records: Sequence[EpochRecord], metric: str = "val_loss") -> float | None:
-    """The metric at the last epoch that reports a finite value (None when none does)."""
-    for rec in reversed(records):
-        value = getattr(rec, metric)
-        if value is not None and math.isfinite(value):
-            return float(value)
-    return None
-
-
-@dataclass(frozen=True)
-class ConfigScore:
-    """A configuration's final metric over its non-diverged seeds."""
-
-    config: Configuration
-    mean: float
-    low: float
-    high: float
-    seeds: int
-
-
-def config_scores(
-    configs: Sequence[Configuration], epochs: Mapping[str, Sequence[EpochRecord]], metric: str = "val_loss"
-) -> list[ConfigScore]:
-    """Scores of every configuration with at least one non-diverged run reporting ``metric``,
-    best (lowest) first."""
-    scores = []
-    for cfg in configs:
-        values = [
-            v
-            for run in cfg.runs
-            if not is_diverged(run) and run.status != "failed"
-            for v in [final_metric(epochs.get(run.id, ()), metric)]
-            if v is not None
-        ]
-        if values:
-            arr = np.asarray(values)
-            scores.append(ConfigScore(cfg, float(arr.mean()), float(arr.min()), float(arr.max()), len(arr)))
-    return sorted(scores, key=lambda s: (s.mean, s.config.index))
+def ranked_configurations(
+    configs: Sequence[Configuration], epochs: Mapping[str, Sequence[EpochRecord]], metric: str | None = None
+) -> list[tuple[Configuration, Ranked]]:
+    """The configurations in the order of the one scorer (:func:`lrlab.report.ranking.rank`)."""
+    by_key = {cfg.key: cfg for cfg in configs}
+    runs = [r for cfg in configs for r in cfg.runs]
+    return [(by_key[entry.key], entry) for entry in rank(runs, epochs, metric)]
 
 
 def best_configuration(
-    configs: Sequence[Configuration], epochs: Mapping[str, Sequence[EpochRecord]], metric: str = "val_loss"
+    configs: Sequence[Configuration], epochs: Mapping[str, Sequence[EpochRecord]]
 ) -> Finding | None:
-    """The configuration with the lowest final ``metric`` and its margin over the runner-up.
+    """The best configuration by the one scorer and its margin over the runner-up.
 
     The margin is compared with the spread over seeds (max - min of either configuration):
     a margin inside that spread is reported as not separated from noise.
     """
-    scores = config_scores(configs, epochs, metric)
-    if not scores and metric != "train_loss":
-        return best_configuration(configs, epochs, "train_loss")
-    if not scores:
+    ranked = ranked_configurations(configs, epochs)
+    if not ranked:
+        ranked = ranked_configurations(configs, epochs, "train_loss")
+    if not ranked:
         return None
-    best = scores[0]
+    cfg, best = ranked[0]
+    metric = best.metric
     what = metric.replace("_", " ")
     seeds = f" (mean of {best.seeds} seeds, range {_g(best.low)}-{_g(best.high)})" if best.seeds > 1 else ""
     numbers: dict[str, Any] = {"metric": metric, "best": best.mean, "best_seeds": best.seeds}
-    message = f"Best configuration: {best.config.label} with final {what} {_g(best.mean)}{seeds}"
-    labels = [best.config.label]
-    if len(scores) > 1:
-        second = scores[1]
+    message = f"Best configuration: {cfg.label} with final {what} {_g(best.mean)}{seeds}"
+    labels = [cfg.label]
+    if len(ranked) > 1:
+        second_cfg, second = ranked[1]
         margin = second.mean - best.mean
         relative = margin / abs(second.mean) if second.mean else math.inf
         spread = max(best.high - best.low, second.high - second.low)
@@ -129,32 +104,20 @@ def best_configuration(
             "seed_spread": spread,
         }
         message += (
-            f"; runner-up {second.config.label} at {_g(second.mean)}, "
+            f"; runner-up {second_cfg.label} at {_g(second.mean)}, "
             f"a margin of {_g(margin)} ({relative:.1%})"
         )
-        if max(best.seeds, second.seeds) > 1:
+        if margin == 0 and best.val_loss is not None and second.val_loss is not None:
+            message += f", a tie broken by the lower validation loss ({_g(best.val_loss)} vs {_g(second.val_loss)})"
+        elif max(best.seeds, second.seeds) > 1:
             message += (
                 f", {'larger' if margin > spread else 'not larger'} than the spread over seeds ({_g(spread)})"
             )
-        labels.append(second.config.label)
-    error = _mean_final(best.config, epochs, "val_error")
-    if metric == "val_loss" and error is not None:
-        numbers["best_val_error"] = error
-        message += f". Its validation error is {error:.2%}"
-    return Finding(
-        "best", "info", message + ".", numbers, tuple(labels), tuple(r.id for r in best.config.runs)
-    )
-
-
-def _mean_final(cfg: Configuration, epochs: Mapping[str, Sequence[EpochRecord]], metric: str) -> float | None:
-    values = [
-        v
-        for run in cfg.runs
-        if not is_diverged(run)
-        for v in [final_metric(epochs.get(run.id, ()), metric)]
-        if v is not None
-    ]
-    return float(np.mean(values)) if values else None
+        labels.append(second_cfg.label)
+    if metric == "val_error" and best.val_loss is not None:
+        numbers["best_val_loss"] = best.val_loss
+        message += f". Its validation loss is {_g(best.val_loss)}"
+    return Finding("best", "info", message + ".", numbers, tuple(labels), best.run_ids)
 
 
 # ---------------------------------------------------------------- divergence
@@ -163,9 +126,9 @@ def _mean_final(cfg: Configuration, epochs: Mapping[str, Sequence[EpochRecord]],
 def divergence(configs: Sequence[Configuration]) -> list[Finding]:
     """Diverged runs, and per family (same everything but LR) the LR where divergence starts:
     the smallest diverged LR, next to the largest LR below it that never diverged."""
-    families: dict[tuple[tuple[str, str], ...], list[Configuration]] = {}
+    families: dict[str, list[Configuration]] = {}
     for cfg in configs:
-        families.setdefault(family_key(cfg.config), []).append(cfg)
+        families.setdefault(family_key(cfg), []).append(cfg)
     findings = []
     for members in families.values():
         bad = [c for c in members if c.diverged]
@@ -304,7 +267,7 @@ def stuck_runs(
         ok = np.isfinite(series.loss)
         start = float(np.median(series.loss[ok][: max(4, int(ok.sum()) // 20)]))
         progress = 1 - check.loss_level / start if start else 0.0
-        best_lr = family_best.get(family_key(cfg.config))
+        best_lr = family_best.get(family_key(cfg))
         if best_lr is not None and cfg.lr is not None and cfg.lr != best_lr:
             slow = cfg.lr < best_lr
         else:
@@ -313,7 +276,7 @@ def stuck_runs(
     findings = []
     for (_key, slow), items in flagged.items():
         cfg = items[0][0]
-        best_lr = family_best.get(family_key(cfg.config))
+        best_lr = family_best.get(family_key(cfg))
         findings.append(_stuck_finding(cfg, items, slow, best, best_lr))
     return findings
 
@@ -370,19 +333,19 @@ def _family_best_lr(
     configs: Sequence[Configuration],
     epochs: Mapping[str, Sequence[EpochRecord]],
     checks: Sequence[tuple[Configuration, RunRecord, StuckCheck | None]],
-) -> dict[tuple[tuple[str, str], ...], float]:
-    """Per family, the LR of the best configuration (final val loss, else step loss level)."""
-    score: dict[tuple[tuple[str, str], ...], float] = {}
-    for s in config_scores(configs, epochs):
-        score.setdefault(s.config.key, s.mean)
+) -> dict[str, float]:
+    """Per family, the LR of the best configuration (the one scorer, else step loss level)."""
+    score: dict[str, float] = {}
+    for position, (cfg, _entry) in enumerate(ranked_configurations(configs, epochs)):
+        score.setdefault(cfg.key, float(position))
     if not score:
         for cfg, _run, check in checks:
             if check is not None:
                 score[cfg.key] = min(score.get(cfg.key, math.inf), check.loss_level)
-    best: dict[tuple[tuple[str, str], ...], tuple[float, float]] = {}
+    best: dict[str, tuple[float, float]] = {}
     for cfg in configs:
-        if cfg.key in score and cfg.lr is not None:
-            fam = family_key(cfg.config)
+        if cfg.key in score:
+            fam = family_key(cfg)
             if fam not in best or score[cfg.key] < best[fam][0]:
                 best[fam] = (score[cfg.key], cfg.lr)
     return {fam: lr for fam, (_s, lr) in best.items()}
@@ -505,7 +468,7 @@ class Decay:
 def lr_decay(run: RunRecord, series: StepSeries | None, planned_steps: int | None = None) -> Decay | None:
     """Peak and final LR of a run: from its recorded LRs when it ran to the end, else from
     its schedule spec (``lrlab.schedules.parse`` + ``key_points``) over ``planned_steps``."""
-    if series is not None and len(series) and not is_diverged(run) and run.status == "done":
+    if series is not None and len(series) and not is_diverged(run) and run.status is RunStatus.DONE:
         # The param group with the highest peak: a frozen group (lr_mult 0) says nothing of the schedule.
         groups = series.lrs if series.lrs.ndim == 2 and series.lrs.shape[1] > 1 else series.lr[:, None]
         groups = groups[np.all(np.isfinite(groups), axis=1)]
@@ -513,24 +476,9 @@ def lr_decay(run: RunRecord, series: StepSeries | None, planned_steps: int | Non
             column = groups[:, int(np.argmax(groups.max(axis=0)))]
             if column.max() > 0:
                 return Decay(float(column.max()), float(column[-1]), "recorded")
-    spec = run.config.get("schedule")
     planned_steps = planned_steps or _int(run.extras.get("total_steps"))
-    if isinstance(spec, str) and planned_steps:
-        from lrlab.schedules import parse
-        from lrlab.schedules.summary import key_points
-
-        values = {
-            "lr": run.config.get("lr"),
-            "total_steps": planned_steps,
-            "steps_per_epoch": run.extras.get("steps_per_epoch"),
-        }
-        for name, value in values.items():
-            if value is not None:
-                spec = spec.replace("{" + name + "}", repr(value))
-        try:
-            kp = key_points(parse(spec), planned_steps)
-        except ValueError:
-            return None
+    if planned_steps:
+        kp = key_points(run.config.schedule, planned_steps)
         return Decay(kp.peak, kp.end, "schedule")
     return None
 
@@ -560,9 +508,7 @@ def schedule_decay(
                 break
         if decay is None or decay.factor >= rule:
             continue
-        spec = cfg.config.get("schedule")
-        shape = schedule_shape(spec, cfg.lr) if isinstance(spec, str) else "(recorded LRs)"
-        by_shape.setdefault(shape, []).append((cfg, decay))
+        by_shape.setdefault(schedule_shape(cfg.config.schedule, cfg.lr), []).append((cfg, decay))
     findings = []
     for shape, items in by_shape.items():
         cfg, decay = min(items, key=lambda item: item[1].factor)
@@ -605,7 +551,7 @@ def diagnose(
     findings += stuck_runs(configs, steps, epochs)
     findings += overfitting(configs, epochs)
     findings += schedule_decay(configs, steps, planned_steps)
-    failed = [r for c in configs for r in c.runs if r.status == "failed"]
+    failed = [r for c in configs for r in c.runs if r.status is RunStatus.FAILED]
     if failed:
         first = failed[0]
         findings.append(

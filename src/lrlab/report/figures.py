@@ -1,23 +1,29 @@
-"""The report's figures as plain data (panels of traces), drawn by two renderers.
+"""lrlab's figures as plain data (panels of traces), drawn by two renderers.
 
 A :class:`FigureSpec` says what to draw; ``report/static.py`` draws it with matplotlib
-(PNG/SVG) and ``report/html.py`` with plotly (interactive page). Building the specs is pure
-(ReportData in, specs out), so both outputs show exactly the same curves.
+(PNG/SVG, and a GIF of an animated spec) and ``report/html.py`` with plotly (interactive
+page). Building the specs is pure (ReportData or arrays in, specs out), so every output
+shows exactly the same curves. Not only the report's figures are specs: the range test
+(:func:`range_test_figure`, shared by the report and ``FinderResult.plot``), the schedule
+figure (``report/schedule_figures.py``) and the surface figure (``surfaces/drawing.py``)
+are built here or from these pieces and drawn by the same two renderers.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from lrlab.experiments.records import StepSeries
 from lrlab.report.data import ReportData, divergence_index
-from lrlab.report.diagnostics import config_scores, family_key, gap_series, widening_gap
+from lrlab.report.diagnostics import family_key, gap_series, widening_gap
 from lrlab.report.downsample import downsample_indices
 from lrlab.report.grouping import Configuration, epoch_stats, is_diverged
+from lrlab.report.ranking import rank
+from lrlab.store.records import StepSeries
 
 # Qualitative palette (tab10 then its lighter partner colours): readable in print.
 PALETTE = (
@@ -50,6 +56,27 @@ class Trace:
     error: tuple[np.ndarray, np.ndarray] | None = None  # minus, plus (error bars)
     hover: list[str] | None = None  # one text per point, plain text
     opacity: float = 1.0
+    marker_edge: str | None = None  # outline colour of the markers (None: their own colour)
+    animate: str | None = None  # None | grow | head: what a frame of the Animation shows
+
+    def at_step(self, step: int) -> Trace:
+        """This trace in the frame for ``step``: unchanged when not animated; "grow": its
+        first ``step + 1`` points; "head": only point ``step`` (the last one past the end)."""
+        if self.animate is None:
+            return self
+        if self.animate == "grow":
+            window = slice(0, step + 1)
+        else:
+            last = min(step, len(self.x) - 1)
+            window = slice(last, last + 1) if last >= 0 else slice(0, 0)
+
+        def cut(pair: tuple[np.ndarray, np.ndarray] | None) -> tuple[np.ndarray, np.ndarray] | None:
+            return None if pair is None else (pair[0][window], pair[1][window])
+
+        return dataclasses.replace(
+            self, x=self.x[window], y=self.y[window], band=cut(self.band), error=cut(self.error),
+            hover=None if self.hover is None else self.hover[window],
+        )  # fmt: skip
 
 
 @dataclass
@@ -69,6 +96,20 @@ class Span:
 
 
 @dataclass
+class Contour:
+    """A filled contour map of ``z`` over a grid, drawn under a panel's traces (a 2-D loss
+    surface). ``z[i, j]`` is the value at ``(x[j], y[i])``; ``levels`` increase, and are
+    geometric when ``log`` (then the colours follow log10 of the value)."""
+
+    x: np.ndarray  # (nx,)
+    y: np.ndarray  # (ny,)
+    z: np.ndarray  # (ny, nx)
+    levels: np.ndarray
+    log: bool = False
+    label: str = ""  # what the colours measure (the colour bar's title)
+
+
+@dataclass
 class Panel:
     title: str
     xlabel: str
@@ -81,6 +122,19 @@ class Panel:
     vlines: list[VLine] = field(default_factory=list)
     spans: list[Span] = field(default_factory=list)
     note: str | None = None  # shown when the panel has nothing to draw
+    xlim: tuple[float, float] | None = None
+    contour: Contour | None = None
+    width: float = 1.0  # relative width of the panel's column
+
+
+@dataclass
+class Animation:
+    """Frames of the figure, one per step in ``steps``: in the frame for step ``s`` a "grow"
+    trace shows its first ``s + 1`` points (an optimizer's path so far) and a "head" trace
+    its point ``s`` (where the optimizer is). The figure as first shown is the last frame."""
+
+    steps: list[int]
+    label: str = "step"
 
 
 @dataclass
@@ -91,9 +145,19 @@ class FigureSpec:
     panels: list[Panel]
     columns: int = 1
     log_toggle: bool = True
+    legend: str = "right"  # right | below (for long names): where the legend goes
+    size: tuple[float, float] | None = None  # inches of a PNG/SVG; None: from the panel count
+    animation: Animation | None = None
 
     def is_empty(self) -> bool:
-        return not any(p.traces for p in self.panels)
+        return not any(p.traces or p.contour is not None for p in self.panels)
+
+    def frame(self, step: int, *, titled: bool = True) -> FigureSpec:
+        """The figure as it stands at ``step`` of its animation, the step in its title."""
+        label = self.animation.label if self.animation else "step"
+        panels = [dataclasses.replace(p, traces=[t.at_step(step) for t in p.traces]) for p in self.panels]
+        title = f"{self.title} - {label} {step}" if titled else self.title
+        return dataclasses.replace(self, title=title, panels=panels)
 
 
 # ---------------------------------------------------------------- helpers
@@ -406,11 +470,10 @@ def ucurve_figure(data: ReportData) -> FigureSpec:
 
 
 def _ucurve_traces(data: ReportData, panel: Panel, metric: str, scale: float) -> None:
-    scores = {s.config.key: s for s in config_scores(data.configs, data.epochs, metric)}
-    families: dict[tuple[tuple[str, str], ...], list[Configuration]] = {}
+    scores = {s.key: s for s in rank(data.runs, data.epochs, metric)}
+    families: dict[str, list[Configuration]] = {}
     for cfg in data.configs:
-        if cfg.lr is not None:
-            families.setdefault(family_key(cfg.config), []).append(cfg)
+        families.setdefault(family_key(cfg), []).append(cfg)
     finite_top = max((s.high * scale for s in scores.values()), default=1.0)
     for members in families.values():
         members = sorted(members, key=lambda c: c.lr or 0.0)
@@ -446,7 +509,7 @@ def _finder_marks(data: ReportData) -> tuple[list[VLine], list[Span]]:
     if not data.finders:
         return [], []
     # The most recent range test for these tasks, preferring one with an optimizer of the runs.
-    optimizers = {str(r.config.get("optimizer")) for r in data.runs}
+    optimizers = {r.config.optimizer for r in data.runs}
     matching = [f for f in data.finders if f.optimizer in optimizers]
     rec = (matching or data.finders)[-1]
     vlines = [VLine(rec.lr, f"range test: lr={rec.lr:.3g}", "#d62728")]
@@ -458,43 +521,121 @@ def _finder_marks(data: ReportData) -> tuple[list[VLine], list[Span]]:
 
 # ---------------------------------------------------------------- range test
 
+# Colours of the suggestion rules when one range test is drawn (several tests: one colour each).
+RULE_COLORS = {
+    "steepest": "#d62728",
+    "valley": "#2ca02c",
+    "minimum/10": "#9467bd",
+    "minimum/3": "#e377c2",
+    "minimum/30": "#17becf",
+    "halving": "#ff7f0e",
+}
+_RULE_MARKERS = ("circle", "diamond", "triangle-up", "square")  # the star marks the chosen rule
+FINDER_CAPTION = (
+    "The LR grows exponentially over a short run while the loss is recorded (thin: raw, thick: "
+    "smoothed). The loss falls fastest well before it blows up; markers show each rule's "
+    "suggestion (a star the chosen one), the vertical line the chosen LR and the band the "
+    "suggested cyclic bounds."
+)
+
+
+@dataclass(frozen=True)
+class RangeTest:
+    """One range test to draw, as plain arrays: a fresh ``FinderResult`` and a stored
+    ``FinderRecord`` become the same value and so draw alike."""
+
+    lrs: np.ndarray
+    losses: np.ndarray
+    smoothed: np.ndarray
+    suggestions: Mapping[str, float]
+    lr: float | None = None  # the chosen LR (None or NaN: no rule could decide)
+    rule: str | None = None  # the rule that chose it (found from the suggestions when None)
+    bounds: tuple[float, float] | None = None  # cyclic (base_lr, max_lr)
+    name: str = "loss (thick: smoothed, thin: raw)"
+
+
+def range_test_figure(
+    tests: Sequence[RangeTest],
+    *,
+    title: str | None = None,
+    panel_title: str = "",
+    key: str = "finder",
+    caption: str = FINDER_CAPTION,
+) -> FigureSpec:
+    """Loss against LR (log x) of each range test: raw and smoothed curves, a marker per
+    suggestion rule, the chosen LR as a vertical line and the cyclic bounds shaded.
+
+    With one test each rule has its own colour; with several each test has one colour and
+    the rules are told apart by their marker. Without ``title``: "LR range test: <rule>
+    suggests <lr>" for one test that has a decision, else "LR range test".
+    """
+    panel = Panel(panel_title, "learning rate", "training loss", xlog=True)
+    for i, test in enumerate(tests):
+        _range_test_layers(panel, test, color(i), by_rule=len(tests) == 1, group=f"finder {i}: {test.name}")
+    panel.ylim = _finder_ylim([t.y for t in panel.traces if t.mode == "lines"])
+    return FigureSpec(key, title or _range_test_title(tests), caption, [panel])
+
+
+def _chosen_rule(test: RangeTest) -> str | None:
+    if test.rule is not None or test.lr is None:
+        return test.rule
+    return next(
+        (k for k, v in test.suggestions.items() if v and math.isclose(v, test.lr, rel_tol=1e-6)), None
+    )
+
+
+def _range_test_title(tests: Sequence[RangeTest]) -> str:
+    if len(tests) == 1:
+        rule, lr = _chosen_rule(tests[0]), tests[0].lr
+        if rule and lr is not None and math.isfinite(lr):
+            return f"LR range test: {rule} suggests {lr:.3g}"
+    return "LR range test"
+
+
+def _range_test_layers(panel: Panel, test: RangeTest, c: str, *, by_rule: bool, group: str) -> None:
+    lrs, losses, smoothed = (np.asarray(a, dtype=np.float64) for a in (test.lrs, test.losses, test.smoothed))
+    panel.traces.append(Trace(lrs, losses, test.name + " (raw)", group, c, width=0.8, opacity=0.35,
+                              show_legend=False))  # fmt: skip
+    panel.traces.append(Trace(lrs, smoothed, test.name, group, c, width=2.0))
+    chosen = _chosen_rule(test)
+    can_place = len(lrs) > 0 and bool(np.isfinite(smoothed).any())
+    for j, (rule, lr) in enumerate(sorted(test.suggestions.items())):
+        if not (lr and math.isfinite(lr) and lr > 0 and can_place):
+            continue
+        picked = rule == chosen
+        y = float(np.interp(math.log(lr), np.log(lrs), smoothed)) if len(lrs) > 1 else float(smoothed[0])
+        label = f"{rule}: {lr:.3g}" + (" (recommended)" if picked else "")
+        panel.traces.append(
+            Trace(np.asarray([lr]), np.asarray([y]), label, f"{group}: {rule}",
+                  RULE_COLORS.get(rule, "#8c564b") if by_rule else c, mode="markers",
+                  marker="star" if picked else _RULE_MARKERS[j % len(_RULE_MARKERS)],
+                  marker_size=16 if picked else 10, hover=[f"{test.name} | {rule} suggests lr={lr:.3g}"])
+        )  # fmt: skip
+    if test.lr is not None and math.isfinite(test.lr) and test.lr > 0:
+        label = f"chosen lr={test.lr:.3g}" + (f" ({chosen})" if chosen else "")
+        panel.vlines.append(VLine(test.lr, label, RULE_COLORS.get(chosen or "", c) if by_rule else c))
+    if test.bounds is not None:
+        low, high = test.bounds
+        panel.spans.append(Span(low, high, f"cyclic bounds {low:.3g}-{high:.3g}", c))
+
 
 def finder_figure(data: ReportData) -> FigureSpec:
-    panel = Panel("Range test: loss vs learning rate", "learning rate", "training loss (nats)", xlog=True)
-    markers = ("diamond", "star", "triangle-up", "square", "circle")
-    for i, rec in enumerate(data.finders):
-        c = color(i)
-        name = f"{rec.task}, {rec.optimizer}"
-        group = f"finder {i}: {name}"
-        panel.traces.append(Trace(rec.lrs, rec.losses, name + " (raw)", group, c, width=0.8, opacity=0.35,
-                                  show_legend=False))  # fmt: skip
-        panel.traces.append(Trace(rec.lrs, rec.smoothed, name, group, c, width=2.0))
-        for j, (rule, lr) in enumerate(sorted(rec.suggestions.items())):
-            if not (lr and math.isfinite(lr) and len(rec.lrs)):
-                continue
-            y = float(np.interp(math.log(lr), np.log(rec.lrs), rec.smoothed))
-            panel.traces.append(
-                Trace(np.asarray([lr]), np.asarray([y]), f"{rule}: {lr:.3g}", group, c, mode="markers",
-                      marker=markers[j % len(markers)], marker_size=11,
-                      hover=[f"{name} | {rule} suggests lr={lr:.3g}"])
-            )  # fmt: skip
-        rule = next(
-            (k for k, v in rec.suggestions.items() if v and math.isclose(v, rec.lr, rel_tol=1e-6)), None
+    """The stored range tests of the report, drawn by :func:`range_test_figure`."""
+    tests = [
+        RangeTest(
+            rec.lrs,
+            rec.losses,
+            rec.smoothed,
+            rec.suggestions,
+            lr=rec.lr,
+            rule=rec.config.get("rule"),
+            bounds=(rec.base_lr, rec.max_lr) if rec.base_lr and rec.max_lr else None,
+            name=f"{rec.task}, {rec.optimizer}",
         )
-        panel.vlines.append(VLine(rec.lr, f"chosen lr={rec.lr:.3g}" + (f" ({rule})" if rule else ""), c))
-        if rec.base_lr and rec.max_lr:
-            panel.spans.append(
-                Span(rec.base_lr, rec.max_lr, f"cyclic bounds {rec.base_lr:.3g}-{rec.max_lr:.3g}", c)
-            )
-    finite = [t.y for t in panel.traces if t.mode == "lines"]
-    panel.ylim = _finder_ylim(finite)
-    return FigureSpec(
-        "finder",
-        "Learning-rate range test",
-        "The LR grows exponentially over a short run while the loss is recorded (thin: raw, thick: "
-        "smoothed). The loss falls fastest well before it blows up; markers show each rule's "
-        "suggestion, the vertical line the chosen LR and the band the suggested cyclic bounds.",
-        [panel],
+        for rec in data.finders
+    ]
+    return range_test_figure(
+        tests, title="Learning-rate range test", panel_title="Range test: loss vs learning rate"
     )
 
 

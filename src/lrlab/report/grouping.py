@@ -6,37 +6,53 @@ optimizer=adam``): the axes every run shares go into the report's subtitle inste
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from lrlab.experiments.records import EpochRecord, RunRecord
+from lrlab.schedules import Schedule
+from lrlab.schedules.spec import format_value as format_spec_value
+from lrlab.store.records import EpochRecord, RunConfig, RunRecord, RunStatus, schedule_family
+
+__all__ = [
+    "Configuration",
+    "config_axes",
+    "epoch_stats",
+    "format_value",
+    "group_runs",
+    "is_diverged",
+    "schedule_family",
+    "schedule_shape",
+    "shared_axes",
+    "varying_axes",
+]
 
 # Axes in the order a label names them.
 LABEL_ORDER = ("lr", "schedule", "optimizer", "task", "epochs", "batch_size", "lr_mult")
-_NUMBER = re.compile(r"(?<![\w.])[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?(?![\w.])")
-_CALLS = re.compile(r"([A-Za-z_]\w*)\s*\(")
 
 
 @dataclass(frozen=True)
 class Configuration:
     """Runs that differ only in their seed."""
 
-    key: tuple[tuple[str, str], ...]
-    config: dict[str, Any]  # the shared config, without "seed"
+    key: str  # RunConfig.key(): the config without its seed
+    config: RunConfig  # the first run's config
     runs: tuple[RunRecord, ...]  # sorted by seed
     label: str
     index: int  # position in the report's ordering (colours follow it)
 
     @property
-    def lr(self) -> float | None:
-        value = self.config.get("lr")
-        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    def axes(self) -> dict[str, Any]:
+        return config_axes(self.config)
+
+    @property
+    def lr(self) -> float:
+        return self.config.lr
 
     @property
     def seeds(self) -> tuple[int, ...]:
@@ -48,11 +64,23 @@ class Configuration:
 
 
 def is_diverged(run: RunRecord) -> bool:
-    return run.status == "diverged" or run.diverged_step is not None
+    return run.status is RunStatus.DIVERGED or run.diverged_step is not None
+
+
+def config_axes(config: RunConfig) -> dict[str, Any]:
+    """The axes a configuration is labelled by: its config without the seed, with the
+    schedules as :class:`Schedule` objects (so that labels read them, never their text)."""
+    axes = {k: v for k, v in config.to_dict().items() if k != "seed"}
+    axes["schedule"] = config.schedule
+    if config.momentum is not None:
+        axes["momentum"] = config.momentum
+    return axes
 
 
 def format_value(value: Any) -> str:
     """A config value as a label shows it: numbers in short ``g`` form, JSON otherwise."""
+    if isinstance(value, Schedule):
+        return str(value)
     if isinstance(value, bool) or value is None:
         return json.dumps(value)
     if isinstance(value, (int, float)):
@@ -62,38 +90,45 @@ def format_value(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
 
-def schedule_shape(spec: str, lr: float | None = None) -> str:
-    """The schedule spec with the run's LR written as ``lr`` (numbers equal to it).
+def schedule_shape(schedule: Schedule, lr: float | None = None) -> str:
+    """The schedule's spec with its parameters equal to the run's LR written as ``lr``.
 
-    Sweeps substitute the LR into the schedule, so ``cosine(lr=0.1, ...)`` and
-    ``cosine(lr=0.5, ...)`` are the same schedule at two learning rates.
+    Sweeps put the LR into the schedule, so ``cosine(lr=0.1, ...)`` and ``cosine(lr=0.5, ...)``
+    are the same schedule at two learning rates. Read from the schedule's fields.
 
-    >>> schedule_shape("cosine(lr=0.1, total_steps=100)", 0.1)
-    'cosine(lr=lr, total_steps=100)'
+    >>> from lrlab.schedules import cosine, warmup
+    >>> schedule_shape(warmup(cosine(0.1, total_steps=100), steps=10), 0.1)
+    'warmup(cosine(lr=lr, total_steps=100), steps=10)'
     """
-    if lr is None:
-        return spec
-
-    def swap(match: re.Match[str]) -> str:
-        try:
-            number = float(match.group(0))
-        except ValueError:
-            return match.group(0)
-        return "lr" if math.isclose(number, lr, rel_tol=1e-9, abs_tol=0.0) else match.group(0)
-
-    return _NUMBER.sub(swap, spec)
+    parts: list[str] = []
+    for index, field in enumerate(dataclasses.fields(schedule)):  # type: ignore[arg-type]
+        value = getattr(schedule, field.name)
+        if field.default is not dataclasses.MISSING and value == field.default:
+            continue
+        text = _shape_value(value, lr)
+        holds = isinstance(value, Schedule) or (isinstance(value, tuple) and value and isinstance(value[0], Schedule))
+        parts.append(text if index == 0 and holds else f"{field.name}={text}")
+    return f"{schedule.name}({', '.join(parts)})"
 
 
-def schedule_family(spec: str) -> str:
-    """Function names of a spec joined by ``+``: ``warmup(cosine(...))`` -> ``warmup+cosine``."""
-    names = _CALLS.findall(spec)
-    return "+".join(names) if names else spec
+def _shape_value(value: Any, lr: float | None) -> str:
+    if isinstance(value, Schedule):
+        return schedule_shape(value, lr)
+    if isinstance(value, tuple) and value and isinstance(value[0], Schedule):
+        return "[" + ", ".join(schedule_shape(v, lr) for v in value) + "]"
+    if (
+        lr is not None
+        and isinstance(value, float)
+        and math.isclose(value, lr, rel_tol=1e-9, abs_tol=0.0)
+    ):
+        return "lr"
+    return format_spec_value(value)
 
 
-def _axis_value(config: dict[str, Any], axis: str) -> str:
-    value = config.get(axis)
-    if axis == "schedule" and isinstance(value, str):
-        return schedule_shape(value, _as_float(config.get("lr")))
+def _axis_value(axes: dict[str, Any], axis: str) -> str:
+    value = axes.get(axis)
+    if isinstance(value, Schedule):
+        return schedule_shape(value, _as_float(axes.get("lr")))
     return format_value(value)
 
 
@@ -104,14 +139,14 @@ def _as_float(value: Any) -> float | None:
 
 
 def varying_axes(configs: Sequence[dict[str, Any]]) -> list[str]:
-    """Config keys (seed excluded) whose value differs between ``configs``, in label order."""
+    """Axes (seed excluded) whose value differs between ``configs`` (``config_axes``), in label order."""
     keys = sorted({k for c in configs for k in c if k != "seed"})
     varying = [k for k in keys if len({_axis_value(c, k) for c in configs}) > 1]
     return sorted(varying, key=lambda k: (LABEL_ORDER.index(k) if k in LABEL_ORDER else len(LABEL_ORDER), k))
 
 
 def shared_axes(configs: Sequence[dict[str, Any]]) -> dict[str, str]:
-    """Config keys every config shares (seed excluded), formatted for a subtitle."""
+    """Axes every config shares (seed excluded), formatted for a subtitle."""
     if not configs:
         return {}
     keys = sorted(set.intersection(*[set(c) for c in configs]) - {"seed"})
@@ -126,21 +161,21 @@ def _sort_value(value: Any) -> tuple[int, float, str]:
 
 def group_runs(runs: Sequence[RunRecord]) -> list[Configuration]:
     """Group ``runs`` by configuration, ordered by the varying axes (LR numerically)."""
-    buckets: dict[tuple[tuple[str, str], ...], list[RunRecord]] = {}
+    buckets: dict[str, list[RunRecord]] = {}
     for run in runs:
         buckets.setdefault(run.configuration, []).append(run)
-    configs = [{k: v for k, v in rs[0].config.items() if k != "seed"} for rs in buckets.values()]
-    axes = varying_axes(configs)
-    short_schedule = _families_distinguish(configs, axes)
+    axes_of = [config_axes(rs[0].config) for rs in buckets.values()]
+    axes = varying_axes(axes_of)
+    short_schedule = _families_distinguish(axes_of, axes)
     entries = []
-    for (key, members), config in zip(buckets.items(), configs):
-        label = _label(config, axes, short_schedule)
-        order = tuple(_sort_value(config.get(a)) for a in axes)
-        entries.append((order, label, key, config, tuple(sorted(members, key=lambda r: (r.seed, r.id)))))
+    for (key, members), config_axes_ in zip(buckets.items(), axes_of):
+        label = _label(config_axes_, axes, short_schedule)
+        order = tuple(_sort_value(config_axes_.get(a)) for a in axes)
+        entries.append((order, label, key, tuple(sorted(members, key=lambda r: (r.seed, r.id)))))
     entries.sort(key=lambda e: (e[0], e[1]))
     return [
-        Configuration(key=key, config=config, runs=members, label=label, index=i)
-        for i, (_order, label, key, config, members) in enumerate(entries)
+        Configuration(key=key, config=members[0].config, runs=members, label=label, index=i)
+        for i, (_order, label, key, members) in enumerate(entries)
     ]
 
 
@@ -150,25 +185,23 @@ def _families_distinguish(configs: list[dict[str, Any]], axes: list[str]) -> boo
         return False
     full = {tuple(_axis_value(c, a) for a in axes) for c in configs}
     short = {
-        tuple(schedule_family(str(c.get(a))) if a == "schedule" else _axis_value(c, a) for a in axes)
+        tuple(schedule_family(c[a]) if a == "schedule" else _axis_value(c, a) for a in axes)
         for c in configs
     }
     return len(short) == len(full)
 
 
-def _label(config: dict[str, Any], axes: list[str], short_schedule: bool) -> str:
+def _label(axes_values: dict[str, Any], axes: list[str], short_schedule: bool) -> str:
     if not axes:
         return "all runs"
     parts = []
     for axis in axes:
-        if axis == "schedule" and isinstance(config.get(axis), str):
-            spec = config[axis]
-            value = (
-                schedule_family(spec) if short_schedule else schedule_shape(spec, _as_float(config.get("lr")))
-            )
+        value = axes_values.get(axis)
+        if axis == "schedule" and short_schedule:
+            text = schedule_family(value)
         else:
-            value = format_value(config.get(axis))
-        parts.append(f"{axis}={value}")
+            text = _axis_value(axes_values, axis)
+        parts.append(f"{axis}={text}")
     return ", ".join(parts)
 
 

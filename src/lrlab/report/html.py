@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from lrlab.report.data import ReportData
-from lrlab.report.figures import FigureSpec, Panel, Trace
+from lrlab.report.figures import Contour, FigureSpec, Panel, Trace
 
 _DASH = {"solid": "solid", "dash": "dash", "dot": "dot"}
 _PLOT_CONFIG = {"responsive": True, "displaylogo": False, "scrollZoom": False}
@@ -39,7 +39,8 @@ def pesc(text: object) -> str:
 
 
 def plotly_figure(spec: FigureSpec) -> dict:
-    """A plotly figure (as a dict) for ``spec``: hover, legend toggles, zoom, log/linear y.
+    """A plotly figure (as a dict) for ``spec``: hover, legend toggles, zoom, log/linear y,
+    and for an animated spec a step slider with play/pause.
 
     The layout comes from plotly's ``make_subplots``; the traces are written as plain dicts
     with binary (base64 float32) arrays, which is several times faster than validated
@@ -49,6 +50,7 @@ def plotly_figure(spec: FigureSpec) -> dict:
     from plotly.subplots import make_subplots
 
     rows = (len(spec.panels) + spec.columns - 1) // spec.columns
+    widths = [p.width for p in spec.panels[: spec.columns]]
     fig = make_subplots(
         figure=go.Figure(layout={"template": {}}),
         rows=rows,
@@ -56,9 +58,10 @@ def plotly_figure(spec: FigureSpec) -> dict:
         subplot_titles=[pesc(p.title) for p in spec.panels],
         horizontal_spacing=0.08,
         vertical_spacing=0.12 if rows > 1 else 0.0,
+        column_widths=widths if len(widths) == spec.columns and set(widths) != {1.0} else None,
     )
     for i, panel in enumerate(spec.panels):
-        _axes(fig, panel, i // spec.columns + 1, i % spec.columns + 1)
+        _axes(fig, panel, i // spec.columns + 1, i % spec.columns + 1, "" if i == 0 else str(i + 1))
     fig.update_layout(
         title={"text": pesc(spec.title)},
         height=430 * rows + 60,
@@ -66,20 +69,110 @@ def plotly_figure(spec: FigureSpec) -> dict:
         legend={"groupclick": "togglegroup", "font": {"size": 11}},
         margin={"t": 90, "r": 20, "l": 70, "b": 50},
     )
-    if spec.log_toggle:
-        fig.update_layout(updatemenus=[_log_buttons(spec)])
+    menus = [_log_buttons(spec)] if spec.log_toggle else []
     out = fig.to_dict()
     out["layout"]["template"] = _template()
     seen: set[str] = set()
     traces: list[dict] = []
+    animated: list[tuple[int, Trace]] = []
     for i, panel in enumerate(spec.panels):
         suffix = "" if i == 0 else str(i + 1)
+        items = [_contour(panel.contour)] if panel.contour is not None else []
         for trace in panel.traces:
-            for item in _traces(trace, seen):
-                item["xaxis"], item["yaxis"] = "x" + suffix, "y" + suffix
-                traces.append(item)
+            # An animated figure opens at its last frame.
+            items += _traces(trace.at_step(spec.animation.steps[-1]) if spec.animation else trace, seen)
+            if trace.animate is not None:
+                animated.append((len(traces) + len(items) - 1, trace))
+        for item in items:
+            item["xaxis"], item["yaxis"] = "x" + suffix, "y" + suffix
+        traces += items
     out["data"] = traces
+    layout = out["layout"]
+    if spec.legend == "below":
+        shown = sum(t.show_legend for p in spec.panels for t in p.traces)
+        layout["legend"].update(
+            {"orientation": "h", "x": 0.0, "xanchor": "left", "y": -0.12, "yanchor": "top"}
+        )
+        layout["margin"]["b"] = 80 + 24 * min(shown, 12)
+        layout["height"] += layout["margin"]["b"] - 50
+    if spec.animation is not None:
+        out["frames"], slider, play = _animation(spec.animation.steps, spec.animation.label, animated)
+        layout["sliders"] = [slider]
+        menus.append(play)
+        layout["height"] += 120
+    if menus:
+        layout["updatemenus"] = menus
     return out
+
+
+def _xy(t: Trace) -> tuple[np.ndarray, np.ndarray]:
+    x = np.asarray(t.x, dtype=np.float64)
+    # Non-finite values would break the JSON (inf) or mean nothing; gaps are honest.
+    y = np.asarray(t.y, dtype=np.float64)
+    return x, np.where(np.isfinite(y), y, np.nan)
+
+
+def _contour(c: Contour) -> dict:
+    """A filled contour trace; a log map is drawn as log10 of the values (plotly's contour
+    levels are evenly spaced)."""
+    z = np.asarray(c.z, dtype=np.float64)
+    shown = np.log10(np.maximum(z, c.levels[0])) if c.log else z
+    label = f"log10({c.label})" if c.log and c.label else c.label
+    grid = np.ascontiguousarray(np.where(np.isfinite(shown), shown, np.nan), dtype="<f4")
+    return {
+        "type": "contour", "x": _array(c.x), "y": _array(c.y),
+        "z": {"dtype": "f4", "bdata": base64.b64encode(grid.tobytes()).decode("ascii"),
+              "shape": f"{grid.shape[0]}, {grid.shape[1]}"},
+        "colorscale": "Viridis", "reversescale": True, "opacity": 0.6, "ncontours": len(c.levels),
+        # A horizontal colour bar above the map: at the right it would sit on the legend.
+        "showscale": True, "colorbar": {"title": {"text": pesc(label), "side": "top"}, "orientation": "h",
+                                        "x": 1.0, "xanchor": "right", "y": 1.02, "yanchor": "bottom",
+                                        "len": 0.35, "thickness": 10},
+        "hoverinfo": "skip", "showlegend": False, "name": "surface",
+    }  # fmt: skip
+
+
+def _animation(
+    steps: list[int], label: str, animated: list[tuple[int, Trace]]
+) -> tuple[list[dict], dict, dict]:
+    """Frames growing the animated traces (only their x and y: style and hover text stay),
+    a slider with one position per frame and play/pause buttons."""
+    frames = []
+    for step in steps:
+        data = []
+        for _, trace in animated:
+            x, y = _xy(trace.at_step(step))
+            data.append({"type": "scatter", "x": _array(x), "y": _array(y)})
+        frames.append({"name": str(step), "data": data, "traces": [i for i, _ in animated]})
+    slider = {
+        "active": len(steps) - 1,
+        "currentvalue": {"prefix": f"{pesc(label)} "},
+        "x": 0.1,
+        "xanchor": "left",
+        "len": 0.9,
+        "y": 0.0,
+        "yanchor": "top",
+        "pad": {"t": 50, "b": 10},
+        "steps": [
+            {
+                "label": str(step),
+                "method": "animate",
+                "args": [[str(step)], {"mode": "immediate", "frame": {"duration": 0, "redraw": True}}],
+            }
+            for step in steps
+        ],
+    }
+    play = {
+        "type": "buttons", "direction": "left", "x": 0.1, "xanchor": "right", "y": 0.0, "yanchor": "top",
+        "pad": {"t": 87, "r": 10}, "showactive": False,
+        "buttons": [
+            {"label": "play", "method": "animate",
+             "args": [None, {"frame": {"duration": 80, "redraw": True}, "fromcurrent": True}]},
+            {"label": "pause", "method": "animate",
+             "args": [[None], {"mode": "immediate", "frame": {"duration": 0}}]},
+        ],
+    }  # fmt: skip
+    return frames, slider, play
 
 
 @functools.lru_cache(maxsize=1)
@@ -97,10 +190,7 @@ def _array(values: np.ndarray) -> dict:
 
 def _traces(t: Trace, seen: set[str]) -> list[dict]:
     name, group = pesc(t.name), pesc(t.group)
-    x = np.asarray(t.x, dtype=np.float64)
-    # Non-finite values would break the JSON (inf) or mean nothing; gaps are honest.
-    y = np.asarray(t.y, dtype=np.float64)
-    y = np.where(np.isfinite(y), y, np.nan)
+    x, y = _xy(t)
     out = []
     if t.band is not None:
         low, high = (np.asarray(b, dtype=np.float64) for b in t.band)
@@ -129,8 +219,8 @@ def _traces(t: Trace, seen: set[str]) -> list[dict]:
         trace["line"] = {"color": t.color, "dash": _DASH[t.dash], "width": t.width}
     if "markers" in t.mode:
         trace["marker"] = {"color": t.color, "size": t.marker_size, "symbol": t.marker or "circle"}
-        if t.marker == "x":
-            trace["marker"]["line"] = {"width": 1, "color": t.color}
+        if t.marker == "x" or t.marker_edge is not None:
+            trace["marker"]["line"] = {"width": 1, "color": t.marker_edge or t.color}
     if t.hover is not None:
         trace["text"] = [pesc(h) for h in t.hover]
         trace["hovertemplate"] = "%{text}<br>x=%{x:.4g}, y=%{y:.4g}<extra></extra>"
@@ -143,26 +233,18 @@ def _traces(t: Trace, seen: set[str]) -> list[dict]:
     return out
 
 
-def _axes(fig, panel: Panel, row: int, col: int) -> None:  # type: ignore[no-untyped-def]
-    fig.update_xaxes(title_text=pesc(panel.xlabel), type="log" if panel.xlog else "linear", row=row, col=col)
+def _axes(fig, panel: Panel, row: int, col: int, axis: str) -> None:  # type: ignore[no-untyped-def]
+    xaxis: dict = {"title_text": pesc(panel.xlabel), "type": "log" if panel.xlog else "linear"}
+    if panel.xlim is not None:
+        low, high = panel.xlim
+        xaxis["range"] = [math.log10(low), math.log10(high)] if panel.xlog else [low, high]
+    fig.update_xaxes(row=row, col=col, **xaxis)
     yaxis: dict = {"title_text": pesc(panel.ylabel), "type": "log" if panel.ylog else "linear"}
     if panel.ylim is not None:
         low, high = panel.ylim
         yaxis["range"] = [math.log10(low), math.log10(high)] if panel.ylog else [low, high]
     fig.update_yaxes(row=row, col=col, **yaxis)
-    for span in panel.spans:
-        fig.add_vrect(
-            x0=span.x0, x1=span.x1, fillcolor=span.color, opacity=0.12, line_width=0, row=row, col=col,
-            annotation_text=pesc(span.label), annotation_position="bottom left", annotation_font_size=10,
-        )  # fmt: skip
-    for vline in panel.vlines:
-        fig.add_vline(
-            x=math.log10(vline.x) if panel.xlog else vline.x, line_dash=vline.dash, line_color=vline.color,
-            row=row, col=col, annotation_text=pesc(vline.label), annotation_position="top left",
-            annotation_font_size=10,
-        )  # fmt: skip
-    if panel.hline is not None:
-        fig.add_hline(y=panel.hline, line_color="#888888", line_width=1, row=row, col=col)
+    _marks(fig, panel, axis)
     if not panel.traces and panel.note:
         fig.add_annotation(
             text=pesc(panel.note),
@@ -174,6 +256,34 @@ def _axes(fig, panel: Panel, row: int, col: int) -> None:  # type: ignore[no-unt
             row=row,
             col=col,
         )
+
+
+def _marks(fig, panel: Panel, axis: str) -> None:  # type: ignore[no-untyped-def]
+    """Spans, vertical lines and the horizontal line, with explicit axis references: plotly's
+    ``add_vline(row=, col=)`` skips a subplot that has no traces yet, and here every subplot is
+    empty when its marks are added (the traces are written as dicts afterwards). Shapes take
+    data coordinates on a log axis, annotations log10 of them."""
+    xref, yref = "x" + axis, "y" + axis
+
+    def at(x: float) -> float:
+        return math.log10(x) if panel.xlog else x
+
+    for index, span in enumerate(panel.spans):
+        fig.add_shape(type="rect", x0=span.x0, x1=span.x1, xref=xref, y0=0, y1=1, yref=yref + " domain",
+                      fillcolor=span.color, opacity=0.12, line_width=0, layer="below")  # fmt: skip
+        middle = (math.log10(span.x0) + math.log10(span.x1)) / 2 if panel.xlog else (span.x0 + span.x1) / 2
+        fig.add_annotation(text=pesc(span.label), x=middle, xref=xref, y=0.02 + 0.05 * index,
+                           yref=yref + " domain", yanchor="bottom", showarrow=False,
+                           font={"size": 10, "color": span.color})  # fmt: skip
+    for vline in panel.vlines:
+        fig.add_shape(type="line", x0=vline.x, x1=vline.x, xref=xref, y0=0, y1=1, yref=yref + " domain",
+                      line={"color": vline.color, "dash": vline.dash, "width": 1.2})  # fmt: skip
+        fig.add_annotation(text=pesc(vline.label), x=at(vline.x), xref=xref, y=1, yref=yref + " domain",
+                           xanchor="right", yanchor="top", textangle=-90, showarrow=False,
+                           font={"size": 10, "color": vline.color})  # fmt: skip
+    if panel.hline is not None:
+        fig.add_shape(type="line", x0=0, x1=1, xref=xref + " domain", y0=panel.hline, y1=panel.hline, yref=yref,
+                      line={"color": "#888888", "width": 1})  # fmt: skip
 
 
 def _log_buttons(spec: FigureSpec) -> dict:
@@ -212,6 +322,28 @@ def _rgba(hex_color: str, alpha: float) -> str:
     h = hex_color.lstrip("#")
     r, g, b = (int(h[i : i + 2], 16) for i in (0, 2, 4))
     return f"rgba({r},{g},{b},{alpha})"
+
+
+def figure_page(spec: FigureSpec) -> str:
+    """One figure as a whole offline HTML page (plotly.js embedded), its caption below it."""
+    import plotly.io as pio
+
+    div = pio.to_html(
+        plotly_figure(spec), validate=False, full_html=False, include_plotlyjs=True,
+        div_id=f"fig-{spec.key}", config=_PLOT_CONFIG, auto_play=False,
+    )  # fmt: skip
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{esc(spec.title)}</title><style>{_CSS}</style></head><body>\n{div}\n"
+        f'<p class="caption">{esc(spec.caption)}</p>\n</body></html>\n'
+    )
+
+
+def write_figure_page(spec: FigureSpec, out: Path) -> Path:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(figure_page(spec), encoding="utf-8")
+    return out
 
 
 # ---------------------------------------------------------------- the page

@@ -1,4 +1,5 @@
-"""Write a report: the HTML page and, optionally, a PNG/SVG of every figure."""
+"""Write a report (the HTML page and, optionally, a PNG/SVG of every figure) or one figure
+to a file whose suffix picks the renderer."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from lrlab.report.figures import FigureSpec, build_figures
 
 HTML_SUFFIXES = (".html", ".htm")
 IMAGE_FORMATS = ("png", "svg")
+FIGURE_SUFFIXES = (".png", ".svg", ".html", ".gif")
 
 
 @dataclass(frozen=True)
@@ -48,3 +50,21 @@ def write_report(
             for fmt in formats:
                 images.append(write_figure(spec, image_dir / f"report_{spec.key}.{fmt}"))
     return ReportFiles(html_path, images, [f.key for f in figures])
+
+
+def save_figure(spec: FigureSpec, out: Path | str, *, dpi: int | None = None) -> Path:
+    """Write one figure: ``.png``/``.svg`` (matplotlib), ``.html`` (an offline plotly page)
+    or ``.gif`` (matplotlib, a frame per step of the spec's animation)."""
+    out = Path(out)
+    suffix = out.suffix.lower()
+    if suffix not in FIGURE_SUFFIXES:
+        raise ValueError(f"out must end in one of {', '.join(FIGURE_SUFFIXES)}, got {out.name!r}")
+    if suffix == ".html":
+        from lrlab.report.html import write_figure_page
+
+        return write_figure_page(spec, out)
+    from lrlab.report.static import write_figure, write_gif
+
+    if suffix == ".gif":
+        return write_gif(spec, out, **({} if dpi is None else {"dpi": dpi}))
+    return write_figure(spec, out, **({} if dpi is None else {"dpi": dpi}))

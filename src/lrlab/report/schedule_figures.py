@@ -1,4 +1,5 @@
-"""Figures of schedules: LR vs step, one line per spec (matplotlib and plotly)."""
+"""The figure of schedules: LR vs step, one line per spec, as a FigureSpec drawn by the
+report's renderers (PNG/SVG with matplotlib, HTML with plotly)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lrlab.report.figures import FigureSpec, Panel, Trace, color
 from lrlab.schedules import Schedule
 
 FIGURE_SUFFIXES = (".png", ".svg", ".html")
@@ -46,6 +48,33 @@ def envelope(
     return steps[keep], values[keep]
 
 
+def schedule_figure(
+    schedules: Sequence[Schedule],
+    total_steps: int,
+    *,
+    log_y: bool = False,
+    labels: Sequence[str] | None = None,
+    title: str = "Learning rate schedule",
+) -> FigureSpec:
+    """Every schedule over ``total_steps`` steps, one line each (long curves by their
+    envelope), labelled by its spec string unless ``labels`` are given."""
+    names = list(labels) if labels is not None else [str(s) for s in schedules]
+    steps, curves = schedule_curves(schedules, total_steps)
+    panel = Panel("", "optimizer step", "learning rate", ylog=log_y)
+    for i, (curve, name) in enumerate(zip(curves, names)):
+        x, y = envelope(steps, curve)
+        panel.traces.append(Trace(x, y, name, f"schedule {i}: {name}", color(i), width=1.6))
+    return FigureSpec(
+        "schedule",
+        title,
+        "The learning rate each schedule gives at every optimizer step (0-based), computed "
+        "exactly; a curve longer than the figure can show is drawn by its min/max envelope.",
+        [panel],
+        legend="below",
+        size=(8.0, 4.5),
+    )
+
+
 def write_schedule_figure(
     schedules: Sequence[Schedule],
     total_steps: int,
@@ -56,63 +85,10 @@ def write_schedule_figure(
     title: str = "Learning rate schedule",
 ) -> Path:
     """Draw every schedule over ``total_steps`` steps into ``out`` (.png, .svg or .html)."""
+    from lrlab.report.render import save_figure
+
     suffix = out.suffix.lower()
     if suffix not in FIGURE_SUFFIXES:
         raise ValueError(f"output must end in one of {', '.join(FIGURE_SUFFIXES)}, got {out.name!r}")
-    names = list(labels) if labels is not None else [str(s) for s in schedules]
-    steps, curves = schedule_curves(schedules, total_steps)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if suffix == ".html":
-        _write_html(steps, curves, names, out, log_y=log_y, title=title)
-    else:
-        _write_static(steps, curves, names, out, log_y=log_y, title=title)
-    return out
-
-
-def _write_static(
-    steps: np.ndarray, curves: list[np.ndarray], names: list[str], out: Path, *, log_y: bool, title: str
-) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 4.5), layout="constrained")
-    for curve, name in zip(curves, names):
-        ax.plot(*envelope(steps, curve), label=_wrap(name), linewidth=1.6)
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("learning rate")
-    ax.set_title(title)
-    if log_y:
-        ax.set_yscale("log")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-
-
-def _write_html(
-    steps: np.ndarray, curves: list[np.ndarray], names: list[str], out: Path, *, log_y: bool, title: str
-) -> None:
-    import plotly.graph_objects as go
-
-    fig = go.Figure()
-    for curve, name in zip(curves, names):
-        x, y = envelope(steps, curve)
-        fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=name))
-    fig.update_layout(
-        title=title,
-        xaxis_title="optimizer step",
-        yaxis_title="learning rate",
-        yaxis_type="log" if log_y else "linear",
-        template="plotly_white",
-    )
-    fig.write_html(out, include_plotlyjs=True, full_html=True)
-
-
-def _wrap(text: str, width: int = 70) -> str:
-    if len(text) <= width:
-        return text
-    cut = text.rfind(", ", 0, width)
-    cut = width if cut < 0 else cut + 1
-    return text[:cut] + "\n  " + _wrap(text[cut:].lstrip(), width)
+    spec = schedule_figure(schedules, total_steps, log_y=log_y, labels=labels, title=title)
+    return save_figure(spec, out, dpi=120)

@@ -1,13 +1,15 @@
-"""Figures as PNG or SVG with matplotlib (Agg), sized and labelled to read in print."""
+"""Figures as PNG or SVG with matplotlib (Agg), sized and labelled to read in print; an
+animated spec as a GIF whose every frame is drawn by the same code."""
 
 from __future__ import annotations
 
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from lrlab.report.figures import FigureSpec, Panel, Trace
+from lrlab.report.figures import Contour, FigureSpec, Panel, Trace
 
 IMAGE_SUFFIXES = (".png", ".svg")
 _DASH = {"solid": "-", "dash": "--", "dot": ":"}
@@ -21,6 +23,7 @@ _MARKER = {
     None: None,
 }
 _MAX_LEGEND = 24  # legend entries beyond this are summarised
+_RC = {"font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "legend.fontsize": 8}
 
 
 def plain(text: str) -> str:
@@ -29,22 +32,19 @@ def plain(text: str) -> str:
     return "\u200b" + text if text.startswith("_") else text
 
 
-def write_figure(spec: FigureSpec, out: Path, dpi: int = 150) -> Path:
-    """Draw ``spec`` into ``out`` (.png or .svg)."""
-    suffix = out.suffix.lower()
-    if suffix not in IMAGE_SUFFIXES:
-        raise ValueError(f"out must end in .png or .svg, got {out.name!r}")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def draw_figure(spec: FigureSpec) -> Any:
+    """``spec`` as a matplotlib ``Figure``. It is not registered with pyplot (no backend is
+    switched, nothing to close): save it with ``fig.savefig`` or show it in a notebook."""
+    from matplotlib.figure import Figure
 
     columns = spec.columns
     rows = (len(spec.panels) + columns - 1) // columns
-    width = 7.0 * columns + 3.2
-    height = 4.2 * rows + 0.6
-    with plt.rc_context({"font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "legend.fontsize": 8}):
-        fig, axes = plt.subplots(rows, columns, figsize=(width, height), squeeze=False, layout="constrained")
+    size = spec.size or (7.0 * columns + 3.2, 4.2 * rows + 0.6)
+    widths = [p.width for p in spec.panels[:columns]]
+    grid = {"width_ratios": widths} if len(widths) == columns and set(widths) != {1.0} else None
+    with _rc():
+        fig = Figure(figsize=size, layout="constrained")
+        axes = fig.subplots(rows, columns, squeeze=False, gridspec_kw=grid)
         handles: dict[str, object] = {}
         for ax, panel in zip(axes.flat, spec.panels):
             _draw_panel(ax, panel, handles)
@@ -52,25 +52,86 @@ def write_figure(spec: FigureSpec, out: Path, dpi: int = 150) -> Path:
             ax.set_visible(False)
         fig.suptitle(plain(spec.title), fontsize=13)
         if handles:
-            labels = list(handles)
-            shown = labels[:_MAX_LEGEND]
-            extra = len(labels) - len(shown)
-            legend = fig.legend(
-                [handles[k] for k in shown], [_wrap(plain(k)) for k in shown], loc="outside right upper",
-                title=f"+{extra} more (see the HTML report)" if extra else None,
-            )  # fmt: skip
-            legend.get_frame().set_alpha(0.9)
-        out.parent.mkdir(parents=True, exist_ok=True)
+            _legend(fig, spec, handles)
+    return fig
+
+
+def write_figure(spec: FigureSpec, out: Path, dpi: int = 150) -> Path:
+    """Draw ``spec`` into ``out`` (.png or .svg)."""
+    suffix = out.suffix.lower()
+    if suffix not in IMAGE_SUFFIXES:
+        raise ValueError(f"out must end in .png or .svg, got {out.name!r}")
+    fig = draw_figure(spec)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with _rc():
         fig.savefig(out, dpi=dpi)
-        plt.close(fig)
     return out
+
+
+def write_gif(spec: FigureSpec, out: Path, dpi: int = 80, fps: int = 12) -> Path:
+    """An animated GIF of ``spec``: one frame per step of its animation (the figure alone
+    when it has none), each drawn by :func:`draw_figure`."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from PIL import Image
+
+    steps = spec.animation.steps if spec.animation else []
+    frames = []
+    for frame in [spec.frame(step) for step in steps] or [spec]:
+        canvas = FigureCanvasAgg(draw_figure(frame))
+        canvas.figure.set_dpi(dpi)
+        canvas.draw()
+        width, height = canvas.get_width_height()
+        frames.append(Image.frombuffer("RGBA", (width, height), canvas.buffer_rgba(), "raw", "RGBA", 0, 1))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    frames[0].save(out, save_all=True, append_images=frames[1:], duration=int(1000 / fps), loop=0)
+    return out
+
+
+def _rc():  # type: ignore[no-untyped-def]
+    import matplotlib
+
+    return matplotlib.rc_context(_RC)
+
+
+def _legend(fig, spec: FigureSpec, handles: dict[str, object]) -> None:  # type: ignore[no-untyped-def]
+    labels = list(handles)
+    shown = labels[:_MAX_LEGEND]
+    extra = len(labels) - len(shown)
+    title = f"+{extra} more (see the HTML report)" if extra else None
+    if spec.legend == "below":
+        texts = [_wrap(plain(k), 90) for k in shown]
+        columns = 1 if max(len(k) for k in shown) > 45 else min(3, len(shown))
+        legend = fig.legend(
+            [handles[k] for k in shown], texts, loc="outside lower center", ncols=columns, title=title
+        )
+    else:
+        legend = fig.legend(
+            [handles[k] for k in shown],
+            [_wrap(plain(k)) for k in shown],
+            loc="outside right upper",
+            title=title,
+        )
+    legend.get_frame().set_alpha(0.9)
 
 
 def _wrap(text: str, width: int = 38) -> str:
     return "\n".join(textwrap.wrap(text, width, break_long_words=True, subsequent_indent="  ")) or text
 
 
+def _draw_contour(ax, contour: Contour) -> None:  # type: ignore[no-untyped-def]
+    from matplotlib.colors import LogNorm
+
+    levels = np.asarray(contour.levels, dtype=np.float64)
+    norm = LogNorm(vmin=levels[0], vmax=levels[-1]) if contour.log else None
+    z = np.asarray(contour.z, dtype=np.float64)
+    ax.contourf(contour.x, contour.y, np.maximum(z, levels[0]), levels=levels, cmap="viridis_r", norm=norm,
+                alpha=0.55, extend="both")  # fmt: skip
+    ax.contour(contour.x, contour.y, z, levels=levels, colors="k", linewidths=0.3, alpha=0.35)
+
+
 def _draw_panel(ax, panel: Panel, handles: dict[str, object]) -> None:  # type: ignore[no-untyped-def]
+    if panel.contour is not None:
+        _draw_contour(ax, panel.contour)
     for span in panel.spans:
         ax.axvspan(span.x0, span.x1, color=span.color, alpha=0.12, label=None)
     for trace in panel.traces:
@@ -95,10 +156,13 @@ def _draw_panel(ax, panel: Panel, handles: dict[str, object]) -> None:  # type: 
         ax.set_yscale("log")
     if panel.ylim is not None:
         ax.set_ylim(*panel.ylim)
+    if panel.xlim is not None:
+        ax.set_xlim(*panel.xlim)
     ax.set_title(plain(panel.title))
     ax.set_xlabel(plain(panel.xlabel))
     ax.set_ylabel(plain(panel.ylabel))
-    ax.grid(True, alpha=0.3, which="both" if panel.ylog or panel.xlog else "major")
+    if panel.contour is None:  # the contour lines are the map's grid
+        ax.grid(True, alpha=0.3, which="both" if panel.ylog or panel.xlog else "major")
     if not panel.traces and panel.note:
         ax.text(
             0.5, 0.5, plain(panel.note), transform=ax.transAxes, ha="center", va="center", color="#666666"
@@ -121,12 +185,13 @@ def _draw_trace(ax, t: Trace, handles: dict[str, object]) -> None:  # type: igno
         (artist,) = ax.plot(
             x, y, linestyle="none", marker=marker, color=t.color, markersize=t.marker_size * 0.9,
             markeredgewidth=2 if t.marker == "x" else 1, alpha=t.opacity,
+            markeredgecolor=t.marker_edge or t.color,
         )  # fmt: skip
     else:
         (artist,) = ax.plot(
             x, y, linestyle=_DASH[t.dash], color=t.color, linewidth=t.width, alpha=t.opacity,
             marker=marker if t.mode == "lines+markers" and len(x) <= 60 else None,
-            markersize=t.marker_size * 0.7,
+            markersize=t.marker_size * 0.7, markeredgecolor=t.marker_edge or t.color,
         )  # fmt: skip
     if t.show_legend and t.name not in handles:
         handles[t.name] = artist

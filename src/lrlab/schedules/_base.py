@@ -3,7 +3,9 @@
 A schedule is a frozen dataclass whose fields are its parameters. Subclasses
 implement ``_values(t)`` on a float64 numpy array of steps; ``__call__`` turns
 numbers into arrays and back, so that a scalar and a vector give the same
-numbers by construction.
+numbers by construction. Subclasses check their fields in ``_validate``; the
+shared ``__post_init__`` then evaluates the new schedule at a few probe steps and
+rejects parameters whose values overflow or are not numbers.
 """
 
 from __future__ import annotations
@@ -21,6 +23,15 @@ FloatArray = npt.NDArray[np.float64]
 REGISTRY: dict[str, type[Schedule]] = {}
 # Steps evaluated per block in a long array (see ``Schedule._blockwise``).
 BLOCK = 1 << 13
+# A new schedule must give finite values at every step up to here (2**53: up to it
+# float64 holds every whole step exactly). ``Schedule._check_values`` probes up to it.
+PROBE_HORIZON = 2.0**53
+# At most this many probe steps taken from a schedule's parameters (a sequence of
+# thousands of parts still probes a few dozen steps, not one per boundary).
+MAX_PARAMETER_PROBES = 32
+# The smallest nonzero step count: ``t / count`` stays finite (< 1.8e308) for every step
+# up to PROBE_HORIZON (9.0e15 / 1.8e308 = 5e-293, rounded up).
+MIN_STEP_COUNT = 1e-290
 
 
 class Schedule:
@@ -33,8 +44,40 @@ class Schedule:
         if cls.name:
             REGISTRY[cls.name] = cls
 
+    def __post_init__(self) -> None:
+        self._validate()
+        self._check_values()
+
+    def _validate(self) -> None:
+        """Check and normalise the fields (with ``set_fields``); raise ValueError naming one."""
+
     def _values(self, t: FloatArray) -> FloatArray:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def _start_value(self) -> float:
+        """``self(0)``, exactly as ``_values`` computes it; combinators make it cheap."""
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            return float(np.asarray(self._values(np.zeros(()))).item())
+
+    def _check_values(self) -> None:
+        """Raise ValueError unless the values at the probe steps are finite.
+
+        Each parameter is valid on its own by now; this catches the combinations that
+        overflow (``lr=1e300`` times a step count) or give NaN (``inf - inf``). The
+        parameter named is the most extreme one, the likeliest culprit.
+        """
+        numbers = _numeric_parameters(self)
+        probes = _probe_steps([abs(value) for _, value in numbers])
+        step = _first_non_finite_step(self, probes)
+        if step is None:
+            return
+        if not numbers or all(value == 0 for _, value in numbers):
+            raise ValueError(f"{self.name}() gives values that are not finite at step {step:g}, got {self!s}")
+        name, value = max(numbers, key=lambda item: _extremeness(item[1]))
+        raise ValueError(
+            f"{name} is out of range: {self.name}() gives a value that is not finite at step "
+            f"{step:g} (values must stay finite for steps 0 to 2**53), got {name}={value!r}"
+        )
 
     @overload
     def __call__(self, t: float) -> float: ...
@@ -43,7 +86,10 @@ class Schedule:
     def __call__(self, t: npt.ArrayLike) -> FloatArray: ...
 
     def __call__(self, t: Any) -> Any:
-        steps = np.asarray(t, dtype=np.float64)
+        try:
+            steps = np.asarray(t, dtype=np.float64)
+        except (OverflowError, TypeError):
+            raise ValueError(f"step t must be finite and >= 0, got {t!r}") from None
         # min and max are two passes without temporaries; NaN fails both comparisons.
         if steps.size and not (steps.min() >= 0 and steps.max() < np.inf):
             raise ValueError(f"step t must be finite and >= 0, got {t!r}")
@@ -88,6 +134,54 @@ def _to_plain(value: Any) -> Any:
     return value
 
 
+def _numeric_parameters(schedule: Schedule) -> list[tuple[str, float]]:
+    """``(name, value)`` of each number among the fields, list items as ``name[i]``."""
+    found: list[tuple[str, float]] = []
+    for field in dataclasses.fields(schedule):  # type: ignore[arg-type]
+        value = getattr(schedule, field.name)
+        items = enumerate(value) if isinstance(value, tuple) else [(None, value)]
+        for index, item in items:
+            if isinstance(item, (int, float)) and not isinstance(item, bool):
+                found.append((field.name if index is None else f"{field.name}[{index}]", item))
+    return found
+
+
+def _probe_steps(magnitudes: list[float]) -> FloatArray:
+    """Steps 0, 1 and PROBE_HORIZON, and half of, just before and at each magnitude."""
+    # Plain Python: a handful of numbers, where numpy's per-call overhead would dominate.
+    marks = sorted({float(m) for m in magnitudes if 0 < m < PROBE_HORIZON})
+    if len(marks) > MAX_PARAMETER_PROBES:
+        stride = len(marks) / MAX_PARAMETER_PROBES
+        marks = [marks[int(i * stride)] for i in range(MAX_PARAMETER_PROBES)]
+    probes = {0.0, 1.0, PROBE_HORIZON}
+    for mark in marks:
+        probes.update((mark / 2, math.nextafter(mark, 0.0), mark))
+    return np.array(sorted(probes), dtype=np.float64)
+
+
+def _first_non_finite_step(schedule: Schedule, probes: FloatArray) -> float | None:
+    """The first probe step whose value is not finite (or raises), None if there is none."""
+    with np.errstate(all="ignore"):
+        try:
+            if np.isfinite(schedule._values(probes)).all():
+                return None
+        except ArithmeticError:
+            pass
+        # Rare: find the step, one at a time.
+        for index in range(probes.size):
+            try:
+                if not np.isfinite(schedule._values(probes[index : index + 1])).all():
+                    return float(probes[index])
+            except ArithmeticError:
+                return float(probes[index])
+    return float(probes[-1])
+
+
+def _extremeness(value: float) -> float:
+    """How far a number is from 1 in orders of magnitude (0 counts as ordinary)."""
+    return abs(math.log10(abs(value))) if value else 0.0
+
+
 def per_cycle(index: FloatArray, fn: Callable[[FloatArray], Any]) -> Any:
     """``fn(index)`` for an array of whole numbers >= 0 (cycle or phase counts).
 
@@ -98,7 +192,11 @@ def per_cycle(index: FloatArray, fn: Callable[[FloatArray], Any]) -> Any:
     """
     if not index.size:
         return fn(index)
-    low, high = int(index.min()), int(index.max())
+    low, high = index.min(), index.max()
+    if not np.isfinite(high):
+        # A count that overflowed (a huge step over a tiny step size): no table.
+        return fn(index)
+    low, high = int(low), int(high)
     count = high - low + 1
     if count > index.size // 4:
         return fn(index)
@@ -115,9 +213,20 @@ def per_cycle(index: FloatArray, fn: Callable[[FloatArray], Any]) -> Any:
 def _check_number(name: str, value: Any) -> float | int:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise ValueError(f"{name} must be a number, got {value!r}")
-    if not math.isfinite(float(value)):
-        raise ValueError(f"{name} must be finite, got {value!r}")
+    try:
+        finite = math.isfinite(float(value))
+    except OverflowError:  # an int beyond float64
+        finite = False
+    if not finite:
+        raise ValueError(f"{name} must be finite (a float64, below 1.8e308 in size), got {_show(value)}")
     return value.item() if isinstance(value, (np.integer, np.floating)) else value
+
+
+def _show(value: Any) -> str:
+    """``repr``, except for an int too long to print (Python refuses over 4300 digits)."""
+    if isinstance(value, int) and value.bit_length() > 1024:
+        return f"an integer of about {int(value.bit_length() * math.log10(2)) + 1} digits"
+    return repr(value)
 
 
 def rate(name: str, value: Any) -> float:
@@ -136,11 +245,25 @@ def positive(name: str, value: Any) -> float:
 
 
 def steps(name: str, value: Any, minimum: float = 0.0, strict: bool = True) -> int | float:
-    """A step count: kept as the int or float it was given, so that specs round-trip."""
+    """A step count: kept as the int or float it was given, so that specs round-trip.
+
+    A nonzero count is at least MIN_STEP_COUNT: schedules divide steps by their counts.
+    """
     number = _check_number(name, value)
     if (strict and number <= minimum) or (not strict and number < minimum):
         relation = ">" if strict else ">="
         raise ValueError(f"{name} must be {relation} {minimum:g}, got {value!r}")
+    if 0 < number < MIN_STEP_COUNT:
+        allowed = f">= {MIN_STEP_COUNT:g}" if strict or minimum > 0 else f"0 or >= {MIN_STEP_COUNT:g}"
+        raise ValueError(f"{name} must be {allowed} (steps are divided by it), got {value!r}")
+    return number
+
+
+def at_least(name: str, value: Any, minimum: float) -> float:
+    """A finite number >= ``minimum``."""
+    number = float(_check_number(name, value))
+    if number < minimum:
+        raise ValueError(f"{name} must be a finite number >= {minimum:g}, got {value!r}")
     return number
 
 
@@ -169,6 +292,6 @@ def schedule_arg(name: str, value: Any) -> Schedule:
 
 
 def set_fields(obj: Any, **values: Any) -> None:
-    """Assign validated values on a frozen dataclass from its ``__post_init__``."""
+    """Assign validated values on a frozen dataclass from its ``_validate``."""
     for key, value in values.items():
         object.__setattr__(obj, key, value)

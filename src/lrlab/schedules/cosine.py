@@ -6,7 +6,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lrlab.schedules._base import FloatArray, Schedule, fraction, per_cycle, rate, set_fields, steps
+from lrlab.schedules._base import (
+    FloatArray,
+    Schedule,
+    at_least,
+    fraction,
+    per_cycle,
+    rate,
+    set_fields,
+    steps,
+)
 
 
 def _cosine_fall(start: FloatArray | float, end: float, position: FloatArray) -> FloatArray:
@@ -29,7 +38,7 @@ class Cosine(Schedule):
     total_steps: int | float
     final_lr: float = 0.0
 
-    def __post_init__(self) -> None:
+    def _validate(self) -> None:
         set_fields(
             self,
             lr=rate("lr", self.lr),
@@ -61,15 +70,12 @@ class CosineRestarts(Schedule):
     decay: float = 1.0
     final_lr: float = 0.0
 
-    def __post_init__(self) -> None:
-        period_mult = float(self.period_mult) if not isinstance(self.period_mult, bool) else None
-        if period_mult is None or not period_mult >= 1 or not np.isfinite(period_mult):
-            raise ValueError(f"period_mult must be a finite number >= 1, got {self.period_mult!r}")
+    def _validate(self) -> None:
         set_fields(
             self,
             lr=rate("lr", self.lr),
             period=steps("period", self.period),
-            period_mult=period_mult,
+            period_mult=at_least("period_mult", self.period_mult, 1.0),
             decay=fraction("decay", self.decay),
             final_lr=rate("final_lr", self.final_lr),
         )
@@ -101,7 +107,8 @@ class CosineRestarts(Schedule):
             return cycle, self.period * cycle, np.full_like(t, self.period)
         m = self.period_mult
         cycle = np.floor(np.log1p(t * (m - 1) / self.period) / np.log(m))
-        last = int(cycle.max()) + 2 if cycle.size else 0
+        # A cycle overflows to inf only at steps far beyond any run (values are NaN there).
+        last = int(cycle.max()) + 2 if cycle.size and np.isfinite(cycle.max()) else 0
         if 0 < last < t.size // 4:
             # Few cycles: find each step's cycle among the exact cycle starts.
             growth, start = self._growth_and_start(np.arange(last + 1, dtype=np.float64))

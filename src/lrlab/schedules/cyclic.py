@@ -50,7 +50,7 @@ class Cyclic(Schedule):
     cycle_decay: float = 1.0
     cycles: int | None = None
 
-    def __post_init__(self) -> None:
+    def _validate(self) -> None:
         base_lr, max_lr = rate("base_lr", self.base_lr), rate("max_lr", self.max_lr)
         if max_lr < base_lr:
             raise ValueError(f"max_lr must be >= base_lr ({base_lr!r}), got {self.max_lr!r}")
@@ -59,6 +59,8 @@ class Cyclic(Schedule):
             isinstance(self.cycles, bool) or not isinstance(self.cycles, int) or self.cycles < 1
         ):
             raise ValueError(f"cycles must be a whole number >= 1 or None, got {self.cycles!r}")
+        if self.cycles is not None:
+            steps("cycles", self.cycles)  # finite as a float64: it multiplies the cycle length
         set_fields(
             self,
             base_lr=base_lr,

@@ -31,7 +31,7 @@ class Constant(Schedule):
     name = "constant"
     lr: float
 
-    def __post_init__(self) -> None:
+    def _validate(self) -> None:
         set_fields(self, lr=rate("lr", self.lr))
 
     def _values(self, t: FloatArray) -> FloatArray:
@@ -51,7 +51,7 @@ class StepDecay(Schedule):
     step_size: int | float
     gamma: float = 0.1
 
-    def __post_init__(self) -> None:
+    def _validate(self) -> None:
         set_fields(
             self,
             lr=rate("lr", self.lr),
@@ -79,7 +79,7 @@ class Multistep(Schedule):
     milestones: tuple[int | float, ...]
     gamma: float = 0.1
 
-    def __post_init__(self) -> None:
+    def _validate(self) -> None:
         milestones = tuple(self.milestones) if isinstance(self.milestones, (list, tuple)) else None
         if milestones is None or not milestones:
             raise ValueError(f"milestones must be a non-empty list of steps, got {self.milestones!r}")
@@ -111,7 +111,7 @@ class Exponential(Schedule):
     decay_steps: int | float = 1
     staircase: bool = False
 
-    def __post_init__(self) -> None:
+    def _validate(self) -> None:
         set_fields(
             self,
             lr=rate("lr", self.lr),
@@ -142,7 +142,7 @@ class InverseTime(Schedule):
     decay_steps: int | float = 1
     staircase: bool = False
 
-    def __post_init__(self) -> None:
+    def _validate(self) -> None:
         set_fields(
             self,
             lr=rate("lr", self.lr),
@@ -173,7 +173,7 @@ class Polynomial(Schedule):
     final_lr: float = 0.0
     power: float = 1.0
 
-    def __post_init__(self) -> None:
+    def _validate(self) -> None:
         set_fields(
             self,
             lr=rate("lr", self.lr),
@@ -201,7 +201,7 @@ class Linear(Schedule):
     end_lr: float
     total_steps: int | float
 
-    def __post_init__(self) -> None:
+    def _validate(self) -> None:
         set_fields(
             self,
             start_lr=rate("start_lr", self.start_lr),
@@ -227,7 +227,7 @@ class InverseSqrt(Schedule):
     lr: float
     warmup_steps: int | float
 
-    def __post_init__(self) -> None:
+    def _validate(self) -> None:
         set_fields(
             self,
             lr=rate("lr", self.lr),

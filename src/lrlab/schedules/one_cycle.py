@@ -39,7 +39,7 @@ class OneCycle(Schedule):
     final_div_factor: float = 1e4
     three_phase: bool = False
 
-    def __post_init__(self) -> None:
+    def _validate(self) -> None:
         total = steps("total_steps", self.total_steps, minimum=1)
         if not isinstance(total, int):
             raise ValueError(f"total_steps must be a whole number, got {self.total_steps!r}")

@@ -9,15 +9,27 @@ The grammar is small and parsed by hand (never ``eval``)::
 
 Floats are written with ``repr``, the shortest text that reads back to the same
 float64, so ``parse(str(s)) == s`` exactly.
+
+Reading is bounded work on any text: a spec has at most MAX_SPEC_CHARS characters,
+MAX_NESTING levels of schedules and lists, and numbers of at most MAX_NUMBER_CHARS
+characters that are finite as float64; anything else is a ``SpecError``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from typing import Any
 
 from lrlab.schedules._base import REGISTRY, Schedule
+
+# Limits on what ``parse`` reads (and the optimizer grammar that shares its parser).
+MAX_SPEC_CHARS = 100_000
+# Levels of schedule calls and lists, the outermost call counting as one.
+MAX_NESTING = 32
+# repr() of any float64 takes at most 24 characters; 40 leaves room for written-out forms.
+MAX_NUMBER_CHARS = 40
 
 
 class SpecError(ValueError):
@@ -27,11 +39,21 @@ class SpecError(ValueError):
         self.spec = spec
         self.position = position
         self.reason = message
-        super().__init__(f"{message} at position {position}: {spec!r}")
+        super().__init__(f"{message} at position {position}: {_excerpt(spec, position)}")
 
     def pointer(self) -> str:
         """The spec with a caret under the offending position."""
         return f"{self.spec}\n{' ' * self.position}^"
+
+
+def _excerpt(spec: str, position: int, width: int = 80) -> str:
+    """``repr(spec)``, or for a long spec the part around ``position`` (``...`` marks cuts)."""
+    if len(spec) <= 2 * width:
+        return repr(spec)
+    start = max(0, min(position - width // 2, len(spec) - width))
+    head = "..." if start > 0 else ""
+    tail = "..." if start + width < len(spec) else ""
+    return f"{head}{spec[start : start + width]!r}{tail}"
 
 
 # ------------------------------------------------------------------ writing
@@ -72,6 +94,10 @@ def _format_value(value: Any) -> str:
     raise TypeError(f"cannot write {value!r} into a spec")
 
 
+# A parameter value as a spec writes it (numbers exactly, strings quoted, lists in brackets).
+format_value = _format_value
+
+
 # ------------------------------------------------------------------ reading
 
 _TOKEN = re.compile(
@@ -91,6 +117,13 @@ class _Parser:
     def __init__(self, spec: str) -> None:
         self.spec = spec
         self.tokens: list[tuple[str, str, int]] = []
+        self.depth = 0
+        if len(spec) > MAX_SPEC_CHARS:
+            raise SpecError(
+                f"spec too long: at most {MAX_SPEC_CHARS} characters are allowed, got {len(spec)}",
+                spec,
+                MAX_SPEC_CHARS,
+            )
         pos = 0
         while pos < len(spec):
             match = _TOKEN.match(spec, pos)
@@ -121,11 +154,34 @@ class _Parser:
     def fail(self, message: str, pos: int) -> SpecError:
         return SpecError(message, self.spec, pos)
 
+    def enter(self, pos: int) -> None:
+        """One level deeper (a call or a list), at most MAX_NESTING."""
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            raise self.fail(
+                f"nesting too deep: at most {MAX_NESTING} levels of schedules and lists are allowed", pos
+            )
+
+    def number(self, text: str, pos: int) -> int | float:
+        if len(text) > MAX_NUMBER_CHARS:
+            raise self.fail(
+                f"number {text[:12]}... too long: at most {MAX_NUMBER_CHARS} characters are allowed, "
+                f"got {len(text)}",
+                pos,
+            )
+        if not any(c in text for c in ".eE"):
+            return int(text)
+        number = float(text)
+        if not math.isfinite(number):
+            raise self.fail(
+                f"number {text} out of range: numbers must be finite float64 (below 1.8e308)", pos
+            )
+        return number
+
     def value(self) -> Any:
         kind, text, pos = self.take()
         if kind == "number":
-            is_float = any(c in text for c in ".eE")
-            return float(text) if is_float else int(text)
+            return self.number(text, pos)
         if kind == "string":
             return re.sub(r"\\(.)", r"\1", text[1:-1])
         if kind == "name":
@@ -137,6 +193,7 @@ class _Parser:
                 f"unknown word {text!r} (a value is a number, a string, a list or a schedule)", pos
             )
         if text == "[":
+            self.enter(pos)
             items: list[Any] = []
             if self.peek()[1] != "]":
                 items.append(self.value())
@@ -144,6 +201,7 @@ class _Parser:
                     self.take()
                     items.append(self.value())
             self.expect("]")
+            self.depth -= 1
             return items
         found = "the end" if kind == "end" else repr(text)
         raise self.fail(f"expected a value, found {found}", pos)
@@ -154,6 +212,7 @@ class _Parser:
             raise self.fail(f"unknown schedule {name!r} (known: {known})", pos)
         cls = REGISTRY[name]
         field_names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+        self.enter(pos)
         self.expect("(")
         kwargs: dict[str, Any] = {}
         arg_positions: dict[str, int] = {}
@@ -185,11 +244,12 @@ class _Parser:
             if text == ",":
                 self.take()
         self.expect(")")
+        self.depth -= 1
         try:
             return build(name, kwargs)
         except SpecError:
             raise
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, ArithmeticError) as exc:
             reason = _reason(exc)
             # Point at the argument the message names, else at the schedule's name.
             named = re.match(r"([A-Za-z_]+)", reason)

@@ -30,7 +30,7 @@ class WarmupStableDecay(Schedule):
     final_lr: float = 0.0
     decay_shape: str = "linear"
 
-    def __post_init__(self) -> None:
+    def _validate(self) -> None:
         total = steps("total_steps", self.total_steps)
         warm = steps("warmup_steps", self.warmup_steps, strict=False)
         decay = steps("decay_steps", self.decay_steps)

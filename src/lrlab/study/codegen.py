@@ -6,16 +6,12 @@ from typing import Any
 
 from lrlab.schedules import parse
 
-# torch.optim class names; Keras 3 names where Keras has the optimizer.
-_TORCH_CLASSES = {
-    "sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop", "adagrad": "Adagrad",
-    "adadelta": "Adadelta", "adamax": "Adamax", "nadam": "NAdam", "radam": "RAdam", "rprop": "Rprop",
-    "asgd": "ASGD", "adafactor": "Adafactor", "muon": "Muon",
-}  # fmt: skip
-_KERAS_CLASSES = {
-    "sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop", "adagrad": "Adagrad",
-    "adadelta": "Adadelta", "adamax": "Adamax", "nadam": "Nadam", "adafactor": "Adafactor",
-}  # fmt: skip
+# The torch class comes from the optimizer grammar; Keras 3 has only some of them, one
+# under its own spelling.
+_KERAS_HAS = frozenset(
+    {"sgd", "adam", "adamw", "rmsprop", "adagrad", "adadelta", "adamax", "nadam", "adafactor"}
+)
+_KERAS_SPELLING = {"nadam": "Nadam"}
 # torch keyword -> Keras keyword (``betas`` is split into beta_1 / beta_2).
 _KERAS_KEYWORDS = {
     "momentum": "momentum", "nesterov": "nesterov", "eps": "epsilon", "weight_decay": "weight_decay",
@@ -39,16 +35,22 @@ def torch_snippet(optimizer: str, schedule: str) -> str:
     >>> print(torch_snippet("sgd(momentum=0.9)", "cosine(lr=0.1, total_steps=1000)").splitlines()[4])
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     """
-    from lrlab.experiments.optimizers import parse_optimizer
+    import torch
+
+    from lrlab.optim.grammar import OPTIMIZER_CLASSES, parse_optimizer
 
     start = float(f"{parse(schedule)(0):.6g}")  # overwritten by the scheduler at once
     name, kwargs = parse_optimizer(optimizer)
-    cls = _TORCH_CLASSES.get(name, name)
+    cls = OPTIMIZER_CLASSES[name].__name__
+    if getattr(torch.optim, cls, None) is OPTIMIZER_CLASSES[name]:
+        imports, ref = "import torch\n", f"torch.optim.{cls}"
+    else:  # one of lrlab's own optimizers
+        imports, ref = f"from lrlab.optim import {cls}\n", cls
     return (
-        "import torch\n"
+        f"{imports}"
         "from lrlab.schedules import parse\n"
         "from lrlab.torch import LRScheduler\n\n"
-        f"optimizer = torch.optim.{cls}(model.parameters(), lr={start!r}{_torch_kwargs(kwargs)})\n"
+        f"optimizer = {ref}(model.parameters(), lr={start!r}{_torch_kwargs(kwargs)})\n"
         f"scheduler = LRScheduler(optimizer, parse({schedule!r}))\n\n"
         "for epoch in range(epochs):\n"
         "    for inputs, targets in train_loader:\n"
@@ -65,11 +67,11 @@ def keras_snippet(optimizer: str, schedule: str) -> str:
     >>> print(keras_snippet("adam(betas=[0.9, 0.99])", "constant(lr=0.001)").splitlines()[5])
     optimizer = keras.optimizers.Adam(learning_rate=schedule, beta_1=0.9, beta_2=0.99)
     """
-    from lrlab.experiments.optimizers import parse_optimizer
+    from lrlab.optim.grammar import OPTIMIZER_CLASSES, parse_optimizer
 
     parse(schedule)
     name, kwargs = parse_optimizer(optimizer)
-    cls = _KERAS_CLASSES.get(name)
+    cls = _KERAS_SPELLING.get(name, OPTIMIZER_CLASSES[name].__name__) if name in _KERAS_HAS else None
     args, dropped = [], []
     for key, value in kwargs.items():
         if key == "betas":

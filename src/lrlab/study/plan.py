@@ -8,17 +8,18 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from lrlab.schedules import parse
-
-OPTIMIZER_ALIASES: dict[str, str] = {
-    "sgd": "sgd",
-    "sgdm": "sgd(momentum=0.9)",
-    "nesterov": "sgd(momentum=0.9, nesterov=true)",
-    "adam": "adam",
-    "adamw": "adamw(weight_decay=0.01)",
-    "rmsprop": "rmsprop",
-    "adagrad": "adagrad",
-}
+from lrlab.formatting import round_sig
+from lrlab.optim.grammar import OPTIMIZER_ALIASES, optimizer_key, resolve_optimizer  # noqa: F401 (moved there)
+from lrlab.schedules import (
+    Schedule,
+    constant,
+    cosine,
+    cyclic,
+    exponential,
+    one_cycle,
+    step_decay,
+    warmup,
+)
 
 SCHEDULE_NAMES = (
     "constant",
@@ -61,36 +62,18 @@ BUDGETS: dict[str, Budget] = {
 }
 
 
-def resolve_optimizer(name: str) -> str:
-    """An alias (``sgdm``) or an optimizer spec (``"sgd(momentum=0.95)"``) -> a spec."""
-    key = name.strip()
-    return OPTIMIZER_ALIASES.get(key.lower(), key)
-
-
-def optimizer_key(spec: str) -> str:
-    """A short name for an optimizer spec, usable in a sweep name."""
-    for alias, full in OPTIMIZER_ALIASES.items():
-        if full == spec:
-            return alias
-    return "".join(c if c.isalnum() else "-" for c in spec).strip("-").replace("--", "-")
-
-
-def _g(value: float) -> str:
-    return repr(float(f"{value:.4g}"))
-
-
 def study_schedules(
     lr: float, base_lr: float, max_lr: float, total_steps: int, cycles: int = 3
-) -> dict[str, str]:
-    """The schedule specs a study compares, derived from a range test.
+) -> dict[str, Schedule]:
+    """The schedules a study compares, derived from a range test.
 
-    ``lr`` (the finder's recommendation) drives the monotone schedules; the cyclic ones
-    run between ``base_lr`` and ``max_lr`` (Smith's bounds) over ``cycles`` whole cycles;
-    one-cycle peaks at ``max_lr``. The decaying schedules fall about 100x by the end (the
-    article's rule of thumb), cosine to zero.
+    ``lr`` drives the monotone schedules; the cyclic ones run between ``base_lr`` and
+    ``max_lr`` (Smith's bounds) over ``cycles`` whole cycles; one-cycle peaks at ``max_lr``.
+    The decaying schedules fall about 100x by the end (the article's rule of thumb), cosine
+    to zero. The LRs are rounded to 4 significant digits, so that the specs read well.
 
     >>> specs = study_schedules(0.1, 0.05, 0.2, total_steps=600)
-    >>> specs["step"], specs["triangular"]
+    >>> str(specs["step"]), str(specs["triangular"])
     ('step_decay(lr=0.1, step_size=200)', 'cyclic(base_lr=0.05, max_lr=0.2, step_size=100)')
     """
     for name, value in (("lr", lr), ("base_lr", base_lr), ("max_lr", max_lr)):
@@ -100,20 +83,18 @@ def study_schedules(
         raise ValueError(f"max_lr must be >= base_lr ({base_lr!r}), got {max_lr!r}")
     if total_steps < 2 * cycles:
         raise ValueError(f"total_steps must be >= {2 * cycles} for {cycles} cycles, got {total_steps}")
-    lr_, base, peak = _g(lr), _g(base_lr), _g(max_lr)
+    lr_, base, peak = round_sig(lr), round_sig(base_lr), round_sig(max_lr)
     third = math.ceil(total_steps / 3)
     warm = max(1, round(total_steps * 0.05))
     half_cycle = max(1, total_steps // (2 * cycles))
-    specs = {
-        "constant": f"constant(lr={lr_})",
-        "step": f"step_decay(lr={lr_}, step_size={third}, gamma=0.1)",
-        "exponential": f"exponential(lr={lr_}, decay_rate=0.01, decay_steps={total_steps})",
-        "cosine": f"cosine(lr={lr_}, total_steps={total_steps})",
-        "warmup-cosine": f"warmup(cosine(lr={lr_}, total_steps={total_steps - warm}), steps={warm})",
-        "triangular": f"cyclic(base_lr={base}, max_lr={peak}, step_size={half_cycle})",
-        "triangular2": f'cyclic(base_lr={base}, max_lr={peak}, step_size={half_cycle}, mode="triangular2")',
-        "sine-decay": f'cyclic(base_lr={base}, max_lr={peak}, step_size={half_cycle}, shape="sine", cycle_decay=0.5)',
-        "one-cycle": f"one_cycle(max_lr={peak}, total_steps={total_steps})",
+    return {
+        "constant": constant(lr_),
+        "step": step_decay(lr_, step_size=third, gamma=0.1),
+        "exponential": exponential(lr_, decay_rate=0.01, decay_steps=total_steps),
+        "cosine": cosine(lr_, total_steps=total_steps),
+        "warmup-cosine": warmup(cosine(lr_, total_steps=total_steps - warm), steps=warm),
+        "triangular": cyclic(base, peak, step_size=half_cycle),
+        "triangular2": cyclic(base, peak, step_size=half_cycle, mode="triangular2"),
+        "sine-decay": cyclic(base, peak, step_size=half_cycle, shape="sine", cycle_decay=0.5),
+        "one-cycle": one_cycle(peak, total_steps=total_steps),
     }
-    # Normalise through the parser so the specs are exactly what the store will hold.
-    return {name: str(parse(spec)) for name, spec in specs.items()}

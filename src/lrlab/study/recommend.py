@@ -1,13 +1,17 @@
-"""The study's verdict: the best optimizer + schedule + LR, with its margins. Pure functions
-of stored records."""
+"""The study's verdict: the best optimizer + schedule + LR, with its margins.
+
+Pure functions of stored records; the order comes from the one scorer,
+:func:`lrlab.report.ranking.rank`, so the recommendation, the report and the CLI agree.
+"""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from lrlab.experiments.records import EpochRecord, RunRecord
+from lrlab.report.ranking import Ranked, rank
+from lrlab.schedules import Constant, Schedule
+from lrlab.store.records import EpochRecord, RunRecord, RunStatus
 
 
 @dataclass(frozen=True)
@@ -15,14 +19,19 @@ class Candidate:
     """One configuration of the study (its runs differ only in seed) and its score."""
 
     optimizer: str
-    schedule: str
+    schedule: Schedule
     schedule_name: str
     lr: float
     score: float
+    sd: float
     accuracy: float | None
     val_loss: float | None
     seeds: int
     run_ids: tuple[str, ...]
+
+    @property
+    def is_constant(self) -> bool:
+        return isinstance(self.schedule, Constant)
 
 
 @dataclass(frozen=True)
@@ -49,62 +58,46 @@ class Recommendation:
         return None if self.best_constant is None else self.best_constant.score - self.best.score
 
 
-def _final(epochs: Sequence[EpochRecord], name: str) -> float | None:
-    for record in reversed(epochs):
-        value = getattr(record, name)
-        if value is not None and math.isfinite(value):
-            return float(value)
-    return None
-
-
-def _mean(values: Sequence[float | None]) -> float | None:
-    present = [v for v in values if v is not None]
-    return sum(present) / len(present) if present else None
+def _candidate(entry: Ranked, names: Mapping[Schedule, str]) -> Candidate:
+    config = entry.config
+    return Candidate(
+        optimizer=config.optimizer,
+        schedule=config.schedule,
+        schedule_name=names.get(config.schedule, config.schedule.name),
+        lr=config.lr,
+        score=entry.mean,
+        sd=entry.sd,
+        accuracy=entry.accuracy,
+        val_loss=entry.val_loss,
+        seeds=entry.seeds,
+        run_ids=entry.run_ids,
+    )
 
 
 def recommend(
     runs: Sequence[RunRecord],
     epochs: Mapping[str, Sequence[EpochRecord]],
-    schedule_names: Mapping[str, str] | None = None,
+    schedule_names: Mapping[Schedule, str] | None = None,
 ) -> Recommendation:
-    """Score every configuration by its mean final validation metric over finished seeds.
+    """Rank every configuration (:func:`~lrlab.report.ranking.rank`) and name the best.
 
-    ``schedule_names`` maps a schedule spec to a short name (``"cosine"``); a spec missing
+    ``schedule_names`` maps a schedule to a short name (``"cosine"``); a schedule missing
     from it is named by its family. Raises ``ValueError`` when no run finished.
     """
     names = dict(schedule_names or {})
-    finished = [r for r in runs if r.status == "done"]
+    finished = [r for r in runs if r.status is RunStatus.DONE]
     if not finished:
         raise ValueError(f"no finished runs to recommend from ({len(runs)} runs, none done)")
-    classify = any(_final(epochs.get(r.id, ()), "val_error") is not None for r in finished)
-    metric = "val_error" if classify else "val_loss"
-    groups: dict[tuple[str, str, float], list[RunRecord]] = {}
-    for run in finished:
-        key = (str(run.config["optimizer"]), str(run.config["schedule"]), float(run.config["lr"]))
-        groups.setdefault(key, []).append(run)
-    candidates = []
-    for (optimizer, schedule, lr), members in groups.items():
-        scores = [_final(epochs.get(r.id, ()), metric) for r in members]
-        score = _mean(scores)
-        if score is None:
-            continue
-        accuracy = _mean([_final(epochs.get(r.id, ()), "val_accuracy") for r in members])
-        val_loss = _mean([_final(epochs.get(r.id, ()), "val_loss") for r in members])
-        name = names.get(schedule, schedule.split("(", 1)[0])
-        ids = tuple(r.id for r in members)
-        candidates.append(
-            Candidate(optimizer, schedule, name, lr, score, accuracy, val_loss, len(members), ids)
-        )
-    if not candidates:
-        raise ValueError(f"no finished run reported {metric}")
-    # Ties (common for error rates on small validation sets) go to the lower validation loss.
-    candidates.sort(key=lambda c: (c.score, c.val_loss if c.val_loss is not None else math.inf))
-    constants = [c for c in candidates if c.schedule.startswith("constant(")]
+    ranked = rank(finished, epochs)
+    if not ranked:
+        raise ValueError("no finished run reported a validation metric")
+    candidates = [_candidate(entry, names) for entry in ranked]
+    constants = [c for c in candidates if c.is_constant]
     return Recommendation(
-        metric=metric,
+        metric=ranked[0].metric,
         best=candidates[0],
         runner_up=candidates[1] if len(candidates) > 1 else None,
         best_constant=constants[0] if constants and constants[0] is not candidates[0] else None,
         candidates=tuple(candidates),
-        diverged=sum(1 for r in runs if r.status == "diverged"),
+        diverged=sum(1 for r in runs if r.status is RunStatus.DIVERGED),
     )

@@ -1,7 +1,9 @@
-"""``run_study``: finder -> schedules derived from it -> sweeps -> recommendation.
+"""``run_study``: range test -> schedules derived from it -> sweeps -> recommendation -> report.
 
 Every result goes into the store, so a study that is stopped resumes where it was: the
-range tests are reused from the store and finished runs are skipped.
+range tests are reused from the store and finished runs are skipped. The study builds
+its runs as typed :class:`~lrlab.store.records.RunConfig` values with
+:class:`~lrlab.schedules.Schedule` objects; spec strings appear only in what people read.
 """
 
 from __future__ import annotations
@@ -9,23 +11,38 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from lrlab.experiments.records import FinderRecord, RunRecord
-from lrlab.experiments.store import Store
+from lrlab.schedules import Schedule
+from lrlab.store.records import FinderRecord, RunConfig, RunRecord
+from lrlab.store.sqlite import Store
 from lrlab.study.plan import BUDGETS, Budget, optimizer_key, resolve_optimizer, study_schedules
 from lrlab.study.recommend import Recommendation, recommend
+
+__all__ = ["ANCHOR_RULE", "StudyEvent", "StudyFiles", "StudyResult", "anchor_lr", "run_study", "study_name"]
+
+ANCHOR_RULE = "minimum/10"
 
 
 @dataclass(frozen=True)
 class StudyEvent:
     """A phase of the study for a ``progress`` callback: ``phase`` is ``"finder"``,
-    ``"sweep"`` or ``"done"``; ``detail`` says which optimizer."""
+    ``"sweep"``, ``"report"`` or ``"done"``; ``detail`` says which optimizer."""
 
     phase: str
     detail: str
     index: int
     total: int
+
+
+@dataclass(frozen=True)
+class StudyFiles:
+    """What the study wrote: the HTML report, its figures and ``recommendation.md``."""
+
+    report: Path
+    figures: list[Path]
+    recommendation: Path
 
 
 @dataclass(frozen=True)
@@ -36,10 +53,11 @@ class StudyResult:
     finders: dict[str, FinderRecord]
     sweeps: list[str]
     runs: list[RunRecord]
-    schedule_names: dict[str, str]
+    schedule_names: dict[Schedule, str]
     recommendation: Recommendation
     total_steps: int
     epochs: int
+    files: StudyFiles | None = None
     extras: dict[str, Any] = field(default_factory=dict)
 
 
@@ -62,19 +80,14 @@ def _finder(
     for record in store.finder_results(sweep=name):
         if record.optimizer == optimizer and record.config.get("task") == task_ref:
             return record
-    from lrlab.experiments.loop import resolve_device
-    from lrlab.experiments.optimizers import make_optimizer
-    from lrlab.finder import find_lr
+    from lrlab.study.range_tests import task_range_test
 
-    torch_device = resolve_device(device)
-    model = task.make_model(0).to(torch_device)
-    opt = make_optimizer(optimizer, model.parameters(), 1e-7)
-    result = find_lr(model, opt, task.loss_fn, task.train_loader(batch_size, 0), num_iter=budget.finder_iters)
+    result, record = task_range_test(
+        task, task_ref, optimizer, batch_size=batch_size, seed=0, device=device, sweep=name,
+        num_iter=budget.finder_iters,
+    )  # fmt: skip
     if not math.isfinite(result.lr):
         raise RuntimeError(f"the range test for {optimizer} could not suggest an LR: {result.reason}")
-    record = result.to_record(
-        task.name, optimizer, sweep=name, config={"task": task_ref, "batch_size": batch_size, "seed": 0}
-    )
     store.save_finder_result(record)
     return record
 
@@ -90,17 +103,26 @@ def run_study(
     device: str = "cpu",
     address: str | None = None,
     epochs: int | None = None,
+    out: str | Path | None = None,
     progress: Callable[[Any], None] | None = None,
 ) -> StudyResult:
-    """Run the whole study of ``task`` and return what it found (see the module doc)."""
-    from lrlab.experiments.optimizers import parse_optimizer
-    from lrlab.experiments.sweep import run_sweep
-    from lrlab.experiments.tasks import get_task
+    """Run the whole study of ``task`` and return what it found (see the module doc).
+
+    With ``out`` (a folder) the study also writes ``report.html``, ``figures/*.png`` and
+    ``recommendation.md`` there (``StudyResult.files``).
+    """
+    from lrlab.optim.grammar import parse_optimizer
+    from lrlab.sweeps import RunPlan, run_plans
+    from lrlab.training.resolve import steps_per_epoch
+    from lrlab.training.tasks import get_task
 
     if budget not in BUDGETS:
         raise ValueError(f"budget must be one of {', '.join(BUDGETS)}, got {budget!r}")
     if not optimizers:
         raise ValueError("optimizers must name at least one optimizer (e.g. sgd,sgdm,adam)")
+    out_dir = None if out is None else Path(out)
+    if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"out must be a folder, got the file {str(out_dir)!r}")
     plan = BUDGETS[budget]
     specs = [resolve_optimizer(o) for o in optimizers]
     for spec in specs:
@@ -110,13 +132,13 @@ def run_study(
         raise ValueError(f"epochs must be a whole number >= 1, got {epochs!r}")
     epochs = epochs or plan.epochs(the_task.default_epochs)
     batch_size = the_task.default_batch_size
-    total_steps = epochs * len(the_task.train_loader(batch_size, 0))
+    total_steps = epochs * steps_per_epoch(the_task, batch_size)
     name = study_name(task, budget)
     report = progress or (lambda _event: None)
     finders: dict[str, FinderRecord] = {}
     sweeps: list[str] = []
     runs: list[RunRecord] = []
-    schedule_names: dict[str, str] = {}
+    schedule_names: dict[Schedule, str] = {}
     for index, spec in enumerate(specs):
         report(StudyEvent("finder", spec, index, len(specs)))
         finder = _finder(store, the_task, task, spec, name, plan, batch_size, device)
@@ -129,26 +151,44 @@ def run_study(
             named = study_schedules(lr, base_lr * factor, max_lr * factor, total_steps)
             schedule_names.update({v: k for k, v in named.items()})
             sweep = f"{name}-{optimizer_key(spec)}" + ("" if factor == 1.0 else f"-x{factor:g}")
-            sweep_spec = {
-                "name": sweep,
-                "task": task,
-                "epochs": epochs,
-                "batch_size": batch_size,
+            plans = [
+                RunPlan.of(sweep, RunConfig(task=task, lr=lr, optimizer=spec, schedule=schedule, seed=seed,
+                                            epochs=epochs, batch_size=batch_size))
+                for schedule in named.values()
+                for seed in plan.seeds
+            ]  # fmt: skip
+            described = {
+                "name": sweep, "task": task, "epochs": epochs, "batch_size": batch_size,
                 "seeds": list(plan.seeds),
-                "grid": {"lr": [lr], "optimizer": [spec], "schedule": list(named.values())},
-            }
-            runs += run_sweep(sweep_spec, store, jobs=jobs, backend=backend, progress=progress,
+                "grid": {"lr": [lr], "optimizer": [spec], "schedule": [str(s) for s in named.values()]},
+            }  # fmt: skip
+            runs += run_plans(plans, store, sweep, described, jobs=jobs, backend=backend, progress=progress,
                               device=device, address=address)  # fmt: skip
             sweeps.append(sweep)
-    report(StudyEvent("done", name, len(specs), len(specs)))
     epochs_by_run = store.epochs_for([r.id for r in runs])
     verdict = recommend(runs, epochs_by_run, schedule_names)
-    return StudyResult(
+    result = StudyResult(
         name, task, budget, finders, sweeps, runs, schedule_names, verdict, total_steps, epochs
     )
+    if out_dir is not None:
+        report(StudyEvent("report", name, len(specs), len(specs)))
+        result = _write_outputs(result, store, out_dir)
+    report(StudyEvent("done", name, len(specs), len(specs)))
+    return result
 
 
-ANCHOR_RULE = "minimum/10"
+def _write_outputs(result: StudyResult, store: Store, out: Path) -> StudyResult:
+    from dataclasses import replace
+
+    from lrlab.report import load_report_data, write_report
+    from lrlab.study.summary import markdown
+
+    out.mkdir(parents=True, exist_ok=True)
+    data = load_report_data(store, run_ids=[r.id for r in result.runs])
+    files = write_report(data, out / "report.html", image_dir=out / "figures")
+    recommendation = out / "recommendation.md"
+    recommendation.write_text(markdown(result), encoding="utf-8")
+    return replace(result, files=StudyFiles(out / "report.html", files.images, recommendation))
 
 
 def anchor_lr(finder: FinderRecord) -> float:

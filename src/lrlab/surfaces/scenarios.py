@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lrlab.schedules import parse
 from lrlab.surfaces.catalog import get_surface
 from lrlab.surfaces.trajectory import Trajectory, run_trajectory
 
@@ -41,11 +42,14 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Scenario:
-    """A surface, a list of ``(label, optimizer spec)`` pairs and a step budget."""
+    """A surface, a list of ``(label, optimizer spec, schedule spec or None)`` and a step budget.
+
+    A schedule drives its optimizer's learning rate exactly as written (not scaled).
+    """
 
     name: str
     surface: str
-    optimizers: tuple[tuple[str, str], ...]
+    optimizers: tuple[tuple[str, str, str | None], ...]
     steps: int
     tol: float
     story: str
@@ -78,12 +82,12 @@ SCENARIOS: dict[str, Scenario] = {
         name="ravine-story",
         surface="ravine",
         optimizers=(
-            ("GD lr=0.25", "sgd:lr=0.25"),
-            ("momentum 0.9 lr=0.05", "sgd:lr=0.05,momentum=0.9"),
-            ("Nesterov 0.9 lr=0.05", "sgd:lr=0.05,momentum=0.9,nesterov=true"),
-            ("RMSprop lr=0.1", "rmsprop:lr=0.1"),
-            ("Adagrad lr=1", "adagrad:lr=1.0"),
-            ("Adam lr=0.1", "adam:lr=0.1"),
+            ("GD lr=0.25", "sgd(lr=0.25)", None),
+            ("momentum 0.9 lr=0.05", "sgd(lr=0.05, momentum=0.9)", None),
+            ("Nesterov 0.9 lr=0.05", "sgd(lr=0.05, momentum=0.9, nesterov=true)", None),
+            ("RMSprop lr=0.1", "rmsprop(lr=0.1)", None),
+            ("Adagrad lr=1", "adagrad(lr=1.0)", None),
+            ("Adam lr=0.1", "adam(lr=0.1)", None),
         ),
         steps=300,
         tol=1e-3,
@@ -95,15 +99,16 @@ SCENARIOS: dict[str, Scenario] = {
         name="valley-story",
         surface="valley",
         optimizers=(
-            ("RMSprop lr=0.2", "rmsprop:lr=0.2"),
-            ("RMSprop + cosine decay", "rmsprop:lr=0.2@cosine(lr=0.2, total_steps=300)"),
-            ("RMSprop + exponential decay", "rmsprop:lr=0.2@exponential(lr=0.2, decay_rate=0.99)"),
-            ("AdaGrad (lecture) lr=0.5", "adagradmean:lr=0.5"),
+            ("RMSprop lr=0.2", "rmsprop(lr=0.2)", None),
+            ("RMSprop + cosine decay", "rmsprop(lr=0.2)", "cosine(lr=0.2, total_steps=300)"),
+            ("RMSprop + exponential decay", "rmsprop(lr=0.2)", "exponential(lr=0.2, decay_rate=0.99)"),
+            ("AdaGrad (lecture) lr=0.5", "adagradmean(lr=0.5)", None),
             (
                 "AdaGrad (lecture) + exponential decay",
-                "adagradmean:lr=0.5@exponential(lr=0.5, decay_rate=0.99)",
+                "adagradmean(lr=0.5)",
+                "exponential(lr=0.5, decay_rate=0.99)",
             ),
-            ("Adagrad lr=2 (torch)", "adagrad:lr=2.0"),
+            ("Adagrad lr=2 (torch)", "adagrad(lr=2.0)", None),
         ),
         steps=300,
         tol=1e-3,
@@ -121,8 +126,15 @@ def run_scenario(name: str) -> ScenarioResult:
     scenario = SCENARIOS[name]
     surface = get_surface(scenario.surface)
     trajectories = [
-        run_trajectory(surface, spec, steps=scenario.steps, tol=scenario.tol, name=label)
-        for label, spec in scenario.optimizers
+        run_trajectory(
+            surface,
+            optimizer,
+            steps=scenario.steps,
+            tol=scenario.tol,
+            name=label,
+            schedule=None if schedule is None else parse(schedule),
+        )
+        for label, optimizer, schedule in scenario.optimizers
     ]
     check = _ravine_findings if name == "ravine-story" else _valley_findings
     return ScenarioResult(scenario, trajectories, check(trajectories))

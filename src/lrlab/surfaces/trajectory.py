@@ -1,10 +1,13 @@
 """Run an optimizer on a 2-D surface and measure its trajectory.
 
+Optimizers are written in lrlab's one optimizer grammar (:mod:`lrlab.optim.grammar`),
+with their own ``lr``: ``"sgd(lr=0.05, momentum=0.9)"``, ``"nesterov(lr=0.05)"``.
+
 Example:
-    >>> t = run_trajectory("ravine", "sgd:lr=0.25", steps=50)
+    >>> t = run_trajectory("ravine", "sgd(lr=0.25)", steps=50)
     >>> t.steps_to_tol is None, t.oscillations, round(float(t.grad_norms[-1]), 2)
     (True, 49, 8.01)
-    >>> run_trajectory("ravine", "nesterov:lr=0.05", steps=100).steps_to_tol
+    >>> run_trajectory("ravine", "nesterov(lr=0.05)", steps=100).steps_to_tol
     48
 """
 
@@ -18,11 +21,17 @@ from typing import Any
 import numpy as np
 import torch
 
+from lrlab.optim.grammar import OPTIMIZER_ALIASES, OPTIMIZER_CLASSES, make_optimizer, parse_optimizer
 from lrlab.schedules import Schedule
 from lrlab.surfaces.catalog import Surface, get_surface
-from lrlab.surfaces.optspec import OptimizerSpec, parse_optimizer
 
-__all__ = ["Trajectory", "as_surface", "run_trajectories", "run_trajectory"]
+__all__ = ["OPTIMIZER_NAMES", "Trajectory", "as_surface", "run_trajectories", "run_trajectory"]
+
+# Muon orthogonalises matrix updates: it cannot move one 2-vector.
+_MATRICES_ONLY = {"muon"}
+
+OPTIMIZER_NAMES: tuple[str, ...] = tuple(sorted({*OPTIMIZER_CLASSES, *OPTIMIZER_ALIASES} - _MATRICES_ONLY))
+"""The optimizer names (classes and aliases) a trajectory can run."""
 
 # Keys under which torch.optim keeps a per-coordinate second moment (for the story of
 # adaptive methods whose accumulated squared gradients shrink).
@@ -33,7 +42,8 @@ _SECOND_MOMENT_KEYS = ("square_avg", "exp_avg_sq", "sum")
 class Trajectory:
     """The path of one optimizer on one surface, with the metrics the CLI tabulates.
 
-    Arrays: ``points`` (n+1, 2) including the start, ``losses`` (n+1,), ``grad_norms``
+    ``optimizer`` is the optimizer spec as written, ``schedule`` the schedule that drove its
+    learning rate (None: constant). Arrays: ``points`` (n+1, 2) including the start, ``losses`` (n+1,), ``grad_norms``
     (n,) taken at the points each step started from, ``lrs`` (n,) learning rate used
     by each step, ``second_moment`` (n, 2) the optimizer's per-coordinate squared-gradient
     statistic after each step when it keeps one (RMSprop, Adam family, Adagrad) else None.
@@ -41,7 +51,7 @@ class Trajectory:
 
     name: str
     surface: Surface
-    spec: OptimizerSpec
+    optimizer: str
     schedule: Schedule | None
     points: np.ndarray
     losses: np.ndarray
@@ -153,7 +163,7 @@ class Trajectory:
         """Plain-JSON metrics (non-finite numbers become None)."""
         return {
             "name": self.name,
-            "optimizer": self.spec.label,
+            "optimizer": self.optimizer,
             "schedule": None if self.schedule is None else str(self.schedule),
             "surface": self.surface.name,
             "steps": self.steps,
@@ -201,7 +211,7 @@ def as_surface(
 
 def run_trajectory(
     surface: str | Surface | Callable[[torch.Tensor], torch.Tensor],
-    optimizer: str | OptimizerSpec,
+    optimizer: str,
     *,
     steps: int = 200,
     start: Sequence[float] | None = None,
@@ -211,12 +221,13 @@ def run_trajectory(
     name: str | None = None,
     scale_schedule: bool = False,
 ) -> Trajectory:
-    """Run ``optimizer`` for ``steps`` steps from ``start`` (default: the surface's) in float64.
+    """Run ``optimizer`` (a spec such as ``"sgd(lr=0.05, momentum=0.9)"``) for ``steps`` steps
+    from ``start`` (default: the surface's) in float64.
 
-    ``schedule`` (or the spec's own ``@schedule``) drives the learning rate through
-    :class:`lrlab.torch.LRScheduler`. With ``scale_schedule`` a shared ``schedule`` is
-    scaled (through the param group's ``lr_mult``) so that its peak over the run equals the
-    spec's own ``lr``, letting one schedule shape drive SGD at 0.01 and Adam at 0.1 alike.
+    ``schedule`` drives the learning rate through :class:`lrlab.torch.LRScheduler`, as
+    written. With ``scale_schedule`` and an ``lr`` in the spec it is scaled instead (through
+    the param group's ``lr_mult``) so that its peak over the run equals that ``lr``, letting
+    one schedule shape drive SGD at 0.01 and Adam at 0.1 alike.
     A run stops early, marked diverged, when the loss or point is non-finite or the point
     escapes ``escape_factor`` box diagonals from the box.
     """
@@ -225,21 +236,20 @@ def run_trajectory(
     if not (tol >= 0 and math.isfinite(tol)):
         raise ValueError(f"tol must be a finite number >= 0, got {tol}")
     surf = as_surface(surface, start=start)
-    spec = parse_optimizer(optimizer)
+    _key, kwargs = parse_optimizer(optimizer, allow_lr=True, allow_closure=True)
     begin = surf.start if start is None else _start_point(start)
     point = torch.tensor(begin, dtype=torch.float64, requires_grad=True)
-    opt = spec.build([point])
-    chosen = schedule if spec.schedule is None else spec.schedule
+    opt = make_optimizer(optimizer, [point], allow_lr=True, allow_closure=True)
     scheduler = None
-    if chosen is not None:
+    if schedule is not None:
         from lrlab.torch import LRScheduler
 
-        if scale_schedule and spec.schedule is None and spec.lr is not None:
-            peak = float(np.max(chosen(np.arange(max(steps, 1), dtype=np.float64))))
+        if scale_schedule and kwargs.get("lr") is not None:
+            peak = float(np.max(schedule(np.arange(max(steps, 1), dtype=np.float64))))
             if peak <= 0:
-                raise ValueError(f"schedule {chosen} is never positive over {steps} steps")
-            opt.param_groups[0]["lr_mult"] = spec.lr / peak
-        scheduler = LRScheduler(opt, chosen)
+                raise ValueError(f"schedule {schedule} is never positive over {steps} steps")
+            opt.param_groups[0]["lr_mult"] = float(kwargs["lr"]) / peak
+        scheduler = LRScheduler(opt, schedule)
 
     def closure() -> torch.Tensor:
         opt.zero_grad()
@@ -271,10 +281,10 @@ def run_trajectory(
             break
     has_moment = bool(moments) and all(m is not None for m in moments)
     return Trajectory(
-        name=name or spec.label,
+        name=name or optimizer.strip(),
         surface=surf,
-        spec=spec,
-        schedule=chosen,
+        optimizer=optimizer.strip(),
+        schedule=schedule,
         points=np.array(points, dtype=np.float64).reshape(-1, 2),
         losses=np.array(losses, dtype=np.float64),
         grad_norms=np.array(grad_norms, dtype=np.float64),
@@ -287,7 +297,7 @@ def run_trajectory(
 
 def run_trajectories(
     surface: str | Surface | Callable[[torch.Tensor], torch.Tensor],
-    optimizers: Sequence[str | OptimizerSpec],
+    optimizers: Sequence[str],
     **options: Any,
 ) -> list[Trajectory]:
     """:func:`run_trajectory` for every optimizer, with the same surface and options."""

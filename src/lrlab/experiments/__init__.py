@@ -1,1 +1,0 @@
-"""Experiments: tasks, the recording training loop, sweeps, executors and the SQLite store."""

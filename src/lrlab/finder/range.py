@@ -1,0 +1,310 @@
+"""The learning-rate range test (Smith 2015/2017): the torch runner behind ``lrlab.find_lr``.
+
+The LR rises from ``start_lr`` to ``end_lr`` over ``num_iter`` optimizer steps while the
+loss is recorded; the suggestion rules of ``lrlab.finder.suggest`` read the curve. The test
+trains the caller's own model and optimizer and puts every bit of their state back
+afterwards (``lrlab.finder._state``), whether it finishes, diverges, raises or is
+interrupted.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import nullcontext
+from typing import Any
+
+import numpy as np
+import torch
+
+from lrlab.finder import suggest
+from lrlab.finder._state import capture
+from lrlab.finder.result import FinderResult
+from lrlab.torch_utils import cycle, model_device, split_batch, to_device
+
+__all__ = ["find_lr", "lr_at"]
+
+Progress = Callable[[int, int, float, float], None]
+
+# After this many non-finite losses in a row the weights themselves are broken: stop.
+_MAX_NONFINITE_IN_A_ROW = 5
+
+
+def lr_at(iteration: int, num_iter: int, start_lr: float, end_lr: float, mode: str = "exp") -> float:
+    """The LR of ``iteration`` (0-based): geometric (``exp``) or arithmetic (``linear``)
+    steps from start_lr (first iteration) to end_lr (last).
+
+    >>> [round(lr_at(i, 5, 1e-4, 1.0), 6) for i in range(5)]
+    [0.0001, 0.001, 0.01, 0.1, 1.0]
+    >>> [lr_at(i, 3, 1.0, 3.0, "linear") for i in range(3)]
+    [1.0, 2.0, 3.0]
+    """
+    fraction = iteration / (num_iter - 1)
+    if mode == "exp":
+        return start_lr * (end_lr / start_lr) ** fraction
+    return start_lr + (end_lr - start_lr) * fraction
+
+
+def _check_arguments(
+    start_lr: float,
+    end_lr: float,
+    num_iter: int,
+    mode: str,
+    smooth: float,
+    diverge: float,
+    accumulation_steps: int,
+) -> None:
+    if not (math.isfinite(start_lr) and start_lr > 0):
+        raise ValueError(f"start_lr must be a finite number > 0, got {start_lr}")
+    if not (math.isfinite(end_lr) and end_lr > start_lr):
+        raise ValueError(f"end_lr must be finite and > start_lr ({start_lr}), got {end_lr}")
+    if isinstance(num_iter, bool) or not isinstance(num_iter, int) or num_iter < 2:
+        raise ValueError(f"num_iter must be an integer >= 2, got {num_iter!r}")
+    if mode not in ("exp", "linear"):
+        raise ValueError(f"mode must be 'exp' or 'linear', got {mode!r}")
+    if not 0.0 <= smooth < 1.0:
+        raise ValueError(f"smooth must be in [0, 1), got {smooth}")
+    if not (math.isfinite(diverge) and diverge > 1.0):
+        raise ValueError(f"diverge must be a finite number > 1, got {diverge}")
+    if (
+        isinstance(accumulation_steps, bool)
+        or not isinstance(accumulation_steps, int)
+        or accumulation_steps < 1
+    ):
+        raise ValueError(f"accumulation_steps must be an integer >= 1, got {accumulation_steps!r}")
+
+
+class _Stepper:
+    """One optimizer step over ``accumulation_steps`` batches, with or without CUDA AMP."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        loss_fn: Callable[[Any, Any], torch.Tensor],
+        accumulation_steps: int,
+        amp: bool,
+    ) -> None:
+        self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
+        self.accumulation_steps = accumulation_steps
+        self.device = model_device(model)
+        if amp and self.device.type != "cuda":
+            raise ValueError(f"amp=True needs the model on a CUDA device, it is on {self.device}")
+        self.amp = amp
+        self.scaler = torch.amp.GradScaler("cuda") if amp else None
+
+    def autocast(self) -> Any:
+        return torch.autocast("cuda", dtype=torch.float16) if self.amp else nullcontext()
+
+    def set_lr(self, lr: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr * group.get("lr_mult", 1.0)
+
+    def step(self, batches: Iterator[Any]) -> float:
+        """Train one step; return the mean loss, NaN (and no step taken) if any is not finite."""
+        self.optimizer.zero_grad(set_to_none=True)
+        total, finite = 0.0, True
+        for _ in range(self.accumulation_steps):
+            inputs, targets = split_batch(next(batches))
+            inputs, targets = to_device(inputs, self.device), to_device(targets, self.device)
+            with self.autocast():
+                loss = self.loss_fn(self.model(inputs), targets)
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                finite = False
+                break
+            total += value
+            scaled = loss / self.accumulation_steps
+            (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
+        if not finite:
+            self.optimizer.zero_grad(set_to_none=True)
+            return math.nan
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        return total / self.accumulation_steps
+
+    @torch.no_grad()
+    def evaluate(self, loader: Iterable[Any]) -> float:
+        """Mean loss over ``loader`` in eval mode (weighted by batch size where known)."""
+        self.model.eval()
+        total, weight = 0.0, 0.0
+        try:
+            for batch in loader:
+                inputs, targets = split_batch(batch)
+                inputs, targets = to_device(inputs, self.device), to_device(targets, self.device)
+                with self.autocast():
+                    value = float(self.loss_fn(self.model(inputs), targets))
+                size = float(len(targets)) if hasattr(targets, "__len__") else 1.0
+                total += value * size
+                weight += size
+        finally:
+            self.model.train()
+        if weight == 0:
+            raise ValueError("val_loader yielded no batches")
+        return total / weight
+
+
+def is_sgd_family(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether ``optimizer`` takes plain gradient steps (``SGD``, with or without momentum
+    or Nesterov, and ``ASGD``), as opposed to per-weight adaptive ones."""
+    return isinstance(optimizer, (torch.optim.SGD, torch.optim.ASGD))
+
+
+def _recommend(
+    suggestions: dict[str, float], diverged_early: bool, sgd: bool
+) -> tuple[str | None, float, str]:
+    default, reason = suggest.default_rule(sgd)
+    order = [default, *[name for name in suggest.RULES if name != default]]
+    for name in order:
+        if name in suggestions:
+            why = (
+                reason
+                if name == default
+                else (f"fallback: the default rule '{default}' could not decide on this curve")
+            )
+            return name, suggestions[name], f"{name} ({suggest.RULE_DESCRIPTIONS[name]}): {why}"
+    detail = "the loss diverged almost at once; lower start_lr" if diverged_early else "too few finite losses"
+    return None, math.nan, f"no rule could decide: {detail}"
+
+
+def find_lr(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: Callable[[Any, Any], torch.Tensor],
+    train_loader: Iterable[Any],
+    *,
+    start_lr: float = 1e-7,
+    end_lr: float = 10.0,
+    num_iter: int = 100,
+    mode: str = "exp",
+    smooth: float = 0.05,
+    diverge: float = 4.0,
+    val_loader: Iterable[Any] | None = None,
+    accumulation_steps: int = 1,
+    amp: bool = False,
+    halving: bool = False,
+    progress: Progress | None = None,
+) -> FinderResult:
+    """Run an LR range test on ``model`` and suggest a learning rate.
+
+    The LR rises from ``start_lr`` to ``end_lr`` over ``num_iter`` optimizer steps
+    (geometrically for ``mode="exp"``, arithmetically for ``"linear"``); each step sees
+    ``accumulation_steps`` batches of ``train_loader`` (re-iterated as often as needed).
+    The loss recorded is the training loss of that step, or the mean loss over
+    ``val_loader`` after it when one is given (slower, smoother). A step whose loss is not
+    finite is skipped (recorded as NaN); the test stops early once the smoothed loss
+    exceeds ``diverge`` times its best value. ``amp=True`` trains under CUDA autocast
+    (float16) with a gradient scaler. ``halving=True`` also runs the article's halving
+    search (``lrlab.finder.halving.halving_search``) from ``end_lr`` down and adds its
+    result as the ``"halving"`` suggestion. ``progress(iteration, num_iter, lr, loss)`` is
+    called after every step.
+
+    Afterwards the model (parameters, buffers, gradients, train/eval mode), the optimizer
+    (state and hyperparameters) and the random generators are exactly as before, also when
+    the test raises or is interrupted. Nothing is written to disk.
+
+    Example:
+        >>> import torch
+        >>> from torch.utils.data import DataLoader, TensorDataset
+        >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+        <torch._C.Generator object at ...>
+        >>> x = torch.randn(256, 4); y = x @ torch.tensor([1.0, -2.0, 0.5, 3.0])
+        >>> loader = DataLoader(TensorDataset(x, y.unsqueeze(1)), batch_size=32, shuffle=True)
+        >>> model = torch.nn.Linear(4, 1)
+        >>> opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        >>> result = find_lr(model, opt, torch.nn.functional.mse_loss, loader, num_iter=60)
+        >>> 1e-3 < result.lr < 1.0, result.rule
+        (True, 'minimum/3')
+    """
+    _check_arguments(start_lr, end_lr, num_iter, mode, smooth, diverge, accumulation_steps)
+    stepper = _Stepper(model, optimizer, loss_fn, accumulation_steps, amp)
+    loaders = [train_loader] + ([val_loader] if val_loader is not None else [])
+    saved = capture(model, optimizer, loaders)
+    started = time.perf_counter()
+    lrs: list[float] = []
+    losses: list[float] = []
+    diverged = False
+    try:
+        model.train()
+        batches = cycle(train_loader)
+        best, average, count, nonfinite_run = math.inf, 0.0, 0, 0
+        beta = 1.0 - smooth
+        for iteration in range(num_iter):
+            lr = lr_at(iteration, num_iter, start_lr, end_lr, mode)
+            stepper.set_lr(lr)
+            loss = stepper.step(batches)
+            if val_loader is not None and math.isfinite(loss):
+                loss = stepper.evaluate(val_loader)
+            lrs.append(lr)
+            losses.append(loss)
+            if progress is not None:
+                progress(iteration, num_iter, lr, loss)
+            if not math.isfinite(loss):
+                nonfinite_run += 1
+                if nonfinite_run >= _MAX_NONFINITE_IN_A_ROW:
+                    diverged = True
+                    break
+                continue
+            nonfinite_run = 0
+            count += 1
+            average = beta * average + smooth * loss
+            smoothed = loss if smooth == 0.0 else average / (1.0 - beta**count)
+            best = min(best, smoothed)
+            if smoothed > diverge * best:
+                diverged = True
+                break
+    finally:
+        saved.restore()
+    seconds = time.perf_counter() - started
+    lr_array = np.asarray(lrs, dtype=np.float64)
+    loss_array = np.asarray(losses, dtype=np.float64)
+    smoothed_array = suggest.smooth_losses(loss_array, smooth)
+    suggestions = suggest.suggest_all(lr_array, smoothed_array) if len(lr_array) >= 2 else {}
+    config: dict[str, Any] = {
+        "start_lr": start_lr,
+        "end_lr": end_lr,
+        "num_iter": num_iter,
+        "mode": mode,
+        "smooth": smooth,
+        "diverge": diverge,
+        "accumulation_steps": accumulation_steps,
+        "amp": amp,
+        "validation": val_loader is not None,
+        "iterations_run": len(lrs),
+    }
+    if halving:
+        from lrlab.finder.halving import halving_search
+
+        searched = halving_search(
+            model,
+            optimizer,
+            loss_fn,
+            train_loader,
+            start_lr=end_lr,
+            min_lr=start_lr,
+            accumulation_steps=accumulation_steps,
+            amp=amp,
+        )
+        if searched.lr is not None:
+            suggestions["halving"] = searched.lr
+        config["halving_trials"] = [[lr, list(p)] for lr, p in searched.trials]
+    rule, lr, reason = _recommend(
+        suggestions, diverged_early=diverged and len(lrs) < 10, sgd=is_sgd_family(optimizer)
+    )
+    return FinderResult(
+        lrs=lr_array,
+        losses=loss_array,
+        smoothed=smoothed_array,
+        suggestions=suggestions,
+        lr=lr,
+        reason=reason,
+        rule=rule,
+        diverged=diverged,
+        skipped=int(np.sum(~np.isfinite(loss_array))),
+        seconds=seconds,
+        config=config,
+    )

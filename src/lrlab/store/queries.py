@@ -1,0 +1,168 @@
+"""Python API over the store: runs and their metrics as plain records or pandas DataFrames.
+
+>>> from lrlab.store.queries import runs_frame   # doctest: +SKIP
+>>> runs_frame("lrlab-runs/lrlab.db", sweep="digits-lr").sort_values("final_val_loss").head()  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from lrlab.store.records import EpochRecord, RunRecord
+from lrlab.store.sqlite import DEFAULT_DB, Store
+
+__all__ = [
+    "EXPORT_COLUMNS",
+    "FINAL_METRICS",
+    "epochs_frame",
+    "export_records",
+    "flat_record",
+    "load_runs",
+    "open_store",
+    "runs_frame",
+    "steps_frame",
+]
+
+FINAL_METRICS = ("train_loss", "val_loss", "val_error", "val_accuracy")
+# Columns of the CSV export and of runs_frame, in order (the JSON export nests them).
+EXPORT_COLUMNS = (
+    "id", "sweep", "status", "task", "optimizer", "schedule", "lr", "seed", "epochs", "batch_size",
+    "error", "diverged_step", "final_epoch", "final_train_loss", "final_val_loss", "final_val_error",
+    "final_val_accuracy", "wall_time", "config",
+)  # fmt: skip
+
+
+def open_store(db: str | Path | Store | None = None, *, must_exist: bool = True) -> Store:
+    """A ``Store`` for ``db`` (a path, a Store, or None for the default path)."""
+    if isinstance(db, Store):
+        return db
+    path = Path(db) if db is not None else DEFAULT_DB
+    if must_exist and not path.exists():
+        raise FileNotFoundError(f"no run database at {str(path)!r} (run 'lrlab sweep' first or pass --db)")
+    return Store(path)
+
+
+def load_runs(db: str | Path | Store | None = None, sweep: str | None = None) -> list[RunRecord]:
+    return open_store(db).runs(sweep=sweep)
+
+
+def _final(epochs: list[EpochRecord]) -> dict[str, Any] | None:
+    if not epochs:
+        return None
+    last = epochs[-1]
+    return {"epoch": last.epoch, **{key: getattr(last, key) for key in FINAL_METRICS}}
+
+
+def export_records(
+    db: str | Path | Store | None = None, sweep: str | None = None, ids: Sequence[str] | None = None
+) -> list[dict[str, Any]]:
+    """One JSON-ready dict per run, the stable export format::
+
+        {"id", "sweep", "status", "seed", "config", "error", "diverged_step",
+         "created_at", "started_at", "finished_at", "lrlab_version", "torch_version",
+         "final": {"epoch", "train_loss", "val_loss", "val_error", "val_accuracy"} or null}
+
+    ``final`` holds the last recorded epoch's metrics (``val_error``/``val_accuracy`` are
+    null for language models).
+    """
+    store = open_store(db)
+    runs = store.runs(sweep=sweep, ids=ids)
+    epochs = store.epochs_for([r.id for r in runs])
+    return [
+        {
+            "id": r.id,
+            "sweep": r.sweep,
+            "status": r.status.value,
+            "seed": r.seed,
+            "config": r.config.to_dict(),
+            "error": r.error,
+            "diverged_step": r.diverged_step,
+            "created_at": r.created_at,
+            "started_at": r.started_at,
+            "finished_at": r.finished_at,
+            "lrlab_version": r.lrlab_version,
+            "torch_version": r.torch_version,
+            "final": _final(epochs[r.id]),
+        }
+        for r in runs
+    ]
+
+
+def flat_record(record: dict[str, Any]) -> dict[str, Any]:
+    """An exported record flattened to ``EXPORT_COLUMNS`` (config as JSON text)."""
+    config = record["config"]
+    final = record["final"] or {}
+    wall = None
+    if record.get("started_at") is not None and record.get("finished_at") is not None:
+        wall = record["finished_at"] - record["started_at"]
+    row = {
+        "id": record["id"],
+        "sweep": record["sweep"],
+        "status": record["status"],
+        "task": config.get("task"),
+        "optimizer": config.get("optimizer"),
+        "schedule": config.get("schedule"),
+        "lr": config.get("lr"),
+        "seed": record["seed"],
+        "epochs": config.get("epochs"),
+        "batch_size": config.get("batch_size"),
+        "error": record["error"],
+        "diverged_step": record["diverged_step"],
+        "final_epoch": final.get("epoch"),
+        **{f"final_{key}": final.get(key) for key in FINAL_METRICS},
+        "wall_time": wall,
+        "config": json.dumps(config, sort_keys=True),
+    }
+    return {key: row[key] for key in EXPORT_COLUMNS}
+
+
+def _pandas() -> Any:
+    try:
+        import pandas
+    except ImportError:
+        raise ImportError("DataFrames need pandas: pip install 'lrlab[pandas]'") from None
+    return pandas
+
+
+def runs_frame(db: str | Path | Store | None = None, sweep: str | None = None) -> Any:
+    """One row per run (``EXPORT_COLUMNS``), as a pandas DataFrame."""
+    pandas = _pandas()
+    rows = [flat_record(r) for r in export_records(db, sweep)]
+    return pandas.DataFrame(rows, columns=list(EXPORT_COLUMNS))
+
+
+def epochs_frame(
+    db: str | Path | Store | None = None, sweep: str | None = None, ids: Sequence[str] | None = None
+) -> Any:
+    """One row per run and epoch, with the run's config axes beside the metrics."""
+    pandas = _pandas()
+    store = open_store(db)
+    runs = store.runs(sweep=sweep, ids=ids)
+    epochs = store.epochs_for([r.id for r in runs])
+    rows = []
+    for r in runs:
+        for e in epochs[r.id]:
+            rows.append(
+                {"run_id": r.id, "sweep": r.sweep, "status": r.status.value, "optimizer": r.config.optimizer,
+                 "schedule": str(r.config.schedule), "lr": r.config.lr, "seed": r.seed,
+                 "epoch": e.epoch, "step": e.step, "train_loss": e.train_loss, "val_loss": e.val_loss,
+                 "val_error": e.val_error, "val_accuracy": e.val_accuracy, "wall_time": e.wall_time}
+            )  # fmt: skip
+    columns = ["run_id", "sweep", "status", "optimizer", "schedule", "lr", "seed", "epoch", "step",
+               "train_loss", "val_loss", "val_error", "val_accuracy", "wall_time"]  # fmt: skip
+    return pandas.DataFrame(rows, columns=columns)
+
+
+def steps_frame(db: str | Path | Store | None, run_id: str) -> Any:
+    """Every step of one run: step, epoch, lr (and lr_<i> per group), momentum, loss, grad_norm."""
+    pandas = _pandas()
+    series = open_store(db).steps(run_id)
+    data: dict[str, Any] = {"step": series.step, "epoch": series.epoch, "lr": series.lr}
+    if series.lrs.shape[1] > 1:
+        for i in range(series.lrs.shape[1]):
+            data[f"lr_{i}"] = series.lrs[:, i]
+    data.update(momentum=series.momentum, loss=series.loss, grad_norm=series.grad_norm)
+    return pandas.DataFrame(data)

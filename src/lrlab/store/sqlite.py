@@ -1,0 +1,603 @@
+"""The SQLite run store: sweeps, runs, step and epoch metrics, finder results.
+
+One file (``lrlab-runs/lrlab.db`` by default), stdlib ``sqlite3`` in WAL mode so that
+several worker processes write while a reader reads. The schema is versioned with
+``PRAGMA user_version``; ``_MIGRATIONS[i]`` takes version ``i`` to ``i + 1``.
+
+Columns are typed where the shape is known. JSON is used only for a run's resolved
+config, its extras, a sweep's spec and a finder's suggestions. Per-group learning rates
+and the finder's curves are float64 blobs (``numpy.ndarray.tobytes``).
+
+Each write is one transaction (``BEGIN IMMEDIATE`` ... ``COMMIT``): a process killed
+mid-run loses at most the rows of the batch it was writing, never a committed run, and
+the file stays consistent (``PRAGMA integrity_check`` is ``ok``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lrlab.store.records import EpochRecord, FinderRecord, RunConfig, RunRecord, RunStatus, StepSeries
+
+__all__ = ["DEFAULT_DB", "SCHEMA_VERSION", "Store"]
+
+DEFAULT_DB = Path("lrlab-runs") / "lrlab.db"
+
+_MIGRATIONS: tuple[str, ...] = (
+    # 0 -> 1: the initial schema.
+    """
+    CREATE TABLE sweeps (
+        name        TEXT PRIMARY KEY,
+        spec        TEXT NOT NULL,          -- JSON
+        created_at  REAL NOT NULL,
+        updated_at  REAL NOT NULL
+    );
+    CREATE TABLE runs (
+        id              TEXT PRIMARY KEY,
+        sweep           TEXT,
+        status          TEXT NOT NULL CHECK (status IN ('queued','running','done','diverged','failed')),
+        task            TEXT,
+        optimizer       TEXT,
+        schedule        TEXT,
+        lr              REAL,
+        seed            INTEGER NOT NULL,
+        epochs          INTEGER,
+        batch_size      INTEGER,
+        config          TEXT NOT NULL,      -- JSON: the fully resolved run spec
+        error           TEXT,
+        diverged_step   INTEGER,
+        created_at      REAL,
+        started_at      REAL,
+        finished_at     REAL,
+        lrlab_version   TEXT,
+        torch_version   TEXT,
+        extras          TEXT NOT NULL DEFAULT '{}'   -- JSON
+    );
+    CREATE INDEX runs_sweep ON runs (sweep);
+    CREATE TABLE step_metrics (
+        run_id      TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        step        INTEGER NOT NULL,
+        epoch       INTEGER NOT NULL,
+        lr          REAL NOT NULL,          -- first param group
+        lrs         BLOB,                   -- float64 per group, NULL when there is one group
+        momentum    REAL,
+        loss        REAL NOT NULL,
+        grad_norm   REAL NOT NULL,
+        PRIMARY KEY (run_id, step)
+    ) WITHOUT ROWID;
+    CREATE TABLE epoch_metrics (
+        run_id       TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        epoch        INTEGER NOT NULL,
+        step         INTEGER NOT NULL,
+        train_loss   REAL,
+        val_loss     REAL,
+        val_error    REAL,
+        val_accuracy REAL,
+        wall_time    REAL NOT NULL,
+        PRIMARY KEY (run_id, epoch)
+    ) WITHOUT ROWID;
+    CREATE TABLE finder_results (
+        id          TEXT PRIMARY KEY,
+        task        TEXT NOT NULL,
+        optimizer   TEXT NOT NULL,
+        sweep       TEXT,
+        lrs         BLOB NOT NULL,
+        losses      BLOB NOT NULL,
+        smoothed    BLOB NOT NULL,
+        suggestions TEXT NOT NULL,          -- JSON {rule: lr}
+        lr          REAL NOT NULL,
+        reason      TEXT NOT NULL,
+        base_lr     REAL,
+        max_lr      REAL,
+        created_at  REAL,
+        config      TEXT NOT NULL DEFAULT '{}'   -- JSON
+    );
+    CREATE INDEX finder_task ON finder_results (task);
+    """,
+    # 1 -> 2: a step's loss and gradient norm may be NaN (the step where a run diverges).
+    # SQLite stores NaN as NULL, so those columns accept NULL; they read back as NaN.
+    """
+    CREATE TABLE step_metrics_v2 (
+        run_id      TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        step        INTEGER NOT NULL,
+        epoch       INTEGER NOT NULL,
+        lr          REAL NOT NULL,          -- first param group
+        lrs         BLOB,                   -- float64 per group, NULL when there is one group
+        momentum    REAL,
+        loss        REAL,                   -- NULL: NaN
+        grad_norm   REAL,                   -- NULL: NaN
+        PRIMARY KEY (run_id, step)
+    ) WITHOUT ROWID;
+    INSERT INTO step_metrics_v2 (run_id, step, epoch, lr, lrs, momentum, loss, grad_norm)
+        SELECT run_id, step, epoch, lr, lrs, momentum, loss, grad_norm FROM step_metrics;
+    DROP TABLE step_metrics;
+    ALTER TABLE step_metrics_v2 RENAME TO step_metrics
+    """,
+    # 2 -> 3: a run's schedules as ``to_dict()`` JSON (the program's form; the config keeps
+    # the spec strings for people), and a claim on a run (its owner and last heartbeat).
+    """
+    ALTER TABLE runs ADD COLUMN schedule_json TEXT;
+    ALTER TABLE runs ADD COLUMN momentum_json TEXT;
+    ALTER TABLE runs ADD COLUMN owner TEXT;
+    ALTER TABLE runs ADD COLUMN heartbeat REAL
+    """,
+)
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+_RUN_COLUMNS = (
+    "id, sweep, status, config, seed, error, diverged_step, created_at, started_at, "
+    "finished_at, lrlab_version, torch_version, extras, schedule_json, momentum_json"
+)
+_EPOCH_COLUMNS = "run_id, epoch, step, train_loss, val_loss, val_error, val_accuracy, wall_time"
+_INSERT_COLUMNS = (
+    "id, sweep, status, task, optimizer, schedule, lr, seed, epochs, batch_size, config, error, "
+    "diverged_step, created_at, started_at, finished_at, lrlab_version, torch_version, extras, "
+    "schedule_json, momentum_json"
+)
+_INSERT_COUNT = _INSERT_COLUMNS.count(",") + 1
+StepRow = tuple[int, int, Sequence[float], "float | None", float, float]
+
+
+def _blob(values: Any) -> bytes:
+    return np.ascontiguousarray(values, dtype=np.float64).tobytes()
+
+
+def _array(blob: bytes | None) -> np.ndarray:
+    return np.frombuffer(blob or b"", dtype=np.float64).copy()
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+class Store:
+    """The run database. Safe to use from several processes at once (WAL, busy timeout).
+
+    A ``Store`` holds one connection per process: it reconnects after a fork and pickles
+    as its path, so it can be handed to worker processes. ``":memory:"`` gives a private
+    in-memory store (used by the Ray backend on worker nodes).
+
+    Example:
+        >>> store = Store(":memory:")
+        >>> store.sweeps()
+        []
+    """
+
+    def __init__(self, path: str | Path = DEFAULT_DB, *, timeout: float = 60.0) -> None:
+        self.path = str(path)
+        self.timeout = timeout
+        self._conn: sqlite3.Connection | None = None
+        self._pid = -1
+        if self.path != ":memory:":
+            Path(self.path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        self._connection()
+
+    # ------------------------------------------------------------ connection
+
+    def __repr__(self) -> str:
+        return f"Store({self.path!r})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        if self.path == ":memory:":
+            raise TypeError("an in-memory Store cannot be sent to another process")
+        return {"path": self.path, "timeout": self.timeout}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["path"], timeout=state["timeout"])  # type: ignore[misc]
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is not None and self._pid == os.getpid():
+            return self._conn
+        conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False)
+        conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+        if self.path != ":memory:":
+            conn.execute("PRAGMA journal_mode = WAL")
+        # NORMAL in WAL mode survives a killed process; only a power cut can lose the last commit.
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        self._conn, self._pid = conn, os.getpid()
+        self._migrate(conn)
+        return conn
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"{self.path} has schema version {version}, newer than this lrlab ({SCHEMA_VERSION})"
+            )
+        if version == SCHEMA_VERSION:
+            return
+        with self._write() as tx:
+            # Re-read inside the write lock: another process may have migrated meanwhile.
+            version = tx.execute("PRAGMA user_version").fetchone()[0]
+            for index in range(version, SCHEMA_VERSION):
+                for statement in _MIGRATIONS[index].split(";"):
+                    if statement.strip():
+                        tx.execute(statement)
+            tx.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        conn = self._conn if self._conn is not None and self._pid == os.getpid() else self._connection()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def close(self) -> None:
+        if self._conn is not None and self._pid == os.getpid():
+            self._conn.close()
+        self._conn = None
+
+    def integrity_check(self) -> str:
+        """``PRAGMA integrity_check``: ``"ok"`` for a sound file."""
+        return str(self._connection().execute("PRAGMA integrity_check").fetchone()[0])
+
+    @property
+    def schema_version(self) -> int:
+        return int(self._connection().execute("PRAGMA user_version").fetchone()[0])
+
+    # ------------------------------------------------------------ reading
+
+    def sweeps(self) -> list[str]:
+        rows = self._connection().execute("SELECT name FROM sweeps ORDER BY created_at, name")
+        return [row[0] for row in rows]
+
+    def sweep_spec(self, name: str) -> dict[str, Any]:
+        row = self._connection().execute("SELECT spec FROM sweeps WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise KeyError(f"no sweep {name!r} in {self.path}")
+        return json.loads(row[0])
+
+    def runs(
+        self,
+        sweep: str | None = None,
+        ids: Sequence[str] | None = None,
+        status: RunStatus | str | None = None,
+    ) -> list[RunRecord]:
+        where, params = [], []
+        if sweep is not None:
+            where.append("sweep = ?")
+            params.append(sweep)
+        if status is not None:
+            where.append("status = ?")
+            params.append(RunStatus.parse(status).value)
+        if ids is not None:
+            ids = list(ids)
+            if not ids:
+                return []
+            where.append(f"id IN ({', '.join('?' * len(ids))})")
+            params.extend(ids)
+        sql = f"SELECT {_RUN_COLUMNS} FROM runs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY created_at, rowid"
+        return [self._run_record(row) for row in self._connection().execute(sql, params)]
+
+    def run(self, run_id: str) -> RunRecord:
+        row = (
+            self._connection().execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,)).fetchone()
+        )
+        if row is None:
+            raise KeyError(f"no run {run_id!r} in {self.path}")
+        return self._run_record(row)
+
+    def has_run(self, run_id: str) -> bool:
+        row = self._connection().execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return row is not None
+
+    @staticmethod
+    def _run_record(row: tuple[Any, ...]) -> RunRecord:
+        (rid, sweep, status, config, seed, error, div, created, started, finished, lv, tv, extras,
+         schedule_json, momentum_json) = row  # fmt: skip
+        data = json.loads(config)
+        # The program's form of the schedules where stored (older rows: the spec strings).
+        if schedule_json:
+            data["schedule"] = json.loads(schedule_json)
+        if momentum_json:
+            data["momentum"] = json.loads(momentum_json)
+        return RunRecord(
+            id=rid,
+            sweep=sweep,
+            status=RunStatus.parse(status),
+            config=RunConfig.from_dict(data),
+            seed=int(seed),
+            error=error,
+            diverged_step=div,
+            created_at=created,
+            started_at=started,
+            finished_at=finished,
+            lrlab_version=lv,
+            torch_version=tv,
+            extras=json.loads(extras or "{}"),
+        )
+
+    def epochs(self, run_id: str) -> list[EpochRecord]:
+        return self.epochs_for([run_id]).get(run_id, [])
+
+    def epochs_for(self, run_ids: Sequence[str]) -> dict[str, list[EpochRecord]]:
+        """Epoch metrics of many runs in one query: ``{run_id: [EpochRecord, ...]}``."""
+        ids = list(dict.fromkeys(run_ids))
+        out: dict[str, list[EpochRecord]] = {rid: [] for rid in ids}
+        if not ids:
+            return out
+        conn = self._connection()
+        # A temp table keeps this one query however many ids there are (no variable limit).
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS _wanted (id TEXT PRIMARY KEY)")
+        conn.execute("DELETE FROM _wanted")
+        conn.executemany("INSERT OR IGNORE INTO _wanted VALUES (?)", [(rid,) for rid in ids])
+        rows = conn.execute(
+            f"SELECT {_EPOCH_COLUMNS} FROM epoch_metrics JOIN _wanted ON run_id = _wanted.id "
+            "ORDER BY run_id, epoch"
+        ).fetchall()
+        conn.execute("DELETE FROM _wanted")
+        for row in rows:
+            out[row[0]].append(EpochRecord(*row))
+        return out
+
+    def steps(self, run_id: str) -> StepSeries:
+        rows = (
+            self._connection()
+            .execute(
+                "SELECT step, epoch, lr, lrs, momentum, loss, grad_norm FROM step_metrics "
+                "WHERE run_id = ? ORDER BY step",
+                (run_id,),
+            )
+            .fetchall()
+        )
+        n = len(rows)
+        if n == 0:
+            empty = np.zeros(0)
+            return StepSeries(run_id, empty.astype(np.int64), empty.astype(np.int64), empty,
+                              np.zeros((0, 1)), empty, empty, empty)  # fmt: skip
+        step, epoch, lr, lrs_blobs, momentum, loss, grad_norm = zip(*rows)
+        lr_arr = np.asarray(lr, dtype=np.float64)
+        groups = max((len(b) // 8 for b in lrs_blobs if b), default=1)
+        if groups == 1:  # one param group: no blobs to unpack
+            lrs = lr_arr[:, None].copy()
+        else:
+            lrs = np.empty((n, groups), dtype=np.float64)
+            for i, blob in enumerate(lrs_blobs):
+                lrs[i] = _array(blob) if blob else lr_arr[i]
+        return StepSeries(
+            run_id=run_id,
+            step=np.asarray(step, dtype=np.int64),
+            epoch=np.asarray(epoch, dtype=np.int64),
+            lr=lr_arr,
+            lrs=lrs,
+            # None (SQL NULL) becomes NaN.
+            momentum=np.asarray(momentum, dtype=np.float64),
+            loss=np.asarray(loss, dtype=np.float64),
+            grad_norm=np.asarray(grad_norm, dtype=np.float64),
+        )
+
+    def step_count(self, run_id: str) -> int:
+        row = self._connection().execute("SELECT COUNT(*) FROM step_metrics WHERE run_id = ?", (run_id,))
+        return int(row.fetchone()[0])
+
+    def finder_results(self, task: str | None = None, sweep: str | None = None) -> list[FinderRecord]:
+        where, params = [], []
+        if task is not None:
+            where.append("task = ?")
+            params.append(task)
+        if sweep is not None:
+            where.append("sweep = ?")
+            params.append(sweep)
+        sql = (
+            "SELECT id, task, optimizer, lrs, losses, smoothed, suggestions, lr, reason, base_lr, "
+            "max_lr, sweep, created_at, config FROM finder_results"
+        )
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY created_at, id"
+        out = []
+        for row in self._connection().execute(sql, params):
+            (fid, task_, opt, lrs, losses, smoothed, sugg, lr, reason, base, top, sw, created, cfg) = row
+            out.append(
+                FinderRecord(
+                    id=fid,
+                    task=task_,
+                    optimizer=opt,
+                    lrs=_array(lrs),
+                    losses=_array(losses),
+                    smoothed=_array(smoothed),
+                    suggestions={k: float(v) for k, v in json.loads(sugg).items()},
+                    lr=float(lr),
+                    reason=reason,
+                    base_lr=base,
+                    max_lr=top,
+                    sweep=sw,
+                    created_at=created,
+                    config=json.loads(cfg or "{}"),
+                )
+            )
+        return out
+
+    # ------------------------------------------------------------ writing
+
+    def upsert_sweep(self, name: str, spec: dict[str, Any]) -> None:
+        now = time.time()
+        with self._write() as tx:
+            tx.execute(
+                "INSERT INTO sweeps (name, spec, created_at, updated_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET spec = excluded.spec, updated_at = excluded.updated_at",
+                (name, json.dumps(spec, sort_keys=True), now, now),
+            )
+
+    def create_runs(self, records: Sequence[RunRecord]) -> None:
+        """Register runs in one transaction; a run whose id is already stored is left as it is."""
+        now = time.time()
+        rows = [self._run_row(r, now) for r in records]
+        with self._write() as tx:
+            tx.executemany(
+                f"INSERT OR IGNORE INTO runs ({_INSERT_COLUMNS}) VALUES ({', '.join('?' * _INSERT_COUNT)})",
+                rows,
+            )
+
+    @staticmethod
+    def _run_row(r: RunRecord, now: float) -> tuple[Any, ...]:
+        c = r.config
+        return (
+            r.id, r.sweep, r.status.value, c.task, c.optimizer, str(c.schedule), c.lr, int(r.seed),
+            c.epochs, c.batch_size, json.dumps(c.to_dict(), sort_keys=True), r.error, r.diverged_step,
+            r.created_at if r.created_at is not None else now, r.started_at, r.finished_at,
+            r.lrlab_version, r.torch_version, json.dumps(r.extras, sort_keys=True),
+            json.dumps(c.schedule.to_dict(), sort_keys=True),
+            None if c.momentum is None else json.dumps(c.momentum.to_dict(), sort_keys=True),
+        )  # fmt: skip
+
+    # ------------------------------------------------------------ the run lifecycle
+    # begin_run -> append_metrics ... -> end_run, each one transaction. The training loop,
+    # the vectorised trainer, the Ray import and user callbacks all record through these.
+
+    def begin_run(self, record: RunRecord, extras: dict[str, Any] | None = None) -> None:
+        """Mark ``record`` running: create it if needed, forget an earlier attempt's metrics,
+        stamp ``started_at`` and its versions, merge ``extras``. One transaction."""
+        with self._write() as tx:
+            self._begin(tx, record, extras or {})
+
+    def append_metrics(
+        self, run_id: str, steps: Sequence[StepRow] = (), epochs: Sequence[EpochRecord] = ()
+    ) -> None:
+        """Step rows ``(step, epoch, lrs, momentum, loss, grad_norm)`` and epoch records of
+        one run, in one transaction."""
+        if steps or epochs:
+            with self._write() as tx:
+                self._append(tx, run_id, steps, epochs)
+
+    def end_run(
+        self,
+        run_id: str,
+        status: RunStatus | str,
+        *,
+        error: str | None = None,
+        diverged_step: int | None = None,
+        extras: dict[str, Any] | None = None,
+    ) -> None:
+        """Set the run's status (a final one stamps ``finished_at``; ``queued`` puts an
+        interrupted run back in the queue) and merge ``extras``. One transaction."""
+        status = RunStatus.parse(status)
+        with self._write() as tx:
+            self._end(tx, run_id, status, error, diverged_step, extras or {})
+
+    def import_run(
+        self, record: RunRecord, steps: Sequence[StepRow], epochs: Sequence[EpochRecord]
+    ) -> None:
+        """A run trained elsewhere (a Ray worker): begin, metrics and end in ONE transaction,
+        so it lands whole or not at all."""
+        with self._write() as tx:
+            self._begin(tx, record, {})
+            self._append(tx, record.id, steps, epochs)
+            self._end(tx, record.id, record.status, record.error, record.diverged_step, record.extras)
+
+    def _begin(self, tx: sqlite3.Connection, record: RunRecord, extras: dict[str, Any]) -> None:
+        tx.execute(
+            f"INSERT OR IGNORE INTO runs ({_INSERT_COLUMNS}) VALUES ({', '.join('?' * _INSERT_COUNT)})",
+            self._run_row(replace(record, status=RunStatus.QUEUED), time.time()),
+        )
+        tx.execute("DELETE FROM step_metrics WHERE run_id = ?", (record.id,))
+        tx.execute("DELETE FROM epoch_metrics WHERE run_id = ?", (record.id,))
+        row = tx.execute("SELECT extras FROM runs WHERE id = ?", (record.id,)).fetchone()
+        merged = json.dumps({**json.loads(row[0] or "{}"), **extras}, sort_keys=True)
+        tx.execute(
+            "UPDATE runs SET status = 'running', error = NULL, diverged_step = NULL, started_at = ?, "
+            "finished_at = NULL, lrlab_version = ?, torch_version = ?, extras = ? WHERE id = ?",
+            (time.time(), record.lrlab_version, record.torch_version, merged, record.id),
+        )
+
+    @staticmethod
+    def _append(
+        tx: sqlite3.Connection, run_id: str, steps: Sequence[StepRow], epochs: Sequence[EpochRecord]
+    ) -> None:
+        if steps:
+            tx.executemany(
+                "INSERT OR REPLACE INTO step_metrics "
+                "(run_id, step, epoch, lr, lrs, momentum, loss, grad_norm) VALUES (?,?,?,?,?,?,?,?)",
+                [
+                    (run_id, int(step), int(epoch), float(lrs[0]), _blob(lrs) if len(lrs) > 1 else None,
+                     None if momentum is None else float(momentum), float(loss), float(norm))
+                    for step, epoch, lrs, momentum, loss, norm in steps
+                ],
+            )  # fmt: skip
+        if epochs:
+            tx.executemany(
+                f"INSERT OR REPLACE INTO epoch_metrics ({_EPOCH_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)",
+                [
+                    (run_id, int(e.epoch), int(e.step), _float(e.train_loss), _float(e.val_loss),
+                     _float(e.val_error), _float(e.val_accuracy), float(e.wall_time))
+                    for e in epochs
+                ],
+            )  # fmt: skip
+
+    def _end(
+        self,
+        tx: sqlite3.Connection,
+        run_id: str,
+        status: RunStatus,
+        error: str | None,
+        diverged_step: int | None,
+        extras: dict[str, Any],
+    ) -> None:
+        row = tx.execute("SELECT extras FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise KeyError(f"no run {run_id!r} in {self.path}")
+        merged = json.dumps({**json.loads(row[0] or "{}"), **extras}, sort_keys=True)
+        finished = time.time() if status.is_ended else None
+        tx.execute(
+            "UPDATE runs SET status = ?, error = ?, diverged_step = ?, finished_at = ?, extras = ? "
+            "WHERE id = ?",
+            (status.value, error, diverged_step, finished, merged, run_id),
+        )
+
+    def save_finder_result(self, record: FinderRecord) -> None:
+        """Store (or replace, by id) a range test."""
+        with self._write() as tx:
+            tx.execute(
+                "INSERT OR REPLACE INTO finder_results (id, task, optimizer, sweep, lrs, losses, smoothed, "
+                "suggestions, lr, reason, base_lr, max_lr, created_at, config) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    record.id, record.task, record.optimizer, record.sweep, _blob(record.lrs),
+                    _blob(record.losses), _blob(record.smoothed),
+                    json.dumps({k: float(v) for k, v in record.suggestions.items()}, sort_keys=True),
+                    float(record.lr), record.reason, _float(record.base_lr), _float(record.max_lr),
+                    record.created_at if record.created_at is not None else time.time(),
+                    json.dumps(record.config, sort_keys=True),
+                ),
+            )  # fmt: skip
+
+    def delete_runs(self, ids: Sequence[str]) -> int:
+        """Delete runs and their metrics; returns how many runs were deleted."""
+        ids = list(dict.fromkeys(ids))
+        if not ids:
+            return 0
+        deleted = 0
+        with self._write() as tx:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                marks = ", ".join("?" * len(chunk))
+                tx.execute(f"DELETE FROM step_metrics WHERE run_id IN ({marks})", chunk)
+                tx.execute(f"DELETE FROM epoch_metrics WHERE run_id IN ({marks})", chunk)
+                deleted += tx.execute(f"DELETE FROM runs WHERE id IN ({marks})", chunk).rowcount
+        return deleted
+
+    def delete_sweep(self, name: str) -> int:
+        """Delete a sweep and all of its runs; returns how many runs were deleted."""
+        ids = [r.id for r in self.runs(sweep=name)]
+        count = self.delete_runs(ids)
+        with self._write() as tx:
+            tx.execute("DELETE FROM sweeps WHERE name = ?", (name,))
+        return count

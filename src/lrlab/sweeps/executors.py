@@ -1,0 +1,298 @@
+"""Executors: train a sweep's runs inline, in local worker processes, or on Ray.
+
+:func:`run_sweep` expands a sweep file (``lrlab.sweeps.grid``) and hands its runs to
+:func:`run_plans`, which the study calls with runs it built itself. Runs already
+finished (``RunStatus.is_finished``) are skipped; the others are (re)trained. Every
+executor records a run through the same store lifecycle (``begin_run`` /
+``append_metrics`` / ``end_run``); a Ray result is imported in one transaction.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import queue
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lrlab.store.records import RunConfig, RunRecord, RunStatus
+from lrlab.store.sqlite import Store
+from lrlab.sweeps.grid import RunPlan, expand
+from lrlab.sweeps.spec import SweepSpec, load_sweep
+from lrlab.training.recorder import RunProgress
+
+__all__ = ["BACKENDS", "SweepProgress", "run_plans", "run_sweep"]
+
+BACKENDS = ("local", "ray")
+
+
+@dataclass(frozen=True)
+class SweepProgress:
+    """Sweep-level events for a ``progress`` callback (run-level ones are ``RunProgress``).
+
+    ``event`` is ``"start"`` (``total`` runs, ``skipped`` already finished) or ``"end"``.
+    """
+
+    event: str
+    sweep: str
+    total: int
+    skipped: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+ProgressFn = Callable[[Any], None]
+
+
+def run_sweep(
+    spec: SweepSpec | str | Path | dict[str, Any],
+    store: Store,
+    jobs: int = 1,
+    backend: str = "local",
+    progress: ProgressFn | None = None,
+    *,
+    device: str = "cpu",
+    address: str | None = None,
+    gpus_per_run: float = 0.0,
+    vectorize: bool = False,
+    max_group: int | None = None,
+) -> list[RunRecord]:
+    """Run every unfinished run of the sweep and return all its runs' records.
+
+    ``jobs`` is the number of runs trained at once (worker processes for ``local``, Ray
+    tasks in flight for ``ray``). ``progress`` receives ``SweepProgress`` and
+    ``RunProgress`` events, in the calling thread. Ctrl-C stops the workers, puts the
+    runs in flight back in the queue and re-raises ``KeyboardInterrupt``.
+    """
+    if not isinstance(spec, SweepSpec):
+        spec = load_sweep(spec)
+    _check_execution(backend, jobs, gpus_per_run)
+    plans = expand(spec)
+    return run_plans(
+        plans, store, spec.name, spec.model_dump(mode="json"), jobs=jobs, backend=backend, progress=progress,
+        device=device, address=address, gpus_per_run=gpus_per_run, vectorize=vectorize or spec.vectorize,
+        max_group=max_group or spec.max_group,
+    )  # fmt: skip
+
+
+def _check_execution(backend: str, jobs: int, gpus_per_run: float) -> None:
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be an integer >= 1, got {jobs!r}")
+    if not gpus_per_run >= 0:
+        raise ValueError(f"gpus_per_run must be >= 0, got {gpus_per_run!r}")
+
+
+def run_plans(
+    plans: Sequence[RunPlan],
+    store: Store,
+    sweep: str,
+    spec: dict[str, Any],
+    *,
+    jobs: int = 1,
+    backend: str = "local",
+    progress: ProgressFn | None = None,
+    device: str = "cpu",
+    address: str | None = None,
+    gpus_per_run: float = 0.0,
+    vectorize: bool = False,
+    max_group: int | None = None,
+) -> list[RunRecord]:
+    """Register ``plans`` as the sweep ``sweep`` (its ``spec`` stored for people), train the
+    unfinished ones, and return every plan's record in plan order."""
+    _check_execution(backend, jobs, gpus_per_run)
+    store.upsert_sweep(sweep, spec)
+    store.create_runs(
+        [RunRecord(id=p.id, sweep=sweep, status=RunStatus.QUEUED, config=p.config, seed=p.seed) for p in plans]
+    )
+    status = {r.id: r.status for r in store.runs(ids=[p.id for p in plans])}
+    todo = [p for p in plans if not status[p.id].is_finished]
+    report = progress or (lambda _event: None)
+    report(SweepProgress("start", sweep, len(plans), skipped=len(plans) - len(todo)))
+    try:
+        if vectorize:  # groups first (lrlab.training.vectorized), the rest as usual
+            from lrlab.training.vectorized import run_vectorized
+
+            todo = run_vectorized(todo, store, sweep, report, device=device, max_group=max_group)
+        if backend == "ray":
+            _run_ray(todo, store, sweep, jobs, report, device, address, gpus_per_run)
+        elif jobs == 1 or len(todo) <= 1:
+            _run_inline(todo, store, sweep, report, device)
+        else:
+            _run_processes(todo, store, sweep, jobs, report, device)
+    except KeyboardInterrupt:
+        _requeue_running(store, [p.id for p in todo])
+        raise
+    records = store.runs(ids=[p.id for p in plans])
+    order = {p.id: i for i, p in enumerate(plans)}
+    records.sort(key=lambda r: order[r.id])
+    counts: dict[str, int] = {}
+    for r in records:
+        counts[r.status.value] = counts.get(r.status.value, 0) + 1
+    report(SweepProgress("end", sweep, len(plans), skipped=len(plans) - len(todo), counts=counts))
+    return records
+
+
+def _requeue_running(store: Store, ids: Sequence[str]) -> None:
+    for record in store.runs(ids=list(ids), status=RunStatus.RUNNING):
+        store.end_run(record.id, RunStatus.QUEUED, error="interrupted")
+
+
+def _run_inline(todo: list[RunPlan], store: Store, sweep: str, report: ProgressFn, device: str) -> None:
+    from lrlab.training.loop import train_run
+
+    for plan in todo:
+        train_run(plan.config, store, plan.id, progress=report, device=device, sweep=sweep)
+
+
+# "fork" where it exists: the workers start at once with torch, the task's data and
+# lrlab already imported (a spawned worker spends seconds importing torch and
+# scikit-learn). torch resets its thread pools in a forked child; each run sets its own
+# thread count (``ResolvedRun.threads``); the store opens a fresh SQLite connection in
+# each process.
+_START_METHOD = "fork" if sys.platform.startswith("linux") else "spawn"
+
+# Worker-process state (set by the pool initializer).
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(path: str, events: Any) -> None:
+    # Ctrl-C is the parent's to handle: it stops the workers and requeues their runs.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _WORKER["store"] = Store(path)
+    _WORKER["events"] = events
+
+
+def _worker_run(run_id: str, config: RunConfig, device: str, sweep: str) -> tuple[str, str]:
+    from lrlab.training.loop import train_run
+
+    events = _WORKER["events"]
+    record = train_run(config, _WORKER["store"], run_id, progress=events.put, device=device, sweep=sweep)
+    return run_id, record.status.value
+
+
+def _drain(events: Any, report: ProgressFn) -> None:
+    while True:
+        try:
+            report(events.get_nowait())
+        except queue.Empty:
+            return
+
+
+def _run_processes(
+    todo: list[RunPlan], store: Store, sweep: str, jobs: int, report: ProgressFn, device: str
+) -> None:
+    if store.path == ":memory:":
+        raise ValueError("jobs > 1 needs a store on disk, not ':memory:'")
+    context = multiprocessing.get_context(_START_METHOD)
+    events = context.Queue()
+    workers = min(jobs, len(todo))  # never more workers than runs
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
+                               initargs=(store.path, events))  # fmt: skip
+    pending: set[Future[tuple[str, str]]] = set()
+    try:
+        for plan in todo:
+            pending.add(pool.submit(_worker_run, plan.id, plan.config, device, sweep))
+        while pending:
+            finished, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+            _drain(events, report)
+            for future in finished:
+                future.result()  # a worker that died raises BrokenProcessPool here
+        time.sleep(0.05)
+        _drain(events, report)
+    except BaseException:
+        for future in pending:
+            future.cancel()
+        for process in list(getattr(pool, "_processes", {}).values()):
+            if process.is_alive():
+                process.terminate()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+
+
+# ---------------------------------------------------------------- Ray
+
+
+def _ray_train(run_id: str, config: RunConfig, device: str, sweep: str) -> dict[str, Any]:
+    """Runs on a Ray worker: train into a private in-memory store, return everything."""
+    from lrlab.training.loop import train_run
+
+    local = Store(":memory:")
+    record = train_run(config, local, run_id, device=device, sweep=sweep)
+    steps = local.steps(run_id)
+    rows = [
+        (int(s), int(e), [float(x) for x in lrs], None if math.isnan(m) else float(m), float(loss), float(g))
+        for s, e, lrs, m, loss, g in zip(steps.step, steps.epoch, steps.lrs, steps.momentum, steps.loss,
+                                         steps.grad_norm)
+    ]  # fmt: skip
+    return {"record": record, "steps": rows, "epochs": local.epochs(run_id)}
+
+
+def _import_result(store: Store, payload: dict[str, Any]) -> RunStatus:
+    """A Ray result into the store, in one transaction: it lands whole or not at all."""
+    from dataclasses import replace
+
+    record: RunRecord = payload["record"]
+    record = replace(record, extras={**record.extras, "backend": "ray"})
+    store.import_run(record, payload["steps"], payload["epochs"])
+    return record.status
+
+
+def _run_ray(
+    todo: list[RunPlan],
+    store: Store,
+    sweep: str,
+    jobs: int,
+    report: ProgressFn,
+    device: str,
+    address: str | None,
+    gpus_per_run: float,
+) -> None:
+    try:
+        import ray
+    except ImportError:
+        raise ValueError("the ray backend needs Ray: pip install 'lrlab[ray]'") from None
+    started_here = not ray.is_initialized()
+    if started_here:
+        options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
+                                   "ignore_reinit_error": True}  # fmt: skip
+        if address:
+            options["address"] = address
+        else:
+            options["num_cpus"] = jobs
+        ray.init(**options)
+    remote = ray.remote(num_cpus=1, num_gpus=gpus_per_run, max_retries=0)(_ray_train)
+    plans = {p.id: p for p in todo}
+    waiting = list(todo)
+    in_flight: dict[Any, str] = {}
+    try:
+        while waiting or in_flight:
+            while waiting and len(in_flight) < jobs:
+                plan = waiting.pop(0)
+                report(RunProgress("start", plan.id, 0, plan.config.epochs or 0, 0, 0))
+                in_flight[remote.remote(plan.id, plan.config, device, sweep)] = plan.id
+            done, _ = ray.wait(list(in_flight), num_returns=1, timeout=1.0)
+            for ref in done:
+                run_id = in_flight.pop(ref)
+                epochs = plans[run_id].config.epochs or 0
+                try:
+                    status = _import_result(store, ray.get(ref))
+                    error = store.run(run_id).error
+                except Exception as exc:  # the Ray task itself died (worker lost, out of memory...)
+                    status, error = RunStatus.FAILED, f"ray: {type(exc).__name__}: {exc}".splitlines()[0]
+                    store.end_run(run_id, RunStatus.FAILED, error=error)
+                report(RunProgress("end", run_id, epochs, epochs, 0, 0, status=status.value, error=error))
+    except BaseException:
+        for ref in in_flight:
+            ray.cancel(ref, force=True)
+        raise
+    finally:
+        if started_here:
+            ray.shutdown()

@@ -1,0 +1,264 @@
+"""Sweep files: TOML -> a validated :class:`SweepSpec` (pydantic).
+
+Example sweep file::
+
+    name = "digits-lr"
+    task = "digits-mlp"
+    epochs = 5
+    batch_size = 64
+    seeds = [0, 1]
+
+    [grid]
+    lr = { logspace = [1e-3, 1.0, 7] }          # or a list: lr = [0.01, 0.1]
+    optimizer = ["sgd(momentum=0.9)", "adam"]
+    schedule = ["constant(lr={lr})", "cosine(lr={lr}, total_steps={total_steps})"]
+
+Each combination of the grid axes and the seeds is one run (``lrlab.sweeps.grid``);
+``{lr}``, ``{total_steps}`` and ``{steps_per_epoch}`` are placeholders in the schedule
+(and momentum) specs that :func:`substitute` fills with the run's numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from lrlab.store.records import DEFAULT_DIVERGENCE_FACTOR
+
+__all__ = ["Finetune", "Grid", "SweepSpec", "SweepSpecError", "load_sweep", "substitute"]
+
+PLACEHOLDERS = ("lr", "total_steps", "steps_per_epoch")
+_CHECK = {"lr": 0.1, "total_steps": 1000, "steps_per_epoch": 10}
+
+
+def substitute(spec: str, *, lr: float, total_steps: int, steps_per_epoch: int) -> str:
+    """Put numbers in place of ``{lr}``, ``{total_steps}`` and ``{steps_per_epoch}``.
+
+    >>> substitute("cosine(lr={lr}, total_steps={total_steps})", lr=0.1, total_steps=50, steps_per_epoch=5)
+    'cosine(lr=0.1, total_steps=50)'
+    """
+    values = {
+        "lr": repr(float(lr)),
+        "total_steps": str(int(total_steps)),
+        "steps_per_epoch": str(int(steps_per_epoch)),
+    }
+    out = spec
+    for key, value in values.items():
+        out = out.replace("{" + key + "}", value)
+    if "{" in out or "}" in out:
+        start = out.find("{")
+        raise ValueError(
+            f"schedule {spec!r} has an unknown placeholder near {out[start : start + 20]!r} "
+            "(known: {lr}, {total_steps}, {steps_per_epoch})"
+        )
+    return out
+
+
+class SweepSpecError(ValueError):
+    """A sweep file that cannot be used; the message names the key path, value and expectation."""
+
+
+# ---------------------------------------------------------------- the spec
+
+
+class _Range(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    logspace: tuple[float, float, int] | None = None
+    linspace: tuple[float, float, int] | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> _Range:
+        chosen = [k for k in ("logspace", "linspace") if getattr(self, k) is not None]
+        if len(chosen) != 1:
+            raise ValueError(
+                "expected exactly one of logspace = [start, stop, n] or linspace = [start, stop, n]"
+            )
+        start, stop, count = getattr(self, chosen[0])
+        if count < 1:
+            raise ValueError(f"n must be >= 1, got {count}")
+        if chosen[0] == "logspace" and (start <= 0 or stop <= 0):
+            raise ValueError(f"logspace needs start and stop > 0, got {start!r}, {stop!r}")
+        return self
+
+    def values(self) -> list[float]:
+        if self.logspace is not None:
+            start, stop, count = self.logspace
+            if count == 1:
+                return [float(start)]
+            a, b = math.log10(start), math.log10(stop)
+            raw = [10 ** (a + (b - a) * i / (count - 1)) for i in range(count)]
+        else:
+            assert self.linspace is not None
+            start, stop, count = self.linspace
+            raw = [start + (stop - start) * i / max(count - 1, 1) for i in range(count)]
+        # Six significant digits: readable in tables and stable in the run ids.
+        return [float(f"{v:.6g}") for v in raw]
+
+
+class Grid(BaseModel):
+    """The grid axes; every combination (times the seeds) is one run."""
+
+    model_config = ConfigDict(extra="forbid")
+    lr: Any
+    optimizer: list[str] = Field(default_factory=lambda: ["sgd"])
+    schedule: list[str] = Field(default_factory=lambda: ["constant(lr={lr})"])
+    momentum: list[str] | None = None
+    lr_mult: list[dict[str, float]] | None = None
+    batch_size: list[int] | None = None
+
+    @field_validator("lr", mode="before")
+    @classmethod
+    def _lrs(cls, value: Any) -> Any:
+        expected = "expected a learning rate, a list of them, or {logspace = [start, stop, n]}"
+        if isinstance(value, dict):
+            try:
+                rng = _Range.model_validate(value)
+            except ValidationError as exc:
+                raise ValueError(
+                    f"{exc.errors()[0]['msg'].removeprefix('Value error, ')} ({expected})"
+                ) from None
+            values = rng.values()
+            result: Any = rng
+        else:
+            items = value if isinstance(value, list) else [value]
+            if not items or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in items):
+                raise ValueError(expected)
+            values = result = [float(v) for v in items]
+        bad = [v for v in values if not (v > 0 and math.isfinite(v))]
+        if bad:
+            raise ValueError(f"learning rates must be finite and > 0, got {bad[0]!r}")
+        return result
+
+    @field_validator("optimizer")
+    @classmethod
+    def _optimizers(cls, value: list[str]) -> list[str]:
+        from lrlab.optim.grammar import parse_optimizer
+
+        if not value:
+            raise ValueError("expected at least one optimizer")
+        for index, spec in enumerate(value):
+            try:
+                parse_optimizer(spec)
+            except ValueError as exc:
+                raise ValueError(f"item {index}: {exc}") from None
+        return value
+
+    @field_validator("schedule", "momentum")
+    @classmethod
+    def _schedules(cls, value: list[str] | None) -> list[str] | None:
+        from lrlab.schedules import parse
+
+        if value is None:
+            return value
+        if not value:
+            raise ValueError("expected at least one schedule spec")
+        for index, spec in enumerate(value):
+            try:
+                parse(substitute(spec, **_CHECK))
+            except ValueError as exc:
+                raise ValueError(f"item {index}: {exc}") from None
+        return value
+
+    @field_validator("batch_size")
+    @classmethod
+    def _batch_sizes(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and (not value or any(v < 1 for v in value)):
+            raise ValueError("expected a non-empty list of batch sizes >= 1")
+        return value
+
+    def lrs(self) -> list[float]:
+        if isinstance(self.lr, _Range):
+            return self.lr.values()
+        return list(self.lr) if isinstance(self.lr, list) else [self.lr]
+
+
+class Finetune(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    rules: dict[str, float] | None = None
+    layer_decay: float | None = Field(default=None, gt=0, le=1)
+    freeze: list[str] | None = None
+    unfreeze_every: int | None = Field(default=None, ge=1)
+
+
+class SweepSpec(BaseModel):
+    """A sweep file, validated. See the module docstring for the format."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
+    task: str
+    task_options: dict[str, Any] = Field(default_factory=dict)
+    epochs: int | None = Field(default=None, ge=1)
+    batch_size: int | None = Field(default=None, ge=1)
+    seeds: list[int] = Field(default_factory=lambda: [0])
+    divergence_factor: float | None = Field(default=DEFAULT_DIVERGENCE_FACTOR, gt=0)
+    threads: int | None = Field(default=None, ge=1, le=1024)  # torch threads per run (default 1)
+    finetune: Finetune | None = None
+    vectorize: bool = False  # train runs differing only in lr/schedule/momentum/seed together
+    max_group: int | None = Field(default=None, ge=1)  # most runs per vectorised group
+    grid: Grid
+
+    @field_validator("task")
+    @classmethod
+    def _task(cls, value: str) -> str:
+        from lrlab.training.tasks import BUILTIN_TASKS
+
+        if value not in BUILTIN_TASKS and ":" not in value:
+            raise ValueError(
+                f"unknown task (built-in: {', '.join(BUILTIN_TASKS)}; "
+                "or 'package.module:function' or 'path/to/file.py:function')"
+            )
+        return value
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, value: list[int]) -> list[int]:
+        if not value:
+            raise ValueError("expected at least one seed")
+        if len(set(value)) != len(value):
+            raise ValueError("seeds must be distinct")
+        return value
+
+
+def _format_errors(error: ValidationError, source: str) -> str:
+    parts = []
+    for item in error.errors():
+        loc = ".".join(str(p) for p in item["loc"])
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown key"
+        if item["type"] == "missing":
+            parts.append(f"{loc}: missing required key")
+            continue
+        shown = item.get("input")
+        text = json.dumps(shown, default=str)
+        if len(text) > 80:
+            text = text[:77] + "..."
+        parts.append(f"{loc or '<top>'} = {text}: {message}" if "input" in item else f"{loc}: {message}")
+    return f"{source}: " + "; ".join(dict.fromkeys(parts))
+
+
+def load_sweep(source: str | Path | dict[str, Any]) -> SweepSpec:
+    """Read and validate a sweep file (TOML) or a dict; raises ``SweepSpecError``."""
+    if isinstance(source, dict):
+        data, where = source, "sweep"
+    else:
+        path = Path(source)
+        where = str(path)
+        if not path.is_file():
+            raise SweepSpecError(f"no sweep file {where!r}")
+        try:
+            import tomllib
+        except ImportError:  # pragma: no cover - Python 3.10
+            import tomli as tomllib  # type: ignore[no-redef]
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise SweepSpecError(f"{where}: not valid TOML: {exc}") from None
+    try:
+        return SweepSpec.model_validate(data)
+    except ValidationError as exc:
+        raise SweepSpecError(_format_errors(exc, where)) from None

@@ -1,0 +1,208 @@
+"""The recording training loop: one run config in, one stored run out.
+
+Every optimizer step is recorded (LR of each param group, momentum, train loss, gradient
+norm) and every epoch (train loss, validation loss, validation error and accuracy, wall
+time), through the run's :class:`~lrlab.training.recorder.Recorder`. A NaN/inf loss, or a
+loss above ``divergence_factor`` times the first step's loss, stops the run and marks it
+``diverged`` at that step. The same config and seed give the same numbers on CPU: the run
+trains with its resolved thread count, whatever else runs beside it.
+
+The run is a :class:`~lrlab.store.records.RunConfig`; :func:`~lrlab.training.resolve.resolve`
+decides its defaults once.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+
+from lrlab.store.records import EpochRecord, RunConfig, RunRecord, RunStatus
+from lrlab.store.sqlite import Store
+from lrlab.training.recorder import ProgressFn, Recorder, RunProgress, divergence_reason
+from lrlab.training.resolve import ResolvedRun, resolve
+
+__all__ = ["RunProgress", "train_run"]
+
+_PROGRESS_EVERY_S = 0.5
+
+
+def _momentum_of(group: dict[str, Any]) -> float | None:
+    if "momentum" in group:
+        return float(group["momentum"])
+    if "betas" in group:
+        return float(group["betas"][0])
+    return None
+
+
+def _param_groups(model: torch.nn.Module, config: RunConfig, lr: float) -> tuple[Any, Any]:
+    """The optimizer's params (plain or lr_mult groups) and an unfreezer or None."""
+    finetune = dict(config.finetune or {})
+    rules = finetune.get("rules") or config.lr_mult
+    if not finetune and not rules:
+        return model.parameters(), None
+    from lrlab.finetune import GradualUnfreezer, param_groups
+
+    options = {k: finetune[k] for k in ("weight_decay", "no_decay") if finetune.get(k) is not None}
+    groups = param_groups(
+        model,
+        lr,
+        rules=rules,
+        layer_decay=finetune.get("layer_decay"),
+        freeze=finetune.get("freeze") or (),
+        **options,
+    )
+    every = finetune.get("unfreeze_every")
+    unfreezer = GradualUnfreezer(model, every=int(every)) if every else None
+    return groups, unfreezer
+
+
+def train_run(
+    config: RunConfig,
+    store: Store,
+    run_id: str,
+    progress: ProgressFn | None = None,
+    *,
+    device: str = "cpu",
+    sweep: str | None = None,
+) -> RunRecord:
+    """Train the run ``run_id`` described by ``config``, recording into ``store``.
+
+    The run row is created if missing and left ``done``, ``diverged`` or ``failed`` (with
+    the error text); an exception raised by the task, model or optimizer marks the run
+    failed and is not re-raised. Ctrl-C (``KeyboardInterrupt``) puts the run back to
+    ``queued`` and is re-raised. Metrics of an earlier attempt of the same run are
+    discarded first.
+
+    Returns the stored :class:`RunRecord`.
+    """
+    recorder = Recorder(store, run_id, config, sweep=sweep)
+    recorder.begin()
+    extras: dict[str, Any] = {}
+    try:
+        status, error, diverged_step = _train(config, recorder, progress, device, extras)
+    except KeyboardInterrupt:
+        recorder.end(RunStatus.QUEUED, error="interrupted")
+        raise
+    except Exception as exc:
+        status, error, diverged_step = RunStatus.FAILED, f"{type(exc).__name__}: {exc}", None
+        extras["traceback"] = traceback.format_exc(limit=8)
+    recorder.end(status, error=error, diverged_step=diverged_step, extras=extras)
+    if progress is not None:
+        epochs = int(extras.get("epochs") or config.epochs or 0)
+        progress(RunProgress("end", run_id, epochs, epochs, 0, 0, status=status.value, error=error))
+    return store.run(run_id)
+
+
+@contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """Train with ``count`` torch threads, then put the process's count back."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _train(
+    config: RunConfig,
+    recorder: Recorder,
+    progress: ProgressFn | None,
+    device_name: str,
+    extras: dict[str, Any],
+) -> tuple[RunStatus, str | None, int | None]:
+    started = time.perf_counter()
+    run = resolve(config, device=device_name)
+    extras.update(run.environment())
+    with torch_threads(run.threads):
+        status, error, diverged_step = _epochs(run, recorder, progress, started, extras)
+    if status is RunStatus.DONE:
+        extras["wall_time"] = time.perf_counter() - started
+    return status, error, diverged_step
+
+
+def _epochs(
+    run: ResolvedRun,
+    recorder: Recorder,
+    progress: ProgressFn | None,
+    started: float,
+    extras: dict[str, Any],
+) -> tuple[RunStatus, str | None, int | None]:
+    from lrlab.optim.grammar import make_optimizer
+    from lrlab.torch import LRScheduler
+
+    task, device, run_id = run.task, run.device, recorder.run_id
+    epochs, total_steps = run.epochs, run.total_steps
+    model = task.make_model(run.config.seed).to(device)
+    model.train()
+    params, unfreezer = _param_groups(model, run.config, run.config.lr)
+    optimizer = make_optimizer(run.config.optimizer, params, run.config.lr)
+    scheduler = LRScheduler(optimizer, run.schedule, momentum=run.momentum)
+    extras["param_groups"] = len(optimizer.param_groups)
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    report = progress or (lambda _event: None)
+    report(RunProgress("start", run_id, 0, epochs, 0, total_steps))
+
+    groups = optimizer.param_groups
+    has_momentum = _momentum_of(groups[0]) is not None
+    on_accelerator = device.type != "cpu"
+    factor = run.divergence_factor
+    step, initial_loss, last_report = 0, None, time.monotonic()
+    try:
+        for epoch in range(1, epochs + 1):
+            if unfreezer is not None:
+                unfreezer.on_epoch_start(epoch)
+            loss_sum, loss_count = 0.0, 0
+            for inputs, targets in run.train_loader:
+                if on_accelerator:
+                    inputs, targets = (
+                        inputs.to(device, non_blocking=True),
+                        targets.to(device, non_blocking=True),
+                    )
+                lrs = [group["lr"] for group in groups]
+                momentum_now = _momentum_of(groups[0]) if has_momentum else None
+                optimizer.zero_grad(set_to_none=True)
+                loss_tensor = task.loss_fn(model(inputs), targets)
+                loss_tensor.backward()
+                loss = loss_tensor.item()
+                grads = [p.grad for p in params if p.grad is not None]
+                recorder.step(step, epoch, lrs, momentum_now, loss, torch._foreach_norm(grads) if grads else ())
+                if initial_loss is None:
+                    initial_loss = loss
+                why = divergence_reason(loss, initial_loss, factor)
+                if why is not None:
+                    return RunStatus.DIVERGED, f"{why} at step {step}", step
+                optimizer.step()
+                scheduler.step()
+                loss_sum += loss
+                loss_count += 1
+                step += 1
+                if (
+                    progress is not None
+                    and step % 16 == 0
+                    and time.monotonic() - last_report > _PROGRESS_EVERY_S
+                ):
+                    last_report = time.monotonic()
+                    report(RunProgress("step", run_id, epoch, epochs, step, total_steps, loss=loss))
+            metrics = task.evaluate(model, run.val_loader)
+            train_loss = loss_sum / loss_count if loss_count else None
+            recorder.epoch(
+                EpochRecord(run_id, epoch, step, train_loss, metrics.get("val_loss"), metrics.get("val_error"),
+                            metrics.get("val_accuracy"), time.perf_counter() - started)
+            )  # fmt: skip
+            report(
+                RunProgress("epoch", run_id, epoch, epochs, step, total_steps, loss=train_loss,
+                            val_loss=metrics.get("val_loss"), val_accuracy=metrics.get("val_accuracy"))
+            )  # fmt: skip
+            val_loss = metrics.get("val_loss")
+            if val_loss is not None and not math.isfinite(val_loss):
+                return RunStatus.DIVERGED, f"non-finite validation loss after epoch {epoch}", step
+    finally:
+        recorder.flush()
+    return RunStatus.DONE, None, None

@@ -1,0 +1,97 @@
+"""Tasks: built-in learning problems and user tasks by reference.
+
+``get_task(ref, **options)`` accepts a built-in name (``BUILTIN_TASKS``), a
+``"package.module:function"`` reference or a ``"path/to/file.py:function"`` reference;
+the function is called with ``options`` and must return a :class:`Task`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Any
+
+from lrlab.training.tasks._base import TASK_KINDS, Task, TensorPairs
+
+__all__ = ["BUILTIN_TASKS", "REGISTRY", "TASK_KINDS", "Task", "TensorPairs", "get_task"]
+
+# Built-in names -> "module:function", imported on first use.
+REGISTRY: dict[str, str] = {
+    "digits-linear": "lrlab.training.tasks.digits:digits_linear",
+    "digits-mlp": "lrlab.training.tasks.digits:digits_mlp",
+    "digits-cnn": "lrlab.training.tasks.digits:digits_cnn",
+    "chars-lstm": "lrlab.training.tasks.chars:chars_lstm",
+    "chars-transformer": "lrlab.training.tasks.chars:chars_transformer",
+    "digits-transfer": "lrlab.training.tasks.transfer:digits_transfer",
+}
+BUILTIN_TASKS: tuple[str, ...] = tuple(REGISTRY)
+
+_TASK_METHODS = ("make_model", "train_loader", "val_loader", "loss_fn", "evaluate")
+
+
+def get_task(ref: str, **options: Any) -> Task:
+    """The task named by ``ref``, built with ``options``.
+
+    >>> get_task("digits-linear", train_size=100).name
+    'digits-linear'
+    """
+    if not isinstance(ref, str) or not ref:
+        raise ValueError(f"task must be a non-empty string, got {ref!r}")
+    if ref in REGISTRY:
+        factory = _import(REGISTRY[ref], ref)
+    elif ":" in ref:
+        factory = _import(ref, ref)
+    else:
+        raise ValueError(
+            f"unknown task {ref!r} (built-in: {', '.join(BUILTIN_TASKS)}; "
+            "or 'package.module:function' or 'path/to/file.py:function')"
+        )
+    try:
+        task = factory(**options)
+    except TypeError as exc:
+        raise ValueError(f"task {ref!r}: bad options {options!r}: {exc}") from None
+    missing = [m for m in _TASK_METHODS if not callable(getattr(task, m, None))]
+    if missing:
+        raise ValueError(
+            f"task {ref!r} returned {type(task).__name__}, not a Task (missing {', '.join(missing)})"
+        )
+    return task
+
+
+def _import(target: str, ref: str) -> Any:
+    location, _, attribute = target.rpartition(":")
+    if not location or not attribute:
+        raise ValueError(f"task reference {ref!r} must look like 'module:function' or 'file.py:function'")
+    try:
+        if location.endswith(".py") or "/" in location or "\\" in location:
+            module = _load_file(Path(location), ref)
+        else:
+            module = importlib.import_module(location)
+    except ImportError as exc:
+        raise ValueError(f"cannot import task {ref!r}: {exc}") from None
+    try:
+        return getattr(module, attribute)
+    except AttributeError:
+        raise ValueError(f"task {ref!r}: {location} has no attribute {attribute!r}") from None
+
+
+def _load_file(path: Path, ref: str) -> Any:
+    path = path.expanduser().resolve()
+    if not path.is_file():
+        raise ValueError(f"task {ref!r}: no file {str(path)!r}")
+    name = f"_lrlab_user_task_{abs(hash(str(path)))}"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ValueError(f"task {ref!r}: cannot load {str(path)!r} as a module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module

@@ -1,0 +1,487 @@
+"""Vectorised sweeps: train many learning rates of one configuration in a single pass.
+
+Runs whose resolved configs differ only in ``lr``, ``schedule``, ``momentum`` (schedule)
+and ``seed`` share the architecture, so they are trained together: their parameters are
+stacked (:mod:`lrlab.training.vectorized.model`), every member is updated with its own
+learning rate and momentum at every step (:mod:`lrlab.training.vectorized.optim`), and
+all members see the same batches. That makes the comparison *paired*: every learning
+rate sees the same data in the same order. The group uses one data seed, the smallest
+seed of its members (``RunRecord.extras["data_seed"]``); the ``seed`` of a member still
+initialises its weights. A member whose seed is the data seed therefore gives the same
+numbers as the same run trained alone by :func:`lrlab.training.loop.train_run`; a
+member with another seed matches a lone run with its weights and the group's batch order.
+
+Each member is an ordinary run in the store: same id, same step and epoch records, same
+statuses and divergence rule (NaN/inf loss, or a loss above ``divergence_factor`` times
+its first loss). A diverging member is frozen at that step (its update masked out),
+marked ``diverged``, and dropped from the stack at the end of the epoch; the others go
+on. ``extras["vectorized"]`` is the group's size.
+
+Example:
+    >>> from lrlab.store.sqlite import Store
+    >>> from lrlab.store.records import RunConfig
+    >>> base = RunConfig(task="digits-linear", lr=0.01, optimizer="sgd(momentum=0.9)", epochs=1,
+    ...                  batch_size=32, task_options={"train_size": 64, "val_size": 32})
+    >>> configs = [base, base.replace(lr=0.1, schedule=None)]
+    >>> records = train_vectorized(configs, Store(":memory:"), ["a", "b"])
+    >>> [(r.status.value, r.extras["vectorized"]) for r in records]
+    [('done', 2), ('done', 2)]
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import traceback
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from lrlab.store.records import EpochRecord, RunConfig, RunRecord, RunStatus
+from lrlab.store.sqlite import Store
+from lrlab.training.recorder import Recorder, RunProgress, divergence_reason
+from lrlab.training.resolve import ResolvedRun, resolve
+from lrlab.training.vectorized.model import StackedModel
+from lrlab.training.vectorized.optim import StackedOptimizer, stacked_optimizer
+from lrlab.training.vectorized.plan import (
+    DEFAULT_MAX_GROUP,
+    GROUP_AXES,
+    Plan,
+    group_key,
+    plan_groups,
+    why_not_vectorized,
+)
+
+__all__ = [
+    "DEFAULT_MAX_GROUP",
+    "GROUP_AXES",
+    "group_key",
+    "plan_groups",
+    "run_vectorized",
+    "train_vectorized",
+    "why_not_vectorized",
+]
+
+_FLUSH_EVERY = 1000
+_PROGRESS_EVERY_S = 0.5
+
+ProgressFn = Callable[[RunProgress], None]
+
+
+class _NotVectorizable(Exception):
+    """The group's model cannot be run stacked (vmap or autograd refused it)."""
+
+
+# ---------------------------------------------------------------- losses and metrics
+
+
+def _member_losses(task: Any) -> Callable[[Tensor, Tensor], Tensor]:
+    """``(K, batch, ...)`` outputs and shared targets -> ``(K,)`` mean losses."""
+    from lrlab.training.tasks import Task
+
+    if type(task).loss_fn is Task.loss_fn:
+        # The base task's mean cross-entropy, for all members in one call.
+        def cross_entropy(outputs: Tensor, targets: Tensor) -> Tensor:
+            members, classes = outputs.shape[0], outputs.shape[-1]
+            per_item = F.cross_entropy(
+                outputs.reshape(-1, classes), targets.reshape(-1).repeat(members), reduction="none"
+            )
+            return per_item.view(members, -1).mean(dim=1)
+
+        return cross_entropy
+    return torch.func.vmap(task.loss_fn, in_dims=(0, None))
+
+
+def _member_norms(grads: Sequence[Tensor]) -> Tensor:
+    """Each member's gradient norm over all its parameters: ``(K,)``."""
+    per_param = [
+        torch.linalg.vector_norm(g, dim=tuple(range(1, g.dim()))) if g.dim() > 1 else g.abs() for g in grads
+    ]
+    return torch.linalg.vector_norm(torch.stack(per_param), dim=0)
+
+
+# ---------------------------------------------------------------- one group
+
+
+class _Group:
+    """A group's task, stacked model, optimizer and per-member schedules (no store writes)."""
+
+    def __init__(self, runs: Sequence[ResolvedRun], mode: str) -> None:
+        from lrlab.training.tasks import Task
+
+        first = runs[0]
+        self.runs = list(runs)
+        self.device = device = first.device
+        self.task = task = first.task
+        self.epochs = first.epochs
+        self.threads = first.threads
+        self.train_loader, self.val_loader = first.train_loader, first.val_loader
+        self.steps_per_epoch = first.steps_per_epoch
+        self.total_steps = first.total_steps
+        self.factor = first.divergence_factor
+        steps = np.arange(self.total_steps + 1, dtype=np.float64)
+        lr_rows = [np.asarray(run.schedule(steps), dtype=np.float64) for run in runs]
+        momentum_rows = [
+            None if run.momentum is None else np.asarray(run.momentum(steps), dtype=np.float64) for run in runs
+        ]
+        models = [task.make_model(run.config.seed).to(device) for run in runs]
+        try:
+            self.model = StackedModel(models, mode)
+        except ValueError as exc:
+            raise _NotVectorizable(str(exc)) from None
+        self.model.train(True)
+        self.optimizer: StackedOptimizer = stacked_optimizer(first.config.optimizer, self.model.params)
+        default = self.optimizer.momentum
+        self.scheduled_momentum = any(row is not None for row in momentum_rows)
+        self.lr_table = torch.tensor(np.stack(lr_rows), dtype=torch.float64)
+        self.momentum_table = torch.tensor(
+            np.stack([row if row is not None else np.full_like(steps, default) for row in momentum_rows]),
+            dtype=torch.float64,
+        )
+        self.lr_device = self.lr_table.to(device)
+        self.momentum_device = self.momentum_table.to(device)
+        self.loss = _member_losses(task)
+        self.stacked_eval = type(task).evaluate is Task.evaluate and type(task).loss_fn is Task.loss_fn
+        self._probe()
+
+    def _probe(self) -> None:
+        # A validation batch, so that the training loader's shuffling stays untouched.
+        inputs, targets = next(iter(self.val_loader))
+        inputs, targets = inputs.to(self.device), targets.to(self.device)
+        try:
+            self.model.probe(inputs, lambda out: self.loss(out, targets))
+        except Exception as exc:
+            raise _NotVectorizable(f"{type(exc).__name__}: {exc}".splitlines()[0]) from None
+
+    @torch.no_grad()
+    def evaluate(self, alive: Sequence[int]) -> list[dict[str, float | None]]:
+        """The task's validation metrics for the stacked members ``alive`` (local order)."""
+        if not self.stacked_eval:
+            return [self.task.evaluate(self.model.member(j), self.val_loader) for j in range(len(alive))]
+        self.model.train(False)
+        members = self.model.members
+        total = torch.zeros(members, dtype=torch.float64, device=self.device)
+        correct = torch.zeros(members, dtype=torch.int64, device=self.device)
+        count = 0
+        try:
+            for inputs, targets in self.val_loader:
+                inputs, targets = inputs.to(self.device), targets.to(self.device)
+                outputs = self.model(inputs)
+                n = targets.numel()
+                total += self.loss(outputs, targets).double() * n
+                count += n
+                if self.task.kind == "classification":
+                    correct += (outputs.argmax(dim=-1) == targets).flatten(1).sum(dim=1)
+        finally:
+            self.model.train(True)
+        if count == 0:
+            raise ValueError(f"task {self.task.name!r} has an empty validation set")
+        losses = (total / count).tolist()
+        if self.task.kind == "language_model":
+            return [{"val_loss": v, "val_error": None, "val_accuracy": None} for v in losses]
+        accuracy = (correct.double() / count).tolist()
+        return [{"val_loss": v, "val_error": 1.0 - a, "val_accuracy": a} for v, a in zip(losses, accuracy)]
+
+
+class _Trainer:
+    """Trains a :class:`_Group` and records every member into the store."""
+
+    def __init__(self, group: _Group, recorders: Sequence[Recorder], progress: ProgressFn | None) -> None:
+        self.group, self.recorders = group, list(recorders)
+        self.run_ids = [r.run_id for r in self.recorders]
+        self.report = progress or (lambda _event: None)
+        self.has_progress = progress is not None
+        self.alive = list(range(len(self.run_ids)))  # global member index of each stacked slot
+        self.finished: dict[int, RunStatus] = {}  # global index -> final status
+        self.initial = np.full(len(self.run_ids), np.nan)  # host copy of each member's first loss
+        self.pending: list[tuple[int, int, Tensor, Tensor]] = []  # step, epoch, losses, norms
+
+    # -------------------------------------------------------- the loop
+
+    def run(self) -> None:
+        g = self.group
+        started = time.perf_counter()
+        device = g.device
+        members = len(self.alive)
+        active = torch.ones(members, dtype=torch.bool, device=device)
+        diverged_at = torch.full((members,), -1, dtype=torch.int64, device=device)
+        initial: Tensor | None = None
+        epochs, total = g.epochs, g.total_steps
+        for rid in self.run_ids:
+            self.report(RunProgress("start", rid, 0, epochs, 0, total))
+        step, last_report = 0, time.monotonic()
+        for epoch in range(1, epochs + 1):
+            self.loss_sum = np.zeros(len(self.run_ids))
+            self.loss_count = np.zeros(len(self.run_ids), dtype=np.int64)
+            for inputs, targets in g.train_loader:
+                inputs, targets = inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+                losses = g.loss(g.model(inputs), targets)
+                grads = torch.autograd.grad(losses.sum(), g.model.params)
+                losses = losses.detach()
+                norms = _member_norms(grads)
+                if initial is None:
+                    initial = losses.clone()
+                bad = ~torch.isfinite(losses)
+                if g.factor is not None:
+                    bad |= losses > g.factor * initial
+                diverged_at = torch.where(active & bad, step, diverged_at)
+                active &= ~bad
+                momentum = g.momentum_device[:, step] if g.scheduled_momentum else None
+                g.optimizer.step(list(grads), g.lr_device[:, step], momentum, active)
+                self.pending.append((step, epoch, losses, norms))
+                step += 1
+                if len(self.pending) >= _FLUSH_EVERY:
+                    self._flush(diverged_at)
+                if not bool(active.any()):  # every member has diverged: nothing left to train
+                    break
+                if (
+                    self.has_progress
+                    and step % 16 == 0
+                    and time.monotonic() - last_report > _PROGRESS_EVERY_S
+                ):
+                    last_report = time.monotonic()
+                    self._report_steps(epoch, step, losses)
+            self._flush(diverged_at)
+            active, diverged_at, initial = self._end_epoch(epoch, step, started, active, diverged_at, initial)
+            if not self.alive:
+                break
+        for index in self.alive:
+            self._finish(index, RunStatus.DONE, None, None, {"wall_time": time.perf_counter() - started})
+
+    def _report_steps(self, epoch: int, step: int, losses: Tensor) -> None:
+        g = self.group
+        for index, loss in zip(self.alive, losses.tolist()):
+            if index not in self.finished:
+                self.report(
+                    RunProgress("step", self.run_ids[index], epoch, g.epochs, step, g.total_steps, loss=loss)
+                )
+
+    # -------------------------------------------------------- recording
+
+    def _flush(self, diverged_at: Tensor) -> None:
+        """Write the pending step rows of every member (up to its diverging step)."""
+        if not self.pending:
+            return
+        g = self.group
+        losses = torch.stack([row[2] for row in self.pending]).double().cpu().numpy()
+        norms = torch.stack([row[3] for row in self.pending]).double().cpu().numpy()
+        steps = [row[0] for row in self.pending]
+        epochs = [row[1] for row in self.pending]
+        stop = diverged_at.cpu().tolist()
+        self.pending.clear()
+        if steps[0] == 0:
+            self.initial[self.alive] = losses[0]
+        # The host tables keep every member (global index); the device ones only the stacked.
+        lrs = g.lr_table[:, steps[0] : steps[-1] + 1].numpy()
+        momenta = g.momentum_table[:, steps[0] : steps[-1] + 1].numpy()
+        for slot, index in enumerate(self.alive):
+            if index in self.finished:
+                continue
+            last = stop[slot] if stop[slot] >= 0 else steps[-1]
+            count = last - steps[0] + 1
+            rows = [
+                (steps[i], epochs[i], [float(lrs[index, i])], float(momenta[index, i]),
+                 float(losses[i, slot]), float(norms[i, slot]))
+                for i in range(count)
+            ]  # fmt: skip
+            self.recorders[index].rows(rows)
+            applied = count - 1 if stop[slot] >= 0 else count
+            self.loss_sum[index] += float(losses[:applied, slot].sum())
+            self.loss_count[index] += applied
+            if stop[slot] >= 0:
+                loss, first = float(losses[count - 1, slot]), float(self.initial[index])
+                why = divergence_reason(loss, first, g.factor) or "diverged"
+                self._finish(index, RunStatus.DIVERGED, f"{why} at step {stop[slot]}", stop[slot])
+
+    def _end_epoch(
+        self,
+        epoch: int,
+        step: int,
+        started: float,
+        active: Tensor,
+        diverged_at: Tensor,
+        initial: Tensor | None,
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
+        g = self.group
+        metrics = g.evaluate(self.alive)
+        wall = time.perf_counter() - started
+        for slot, index in enumerate(self.alive):
+            if index in self.finished:
+                continue
+            count = int(self.loss_count[index])
+            train_loss = float(self.loss_sum[index] / count) if count else None
+            m = metrics[slot]
+            rid = self.run_ids[index]
+            self.recorders[index].epoch(
+                EpochRecord(rid, epoch, step, train_loss, m.get("val_loss"), m.get("val_error"),
+                            m.get("val_accuracy"), wall)
+            )  # fmt: skip
+            self.report(
+                RunProgress("epoch", rid, epoch, g.epochs, step, g.total_steps, loss=train_loss,
+                            val_loss=m.get("val_loss"), val_accuracy=m.get("val_accuracy"))
+            )  # fmt: skip
+            val_loss = m.get("val_loss")
+            if val_loss is not None and not math.isfinite(val_loss):
+                self._finish(index, RunStatus.DIVERGED, f"non-finite validation loss after epoch {epoch}", step)
+        keep = [slot for slot, index in enumerate(self.alive) if index not in self.finished]
+        if len(keep) == len(self.alive):
+            return active, diverged_at, initial
+        # Drop the finished members from the stack: the others go on, faster.
+        self.alive = [self.alive[slot] for slot in keep]
+        if not keep:
+            return active, diverged_at, initial
+        where = torch.tensor(keep, dtype=torch.long, device=g.device)
+        g.model.select(where)
+        g.optimizer.select(where, g.model.params)
+        g.lr_device, g.momentum_device = g.lr_device[where], g.momentum_device[where]
+        assert initial is not None
+        return active[where], diverged_at[where], initial[where]
+
+    def _finish(
+        self,
+        index: int,
+        status: RunStatus,
+        error: str | None,
+        diverged_step: int | None,
+        extras: dict[str, Any] | None = None,
+    ) -> None:
+        self.finished[index] = status
+        self.recorders[index].end(status, error=error, diverged_step=diverged_step, extras=extras)
+        g = self.group
+        self.report(
+            RunProgress("end", self.run_ids[index], g.epochs, g.epochs, 0, 0, status=status.value, error=error)
+        )
+
+
+# ---------------------------------------------------------------- entry points
+
+
+def train_vectorized(
+    configs: Sequence[RunConfig],
+    store: Store,
+    run_ids: Sequence[str],
+    progress: ProgressFn | None = None,
+    *,
+    device: str = "cpu",
+    sweep: str | None = None,
+    data_seed: int | None = None,
+    mode: str = "auto",
+    fallback: bool = True,
+) -> list[RunRecord]:
+    """Train the runs ``run_ids`` (configs of one group) together, recording each into ``store``.
+
+    The configs must differ only in ``lr``, ``schedule``, ``momentum`` and ``seed`` (see
+    :func:`group_key`). The batches come from ``data_seed`` (default: the smallest seed).
+    ``mode`` is ``"auto"``, ``"bmm"`` or ``"vmap"`` (see
+    :mod:`lrlab.training.vectorized.model`). When the model cannot be stacked, the
+    runs are trained one by one with :func:`~lrlab.training.loop.train_run` if
+    ``fallback`` (the reason goes to ``extras["vectorized_fallback"]``), else ``ValueError``.
+
+    Runs are created if missing and left ``done``, ``diverged`` or ``failed``, as
+    ``train_run`` leaves them; Ctrl-C puts the unfinished ones back to ``queued`` and is
+    re-raised. Returns the stored records, in the order of ``run_ids``.
+    """
+    configs, run_ids = list(configs), list(run_ids)
+    if not configs or len(configs) != len(run_ids):
+        raise ValueError(
+            f"configs and run_ids must be non-empty and of equal length, got {len(configs)} and {len(run_ids)}"
+        )
+    if len(set(run_ids)) != len(run_ids):
+        raise ValueError("run_ids must be distinct")
+    if mode not in ("auto", "bmm", "vmap"):
+        raise ValueError(f"mode must be auto, bmm or vmap, got {mode!r}")
+    keys = [group_key(c) for c in configs]
+    if keys[0] is None:
+        raise ValueError(f"run {run_ids[0]!r} cannot be vectorised: {why_not_vectorized(configs[0])}")
+    for rid, key in zip(run_ids, keys):
+        if key != keys[0]:
+            raise ValueError(
+                f"run {rid!r} differs from run {run_ids[0]!r} in more than {', '.join(GROUP_AXES)} "
+                "(or cannot be vectorised); group runs with plan_groups()"
+            )
+    data_seed = min(c.seed for c in configs) if data_seed is None else int(data_seed)
+    first = resolve(configs[0], device=device, data_seed=data_seed)
+    runs = [first, *(resolve(c, first.task, device=first.device, data_seed=data_seed) for c in configs[1:])]
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(first.threads)
+    try:
+        try:
+            group = _Group(runs, mode)
+        except _NotVectorizable as exc:
+            if not fallback:
+                raise ValueError(f"runs cannot be vectorised: {exc}") from None
+            return _train_alone(configs, store, run_ids, progress, device, sweep, str(exc))
+        recorders = [Recorder(store, rid, c, sweep=sweep) for rid, c in zip(run_ids, configs)]
+        environment = {**first.environment(), "param_groups": 1, "vectorized": len(run_ids),
+                       "vectorized_mode": group.model.mode, "data_seed": data_seed}  # fmt: skip
+        for recorder in recorders:
+            recorder.begin(environment)
+        _train_group(group, recorders, progress)
+    finally:
+        torch.set_num_threads(previous_threads)
+    return [store.run(rid) for rid in run_ids]
+
+
+def _train_group(group: _Group, recorders: list[Recorder], progress: ProgressFn | None) -> None:
+    trainer = _Trainer(group, recorders, progress)
+    try:
+        with warnings.catch_warnings():
+            # vmap's per-member fallback for a missing batching rule is correct, only slower.
+            warnings.filterwarnings("ignore", message="There is a performance drop", category=UserWarning)
+            trainer.run()
+    except KeyboardInterrupt:
+        for index, recorder in enumerate(recorders):
+            if index not in trainer.finished:
+                recorder.end(RunStatus.QUEUED, error="interrupted")
+        raise
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        for index in range(len(recorders)):
+            if index not in trainer.finished:
+                trainer._finish(index, RunStatus.FAILED, error, None, {"traceback": traceback.format_exc(limit=8)})
+
+
+def _train_alone(
+    configs: list[RunConfig],
+    store: Store,
+    run_ids: list[str],
+    progress: ProgressFn | None,
+    device: str,
+    sweep: str | None,
+    reason: str,
+) -> list[RunRecord]:
+    from lrlab.training.loop import train_run
+
+    records = []
+    for config, rid in zip(configs, run_ids):
+        train_run(config, store, rid, progress, device=device, sweep=sweep)
+        store.end_run(rid, store.run(rid).status, extras={"vectorized_fallback": reason})
+        records.append(store.run(rid))
+    return records
+
+
+def run_vectorized(
+    plans: Sequence[Plan],
+    store: Store,
+    sweep: str | None = None,
+    progress: ProgressFn | None = None,
+    *,
+    device: str = "cpu",
+    max_group: int | None = None,
+) -> list[Plan]:
+    """Train every group of two or more runs of ``plans`` (objects with ``id`` and
+    ``config``, such as a sweep's ``RunPlan``); return the runs left to train alone.
+
+    ``max_group`` (default ``DEFAULT_MAX_GROUP``) bounds a group's size: memory grows
+    with it, and bigger groups are split into near-equal parts.
+    """
+    groups, alone = plan_groups(plans, max_group or DEFAULT_MAX_GROUP)
+    for data_seed, members in groups:
+        train_vectorized([p.config for p in members], store, [p.id for p in members], progress,
+                         device=device, sweep=sweep, data_seed=data_seed)  # fmt: skip
+    return alone
