@@ -34,9 +34,9 @@ CONFIG = {
 def bare_loop() -> None:
     """The same training with no recording: what a user writes by hand."""
     from lrlab.optim.grammar import make_optimizer
-    from lrlab.training.tasks import get_task
     from lrlab.schedules import parse
     from lrlab.torch import LRScheduler
+    from lrlab.training.tasks import get_task
 
     task = get_task(CONFIG["task"])
     model = task.make_model(CONFIG["seed"])
@@ -60,14 +60,15 @@ def bare_loop() -> None:
 
 
 def overhead(repeats: int, workdir: Path) -> tuple[float, float, float, float, float, int]:
-    from lrlab.training.loop import train_run
+    from lrlab.store.records import RunConfig
     from lrlab.store.sqlite import Store
+    from lrlab.training.loop import train_run
 
     store = Store(workdir / "overhead.db")
     counter = iter(range(10**6))
 
     def recorded() -> None:
-        train_run(CONFIG, store, f"run-{next(counter)}")
+        train_run(RunConfig.from_dict(CONFIG), store, f"run-{next(counter)}")
 
     def cpu(fn) -> float:
         start = time.process_time()
@@ -94,12 +95,13 @@ def write_rows(workdir: Path, total: int = 1_000_000, batch: int = 1000) -> tupl
     store = Store(workdir / "rows.db")
     runs = 100
     per_run = total // runs
-    store.create_runs([RunRecord(f"r{i}", "bench", "running", {"lr": 0.1}, 0) for i in range(runs)])
+    config = {"task": "bench", "lr": 0.1}
+    store.create_runs([RunRecord(f"r{i}", "bench", "running", config, 0) for i in range(runs)])
     rows = [(s, 1 + s // 100, [0.1], 0.9, 2.0 - s * 1e-6, 1.0) for s in range(per_run)]
     start, cpu = time.perf_counter(), time.process_time()
     for i in range(runs):
         for offset in range(0, per_run, batch):
-            store.add_steps(f"r{i}", rows[offset : offset + batch])
+            store.append_metrics(f"r{i}", rows[offset : offset + batch])
     elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     assert sum(store.step_count(f"r{i}") for i in range(runs)) == total
     return elapsed, cpu
@@ -110,10 +112,13 @@ def read_epochs(workdir: Path, runs: int = 100, epochs: int = 50) -> tuple[float
     from lrlab.store.sqlite import Store
 
     store = Store(workdir / "epochs.db")
-    store.create_runs([RunRecord(f"r{i}", "bench", "done", {"lr": 0.1}, 0) for i in range(runs)])
+    config = {"task": "bench", "lr": 0.1}
+    store.create_runs([RunRecord(f"r{i}", "bench", "done", config, 0) for i in range(runs)])
     for i in range(runs):
-        for e in range(1, epochs + 1):
-            store.add_epoch(EpochRecord(f"r{i}", e, e * 23, 1.0 / e, 1.1 / e, 0.1, 0.9, float(e)))
+        store.append_metrics(
+            f"r{i}", epochs=[EpochRecord(f"r{i}", e, e * 23, 1.0 / e, 1.1 / e, 0.1, 0.9, float(e))
+                             for e in range(1, epochs + 1)]
+        )  # fmt: skip
     store.close()
     fresh = Store(workdir / "epochs.db")
     start = time.perf_counter()

@@ -71,6 +71,7 @@ class Cache:
 
 def train(cache: Cache, store: Any, task: str, optimizer: str, lr: float, seed: int, epochs: int) -> dict:
     """One real training run at constant ``lr``; cached."""
+    from lrlab.store.records import RunConfig
     from lrlab.training.loop import train_run
 
     key = run_key(task, optimizer, lr, seed, epochs)
@@ -79,7 +80,7 @@ def train(cache: Cache, store: Any, task: str, optimizer: str, lr: float, seed: 
         return hit
     config = {"task": task, "optimizer": optimizer, "lr": lr, "seed": seed, "epochs": epochs}
     started = time.perf_counter()
-    record = train_run(config, store, key)
+    record = train_run(RunConfig.from_dict(config), store, key)
     seconds = time.perf_counter() - started
     last = store.epochs(key)
     out = {
@@ -101,8 +102,8 @@ def score(run: dict, kind: str) -> float:
 def run_finders(task: Any, optimizer: str, seed: int, loader: Any) -> tuple[Any, float, Any, float]:
     """``find_lr`` and ``halving_search`` at their defaults, each on a fresh model of
     ``seed``: their results and wall times."""
-    from lrlab.optim.grammar import make_optimizer
     from lrlab.finder import find_lr, halving_search
+    from lrlab.optim.grammar import make_optimizer
 
     model = task.make_model(seed)
     started = time.perf_counter()
@@ -178,8 +179,9 @@ def time_pair(cache: Cache, task_name: str, optimizer: str, lr: float, repeats: 
         return hit
     import tempfile
 
-    from lrlab.training.loop import train_run
+    from lrlab.store.records import RunConfig
     from lrlab.store.sqlite import Store
+    from lrlab.training.loop import train_run
     from lrlab.training.tasks import get_task
 
     task = get_task(task_name)
@@ -187,7 +189,7 @@ def time_pair(cache: Cache, task_name: str, optimizer: str, lr: float, repeats: 
     finder, halving, tlf, run, iterations = [], [], [], [], 0
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(Path(tmp) / "time.db")
-        train_run({"task": task_name, "optimizer": optimizer, "lr": lr, "seed": 0}, store, "warm")
+        train_run(RunConfig(task=task_name, optimizer=optimizer, lr=lr), store, "warm")
         for rep in range(repeats):
             result, finder_seconds, _, halving_seconds = run_finders(task, optimizer, 0, loader)
             finder.append(finder_seconds)
@@ -195,7 +197,7 @@ def time_pair(cache: Cache, task_name: str, optimizer: str, lr: float, repeats: 
             iterations = len(result)
             tlf.append(torch_lr_finder(task, optimizer, 0, loader)[1])
             started = time.perf_counter()
-            train_run({"task": task_name, "optimizer": optimizer, "lr": lr, "seed": 0}, store, f"run-{rep}")
+            train_run(RunConfig(task=task_name, optimizer=optimizer, lr=lr), store, f"run-{rep}")
             run.append(time.perf_counter() - started)
     out = {
         "finder_ratio": float(np.median([f / r for f, r in zip(finder, run)])),
@@ -213,9 +215,9 @@ def time_pair(cache: Cache, task_name: str, optimizer: str, lr: float, repeats: 
 
 def default_rule_for(optimizer: str) -> str:
     """The rule behind ``find_lr``'s recommendation for an optimizer spec."""
-    from lrlab.optim.grammar import make_optimizer
     from lrlab.finder.range import is_sgd_family
     from lrlab.finder.suggest import default_rule
+    from lrlab.optim.grammar import make_optimizer
 
     probe = make_optimizer(optimizer, [torch.zeros(1, requires_grad=True)], 1e-3)
     return default_rule(is_sgd_family(probe))[0]

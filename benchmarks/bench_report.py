@@ -27,8 +27,9 @@ from benchmarks._common import write_section
 
 
 def build_store(path: Path, seeds: int) -> tuple[int, int]:
-    from lrlab.store.sqlite import Store
     from tests.report.synthetic import save_to_store, synthetic_sweep
+
+    from lrlab.store.sqlite import Store
 
     lrs = tuple(float(x) for x in np.geomspace(1e-3, 2.0, 10))
     sweep = synthetic_sweep(
@@ -46,8 +47,8 @@ def build_store(path: Path, seeds: int) -> tuple[int, int]:
 
 
 def timed_report(db: Path, out: Path, png: Path | None) -> tuple[float, float, float, int]:
-    from lrlab.store.sqlite import Store
     from lrlab.report import load_report_data, write_report
+    from lrlab.store.sqlite import Store
 
     start = time.perf_counter()
     data = load_report_data(Store(db), sweep="bench")

@@ -21,10 +21,10 @@ import numpy as np
 
 from benchmarks._common import write_section
 from lrlab.store.sqlite import Store
-from lrlab.sweeps import run_sweep
-from lrlab.training.tasks import get_task
 from lrlab.study import run_study
 from lrlab.study.plan import BUDGETS, resolve_optimizer, study_schedules
+from lrlab.sweeps import run_sweep
+from lrlab.training.tasks import get_task
 
 TASKS = ("digits-linear", "digits-mlp")
 OPTIMIZERS = ("sgdm", "adam")
@@ -49,7 +49,7 @@ def _best_accuracy(store: Store, run_ids: list[str]) -> tuple[float, str]:
             continue
         accuracy = epochs[run.id][-1].val_accuracy or 0.0
         if accuracy > best:
-            best, label = accuracy, f"{run.config['optimizer']} {run.config['schedule']}"
+            best, label = accuracy, f"{run.config.optimizer} {run.config.schedule}"
     return best, label
 
 
@@ -82,7 +82,7 @@ def bench_task(task_name: str, jobs: int, workdir: Path) -> dict[str, object]:
                 "grid": {
                     "lr": [lr],
                     "optimizer": [resolve_optimizer(optimizer)],
-                    "schedule": list(study_schedules(lr, lr / 4, lr, total_steps).values()),
+                    "schedule": [str(s) for s in study_schedules(lr, lr / 4, lr, total_steps).values()],
                 },
             }
             grid_ids += [r.id for r in run_sweep(spec, grid_store, jobs=jobs)]

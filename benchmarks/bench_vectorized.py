@@ -24,17 +24,20 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from tests.run_configs import typed_config
+
 from benchmarks._common import write_section
-from lrlab.training.loop import train_run
+from lrlab.store.records import RunConfig
 from lrlab.store.sqlite import Store
+from lrlab.training.loop import train_run
 from lrlab.training.vectorized import train_vectorized
 
 K = 16
 
 
-def _configs(lrs: np.ndarray, epochs: int) -> list[dict]:
+def _configs(lrs: np.ndarray, epochs: int, threads: int) -> list[RunConfig]:
     return [
-        {
+        typed_config({
             "task": "digits-mlp",
             "optimizer": "sgd(momentum=0.9)",
             "schedule": "cosine(lr={lr}, total_steps={total_steps})",
@@ -42,7 +45,8 @@ def _configs(lrs: np.ndarray, epochs: int) -> list[dict]:
             "seed": 0,
             "epochs": epochs,
             "batch_size": 64,
-        }
+            "threads": threads,
+        })
         for lr in lrs
     ]
 
@@ -53,7 +57,7 @@ def _timed(fn) -> float:
     return time.perf_counter() - start
 
 
-def _block(store: Store, configs: list[dict], repeats: int, vmap: bool, tag: str) -> dict:
+def _block(store: Store, configs: list[RunConfig], repeats: int, vmap: bool, tag: str) -> dict:
     middle = configs[len(configs) // 2]
     train_run(middle, store, f"warm-{tag}")  # imports, data, allocator
     times: dict[str, list[float]] = {"one": [], "vec": [], "vmap": [], "seq": []}
@@ -117,13 +121,13 @@ def _forward_backward_step(task: Any, members: int, batch: int, repeats: int = 4
     return min(_timed(step) for _ in range(repeats))
 
 
-def _floor(configs: list[dict], one_seconds: float) -> dict:
+def _floor(configs: list[RunConfig], one_seconds: float) -> dict:
     """Two lower bounds on the group's time, over one run's: its multiply-adds at the CPU's
     peak rate, and its stacked forward + backward passes alone, measured."""
     from lrlab.training.tasks import get_task
 
-    task, batch = get_task(configs[0]["task"]), configs[0]["batch_size"]
-    steps = configs[0]["epochs"] * len(task.train_loader(batch, 0))
+    task, batch = get_task(configs[0].task), configs[0].batch_size
+    steps = configs[0].epochs * len(task.train_loader(batch, 0))
     macs = _macs_per_step(task, batch) * steps * len(configs)
     peak = _peak_macs_per_second()
     passes = _forward_backward_step(task, len(configs), batch) * steps
@@ -159,7 +163,7 @@ def main() -> None:
         for count in threads:
             torch.set_num_threads(count)
             for n, (name, lrs) in enumerate(scenarios.items()):
-                configs = _configs(lrs, args.epochs)
+                configs = _configs(lrs, args.epochs, count)
                 r = _block(store, configs, args.repeats, n == 0, f"{count}-{n}")
                 r.update(_floor(configs, r["one"]))
                 rows.append((count, name, r))

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from tests.report.synthetic import save_to_store, synthetic_sweep
 from typer.testing import CliRunner
 
 from lrlab.cli.app import app
 from lrlab.store.sqlite import Store
-from tests.report.synthetic import save_to_store, synthetic_sweep
 
 runner = CliRunner()
 
@@ -96,6 +96,6 @@ def test_end_to_end_from_a_real_tiny_sweep(tmp_path):
     assert result.exit_code == 0, result.output
     assert "Best configuration" in result.output
     assert (tmp_path / "report_loss.png").stat().st_size > 20_000
-    statuses = {r.config["lr"]: r.status for r in Store(db).runs(sweep="e2e")}
+    statuses = {r.config.lr: r.status for r in Store(db).runs(sweep="e2e")}
     if statuses[200.0] == "diverged":
         assert "divergence starts at lr=200" in result.output

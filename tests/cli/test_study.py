@@ -42,7 +42,7 @@ def test_study_trains_reports_recommends_and_resumes(tmp_path):
     assert {r.status for r in runs} <= {"done", "diverged"}
     (finder,) = store.finder_results()
     anchor = finder.suggestions["minimum/10"]  # the study's LRs: 1x and 3x the anchor
-    assert sorted({r.config["lr"] for r in runs}) == pytest.approx([anchor, 3 * anchor], rel=1e-12)
+    assert sorted({r.config.lr for r in runs}) == pytest.approx([anchor, 3 * anchor], rel=1e-12)
     assert finder.config["rule"] == "minimum/3"  # the finder's own recommendation for SGD, printed
     assert f"recommends lr {finder.lr:.3g} (minimum/3)" in first.stdout
     html = (out / "report.html").read_text()
@@ -92,12 +92,12 @@ def test_help_has_examples():
 def test_a_tie_on_error_is_explained_by_the_validation_loss():
     from types import SimpleNamespace
 
-    from lrlab.cli.study import _verdict_lines
     from lrlab.store.records import EpochRecord, RunRecord
     from lrlab.study.recommend import recommend
+    from lrlab.study.summary import verdict_lines as _verdict_lines
 
     def run(run_id, optimizer):
-        config = {"optimizer": optimizer, "schedule": "constant(lr=0.1)", "lr": 0.1, "seed": 0}
+        config = {"task": "t", "optimizer": optimizer, "schedule": "constant(lr=0.1)", "lr": 0.1, "seed": 0}
         return RunRecord(id=run_id, sweep="s", status="done", config=config, seed=0)
 
     epochs = {

@@ -2,12 +2,11 @@
 
 import numpy as np
 import pytest
-
 from tests.run_configs import typed_config
 
-from lrlab.training.loop import train_run
-from lrlab.store.sqlite import Store
 from lrlab.schedules import cosine
+from lrlab.store.sqlite import Store
+from lrlab.training.loop import train_run
 
 
 def _config(**finetune):

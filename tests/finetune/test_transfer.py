@@ -3,11 +3,11 @@
 import pytest
 import torch
 
-from lrlab.training.tasks import get_task
-from lrlab.training.tasks.transfer import _pretrain, pretrained_backbone
 from lrlab.finetune import GradualUnfreezer, param_groups
 from lrlab.schedules import cosine
 from lrlab.torch import LRScheduler
+from lrlab.training.tasks import get_task
+from lrlab.training.tasks.transfer import _pretrain, pretrained_backbone
 
 
 @pytest.fixture(scope="module")

@@ -3,10 +3,10 @@
 from pathlib import Path
 
 import pytest
+from tests.report.synthetic import synthetic_sweep
 
 from lrlab.report.data import build_report_data
 from lrlab.report.render import write_report
-from tests.report.synthetic import synthetic_sweep
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -2,11 +2,11 @@
 
 import numpy as np
 import pytest
+from tests.report.synthetic import save_to_store, synthetic_sweep
 
+from lrlab.report import load_report_data
 from lrlab.store.records import FinderRecord
 from lrlab.store.sqlite import Store
-from lrlab.report import load_report_data
-from tests.report.synthetic import save_to_store, synthetic_sweep
 
 
 @pytest.fixture(scope="module")

@@ -42,17 +42,26 @@ def test_best_configuration_reports_margin_and_whether_it_beats_seed_noise():
     eps = {
         "a0": epochs("a0", [1, 0.5], [1, 0.30], [0.2, 0.10]),
         "a1": epochs("a1", [1, 0.5], [1, 0.32], [0.2, 0.12]),
-        "b0": epochs("b0", [1, 0.5], [1, 0.50]),
-        "b1": epochs("b1", [1, 0.5], [1, 0.54]),
+        "b0": epochs("b0", [1, 0.5], [1, 0.50], [0.3, 0.20]),
+        "b1": epochs("b1", [1, 0.5], [1, 0.54], [0.3, 0.24]),
     }
     f = best_configuration(group_runs(runs), eps)
     assert f.kind == "best"
-    assert f.numbers["best"] == pytest.approx(0.31)
-    assert f.numbers["runner_up"] == pytest.approx(0.52)
-    assert f.numbers["margin"] == pytest.approx(0.21)
+    # A classifier is ranked by its validation error (the one scorer, lrlab.report.ranking).
+    assert f.numbers["metric"] == "val_error"
+    assert f.numbers["best"] == pytest.approx(0.11)
+    assert f.numbers["runner_up"] == pytest.approx(0.22)
+    assert f.numbers["margin"] == pytest.approx(0.11)
     assert f.numbers["seed_spread"] == pytest.approx(0.04)
     assert "lr=0.1" in f.message and "larger than the spread over seeds" in f.message
-    assert f.numbers["best_val_error"] == pytest.approx(0.11)
+    assert f.numbers["best_val_loss"] == pytest.approx(0.31)
+
+
+def test_a_language_model_is_ranked_by_validation_loss():
+    runs = [run("a0", 0.1, 0), run("b0", 0.5, 0)]
+    eps = {"a0": epochs("a0", [1, 0.5], [1, 0.30]), "b0": epochs("b0", [1, 0.5], [1, 0.50])}
+    f = best_configuration(group_runs(runs), eps)
+    assert f.numbers["metric"] == "val_loss" and f.numbers["best"] == pytest.approx(0.30)
 
 
 def test_a_diverged_configuration_is_never_best():
@@ -125,14 +134,8 @@ def test_schedule_decay_flags_less_than_100x_from_recorded_lrs():
     assert "100x" in f.message
 
 
-def test_schedule_decay_of_a_diverged_run_comes_from_its_spec_with_placeholders():
-    r = run(
-        "d",
-        0.1,
-        status="diverged",
-        diverged_step=5,
-        schedule="step_decay(lr={lr}, step_size={steps_per_epoch})",
-    )
+def test_schedule_decay_of_a_diverged_run_comes_from_its_schedule():
+    r = run("d", 0.1, status="diverged", diverged_step=5, schedule="step_decay(lr=0.1, step_size=30)")
     r.extras.update({"total_steps": 50, "steps_per_epoch": 30})
     [f] = schedule_decay(group_runs([r]), {"d": steps("d", [2.0] * 6, [1.0] * 6)})
     assert f.numbers["factor"] == pytest.approx(10.0)

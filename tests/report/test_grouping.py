@@ -2,7 +2,15 @@
 
 import numpy as np
 
-from lrlab.report.grouping import epoch_stats, group_runs, schedule_family, schedule_shape, varying_axes
+from lrlab.report.grouping import (
+    config_axes,
+    epoch_stats,
+    group_runs,
+    schedule_family,
+    schedule_shape,
+    varying_axes,
+)
+from lrlab.schedules import parse
 
 from ._records import epochs, run
 
@@ -23,8 +31,11 @@ def test_schedule_templated_by_lr_is_one_axis_value_and_named_by_family():
     ]
     labels = [g.label for g in group_runs(runs)]
     assert labels == ["lr=0.1, schedule=constant", "lr=0.1, schedule=cosine", "lr=0.2, schedule=cosine"]
-    assert schedule_shape("cosine(lr=0.2, total_steps=100)", 0.2) == "cosine(lr=lr, total_steps=100)"
-    assert schedule_family("warmup(cosine(lr=1, total_steps=9), steps=1)") == "warmup+cosine"
+    assert schedule_shape(parse("cosine(lr=0.2, total_steps=100)"), 0.2) == "cosine(lr=lr, total_steps=100)"
+    assert schedule_family(parse("warmup(cosine(lr=1, total_steps=9), steps=1)")) == "warmup+cosine"
+    assert schedule_family(parse("sequence([constant(lr=1), cosine(lr=1, total_steps=9)], boundaries=[5])")) == (
+        "sequence+constant+cosine"
+    )
 
 
 def test_schedules_of_one_family_with_different_numbers_keep_their_full_spec():
@@ -37,7 +48,7 @@ def test_schedules_of_one_family_with_different_numbers_keep_their_full_spec():
 
 
 def test_only_varying_axes_are_named():
-    configs = [run("a", 0.1, optimizer="adam").config, run("b", 0.1, optimizer="sgd").config]
+    configs = [config_axes(run("a", 0.1, optimizer="adam").config), config_axes(run("b", 0.1, optimizer="sgd").config)]
     assert varying_axes(configs) == ["optimizer"]
 
 

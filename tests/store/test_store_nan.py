@@ -7,9 +7,9 @@ import textwrap
 import numpy as np
 
 from lrlab.store import sqlite as store_module
-from lrlab.training.loop import train_run
 from lrlab.store.records import RunConfig, RunRecord
 from lrlab.store.sqlite import SCHEMA_VERSION, Store
+from lrlab.training.loop import train_run
 
 TASK = textwrap.dedent(
     """

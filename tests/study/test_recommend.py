@@ -2,6 +2,7 @@
 
 import pytest
 
+from lrlab.schedules import parse
 from lrlab.store.records import EpochRecord, RunRecord
 from lrlab.study.recommend import recommend
 
@@ -29,7 +30,7 @@ def test_best_runner_up_and_constant_margins_use_seed_means():
         "b0": _epoch("b0", 0.05, 0.2),
         "c0": _epoch("c0", 0.08, 0.3),
     }
-    rec = recommend(runs, epochs, {"cosine(lr=0.1, total_steps=10)": "cosine"})
+    rec = recommend(runs, epochs, {parse("cosine(lr=0.1, total_steps=10)"): "cosine"})
     assert rec.metric == "val_error"
     assert (rec.best.optimizer, rec.best.schedule_name, rec.best.seeds) == ("sgd", "cosine", 2)
     assert rec.best.score == pytest.approx(0.03)

@@ -11,14 +11,14 @@ import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
-
-from lrlab.training.loop import RunProgress
-from lrlab.store.sqlite import Store
 from tests.run_configs import typed_config
 
 from lrlab.store.records import RunConfig
+from lrlab.store.sqlite import Store
 from lrlab.sweeps import SweepProgress, SweepSpecError, expand, load_sweep, run_id_for, run_sweep
+from lrlab.training.loop import RunProgress
 
 ROOT = Path(__file__).resolve().parents[2]
 ISSUE_SWEEP = ROOT / "examples" / "digits-lr.toml"
@@ -300,3 +300,24 @@ def test_user_task_example_trains(tmp_path, monkeypatch):
     record = train_run(typed_config(config), Store(tmp_path / "r.db"), "moons")
     assert record.status == "done", record.error
     assert record.config.epochs == 2
+
+
+def test_one_sweep_gives_bit_identical_metrics_with_one_job_and_with_two(tmp_path):
+    """Each run trains with its own thread count (RunConfig.threads, default 1), so a run's
+    numbers do not depend on how many runs train beside it."""
+    import torch
+
+    spec = {**TINY, "name": "jobs", "seeds": [0, 1], "grid": {"lr": [0.3, 0.05], "optimizer": ["sgd(momentum=0.9)"]}}
+    before = torch.get_num_threads()
+    one, two = Store(tmp_path / "one.db"), Store(tmp_path / "two.db")
+    run_sweep(spec, one, jobs=1)
+    assert torch.get_num_threads() == before  # the parent's own count is left as it was
+    run_sweep(spec, two, jobs=2)
+    ids = [r.id for r in one.runs(sweep="jobs")]
+    assert len(ids) == 4 and ids == [r.id for r in two.runs(sweep="jobs")]
+    for rid in ids:
+        a, b = one.steps(rid), two.steps(rid)
+        np.testing.assert_array_equal(a.loss, b.loss)
+        np.testing.assert_array_equal(a.grad_norm, b.grad_norm)
+        assert [e.val_loss for e in one.epochs(rid)] == [e.val_loss for e in two.epochs(rid)]
+        assert one.run(rid).extras["threads"] == two.run(rid).extras["threads"] == 1

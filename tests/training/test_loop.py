@@ -6,7 +6,6 @@ import itertools
 
 import numpy as np
 import pytest
-
 from tests.run_configs import typed_config
 
 from lrlab.schedules import parse

@@ -10,7 +10,6 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from tests.run_configs import typed_config
 
 from lrlab.store.records import RunConfig

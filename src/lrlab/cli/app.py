@@ -44,6 +44,19 @@ def _root(
     ),
 ) -> None:
     """lrlab: a learning-rate lab for PyTorch."""
+    _fit_consoles()
+
+
+def _fit_consoles() -> None:
+    # The consoles are made at import; a width asked for in the environment of this call
+    # (COLUMNS) applies to this call, also when the app runs in-process more than once.
+    import os
+
+    from lrlab.cli._common import console, err_console
+
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        console.width = err_console.width = int(columns)
 
 
 def _register() -> None:
