@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import importlib.util
 import os
 import subprocess
 import sys
@@ -134,3 +135,19 @@ def test_lrlab_does_not_import_keras_unless_asked():
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
     )
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_importing_lrlab_keras_leaves_the_environment_alone_and_says_what_to_set(tmp_path):
+    # No KERAS_BACKEND, no keras.json: Keras would pick TensorFlow, which is not installed here.
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"} | {"KERAS_HOME": str(tmp_path)}
+    code = "import os, lrlab.keras"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    if importlib.util.find_spec("tensorflow") is None:
+        assert result.returncode != 0
+        assert "set KERAS_BACKEND=torch" in result.stderr.splitlines()[-1]
+    result = subprocess.run(
+        [sys.executable, "-c", "import os, lrlab.keras, keras; print(os.environ['KERAS_BACKEND'], keras.backend.backend())"],
+        capture_output=True, text=True, env={**env, "KERAS_BACKEND": "torch"}, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["torch", "torch"]

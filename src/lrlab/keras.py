@@ -3,9 +3,10 @@
 Importing this module imports Keras; nothing else in lrlab does. Install with
 ``pip install "lrlab[keras]"``.
 
-Keras picks its backend when it is first imported. If nothing chose one (no
-``KERAS_BACKEND`` and no importable backend in ``~/.keras/keras.json``), this module
-chooses ``torch``, which lrlab always has.
+Keras picks its backend when it is first imported, from ``KERAS_BACKEND`` or
+``~/.keras/keras.json``. This module never chooses one for you: where neither names an
+importable backend (Keras' own default is TensorFlow), importing it raises an
+``ImportError`` that says to set ``KERAS_BACKEND=torch`` (lrlab always has torch).
 
 Example:
     >>> import keras
@@ -31,21 +32,28 @@ import numpy as np
 from lrlab.schedules import Schedule, from_dict, parse
 
 
-def _choose_torch_backend_if_unset() -> None:
-    if "keras" in sys.modules or os.environ.get("KERAS_BACKEND"):
+def _check_backend() -> None:
+    """Fail with what to do, before Keras fails on a backend that is not installed."""
+    if "keras" in sys.modules:
         return
-    config = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "keras.json"
-    try:
-        configured = json.loads(config.read_text()).get("backend")
-    except (OSError, ValueError, AttributeError):
-        configured = None
-    if not (isinstance(configured, str) and importlib.util.find_spec(configured) is not None):
-        os.environ["KERAS_BACKEND"] = "torch"
+    backend = os.environ.get("KERAS_BACKEND")
+    if not backend:
+        config = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "keras.json"
+        try:
+            backend = json.loads(config.read_text()).get("backend")
+        except (OSError, ValueError, AttributeError):
+            backend = None
+    backend = backend if isinstance(backend, str) and backend else "tensorflow"
+    if importlib.util.find_spec(backend) is None:
+        raise ImportError(
+            f"Keras' backend {backend!r} is not installed: set KERAS_BACKEND=torch (or jax) before "
+            "importing keras or lrlab.keras, e.g. os.environ['KERAS_BACKEND'] = 'torch'"
+        )
 
 
-_choose_torch_backend_if_unset()
+_check_backend()
 
-import keras  # noqa: E402  (after choosing the backend)
+import keras  # noqa: E402  (after checking the backend)
 
 __all__ = ["LearningRateSchedule"]
 

@@ -41,10 +41,6 @@ class SpecError(ValueError):
         self.reason = message
         super().__init__(f"{message} at position {position}: {_excerpt(spec, position)}")
 
-    def pointer(self) -> str:
-        """The spec with a caret under the offending position."""
-        return f"{self.spec}\n{' ' * self.position}^"
-
 
 def _excerpt(spec: str, position: int, width: int = 80) -> str:
     """``repr(spec)``, or for a long spec the part around ``position`` (``...`` marks cuts)."""

@@ -16,7 +16,7 @@ from lrlab.store.queries import (
     runs_frame,
     steps_frame,
 )
-from lrlab.store.records import EpochRecord, FinderRecord, RunRecord, StepSeries
+from lrlab.store.records import EpochRecord, FinderRecord, RunConfig, RunRecord, RunStatus, StepSeries
 from lrlab.store.sqlite import DEFAULT_DB, SCHEMA_VERSION, Store
 
 __all__ = [
@@ -26,7 +26,9 @@ __all__ = [
     "SCHEMA_VERSION",
     "EpochRecord",
     "FinderRecord",
+    "RunConfig",
     "RunRecord",
+    "RunStatus",
     "StepSeries",
     "Store",
     "epochs_frame",
