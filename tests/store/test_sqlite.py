@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lrlab.store.records import EpochRecord, FinderRecord, RunConfig, RunRecord, RunStatus
-from lrlab.store.sqlite import SCHEMA_VERSION, Store
+from lrlab.store.sqlite import SCHEMA_VERSION, Store, StoreError
 
 
 def _run(run_id: str = "r1", sweep: str | None = "s", seed: int = 0, **config) -> RunRecord:
@@ -55,7 +55,7 @@ def test_newer_schema_is_refused(tmp_path):
     conn = sqlite3.connect(path)
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     conn.close()
-    with pytest.raises(RuntimeError, match="newer"):
+    with pytest.raises(StoreError, match="newer than this lrlab"):
         Store(path)
 
 

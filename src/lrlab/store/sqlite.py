@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sqlite3
 import time
+import urllib.parse
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -29,7 +32,7 @@ import numpy as np
 
 from lrlab.store.records import EpochRecord, FinderRecord, RunConfig, RunRecord, RunStatus, StepSeries
 
-__all__ = ["DEFAULT_DB", "SCHEMA_VERSION", "Store"]
+__all__ = ["DEFAULT_DB", "LEASE_SECONDS", "SCHEMA_VERSION", "ClaimLost", "Store", "StoreError", "new_owner"]
 
 DEFAULT_DB = Path("lrlab-runs") / "lrlab.db"
 
@@ -148,6 +151,38 @@ _INSERT_COUNT = _INSERT_COLUMNS.count(",") + 1
 StepRow = tuple[int, int, Sequence[float], "float | None", float, float]
 
 
+class StoreError(ValueError):
+    """A file that cannot be used as a run store; the message names it and what to do."""
+
+
+class ClaimLost(RuntimeError):
+    """A process wrote to a run whose claim another process has taken over."""
+
+
+# A claim whose owner has not written for this long may be taken over by another process.
+LEASE_SECONDS = 120.0
+
+
+def new_owner() -> str:
+    """A claim owner for this process: ``host:pid:token``."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _owner_alive(owner: str) -> bool:
+    """False when the owner's process ran on this machine and is gone."""
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return True  # another machine: only its heartbeat can tell
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _blob(values: Any) -> bytes:
     return np.ascontiguousarray(values, dtype=np.float64).tobytes()
 
@@ -173,13 +208,32 @@ class Store:
         []
     """
 
-    def __init__(self, path: str | Path = DEFAULT_DB, *, timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        path: str | Path = DEFAULT_DB,
+        *,
+        timeout: float = 60.0,
+        readonly: bool = False,
+        _checked: bool = False,
+    ) -> None:
         self.path = str(path)
         self.timeout = timeout
+        self.readonly = readonly
         self._conn: sqlite3.Connection | None = None
         self._pid = -1
+        self._checked = _checked or self.path == ":memory:"
+        self._run_columns = _RUN_COLUMNS
         if self.path != ":memory:":
-            Path(self.path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            file = Path(self.path).expanduser()
+            if file.is_dir():
+                raise StoreError(f"{self.path} is a folder, not a run store: pass the path of a .db file")
+            if readonly and not file.is_file():
+                raise StoreError(f"no run store at {self.path} (run 'lrlab sweep' first or pass --db)")
+            if file.is_file() and file.stat().st_size == 0:
+                raise StoreError(f"{self.path} is an empty file, not a run store: delete it or pass another --db")
+            if not file.exists():
+                file.parent.mkdir(parents=True, exist_ok=True)
+                self._checked = True  # made here: nothing to check
         self._connection()
 
     # ------------------------------------------------------------ connection
@@ -190,16 +244,30 @@ class Store:
     def __getstate__(self) -> dict[str, Any]:
         if self.path == ":memory:":
             raise TypeError("an in-memory Store cannot be sent to another process")
-        return {"path": self.path, "timeout": self.timeout}
+        return {"path": self.path, "timeout": self.timeout, "readonly": self.readonly, "checked": self._checked}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["path"], timeout=state["timeout"])  # type: ignore[misc]
+        self.__init__(  # type: ignore[misc]
+            state["path"], timeout=state["timeout"], readonly=state.get("readonly", False),
+            _checked=state.get("checked", False),
+        )  # fmt: skip
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is not None and self._pid == os.getpid():
             return self._conn
+        try:
+            conn = self._open_readonly() if self.readonly else self._open_writer()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(
+                f"{self.path} is not a usable run store ({exc}): restore it from a backup or pass another --db"
+            ) from None
+        self._conn, self._pid = conn, os.getpid()
+        return conn
+
+    def _open_writer(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False)
         conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+        self._check(conn)
         if self.path != ":memory:":
             conn.execute("PRAGMA journal_mode = WAL")
         # NORMAL in WAL mode survives a killed process; only a power cut can lose the last commit.
@@ -209,12 +277,47 @@ class Store:
         self._migrate(conn)
         return conn
 
-    def _migrate(self, conn: sqlite3.Connection) -> None:
+    def _open_readonly(self) -> sqlite3.Connection:
+        """A reader never writes, migrates or creates the file: an archived store on a read-only
+        disk opens too (``immutable``, when SQLite cannot make its shared-memory file)."""
+        uri = "file:" + urllib.parse.quote(str(Path(self.path).expanduser().resolve()))
+        try:
+            conn = sqlite3.connect(uri + "?mode=ro", uri=True, timeout=self.timeout, check_same_thread=False)
+            conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+        except sqlite3.OperationalError:
+            conn = sqlite3.connect(uri + "?mode=ro&immutable=1", uri=True, check_same_thread=False)
+        self._check(conn)
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
+        self._run_columns = ", ".join(
+            name if name in columns else f"NULL AS {name}" for name in _RUN_COLUMNS.split(", ")
+        )
+        return conn
+
+    def _check(self, conn: sqlite3.Connection) -> None:
+        """Refuse, in one line naming the file, a store of a newer lrlab, a foreign SQLite file
+        and (once per store and process tree) a damaged one."""
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
-            raise RuntimeError(
-                f"{self.path} has schema version {version}, newer than this lrlab ({SCHEMA_VERSION})"
+            raise StoreError(
+                f"{self.path} has schema version {version}, newer than this lrlab's ({SCHEMA_VERSION}): "
+                "upgrade lrlab to use it"
             )
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if (version == 0 and tables) or (version > 0 and not {"runs", "sweeps"} <= tables):
+            raise StoreError(
+                f"{self.path} is an SQLite file of another program, not a run store: pass another --db"
+            )
+        if not self._checked:
+            result = conn.execute("PRAGMA quick_check").fetchone()[0]
+            if result != "ok":
+                raise StoreError(
+                    f"{self.path} is damaged (quick_check: {str(result).splitlines()[0]}): "
+                    "restore it from a backup or pass another --db"
+                )
+            self._checked = True
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version == SCHEMA_VERSION:
             return
         with self._write() as tx:
@@ -228,6 +331,8 @@ class Store:
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
+        if self.readonly:
+            raise StoreError(f"{self.path} was opened read-only; this needs a writable store")
         conn = self._conn if self._conn is not None and self._pid == os.getpid() else self._connection()
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -281,7 +386,7 @@ class Store:
                 return []
             where.append(f"id IN ({', '.join('?' * len(ids))})")
             params.extend(ids)
-        sql = f"SELECT {_RUN_COLUMNS} FROM runs"
+        sql = f"SELECT {self._run_columns} FROM runs"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY created_at, rowid"
@@ -289,7 +394,7 @@ class Store:
 
     def run(self, run_id: str) -> RunRecord:
         row = (
-            self._connection().execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,)).fetchone()
+            self._connection().execute(f"SELECT {self._run_columns} FROM runs WHERE id = ?", (run_id,)).fetchone()
         )
         if row is None:
             raise KeyError(f"no run {run_id!r} in {self.path}")
@@ -463,19 +568,44 @@ class Store:
     # begin_run -> append_metrics ... -> end_run, each one transaction. The training loop,
     # the vectorised trainer, the Ray import and user callbacks all record through these.
 
-    def begin_run(self, record: RunRecord, extras: dict[str, Any] | None = None) -> None:
+    def begin_run(
+        self, record: RunRecord, extras: dict[str, Any] | None = None, *, owner: str | None = None
+    ) -> bool:
         """Mark ``record`` running: create it if needed, forget an earlier attempt's metrics,
-        stamp ``started_at`` and its versions, merge ``extras``. One transaction."""
+        stamp ``started_at`` and its versions, merge ``extras``. One transaction.
+
+        With ``owner`` the run is *claimed*: it is begun only if it is not finished and no
+        live owner holds it (an owner whose heartbeat is older than ``LEASE_SECONDS``, or
+        whose process on this machine is gone, has lost it). Returns whether it was begun.
+        """
         with self._write() as tx:
-            self._begin(tx, record, extras or {})
+            if owner is not None and not self._claimable(tx, record.id, owner):
+                return False
+            self._begin(tx, record, extras or {}, owner)
+        return True
+
+    def heartbeat(self, run_id: str, owner: str) -> bool:
+        """Renew ``owner``'s claim on a run; False when it no longer holds it."""
+        with self._write() as tx:
+            cursor = tx.execute(
+                "UPDATE runs SET heartbeat = ? WHERE id = ? AND owner = ?", (time.time(), run_id, owner)
+            )
+            return cursor.rowcount == 1
 
     def append_metrics(
-        self, run_id: str, steps: Sequence[StepRow] = (), epochs: Sequence[EpochRecord] = ()
+        self,
+        run_id: str,
+        steps: Sequence[StepRow] = (),
+        epochs: Sequence[EpochRecord] = (),
+        *,
+        owner: str | None = None,
     ) -> None:
         """Step rows ``(step, epoch, lrs, momentum, loss, grad_norm)`` and epoch records of
-        one run, in one transaction."""
-        if steps or epochs:
+        one run, in one transaction (with ``owner``: only while it holds the run, which also
+        renews its heartbeat; else ``ClaimLost``)."""
+        if steps or epochs or owner is not None:
             with self._write() as tx:
+                self._held(tx, run_id, owner)
                 self._append(tx, run_id, steps, epochs)
 
     def end_run(
@@ -486,24 +616,55 @@ class Store:
         error: str | None = None,
         diverged_step: int | None = None,
         extras: dict[str, Any] | None = None,
+        owner: str | None = None,
     ) -> None:
         """Set the run's status (a final one stamps ``finished_at``; ``queued`` puts an
-        interrupted run back in the queue) and merge ``extras``. One transaction."""
+        interrupted run back in the queue), merge ``extras`` and release the claim. One
+        transaction; with ``owner``, only while it holds the run (else ``ClaimLost``)."""
         status = RunStatus.parse(status)
         with self._write() as tx:
+            self._held(tx, run_id, owner)
             self._end(tx, run_id, status, error, diverged_step, extras or {})
 
+    def _claimable(self, tx: sqlite3.Connection, run_id: str, owner: str) -> bool:
+        row = tx.execute("SELECT status, owner, heartbeat FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            return True
+        status, holder, beat = RunStatus.parse(row[0]), row[1], row[2]
+        if status.is_finished:
+            return False
+        if status is not RunStatus.RUNNING or holder is None or holder == owner:
+            return True
+        return not _owner_alive(holder) or beat is None or time.time() - beat > LEASE_SECONDS
+
+    def _held(self, tx: sqlite3.Connection, run_id: str, owner: str | None) -> None:
+        if owner is None:
+            return
+        cursor = tx.execute(
+            "UPDATE runs SET heartbeat = ? WHERE id = ? AND owner = ?", (time.time(), run_id, owner)
+        )
+        if cursor.rowcount != 1:
+            raise ClaimLost(f"run {run_id} is no longer held by {owner} (another process took it over)")
+
     def import_run(
-        self, record: RunRecord, steps: Sequence[StepRow], epochs: Sequence[EpochRecord]
+        self,
+        record: RunRecord,
+        steps: Sequence[StepRow],
+        epochs: Sequence[EpochRecord],
+        *,
+        owner: str | None = None,
     ) -> None:
         """A run trained elsewhere (a Ray worker): begin, metrics and end in ONE transaction,
-        so it lands whole or not at all."""
+        so it lands whole or not at all (with ``owner``: only while it holds the run)."""
         with self._write() as tx:
-            self._begin(tx, record, {})
+            self._held(tx, record.id, owner)
+            self._begin(tx, record, {}, None)
             self._append(tx, record.id, steps, epochs)
             self._end(tx, record.id, record.status, record.error, record.diverged_step, record.extras)
 
-    def _begin(self, tx: sqlite3.Connection, record: RunRecord, extras: dict[str, Any]) -> None:
+    def _begin(
+        self, tx: sqlite3.Connection, record: RunRecord, extras: dict[str, Any], owner: str | None
+    ) -> None:
         tx.execute(
             f"INSERT OR IGNORE INTO runs ({_INSERT_COLUMNS}) VALUES ({', '.join('?' * _INSERT_COUNT)})",
             self._run_row(replace(record, status=RunStatus.QUEUED), time.time()),
@@ -514,8 +675,9 @@ class Store:
         merged = json.dumps({**json.loads(row[0] or "{}"), **extras}, sort_keys=True)
         tx.execute(
             "UPDATE runs SET status = 'running', error = NULL, diverged_step = NULL, started_at = ?, "
-            "finished_at = NULL, lrlab_version = ?, torch_version = ?, extras = ? WHERE id = ?",
-            (time.time(), record.lrlab_version, record.torch_version, merged, record.id),
+            "finished_at = NULL, lrlab_version = ?, torch_version = ?, extras = ?, owner = ?, heartbeat = ? "
+            "WHERE id = ?",
+            (time.time(), record.lrlab_version, record.torch_version, merged, owner, time.time(), record.id),
         )
 
     @staticmethod
@@ -557,8 +719,8 @@ class Store:
         merged = json.dumps({**json.loads(row[0] or "{}"), **extras}, sort_keys=True)
         finished = time.time() if status.is_ended else None
         tx.execute(
-            "UPDATE runs SET status = ?, error = ?, diverged_step = ?, finished_at = ?, extras = ? "
-            "WHERE id = ?",
+            "UPDATE runs SET status = ?, error = ?, diverged_step = ?, finished_at = ?, extras = ?, "
+            "owner = NULL, heartbeat = NULL WHERE id = ?",
             (status.value, error, diverged_step, finished, merged, run_id),
         )
 

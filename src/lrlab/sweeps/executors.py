@@ -9,11 +9,14 @@ executor records a run through the same store lifecycle (``begin_run`` /
 
 from __future__ import annotations
 
+import contextlib
 import math
 import multiprocessing
+import os
 import queue
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -22,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from lrlab.store.records import RunConfig, RunRecord, RunStatus
-from lrlab.store.sqlite import Store
+from lrlab.store.sqlite import ClaimLost, Store, new_owner
 from lrlab.sweeps.grid import RunPlan, expand
 from lrlab.sweeps.spec import SweepSpec, load_sweep
 from lrlab.training.recorder import RunProgress
@@ -115,19 +118,22 @@ def run_plans(
     todo = [p for p in plans if not status[p.id].is_finished]
     report = progress or (lambda _event: None)
     report(SweepProgress("start", sweep, len(plans), skipped=len(plans) - len(todo)))
+    # Every run is claimed before it trains: a second process on the same sweep trains only
+    # what nobody holds, and a finished run is never touched again.
+    owner = new_owner()
     try:
         if vectorize:  # groups first (lrlab.training.vectorized), the rest as usual
             from lrlab.training.vectorized import run_vectorized
 
-            todo = run_vectorized(todo, store, sweep, report, device=device, max_group=max_group)
+            todo = run_vectorized(todo, store, sweep, report, device=device, max_group=max_group, owner=owner)
         if backend == "ray":
-            _run_ray(todo, store, sweep, jobs, report, device, address, gpus_per_run)
+            _run_ray(todo, store, sweep, jobs, report, device, address, gpus_per_run, owner)
         elif jobs == 1 or len(todo) <= 1:
-            _run_inline(todo, store, sweep, report, device)
+            _run_inline(todo, store, sweep, report, device, owner)
         else:
-            _run_processes(todo, store, sweep, jobs, report, device)
+            _run_processes(todo, store, sweep, jobs, report, device, owner)
     except KeyboardInterrupt:
-        _requeue_running(store, [p.id for p in todo])
+        _requeue_running(store, [p.id for p in todo], owner)
         raise
     records = store.runs(ids=[p.id for p in plans])
     order = {p.id: i for i, p in enumerate(plans)}
@@ -139,16 +145,19 @@ def run_plans(
     return records
 
 
-def _requeue_running(store: Store, ids: Sequence[str]) -> None:
+def _requeue_running(store: Store, ids: Sequence[str], owner: str) -> None:
     for record in store.runs(ids=list(ids), status=RunStatus.RUNNING):
-        store.end_run(record.id, RunStatus.QUEUED, error="interrupted")
+        with contextlib.suppress(ClaimLost):  # held by another process: theirs to finish
+            store.end_run(record.id, RunStatus.QUEUED, error="interrupted", owner=owner)
 
 
-def _run_inline(todo: list[RunPlan], store: Store, sweep: str, report: ProgressFn, device: str) -> None:
+def _run_inline(
+    todo: list[RunPlan], store: Store, sweep: str, report: ProgressFn, device: str, owner: str
+) -> None:
     from lrlab.training.loop import train_run
 
     for plan in todo:
-        train_run(plan.config, store, plan.id, progress=report, device=device, sweep=sweep)
+        train_run(plan.config, store, plan.id, progress=report, device=device, sweep=sweep, owner=owner)
 
 
 # "fork" where it exists: the workers start at once with torch, the task's data and
@@ -162,18 +171,40 @@ _START_METHOD = "fork" if sys.platform.startswith("linux") else "spawn"
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(path: str, events: Any) -> None:
+def _init_worker(store: Store, events: Any, parent: int) -> None:
     # Ctrl-C is the parent's to handle: it stops the workers and requeues their runs.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _WORKER["store"] = Store(path)
+    _die_with_parent(parent)
+    _WORKER["store"] = store
     _WORKER["events"] = events
 
 
-def _worker_run(run_id: str, config: RunConfig, device: str, sweep: str) -> tuple[str, str]:
+def _die_with_parent(parent: int) -> None:
+    """A worker never outlives the sweep that forked it, even one killed with SIGKILL: the
+    kernel signals it when the parent dies (Linux), and a watcher thread checks elsewhere."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the parent died before the prctl took effect
+            os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="lrlab-parent-watch").start()
+
+
+def _worker_run(run_id: str, config: RunConfig, device: str, sweep: str, owner: str) -> tuple[str, str]:
     from lrlab.training.loop import train_run
 
     events = _WORKER["events"]
-    record = train_run(config, _WORKER["store"], run_id, progress=events.put, device=device, sweep=sweep)
+    record = train_run(
+        config, _WORKER["store"], run_id, progress=events.put, device=device, sweep=sweep, owner=owner
+    )
     return run_id, record.status.value
 
 
@@ -186,7 +217,7 @@ def _drain(events: Any, report: ProgressFn) -> None:
 
 
 def _run_processes(
-    todo: list[RunPlan], store: Store, sweep: str, jobs: int, report: ProgressFn, device: str
+    todo: list[RunPlan], store: Store, sweep: str, jobs: int, report: ProgressFn, device: str, owner: str
 ) -> None:
     if store.path == ":memory:":
         raise ValueError("jobs > 1 needs a store on disk, not ':memory:'")
@@ -194,11 +225,11 @@ def _run_processes(
     events = context.Queue()
     workers = min(jobs, len(todo))  # never more workers than runs
     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
-                               initargs=(store.path, events))  # fmt: skip
+                               initargs=(store, events, os.getpid()))  # fmt: skip
     pending: set[Future[tuple[str, str]]] = set()
     try:
         for plan in todo:
-            pending.add(pool.submit(_worker_run, plan.id, plan.config, device, sweep))
+            pending.add(pool.submit(_worker_run, plan.id, plan.config, device, sweep, owner))
         while pending:
             finished, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
             _drain(events, report)
@@ -235,13 +266,13 @@ def _ray_train(run_id: str, config: RunConfig, device: str, sweep: str) -> dict[
     return {"record": record, "steps": rows, "epochs": local.epochs(run_id)}
 
 
-def _import_result(store: Store, payload: dict[str, Any]) -> RunStatus:
+def _import_result(store: Store, payload: dict[str, Any], owner: str) -> RunStatus:
     """A Ray result into the store, in one transaction: it lands whole or not at all."""
     from dataclasses import replace
 
     record: RunRecord = payload["record"]
     record = replace(record, extras={**record.extras, "backend": "ray"})
-    store.import_run(record, payload["steps"], payload["epochs"])
+    store.import_run(record, payload["steps"], payload["epochs"], owner=owner)
     return record.status
 
 
@@ -254,6 +285,7 @@ def _run_ray(
     device: str,
     address: str | None,
     gpus_per_run: float,
+    owner: str,
 ) -> None:
     try:
         import ray
@@ -276,6 +308,10 @@ def _run_ray(
         while waiting or in_flight:
             while waiting and len(in_flight) < jobs:
                 plan = waiting.pop(0)
+                claim = RunRecord(id=plan.id, sweep=sweep, status=RunStatus.QUEUED, config=plan.config,
+                                  seed=plan.seed)  # fmt: skip
+                if not store.begin_run(claim, owner=owner):  # another process holds it
+                    continue
                 report(RunProgress("start", plan.id, 0, plan.config.epochs or 0, 0, 0))
                 in_flight[remote.remote(plan.id, plan.config, device, sweep)] = plan.id
             done, _ = ray.wait(list(in_flight), num_returns=1, timeout=1.0)
@@ -283,11 +319,11 @@ def _run_ray(
                 run_id = in_flight.pop(ref)
                 epochs = plans[run_id].config.epochs or 0
                 try:
-                    status = _import_result(store, ray.get(ref))
+                    status = _import_result(store, ray.get(ref), owner)
                     error = store.run(run_id).error
                 except Exception as exc:  # the Ray task itself died (worker lost, out of memory...)
                     status, error = RunStatus.FAILED, f"ray: {type(exc).__name__}: {exc}".splitlines()[0]
-                    store.end_run(run_id, RunStatus.FAILED, error=error)
+                    store.end_run(run_id, RunStatus.FAILED, error=error, owner=owner)
                 report(RunProgress("end", run_id, epochs, epochs, 0, 0, status=status.value, error=error))
     except BaseException:
         for ref in in_flight:

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from lrlab.store.records import EpochRecord, RunConfig, RunRecord, RunStatus
-from lrlab.store.sqlite import Store
+from lrlab.store.sqlite import ClaimLost, Store
 from lrlab.training.recorder import ProgressFn, Recorder, RunProgress, divergence_reason
 from lrlab.training.resolve import ResolvedRun, resolve
 
@@ -70,6 +70,7 @@ def train_run(
     *,
     device: str = "cpu",
     sweep: str | None = None,
+    owner: str | None = None,
 ) -> RunRecord:
     """Train the run ``run_id`` described by ``config``, recording into ``store``.
 
@@ -79,20 +80,33 @@ def train_run(
     ``queued`` and is re-raised. Metrics of an earlier attempt of the same run are
     discarded first.
 
+    With ``owner`` the run is claimed first (``Store.begin_run``): a run that is finished or
+    held by another live process is left alone, and its stored record is returned as it is.
+
     Returns the stored :class:`RunRecord`.
     """
-    recorder = Recorder(store, run_id, config, sweep=sweep)
-    recorder.begin()
+    recorder = Recorder(store, run_id, config, sweep=sweep, owner=owner)
+    if not recorder.begin():
+        record = store.run(run_id)
+        if progress is not None:
+            progress(RunProgress("end", run_id, 0, 0, 0, 0, status=record.status.value,
+                                 error="claimed by another process"))  # fmt: skip
+        return record
     extras: dict[str, Any] = {}
     try:
         status, error, diverged_step = _train(config, recorder, progress, device, extras)
     except KeyboardInterrupt:
         recorder.end(RunStatus.QUEUED, error="interrupted")
         raise
+    except ClaimLost:
+        return store.run(run_id)  # another process took the run over: it is theirs to record
     except Exception as exc:
         status, error, diverged_step = RunStatus.FAILED, f"{type(exc).__name__}: {exc}", None
         extras["traceback"] = traceback.format_exc(limit=8)
-    recorder.end(status, error=error, diverged_step=diverged_step, extras=extras)
+    try:
+        recorder.end(status, error=error, diverged_step=diverged_step, extras=extras)
+    except ClaimLost:
+        return store.run(run_id)
     if progress is not None:
         epochs = int(extras.get("epochs") or config.epochs or 0)
         progress(RunProgress("end", run_id, epochs, epochs, 0, 0, status=status.value, error=error))

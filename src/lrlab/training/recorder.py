@@ -23,6 +23,7 @@ __all__ = ["FLUSH_EVERY", "FLUSH_SECONDS", "Recorder", "RunProgress", "divergenc
 
 FLUSH_EVERY = 1000  # step rows per write transaction at most
 FLUSH_SECONDS = 1.0  # epochs (and their steps) are written at least this often
+HEARTBEAT_SECONDS = 20.0  # a claimed run writes at least this often (its lease is LEASE_SECONDS)
 
 
 @dataclass(frozen=True)
@@ -89,27 +90,34 @@ class Recorder:
         sweep: str | None = None,
         flush_every: int = FLUSH_EVERY,
         flush_seconds: float = FLUSH_SECONDS,
+        owner: str | None = None,
     ) -> None:
         self.store, self.run_id, self.config, self.sweep = store, run_id, config, sweep
+        self.owner = owner  # with an owner the run is claimed (see Store.begin_run)
         self.flush_every, self.flush_seconds = flush_every, flush_seconds
         self._head: list[tuple[int, int, list[float], float | None, float]] = []
         self._norms: list[Any] = []  # per step: a float, or a tuple of per-tensor norm tensors
         self._epochs: list[EpochRecord] = []
-        self._last_flush = time.monotonic()
+        self._last_flush = self._last_beat = time.monotonic()
         self.status: RunStatus = RunStatus.QUEUED
 
     # -------------------------------------------------------- lifecycle
 
-    def begin(self, extras: dict[str, Any] | None = None) -> None:
-        """Mark the run running (created if missing; an earlier attempt's metrics dropped)."""
+    def begin(self, extras: dict[str, Any] | None = None) -> bool:
+        """Mark the run running (created if missing; an earlier attempt's metrics dropped).
+
+        With an owner, False when the run could not be claimed (finished, or held by a live
+        process): then nothing was written and the run must not be trained here."""
         lrlab_version, torch_version = versions()
         record = RunRecord(
             id=self.run_id, sweep=self.sweep, status=RunStatus.QUEUED, config=self.config,
             seed=self.config.seed, lrlab_version=lrlab_version, torch_version=torch_version,
         )  # fmt: skip
-        self.store.begin_run(record, extras)
+        if not self.store.begin_run(record, extras, owner=self.owner):
+            return False
         self.status = RunStatus.RUNNING
-        self._last_flush = time.monotonic()
+        self._last_flush = self._last_beat = time.monotonic()
+        return True
 
     def end(
         self,
@@ -121,7 +129,9 @@ class Recorder:
     ) -> None:
         """Write what is buffered, then the final status (``queued`` after an interruption)."""
         self.flush()
-        self.store.end_run(self.run_id, status, error=error, diverged_step=diverged_step, extras=extras)
+        self.store.end_run(
+            self.run_id, status, error=error, diverged_step=diverged_step, extras=extras, owner=self.owner
+        )
         self.status = RunStatus(status)
 
     # -------------------------------------------------------- metrics
@@ -133,7 +143,10 @@ class Recorder:
         self._head.append((step, epoch, lrs, momentum, loss))
         self._norms.append(norms)
         if len(self._head) >= self.flush_every:
-            self.store.append_metrics(self.run_id, self._take())
+            self.store.append_metrics(self.run_id, self._take(), owner=self.owner)
+            self._last_beat = time.monotonic()
+        elif self.owner is not None and time.monotonic() - self._last_beat > HEARTBEAT_SECONDS:
+            self.flush()  # the write renews the claim
 
     def rows(self, rows: Sequence[StepRow]) -> None:
         """Step rows with their gradient norms already computed."""
@@ -150,8 +163,8 @@ class Recorder:
         """Write every buffered step and epoch in one transaction."""
         steps, epochs = self._take(), list(self._epochs)
         self._epochs.clear()
-        self.store.append_metrics(self.run_id, steps, epochs)
-        self._last_flush = time.monotonic()
+        self.store.append_metrics(self.run_id, steps, epochs, owner=self.owner)
+        self._last_flush = self._last_beat = time.monotonic()
 
     def _take(self) -> list[StepRow]:
         count = len(self._head)

@@ -372,6 +372,7 @@ def train_vectorized(
     data_seed: int | None = None,
     mode: str = "auto",
     fallback: bool = True,
+    owner: str | None = None,
 ) -> list[RunRecord]:
     """Train the runs ``run_ids`` (configs of one group) together, recording each into ``store``.
 
@@ -384,7 +385,9 @@ def train_vectorized(
 
     Runs are created if missing and left ``done``, ``diverged`` or ``failed``, as
     ``train_run`` leaves them; Ctrl-C puts the unfinished ones back to ``queued`` and is
-    re-raised. Returns the stored records, in the order of ``run_ids``.
+    re-raised. With ``owner`` each run is claimed first (``Store.begin_run``); the runs that
+    are finished or held by another live process are left alone. Returns the stored
+    records, in the order of ``run_ids``.
     """
     configs, run_ids = list(configs), list(run_ids)
     if not configs or len(configs) != len(run_ids):
@@ -415,12 +418,17 @@ def train_vectorized(
         except _NotVectorizable as exc:
             if not fallback:
                 raise ValueError(f"runs cannot be vectorised: {exc}") from None
-            return _train_alone(configs, store, run_ids, progress, device, sweep, str(exc))
-        recorders = [Recorder(store, rid, c, sweep=sweep) for rid, c in zip(run_ids, configs)]
+            return _train_alone(configs, store, run_ids, progress, device, sweep, str(exc), owner)
+        recorders = [Recorder(store, rid, c, sweep=sweep, owner=owner) for rid, c in zip(run_ids, configs)]
         environment = {**first.environment(), "param_groups": 1, "vectorized": len(run_ids),
                        "vectorized_mode": group.model.mode, "data_seed": data_seed}  # fmt: skip
-        for recorder in recorders:
-            recorder.begin(environment)
+        claimed = [recorder.begin(environment) for recorder in recorders]
+        if not all(claimed):  # train only what this process holds
+            keep = [i for i, ok in enumerate(claimed) if ok]
+            if not keep:
+                return [store.run(rid) for rid in run_ids]
+            group = _Group([runs[i] for i in keep], mode)
+            recorders = [recorders[i] for i in keep]
         _train_group(group, recorders, progress)
     finally:
         torch.set_num_threads(previous_threads)
@@ -454,13 +462,16 @@ def _train_alone(
     device: str,
     sweep: str | None,
     reason: str,
+    owner: str | None,
 ) -> list[RunRecord]:
     from lrlab.training.loop import train_run
 
     records = []
     for config, rid in zip(configs, run_ids):
-        train_run(config, store, rid, progress, device=device, sweep=sweep)
-        store.end_run(rid, store.run(rid).status, extras={"vectorized_fallback": reason})
+        record = train_run(config, store, rid, progress, device=device, sweep=sweep, owner=owner)
+        if record.status.is_ended and record.extras.get("vectorized_fallback") is None:
+            store.end_run(rid, record.status, error=record.error, diverged_step=record.diverged_step,
+                          extras={"vectorized_fallback": reason})  # fmt: skip
         records.append(store.run(rid))
     return records
 
@@ -473,6 +484,7 @@ def run_vectorized(
     *,
     device: str = "cpu",
     max_group: int | None = None,
+    owner: str | None = None,
 ) -> list[Plan]:
     """Train every group of two or more runs of ``plans`` (objects with ``id`` and
     ``config``, such as a sweep's ``RunPlan``); return the runs left to train alone.
@@ -483,5 +495,5 @@ def run_vectorized(
     groups, alone = plan_groups(plans, max_group or DEFAULT_MAX_GROUP)
     for data_seed, members in groups:
         train_vectorized([p.config for p in members], store, [p.id for p in members], progress,
-                         device=device, sweep=sweep, data_seed=data_seed)  # fmt: skip
+                         device=device, sweep=sweep, data_seed=data_seed, owner=owner)  # fmt: skip
     return alone
