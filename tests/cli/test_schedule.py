@@ -95,6 +95,7 @@ def test_html_figure_is_interactive_offline_with_the_exact_values(tmp_path):
     assert '<script src="https://cdn.plot.ly' not in html
     for spec in (COSINE, CYCLIC):
         assert json.dumps(str(parse(spec)))[1:-1] in html
+    assert '"label":"log y"' in html  # drawn by the report's renderer: linear/log toggle
 
 
 @pytest.mark.parametrize(

@@ -6,8 +6,8 @@ import torch
 from finder_problems import make_classifier
 from torch.nn import functional as F
 
-from lrlab.store.records import FinderRecord
 from lrlab.finder import FinderResult, find_lr
+from lrlab.store.records import FinderRecord
 
 
 @pytest.fixture(scope="module")
@@ -32,11 +32,13 @@ def test_plot_marks_every_suggestion_on_a_log_axis(result):
     fig = result.plot()
     ax = fig.axes[0]
     assert ax.get_xscale() == "log"
-    labels = [text.get_text() for text in ax.get_legend().get_texts()]
+    [legend] = fig.legends
+    labels = [text.get_text() for text in legend.get_texts()]
     for name, lr in result.suggestions.items():
         assert any(label.startswith(f"{name}: {lr:.3g}") for label in labels)
     assert any("(recommended)" in label for label in labels)
-    assert any(label == "cyclic bounds" for label in labels)
+    assert any(text.get_text().startswith("cyclic bounds") for text in ax.texts)
+    assert any(text.get_text().startswith(f"chosen lr={result.lr:.3g}") for text in ax.texts)
 
 
 def test_plot_writes_png_svg_and_offline_html(result, tmp_path):
@@ -47,6 +49,44 @@ def test_plot_writes_png_svg_and_offline_html(result, tmp_path):
     assert "plotly" in html and '"type":"log"' in html.replace(" ", "")
     with pytest.raises(ValueError, match="must end in one of"):
         result.plot(tmp_path / "f.jpg")
+
+
+def test_plot_is_the_reports_range_test_figure(result, tmp_path):
+    from lrlab.report.data import ReportData
+    from lrlab.report.figures import RangeTest, finder_figure, range_test_figure
+    from lrlab.report.render import save_figure
+
+    test = RangeTest(result.lrs, result.losses, result.smoothed, result.suggestions, result.lr, result.rule,
+                     result.cyclic_bounds())  # fmt: skip
+    spec = range_test_figure([test], title="t")
+    # The same spec, the same renderer: the same bytes.
+    assert (
+        result.plot(tmp_path / "a.png", title="t").read_bytes()
+        == save_figure(spec, tmp_path / "b.png").read_bytes()
+    )
+    # The report draws the stored record with the same builder: the same curves and marks.
+    record = result.to_record("t", "sgd")
+    stored = finder_figure(ReportData("r", [], [], {}, {}, [record], [], {}))
+    ours, theirs = spec.panels[0], stored.panels[0]
+
+    def drawn(panel):
+        return [(t.mode, t.marker, t.color, t.name if t.mode == "markers" else None) for t in panel.traces]
+
+    assert drawn(ours) == drawn(theirs)
+    for a, b in zip(ours.traces, theirs.traces):
+        np.testing.assert_array_equal(a.y, b.y)
+    assert [v.x for v in ours.vlines] == [v.x for v in theirs.vlines] == [result.lr]
+    assert (
+        [(s.x0, s.x1) for s in ours.spans] == [(s.x0, s.x1) for s in theirs.spans] == [result.cyclic_bounds()]
+    )
+
+
+def test_importing_the_finder_does_not_import_the_report():
+    import subprocess
+    import sys
+
+    code = "import sys, lrlab.finder; sys.exit('lrlab.report' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0
 
 
 def test_to_record_carries_everything_the_store_needs(result):

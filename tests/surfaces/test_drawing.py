@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from lrlab.surfaces import run_trajectories
-from lrlab.surfaces.drawing import frame_steps, write_surface_figure
+from lrlab.surfaces.drawing import frame_steps, surface_figure, write_surface_figure
 
 
 @pytest.fixture(scope="module")
@@ -64,3 +64,48 @@ def test_a_diverged_path_is_still_drawn(trajectories, tmp_path: Path) -> None:  
 def test_bad_output_names_the_allowed_suffixes(trajectories, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ValueError, match=r"\.png, \.svg, \.gif, \.html"):
         write_surface_figure(trajectories, tmp_path / "x.jpg")
+
+
+def test_the_picture_is_a_figure_spec_of_a_map_and_a_loss_panel(trajectories) -> None:  # type: ignore[no-untyped-def]
+    spec = surface_figure(trajectories, resolution=40)
+    assert spec.animation is None and [p.title for p in spec.panels][1] == "distance to the minimum's value"
+    surface_map, losses = spec.panels
+    assert surface_map.contour is not None and surface_map.contour.z.shape == (40, 40)
+    assert (surface_map.xlim, surface_map.ylim) == (
+        trajectories[0].surface.x_range,
+        trajectories[0].surface.y_range,
+    )
+    names = [t.name for t in surface_map.traces]
+    assert names == [t.name for t in trajectories] + ["start", "minimum"]
+    assert all(len(t.x) == traj.steps + 1 for t, traj in zip(surface_map.traces, trajectories))
+    assert losses.ylog and [t.name for t in losses.traces][-1].startswith("tolerance")
+
+
+def test_an_animated_spec_grows_each_path_with_its_current_point(trajectories) -> None:  # type: ignore[no-untyped-def]
+    spec = surface_figure(trajectories, resolution=30, loss_panel=False, max_frames=5)
+    assert spec.animation is not None and spec.animation.steps == [0, 6, 12, 18, 24]
+    [surface_map] = spec.panels
+    assert [t.animate for t in surface_map.traces[:2]] == ["grow", "head"]
+    path, head = spec.frame(6).panels[0].traces[:2]
+    assert len(path.x) == 7 and len(head.x) == 1 and head.x[0] == path.x[-1]
+
+
+def test_png_and_html_render_from_the_spec(trajectories, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from lrlab.report.html import plotly_figure
+    from lrlab.report.render import save_figure
+
+    spec = surface_figure(trajectories[:1], resolution=30, loss_panel=False, max_frames=3)
+    with Image.open(save_figure(spec, tmp_path / "s.png", dpi=50)) as image:
+        assert image.format == "PNG"
+    figure = plotly_figure(spec)
+    assert [t["type"] for t in figure["data"]] == ["contour", "scatter", "scatter", "scatter", "scatter"]
+    assert [f["name"] for f in figure["frames"]] == ["0", "12", "24"]
+    assert "plotly" in save_figure(spec, tmp_path / "s.html").read_text()
+
+
+def test_importing_the_drawing_does_not_import_the_report() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, lrlab.surfaces.drawing; sys.exit('lrlab.report' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0

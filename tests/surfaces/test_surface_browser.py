@@ -34,22 +34,23 @@ def test_slider_positions_replay_the_paths_offline(tmp_path: Path) -> None:
         page.on("request", lambda r: requests.append(r.url) if not r.url.startswith("file:") else None)
         page.goto(out.as_uri(), wait_until="load")
         page.wait_for_function("document.querySelector('.plotly-graph-div .main-svg') !== null")
-        lengths = page.evaluate(
-            "() => document.querySelector('.plotly-graph-div')._fullData.map(t => (t.x || []).length)"
-        )
-        assert lengths[2:] == [21, 21]  # both paths in full: start + 20 steps
+        # The number of points of each path and of each path's current-point marker.
+        lengths = """(gd) => gd._fullData.filter(t => t.legendgroup && t.legendgroup.includes('lr='))
+                                         .map(t => t.x.length)"""
+        shown = page.evaluate(f"() => ({lengths})(document.querySelector('.plotly-graph-div'))")
+        assert shown == [21, 1, 21, 1]  # both paths in full (start + 20 steps), each at its end
         # Move to every slider position with the slider's own arguments, as a click does.
         seen = page.evaluate(
-            """async () => {
+            f"""async () => {{
                 const gd = document.querySelector('.plotly-graph-div');
-                const out = {};
-                for (const step of gd.layout.sliders[0].steps) {
+                const out = {{}};
+                for (const step of gd.layout.sliders[0].steps) {{
                     await Plotly.animate(gd, ...step.args);
-                    out[step.label] = gd._fullData.slice(2).map(t => t.x.length);
-                }
+                    out[step.label] = ({lengths})(gd);
+                }}
                 return out;
-            }"""
+            }}"""
         )
         browser.close()
-    assert seen == {"0": [1, 1], "5": [6, 6], "10": [11, 11], "15": [16, 16], "20": [21, 21]}
+    assert seen == {str(n): [n + 1, 1, n + 1, 1] for n in (0, 5, 10, 15, 20)}
     assert errors == [] and requests == []
