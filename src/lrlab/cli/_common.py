@@ -23,3 +23,14 @@ def bad_input(message: str) -> NoReturn:
 def db_option(help: str = "The run store (SQLite file).") -> Path:
     """The ``--db`` option of every command, with the one default path."""
     return typer.Option(DEFAULT_DB, "--db", help=help)
+
+
+def open_store(db: Path, *, readonly: bool = False):  # -> lrlab.store.Store
+    """The run store at ``db`` for a command: read-only for commands that only read (it must
+    exist), else writable. A file that is no store, a damaged or newer one: one line, exit 2."""
+    from lrlab.store.sqlite import Store, StoreError
+
+    try:
+        return Store(db, readonly=readonly)
+    except StoreError as exc:
+        bad_input(str(exc))

@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from lrlab.cli._common import bad_input, console, db_option, err_console
+from lrlab.cli._common import bad_input, console, db_option, err_console, open_store
 from lrlab.cli.app import app
 from lrlab.formatting import num
 
@@ -69,6 +69,8 @@ def find(
     store: bool = typer.Option(True, "--store/--no-store", help="Store the result for the report."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Write the figure: .png, .svg or .html."),
 ) -> None:
+    if out is not None and out.is_dir():
+        bad_input(f"--out must be a file path ending in {', '.join(FIGURE_SUFFIXES)}, {str(out)!r} is a folder")
     if out is not None and out.suffix.lower() not in FIGURE_SUFFIXES:
         bad_input(f"--out must end in one of {', '.join(FIGURE_SUFFIXES)}, got {out.name!r}")
     if batch_size is not None and batch_size < 1:
@@ -90,7 +92,10 @@ def find(
         parse_optimizer(optimizer)
     except ValueError as exc:
         bad_input(f"bad --optimizer {optimizer!r}: {exc}")
+    if not 0 <= seed < 2**63:
+        bad_input(f"--seed must be a whole number from 0 to 2**63 - 1, got {seed}")
     size = batch_size or the_task.default_batch_size
+    the_store = open_store(db) if store else None  # checked before anything trains
 
     with Progress(
         TextColumn("range test"),
@@ -118,10 +123,8 @@ def find(
     if out is not None:
         result.plot(out, title=f"LR range test: {the_task.name}, {optimizer}")
         console.print(f"wrote {escape(str(out))}")
-    if store:
-        from lrlab.store.sqlite import Store
-
-        Store(db).save_finder_result(record)
+    if the_store is not None:
+        the_store.save_finder_result(record)
         console.print(f"stored finder result {record.id} in {escape(str(db))}")
     if not math.isfinite(result.lr):
         raise typer.Exit(code=1)

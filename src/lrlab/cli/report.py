@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from lrlab.cli._common import bad_input, console, db_option
+from lrlab.cli._common import bad_input, console, db_option, open_store
 from lrlab.cli.app import app
 
 EXAMPLES = """
@@ -58,12 +58,8 @@ def report(
         bad_input(f"no run store at {str(db)!r} (run `lrlab sweep` first or pass --db)")
 
     from lrlab.report import load_report_data, write_report
-    from lrlab.store.sqlite import Store
 
-    try:
-        store = Store(db)
-    except Exception as exc:  # a corrupt or foreign file
-        bad_input(f"cannot open the run store {str(db)!r}: {exc}")
+    store = open_store(db, readonly=True)
     try:
         data = load_report_data(store, sweep=sweep, run_ids=ids or None)
     except ValueError as exc:

@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from lrlab.cli._common import bad_input, console, db_option
+from lrlab.cli._common import bad_input, console, db_option, open_store
 from lrlab.cli.app import app
 from lrlab.formatting import num
 
@@ -34,13 +34,8 @@ _DB = db_option()
 _STATUS_STYLE = {"done": "green", "diverged": "yellow", "failed": "red", "running": "cyan", "queued": "dim"}
 
 
-def _store(db: Path):  # -> Store
-    from lrlab.store.queries import open_store
-
-    try:
-        return open_store(db)
-    except FileNotFoundError as exc:
-        bad_input(str(exc))
+def _store(db: Path, *, readonly: bool = True):  # -> Store
+    return open_store(db, readonly=readonly)
 
 
 @runs_app.command(
@@ -162,7 +157,9 @@ def rm(
 ) -> None:
     if not run_ids and sweep is None:
         bad_input("give run ids or --sweep NAME")
-    store = _store(db)
+    if not db.is_file():
+        bad_input(f"no run store at {str(db)!r} (run 'lrlab sweep' first or pass --db)")
+    store = _store(db, readonly=False)
     ids = [_resolve(store, rid) for rid in run_ids or []]
     if sweep is not None:
         if sweep not in store.sweeps():

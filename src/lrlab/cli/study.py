@@ -13,7 +13,7 @@ from rich.panel import Panel
 from rich.syntax import Syntax
 from rich.table import Table
 
-from lrlab.cli._common import bad_input, console, db_option, err_console
+from lrlab.cli._common import bad_input, console, db_option, err_console, open_store
 from lrlab.cli.app import app
 from lrlab.formatting import num, pct
 
@@ -135,7 +135,6 @@ def study(
         bad_input(f"--out must be a folder, got the file {str(out)!r}")
 
     from lrlab.optim.grammar import parse_optimizer
-    from lrlab.store.sqlite import Store
     from lrlab.study import run_study
     from lrlab.study.plan import resolve_optimizer
     from lrlab.training.tasks import get_task
@@ -146,7 +145,7 @@ def study(
             parse_optimizer(resolve_optimizer(name))
     except ValueError as exc:
         bad_input(str(exc).splitlines()[0])
-    store = Store(db)
+    store = open_store(db)
     with _Display(live=sys.stderr.isatty(), quiet=quiet) as display:
         try:
             result = run_study(task, store, budget=budget, optimizers=names, jobs=jobs, backend=backend,

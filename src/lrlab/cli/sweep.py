@@ -9,7 +9,7 @@ from typing import Any
 
 import typer
 
-from lrlab.cli._common import bad_input, console, db_option, err_console
+from lrlab.cli._common import bad_input, console, db_option, err_console, open_store
 from lrlab.cli.app import app
 from lrlab.formatting import num
 from lrlab.store.records import RunConfig
@@ -151,7 +151,6 @@ def sweep(
     ),
     max_group: int | None = typer.Option(None, "--max-group", help="Most runs per vectorised group (32)."),
 ) -> None:
-    from lrlab.store.sqlite import Store
     from lrlab.sweeps import BACKENDS, SweepSpecError, expand, load_sweep, run_sweep
     from lrlab.training.resolve import resolve_device
 
@@ -176,7 +175,7 @@ def sweep(
         bad_input(str(exc))
     except ValueError as exc:
         bad_input(str(exc))
-    store = Store(db)
+    store = open_store(db)
     display = _Display(labels, live=console.is_terminal and sys.stdout.isatty(), quiet=quiet)
     try:
         with display:

@@ -425,7 +425,7 @@ def _num(value: object) -> str:
 
 
 def _config_table(data: ReportData) -> str:
-    from lrlab.report.diagnostics import final_metric
+    from lrlab.report.ranking import final_metric
 
     rows = [
         '<details open><summary>Configurations and runs</summary><table id="runs"><thead><tr>'

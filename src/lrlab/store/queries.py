@@ -35,14 +35,15 @@ EXPORT_COLUMNS = (
 )  # fmt: skip
 
 
-def open_store(db: str | Path | Store | None = None, *, must_exist: bool = True) -> Store:
-    """A ``Store`` for ``db`` (a path, a Store, or None for the default path)."""
+def open_store(db: str | Path | Store | None = None, *, readonly: bool = True) -> Store:
+    """A ``Store`` for ``db`` (a path, a Store, or None for the default path), read-only by
+    default: it must exist, and it is never written (nor migrated)."""
     if isinstance(db, Store):
         return db
     path = Path(db) if db is not None else DEFAULT_DB
-    if must_exist and not path.exists():
+    if readonly and not path.exists():
         raise FileNotFoundError(f"no run database at {str(path)!r} (run 'lrlab sweep' first or pass --db)")
-    return Store(path)
+    return Store(path, readonly=readonly)
 
 
 def load_runs(db: str | Path | Store | None = None, sweep: str | None = None) -> list[RunRecord]:

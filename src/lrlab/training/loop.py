@@ -13,7 +13,9 @@ decides its defaults once.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import sqlite3
 import time
 import traceback
 from collections.abc import Iterator
@@ -100,6 +102,12 @@ def train_run(
         raise
     except ClaimLost:
         return store.run(run_id)  # another process took the run over: it is theirs to record
+    except sqlite3.Error as exc:
+        # The store itself failed (a full disk, an I/O error): end this run as failed with
+        # the reason where the store still allows it, then stop; nothing else can be recorded.
+        with contextlib.suppress(sqlite3.Error, ClaimLost):
+            recorder.end(RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}", extras=extras)
+        raise
     except Exception as exc:
         status, error, diverged_step = RunStatus.FAILED, f"{type(exc).__name__}: {exc}", None
         extras["traceback"] = traceback.format_exc(limit=8)
