@@ -483,8 +483,8 @@ def _ucurve_traces(data: ReportData, panel: Panel, metric: str, scale: float) ->
         if pts:
             x = np.asarray([p[0] for p in pts], dtype=np.float64)
             y = np.asarray([p[1].mean for p in pts]) * scale
-            lo = np.asarray([p[1].mean - p[1].low for p in pts]) * scale
-            hi = np.asarray([p[1].high - p[1].mean for p in pts]) * scale
+            lo, hi = error_bars([p[1].mean for p in pts], [p[1].low for p in pts], [p[1].high for p in pts])
+            lo, hi = lo * scale, hi * scale
             panel.traces.append(
                 Trace(x, y, name, name, c, mode="lines+markers", marker="circle", error=(lo, hi),
                       hover=[f"{name} | lr={v:g}: {_fmt(w)} ({s.seeds} seeds)" for v, w, (_, s) in zip(x, y, pts)])
@@ -498,6 +498,18 @@ def _ucurve_traces(data: ReportData, panel: Panel, metric: str, scale: float) ->
                     show_legend=not pts, hover=[f"{name} | lr={b.lr:g} diverged" for b in bad],
                 )
             )  # fmt: skip
+
+
+def error_bars(mean: Sequence[float], low: Sequence[float], high: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """Distances from the mean down to the smallest seed and up to the largest (order
+    statistics), never negative: the mean of tied seeds can land a rounding error outside
+    ``[min, max]``.
+
+    >>> error_bars([0.29999999999999993], [0.3], [0.3])[0].tolist()
+    [0.0]
+    """
+    m, lo, hi = (np.asarray(v, dtype=np.float64) for v in (mean, low, high))
+    return np.maximum(m - lo, 0.0), np.maximum(hi - m, 0.0)
 
 
 def _family_label(cfg: Configuration) -> str:
