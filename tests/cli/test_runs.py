@@ -96,7 +96,7 @@ def test_bad_input_exits_2(db, args, fragment):
 
 def test_missing_database_exits_2(tmp_path):
     result = runner.invoke(app, ["runs", "list", "--db", str(tmp_path / "none.db")])
-    assert result.exit_code == 2 and "no run database" in result.output
+    assert result.exit_code == 2 and "no run store at" in result.output
     assert not (tmp_path / "none.db").exists()
 
 

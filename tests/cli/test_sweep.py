@@ -144,6 +144,7 @@ def test_ctrl_c_stops_cleanly_and_the_sweep_resumes(tmp_path, jobs):
     import subprocess
     import sys
     import time
+    from contextlib import closing
 
     sweep = tmp_path / "c.toml"
     sweep.write_text(INTERRUPTED)
@@ -163,8 +164,8 @@ def test_ctrl_c_stops_cleanly_and_the_sweep_resumes(tmp_path, jobs):
         done = 0
         while time.monotonic() < deadline and done < 1:
             time.sleep(0.2)
-            try:
-                with sqlite3.connect(db, timeout=5) as conn:
+            try:  # read-only: a plain connect would create an empty file, which is no store
+                with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)) as conn:
                     done = conn.execute("SELECT COUNT(*) FROM runs WHERE status = 'done'").fetchone()[0]
             except sqlite3.OperationalError:
                 done = 0

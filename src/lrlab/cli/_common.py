@@ -7,6 +7,7 @@ from typing import NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from lrlab.store.sqlite import DEFAULT_DB
 
@@ -14,9 +15,22 @@ console = Console()
 err_console = Console(stderr=True)
 
 
+_CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F]} | {ord("\t"): "\\t", ord("\n"): "\\n", ord("\r"): "\\r"}
+
+
+def safe(text: object) -> str:
+    """``text`` with control characters escaped (``\\x1b``), so that stored names and user
+    input never drive the terminal.
+
+    >>> safe("run\x1b[2J")
+    'run\\x1b[2J'
+    """
+    return str(text).translate(_CONTROL)
+
+
 def bad_input(message: str) -> NoReturn:
     """Report bad input in one line on stderr and exit with code 2, no traceback."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {escape(safe(message))}", highlight=False, soft_wrap=True)
     raise typer.Exit(code=2)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from lrlab.cli._common import bad_input, console, db_option, open_store
+from lrlab.cli._common import bad_input, console, db_option, err_console, open_store
 from lrlab.cli.app import app
 
 EXAMPLES = """
@@ -35,7 +35,7 @@ def _split_ids(values: list[str] | None) -> list[str]:
     "figures and diagnostics, and optionally PNG/SVG figures." + EXAMPLES
 )
 def report(
-    out: Path = typer.Option(..., "--out", "-o", help="The HTML file to write (.html)."),
+    out: Path = typer.Option(Path("lrlab-report.html"), "--out", "-o", help="The HTML file to write (.html)."),
     db: Path = db_option(),
     sweep: str | None = typer.Option(None, "--sweep", "-s", help="Report the runs of this sweep."),
     runs: list[str] | None = typer.Option(
@@ -44,6 +44,7 @@ def report(
     png: Path | None = typer.Option(None, "--png", help="Also write every figure as PNG into this folder."),
     svg: bool = typer.Option(False, "--svg", help="With --png: write SVG files as well."),
     log_y: bool = typer.Option(False, "--log-y", help="Start the loss axes logarithmic."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
 ) -> None:
     if out.suffix.lower() not in (".html", ".htm"):
         bad_input(f"--out must end in .html, got {out.name!r}")
@@ -60,12 +61,23 @@ def report(
     from lrlab.report import load_report_data, write_report
 
     store = open_store(db, readonly=True)
-    try:
-        data = load_report_data(store, sweep=sweep, run_ids=ids or None)
-    except ValueError as exc:
-        bad_input(str(exc))
-    formats = ("png", "svg") if svg else ("png",)
-    files = write_report(data, out, image_dir=png, formats=formats, log_y=log_y)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        console=err_console, transient=True, disable=quiet,
+    ) as bar:  # fmt: skip
+        reading = bar.add_task("reading runs", total=None)
+        try:
+            data = load_report_data(
+                store, sweep=sweep, run_ids=ids or None,
+                progress=lambda done, total: bar.update(reading, completed=done, total=total),
+            )  # fmt: skip
+        except ValueError as exc:
+            bad_input(str(exc))
+        bar.update(reading, description="drawing the figures and writing the page")
+        formats = ("png", "svg") if svg else ("png",)
+        files = write_report(data, out, image_dir=png, formats=formats, log_y=log_y)
     size_mb = out.stat().st_size / 1e6
     console.print(
         f"wrote [bold]{out}[/] ({size_mb:.1f} MB, {len(files.figures)} figures, "

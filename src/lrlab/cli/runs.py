@@ -8,9 +8,10 @@ import sys
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from lrlab.cli._common import bad_input, console, db_option, open_store
+from lrlab.cli._common import bad_input, console, db_option, open_store, safe
 from lrlab.cli.app import app
 from lrlab.formatting import num
 
@@ -32,6 +33,11 @@ app.add_typer(runs_app, name="runs")
 
 _DB = db_option()
 _STATUS_STYLE = {"done": "green", "diverged": "yellow", "failed": "red", "running": "cyan", "queued": "dim"}
+
+
+def _text(value: object) -> str:
+    """A stored name for a rich table: control characters and markup escaped."""
+    return escape(safe(value))
 
 
 def _store(db: Path, *, readonly: bool = True):  # -> Store
@@ -76,8 +82,8 @@ def list_runs(
         c, last = r.config, (finals[r.id][-1] if finals[r.id] else None)
         style = _STATUS_STYLE.get(r.status.value, "")
         table.add_row(
-            r.id[:8], r.sweep or "-", f"[{style}]{r.status}[/]", c.task, c.optimizer, str(c.schedule),
-            num(c.lr), str(r.seed), num(last and last.val_loss), num(last and last.val_accuracy, 3),
+            _text(r.id[:8]), _text(r.sweep or "-"), f"[{style}]{r.status}[/]", _text(c.task), _text(c.optimizer),
+            _text(c.schedule), num(c.lr), str(r.seed), num(last and last.val_loss), num(last and last.val_accuracy, 3),
         )  # fmt: skip
     console.print(table)
 
@@ -102,9 +108,9 @@ def show(
     store = _store(db)
     record = store.run(_resolve(store, run_id))
     style = _STATUS_STYLE.get(record.status.value, "")
-    console.print(f"[bold]run {record.id}[/]  sweep {record.sweep or '-'}  [{style}]{record.status}[/]")
+    console.print(f"[bold]run {_text(record.id)}[/]  sweep {_text(record.sweep or '-')}  [{style}]{record.status}[/]")
     if record.error:
-        console.print(f"error: {record.error}", markup=False, highlight=False)
+        console.print(f"error: {safe(record.error)}", markup=False, highlight=False)
     if record.started_at and record.finished_at:
         console.print(f"wall time: {record.finished_at - record.started_at:.2f} s  "
                       f"lrlab {record.lrlab_version}  torch {record.torch_version}")  # fmt: skip

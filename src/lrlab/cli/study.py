@@ -13,7 +13,7 @@ from rich.panel import Panel
 from rich.syntax import Syntax
 from rich.table import Table
 
-from lrlab.cli._common import bad_input, console, db_option, err_console, open_store
+from lrlab.cli._common import bad_input, console, db_option, err_console, open_store, safe
 from lrlab.cli.app import app
 from lrlab.formatting import num, pct
 
@@ -34,39 +34,52 @@ Re-running the same study skips what is finished (range tests and runs are in th
 
 
 class _Display:
-    """A rich progress display of the phases and runs on a terminal; plain lines otherwise."""
+    """A rich progress bar over the study's whole plan (range tests and runs, known up front)
+    with its ETA on a terminal; plain lines otherwise; nothing with --quiet."""
 
     def __init__(self, live: bool, quiet: bool) -> None:
         self.live, self.quiet = live and not quiet, quiet
         self.done = self.total = 0
         self.started = time.monotonic()
-        self.phase = "starting"
         self._progress: Any = None
         self._task: Any = None
 
     def __enter__(self) -> _Display:
         if self.live:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
 
             self._progress = Progress(
                 TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("runs"), TimeElapsedColumn(), console=err_console,
+                TextColumn("steps of the plan, ETA"), TimeRemainingColumn(), TimeElapsedColumn(),
+                console=err_console,
             )  # fmt: skip
             self._progress.start()
-            self._task = self._progress.add_task(self.phase, total=None)
+            self._task = self._progress.add_task("planning", total=None)
         return self
 
     def __exit__(self, *_exc: object) -> None:
         if self._progress is not None:
             self._progress.stop()
 
+    def _advance(self, text: str, by: int = 1) -> None:
+        self.done += by
+        self._say(text)
+
     def _say(self, text: str) -> None:
         if self._progress is not None:
             self._progress.update(self._task, description=text, completed=self.done, total=self.total or None)
         elif not self.quiet:
             err_console.print(
-                f"[{time.monotonic() - self.started:5.0f}s] {text}", highlight=False, markup=False
-            )
+                f"[{time.monotonic() - self.started:5.0f}s] {self.done}/{self.total} {text}",
+                highlight=False, markup=False,
+            )  # fmt: skip
 
     def __call__(self, event: Any) -> None:
         from lrlab.study import StudyEvent
@@ -74,19 +87,19 @@ class _Display:
         from lrlab.training.recorder import RunProgress
 
         if isinstance(event, StudyEvent):
-            self.phase = {"finder": "range test", "sweep": "sweep", "report": "report", "done": "done"}[event.phase]
-            what = "" if event.phase == "done" else f" {event.detail} ({event.index + 1}/{event.total})"
-            self._say(f"{self.phase}{what}")
-        elif isinstance(event, SweepProgress) and event.event == "start":
-            self.total += event.total
-            self.done += event.skipped
-            self._say(f"{self.phase}: {event.sweep}")
+            if event.phase == "plan":
+                self.total = event.total
+                self._say(f"plan: {event.detail}")
+            elif event.phase == "finder":
+                self._say(f"range test {safe(event.detail)}")
+            elif event.phase == "sweep":
+                self._advance(f"range test {safe(event.detail)} done; training its schedules")
+            else:
+                self._say(event.phase)
+        elif isinstance(event, SweepProgress) and event.event == "start" and event.skipped:
+            self._advance(f"{event.skipped} runs of {safe(event.sweep)} already in the store", event.skipped)
         elif isinstance(event, RunProgress) and event.event == "end":
-            self.done += 1
-            if self._progress is not None:
-                self._progress.update(self._task, completed=self.done, total=self.total or None)
-            elif not self.quiet:
-                self._say(f"run {self.done}/{self.total} {event.status}")
+            self._advance(f"run {event.status}")
 
 
 @app.command(
@@ -128,6 +141,8 @@ def study(
         bad_input(f"--epochs must be >= 1, got {epochs}")
     if backend not in ("local", "ray"):
         bad_input(f"--backend must be local or ray, got {backend!r}")
+    if address is not None and backend != "ray":
+        bad_input("--address needs --backend ray")
     names = [o.strip() for o in _split_optimizers(optimizers) if o.strip()]
     if not names:
         bad_input("--optimizers must name at least one optimizer, e.g. sgd,sgdm,adam")

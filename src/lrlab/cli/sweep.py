@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 
 from lrlab.cli._common import bad_input, console, db_option, err_console, open_store
 from lrlab.cli.app import app
@@ -74,7 +75,7 @@ class _Display:
             table.add_column(column)
         for run_id, state in self.current.items():
             table.add_row(
-                run_id[:8], self.labels.get(run_id, ""), f"{state['epoch']}/{state['epochs']}",
+                run_id[:8], escape(self.labels.get(run_id, "")), f"{state['epoch']}/{state['epochs']}",
                 num(state.get("loss")), num(state.get("val_loss")),
             )  # fmt: skip
         return Group(self._progress, table)

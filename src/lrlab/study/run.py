@@ -17,7 +17,14 @@ from typing import Any
 from lrlab.schedules import Schedule
 from lrlab.store.records import FinderRecord, RunConfig, RunRecord
 from lrlab.store.sqlite import Store
-from lrlab.study.plan import BUDGETS, Budget, optimizer_key, resolve_optimizer, study_schedules
+from lrlab.study.plan import (
+    BUDGETS,
+    SCHEDULE_NAMES,
+    Budget,
+    optimizer_key,
+    resolve_optimizer,
+    study_schedules,
+)
 from lrlab.study.recommend import Recommendation, recommend
 
 __all__ = ["ANCHOR_RULE", "StudyEvent", "StudyFiles", "StudyResult", "anchor_lr", "run_study", "study_name"]
@@ -27,7 +34,8 @@ ANCHOR_RULE = "minimum/10"
 
 @dataclass(frozen=True)
 class StudyEvent:
-    """A phase of the study for a ``progress`` callback: ``phase`` is ``"finder"``,
+    """A phase of the study for a ``progress`` callback: ``phase`` is ``"plan"`` (first:
+    ``total`` is every step of the plan, one per range test and one per run), ``"finder"``,
     ``"sweep"``, ``"report"`` or ``"done"``; ``detail`` says which optimizer."""
 
     phase: str
@@ -135,6 +143,8 @@ def run_study(
     total_steps = epochs * steps_per_epoch(the_task, batch_size)
     name = study_name(task, budget)
     report = progress or (lambda _event: None)
+    planned = len(specs) * len(plan.lr_factors) * len(SCHEDULE_NAMES) * len(plan.seeds)
+    report(StudyEvent("plan", f"{len(specs)} range tests and {planned} runs", 0, len(specs) + planned))
     finders: dict[str, FinderRecord] = {}
     sweeps: list[str] = []
     runs: list[RunRecord] = []

@@ -32,7 +32,22 @@ from lrlab.store.records import DEFAULT_DIVERGENCE_FACTOR
 __all__ = ["Finetune", "Grid", "SweepSpec", "SweepSpecError", "load_sweep", "substitute"]
 
 PLACEHOLDERS = ("lr", "total_steps", "steps_per_epoch")
+# Bounds that keep a typo from hanging the machine (a logspace of ten million points).
+MAX_AXIS_VALUES = 10_000
+MAX_RUNS = 100_000
+MAX_EPOCHS = 100_000
+MAX_BATCH_SIZE = 1 << 20
 _CHECK = {"lr": 0.1, "total_steps": 1000, "steps_per_epoch": 10}
+
+
+def check_optimizer(spec: str) -> None:
+    """``spec`` parses and torch's own optimizer accepts its hyperparameters (``momentum=-1``
+    is refused here, before anything trains)."""
+    import torch
+
+    from lrlab.optim.grammar import make_optimizer
+
+    make_optimizer(spec, [torch.zeros(1, requires_grad=True)], lr=0.1)
 
 
 def substitute(spec: str, *, lr: float, total_steps: int, steps_per_epoch: int) -> str:
@@ -78,8 +93,8 @@ class _Range(BaseModel):
                 "expected exactly one of logspace = [start, stop, n] or linspace = [start, stop, n]"
             )
         start, stop, count = getattr(self, chosen[0])
-        if count < 1:
-            raise ValueError(f"n must be >= 1, got {count}")
+        if not 1 <= count <= MAX_AXIS_VALUES:
+            raise ValueError(f"n must be from 1 to {MAX_AXIS_VALUES}, got {count}")
         if chosen[0] == "logspace" and (start <= 0 or stop <= 0):
             raise ValueError(f"logspace needs start and stop > 0, got {start!r}, {stop!r}")
         return self
@@ -136,13 +151,11 @@ class Grid(BaseModel):
     @field_validator("optimizer")
     @classmethod
     def _optimizers(cls, value: list[str]) -> list[str]:
-        from lrlab.optim.grammar import parse_optimizer
-
         if not value:
             raise ValueError("expected at least one optimizer")
         for index, spec in enumerate(value):
             try:
-                parse_optimizer(spec)
+                check_optimizer(spec)
             except ValueError as exc:
                 raise ValueError(f"item {index}: {exc}") from None
         return value
@@ -166,9 +179,16 @@ class Grid(BaseModel):
     @field_validator("batch_size")
     @classmethod
     def _batch_sizes(cls, value: list[int] | None) -> list[int] | None:
-        if value is not None and (not value or any(v < 1 for v in value)):
-            raise ValueError("expected a non-empty list of batch sizes >= 1")
+        if value is not None and (not value or any(not 1 <= v <= MAX_BATCH_SIZE for v in value)):
+            raise ValueError(f"expected a non-empty list of batch sizes from 1 to {MAX_BATCH_SIZE}")
         return value
+
+    def size(self) -> int:
+        """How many runs one seed of this grid has (computed without expanding it)."""
+        count = len(self.lrs())
+        for axis in (self.optimizer, self.schedule, self.momentum, self.lr_mult, self.batch_size):
+            count *= len(axis) if axis else 1
+        return count
 
     def lrs(self) -> list[float]:
         if isinstance(self.lr, _Range):
@@ -191,8 +211,8 @@ class SweepSpec(BaseModel):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
     task: str
     task_options: dict[str, Any] = Field(default_factory=dict)
-    epochs: int | None = Field(default=None, ge=1)
-    batch_size: int | None = Field(default=None, ge=1)
+    epochs: int | None = Field(default=None, ge=1, le=MAX_EPOCHS)
+    batch_size: int | None = Field(default=None, ge=1, le=MAX_BATCH_SIZE)
     seeds: list[int] = Field(default_factory=lambda: [0])
     divergence_factor: float | None = Field(default=DEFAULT_DIVERGENCE_FACTOR, gt=0)
     threads: int | None = Field(default=None, ge=1, le=1024)  # torch threads per run (default 1)
@@ -220,7 +240,16 @@ class SweepSpec(BaseModel):
             raise ValueError("expected at least one seed")
         if len(set(value)) != len(value):
             raise ValueError("seeds must be distinct")
+        if any(not 0 <= seed < 2**63 for seed in value):
+            raise ValueError("seeds must be whole numbers from 0 to 2**63 - 1")
         return value
+
+    @model_validator(mode="after")
+    def _bounded(self) -> SweepSpec:
+        runs = self.grid.size() * len(self.seeds)
+        if runs > MAX_RUNS:
+            raise ValueError(f"the grid has {runs} runs; at most {MAX_RUNS} are allowed in one sweep")
+        return self
 
 
 def _format_errors(error: ValidationError, source: str) -> str:
