@@ -23,7 +23,11 @@ def test_json_has_one_object_per_optimizer_with_the_contract_keys() -> None:
                   "--opt", "sgd(lr=1)", "--steps", "120", "--json")  # fmt: skip
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)
-    assert [r["name"] for r in rows] == ["sgd(lr=0.25)", "sgd(lr=0.05, momentum=0.9, nesterov=true)", "sgd(lr=1)"]
+    assert [r["name"] for r in rows] == [
+        "sgd(lr=0.25)",
+        "sgd(lr=0.05, momentum=0.9, nesterov=true)",
+        "sgd(lr=1)",
+    ]
     gd, nag, boom = rows
     assert (
         gd["steps_to_tol"] is None
@@ -47,7 +51,9 @@ def test_start_tol_and_shared_schedule_are_applied() -> None:
 
 def test_table_and_png(tmp_path: Path) -> None:
     out = tmp_path / "saddle.png"
-    result = _run("saddle", "--opt", "sgd(lr=0.1)", "--opt", "adam(lr=0.1)", "--steps", "60", "--out", str(out))
+    result = _run(
+        "saddle", "--opt", "sgd(lr=0.1)", "--opt", "adam(lr=0.1)", "--steps", "60", "--out", str(out)
+    )
     assert result.exit_code == 0, result.output
     assert out.stat().st_size > 10_000
     assert "saddle, 60 steps" in result.stdout and "diverged" in result.stdout and "wrote" in result.stdout
@@ -74,14 +80,19 @@ def test_scenario_json_reports_its_findings() -> None:
     [
         (["himmelblau", "--opt", "sgd"], "unknown surface 'himmelblau'; valid surfaces: ravine, valley"),
         (["ravine", "--opt", "adamm(lr=0.1)"], "unknown optimizer 'adamm' (known: adadelta"),
-        (["ravine", "--opt", "adam(momentum=0.9)"], "adam() has no parameter 'momentum' (parameters: lr, betas"),
+        (
+            ["ravine", "--opt", "adam(momentum=0.9)"],
+            "adam() has no parameter 'momentum' (parameters: lr, betas",
+        ),
         (["ravine", "--opt", "sgd", "--start", "nan,1"], "--start must be finite"),
         (["ravine", "--opt", "sgd", "--start", "1"], "--start must be two numbers"),
         (["ravine", "--opt", "sgd", "--schedule", "cosine(lr=0.1"], "bad schedule spec"),
         (["ravine", "--opt", "sgd", "--schedule", "cosine(lr=-1, total_steps=10)"], "bad schedule spec"),
         (["ravine", "--opt", "sgd", "--schedule", "bogus(lr=1)"], "bad schedule spec"),
-        (["ravine", "--opt", "sgd", "--opt", "adam", "--schedule", "none"] + ["--schedule", "none"] * 2,
-         "give --schedule once for every optimizer or once per --opt (2), got 3"),
+        (
+            ["ravine", "--opt", "sgd", "--opt", "adam", "--schedule", "none"] + ["--schedule", "none"] * 2,
+            "give --schedule once for every optimizer or once per --opt (2), got 3",
+        ),
         (["ravine", "--opt", "sgd(lr=-1)"], "Invalid learning rate"),
         (["ravine"], "no optimizer given"),
         (["ravine", "--opt", "sgd", "--steps", "0"], "--steps must be >= 1"),

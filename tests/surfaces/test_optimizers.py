@@ -43,7 +43,10 @@ def test_the_specs_lr_drives_the_optimizer_and_none_keeps_torchs_default() -> No
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ("adamm(lr=0.1)", "unknown optimizer 'adamm' (known: adadelta, adafactor, adagrad, adagradmean, adam"),
+        (
+            "adamm(lr=0.1)",
+            "unknown optimizer 'adamm' (known: adadelta, adafactor, adagrad, adagradmean, adam",
+        ),
         ("adam(momentum=0.9)", "adam() has no parameter 'momentum' (parameters: lr, betas"),
         ("sgd(lr=fast)", "unknown word 'fast'"),
         ("sgd(lr=-1)", "bad optimizer spec 'sgd(lr=-1)': Invalid learning rate: -1"),
