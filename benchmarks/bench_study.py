@@ -20,9 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks._common import write_section
+from lrlab.optim.grammar import resolve_optimizer
 from lrlab.store.sqlite import Store
 from lrlab.study import run_study
-from lrlab.study.plan import BUDGETS, resolve_optimizer, study_schedules
+from lrlab.study.plan import BUDGETS, study_schedules
 from lrlab.sweeps import run_sweep
 from lrlab.training.tasks import get_task
 

@@ -184,3 +184,32 @@ def test_ctrl_c_stops_cleanly_and_the_sweep_resumes(tmp_path, jobs):
     result = runner.invoke(app, ["sweep", str(sweep), "--db", str(db), "--quiet"])
     assert result.exit_code == 0
     assert [r.status for r in store.runs(sweep="ctrl-c")] == ["done"] * 12
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "extra, says",
+    [
+        (["--address", "auto"], "cannot join the Ray cluster at 'auto'"),
+        (["--address", "127.0.0.1:9"], "no Ray cluster answers at 127.0.0.1:9"),
+        (["--gpus-per-run", "1"], "asks for more GPUs than the Ray cluster has"),
+    ],
+)
+def test_ray_requests_that_cannot_be_met_fail_fast_in_one_line(tmp_path, extra, says):
+    import subprocess
+    import sys
+    import time
+
+    sweep = tmp_path / "r.toml"
+    sweep.write_text(
+        'name = "r"\ntask = "digits-linear"\ntask_options = { train_size = 64, val_size = 32 }\n'
+        "epochs = 1\nbatch_size = 32\n\n[grid]\nlr = [0.1]\n"
+    )
+    command = [sys.executable, "-m", "lrlab.cli", "sweep", str(sweep), "--db", str(tmp_path / "r.db"),
+               "--backend", "ray", *extra]  # fmt: skip
+    started = time.monotonic()
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert time.monotonic() - started < 60  # it used to hang for minutes, or forever
+    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
+    assert result.returncode == 2 and len(lines) == 1 and says in lines[0], result.stderr[-2000:]
+    assert "Traceback" not in result.stderr

@@ -5,9 +5,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from lrlab.optim.grammar import optimizer_key, resolve_optimizer
 from lrlab.schedules import parse
 from lrlab.schedules.summary import key_points
-from lrlab.study.plan import BUDGETS, SCHEDULE_NAMES, optimizer_key, resolve_optimizer, study_schedules
+from lrlab.study.plan import BUDGETS, SCHEDULE_NAMES, study_schedules
 
 
 @given(

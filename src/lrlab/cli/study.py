@@ -149,9 +149,8 @@ def study(
     if out.exists() and not out.is_dir():
         bad_input(f"--out must be a folder, got the file {str(out)!r}")
 
-    from lrlab.optim.grammar import parse_optimizer
+    from lrlab.optim.grammar import parse_optimizer, resolve_optimizer
     from lrlab.study import run_study
-    from lrlab.study.plan import resolve_optimizer
     from lrlab.training.tasks import get_task
 
     try:

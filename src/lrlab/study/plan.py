@@ -1,6 +1,6 @@
-"""What a study runs: budgets, optimizer aliases and the schedules derived from a range test.
+"""What a study runs: its budgets and the schedules derived from a range test.
 
-Pure functions of numbers; no torch.
+Pure functions of numbers (optimizer names and aliases are ``lrlab.optim.grammar``'s).
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ import math
 from dataclasses import dataclass
 
 from lrlab.formatting import round_sig
-from lrlab.optim.grammar import OPTIMIZER_ALIASES, optimizer_key, resolve_optimizer  # noqa: F401 (moved there)
 from lrlab.schedules import (
     Schedule,
     constant,

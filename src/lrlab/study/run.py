@@ -14,17 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lrlab.optim.grammar import optimizer_key, resolve_optimizer
 from lrlab.schedules import Schedule
 from lrlab.store.records import FinderRecord, RunConfig, RunRecord
 from lrlab.store.sqlite import Store
-from lrlab.study.plan import (
-    BUDGETS,
-    SCHEDULE_NAMES,
-    Budget,
-    optimizer_key,
-    resolve_optimizer,
-    study_schedules,
-)
+from lrlab.study.plan import BUDGETS, SCHEDULE_NAMES, Budget, study_schedules
 from lrlab.study.recommend import Recommendation, recommend
 
 __all__ = ["ANCHOR_RULE", "StudyEvent", "StudyFiles", "StudyResult", "anchor_lr", "run_study", "study_name"]

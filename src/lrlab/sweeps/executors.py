@@ -276,6 +276,42 @@ def _import_result(store: Store, payload: dict[str, Any], owner: str) -> RunStat
     return record.status
 
 
+RAY_CONNECT_SECONDS = 30.0
+
+
+def _connect_ray(ray: Any, address: str | None, jobs: int) -> None:
+    """Start a local Ray instance, or join the cluster at ``address``, failing within about
+    ``RAY_CONNECT_SECONDS`` with one line instead of hanging or a traceback."""
+    import socket
+
+    options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "ignore_reinit_error": True}
+    if not address:
+        ray.init(num_cpus=jobs, **options)
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if address != "auto" and host and port.isdigit():
+        try:  # an unreachable address would otherwise retry for minutes
+            socket.create_connection((host, int(port)), timeout=RAY_CONNECT_SECONDS).close()
+        except OSError as exc:
+            raise ValueError(f"no Ray cluster answers at {address} ({exc.strerror or exc}); start one with "
+                             "'ray start --head' or leave out --address for a local instance") from None
+    try:
+        ray.init(address=address, **options)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"cannot join the Ray cluster at {address!r}: {first}") from None
+
+
+def _check_ray_resources(ray: Any, gpus_per_run: float) -> None:
+    """Refuse at once a request the cluster can never meet (Ray would wait for it forever)."""
+    gpus = float(ray.cluster_resources().get("GPU", 0.0))
+    if gpus_per_run > gpus:
+        raise ValueError(
+            f"--gpus-per-run {gpus_per_run:g} asks for more GPUs than the Ray cluster has ({gpus:g}); "
+            "use --gpus-per-run 0 on a cluster without GPUs"
+        )
+
+
 def _run_ray(
     todo: list[RunPlan],
     store: Store,
@@ -293,13 +329,13 @@ def _run_ray(
         raise ValueError("the ray backend needs Ray: pip install 'lrlab[ray]'") from None
     started_here = not ray.is_initialized()
     if started_here:
-        options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
-                                   "ignore_reinit_error": True}  # fmt: skip
-        if address:
-            options["address"] = address
-        else:
-            options["num_cpus"] = jobs
-        ray.init(**options)
+        _connect_ray(ray, address, jobs)
+    try:
+        _check_ray_resources(ray, gpus_per_run)
+    except ValueError:
+        if started_here:
+            ray.shutdown()
+        raise
     remote = ray.remote(num_cpus=1, num_gpus=gpus_per_run, max_retries=0)(_ray_train)
     plans = {p.id: p for p in todo}
     waiting = list(todo)
