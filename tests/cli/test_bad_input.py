@@ -109,6 +109,8 @@ CASES = [
     # lrlab surface
     ["surface", "nosuch"],
     ["surface", "ravine", "--steps", "0"],
+    ["surface", "ravine", "--steps", "1000000000"],
+    ["surface", "ravine", "--opt", "sgd:lr=0.25"],
     ["nosuch-command"],
 ]
 

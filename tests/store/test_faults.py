@@ -207,9 +207,10 @@ def test_a_full_disk_fails_the_run_with_its_reason_and_one_line(tmp_path):
         runs = store.runs(sweep="big")
         # The run in flight ends failed with the reason and releases its claim; the sweep stops
         # there (the next run is still queued), and re-running it resumes.
-        assert sorted(r.status.value for r in runs) == ["failed", "queued"]
+        assert sorted(r.status.value for r in runs) == ["failed", "queued"], [(r.status, r.error) for r in runs]
         (failed,) = [r for r in runs if r.status.value == "failed"]
         assert "disk is full" in failed.error
-        assert sqlite3.connect(tmp_path / "copy.db").execute("SELECT COUNT(*) FROM runs WHERE owner IS NOT NULL").fetchone()[0] == 0
+        with closing(sqlite3.connect(tmp_path / "copy.db")) as conn:
+            assert conn.execute("SELECT COUNT(*) FROM runs WHERE owner IS NOT NULL").fetchone()[0] == 0
     finally:
         subprocess.run(["umount", str(mount)], capture_output=True)

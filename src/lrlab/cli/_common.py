@@ -19,7 +19,7 @@ _CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F]} | {ord("\t"): "\\t",
 
 
 def safe(text: object) -> str:
-    """``text`` with control characters escaped (``\\x1b``), so that stored names and user
+    r"""``text`` with control characters escaped (``\x1b``), so that stored names and user
     input never drive the terminal.
 
     >>> safe("run\x1b[2J")

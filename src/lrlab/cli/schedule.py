@@ -9,6 +9,7 @@ from rich.table import Table
 
 from lrlab.cli._common import bad_input, console
 from lrlab.cli.app import app
+from lrlab.formatting import num
 from lrlab.schedules import Schedule, SpecError, parse
 from lrlab.schedules.summary import key_points
 
@@ -36,8 +37,6 @@ def _parse_all(specs: list[str]) -> list[Schedule]:
     return parsed
 
 
-def _fmt(value: float) -> str:
-    return f"{value:.4g}"
 
 
 @app.command(help="Draw or tabulate learning-rate schedules given as spec strings." + EXAMPLES)
@@ -67,10 +66,10 @@ def schedule(
         kp = key_points(sched, steps)
         table.add_row(
             str(sched),
-            _fmt(kp.start),
-            f"{_fmt(kp.peak)} ({kp.peak_step})",
-            f"{_fmt(kp.minimum)} ({kp.minimum_step})",
-            _fmt(kp.end),
+            num(kp.start),
+            f"{num(kp.peak)} ({kp.peak_step})",
+            f"{num(kp.minimum)} ({kp.minimum_step})",
+            num(kp.end),
             "inf" if kp.decay_factor == float("inf") else f"{kp.decay_factor:.3g}x",
         )
     console.print(table)

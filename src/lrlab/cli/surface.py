@@ -12,6 +12,7 @@ from rich.table import Table
 
 from lrlab.cli._common import bad_input, console
 from lrlab.cli.app import app
+from lrlab.formatting import num
 
 if TYPE_CHECKING:
     from lrlab.schedules import Schedule
@@ -40,12 +41,6 @@ scaled so that its peak equals the optimizer's lr, or as written when the spec h
 """
 
 
-def _fmt(value: float | None, digits: int = 4) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    return f"{value:.{digits}g}"
 
 
 def _parse_start(text: str) -> tuple[float, float]:
@@ -145,11 +140,11 @@ def _table(trajectories: list, title: str) -> Table:  # type: ignore[type-arg]
         table.add_row(
             traj.name,
             "never" if row["steps_to_tol"] is None else str(row["steps_to_tol"]),
-            _fmt(row["final_loss"], 3),
-            _fmt(row["distance"], 3),
+            num(row["final_loss"], 3),
+            num(row["distance"], 3),
             diverged,
             str(row["oscillations"]),
-            _fmt(row["max_step"], 3),
+            num(row["max_step"], 3),
         )
     return table
 
@@ -196,6 +191,9 @@ def _run_scenario(name: str, out: Path | None, as_json: bool, frames: int) -> No
             console.print(f"wrote {out}")
     if not all(f.holds for f in result.findings):
         raise typer.Exit(code=1)
+
+
+MAX_STEPS = 1_000_000  # a trajectory of a million steps takes minutes; more is a typo
 
 
 @app.command(help="Optimizer trajectories on 2-D error surfaces: contour map, animation, table." + EXAMPLES)
@@ -249,8 +247,8 @@ def surface(
         bad_input('no optimizer given: add --opt SPEC, e.g. --opt "sgd(lr=0.01)"')
     for text in opt:
         _reject_old_form(text)
-    if steps < 1:
-        bad_input(f"--steps must be >= 1, got {steps}")
+    if not 1 <= steps <= MAX_STEPS:
+        bad_input(f"--steps must be from 1 to {MAX_STEPS:,}, got {steps}")
     if not (tol >= 0 and math.isfinite(tol)):
         bad_input(f"--tol must be a finite number >= 0, got {tol}")
     begin = _parse_start(start) if start is not None else None

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from lrlab.formatting import num
 from lrlab.report.data import ReportData, divergence_index
 from lrlab.report.diagnostics import family_key, gap_series, widening_gap
 from lrlab.report.downsample import downsample_indices
@@ -209,8 +210,6 @@ def _divergence_point(data: ReportData, run_id: str) -> tuple[float, int, float]
     return (float(recs[-1].epoch) + 0.5 if recs else 0.5, step, loss)
 
 
-def _fmt(v: float) -> str:
-    return "inf" if math.isinf(v) else ("nan" if math.isnan(v) else f"{v:.4g}")
 
 
 # ---------------------------------------------------------------- loss vs epoch
@@ -242,7 +241,7 @@ def loss_figure(data: ReportData, log_y: bool = False) -> FigureSpec:
                 Trace(
                     x, y, cfg.label, cfg.label, c, dash=dash, mode="lines+markers", marker="circle",
                     marker_size=4, show_legend=not shown, band=band,
-                    hover=[f"{cfg.label} | {word} loss {_fmt(v)} at epoch {e:g}" for e, v in zip(x, y)],
+                    hover=[f"{cfg.label} | {word} loss {num(v)} at epoch {e:g}" for e, v in zip(x, y)],
                 )
             )  # fmt: skip
             shown = True
@@ -283,7 +282,7 @@ def _add_divergence_markers(data: ReportData, cfg: Configuration, panel: Panel, 
         xs.append(epoch)
         ys.append(loss)
         texts.append(
-            f"{cfg.label} (seed {run.seed}) diverged at step {step}, epoch {epoch:.2f}, loss {_fmt(loss)}"
+            f"{cfg.label} (seed {run.seed}) diverged at step {step}, epoch {epoch:.2f}, loss {num(loss)}"
         )
     if xs:
         panel.traces.append(
@@ -487,7 +486,7 @@ def _ucurve_traces(data: ReportData, panel: Panel, metric: str, scale: float) ->
             lo, hi = lo * scale, hi * scale
             panel.traces.append(
                 Trace(x, y, name, name, c, mode="lines+markers", marker="circle", error=(lo, hi),
-                      hover=[f"{name} | lr={v:g}: {_fmt(w)} ({s.seeds} seeds)" for v, w, (_, s) in zip(x, y, pts)])
+                      hover=[f"{name} | lr={v:g}: {num(w)} ({s.seeds} seeds)" for v, w, (_, s) in zip(x, y, pts)])
             )  # fmt: skip
         bad = [cfg for cfg in members if cfg.diverged and cfg.key not in scores]
         if bad:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lrlab.formatting import num
 from lrlab.report.data import ReportData
 from lrlab.report.figures import Contour, FigureSpec, Panel, Trace
 
@@ -418,7 +419,7 @@ def _summary_line(data: ReportData) -> str:
 
 def _num(value: object) -> str:
     if isinstance(value, float):
-        return f"{value:.4g}"
+        return num(value)
     if isinstance(value, list):
         return "[" + ", ".join(_num(v) for v in value) + "]"
     return str(value)
@@ -448,7 +449,7 @@ def _config_table(data: ReportData) -> str:
 
 
 def _cell(value: float | None) -> str:
-    return "" if value is None else f"{value:.4g}"
+    return num(value, missing="")
 
 
 def write_html(data: ReportData, figures: list[FigureSpec], out: Path) -> Path:

@@ -15,6 +15,7 @@ the file stays consistent (``PRAGMA integrity_check`` is ``ok``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -338,7 +339,8 @@ class Store:
         try:
             yield conn
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # SQLite may have rolled back already (a full disk)
+                conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
 
@@ -583,6 +585,12 @@ class Store:
                 return False
             self._begin(tx, record, extras or {}, owner)
         return True
+
+    def release_space(self) -> None:
+        """After a full disk: fold the write-ahead log back into the file and truncate it,
+        which frees its pages for the few writes that end a run."""
+        with contextlib.suppress(sqlite3.Error):
+            self._connection().execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def heartbeat(self, run_id: str, owner: str) -> bool:
         """Renew ``owner``'s claim on a run; False when it no longer holds it."""

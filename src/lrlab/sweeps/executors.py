@@ -282,9 +282,12 @@ RAY_CONNECT_SECONDS = 30.0
 def _connect_ray(ray: Any, address: str | None, jobs: int) -> None:
     """Start a local Ray instance, or join the cluster at ``address``, failing within about
     ``RAY_CONNECT_SECONDS`` with one line instead of hanging or a traceback."""
+    import logging
     import socket
 
-    options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "ignore_reinit_error": True}
+    # Ray's start-up chatter (instance started, token authentication) is not lrlab's output.
+    options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "ignore_reinit_error": True,
+                               "logging_level": logging.ERROR}  # fmt: skip
     if not address:
         ray.init(num_cpus=jobs, **options)
         return

@@ -105,8 +105,9 @@ def train_run(
     except sqlite3.Error as exc:
         # The store itself failed (a full disk, an I/O error): end this run as failed with
         # the reason where the store still allows it, then stop; nothing else can be recorded.
+        store.release_space()
         with contextlib.suppress(sqlite3.Error, ClaimLost):
-            recorder.end(RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}", extras=extras)
+            recorder.abandon(RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}", extras=extras)
         raise
     except Exception as exc:
         status, error, diverged_step = RunStatus.FAILED, f"{type(exc).__name__}: {exc}", None

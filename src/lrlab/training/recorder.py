@@ -134,6 +134,15 @@ class Recorder:
         )
         self.status = RunStatus(status)
 
+    def abandon(self, status: RunStatus, *, error: str, extras: dict[str, Any] | None = None) -> None:
+        """End the run without writing what is buffered (the store could not take it: a full
+        disk); the status is the one small write left to try."""
+        self._head.clear()
+        self._norms.clear()
+        self._epochs.clear()
+        self.store.end_run(self.run_id, status, error=error, extras=extras, owner=self.owner)
+        self.status = RunStatus(status)
+
     # -------------------------------------------------------- metrics
 
     def step(
