@@ -1,5 +1,5 @@
 """Is the finder's suggestion any good? Measured against grid search, side by side with
-torch-lr-finder (issue 4's quality bar).
+torch-lr-finder (the quality bar: within 1 point / 0.02 nats of the grid's best).
 
 For each task and optimizer:
 

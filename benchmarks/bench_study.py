@@ -1,4 +1,4 @@
-"""The study's recommendation against a full grid over LR x schedule (issue 8).
+"""The study's recommendation against a full grid over LR x schedule.
 
 For each task: ``lrlab study`` (small budget, SGD+momentum and Adam) versus a grid of
 constant-spaced LRs (3 per decade over 1e-4..3) x the same nine schedule families, each

@@ -205,7 +205,7 @@ def main() -> None:
         "arithmetic; the floor is that work at this CPU's peak float32 rate, measured in the same run "
         f"on a 1024x1024x1024 product ({peaks}), with nothing else (no data, no optimizer, no "
         "recording) — a bound no implementation on this CPU can beat. Where it is above 3x, the "
-        "issue's CPU target cannot be met in float32 here. **Forward+backward alone**: the group's "
+        "3x target cannot be met in float32 here. **Forward+backward alone**: the group's "
         "stacked forward and backward passes on one batch (the best of 40, measured in the same run), "
         "times the run's steps: what lrlab's stacked model costs before any optimizer update, data "
         "loading, evaluation or recording. (Both bounds assume no member diverges.)",

@@ -95,7 +95,7 @@ def test_scenario_json_reports_its_findings() -> None:
         ),
         (["ravine", "--opt", "sgd(lr=-1)"], "Invalid learning rate"),
         (["ravine"], "no optimizer given"),
-        (["ravine", "--opt", "sgd", "--steps", "0"], "--steps must be >= 1"),
+        (["ravine", "--opt", "sgd", "--steps", "0"], "--steps must be from 1 to"),
         (["ravine", "--opt", "sgd", "--out", "x.jpg"], "--out must end in one of"),
         (["--scenario", "plateau"], "valid scenarios: ravine-story, valley-story"),
     ],
