@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.table import Table
 
-from lrlab.cli._common import bad_input, console
+from lrlab.cli._common import bad_input, console, err_console
 from lrlab.cli.app import app
 from lrlab.formatting import num
 
@@ -193,7 +193,7 @@ def _run_scenario(name: str, out: Path | None, as_json: bool, frames: int) -> No
         raise typer.Exit(code=1)
 
 
-MAX_STEPS = 1_000_000  # a trajectory of a million steps takes minutes; more is a typo
+MAX_STEPS = 100_000  # about a minute per trajectory; more is a typo
 
 
 @app.command(help="Optimizer trajectories on 2-D error surfaces: contour map, animation, table." + EXAMPLES)
@@ -255,15 +255,24 @@ def surface(
     schedules = _schedules(schedule, len(opt))
     shared = schedules[0] if len(schedule) == 1 else None
     trajectories = []
-    for text, chosen in zip(opt, schedules, strict=True):
-        label = text.strip() if chosen is None or shared is not None else f"{text.strip()} + {chosen}"
-        try:
-            trajectories.append(
-                run_trajectory(surf, text, steps=steps, start=begin, schedule=chosen, tol=tol,
-                               name=label, scale_schedule=True)
-            )  # fmt: skip
-        except ValueError as exc:
-            bad_input(str(exc))
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    # Long trajectories take a while (about 0.6 ms a step): show where the command is.
+    with Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=err_console, transient=True, disable=steps < 5000,
+    ) as bar:  # fmt: skip
+        job = bar.add_task(f"trajectories of {steps:,} steps", total=len(opt))
+        for text, chosen in zip(opt, schedules, strict=True):
+            label = text.strip() if chosen is None or shared is not None else f"{text.strip()} + {chosen}"
+            try:
+                trajectories.append(
+                    run_trajectory(surf, text, steps=steps, start=begin, schedule=chosen, tol=tol,
+                                   name=label, scale_schedule=True)
+                )  # fmt: skip
+            except ValueError as exc:
+                bad_input(str(exc))
+            bar.advance(job)
     title = f"{surf.name}, {steps} steps" + (f", schedule {shared}" if shared is not None else "")
     if out is not None:
         _write(trajectories, out, title, frames)
