@@ -140,3 +140,21 @@ def test_screenshot_is_saved_as_an_artifact(loaded):
     path = ARTIFACTS / "report.png"
     page.screenshot(path=str(path), full_page=True)
     assert path.stat().st_size > 50_000
+
+
+def test_the_answer_comes_first_and_the_diagnostics_are_grouped(loaded):
+    page, _ = loaded
+    top = page.evaluate(
+        """() => ({
+            answer: document.querySelector('#answer').getBoundingClientRect().top,
+            firstFigure: document.querySelector('section.figure').getBoundingClientRect().top,
+            diagnostics: document.querySelector('#diagnostics').getBoundingClientRect().top,
+            viewport: window.innerHeight,
+            rows: document.querySelectorAll('#leaderboard-table tbody tr').length,
+            best: document.querySelector('#best').textContent,
+            kinds: [...document.querySelectorAll('details.kind')].map(d => d.dataset.kind),
+        })"""
+    )
+    assert top["answer"] < top["viewport"] and top["answer"] < top["firstFigure"] < top["diagnostics"]
+    assert top["rows"] >= 3 and top["best"].startswith("Best configuration")
+    assert "divergence" in top["kinds"] and len(top["kinds"]) == len(set(top["kinds"]))

@@ -126,12 +126,18 @@ def test_overfitting_reports_onset_and_the_best_validation_epoch():
 
 def test_schedule_decay_flags_less_than_100x_from_recorded_lrs():
     cos = run("cos", 0.1, schedule="cosine(lr=0.1, total_steps=300, final_lr=0.0001)")
-    flat = run("flat", 0.1)
+    flat = run("flat", 0.1, schedule="cosine(lr=0.1, total_steps=300, final_lr=0.05)")
     lr_cos = 0.0001 + 0.0999 * (1 + np.cos(np.pi * np.arange(300) / 299)) / 2
     data = {"cos": steps("cos", *_converging(), lr=lr_cos), "flat": steps("flat", *_converging())}
     [f] = schedule_decay(group_runs([cos, flat]), data)
     assert f.run_ids == ("flat",) and f.numbers["factor"] == pytest.approx(1.0)
     assert "100x" in f.message
+
+
+def test_a_constant_lr_baseline_gets_no_note_that_it_does_not_decay():
+    """A constant LR does not decay by design: saying so once per baseline is noise."""
+    flat = run("flat", 0.1)
+    assert schedule_decay(group_runs([flat]), {"flat": steps("flat", *_converging())}) == []
 
 
 def test_schedule_decay_of_a_diverged_run_comes_from_its_schedule():

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from lrlab.cli._common import bad_input, console, db_option, err_console, open_store
+from lrlab.cli._common import bad_input, console, db_option, err_console, open_store, safe
 from lrlab.cli.app import app
 
 EXAMPLES = """
@@ -84,8 +84,13 @@ def report(
         f"{len(data.runs)} runs in {len(data.configs)} configurations)",
         highlight=False,
     )
+    by_kind: dict[str, list] = {}
     for finding in data.findings:
-        mark = "[yellow]![/]" if finding.severity == "warning" else "[green]*[/]"
-        console.print(f"{mark} {escape(finding.message)}", highlight=False)
+        by_kind.setdefault(finding.kind, []).append(finding)
+    for items in by_kind.values():  # one line per kind: the first finding, and how many more
+        first = items[0]
+        mark = "[yellow]![/]" if first.severity == "warning" else "[green]*[/]"
+        more = f" [dim](+{len(items) - 1} more of this kind in the page)[/]" if len(items) > 1 else ""
+        console.print(f"{mark} {escape(safe(first.message))}{more}", highlight=False)
     if files.images:
         console.print(f"wrote {len(files.images)} figure files into {png}", highlight=False)

@@ -24,6 +24,7 @@ from lrlab.report.grouping import (
     schedule_shape,
 )
 from lrlab.report.ranking import Ranked, rank
+from lrlab.schedules import Constant
 from lrlab.schedules.summary import key_points
 from lrlab.store.records import EpochRecord, RunRecord, RunStatus, StepSeries
 
@@ -501,6 +502,8 @@ def schedule_decay(
     planned_steps = planned_steps or {}
     by_shape: dict[str, list[tuple[Configuration, Decay]]] = {}
     for cfg in configs:
+        if isinstance(cfg.config.schedule, Constant):  # a baseline that does not decay by design
+            continue
         decay = None
         for run in cfg.runs:
             decay = lr_decay(run, steps.get(run.id), planned_steps.get(run.id))

@@ -358,6 +358,8 @@ li.warning::marker{content:"\\26A0  ";color:#c60}li.info::marker{content:"\\2713
 table{border-collapse:collapse;font-size:.9em;margin-top:.5em}td,th{border:1px solid #ddd;padding:3px 8px;text-align:left}
 th{background:#f4f4f4}td.num{text-align:right;font-variant-numeric:tabular-nums}
 .numbers{color:#666;font-size:.85em}details{margin:.5em 0}
+.answer{font-size:1.1em;background:#f3f8f3;border-left:4px solid #2a2;padding:.5em .8em}
+details.kind>summary{cursor:pointer;margin:.3em 0}summary.warning::before{content:"\\26A0  ";color:#c60}
 .status-diverged{color:#c00}.status-failed{color:#c00}.status-done{color:#070}
 """
 
@@ -377,17 +379,7 @@ def render_page(data: ReportData, figures: list[FigureSpec]) -> str:
     if data.shared:
         shared = ", ".join(f"{esc(k)}={esc(v)}" for k, v in data.shared.items())
         parts.append(f'<p class="sub">Shared by every run: {shared}</p>')
-    parts.append('<h2 id="diagnostics">Diagnostics</h2><ul class="findings">')
-    if not data.findings:
-        parts.append('<li class="info">Nothing to report: no run diverged, stalled or overfitted.</li>')
-    for f in data.findings:
-        numbers = ", ".join(f"{esc(k)}={esc(_num(v))}" for k, v in f.numbers.items())
-        parts.append(
-            f'<li class="{esc(f.severity)}" data-kind="{esc(f.kind)}">{esc(f.message)}'
-            f' <span class="numbers">[{numbers}]</span></li>'
-        )
-    parts.append("</ul>")
-    parts.append(_config_table(data))
+    parts.append(_leaderboard(data))
     parts.append('<h2 id="figures">Figures</h2>')
     for i, spec in enumerate(figures):
         fig = plotly_figure(spec)
@@ -403,10 +395,99 @@ def render_page(data: ReportData, figures: list[FigureSpec]) -> str:
             f'<section class="figure" id="section-{spec.key}"><h2>{esc(spec.title)}</h2>'
             f'<p class="caption">{esc(spec.caption)}</p>{div}</section>'
         )
+    parts.append(_diagnostics(data))
+    parts.append(_config_table(data))
     parts.append(
         '<p class="sub">Made by lrlab from the run store; nothing here was re-run.</p></body></html>'
     )
     return "\n".join(parts)
+
+
+LEADERBOARD_ROWS = 10
+
+
+def _leaderboard(data: ReportData) -> str:
+    """The answer first: the best configuration and the leaderboard of the one scorer, each
+    with its mean +- sd over seeds, its margin to the next and whether that is inside the noise."""
+    from lrlab.report.diagnostics import ranked_configurations
+
+    ranked = ranked_configurations(data.configs, data.epochs)
+    best = next((f for f in data.findings if f.kind == "best"), None)
+    parts = ['<section id="answer"><h2 id="leaderboard">The answer</h2>']
+    if best is not None:
+        parts.append(f'<p class="answer" id="best">{esc(best.message)}</p>')
+    if not ranked:
+        parts.append('<p class="sub">No finished run reports a validation metric yet.</p></section>')
+        return "".join(parts)
+    metric = ranked[0][1].metric.replace("_", " ")
+    parts.append(
+        f'<table id="leaderboard-table"><thead><tr><th>#</th><th>configuration</th><th>final {esc(metric)} '
+        "(mean &plusmn; sd)</th><th>seeds</th><th>margin to the next</th><th>steps trained</th></tr></thead><tbody>"
+    )
+    for position, (cfg, entry) in enumerate(ranked[:LEADERBOARD_ROWS]):
+        margin = "-"
+        if position + 1 < len(ranked):
+            following = ranked[position + 1][1]
+            gap = following.mean - entry.mean
+            spread = max(entry.high - entry.low, following.high - following.low)
+            if max(entry.seeds, following.seeds) < 2:
+                verdict = "one seed: no noise estimate"
+            elif gap <= spread:
+                verdict = "a tie: inside the spread over seeds"
+            else:
+                verdict = "beyond the spread over seeds"
+            margin = f"{num(gap)} ({verdict})"
+        steps = sum(data.total_steps.get(r.id, 0) for r in cfg.runs)
+        parts.append(
+            f"<tr><td class='num'>{position + 1}</td><td>{esc(cfg.label)}</td>"
+            f"<td class='num'>{num(entry.mean)}{'' if entry.seeds < 2 else f' &plusmn; {num(entry.sd)}'}</td>"
+            f"<td class='num'>{entry.seeds}</td>"
+            f"<td>{esc(margin)}</td><td class='num'>{steps:,}</td></tr>"
+        )
+    more = len(ranked) - LEADERBOARD_ROWS
+    parts.append("</tbody></table>")
+    if more > 0:
+        parts.append(f'<p class="sub">and {more} more configurations (all of them in the table at the end).</p>')
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def _diagnostics(data: ReportData) -> str:
+    """Diagnostics grouped by kind: one line per kind with its count, the findings folded below."""
+    parts = ['<h2 id="diagnostics">Diagnostics</h2>']
+    findings = [f for f in data.findings if f.kind != "best"]
+    if not findings:
+        parts.append('<p class="info">Nothing to report: no run diverged, stalled or overfitted.</p>')
+        return "".join(parts)
+    kinds: dict[str, list] = {}
+    for finding in findings:
+        kinds.setdefault(finding.kind, []).append(finding)
+    for kind, items in kinds.items():
+        runs = len({rid for f in items for rid in f.run_ids})
+        severity = "warning" if any(f.severity == "warning" for f in items) else "info"
+        head = f"{_KIND_WORDS.get(kind, kind)}: {len(items)} finding(s) over {runs} run(s)"
+        parts.append(
+            f'<details class="kind" data-kind="{esc(kind)}"><summary class="{severity}">{esc(head)}. '
+            f"{esc(items[0].message)}</summary><ul class=\"findings\">"
+        )
+        for f in items:
+            numbers = ", ".join(f"{esc(k)}={esc(_num(v))}" for k, v in f.numbers.items())
+            parts.append(
+                f'<li class="{esc(f.severity)}" data-kind="{esc(f.kind)}">{esc(f.message)}'
+                f' <span class="numbers">[{numbers}]</span></li>'
+            )
+        parts.append("</ul></details>")
+    return "".join(parts)
+
+
+_KIND_WORDS = {
+    "divergence": "Divergence",
+    "stuck": "Stuck with a large gradient",
+    "slow": "Learning slowly",
+    "overfitting": "Overfitting",
+    "schedule_decay": "LR that never decays ~100x",
+    "failed": "Failed runs",
+}
 
 
 def _summary_line(data: ReportData) -> str:
