@@ -162,3 +162,17 @@ def test_schedule_decay_reads_the_group_that_trains_not_a_frozen_one():
     groups = np.stack([np.zeros(300), lr_head], axis=1)  # group 0 frozen by lr_mult 0
     series = dataclasses.replace(series, lrs=groups)
     assert schedule_decay(group_runs([cos]), {"ft": series}) == []  # cosine falls 1000x: no finding
+
+
+def test_a_divergence_note_names_the_peak_lr_of_the_schedule_not_its_base_lr():
+    """A cyclic run whose config LR is 0.02864 but whose schedule peaks at 0.2864 diverged at 0.2864."""
+    cyc = "cyclic(base_lr=0.07159, max_lr={peak}, step_size=38)"
+    runs = [
+        run("ok", 0.01, schedule=cyc.format(peak=0.1)),
+        run("bad", 0.02864, status="diverged", diverged_step=3, schedule=cyc.format(peak=0.2864)),
+    ]
+    for r in runs:
+        r.extras["total_steps"] = 230
+    [f] = divergence(group_runs(runs))
+    assert f.numbers["divergence_lr"] == pytest.approx(0.2864)
+    assert "divergence starts at lr=0.2864" in f.message and "0.02864" not in f.message.split("starts at")[1]

@@ -124,9 +124,23 @@ def best_configuration(
 # ---------------------------------------------------------------- divergence
 
 
-def divergence(configs: Sequence[Configuration]) -> list[Finding]:
+def peak_lr(cfg: Configuration, planned_steps: Mapping[str, int] | None = None) -> float:
+    """The largest LR a configuration's schedule reaches over its planned steps (its base LR
+    when the steps are unknown): what a run that diverged was actually trained at."""
+    planned_steps = planned_steps or {}
+    for run in cfg.runs:
+        steps = planned_steps.get(run.id) or _int(run.extras.get("total_steps"))
+        if steps:
+            return key_points(cfg.config.schedule, steps).peak
+    return cfg.lr
+
+
+def divergence(
+    configs: Sequence[Configuration], planned_steps: Mapping[str, int] | None = None
+) -> list[Finding]:
     """Diverged runs, and per family (same everything but LR) the LR where divergence starts:
-    the smallest diverged LR, next to the largest LR below it that never diverged."""
+    the smallest diverged peak LR (the largest LR its schedule reached), next to the largest
+    peak LR below it that never diverged."""
     families: dict[str, list[Configuration]] = {}
     for cfg in configs:
         families.setdefault(family_key(cfg), []).append(cfg)
@@ -136,11 +150,10 @@ def divergence(configs: Sequence[Configuration]) -> list[Finding]:
         if not bad:
             continue
         runs = [r for c in bad for r in c.diverged]
-        lrs_bad = sorted(c.lr for c in bad if c.lr is not None)
+        peak = {c.key: peak_lr(c, planned_steps) for c in members}
+        lrs_bad = sorted(peak[c.key] for c in bad)
         start = lrs_bad[0] if lrs_bad else None
-        stable = [
-            c.lr for c in members if not c.diverged and c.lr is not None and (start is None or c.lr < start)
-        ]
+        stable = [peak[c.key] for c in members if not c.diverged and (start is None or peak[c.key] < start)]
         largest_stable = max(stable) if stable else None
         steps = [r.diverged_step for r in runs if r.diverged_step is not None]
         numbers: dict[str, Any] = {
@@ -550,7 +563,7 @@ def diagnose(
     best = best_configuration(configs, epochs)
     if best is not None:
         findings.append(best)
-    findings += divergence(configs)
+    findings += divergence(configs, planned_steps)
     findings += stuck_runs(configs, steps, epochs)
     findings += overfitting(configs, epochs)
     findings += schedule_decay(configs, steps, planned_steps)
