@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
 
-__all__ = ["cycle", "model_device", "split_batch", "to_device"]
+__all__ = ["cycle", "model_device", "split_batch", "to_device", "torch_threads"]
 
 
 def cycle(loader: Iterable[Any]) -> Iterator[Any]:
@@ -46,3 +47,14 @@ def model_device(model: torch.nn.Module) -> torch.device:
     for tensor in model.parameters():
         return tensor.device
     raise ValueError("model has no parameters to train")
+
+
+@contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """Run with ``count`` torch threads, then put the process's count back."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

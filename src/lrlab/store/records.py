@@ -20,7 +20,6 @@ import numpy as np
 from lrlab.schedules import Schedule, constant, parse
 
 __all__ = [
-    "CONFIG_AXES",
     "DEFAULT_DIVERGENCE_FACTOR",
     "DEFAULT_OPTIMIZER",
     "DEFAULT_THREADS",
@@ -245,11 +244,6 @@ def schedule_family(schedule: Schedule) -> str:
 
     walk(schedule)
     return "+".join(names)
-
-
-# Fields of RunConfig that identify a configuration; runs that differ only in ``seed``
-# are repeats of one configuration.
-CONFIG_AXES = ("task", "optimizer", "schedule", "lr", "epochs", "batch_size", "lr_mult")
 
 
 @dataclass(frozen=True)

@@ -148,7 +148,10 @@ _INSERT_COLUMNS = (
     "diverged_step, created_at, started_at, finished_at, lrlab_version, torch_version, extras, "
     "schedule_json, momentum_json"
 )
-_INSERT_COUNT = _INSERT_COLUMNS.count(",") + 1
+# Insert-or-ignore by id: registering a run that is already stored leaves it as it is.
+_INSERT_RUN = (
+    f"INSERT OR IGNORE INTO runs ({_INSERT_COLUMNS}) VALUES ({', '.join('?' * (_INSERT_COLUMNS.count(',') + 1))})"
+)
 StepRow = tuple[int, int, Sequence[float], "float | None", float, float]
 
 
@@ -550,7 +553,7 @@ class Store:
         rows = [self._run_row(r, now) for r in records]
         with self._write() as tx:
             tx.executemany(
-                f"INSERT OR IGNORE INTO runs ({_INSERT_COLUMNS}) VALUES ({', '.join('?' * _INSERT_COUNT)})",
+                _INSERT_RUN,
                 rows,
             )
 
@@ -591,14 +594,6 @@ class Store:
         which frees its pages for the few writes that end a run."""
         with contextlib.suppress(sqlite3.Error):
             self._connection().execute("PRAGMA wal_checkpoint(TRUNCATE)")
-
-    def heartbeat(self, run_id: str, owner: str) -> bool:
-        """Renew ``owner``'s claim on a run; False when it no longer holds it."""
-        with self._write() as tx:
-            cursor = tx.execute(
-                "UPDATE runs SET heartbeat = ? WHERE id = ? AND owner = ?", (time.time(), run_id, owner)
-            )
-            return cursor.rowcount == 1
 
     def append_metrics(
         self,
@@ -674,7 +669,7 @@ class Store:
         self, tx: sqlite3.Connection, record: RunRecord, extras: dict[str, Any], owner: str | None
     ) -> None:
         tx.execute(
-            f"INSERT OR IGNORE INTO runs ({_INSERT_COLUMNS}) VALUES ({', '.join('?' * _INSERT_COUNT)})",
+            _INSERT_RUN,
             self._run_row(replace(record, status=RunStatus.QUEUED), time.time()),
         )
         tx.execute("DELETE FROM step_metrics WHERE run_id = ?", (record.id,))

@@ -18,14 +18,13 @@ import math
 import sqlite3
 import time
 import traceback
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import torch
 
 from lrlab.store.records import EpochRecord, RunConfig, RunRecord, RunStatus
 from lrlab.store.sqlite import ClaimLost, Store
+from lrlab.torch_utils import torch_threads
 from lrlab.training.recorder import ProgressFn, Recorder, RunProgress, divergence_reason
 from lrlab.training.resolve import ResolvedRun, resolve
 
@@ -120,17 +119,6 @@ def train_run(
         epochs = int(extras.get("epochs") or config.epochs or 0)
         progress(RunProgress("end", run_id, epochs, epochs, 0, 0, status=status.value, error=error))
     return store.run(run_id)
-
-
-@contextmanager
-def torch_threads(count: int) -> Iterator[None]:
-    """Train with ``count`` torch threads, then put the process's count back."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _train(

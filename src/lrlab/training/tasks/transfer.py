@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lrlab.torch_utils import torch_threads
 from lrlab.training.tasks._base import Task, TensorPairs
 from lrlab.training.tasks.digits import load_digits_split
 
@@ -71,12 +72,8 @@ def _pretrain(seed: int, channels: int, epochs: int) -> tuple[dict[str, Tensor],
     train, val = load_digits_split()
     train, val = _subset(train, _SOURCE_CLASSES), _subset(val, _SOURCE_CLASSES)
     # One thread: this small network trains ~10x faster than with contended threads.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         return _train_backbone(train, val, seed, channels, epochs)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _train_backbone(

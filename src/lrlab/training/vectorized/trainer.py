@@ -44,6 +44,7 @@ from torch import Tensor
 
 from lrlab.store.records import EpochRecord, RunConfig, RunRecord, RunStatus
 from lrlab.store.sqlite import Store
+from lrlab.torch_utils import torch_threads
 from lrlab.training.recorder import Recorder, RunProgress, divergence_reason
 from lrlab.training.resolve import ResolvedRun, resolve
 from lrlab.training.vectorized.model import StackedModel
@@ -410,9 +411,7 @@ def train_vectorized(
     data_seed = min(c.seed for c in configs) if data_seed is None else int(data_seed)
     first = resolve(configs[0], device=device, data_seed=data_seed)
     runs = [first, *(resolve(c, first.task, device=first.device, data_seed=data_seed) for c in configs[1:])]
-    previous_threads = torch.get_num_threads()
-    torch.set_num_threads(first.threads)
-    try:
+    with torch_threads(first.threads):
         try:
             group = _Group(runs, mode)
         except _NotVectorizable as exc:
@@ -430,8 +429,6 @@ def train_vectorized(
             group = _Group([runs[i] for i in keep], mode)
             recorders = [recorders[i] for i in keep]
         _train_group(group, recorders, progress)
-    finally:
-        torch.set_num_threads(previous_threads)
     return [store.run(rid) for rid in run_ids]
 
 
