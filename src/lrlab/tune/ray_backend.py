@@ -1,0 +1,165 @@
+"""``backend="ray"``: a tune's trials as Ray tasks, driven by Optuna's ask/tell.
+
+The driver asks Optuna for up to ``jobs`` trials, claims their runs in the lrlab store and
+sends each to a Ray task. The task trains into a private in-memory store, reporting every
+epoch to the trial through Optuna's own storage (so the pruner works as it does locally:
+the storage must be one the workers can reach, a database URL on a real cluster), and
+returns the run whole; the driver imports it in one transaction (``Store.import_run``) and
+tells Optuna. Same store, same run ids, same scores as the local backend.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from lrlab.store.records import RunRecord, RunStatus
+from lrlab.store.sqlite import Store
+from lrlab.sweeps.executors import _check_ray_resources, _connect_ray, _import_result
+
+__all__ = ["RaySession", "connect", "run_ray"]
+
+
+@dataclass
+class RaySession:
+    ray: Any
+    started_here: bool
+
+    def close(self) -> None:
+        if self.started_here:
+            self.ray.shutdown()
+
+
+def connect(address: str | None, jobs: int) -> RaySession:
+    """Join the cluster at ``address`` or start a local instance with ``jobs`` CPUs; one
+    line (``ValueError``) within seconds when no cluster answers."""
+    try:
+        import ray
+    except ImportError:
+        raise ValueError("the ray backend needs Ray: pip install 'lrlab[ray]'") from None
+    started_here = not ray.is_initialized()
+    if started_here:
+        _connect_ray(ray, address, jobs)
+    try:
+        _check_ray_resources(ray, 0.0)
+    except ValueError:
+        if started_here:
+            ray.shutdown()
+        raise
+    return RaySession(ray, started_here)
+
+
+def _train_remote(
+    plans: list[Any], sweep: str, storage_url: str, study_name: str, trial_id: int, metric: str, pruner: str,
+    device: str,
+) -> list[dict[str, Any]]:
+    """Runs on a Ray worker: the trial's runs into an in-memory store, returned whole."""
+    import optuna
+
+    from lrlab.tune.engine import train_trial
+    from lrlab.tune.storage import open_storage, storage_env
+
+    storage_env()
+    study = optuna.load_study(study_name=study_name, storage=open_storage(storage_url))
+    trial = optuna.trial.Trial(study, trial_id)
+    local = Store(":memory:")
+    records = train_trial(plans, local, sweep, trial=trial, metric=metric, pruner=pruner, device=device)
+    payloads = []
+    for record in records:
+        steps = local.steps(record.id)
+        rows = [
+            (int(s), int(e), [float(x) for x in lrs], None if math.isnan(m) else float(m), float(loss), float(g))
+            for s, e, lrs, m, loss, g in zip(steps.step, steps.epoch, steps.lrs, steps.momentum, steps.loss,
+                                             steps.grad_norm)
+        ]  # fmt: skip
+        payloads.append({"record": record, "steps": rows, "epochs": local.epochs(record.id)})
+    return payloads
+
+
+def run_ray(tuner: Any, study: Any, outcomes: list[Any], jobs: int, session: RaySession) -> None:
+    """Train trials on Ray until the budget is spent (``outcomes`` grows as they finish)."""
+    import optuna
+
+    from lrlab.tune.engine import _BadDraw, _trial_event, budget_left
+
+    if tuner.storage_url == ":memory:":
+        raise ValueError("the ray backend needs an Optuna storage its workers can open, not ':memory:'")
+    ray = session.ray
+    remote = ray.remote(num_cpus=1, max_retries=0)(_train_remote)
+    store: Store = tuner.store
+    in_flight: dict[Any, Any] = {}
+    bad_draws = 0
+    try:
+        while True:
+            while len(in_flight) < jobs and budget_left(tuner, outcomes, len(in_flight)):
+                try:
+                    job = tuner.ask(study)
+                except _BadDraw:
+                    bad_draws += 1
+                    if bad_draws > 3 * tuner.spec.trials:
+                        raise ValueError("the space keeps giving configurations the families refuse") from None
+                    continue
+                busy = {p.id for j in in_flight.values() for p in j.plans}
+                if job.reused or busy & {p.id for p in job.plans} or not _claim(store, job, tuner):
+                    if not job.reused:  # the same run is in flight: count it when that one lands
+                        _wait_for(ray, in_flight, busy & {p.id for p in job.plans}, tuner, study, outcomes)
+                        job.reused = all(r.status.is_finished for r in store.runs(ids=[p.id for p in job.plans]))
+                    outcome = tuner.finish(study, job)
+                    outcomes.append(outcome)
+                    tuner.report(_trial_event(tuner, outcomes, outcome))
+                    continue
+                ref = remote.remote(job.plans, tuner.spec.name, tuner.storage_url, tuner.spec.name,
+                                    job.trial._trial_id, tuner.metric, tuner.spec.pruner, tuner.device)  # fmt: skip
+                in_flight[ref] = job
+            if not in_flight:
+                return
+            done, _ = ray.wait(list(in_flight), num_returns=1, timeout=1.0)
+            for ref in done:
+                _land(ray, ref, in_flight.pop(ref), tuner, study, outcomes)
+    except BaseException:
+        for ref, job in in_flight.items():
+            ray.cancel(ref, force=True)
+            study.tell(job.trial, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+            study.enqueue_trial(job.trial.params, user_attrs={"retry_of": job.trial.number})
+            for plan in job.plans:
+                if store.run(plan.id).status is RunStatus.RUNNING:
+                    store.end_run(plan.id, RunStatus.QUEUED, error="interrupted", owner=tuner.owner)
+        raise
+
+
+def _claim(store: Store, job: Any, tuner: Any) -> bool:
+    for plan in job.plans:
+        claim = RunRecord(id=plan.id, sweep=tuner.spec.name, status=RunStatus.QUEUED, config=plan.config,
+                          seed=plan.seed)  # fmt: skip
+        if not store.begin_run(claim, owner=tuner.owner):
+            return False
+    return True
+
+
+def _land(ray: Any, ref: Any, job: Any, tuner: Any, study: Any, outcomes: list[Any]) -> None:
+    from lrlab.tune.engine import _trial_event
+
+    store: Store = tuner.store
+    try:
+        for payload in ray.get(ref):
+            _import_result(store, payload, tuner.owner)
+    except Exception as exc:  # the task itself died (worker lost, out of memory...)
+        error = f"ray: {type(exc).__name__}: {exc}".splitlines()[0]
+        for plan in job.plans:
+            if store.run(plan.id).status is RunStatus.RUNNING:
+                store.end_run(plan.id, RunStatus.FAILED, error=error, owner=tuner.owner)
+    for plan in job.plans:  # seeds after a run that did not finish were never trained
+        if store.run(plan.id).status is RunStatus.RUNNING:
+            store.end_run(plan.id, RunStatus.QUEUED, error="not trained: an earlier seed did not finish",
+                          owner=tuner.owner)  # fmt: skip
+    outcome = tuner.finish(study, job)
+    outcomes.append(outcome)
+    tuner.report(_trial_event(tuner, outcomes, outcome))
+
+
+def _wait_for(ray: Any, in_flight: dict[Any, Any], ids: set[str], tuner: Any, study: Any, outcomes: list[Any]) -> None:
+    for ref, job in list(in_flight.items()):
+        if ids & {p.id for p in job.plans}:
+            ray.wait([ref], num_returns=1)
+            _land(ray, ref, in_flight.pop(ref), tuner, study, outcomes)

@@ -1,0 +1,191 @@
+"""A tune's report: ``tune.html`` (the recommendation with code to paste, the pruning
+audit, the trials, Optuna's optimisation history, parameter importances, parallel
+coordinates and intermediate values, and the best schedule drawn; plotly, offline),
+``figures/tune_*.png`` (matplotlib), ``recommendation.md``, and ``runs.html``, lrlab's
+usual report of every trial's run.
+"""
+
+from __future__ import annotations
+
+import html
+import warnings
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from lrlab.formatting import num, pct
+from lrlab.store.sqlite import Store
+
+__all__ = ["TuneFiles", "markdown", "verdict_lines", "write_outputs"]
+
+
+@dataclass(frozen=True)
+class TuneFiles:
+    page: Path
+    runs: Path
+    figures: list[Path]
+    recommendation: Path
+
+
+def metric_name(metric: str) -> str:
+    return {"val_error": "validation error", "val_loss": "validation loss"}.get(metric, metric)
+
+
+def verdict_lines(result: Any) -> list[str]:
+    """The recommendation in words: what to use, its score, the runner-up, the pruning audit."""
+    from lrlab.study.summary import peak
+
+    rec = result.recommendation
+    best = rec.best
+    what = metric_name(result.metric)
+    trial = result.best
+    lines = [
+        f"Recommended: {best.optimizer} with {best.schedule} (trial {trial.number}, peak lr "
+        f"{num(peak(best.schedule, result.total_steps))})",
+        f"final {what} {num(best.score)}" + (f" (accuracy {pct(best.accuracy)})" if best.accuracy is not None else "")
+        + f", mean of {best.seeds} seed(s)",
+    ]  # fmt: skip
+    if rec.runner_up is not None:
+        up = rec.runner_up
+        margin = rec.margin_over_runner_up
+        lines.append(f"runner-up ({up.optimizer}, {up.schedule_name}) {num(up.score)}: margin {num(margin)}"
+                     + (" (one seed each: run more seeds before calling it)" if best.seeds < 2 else ""))  # fmt: skip
+    lines.append(f"pruning: {result.bias.sentence()}")
+    lines.append(f"compute: {result.compute_steps} optimizer steps ({len(result.trials)} trials, range tests "
+                 "and audits included)")  # fmt: skip
+    return lines
+
+
+def code(result: Any) -> tuple[str, str]:
+    from lrlab.study.codegen import keras_snippet, torch_snippet
+
+    best = result.recommendation.best
+    return torch_snippet(best.optimizer, str(best.schedule)), keras_snippet(best.optimizer, str(best.schedule))
+
+
+def markdown(result: Any) -> str:
+    torch_code, keras_code = code(result)
+    lines = [f"# Tune {result.name}: recommendation", ""]
+    lines += [f"- {line}" for line in verdict_lines(result)]
+    lines += ["", "## PyTorch", "", "```python", torch_code.rstrip(), "```", "", "## Keras", "", "```python",
+              keras_code.rstrip(), "```", ""]  # fmt: skip
+    return "\n".join(lines)
+
+
+def _figures(study: Any) -> list[tuple[str, str, Any]]:
+    """Optuna's own figures (plotly), those the study has enough trials for."""
+    import optuna.visualization as vis
+
+    out = []
+    makers = [
+        ("history", "Optimisation history: every trial's score and the best so far", vis.plot_optimization_history),
+        ("importances", "Parameter importances (Optuna's fANOVA over the completed trials)",
+         vis.plot_param_importances),
+        ("parallel", "Parallel coordinates: each line a completed trial, coloured by its score",
+         vis.plot_parallel_coordinate),
+        ("intermediate", "Validation metric per epoch of every trial (the pruner's view)",
+         vis.plot_intermediate_values),
+    ]  # fmt: skip
+    for key, caption, make in makers:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                out.append((key, caption, make(study)))
+        except (ValueError, RuntimeError, ZeroDivisionError):  # too few trials for that figure
+            continue
+    return out
+
+
+def _pngs(study: Any, out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import optuna.visualization.matplotlib as vis
+
+    paths = []
+    for key, make in (("history", vis.plot_optimization_history), ("importances", vis.plot_param_importances),
+                      ("parallel", vis.plot_parallel_coordinate)):  # fmt: skip
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ax = make(study)
+        except (ValueError, RuntimeError, ZeroDivisionError):
+            continue
+        figure = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
+        figure.set_size_inches(9, 4.8)
+        figure.tight_layout()
+        path = out / f"tune_{key}.png"
+        figure.savefig(path, dpi=110)
+        plt.close(figure)
+        paths.append(path)
+    return paths
+
+
+def _trial_table(result: Any) -> str:
+    rows = []
+    for t in sorted(result.trials, key=lambda t: t.number):
+        audit = "" if t.audit_value is None else num(t.audit_value)
+        rows.append(
+            f"<tr><td>{t.number}</td><td class='status-{'done' if t.state == 'complete' else 'failed'}'>{t.state}"
+            f"{'' if t.pruned_epoch is None else f' (epoch {t.pruned_epoch})'}</td><td class='num'>{num(t.value)}</td>"
+            f"<td class='num'>{audit}</td><td>{html.escape(t.optimizer)}</td><td><code>{html.escape(t.schedule)}"
+            f"</code></td><td class='num'>{t.steps}</td></tr>"
+        )
+    head = ("<tr><th>trial</th><th>state</th><th>score</th><th>at full length (audit)</th><th>optimizer</th>"
+            "<th>schedule</th><th>steps</th></tr>")  # fmt: skip
+    return f"<table>{head}{''.join(rows)}</table>"
+
+
+def page(result: Any, study: Any) -> str:
+    import plotly.io as pio
+
+    from lrlab.report.html import _CSS, plotly_figure
+    from lrlab.report.schedule_figures import schedule_figure
+
+    best = result.recommendation.best
+    torch_code, keras_code = code(result)
+    parts = []
+    first = True
+    drawn = schedule_figure([best.schedule], result.total_steps, title="The recommended schedule")
+    figures = [("schedule", "The recommended schedule, LR at every optimizer step", plotly_figure(drawn))]
+    figures += _figures(study)
+    for key, caption, figure in figures:
+        div = pio.to_html(figure, full_html=False, include_plotlyjs=first, div_id=f"fig-{key}", validate=False)
+        first = False
+        parts.append(f"<h2>{html.escape(caption)}</h2>\n{div}")
+    verdict = "".join(f"<li>{html.escape(line)}</li>" for line in verdict_lines(result))
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>lrlab tune {html.escape(result.name)}</title><style>{_CSS}</style></head><body>\n"
+        f"<h1>Tune {html.escape(result.name)}</h1>\n"
+        f"<p class='sub'>{html.escape(result.spec.task)}, {len(result.trials)} trials of {result.total_steps} steps "
+        f"at most, {html.escape(result.spec.sampler)} sampler, {html.escape(result.spec.pruner)} pruner, "
+        f"scored on {html.escape(metric_name(result.metric))} (lower is better unless stated); every trial's "
+        "run: <a href='runs.html'>runs.html</a></p>\n"
+        f"<div class='answer'><ul>{verdict}</ul></div>\n"
+        f"<h2>Code to paste</h2><pre>{html.escape(torch_code)}</pre><pre>{html.escape(keras_code)}</pre>\n"
+        f"<h2>Trials</h2>{_trial_table(result)}\n" + "\n".join(parts) + "\n</body></html>\n"
+    )
+
+
+def write_outputs(result: Any, study: Any, store: Store, out: Path) -> Any:
+    """Write the tune's page, figures, ``recommendation.md`` and ``runs.html`` into ``out``."""
+    from lrlab.report import load_report_data, write_report
+    from lrlab.report.schedule_figures import write_schedule_figure
+
+    out.mkdir(parents=True, exist_ok=True)
+    figures_dir = out / "figures"
+    figures_dir.mkdir(exist_ok=True)
+    page_path = out / "tune.html"
+    page_path.write_text(page(result, study), encoding="utf-8")
+    images = _pngs(study, figures_dir)
+    best = result.recommendation.best
+    images.append(write_schedule_figure([best.schedule], result.total_steps, figures_dir / "tune_schedule.png",
+                                        title="The recommended schedule"))  # fmt: skip
+    full = [r.id for r in result.runs]
+    data = load_report_data(store, run_ids=full)
+    write_report(data, out / "runs.html")
+    recommendation = out / "recommendation.md"
+    recommendation.write_text(markdown(result), encoding="utf-8")
+    return replace(result, files=TuneFiles(page_path, out / "runs.html", images, recommendation))

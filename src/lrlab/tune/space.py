@@ -1,0 +1,382 @@
+"""Search spaces over schedules: TOML tables (or dicts) validated into a :class:`Space`.
+
+A space names the schedule families to try, each with ranges for its own parameters, and
+the optimizers::
+
+    [space]
+    optimizer = ["sgd(momentum=0.9)", "adam"]     # a list is a categorical choice
+    warmup = { run = [0.0, 0.1] }                  # optional: warmup steps, a fraction of the run
+
+    [space.cyclic]                                 # a family: cyclic knobs only when it is drawn
+    max_lr = { from_finder = [0.3, 3] }            # x the range test's LR of the drawn optimizer
+    base_lr = { ratio = [0.02, 0.5] }              # a fraction of the family's peak LR
+    step_size = { epochs = [0.5, 3] }              # half a cycle, in epochs
+    shape = ["triangle", "sine"]
+    cycle_decay = { uniform = [0.3, 1.0] }         # decays lie in (0, 1]
+
+    [space.one_cycle]
+    max_lr = { log = [0.01, 1.0] }                 # log-uniform
+    pct_start = { uniform = [0.1, 0.5] }
+
+A value is a number or string (fixed), a list (categorical), or a table with one of
+``log``, ``uniform``, ``int``, ``from_finder``, ``ratio`` (learning rates other than the
+peak), ``epochs``, ``run`` (a fraction in (0, 1]) or ``steps`` (step counts). Parameters
+a family needs and the space leaves out take the run's numbers where they have one
+(``total_steps``) and the family's defaults otherwise. :func:`Space.sample` draws one
+configuration through an Optuna trial (define-by-run, so conditional knobs are only drawn
+for the family that has them).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from lrlab.schedules import Schedule, warmup
+from lrlab.schedules._base import REGISTRY
+
+__all__ = ["FORMS", "Choice", "Context", "Param", "Space", "SpaceError", "parse_space"]
+
+FORMS = ("log", "uniform", "int", "from_finder", "ratio", "epochs", "run", "steps")
+# Learning-rate parameters, the peak one of each family first.
+_LR_PARAMS = ("lr", "max_lr", "base_lr", "final_lr", "start_lr", "end_lr")
+_PEAK = {"cyclic": "max_lr", "one_cycle": "max_lr", "linear": "start_lr"}
+# Parameters counted in optimizer steps.
+_STEP_PARAMS = ("step_size", "step_size_down", "period", "total_steps", "decay_steps", "warmup_steps")
+# Multiplicative decays: (0, 1].
+_DECAYS = {("cyclic", "cycle_decay"), ("cyclic", "gamma"), ("cosine_restarts", "decay"),
+           ("step_decay", "gamma"), ("exponential", "decay_rate")}  # fmt: skip
+# Filled from the run when the space does not give them.
+_AUTO = ("total_steps",)
+# Families a space cannot search (combinators are built by the space itself).
+_NOT_SEARCHABLE = ("warmup", "sequence", "multistep")
+_RESERVED = ("optimizer", "warmup")
+
+
+class SpaceError(ValueError):
+    """A space that cannot be searched; the message names the key and what is allowed."""
+
+
+class Trial(Protocol):  # the part of optuna.Trial a space uses
+    def suggest_float(self, name: str, low: float, high: float, *, log: bool = False) -> float: ...
+    def suggest_int(self, name: str, low: int, high: int) -> int: ...
+    def suggest_categorical(self, name: str, choices: Any) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Context:
+    """The run's numbers a space needs to turn a draw into a schedule.
+
+    ``finder_lrs`` maps an optimizer spec to its range test's LR (for ``from_finder``).
+    """
+
+    steps_per_epoch: int
+    total_steps: int
+    finder_lrs: Mapping[str, float] = dataclasses.field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter of the space: fixed (``form="fixed"``), categorical, or a range."""
+
+    name: str
+    form: str  # fixed | choice | log | uniform | int | from_finder | ratio | epochs | run | steps
+    values: tuple[Any, ...]
+
+    @property
+    def searched(self) -> bool:
+        return self.form != "fixed" and not (self.form == "choice" and len(self.values) == 1)
+
+    def draw(self, trial: Trial, key: str) -> Any:
+        """The raw draw (a multiplier for ``from_finder``/``ratio``, epochs for ``epochs``)."""
+        if not self.searched:
+            return self.values[0]
+        if self.form == "choice":
+            return trial.suggest_categorical(key, list(self.values))
+        low, high = self.values
+        if self.form in ("int", "steps"):
+            return trial.suggest_int(key, int(low), int(high))
+        if low == high:
+            return low
+        log = self.form in ("log", "from_finder", "ratio")
+        return trial.suggest_float(key, float(low), float(high), log=log)
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One drawn configuration: the optimizer, the schedule object, the peak LR and the raw
+    draws (``params``, as Optuna names them)."""
+
+    optimizer: str
+    schedule: Schedule
+    lr: float
+    family: str
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    params: dict[str, Param]
+    warmup: Param | None
+
+    @property
+    def peak(self) -> str:
+        return _PEAK.get(self.name, "lr")
+
+
+@dataclass(frozen=True)
+class Space:
+    """A validated search space (see the module docstring for the format)."""
+
+    optimizers: tuple[str, ...]
+    families: dict[str, Family]
+    warmup: Param | None = None
+
+    @property
+    def needs_finder(self) -> bool:
+        return any(p.form == "from_finder" for f in self.families.values() for p in f.params.values())
+
+    @property
+    def searched(self) -> list[str]:
+        """The names of every searched parameter (Optuna's names)."""
+        names = ["optimizer"] if len(self.optimizers) > 1 else []
+        names += ["family"] if len(self.families) > 1 else []
+        for family in self.families.values():
+            names += [f"{family.name}.{k}" for k, p in family.params.items() if p.searched]
+            warm = family.warmup or self.warmup
+            if warm is not None and warm.searched:
+                names.append(f"{family.name}.warmup")
+        return names
+
+    def sample(self, trial: Trial, context: Context) -> Choice:
+        """Draw one configuration through ``trial`` (an ``optuna.Trial``)."""
+        optimizer = (
+            trial.suggest_categorical("optimizer", list(self.optimizers))
+            if len(self.optimizers) > 1
+            else self.optimizers[0]
+        )
+        names = list(self.families)
+        family = self.families[trial.suggest_categorical("family", names) if len(names) > 1 else names[0]]
+        raw = {
+            f"{family.name}.{k}": p.draw(trial, f"{family.name}.{k}") for k, p in family.params.items()
+        }
+        warm = family.warmup or self.warmup
+        warm_value = warm.draw(trial, f"{family.name}.warmup") if warm is not None else None
+        schedule, lr = build(family, optimizer, raw, warm, warm_value, context)
+        params = {"optimizer": optimizer, "family": family.name, **raw}
+        if warm_value is not None:
+            params[f"{family.name}.warmup"] = warm_value
+        return Choice(optimizer, schedule, lr, family.name, params)
+
+
+def build(
+    family: Family,
+    optimizer: str,
+    raw: Mapping[str, Any],
+    warm: Param | None,
+    warm_value: Any,
+    context: Context,
+) -> tuple[Schedule, float]:
+    """The schedule of one draw, and its peak LR. Raises ``ValueError`` naming a parameter."""
+    warm_steps = 0
+    if warm is not None:
+        warm_steps = _steps(warm, warm_value, context, minimum=0)
+        if warm_steps >= context.total_steps:
+            raise ValueError(f"warmup of {warm_steps} steps leaves none of the run's {context.total_steps}")
+    inner_steps = context.total_steps - warm_steps
+    values: dict[str, Any] = {}
+    order = sorted(family.params, key=lambda k: k != family.peak)  # the peak first: ratios need it
+    for key in order:
+        param = family.params[key]
+        value = raw[f"{family.name}.{key}"]
+        if param.form == "from_finder":
+            if optimizer not in context.finder_lrs:
+                raise ValueError(f"{family.name}.{key} needs the range test of {optimizer!r}")
+            value = float(value) * float(context.finder_lrs[optimizer])
+        elif param.form == "ratio":
+            value = float(value) * values[family.peak]
+        elif param.form in ("epochs", "run", "steps") or (key in _STEP_PARAMS and param.form == "int"):
+            value = _steps(param, value, context, minimum=1, run_steps=inner_steps)
+        values[key] = _round(value) if isinstance(value, float) else value
+    fields = {f.name for f in dataclasses.fields(REGISTRY[family.name])}  # type: ignore[arg-type]
+    for key in _AUTO:
+        if key in fields and key not in values:
+            values[key] = inner_steps
+    schedule: Schedule = REGISTRY[family.name](**values)
+    lr = float(values.get(family.peak, schedule(0)))
+    if warm_steps > 0:
+        schedule = warmup(schedule, steps=warm_steps)
+    return schedule, lr
+
+
+def _round(value: float) -> float:
+    # Six significant digits: the spec strings stay readable and the run ids stable.
+    return float(f"{value:.6g}")
+
+
+def _steps(param: Param, value: Any, context: Context, *, minimum: int, run_steps: int | None = None) -> int:
+    total = context.total_steps if run_steps is None else run_steps
+    if param.form == "epochs":
+        count = round(float(value) * context.steps_per_epoch)
+    elif param.form == "run":
+        count = round(float(value) * total)
+    else:
+        count = int(value)
+    return max(minimum, count)
+
+
+# ---------------------------------------------------------------- parsing
+
+
+def parse_space(data: Mapping[str, Any], where: str = "space") -> Space:
+    """Validate a ``[space]`` table (see the module docstring); raises :class:`SpaceError`."""
+    if not isinstance(data, Mapping):
+        raise SpaceError(f"{where} must be a table of schedule families, got {data!r}")
+    optimizers = data.get("optimizer", "sgd")
+    optimizers = [optimizers] if isinstance(optimizers, str) else optimizers
+    if not isinstance(optimizers, list) or not optimizers or not all(isinstance(o, str) for o in optimizers):
+        raise SpaceError(f"{where}.optimizer must be an optimizer spec or a non-empty list of them")
+    for spec in optimizers:
+        try:
+            from lrlab.sweeps.spec import check_optimizer
+
+            check_optimizer(spec)
+        except ValueError as exc:
+            raise SpaceError(f"{where}.optimizer = {spec!r}: {exc}") from None
+    top_warmup = _warmup_param(data.get("warmup"), f"{where}.warmup") if "warmup" in data else None
+    families: dict[str, Family] = {}
+    for name, table in data.items():
+        if name in _RESERVED:
+            continue
+        families[name] = _family(name, table, f"{where}.{name}")
+    if not families:
+        searchable = ", ".join(n for n in REGISTRY if n not in _NOT_SEARCHABLE)
+        raise SpaceError(f"{where} names no schedule family: add a table such as [{where}.cosine] (families: {searchable})")
+    space = Space(tuple(dict.fromkeys(optimizers)), families, top_warmup)
+    _probe(space, where)
+    return space
+
+
+def _family(name: str, table: Any, where: str) -> Family:
+    searchable = [n for n in REGISTRY if n not in _NOT_SEARCHABLE]
+    if name not in searchable:
+        raise SpaceError(f"{where}: unknown schedule family {name!r} (families: {', '.join(searchable)})")
+    if not isinstance(table, Mapping):
+        raise SpaceError(f"{where} must be a table of the family's parameters, got {table!r}")
+    fields = [f for f in dataclasses.fields(REGISTRY[name])]  # type: ignore[arg-type]
+    known = {f.name for f in fields}
+    params: dict[str, Param] = {}
+    warm = None
+    for key, value in table.items():
+        if key == "warmup":
+            warm = _warmup_param(value, f"{where}.warmup")
+            continue
+        if key not in known:
+            raise SpaceError(f"{where}.{key}: {name} has no parameter {key!r} (it has: {', '.join(sorted(known))}, warmup)")
+        params[key] = _param(name, key, value, f"{where}.{key}")
+    required = [f.name for f in fields if f.default is dataclasses.MISSING and f.name not in _AUTO]
+    missing = [k for k in required if k not in params]
+    if missing:
+        raise SpaceError(f"{where}: missing {', '.join(missing)} ({name} needs {', '.join(required)}; give a value or a range)")
+    peak = _PEAK.get(name, "lr")
+    for key, param in params.items():
+        if param.form == "ratio" and (key == peak or peak not in params):
+            raise SpaceError(f"{where}.{key}: a ratio is a fraction of {name}'s peak LR {peak!r}, which cannot be a ratio itself")
+    _check_lr_order(name, params, where)
+    return Family(name, params, warm)
+
+
+def _warmup_param(value: Any, where: str) -> Param:
+    param = _param("warmup", "steps", value, where)
+    if param.form == "ratio" or param.form == "from_finder" or param.form == "log":
+        raise SpaceError(f"{where}: warmup is a step count: a number, {{run = [a, b]}}, {{epochs = [a, b]}} or {{steps = [a, b]}}")
+    return param
+
+
+def _check_lr_order(name: str, params: Mapping[str, Param], where: str) -> None:
+    """``base_lr`` below ``max_lr`` whatever is drawn, when both are absolute."""
+    if name != "cyclic" or "base_lr" not in params or "max_lr" not in params:
+        return
+    base, peak = params["base_lr"], params["max_lr"]
+    absolute = ("fixed", "log", "uniform")
+    if base.form in absolute and peak.form in absolute and max(base.values) > min(peak.values):
+        raise SpaceError(
+            f"{where}: base_lr can be drawn above max_lr ({max(base.values):g} > {min(peak.values):g}); "
+            "keep the ranges apart or give base_lr = {ratio = [a, b]}, a fraction of max_lr"
+        )
+
+
+def _param(family: str, key: str, value: Any, where: str) -> Param:
+    if isinstance(value, list):
+        if not value or not all(isinstance(v, (str, int, float, bool)) for v in value):
+            raise SpaceError(f"{where}: a list is a categorical choice and needs one or more numbers or strings")
+        return Param(key, "choice", tuple(dict.fromkeys(value)))
+    if isinstance(value, (str, int, float, bool)):
+        return Param(key, "fixed", (value,))
+    if not isinstance(value, Mapping):
+        raise SpaceError(f"{where}: expected a value, a list of choices or a range table, got {value!r}")
+    forms = [f for f in value if f in FORMS]
+    unknown = [f for f in value if f not in FORMS]
+    if unknown or len(forms) != 1:
+        raise SpaceError(f"{where}: a range table has exactly one of {', '.join(FORMS)}, got {', '.join(map(str, value)) or 'none'}")
+    form = forms[0]
+    bounds = value[form]
+    if (
+        not isinstance(bounds, list)
+        or len(bounds) != 2
+        or any(isinstance(b, bool) or not isinstance(b, (int, float)) or not math.isfinite(b) for b in bounds)
+    ):
+        raise SpaceError(f"{where}: {form} = [low, high] needs two finite numbers, got {bounds!r}")
+    low, high = float(bounds[0]), float(bounds[1])
+    if low > high:
+        raise SpaceError(f"{where}: low {low:g} is above high {high:g} (expected {form} = [low, high] with low <= high)")
+    is_lr, is_steps = key in _LR_PARAMS, key in _STEP_PARAMS or (family, key) == ("warmup", "steps")
+    if form in ("from_finder", "ratio") and not is_lr:
+        raise SpaceError(f"{where}: {form} applies to learning rates ({', '.join(_LR_PARAMS)}), not {key!r}")
+    if form in ("epochs", "run", "steps") and not is_steps:
+        raise SpaceError(f"{where}: {form} applies to step counts ({', '.join(_STEP_PARAMS)}, warmup), not {key!r}")
+    if form in ("log", "from_finder", "ratio") and low <= 0:
+        raise SpaceError(f"{where}: {form} needs low > 0, got {low:g}")
+    if form == "ratio" and high > 1:
+        raise SpaceError(f"{where}: a ratio of the peak LR lies in (0, 1], got high {high:g}")
+    if form == "run" and (low < 0 or high > 1):
+        raise SpaceError(f"{where}: a fraction of the run lies in [0, 1], got [{low:g}, {high:g}]")
+    if form in ("epochs", "steps", "int") and low < 0:
+        raise SpaceError(f"{where}: {form} needs low >= 0, got {low:g}")
+    if form in ("int", "steps") and not (low.is_integer() and high.is_integer()):
+        raise SpaceError(f"{where}: {form} = [low, high] needs whole numbers, got [{low:g}, {high:g}]")
+    if (family, key) in _DECAYS and not (low > 0 and high <= 1):
+        raise SpaceError(f"{where}: a decay lies in (0, 1], got [{low:g}, {high:g}]")
+    if form == "uniform" and is_lr and low <= 0:
+        raise SpaceError(f"{where}: learning rates must be > 0, got low {low:g}")
+    return Param(key, form, (low, high))
+
+
+def _probe(space: Space, where: str) -> None:
+    """Build every family at the corners of its ranges and at every categorical value, with
+    stand-in run numbers: a value the family refuses fails now, with the family's message."""
+    context = Context(steps_per_epoch=50, total_steps=1000, finder_lrs={o: 0.1 for o in space.optimizers})
+    for family in space.families.values():
+        choices = {k: p for k, p in family.params.items() if p.form == "choice"}
+        for corner in (0, 1):
+            raw: dict[str, Any] = {}
+            for key, param in family.params.items():
+                if param.form in ("fixed", "choice"):
+                    raw[f"{family.name}.{key}"] = param.values[0]
+                else:
+                    low, high = param.values
+                    raw[f"{family.name}.{key}"] = low if corner == 0 else high
+            variants = [raw] + [
+                {**raw, f"{family.name}.{k}": v} for k, p in choices.items() for v in p.values[1:]
+            ]
+            warm = family.warmup or space.warmup
+            warm_value = None if warm is None else (warm.values[0] if warm.form in ("fixed", "choice") else 0)
+            for values in variants:
+                try:
+                    build(family, space.optimizers[0], values, warm, warm_value, context)
+                except (ValueError, TypeError) as exc:
+                    raise SpaceError(f"{where}.{family.name}: {exc}") from None

@@ -1,0 +1,177 @@
+"""Tune files: TOML -> a validated :class:`TuneSpec` (pydantic), in the sweep-file style.
+
+Example tune file::
+
+    name = "tune-digits"
+    task = "digits-mlp"
+    epochs = 6
+    trials = 24                    # the budget: trials finished (completed or pruned) ...
+    max_steps = 60000              # ... and/or optimizer steps spent, whichever comes first
+    pruner = "hyperband"           # hyperband, halving or none
+    audit_pruned = 2               # pruned trials re-trained to full length (short-horizon bias)
+
+    [space]
+    optimizer = ["sgd(momentum=0.9)", "adam"]
+    [space.cosine]
+    lr = { log = [1e-3, 1.0] }
+
+The ``[space]`` table is :mod:`lrlab.tune.space`'s.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+
+from lrlab.store.records import DEFAULT_DIVERGENCE_FACTOR
+from lrlab.sweeps.spec import MAX_BATCH_SIZE, MAX_EPOCHS, _format_errors
+from lrlab.tune.space import Space, SpaceError, parse_space
+
+__all__ = ["METHODS", "PRUNERS", "SAMPLERS", "TuneSpec", "TuneSpecError", "load_tune"]
+
+SAMPLERS = ("tpe", "random")
+PRUNERS = ("hyperband", "halving", "none")
+METHODS = ("optuna", "pbt")
+MAX_TRIALS = 10_000
+
+
+class TuneSpecError(ValueError):
+    """A tune file that cannot be used; the message names the key, the value and what is allowed."""
+
+
+class Pbt(BaseModel):
+    """Population-based training: ``population`` members trained together, every
+    ``interval`` epochs the worst ``quantile`` copy the best and perturb their LR."""
+
+    model_config = ConfigDict(extra="forbid")
+    population: int = Field(default=8, ge=2, le=256)
+    interval: float = Field(default=1.0, gt=0)  # epochs between exploit/explore steps
+    quantile: float = Field(default=0.25, gt=0, le=0.5)
+    perturb: tuple[float, float] = (0.8, 1.25)
+    lr: Any = None  # the initial LRs: {log = [a, b]} or {from_finder = [a, b]}
+
+    @field_validator("perturb")
+    @classmethod
+    def _perturb(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if not all(v > 0 for v in value):
+            raise ValueError(f"perturbation factors must be > 0, got {list(value)}")
+        return value
+
+
+class TuneSpec(BaseModel):
+    """A tune file, validated. See the module docstring for the format."""
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
+    task: str
+    task_options: dict[str, Any] = Field(default_factory=dict)
+    method: str = "optuna"
+    epochs: int | None = Field(default=None, ge=1, le=MAX_EPOCHS)
+    batch_size: int | None = Field(default=None, ge=1, le=MAX_BATCH_SIZE)
+    seeds: list[int] = Field(default_factory=lambda: [0])
+    trials: int = Field(default=20, ge=1, le=MAX_TRIALS)
+    max_steps: int | None = Field(default=None, ge=1)
+    sampler: str = "tpe"
+    sampler_seed: int = Field(default=0, ge=0)
+    pruner: str = "hyperband"
+    audit_pruned: int = Field(default=0, ge=0, le=MAX_TRIALS)
+    storage: str | None = None
+    divergence_factor: float | None = Field(default=DEFAULT_DIVERGENCE_FACTOR, gt=0)
+    finder_iters: int = Field(default=100, ge=10, le=100_000)
+    pbt: Pbt | None = None
+    space: Space | None = None
+    _raw: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    @property
+    def raw(self) -> dict[str, Any]:
+        """The file's tables as read (what the store keeps for people)."""
+        return self._raw
+
+    @field_validator("task")
+    @classmethod
+    def _task(cls, value: str) -> str:
+        from lrlab.training.tasks import BUILTIN_TASKS
+
+        if value not in BUILTIN_TASKS and ":" not in value:
+            raise ValueError(
+                f"unknown task (built-in: {', '.join(BUILTIN_TASKS)}; "
+                "or 'package.module:function' or 'path/to/file.py:function')"
+            )
+        return value
+
+    @field_validator("method")
+    @classmethod
+    def _method(cls, value: str) -> str:
+        if value not in METHODS:
+            raise ValueError(f"expected one of {', '.join(METHODS)}")
+        return value
+
+    @field_validator("sampler")
+    @classmethod
+    def _sampler(cls, value: str) -> str:
+        if value not in SAMPLERS:
+            raise ValueError(f"expected one of {', '.join(SAMPLERS)}")
+        return value
+
+    @field_validator("pruner")
+    @classmethod
+    def _pruner(cls, value: str) -> str:
+        if value not in PRUNERS:
+            raise ValueError(f"expected one of {', '.join(PRUNERS)}")
+        return value
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, value: list[int]) -> list[int]:
+        if not value or len(set(value)) != len(value) or any(not 0 <= s < 2**63 for s in value):
+            raise ValueError("expected distinct seeds, whole numbers from 0 to 2**63 - 1")
+        return value
+
+    @field_validator("space", mode="before")
+    @classmethod
+    def _space(cls, value: Any) -> Any:
+        if value is None or isinstance(value, Space):
+            return value
+        try:
+            return parse_space(value)
+        except SpaceError as exc:
+            raise ValueError(str(exc)) from None
+
+
+def load_tune(source: str | Path | dict[str, Any]) -> TuneSpec:
+    """Read and validate a tune file (TOML) or a dict; raises :class:`TuneSpecError`."""
+    if isinstance(source, dict):
+        data, where = source, "tune"
+    else:
+        path = Path(source)
+        where = str(path)
+        if not path.is_file():
+            raise TuneSpecError(f"no tune file {where!r}")
+        try:
+            import tomllib
+        except ImportError:  # pragma: no cover - Python 3.10
+            import tomli as tomllib  # type: ignore[no-redef]
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise TuneSpecError(f"{where}: not valid TOML: {exc}") from None
+    try:
+        spec = TuneSpec.model_validate(data)
+    except ValidationError as exc:
+        raise TuneSpecError(_format_space_errors(exc, where)) from None
+    spec._raw = dict(data)
+    if spec.method == "optuna" and spec.space is None:
+        raise TuneSpecError(f"{where}: missing the [space] table (the schedule families and ranges to search)")
+    if spec.method == "pbt" and spec.pbt is None:
+        raise TuneSpecError(f"{where}: method = \"pbt\" needs a [pbt] table (population, interval, lr)")
+    return spec
+
+
+def _format_space_errors(error: ValidationError, where: str) -> str:
+    # A space error already names its key path (space.cosine.lr: ...); say it once.
+    for item in error.errors():
+        if item["loc"] and item["loc"][0] == "space":
+            return f"{where}: {item['msg'].removeprefix('Value error, ')}"
+    return _format_errors(error, where)
