@@ -46,11 +46,20 @@ class Pbt(BaseModel):
     ``interval`` epochs the worst ``quantile`` copy the best and perturb their LR."""
 
     model_config = ConfigDict(extra="forbid")
+    optimizer: str = "sgd(momentum=0.9)"
     population: int = Field(default=8, ge=2, le=256)
     interval: float = Field(default=1.0, gt=0)  # epochs between exploit/explore steps
     quantile: float = Field(default=0.25, gt=0, le=0.5)
     perturb: tuple[float, float] = (0.8, 1.25)
     lr: Any = None  # the initial LRs: {log = [a, b]} or {from_finder = [a, b]}
+
+    @field_validator("optimizer")
+    @classmethod
+    def _optimizer(cls, value: str) -> str:
+        from lrlab.sweeps.spec import check_optimizer
+
+        check_optimizer(value)
+        return value
 
     @field_validator("perturb")
     @classmethod

@@ -1,0 +1,204 @@
+"""``lrlab tune``: search a schedule space with Optuna (or train a PBT population)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.markup import escape
+from rich.panel import Panel
+from rich.syntax import Syntax
+from rich.table import Table
+
+from lrlab.cli._common import bad_input, console, db_option, err_console, open_store, safe
+from lrlab.cli.app import app
+from lrlab.formatting import num
+
+EXAMPLES = """
+
+Examples:
+
+  lrlab tune examples/tune-digits.toml
+
+  lrlab tune examples/tune-digits.toml --resume
+
+  lrlab tune examples/tune-chars.toml --backend ray --jobs 2 --out chars-tune
+
+  lrlab tune examples/tune-digits.toml --storage postgresql://user@host/optuna --backend ray --address auto
+
+  lrlab tune examples/tune-pbt.toml
+
+After Ctrl-C or a killed process, the same command with --resume continues: finished trials
+are kept, the trial in flight is trained again, none twice.
+"""
+
+
+class _Display:
+    """A rich progress bar over the trial budget (done, pruned, best so far, ETA) on a
+    terminal; plain lines otherwise; nothing with --quiet."""
+
+    def __init__(self, live: bool, quiet: bool) -> None:
+        self.live, self.quiet = live and not quiet, quiet
+        self.started = time.monotonic()
+        self._progress: Any = None
+        self._task: Any = None
+
+    def __enter__(self) -> _Display:
+        if self.live:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._progress = Progress(
+                TextColumn("[bold]trials"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
+                TextColumn("ETA"), TimeRemainingColumn(), console=err_console,
+            )  # fmt: skip
+            self._progress.start()
+            self._task = self._progress.add_task("starting", total=None)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def _say(self, text: str, done: int | None = None, total: int | None = None) -> None:
+        if self._progress is not None:
+            self._progress.update(self._task, description=text, completed=done, total=total)
+        elif not self.quiet:
+            err_console.print(f"[{time.monotonic() - self.started:5.0f}s] {text}", highlight=False, markup=False)
+
+    def __call__(self, event: Any) -> None:
+        from lrlab.tune.engine import TuneEvent
+        from lrlab.tune.pbt import PbtEvent
+
+        if isinstance(event, TuneEvent):
+            state = f"{event.done}/{event.total} done, {event.pruned} pruned, best {num(event.best)}"
+            if event.event == "finder":
+                self._say(f"range test {safe(event.detail)}")
+            elif event.event in ("start", "trial"):
+                last = "" if event.event == "start" else f" (trial {event.number} {event.state} {num(event.value)})"
+                if self._progress is not None:
+                    self._say(f"{event.pruned} pruned, best {num(event.best)}{last}", event.done, event.total)
+                else:
+                    self._say(state + last)
+            elif event.event == "audit":
+                self._say(f"audit: pruned trial {event.number} trained to full length")
+        elif isinstance(event, PbtEvent):
+            if event.event == "exploit":
+                self._say(f"PBT step {event.step}/{event.total_steps}: best {num(event.best)}, "
+                          f"{len(event.copies)} member(s) replaced", event.step, event.total_steps)  # fmt: skip
+            else:
+                self._say("PBT: replaying the winner's lineage as an lrlab run")
+
+
+@app.command(
+    help="Search a schedule space with Optuna: every trial an ordinary lrlab run in the store, weak "
+    "trials pruned from their per-epoch validation metric, the best schedule reported with code to paste; "
+    "or population-based training of the LR (method = \"pbt\"). See docs/tune.md for the file format."
+    + EXAMPLES
+)
+def tune(
+    file: Path = typer.Argument(..., help="The tune file (TOML)."),
+    db: Path = db_option(),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Folder for tune.html, runs.html, figures and "
+                                    "recommendation.md (default: lrlab-tune-NAME)."),  # fmt: skip
+    resume: bool = typer.Option(False, "--resume", help="Continue a tune that was stopped."),
+    storage: str | None = typer.Option(
+        None, "--storage", help="Optuna storage: sqlite:///FILE, postgresql://..., mysql://..., journal:FILE "
+        "(default: the file's, else optuna.db beside --db)."
+    ),
+    backend: str = typer.Option("local", "--backend", help="local or ray."),
+    jobs: int = typer.Option(1, "--jobs", "-j", help="Trials trained at once (with --backend ray)."),
+    address: str | None = typer.Option(None, "--address", help="Ray cluster address (with --backend ray)."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
+) -> None:
+    from lrlab.tune.spec import TuneSpecError, load_tune
+
+    if backend not in ("local", "ray"):
+        bad_input(f"--backend must be local or ray, got {backend!r}")
+    if jobs < 1:
+        bad_input(f"--jobs must be >= 1, got {jobs}")
+    if jobs > 1 and backend != "ray":
+        bad_input("--jobs above 1 needs --backend ray (a local tune trains one trial at a time)")
+    if address is not None and backend != "ray":
+        bad_input("--address needs --backend ray")
+    try:
+        spec = load_tune(file)
+    except TuneSpecError as exc:
+        bad_input(str(exc))
+    out = out or Path(f"lrlab-tune-{spec.name}")
+    if out.exists() and not out.is_dir():
+        bad_input(f"--out must be a folder, got the file {str(out)!r}")
+    try:
+        from lrlab.training.tasks import get_task
+
+        get_task(spec.task, **spec.task_options)
+        if storage is not None or spec.storage is not None:
+            from lrlab.tune.storage import open_storage
+
+            open_storage(storage or spec.storage or "")
+    except ValueError as exc:
+        bad_input(str(exc).splitlines()[0])
+    store = open_store(db)
+    with _Display(live=sys.stderr.isatty(), quiet=quiet) as display:
+        try:
+            if spec.method == "pbt":
+                from lrlab.tune.pbt import run_pbt
+
+                if backend != "local" or resume or storage:
+                    bad_input("method = \"pbt\" trains in one process: no --backend ray, --resume or --storage")
+                pbt = run_pbt(spec, store, device=device, progress=display)
+            else:
+                from lrlab.tune import tune as run_tune
+
+                result = run_tune(spec, store, resume=resume, backend=backend, jobs=jobs, address=address,
+                                  device=device, storage=storage, out=out, progress=display)  # fmt: skip
+        except ValueError as exc:
+            bad_input(str(exc).splitlines()[0])
+        except RuntimeError as exc:
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+            raise typer.Exit(code=1) from None
+    if spec.method == "pbt":
+        _print_pbt(pbt, db)
+        return
+    _print_result(result, db)
+
+
+def _print_result(result: Any, db: Path) -> None:
+    from lrlab.tune.report import code, verdict_lines
+
+    table = Table(title=f"Tune {escape(result.name)}: {len(result.trials)} trials, best first")
+    for column in ("trial", "state", "score", "optimizer", "schedule"):
+        table.add_column(column)
+    key = (lambda t: -t.value) if result.direction == "maximize" else (lambda t: t.value)
+    scored = sorted((t for t in result.trials if t.value is not None), key=key)
+    for t in scored[:10]:
+        table.add_row(str(t.number), t.state, num(t.value), escape(t.optimizer), escape(t.schedule))
+    console.print(table)
+    console.print(Panel("\n".join(escape(line) for line in verdict_lines(result)), title="Recommendation"))
+    torch_code, keras_code = code(result)
+    console.print(Panel(Syntax(torch_code, "python", word_wrap=True), title="PyTorch"))
+    console.print(Panel(Syntax(keras_code, "python", word_wrap=True), title="Keras"))
+    files = result.files
+    if files is not None:
+        console.print(f"wrote {escape(str(files.page))}, {escape(str(files.runs))}, {len(files.figures)} figures "
+                      f"and {escape(str(files.recommendation))}; runs in {escape(str(db))} (sweep "
+                      f"{escape(result.name)}), trials in {escape(result.storage)}", highlight=False)  # fmt: skip
+
+
+def _print_pbt(result: Any, db: Path) -> None:
+    from lrlab.study.codegen import torch_snippet
+
+    lines = [
+        f"winner: member {result.winner} of {len(result.scores)}, {result.metric} {num(result.winner_score)}",
+        f"its lineage as a schedule: {result.schedule}",
+        f"replayed as run {result.replay.id}: {result.metric} {num(result.replay_score)}; same LR at every step: "
+        f"{'yes' if result.replay_exact else 'NO'}",
+        f"compute: {result.compute_steps} optimizer steps",
+    ]
+    console.print(Panel("\n".join(escape(line) for line in lines), title="Population-based training"))
+    console.print(Panel(Syntax(torch_snippet(result.optimizer, str(result.schedule)), "python", word_wrap=True),
+                        title="PyTorch"))  # fmt: skip
+    console.print(f"runs in {escape(str(db))} (sweep {escape(result.name)})", highlight=False)
