@@ -101,8 +101,10 @@ class _Display:
 def tune(
     file: Path = typer.Argument(..., help="The tune file (TOML)."),
     db: Path = db_option(),
-    out: Path | None = typer.Option(None, "--out", "-o", help="Folder for tune.html, runs.html, figures and "
-                                    "recommendation.md (default: lrlab-tune-NAME)."),  # fmt: skip
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="Folder for tune.html, runs.html, figures and recommendation.md "
+        "(default: lrlab-tune-NAME)."
+    ),
     resume: bool = typer.Option(False, "--resume", help="Continue a tune that was stopped."),
     storage: str | None = typer.Option(
         None, "--storage", help="Optuna storage: sqlite:///FILE, postgresql://..., mysql://..., journal:FILE "
