@@ -1,0 +1,69 @@
+"""Resume after the tuning process is killed (SIGKILL) or interrupted (Ctrl-C): no finished
+trial is lost, none is trained twice, and the budget is met exactly."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+
+from lrlab.store import RunStatus, Store
+from lrlab.tune import tune
+
+from .conftest import tiny_spec
+
+pytestmark = pytest.mark.slow
+
+
+def _finished(storage: str) -> list[optuna.trial.FrozenTrial]:
+    try:
+        study = optuna.load_study(study_name="killed", storage=storage)
+    except KeyError:
+        return []
+    done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    return [t for t in study.trials if t.state in done]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "Ctrl-C"])
+def test_a_killed_tune_resumes_losing_and_duplicating_nothing(tmp_path, sig):
+    db, storage = tmp_path / "lrlab.db", f"sqlite:///{tmp_path / 'optuna.db'}"
+    spec = tiny_spec("killed", trials=8, pruner="none", epochs=6)
+    code = (
+        "import json, sys\nfrom lrlab.store import Store\nfrom lrlab.tune import tune\n"
+        f"tune(json.loads(sys.argv[1]), Store({str(db)!r}), storage={storage!r})\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", code, json.dumps(spec)], stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while len(_finished(storage)) < 3 and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    process.send_signal(sig)
+    process.wait(timeout=60)
+    assert process.returncode != 0, process.stderr.read().decode()[-2000:]
+    before = {t.number: (t.state, t.value, t.user_attrs["run_id"]) for t in _finished(storage)}
+    assert 3 <= len(before) < 8
+    store = Store(db)
+    stamps = {rid: store.run(rid).finished_at for _state, _value, rid in before.values()}
+
+    result = tune(spec, store, storage=storage, resume=True)
+
+    after = {t.number: t for t in result.trials}
+    assert sum(t.state in ("complete", "pruned", "diverged") for t in result.trials) == 8  # the budget, exactly
+    for number, (_state, value, run_id) in before.items():  # nothing finished was lost or re-trained
+        assert after[number].value == value
+        assert store.run(run_id).finished_at == stamps[run_id]
+    ids = {rid for t in result.trials for rid in t.run_ids}
+    runs = store.runs(sweep="killed")
+    assert {r.id for r in runs} == ids
+    assert all(r.status.is_finished for r in runs)
+    study = optuna.load_study(study_name="killed", storage=storage)
+    failed = [t for t in study.trials if t.state is optuna.trial.TrialState.FAIL]
+    assert len(failed) <= 1  # the trial in flight, queued again with the same draws
+    for trial in failed:
+        retry = next(t for t in study.trials if t.user_attrs.get("retry_of") == trial.number)
+        assert retry.params == trial.params and retry.user_attrs["run_id"] == trial.user_attrs["run_id"]
+        assert store.run(retry.user_attrs["run_id"]).status is RunStatus.DONE
