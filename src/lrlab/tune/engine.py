@@ -587,20 +587,25 @@ def tune(
         raise ValueError(f"out must be a folder, got the file {str(out_dir)!r}")
     url = storage or spec.storage or default_storage(store.path)
     tuner = _Tuner(spec, store, url, progress, device)
-    study = tuner.open_study(resume)
-    store.upsert_sweep(spec.name, {"tune": _plain_tables(spec.raw), "optuna_storage": url})
-    if backend == "ray":
+    if backend == "ray":  # a cluster that is not there fails before anything is stored
         from lrlab.tune.ray_backend import connect
 
         ray_session = connect(address, jobs)
-    tuner.range_tests()
-    tuner.recover(study)
-    outcomes = [tuner.outcome(t) for t in study.trials if t.state.is_finished()]
-    report = tuner.report
-    report(TuneEvent("start", done=_finished(outcomes), total=spec.trials,
-                     pruned=sum(t.state == "pruned" for t in outcomes), best=_best(outcomes, tuner.direction),
-                     steps=sum(t.steps for t in outcomes)))  # fmt: skip
     try:
+        study = tuner.open_study(resume)
+    except BaseException:
+        if backend == "ray":
+            ray_session.close()
+        raise
+    store.upsert_sweep(spec.name, {"tune": _plain_tables(spec.raw), "optuna_storage": url})
+    report = tuner.report
+    try:
+        tuner.range_tests()
+        tuner.recover(study)
+        outcomes = [tuner.outcome(t) for t in study.trials if t.state.is_finished()]
+        report(TuneEvent("start", done=_finished(outcomes), total=spec.trials,
+                         pruned=sum(t.state == "pruned" for t in outcomes), best=_best(outcomes, tuner.direction),
+                         steps=sum(t.steps for t in outcomes)))  # fmt: skip
         if backend == "ray":
             from lrlab.tune.ray_backend import run_ray
 
