@@ -106,6 +106,9 @@ CASES = [
     ["runs", "rm", "--db", "{db}"],
     ["runs", "rm", "--sweep", "nosuch", "--db", "{db}", "--yes"],
     ["runs", "nosuch"],
+    # lrlab tune (more in tests/cli/test_tune.py)
+    ["tune", "{root}/nosuch.toml", "--db", "{db}"],
+    ["tune", "{root}/good.toml", "--db", "{db}"],
     # lrlab surface
     ["surface", "nosuch"],
     ["surface", "ravine", "--steps", "0"],

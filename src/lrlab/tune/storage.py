@@ -65,7 +65,11 @@ def open_storage(url: str) -> Any:
             path = Path(file).expanduser()
             if path.is_dir():
                 raise ValueError(f"Optuna storage {url!r} is a folder, not a SQLite file")
-            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ValueError(f"cannot open the Optuna storage {url!r}: {exc.strerror or exc} "
+                                 f"(allowed: {ALLOWED})") from None
         engine["connect_args"] = {"timeout": 60}
     elif scheme in ("postgresql", "postgres", "mysql", "mariadb"):
         engine["connect_args"] = {"connect_timeout": CONNECT_SECONDS}
