@@ -122,7 +122,7 @@ class Bias:
             return "no trial was pruned"
         text = f"{self.pruned} of {self.pruned + self.completed} trials were pruned"
         if self.pruned_low_lr is not None and self.pruned_high_lr is not None:
-            text += (f" ({self.pruned_low_lr:.0%} of those below the median peak LR, "
+            text += (f" ({self.pruned_low_lr:.0%} of the trials below their optimizer's median peak LR, "
                      f"{self.pruned_high_lr:.0%} of those above)")  # fmt: skip
         if self.audited:
             text += (f"; {self.audited} pruned trial(s) re-trained to full length, {self.beat_best} of them beat "
