@@ -580,6 +580,8 @@ def tune(
         raise ValueError(f"jobs must be an integer >= 1, got {jobs!r}")
     if address is not None and backend != "ray":
         raise ValueError("an address needs the ray backend")
+    if jobs > 1 and backend != "ray":
+        raise ValueError("jobs above 1 needs the ray backend (a local tune trains one trial at a time)")
     if spec.method == "pbt":
         raise ValueError("method = \"pbt\" is trained by lrlab.tune.pbt.run_pbt (lrlab tune runs it for you)")
     out_dir = None if out is None else Path(out)

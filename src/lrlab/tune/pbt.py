@@ -31,7 +31,7 @@ from lrlab.store.records import RunConfig, RunRecord
 from lrlab.store.sqlite import Store
 from lrlab.tune.spec import TuneSpec, load_tune
 
-__all__ = ["PbtResult", "lineage_schedule", "run_pbt"]
+__all__ = ["PbtEvent", "PbtResult", "lineage_schedule", "run_pbt"]
 
 ProgressFn = Callable[[Any], None]
 
