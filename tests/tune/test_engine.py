@@ -106,6 +106,7 @@ def test_a_larger_budget_on_resume_adds_only_new_trials(tmp_path):
     stamps = {r.id: r.finished_at for r in first.runs}
     second = tune({**spec, "trials": 5}, store, resume=True)
     assert len(second.trials) == 5
+    assert len({t.run_ids for t in second.trials}) == 5  # the resumed sampler drew new configurations
     for run in store.runs(ids=list(stamps)):
         assert run.finished_at == stamps[run.id]  # finished trials were not trained again
 

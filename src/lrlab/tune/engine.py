@@ -308,11 +308,18 @@ class _Tuner:
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
         storage = open_storage(self.storage_url)
         spec = self.spec
+        try:
+            earlier = len(optuna.load_study(study_name=spec.name, storage=storage).trials)
+        except KeyError:
+            earlier = 0
+        # Seeded past the trials already made: a resumed tune draws new configurations, not
+        # the first ones again.
+        seed = spec.sampler_seed + earlier
         sampler = (
-            optuna.samplers.TPESampler(multivariate=True, group=True, seed=spec.sampler_seed,
+            optuna.samplers.TPESampler(multivariate=True, group=True, seed=seed,
                                        n_startup_trials=min(10, max(3, spec.trials // 4)))
             if spec.sampler == "tpe"
-            else optuna.samplers.RandomSampler(seed=spec.sampler_seed)
+            else optuna.samplers.RandomSampler(seed=seed)
         )  # fmt: skip
         pruner: Any
         if spec.pruner == "hyperband":
