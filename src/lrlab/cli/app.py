@@ -61,8 +61,16 @@ def _fit_consoles() -> None:
 
 def _register() -> None:
     # Imported for their side effect of adding commands to ``app``.
-    from lrlab.cli import find, report, runs, schedule, study, surface, sweep  # noqa: F401
-    from lrlab.cli import tune  # noqa: F401
+    from lrlab.cli import (  # noqa: F401
+        find,
+        report,
+        runs,
+        schedule,
+        study,
+        surface,
+        sweep,
+        tune,
+    )
 
 
 _register()

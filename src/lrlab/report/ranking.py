@@ -3,8 +3,11 @@
 The study's recommendation, the report's best-configuration finding and the CLI tables
 all rank with :func:`rank`, so they always name the same winner and runner-up:
 
-- the objective is the final **validation error** for classifiers, the final
-  **validation loss** otherwise (language models, nats per token);
+- the objective is the metric the runs' task declared (``RunRecord.objective``: the
+  final **validation error** for classifiers, the final **validation loss** for language
+  models and regression, or a custom task's own metric and direction); runs stored
+  before tasks declared one fall back to validation error when any run reports it, else
+  validation loss;
 - a configuration is the runs that differ only in their seed (``RunConfig.key()``); it is
   scored by the mean over its seeds that finished (``done``) of the objective at the last
   epoch that reports it;
@@ -20,26 +23,49 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lrlab.store.records import EpochRecord, RunConfig, RunRecord, RunStatus
+from lrlab.store.records import EpochRecord, Objective, RunConfig, RunRecord, RunStatus
 
-__all__ = ["Ranked", "final_metric", "objective", "rank"]
+__all__ = ["Ranked", "declared_objective", "final_metric", "higher_is_better", "objective", "rank"]
 
 
 def final_metric(records: Sequence[EpochRecord], metric: str = "val_loss") -> float | None:
     """The metric at the last epoch that reports a finite value (None when none does)."""
     for rec in reversed(records):
-        value = getattr(rec, metric)
+        value = rec.value(metric)
         if value is not None and math.isfinite(value):
             return float(value)
     return None
 
 
+def declared_objective(runs: Sequence[RunRecord]) -> Objective | None:
+    """The objective the runs' task declared (the first run that has one), else None."""
+    for run in runs:
+        declared = run.objective
+        if declared is not None:
+            return declared
+    return None
+
+
 def objective(runs: Sequence[RunRecord], epochs: Mapping[str, Sequence[EpochRecord]]) -> str:
-    """``"val_error"`` when any run reports a validation error (a classifier), else ``"val_loss"``."""
+    """The metric every configuration is judged on: the task's declared objective; for
+    runs without one, ``"val_error"`` when any run reports a validation error (a
+    classifier), else ``"val_loss"``."""
+    declared = declared_objective(runs)
+    if declared is not None:
+        return declared.metric
     for run in runs:
         if final_metric(epochs.get(run.id, ()), "val_error") is not None:
             return "val_error"
     return "val_loss"
+
+
+def higher_is_better(runs: Sequence[RunRecord], metric: str) -> bool:
+    """Whether a larger ``metric`` is better: as the task declared it, else by name
+    (accuracy and R² go up; losses and errors go down)."""
+    declared = declared_objective(runs)
+    if declared is not None and declared.metric == metric:
+        return declared.higher_is_better
+    return metric.endswith(("accuracy", "_r2"))
 
 
 @dataclass(frozen=True)
@@ -60,6 +86,7 @@ class Ranked:
     high: float
     val_loss: float | None
     accuracy: float | None
+    higher_is_better: bool = False
 
     @property
     def seeds(self) -> int:
@@ -83,6 +110,7 @@ def rank(
     """Every configuration with a finished run reporting ``metric`` (default: the
     :func:`objective`), best first. See the module docstring for the rules."""
     metric = metric or objective(runs, epochs)
+    sign = -1.0 if higher_is_better(runs, metric) else 1.0
     groups: dict[str, list[RunRecord]] = {}
     for run in runs:
         if run.status is RunStatus.DONE:
@@ -107,7 +135,8 @@ def rank(
             high=float(values.max()),
             val_loss=val_loss,
             accuracy=_mean([final_metric(epochs.get(r.id, ()), "val_accuracy") for r in kept]),
+            higher_is_better=sign < 0,
         )
-        ranked.append((entry.mean, val_loss if val_loss is not None else math.inf, order, entry))
+        ranked.append((sign * entry.mean, val_loss if val_loss is not None else math.inf, order, entry))
     ranked.sort(key=lambda item: item[:3])
     return [entry for *_, entry in ranked]

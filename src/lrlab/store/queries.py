@@ -54,7 +54,7 @@ def _final(epochs: list[EpochRecord]) -> dict[str, Any] | None:
     if not epochs:
         return None
     last = epochs[-1]
-    return {"epoch": last.epoch, **{key: getattr(last, key) for key in FINAL_METRICS}}
+    return {"epoch": last.epoch, **{key: getattr(last, key) for key in FINAL_METRICS}, **dict(last.metrics)}
 
 
 def export_records(
@@ -64,10 +64,12 @@ def export_records(
 
         {"id", "sweep", "status", "seed", "config", "error", "diverged_step",
          "created_at", "started_at", "finished_at", "lrlab_version", "torch_version",
-         "final": {"epoch", "train_loss", "val_loss", "val_error", "val_accuracy"} or null}
+         "objective": {"metric", "higher_is_better", "loss", "unit", "metrics"} or null,
+         "final": {"epoch", "train_loss", "val_loss", "val_error", "val_accuracy", ...} or null}
 
     ``final`` holds the last recorded epoch's metrics (``val_error``/``val_accuracy`` are
-    null for language models).
+    null for language models and regression) and any named metric of the task
+    (``val_mae``, ``val_r2``, a custom task's own); ``objective`` what the task declared.
     """
     store = open_store(db)
     runs = store.runs(sweep=sweep, ids=ids)
@@ -86,6 +88,7 @@ def export_records(
             "finished_at": r.finished_at,
             "lrlab_version": r.lrlab_version,
             "torch_version": r.torch_version,
+            "objective": r.extras.get("objective"),
             "final": _final(epochs[r.id]),
         }
         for r in runs
@@ -150,10 +153,13 @@ def epochs_frame(
                 {"run_id": r.id, "sweep": r.sweep, "status": r.status.value, "optimizer": r.config.optimizer,
                  "schedule": str(r.config.schedule), "lr": r.config.lr, "seed": r.seed,
                  "epoch": e.epoch, "step": e.step, "train_loss": e.train_loss, "val_loss": e.val_loss,
-                 "val_error": e.val_error, "val_accuracy": e.val_accuracy, "wall_time": e.wall_time}
+                 "val_error": e.val_error, "val_accuracy": e.val_accuracy, "wall_time": e.wall_time,
+                 **dict(e.metrics)}
             )  # fmt: skip
     columns = ["run_id", "sweep", "status", "optimizer", "schedule", "lr", "seed", "epoch", "step",
                "train_loss", "val_loss", "val_error", "val_accuracy", "wall_time"]  # fmt: skip
+    named = sorted({k for r in runs for e in epochs[r.id] for k in e.metrics})
+    columns += named
     return pandas.DataFrame(rows, columns=columns)
 
 

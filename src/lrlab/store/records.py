@@ -25,6 +25,7 @@ __all__ = [
     "DEFAULT_THREADS",
     "EpochRecord",
     "FinderRecord",
+    "Objective",
     "RunConfig",
     "RunRecord",
     "RunStatus",
@@ -279,12 +280,25 @@ class RunRecord:
         """The config without the seed, as a hashable key that groups repeats."""
         return self.config.key()
 
+    @property
+    def objective(self) -> Objective | None:
+        """The objective its task declared when it ran (None for runs stored before tasks
+        declared one: the report then infers it from the metrics)."""
+        data = self.extras.get("objective")
+        return Objective.from_dict(data) if isinstance(data, Mapping) else None
+
 
 @dataclass(frozen=True)
 class EpochRecord:
     """Metrics at the end of an epoch (``epoch`` is 1-based; ``step`` the global step
-    count at that point). ``val_error``/``val_accuracy`` are None for language models,
-    whose losses are in nats per token."""
+    count at that point). ``val_error``/``val_accuracy`` are None where the task has no
+    classes (language models, regression). ``metrics`` holds any other named metric the
+    task reports (``val_mae``, ``val_r2``, a custom task's own), read with :meth:`value`.
+
+    >>> rec = EpochRecord("r", 1, 10, 0.5, 0.4, None, None, 1.0, {"val_mae": 0.3})
+    >>> rec.value("val_loss"), rec.value("val_mae"), rec.value("val_r2")
+    (0.4, 0.3, None)
+    """
 
     run_id: str
     epoch: int
@@ -294,6 +308,82 @@ class EpochRecord:
     val_error: float | None
     val_accuracy: float | None
     wall_time: float
+    metrics: Mapping[str, float | None] = field(default_factory=dict)
+
+    def value(self, name: str) -> float | None:
+        """The metric ``name``: a column (``val_loss``, ``train_loss``, ...) or a named metric."""
+        if name in _EPOCH_FIELDS:
+            return getattr(self, name)
+        return self.metrics.get(name)
+
+    @classmethod
+    def of(cls, run_id: str, epoch: int, step: int, train_loss: float | None,
+           metrics: Mapping[str, float | None], wall_time: float) -> EpochRecord:
+        """An epoch from a task's ``evaluate()`` dict: the known columns by name, the rest
+        into ``metrics``."""
+        extra = {k: (None if v is None else float(v)) for k, v in metrics.items() if k not in _EPOCH_FIELDS}
+        return cls(run_id, epoch, step, train_loss, metrics.get("val_loss"), metrics.get("val_error"),
+                   metrics.get("val_accuracy"), wall_time, extra)  # fmt: skip
+
+
+_EPOCH_FIELDS = frozenset({"train_loss", "val_loss", "val_error", "val_accuracy", "wall_time", "epoch", "step"})
+
+
+@dataclass(frozen=True)
+class Objective:
+    """What a run's task minimises or maximises, and how its loss is named.
+
+    ``metric`` is the epoch metric every "best" is judged on; ``higher_is_better`` its
+    direction; ``loss`` and ``unit`` name the training loss in labels and messages
+    (``"cross-entropy"``, ``"nats"``; ``"MSE"``, ``""``); ``metrics`` the other named
+    validation metrics the task reports. Kept in a run's extras as ``to_dict()``.
+
+    >>> Objective.for_kind("regression").metric, Objective.for_kind("regression").loss
+    ('val_loss', 'MSE')
+    >>> Objective.from_dict(Objective.for_kind("classification").to_dict()).metric
+    'val_error'
+    """
+
+    metric: str = "val_loss"
+    higher_is_better: bool = False
+    loss: str = "cross-entropy"
+    unit: str = "nats"
+    metrics: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.metric, str) or not self.metric:
+            raise ValueError(f"objective metric must be a metric name, got {self.metric!r}")
+        object.__setattr__(self, "higher_is_better", bool(self.higher_is_better))
+        object.__setattr__(self, "metrics", tuple(str(m) for m in self.metrics))
+
+    @classmethod
+    def for_kind(cls, kind: str) -> Objective:
+        """The built-in objective of a task kind."""
+        if kind == "classification":
+            return cls("val_error", False, "cross-entropy", "nats", ("val_accuracy",))
+        if kind == "language_model":
+            return cls("val_loss", False, "cross-entropy", "nats per token")
+        if kind == "regression":
+            return cls("val_loss", False, "MSE", "", ("val_mae", "val_r2"))
+        raise ValueError(f"no built-in objective for task kind {kind!r}")
+
+    @property
+    def loss_label(self) -> str:
+        """``"cross-entropy, nats"``: the loss and its unit for an axis label."""
+        return f"{self.loss}, {self.unit}" if self.unit else self.loss
+
+    def better(self, a: float, b: float) -> bool:
+        """Whether score ``a`` beats ``b``."""
+        return a > b if self.higher_is_better else a < b
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"metric": self.metric, "higher_is_better": self.higher_is_better, "loss": self.loss,
+                "unit": self.unit, "metrics": list(self.metrics)}  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Objective:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import socket
 import sqlite3
@@ -135,6 +136,11 @@ _MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE runs ADD COLUMN owner TEXT;
     ALTER TABLE runs ADD COLUMN heartbeat REAL
     """,
+    # 3 -> 4: an epoch's named metrics beyond the fixed columns (regression's val_mae and
+    # val_r2, a custom task's own), as JSON; NULL when there are none.
+    """
+    ALTER TABLE epoch_metrics ADD COLUMN metrics TEXT
+    """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -142,7 +148,7 @@ _RUN_COLUMNS = (
     "id, sweep, status, config, seed, error, diverged_step, created_at, started_at, "
     "finished_at, lrlab_version, torch_version, extras, schedule_json, momentum_json"
 )
-_EPOCH_COLUMNS = "run_id, epoch, step, train_loss, val_loss, val_error, val_accuracy, wall_time"
+_EPOCH_COLUMNS = "run_id, epoch, step, train_loss, val_loss, val_error, val_accuracy, wall_time, metrics"
 _INSERT_COLUMNS = (
     "id, sweep, status, task, optimizer, schedule, lr, seed, epochs, batch_size, config, error, "
     "diverged_step, created_at, started_at, finished_at, lrlab_version, torch_version, extras, "
@@ -193,6 +199,14 @@ def _blob(values: Any) -> bytes:
 
 def _array(blob: bytes | None) -> np.ndarray:
     return np.frombuffer(blob or b"", dtype=np.float64).copy()
+
+
+def _metrics(values: Any) -> str | None:
+    """An epoch's named metrics as JSON (non-finite values as null), None when empty."""
+    if not values:
+        return None
+    out = {str(k): _float(v) for k, v in values.items()}
+    return json.dumps({k: v if v is not None and math.isfinite(v) else None for k, v in out.items()}, sort_keys=True)
 
 
 def _float(value: Any) -> float | None:
@@ -454,8 +468,8 @@ class Store:
             "ORDER BY run_id, epoch"
         ).fetchall()
         conn.execute("DELETE FROM _wanted")
-        for row in rows:
-            out[row[0]].append(EpochRecord(*row))
+        for *row, metrics in rows:
+            out[row[0]].append(EpochRecord(*row, json.loads(metrics) if metrics else {}))
         return out
 
     def steps(self, run_id: str) -> StepSeries:
@@ -699,10 +713,10 @@ class Store:
             )  # fmt: skip
         if epochs:
             tx.executemany(
-                f"INSERT OR REPLACE INTO epoch_metrics ({_EPOCH_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)",
+                f"INSERT OR REPLACE INTO epoch_metrics ({_EPOCH_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
                 [
                     (run_id, int(e.epoch), int(e.step), _float(e.train_loss), _float(e.val_loss),
-                     _float(e.val_error), _float(e.val_accuracy), float(e.wall_time))
+                     _float(e.val_error), _float(e.val_accuracy), float(e.wall_time), _metrics(e.metrics))
                     for e in epochs
                 ],
             )  # fmt: skip

@@ -204,9 +204,8 @@ def _epochs(
             metrics = task.evaluate(model, run.val_loader)
             train_loss = loss_sum / loss_count if loss_count else None
             recorder.epoch(
-                EpochRecord(run_id, epoch, step, train_loss, metrics.get("val_loss"), metrics.get("val_error"),
-                            metrics.get("val_accuracy"), time.perf_counter() - started)
-            )  # fmt: skip
+                EpochRecord.of(run_id, epoch, step, train_loss, metrics, time.perf_counter() - started)
+            )
             report(
                 RunProgress("epoch", run_id, epoch, epochs, step, total_steps, loss=train_loss,
                             val_loss=metrics.get("val_loss"), val_accuracy=metrics.get("val_accuracy"))

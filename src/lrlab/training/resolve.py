@@ -85,6 +85,7 @@ class ResolvedRun:
             "steps_per_epoch": self.steps_per_epoch,
             "total_steps": self.total_steps,
             "task_kind": self.task.kind,
+            "objective": self.task.objective.to_dict(),
         }
 
 

@@ -11,6 +11,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
+from lrlab.store.records import Objective
+
 __all__ = ["TASK_KINDS", "Task", "TensorPairs"]
 
 TASK_KINDS = ("classification", "language_model")
@@ -83,6 +85,12 @@ class Task:
     def __post_init__(self) -> None:
         if self.kind not in TASK_KINDS:
             raise ValueError(f"kind must be one of {', '.join(TASK_KINDS)}, got {self.kind!r}")
+
+    @property
+    def objective(self) -> Objective:
+        """What every "best" of this task is judged on, and how its loss is named (stored
+        with each run, read by the report and the study)."""
+        return Objective.for_kind(self.kind)
         if self.default_epochs < 1 or self.default_batch_size < 1:
             raise ValueError("default_epochs and default_batch_size must be >= 1")
 

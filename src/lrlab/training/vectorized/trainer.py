@@ -319,9 +319,8 @@ class _Trainer:
             m = metrics[slot]
             rid = self.run_ids[index]
             self.recorders[index].epoch(
-                EpochRecord(rid, epoch, step, train_loss, m.get("val_loss"), m.get("val_error"),
-                            m.get("val_accuracy"), wall)
-            )  # fmt: skip
+                EpochRecord.of(rid, epoch, step, train_loss, m, wall)
+            )
             self.report(
                 RunProgress("epoch", rid, epoch, g.epochs, step, g.total_steps, loss=train_loss,
                             val_loss=m.get("val_loss"), val_accuracy=m.get("val_accuracy"))
