@@ -136,5 +136,5 @@ def test_user_task_from_a_module(tmp_path, monkeypatch):
 
 def test_task_rejects_unknown_kind():
     pairs = TensorPairs(torch.zeros(2, 1), torch.zeros(2, dtype=torch.long))
-    with pytest.raises(ValueError, match="kind must be one of"):
-        Task("x", "regression", 1, 1, lambda: torch.nn.Linear(1, 1), pairs, pairs)
+    with pytest.raises(ValueError, match="kind must be one of classification, language_model, regression"):
+        Task("x", "ranking", 1, 1, lambda: torch.nn.Linear(1, 1), pairs, pairs)

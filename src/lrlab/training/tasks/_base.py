@@ -15,7 +15,7 @@ from lrlab.store.records import Objective
 
 __all__ = ["TASK_KINDS", "Task", "TensorPairs"]
 
-TASK_KINDS = ("classification", "language_model")
+TASK_KINDS = ("classification", "language_model", "regression")
 
 
 class TensorPairs(Dataset):
@@ -56,13 +56,33 @@ def _loader(dataset: Dataset, batch_size: int, generator: torch.Generator | None
     return DataLoader(dataset, batch_size=batch_size, shuffle=generator is not None, generator=generator)
 
 
-@dataclass
+# The metrics each kind's ``evaluate`` reports, and which way each is better.
+_KIND_METRICS: dict[str, tuple[str, ...]] = {
+    "classification": ("val_loss", "val_error", "val_accuracy"),
+    "language_model": ("val_loss",),
+    "regression": ("val_loss", "val_mae", "val_r2"),
+}
+_HIGHER_IS_BETTER = {"val_loss": False, "val_error": False, "val_accuracy": True, "val_mae": False,
+                     "val_r2": True}  # fmt: skip
+_FIXED = ("val_loss", "val_error", "val_accuracy")
+
+MetricFn = Callable[[Tensor, Tensor], "Tensor | float"]
+
+
+@dataclass(init=False)
 class Task:
     """A learning problem the loop can train.
 
     Build one from tensors or datasets and a model factory; a subclass may override any
-    method. ``kind`` is ``"classification"`` (outputs ``(batch, classes)`` logits) or
-    ``"language_model"`` (outputs ``(batch, time, vocab)`` logits, targets ``(batch, time)``).
+    method. ``kind`` is ``"classification"`` (outputs ``(batch, classes)`` logits),
+    ``"language_model"`` (outputs ``(batch, time, vocab)`` logits, targets ``(batch, time)``)
+    or ``"regression"`` (outputs shaped like the targets; mean squared error; ``val_mae``
+    and ``val_r2`` reported beside ``val_loss``).
+
+    A custom task names its own loss and metrics: ``loss_fn(output, target)`` (a mean),
+    ``metrics={"val_mae": fn}`` (each ``fn(output, target)`` a batch mean, averaged over
+    the validation set), the ``objective`` metric every "best" is judged on and its
+    direction (``higher_is_better``); ``loss_name``/``loss_unit`` label the loss.
 
     Example:
         >>> import torch
@@ -81,18 +101,132 @@ class Task:
     train_data: Dataset
     val_data: Dataset
     options: dict[str, Any] = field(default_factory=dict)
+    custom_loss: Callable[[Tensor, Tensor], Tensor] | None = None
+    metric_fns: dict[str, MetricFn] = field(default_factory=dict)
+    objective_metric: str | None = None
+    higher_is_better: bool | None = None
+    loss_name: str | None = None
+    loss_unit: str | None = None
+
+    def __init__(
+        self,
+        name: str,
+        kind: str,
+        default_epochs: int,
+        default_batch_size: int,
+        model_factory: Callable[[], nn.Module],
+        train_data: Dataset,
+        val_data: Dataset,
+        options: dict[str, Any] | None = None,
+        *,
+        loss_fn: Callable[[Tensor, Tensor], Tensor] | None = None,
+        metrics: dict[str, MetricFn] | None = None,
+        objective: str | None = None,
+        higher_is_better: bool | None = None,
+        loss_name: str | None = None,
+        loss_unit: str | None = None,
+        custom_loss: Callable[[Tensor, Tensor], Tensor] | None = None,
+        metric_fns: dict[str, MetricFn] | None = None,
+        objective_metric: str | None = None,
+    ) -> None:
+        self.name, self.kind = name, kind
+        self.default_epochs, self.default_batch_size = default_epochs, default_batch_size
+        self.model_factory, self.train_data, self.val_data = model_factory, train_data, val_data
+        self.options = {} if options is None else options
+        self.custom_loss = loss_fn if loss_fn is not None else custom_loss
+        self.metric_fns = dict(metrics if metrics is not None else (metric_fns or {}))
+        self.objective_metric = objective if objective is not None else objective_metric
+        self.higher_is_better = higher_is_better
+        self.loss_name, self.loss_unit = loss_name, loss_unit
+        self.__post_init__()
 
     def __post_init__(self) -> None:
         if self.kind not in TASK_KINDS:
             raise ValueError(f"kind must be one of {', '.join(TASK_KINDS)}, got {self.kind!r}")
+        if self.default_epochs < 1 or self.default_batch_size < 1:
+            raise ValueError("default_epochs and default_batch_size must be >= 1")
+        if self.custom_loss is not None and not callable(self.custom_loss):
+            raise ValueError(f"loss_fn must be a function (output, target) -> loss, got {self.custom_loss!r}")
+        for key, fn in self.metric_fns.items():
+            if not isinstance(key, str) or not key or key in _FIXED or not callable(fn):
+                raise ValueError(
+                    f"metrics must map new metric names (not {', '.join(_FIXED)}) to functions "
+                    f"(output, target) -> value, got {key!r}: {fn!r}"
+                )
+        if self.objective_metric is not None:
+            if self.objective_metric not in self.metric_names:
+                raise ValueError(
+                    f"objective {self.objective_metric!r} is not a metric of task {self.name!r} "
+                    f"(it has: {', '.join(self.metric_names)})"
+                )
+            if self.higher_is_better is None and self.objective_metric not in _HIGHER_IS_BETTER:
+                raise ValueError(
+                    f"objective {self.objective_metric!r}: say which way is better "
+                    "(higher_is_better=True or False)"
+                )
+
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        """Every metric ``evaluate`` reports that is not None."""
+        return _KIND_METRICS[self.kind] + tuple(self.metric_fns)
+
+    @property
+    def stock_metrics(self) -> bool:
+        """Whether the task uses its kind's built-in loss and metrics, unchanged (the
+        vectorised trainer evaluates those for every member at once)."""
+        return (
+            self.kind in ("classification", "language_model")
+            and self.custom_loss is None
+            and not self.metric_fns
+            and type(self).loss_fn is Task.loss_fn
+            and type(self).evaluate is Task.evaluate
+        )
 
     @property
     def objective(self) -> Objective:
         """What every "best" of this task is judged on, and how its loss is named (stored
         with each run, read by the report and the study)."""
-        return Objective.for_kind(self.kind)
-        if self.default_epochs < 1 or self.default_batch_size < 1:
-            raise ValueError("default_epochs and default_batch_size must be >= 1")
+        base = Objective.for_kind(self.kind)
+        metric = self.objective_metric or base.metric
+        if self.higher_is_better is not None:
+            higher = bool(self.higher_is_better)
+        else:
+            higher = _HIGHER_IS_BETTER.get(metric, base.higher_is_better)
+        loss, unit = base.loss, base.unit
+        if self.custom_loss is not None:
+            loss = getattr(self.custom_loss, "__name__", None) or type(self.custom_loss).__name__
+            unit = ""
+        loss = self.loss_name or loss
+        unit = self.loss_unit if self.loss_unit is not None else unit
+        others = tuple(m for m in self.metric_names if m not in (metric, "val_loss"))
+        return Objective(metric, higher, loss, unit, others)
+
+    @classmethod
+    def from_loaders(
+        cls,
+        name: str,
+        model_fn: Callable[[], nn.Module],
+        train_loader: DataLoader,
+        val_loader: DataLoader,
+        *,
+        kind: str = "classification",
+        epochs: int = 10,
+        options: dict[str, Any] | None = None,
+        **custom: Any,
+    ) -> Task:
+        """A task from the user's own ``DataLoader`` objects: their datasets, batch size and
+        collation; the study reorders the training batches by seed (shuffled, from a seeded
+        generator) and may change the batch size. ``custom`` takes ``loss_fn``, ``metrics``,
+        ``objective``, ``higher_is_better``, ``loss_name``, ``loss_unit``.
+        """
+        for label, loader in (("train_loader", train_loader), ("val_loader", val_loader)):
+            if not isinstance(loader, DataLoader):
+                raise ValueError(f"{label} must be a torch DataLoader, got {type(loader).__name__}")
+        batch = train_loader.batch_size or getattr(train_loader.batch_sampler, "batch_size", None) or 32
+        task = _LoaderTask(name, kind, epochs, int(batch), model_fn, train_loader.dataset, val_loader.dataset,
+                           options, **custom)  # fmt: skip
+        task.loaders = (train_loader, val_loader)
+        return task
 
     def make_model(self, seed: int) -> nn.Module:
         """A freshly initialised model; the same seed gives the same weights."""
@@ -107,19 +241,27 @@ class Task:
         return _loader(self.val_data, batch_size, None)
 
     def loss_fn(self, output: Tensor, target: Tensor) -> Tensor:
-        """Mean cross-entropy (in nats per token for a language model)."""
+        """The task's ``loss_fn`` when given; else mean cross-entropy (in nats per token for a
+        language model) or, for regression, the mean squared error."""
+        if self.custom_loss is not None:
+            return self.custom_loss(output, target)
         if self.kind == "language_model":
             return F.cross_entropy(output.reshape(-1, output.shape[-1]), target.reshape(-1))
+        if self.kind == "regression":
+            return F.mse_loss(_like(output, target), target.to(output.dtype))
         return F.cross_entropy(output, target)
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, loader: DataLoader) -> dict[str, float | None]:
         """``val_loss`` (mean over examples or tokens), ``val_error`` and ``val_accuracy``
-        (None for language models)."""
+        (None unless classification), ``val_mae`` and ``val_r2`` for regression, and each
+        of the task's own ``metrics`` (averaged over examples)."""
         was_training = model.training
         model.eval()
         device = next(model.parameters()).device
         total_loss, count, correct = 0.0, 0, 0
+        abs_err, sq_err, y_sum, y_sq = 0.0, 0.0, 0.0, 0.0
+        custom = dict.fromkeys(self.metric_fns, 0.0)
         try:
             for inputs, targets in loader:
                 inputs, targets = inputs.to(device), targets.to(device)
@@ -129,11 +271,52 @@ class Task:
                 count += n
                 if self.kind == "classification":
                     correct += int((output.argmax(dim=-1) == targets).sum())
+                elif self.kind == "regression":
+                    y = targets.double()
+                    diff = _like(output, targets).double() - y
+                    abs_err += float(diff.abs().sum())
+                    sq_err += float(diff.square().sum())
+                    y_sum += float(y.sum())
+                    y_sq += float(y.square().sum())
+                for key, fn in self.metric_fns.items():
+                    custom[key] += float(fn(output, targets)) * n
         finally:
             model.train(was_training)
         if count == 0:
             raise ValueError(f"task {self.name!r} has an empty validation set")
-        if self.kind == "language_model":
-            return {"val_loss": total_loss / count, "val_error": None, "val_accuracy": None}
-        accuracy = correct / count
-        return {"val_loss": total_loss / count, "val_error": 1.0 - accuracy, "val_accuracy": accuracy}
+        result: dict[str, float | None] = {"val_loss": total_loss / count, "val_error": None, "val_accuracy": None}
+        if self.kind == "classification":
+            accuracy = correct / count
+            result.update(val_error=1.0 - accuracy, val_accuracy=accuracy)
+        elif self.kind == "regression":
+            spread = y_sq - y_sum * y_sum / count
+            result["val_mae"] = abs_err / count
+            result["val_r2"] = 1.0 - sq_err / spread if spread > 0 else None
+        result.update({key: value / count for key, value in custom.items()})
+        return result
+
+
+def _like(output: Tensor, target: Tensor) -> Tensor:
+    """``output`` shaped like ``target`` when they hold as many numbers (``(batch, 1)`` vs
+    ``(batch,)``), so that no broadcasting turns a mean squared error into nonsense."""
+    if output.shape != target.shape and output.numel() == target.numel():
+        return output.reshape(target.shape)
+    return output
+
+
+class _LoaderTask(Task):
+    """A task built by :meth:`Task.from_loaders`: batches come through the user's loaders'
+    collation (their ``collate_fn``), reordered by a seeded generator."""
+
+    loaders: tuple[DataLoader, DataLoader]
+
+    def train_loader(self, batch_size: int, seed: int) -> DataLoader:
+        given = self.loaders[0]
+        return DataLoader(
+            given.dataset, batch_size=batch_size, shuffle=True, collate_fn=given.collate_fn,
+            generator=torch.Generator().manual_seed(int(seed)), drop_last=given.drop_last,
+        )  # fmt: skip
+
+    def val_loader(self, batch_size: int) -> DataLoader:
+        given = self.loaders[1]
+        return DataLoader(given.dataset, batch_size=batch_size, shuffle=False, collate_fn=given.collate_fn)

@@ -85,7 +85,7 @@ def _member_losses(task: Any) -> Callable[[Tensor, Tensor], Tensor]:
     """``(K, batch, ...)`` outputs and shared targets -> ``(K,)`` mean losses."""
     from lrlab.training.tasks import Task
 
-    if type(task).loss_fn is Task.loss_fn:
+    if type(task).loss_fn is Task.loss_fn and getattr(task, "stock_metrics", True):
         # The base task's mean cross-entropy, for all members in one call.
         def cross_entropy(outputs: Tensor, targets: Tensor) -> Tensor:
             members, classes = outputs.shape[0], outputs.shape[-1]
@@ -113,8 +113,6 @@ class _Group:
     """A group's task, stacked model, optimizer and per-member schedules (no store writes)."""
 
     def __init__(self, runs: Sequence[ResolvedRun], mode: str) -> None:
-        from lrlab.training.tasks import Task
-
         first = runs[0]
         self.runs = list(runs)
         self.device = device = first.device
@@ -147,7 +145,7 @@ class _Group:
         self.lr_device = self.lr_table.to(device)
         self.momentum_device = self.momentum_table.to(device)
         self.loss = _member_losses(task)
-        self.stacked_eval = type(task).evaluate is Task.evaluate and type(task).loss_fn is Task.loss_fn
+        self.stacked_eval = getattr(task, "stock_metrics", False)  # else each member's task.evaluate
         self._probe()
 
     def _probe(self) -> None:
