@@ -7,6 +7,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "param_groups": "lrlab.finetune",
     "find_lr": "lrlab.finder",
+    "study": "lrlab.study",  # the package is callable: lrlab.study(model_fn, train, val, ...)
 }
 
 __all__ = ["__version__", *_LAZY]
@@ -16,5 +17,6 @@ def __getattr__(name: str) -> object:
     if name in _LAZY:
         import importlib
 
-        return getattr(importlib.import_module(_LAZY[name]), name)
+        module = importlib.import_module(_LAZY[name])
+        return module if module.__name__ == f"{__name__}.{name}" else getattr(module, name)
     raise AttributeError(f"module 'lrlab' has no attribute {name!r}")

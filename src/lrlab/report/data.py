@@ -36,6 +36,7 @@ class ReportData:
     findings: list[Finding]
     steps_per_epoch: dict[str, float]  # run id -> optimizer steps per epoch, where known
     total_steps: dict[str, int] = field(default_factory=dict)  # recorded steps per run (before downsampling)
+    planned_steps: dict[str, int] = field(default_factory=dict)  # steps per run its config asked for
     shared: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -147,7 +148,8 @@ def build_report_data(
     configs = group_runs(runs)
     epochs = {r.id: sorted(epochs.get(r.id, ()), key=lambda e: e.epoch) for r in runs}
     spe = _steps_per_epoch(runs, epochs)
-    findings = diagnose(configs, epochs, steps, _planned_steps(runs, spe))
+    planned = _planned_steps(runs, spe)
+    findings = diagnose(configs, epochs, steps, planned)
     representatives = {c.runs[0].id for c in configs}
     small: dict[str, StepSeries] = {}
     for run in runs:
@@ -170,6 +172,7 @@ def build_report_data(
         findings=findings,
         steps_per_epoch=spe,
         total_steps={rid: len(s) for rid, s in steps.items()},
+        planned_steps=planned,
         shared=shared_axes([c.axes for c in configs]),
     )
 

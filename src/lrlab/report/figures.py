@@ -13,18 +13,20 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from lrlab.formatting import num
 from lrlab.report.data import ReportData, divergence_index
-from lrlab.report.diagnostics import family_key, gap_series, widening_gap
+from lrlab.report.diagnostics import family_key, gap_series, peak_lr, ranked_configurations, widening_gap
 from lrlab.report.downsample import downsample_indices
-from lrlab.report.grouping import Configuration, epoch_stats, is_diverged
-from lrlab.report.ranking import rank
-from lrlab.store.records import StepSeries
+from lrlab.report.grouping import Configuration, epoch_stats, format_value, is_diverged, varying_axes
+from lrlab.report.ranking import Ranked, rank
+from lrlab.schedules import Schedule
+from lrlab.schedules.cyclic import Cyclic
+from lrlab.store.records import StepSeries, schedule_family
 
 # Qualitative palette (tab10 then its lighter partner colours): readable in print.
 PALETTE = (
@@ -36,6 +38,14 @@ PALETTE = (
 
 def color(index: int) -> str:
     return PALETTE[index % len(PALETTE)]
+
+
+# The palette without its greys: a highlighted configuration never looks like the grey rest.
+_HIGHLIGHT = tuple(c for c in PALETTE if c not in ("#7f7f7f", "#c7c7c7"))
+
+
+def highlight_color(index: int) -> str:
+    return _HIGHLIGHT[index % len(_HIGHLIGHT)]
 
 
 @dataclass
@@ -59,6 +69,7 @@ class Trace:
     opacity: float = 1.0
     marker_edge: str | None = None  # outline colour of the markers (None: their own colour)
     animate: str | None = None  # None | grow | head: what a frame of the Animation shows
+    legend_rank: int = 0  # legend entries in increasing rank, then in drawing order
 
     def at_step(self, step: int) -> Trace:
         """This trace in the frame for ``step``: unchanged when not animated; "grow": its
@@ -150,6 +161,12 @@ class FigureSpec:
     size: tuple[float, float] | None = None  # inches of a PNG/SVG; None: from the panel count
     animation: Animation | None = None
 
+    def legend_entries(self) -> list[str]:
+        """The names the legend lists, in its order: one per trace shown in the legend."""
+        ranks = legend_ranks(self)
+        names = list(dict.fromkeys(t.name for p in self.panels for t in p.traces if t.show_legend))
+        return sorted(names, key=lambda n: ranks[n])
+
     def is_empty(self) -> bool:
         return not any(p.traces or p.contour is not None for p in self.panels)
 
@@ -161,28 +178,236 @@ class FigureSpec:
         return dataclasses.replace(self, title=title, panels=panels)
 
 
-# ---------------------------------------------------------------- helpers
+def legend_ranks(spec: FigureSpec) -> dict[str, int]:
+    """Legend name -> its rank (the lowest of the traces of that name)."""
+    ranks: dict[str, int] = {}
+    for panel in spec.panels:
+        for t in panel.traces:
+            ranks[t.name] = min(ranks.get(t.name, t.legend_rank), t.legend_rank)
+    return ranks
 
 
-def _cap(values: Sequence[np.ndarray], factor: float = 1.5) -> float | None:
-    """An upper limit for a loss axis: ``factor`` times the largest early value, so that a
-    run blowing up to 1e9 does not flatten every other curve."""
-    early = [float(v[np.isfinite(v)][0]) for v in values if np.isfinite(v).any()]
-    if not early:
-        return None
-    return factor * max(early)
+# ---------------------------------------------------------------- labels
 
 
-def _ylim(values: Sequence[np.ndarray], cap: float | None) -> tuple[float, float] | None:
-    finite = [v[np.isfinite(v)] for v in values]
+LOSS_NAME = "cross-entropy"  # what the tasks' loss is
+LOSS_UNIT = "nats"
+
+
+def loss_label(
+    what: str = "loss", *, loss: str = LOSS_NAME, unit: str | None = LOSS_UNIT, data: ReportData | None = None
+) -> str:
+    """The one way a loss is labelled on an axis: ``what`` with the loss and its unit.
+
+    Every loss axis of the report takes its label from here, so that a task with another
+    loss (a mean squared error, a custom metric) changes it in one place. With ``data``,
+    the loss is the one the runs' tasks declared (``RunRecord.objective``); runs of tasks
+    with different losses get the plain word.
+
+    >>> loss_label("validation loss")
+    'validation loss (cross-entropy, nats)'
+    >>> loss_label("loss", loss="MSE", unit=None)
+    'loss (MSE)'
+    """
+    if data is not None:
+        declared = {(o.loss, o.unit) for o in (r.objective for r in data.runs) if o is not None}
+        if len(declared) > 1:
+            return what
+        if declared:
+            loss, unit = declared.pop()
+    inside = f"{loss}, {unit}" if unit else loss
+    return f"{what} ({inside})"
+
+
+# ---------------------------------------------------------------- who is drawn in colour
+
+GREY = "#b3b3b3"
+OTHERS = "other configurations"
+MAX_COLOURED = 10  # configurations drawn in colour; beyond, the best of each family and the rest grey
+_MIN_HIGHLIGHTED = 5  # with one family only, its best few are drawn in colour
+
+
+@dataclass(frozen=True)
+class Look:
+    """How one configuration is drawn in every figure of a report."""
+
+    color: str
+    name: str  # its legend entry: short (optimizer, schedule family, LR)
+    group: str  # legend group: its label when in colour, OTHERS when grey
+    hover: str  # the full configuration
+    highlighted: bool
+    rank: int  # legend order (the scorer's order; grey last)
+
+    def width(self, base: float = 1.8) -> float:
+        return base if self.highlighted else 0.7
+
+    @property
+    def opacity(self) -> float:
+        return 1.0 if self.highlighted else 0.55
+
+
+def schedule_name(schedule: Schedule) -> str:
+    """A schedule's family, told apart where one family takes several forms: ``cosine``,
+    ``warmup+cosine``, ``cyclic``, ``cyclic triangular2``, ``cyclic sine``."""
+    name = schedule_family(schedule)
+    if isinstance(schedule, Cyclic):
+        extras = [schedule.mode] if schedule.mode != "triangular" else []
+        extras += [schedule.shape] if schedule.shape != "triangle" else []
+        name = " ".join([name, *extras])
+    return name
+
+
+def _optimizer_name(spec: str) -> str:
+    """A long ``name(key=value, ...)`` spec shortened to ``name(...)``; anything else as it is."""
+    name, bracket, _rest = spec.partition("(")
+    return f"{name}(...)" if len(spec) > 24 and bracket and name.isidentifier() else spec
+
+
+def peak_of(data: ReportData, cfg: Configuration) -> float:
+    """The largest LR of the configuration's schedule over its planned steps."""
+    return peak_lr(cfg, data.planned_steps)
+
+
+def short_label(data: ReportData, cfg: Configuration) -> str:
+    """A legend entry: the optimizer and schedule family when they vary in the report,
+    the other varying axes, and the LR (the schedule's peak when that is not its ``lr``).
+    The full configuration is the hover text and the run table's first column."""
+    optimizers = {c.config.optimizer for c in data.configs}
+    families = {schedule_name(c.config.schedule) for c in data.configs}
+    parts = []
+    if len(optimizers) > 1:
+        parts.append(_optimizer_name(cfg.config.optimizer))
+    if len(families) > 1:
+        parts.append(schedule_name(cfg.config.schedule))
+    for axis in varying_axes([c.axes for c in data.configs]):
+        if axis not in ("lr", "schedule", "optimizer", "momentum"):
+            parts.append(f"{axis}={format_value(cfg.axes.get(axis))}")
+    peak = peak_of(data, cfg)
+    same = cfg.lr is not None and math.isclose(peak, cfg.lr, rel_tol=1e-9)
+    parts.append(f"lr={num(peak)}" if same else f"peak lr={num(peak)}")
+    return ", ".join(parts)
+
+
+def _family_of(data: ReportData) -> Callable[[Configuration], tuple[str, ...]]:
+    """What a highlighted configuration stands for: its schedule family, and its optimizer
+    too when the schedule families alone are fewer than three."""
+    families = {schedule_name(c.config.schedule) for c in data.configs}
+    optimizers = {c.config.optimizer for c in data.configs}
+    with_optimizer = len(optimizers) > 1 and len(families) < 3
+
+    def family(cfg: Configuration) -> tuple[str, ...]:
+        key = (schedule_name(cfg.config.schedule),) if len(families) > 1 else ()
+        return key + ((cfg.config.optimizer,) if with_optimizer or not key else ())
+
+    return family
+
+
+def highlighted(data: ReportData) -> list[Configuration]:
+    """The configurations drawn in colour, best first by the one scorer: all of them up to
+    ``MAX_COLOURED``; beyond, the best of each schedule family (or optimizer), at most
+    ``MAX_COLOURED`` families, topped up to a few when there is a single family."""
+    ranked = [cfg for cfg, _entry in ranked_configurations(data.configs, data.epochs)]
+    if len(data.configs) <= MAX_COLOURED:
+        return ranked + [c for c in data.configs if c not in ranked]
+    family = _family_of(data)
+    picks: list[Configuration] = []
+    seen: set[tuple[str, ...]] = set()
+    for cfg in ranked:
+        if family(cfg) not in seen:
+            seen.add(family(cfg))
+            picks.append(cfg)
+    picks = picks[:MAX_COLOURED]
+    for cfg in ranked:
+        if len(picks) >= min(_MIN_HIGHLIGHTED, len(ranked)):
+            break
+        if cfg not in picks:
+            picks.append(cfg)
+    return sorted(picks, key=ranked.index)
+
+
+def looks(data: ReportData) -> dict[str, Look]:
+    """Configuration key -> how it is drawn: the highlighted ones in colour, in the scorer's
+    order, with short unique legend names; every other one thin and grey under one legend
+    entry (``OTHERS``), its full configuration in its hover text."""
+    cached = _LOOKS.get(id(data))
+    if cached is not None and cached[0] is data:
+        return cached[1]
+    chosen = highlighted(data)
+    out: dict[str, Look] = {}
+    used: dict[str, int] = {}
+    for position, cfg in enumerate(chosen):
+        name = short_label(data, cfg)
+        used[name] = used.get(name, 0) + 1
+        if used[name] > 1:
+            name = f"{name} ({used[name]})"
+        out[cfg.key] = Look(highlight_color(position), name, cfg.label, cfg.label, True, position)
+    grey = len(data.configs) - len(chosen)
+    for cfg in data.configs:
+        if cfg.key not in out:
+            out[cfg.key] = Look(GREY, f"{OTHERS} ({grey})", OTHERS, cfg.label, False, 10_000)
+    _LOOKS.clear()
+    _LOOKS[id(data)] = (data, out)
+    return out
+
+
+_LOOKS: dict[int, tuple[ReportData, dict[str, Look]]] = {}
+
+
+def _drawing_order(data: ReportData) -> list[Configuration]:
+    """Grey configurations first (underneath), the coloured ones over them, best on top."""
+    look = looks(data)
+    return sorted(data.configs, key=lambda c: (look[c.key].highlighted, -look[c.key].rank))
+
+
+# ---------------------------------------------------------------- axes robust to divergence
+
+
+def fit_y(panel: Panel, kept: Sequence[np.ndarray], *, pad: float = 0.05, floor: float | None = None) -> None:
+    """Clip the panel's y axis to the range of ``kept`` (the curves of runs that did not
+    diverge) when some other trace leaves it, and put every divergence marker (``x``) that
+    would be off the chart or non-finite on its top edge. ``floor`` is a lowest bottom (0
+    for a loss) used when the kept curves stay above it; a log axis pads by factors."""
+    values = [np.asarray(k, dtype=np.float64) for k in kept]
+    finite = [v[np.isfinite(v) & ((v > 0) if panel.ylog else True)] for v in values]
     finite = [v for v in finite if len(v)]
-    if cap is None or not finite:
-        return None
-    top = max(float(v.max()) for v in finite)
-    if top <= cap:
-        return None
+    if not finite:
+        _markers_to_edge(panel, None)
+        return
     low = min(float(v.min()) for v in finite)
-    return (min(0.0, low), cap)
+    high = max(float(v.max()) for v in finite)
+    if panel.ylog:
+        bottom, top = low / 1.5, high * 1.5
+    else:
+        span = (high - low) or abs(high) or 1.0
+        bottom, top = low - pad * span, high + pad * span
+        if floor is not None and low >= floor:
+            bottom = max(bottom, floor)
+    every = [t.y[np.isfinite(t.y)] for t in panel.traces if t.marker != "x"]
+    outside = any(len(v) and (v.max() > top or v.min() < bottom) for v in every)
+    if outside:
+        panel.ylim = (bottom, top)
+    _markers_to_edge(panel, (bottom, top) if outside else None)
+
+
+def _markers_to_edge(panel: Panel, ylim: tuple[float, float] | None) -> None:
+    lines = [t.y[np.isfinite(t.y)] for t in panel.traces if t.marker != "x"]
+    lines = [v for v in lines if len(v)]
+    if ylim is None:
+        top = max((float(v.max()) for v in lines), default=1.0)
+        edge = top
+    else:
+        top = ylim[1]
+        edge = top / 1.08 if panel.ylog else top - 0.03 * (top - ylim[0])
+    for t in panel.traces:
+        if t.marker == "x":
+            y = np.asarray(t.y, dtype=np.float64)
+            ok = np.isfinite(y) & (y <= top) & ((y > 0) if panel.ylog else True)
+            t.y = np.where(ok, y, edge)
+
+
+def _kept(data: ReportData, cfg: Configuration) -> bool:
+    """A configuration whose curves set the axes: none of its seeds diverged."""
+    return not cfg.diverged
 
 
 def _divergence_point(data: ReportData, run_id: str) -> tuple[float, int, float] | None:
@@ -210,23 +435,29 @@ def _divergence_point(data: ReportData, run_id: str) -> tuple[float, int, float]
     return (float(recs[-1].epoch) + 0.5 if recs else 0.5, step, loss)
 
 
+def _legend_once(look: Look, shown: set[str]) -> bool:
+    """Whether this trace carries its group's legend entry (the first trace of the group)."""
+    if look.group in shown:
+        return False
+    shown.add(look.group)
+    return True
+
+
+def _hover(look: Look, text: str, n: int) -> list[str]:
+    return [f"{look.hover} | {text}"] * n
 
 
 # ---------------------------------------------------------------- loss vs epoch
 
 
 def loss_figure(data: ReportData, log_y: bool = False) -> FigureSpec:
-    panel = Panel(
-        "Loss vs epoch (solid: training, dashed: validation)",
-        "epoch",
-        "loss (cross-entropy, nats)",
-        ylog=log_y,
-    )
-    every = []
-    for cfg in data.configs:
+    panel = Panel("Loss vs epoch (solid: training, dashed: validation)", "epoch", loss_label(data=data), ylog=log_y)
+    look = looks(data)
+    kept: list[np.ndarray] = []
+    shown: set[str] = set()
+    for cfg in _drawing_order(data):
+        lk = look[cfg.key]
         per_run = [data.epochs.get(r.id, []) for r in cfg.runs]
-        c = color(cfg.index)
-        shown = False
         for metric, dash, word in (("train_loss", "solid", "training"), ("val_loss", "dash", "validation")):
             stats = epoch_stats(per_run, metric)
             if not len(stats.epoch):
@@ -234,30 +465,38 @@ def loss_figure(data: ReportData, log_y: bool = False) -> FigureSpec:
             x, y = stats.epoch.astype(np.float64), stats.mean
             if metric == "train_loss":
                 x, y = _extend_to_divergence(data, cfg, x, y)
-            band = (stats.low, stats.high) if stats.count.max() > 1 and metric else None
+            band = (stats.low, stats.high) if lk.highlighted and stats.count.max() > 1 else None
             if band is not None and len(x) != len(stats.low):
                 band = None
             panel.traces.append(
                 Trace(
-                    x, y, cfg.label, cfg.label, c, dash=dash, mode="lines+markers", marker="circle",
-                    marker_size=4, show_legend=not shown, band=band,
-                    hover=[f"{cfg.label} | {word} loss {num(v)} at epoch {e:g}" for e, v in zip(x, y)],
+                    x, y, lk.name, lk.group, lk.color, dash=dash,
+                    mode="lines+markers" if lk.highlighted else "lines", marker="circle", marker_size=4,
+                    width=lk.width(), opacity=lk.opacity, show_legend=_legend_once(lk, shown), band=band,
+                    hover=[f"{lk.hover} | {word} loss {num(v)} at epoch {e:g}" for e, v in zip(x, y)],
                 )
             )  # fmt: skip
-            shown = True
-            every.append(y)
-        _add_divergence_markers(data, cfg, panel, shown)
-    cap = _cap(every, 2.0)
-    panel.ylim = None if log_y else _ylim(every, cap)
-    _clip_markers(panel)
-    return FigureSpec(
+            if _kept(data, cfg):
+                kept.append(y)
+        _add_divergence_markers(data, cfg, panel, lk)
+    if not log_y:
+        fit_y(panel, kept or [t.y for t in panel.traces if t.marker != "x"], floor=0.0)
+    return _legend_order(data, FigureSpec(
         "loss",
         "Loss vs epoch",
-        "One colour per configuration. Training loss solid, validation loss dashed; with several "
-        "seeds the line is their mean and the band their range. A cross marks where a run diverged "
-        "(its loss became non-finite or exploded). Use the log-y button to compare small losses.",
+        "Training loss solid, validation loss dashed; with several seeds the line is their mean and "
+        "the band their range. " + _COLOUR_WORDS + " A cross marks where a run diverged (its loss "
+        "became non-finite or exploded); the y axis covers the runs that did not diverge, so a "
+        "cross off the chart sits on its top edge. Use the log-y button to compare small losses.",
         [panel],
-    )
+    ))
+
+
+_COLOUR_WORDS = (
+    "Up to ten configurations each have a colour; with more, the best of each schedule family "
+    "(or optimizer) is in colour, ordered by the final score, and the rest are thin grey lines "
+    "(hover names each one)."
+)
 
 
 def _extend_to_divergence(
@@ -272,7 +511,7 @@ def _extend_to_divergence(
     return np.append(x, point[0]), np.append(y, point[2])
 
 
-def _add_divergence_markers(data: ReportData, cfg: Configuration, panel: Panel, shown: bool) -> None:
+def _add_divergence_markers(data: ReportData, cfg: Configuration, panel: Panel, lk: Look) -> None:
     xs, ys, texts = [], [], []
     for run in cfg.diverged:
         point = _divergence_point(data, run.id)
@@ -281,98 +520,109 @@ def _add_divergence_markers(data: ReportData, cfg: Configuration, panel: Panel, 
         epoch, step, loss = point
         xs.append(epoch)
         ys.append(loss)
-        texts.append(
-            f"{cfg.label} (seed {run.seed}) diverged at step {step}, epoch {epoch:.2f}, loss {num(loss)}"
-        )
+        texts.append(f"{lk.hover} (seed {run.seed}) diverged at step {step}, epoch {epoch:.2f}, loss {num(loss)}")
     if xs:
         panel.traces.append(
             Trace(
-                np.asarray(xs), np.asarray(ys, dtype=np.float64), cfg.label + " (diverged)", cfg.label,
-                color(cfg.index), mode="markers", marker="x", marker_size=11, show_legend=not shown,
-                hover=texts,
+                np.asarray(xs), np.asarray(ys, dtype=np.float64), lk.name + " (diverged)", lk.group,
+                lk.color, mode="markers", marker="x", marker_size=11 if lk.highlighted else 8,
+                show_legend=False, hover=texts,
             )
         )  # fmt: skip
 
 
-def _clip_markers(panel: Panel) -> None:
-    """Divergence markers sit at the top edge when their loss is off the chart or non-finite."""
-    top = panel.ylim[1] if panel.ylim else None
-    finite_tops = [
-        float(np.nanmax(t.y)) for t in panel.traces if t.mode != "markers" and np.isfinite(t.y).any()
-    ]
-    fallback = max(finite_tops) if finite_tops else 1.0
-    for t in panel.traces:
-        if t.marker == "x":
-            limit = top * 0.97 if top else fallback
-            t.y = np.where(np.isfinite(t.y), np.minimum(t.y, limit), limit)
-
-
-# ---------------------------------------------------------------- cross-entropy vs error
+# ---------------------------------------------------------------- validation loss vs error
 
 
 def metrics_figure(data: ReportData) -> FigureSpec:
-    left = Panel("Validation cross-entropy", "epoch", "cross-entropy (nats)")
+    left = Panel("Validation loss", "epoch", loss_label("validation loss", data=data))
     right = Panel("Validation classification error", "epoch", "error (%)")
-    for cfg in data.configs:
+    look = looks(data)
+    kept: dict[int, list[np.ndarray]] = {0: [], 1: []}
+    shown: set[str] = set()
+    for cfg in _drawing_order(data):
+        lk = look[cfg.key]
         per_run = [data.epochs.get(r.id, []) for r in cfg.runs]
-        for panel, metric, scale in ((left, "val_loss", 1.0), (right, "val_error", 100.0)):
+        for side, (panel, metric, scale) in enumerate(((left, "val_loss", 1.0), (right, "val_error", 100.0))):
             stats = epoch_stats(per_run, metric)
             if not len(stats.epoch):
                 continue
-            multi = stats.count.max() > 1
+            multi = lk.highlighted and stats.count.max() > 1
+            y = stats.mean * scale
             panel.traces.append(
                 Trace(
-                    stats.epoch.astype(np.float64), stats.mean * scale, cfg.label, cfg.label, color(cfg.index),
-                    mode="lines+markers", marker="circle", marker_size=4, show_legend=panel is left,
+                    stats.epoch.astype(np.float64), y, lk.name, lk.group, lk.color,
+                    mode="lines+markers" if lk.highlighted else "lines", marker="circle", marker_size=4,
+                    width=lk.width(), opacity=lk.opacity, show_legend=side == 0 and _legend_once(lk, shown),
                     band=(stats.low * scale, stats.high * scale) if multi else None,
+                    hover=_hover(lk, f"validation {metric[4:]}", len(y)),
                 )
             )  # fmt: skip
-    left.ylim = _ylim([t.y for t in left.traces], _cap([t.y for t in left.traces]))
+            if _kept(data, cfg):
+                kept[side].append(y)
+    fit_y(left, kept[0], floor=0.0)
+    fit_y(right, kept[1], floor=0.0)
     if not right.traces:
         right.note = "no classification error recorded (not a classification task)"
-    return FigureSpec(
+    return _legend_order(data, FigureSpec(
         "metrics",
-        "Cross-entropy vs classification error",
-        "The same runs scored two ways. Cross-entropy is fine-grained (it rewards confident "
-        "correct predictions); the error rate is coarse and can stay flat while cross-entropy "
-        "still improves, or rise while it overfits.",
+        "Validation loss vs classification error",
+        f"The same runs scored two ways. The {LOSS_NAME} is fine-grained (it rewards confident "
+        "correct predictions); the error rate is coarse and can stay flat while the loss still "
+        "improves, or rise while it overfits. " + _COLOUR_WORDS,
         [left, right],
         columns=2,
-    )
+    ))
 
 
 # ---------------------------------------------------------------- train-val gap
 
 
 def gap_figure(data: ReportData) -> FigureSpec:
-    panel = Panel("Validation minus training loss", "epoch", "gap (nats)", hline=0.0)
-    for cfg in data.configs:
+    panel = Panel("Validation minus training loss", "epoch", loss_label("gap", data=data), hline=0.0)
+    look = looks(data)
+    kept: list[np.ndarray] = []
+    shown: set[str] = set()
+    for cfg in _drawing_order(data):
+        lk = look[cfg.key]
         x, gap, val_mean = gap_series(cfg, data.epochs, with_val=True)
         if not len(x):
             continue
-        c = color(cfg.index)
+        x = x.astype(np.float64)
         panel.traces.append(
-            Trace(x.astype(np.float64), gap, cfg.label, cfg.label, c, mode="lines+markers", marker="circle",
-                  marker_size=4)
+            Trace(x, gap, lk.name, lk.group, lk.color, mode="lines+markers" if lk.highlighted else "lines",
+                  marker="circle", marker_size=4, width=lk.width(), opacity=lk.opacity,
+                  show_legend=_legend_once(lk, shown), hover=_hover(lk, "gap", len(x)))
         )  # fmt: skip
+        if _kept(data, cfg):
+            kept.append(gap)
+        else:  # where its last epoch ended (the edge when off the chart)
+            panel.traces.append(
+                Trace(x[-1:], gap[-1:], lk.name + " (diverged)", lk.group, lk.color, mode="markers", marker="x",
+                      marker_size=10 if lk.highlighted else 8, show_legend=False,
+                      hover=[f"{lk.hover} diverged; gap {num(float(gap[-1]))} at epoch {x[-1]:g}"])
+            )  # fmt: skip
         trend = widening_gap(x, gap, val_loss=val_mean)
         if trend is not None:
             sel = x >= trend.onset_epoch
             panel.traces.append(
                 Trace(
-                    x[sel].astype(np.float64), gap[sel], cfg.label + " (overfitting)", cfg.label, c,
-                    mode="markers", marker="triangle-up", marker_size=10, show_legend=False,
-                    hover=[f"{cfg.label}: gap widening since epoch {trend.onset_epoch}" for _ in range(int(sel.sum()))],
+                    x[sel], gap[sel], lk.name + " (overfitting)", lk.group, lk.color,
+                    mode="markers", marker="triangle-up", marker_size=10 if lk.highlighted else 7,
+                    show_legend=False,
+                    hover=[f"{lk.hover}: gap widening since epoch {trend.onset_epoch}"] * int(sel.sum()),
                 )
             )  # fmt: skip
-    return FigureSpec(
+    fit_y(panel, kept)
+    return _legend_order(data, FigureSpec(
         "gap",
         "Train-validation gap",
         "Validation loss minus training loss per epoch (seed means). Near zero: the network "
         "generalises. Triangles flag overfitting: the gap widening epoch after epoch to the end "
-        "(3 or more rises in a row).",
+        "(3 or more rises in a row). The y axis covers the runs that did not diverge; a cross marks "
+        "a diverged run's last epoch (on the edge when off the chart).",
         [panel],
-    )
+    ))
 
 
 # ---------------------------------------------------------------- LR and momentum
@@ -390,35 +640,37 @@ def lr_figure(data: ReportData) -> FigureSpec:
     lr_panel = Panel("Learning rate vs step", "optimizer step", "learning rate")
     mom_panel = Panel("Momentum vs step", "optimizer step", "momentum (beta1 for Adam)")
     peaks: list[float] = []
-    for cfg in data.configs:
+    look = looks(data)
+    shown: set[str] = set()
+    for cfg in _drawing_order(data):
+        lk = look[cfg.key]
         series = data.steps.get(cfg.runs[0].id)
         if series is None or not len(series):
             continue
-        c = color(cfg.index)
         # The LR is smooth (or piecewise): 300 min/max points per column draw it exactly enough.
         keep = np.unique(
             np.concatenate([downsample_indices(col, LR_POINTS) for col in (series.lr, series.momentum)])
         )
         series = _subset(series, keep)
         x = series.step.astype(np.float64)
-        lr_panel.traces.append(Trace(x, series.lr, cfg.label, cfg.label, c))
+        lr_panel.traces.append(
+            Trace(x, series.lr, lk.name, lk.group, lk.color, width=lk.width(), opacity=lk.opacity,
+                  show_legend=_legend_once(lk, shown), hover=_hover(lk, "lr", len(x)))
+        )  # fmt: skip
         for g in range(1, series.lrs.shape[1] if series.lrs.ndim == 2 else 1):
             lr_panel.traces.append(
-                Trace(
-                    x,
-                    series.lrs[:, g],
-                    f"{cfg.label} [group {g}]",
-                    cfg.label,
-                    c,
-                    dash="dot",
-                    show_legend=False,
-                )
-            )
+                Trace(x, series.lrs[:, g], f"{lk.name} [group {g}]", lk.group, lk.color, dash="dot",
+                      width=lk.width(), opacity=lk.opacity, show_legend=False,
+                      hover=_hover(lk, f"lr of param group {g}", len(x)))
+            )  # fmt: skip
         finite = series.lr[np.isfinite(series.lr) & (series.lr > 0)]
         if len(finite):
             peaks.append(float(finite.max()))
         if np.isfinite(series.momentum).any():
-            mom_panel.traces.append(Trace(x, series.momentum, cfg.label, cfg.label, c, show_legend=False))
+            mom_panel.traces.append(
+                Trace(x, series.momentum, lk.name, lk.group, lk.color, width=lk.width(), opacity=lk.opacity,
+                      show_legend=False, hover=_hover(lk, "momentum", len(x)))
+            )  # fmt: skip
     # Log scale when peak LRs span more than 20x; the axis then shows 1000x below the
     # smallest peak, so a decay of the recommended ~100x is visible and a cosine to 0 is not
     # stretched over ten decades.
@@ -428,75 +680,104 @@ def lr_figure(data: ReportData) -> FigureSpec:
     panels = [lr_panel]
     if mom_panel.traces:
         panels.append(mom_panel)
-    return FigureSpec(
+    return _legend_order(data, FigureSpec(
         "lr",
         "Learning rate and momentum vs step",
         "The LR each configuration actually used, as recorded at every optimizer step (first "
         "param group solid, other groups dotted), and the momentum when the optimizer has one. "
-        "The article's rule of thumb: by the end the LR should have decayed about 100x.",
+        "The article's rule of thumb: by the end the LR should have decayed about 100x. "
+        + _COLOUR_WORDS,
         panels,
-    )
+    ))
 
 
 # ---------------------------------------------------------------- U-curve
 
 
 def ucurve_figure(data: ReportData) -> FigureSpec:
-    metrics = [("val_loss", "final validation loss (nats)", 1.0)]
+    """Final metric vs LR, one column per optimizer (each with its own range test), one row
+    per metric (validation loss, and error for a classifier)."""
+    metrics = [("val_loss", loss_label("final validation loss", data=data), 1.0)]
     if data.is_classification:
         metrics.append(("val_error", "final validation error (%)", 100.0))
+    optimizers = list(dict.fromkeys(c.config.optimizer for c in data.configs))
     panels = []
+    shown: set[str] = set()
     for metric, ylabel, scale in metrics:
-        panel = Panel(
-            f"Final {metric.replace('_', ' ')} vs learning rate", "learning rate", ylabel, xlog=True
-        )
-        _ucurve_traces(data, panel, metric, scale)
-        panels.append(panel)
-    finder = _finder_marks(data)
-    for panel in panels:
-        panel.vlines += finder[0]
-        panel.spans += finder[1]
+        scores = {s.key: s for s in rank(data.runs, data.epochs, metric)}
+        for optimizer in optimizers:
+            what = metric.replace("_", " ")
+            title = f"Final {what} vs learning rate" + (f": {optimizer}" if len(optimizers) > 1 else "")
+            panel = Panel(title, "learning rate", ylabel, xlog=True)
+            members = [c for c in data.configs if c.config.optimizer == optimizer]
+            _ucurve_traces(data, members, panel, scores, scale, shown)
+            panel.vlines, panel.spans = _finder_marks(data, optimizer)
+            panels.append(panel)
     return FigureSpec(
         "ucurve",
         "Final metric vs learning rate",
         "Each point is a configuration's final value (mean over seeds, bars: range); a line joins "
-        "configurations that differ only in their LR. Too small an LR learns slowly, too large "
-        "bounces or diverges (crosses on the top edge): the bottom of the U is the LR to use. "
-        "The dashed line is the range test's suggestion and the shaded band its cyclic-LR bounds.",
+        "configurations that differ only in their LR, one colour per schedule family. Too small an "
+        "LR learns slowly, too large bounces or diverges (crosses on the top edge): the bottom of "
+        "the U is the LR to use. One column per optimizer: the dashed line is that optimizer's own "
+        "range test suggestion and the shaded band its cyclic-LR bounds.",
         panels,
-        columns=len(panels),
+        columns=len(optimizers),
+        size=(max(7.0, 4.6 * len(optimizers)) + 3.2, 4.0 * len(metrics) + 0.8) if len(optimizers) > 1 else None,
     )
 
 
-def _ucurve_traces(data: ReportData, panel: Panel, metric: str, scale: float) -> None:
-    scores = {s.key: s for s in rank(data.runs, data.epochs, metric)}
+def _ucurve_traces(
+    data: ReportData,
+    members: Sequence[Configuration],
+    panel: Panel,
+    scores: Mapping[str, Ranked],
+    scale: float,
+    shown: set[str],
+) -> None:
     families: dict[str, list[Configuration]] = {}
-    for cfg in data.configs:
+    for cfg in members:
         families.setdefault(family_key(cfg), []).append(cfg)
-    finite_top = max((s.high * scale for s in scores.values()), default=1.0)
-    for members in families.values():
-        members = sorted(members, key=lambda c: c.lr or 0.0)
-        name = _family_label(members[0])
-        c = color(members[0].index)
-        pts = [(cfg.lr, scores[cfg.key]) for cfg in members if cfg.key in scores]
+    colours = _ucurve_colours(data)
+    finite_top = max((s.high * scale for k, s in scores.items() if any(c.key == k for c in members)), default=1.0)
+    for group in families.values():
+        group = sorted(group, key=lambda c: c.lr or 0.0)
+        name = _ucurve_name(data, group[0])
+        c = colours.get(name, GREY)
+        pts = [(cfg, scores[cfg.key]) for cfg in group if cfg.key in scores]
         if pts:
-            x = np.asarray([p[0] for p in pts], dtype=np.float64)
-            y = np.asarray([p[1].mean for p in pts]) * scale
-            lo, hi = error_bars([p[1].mean for p in pts], [p[1].low for p in pts], [p[1].high for p in pts])
-            lo, hi = lo * scale, hi * scale
+            x = np.asarray([cfg.lr for cfg, _ in pts], dtype=np.float64)
+            y = np.asarray([s.mean for _, s in pts]) * scale
+            lo, hi = error_bars([s.mean for _, s in pts], [s.low for _, s in pts], [s.high for _, s in pts])
             panel.traces.append(
-                Trace(x, y, name, name, c, mode="lines+markers", marker="circle", error=(lo, hi),
-                      hover=[f"{name} | lr={v:g}: {num(w)} ({s.seeds} seeds)" for v, w, (_, s) in zip(x, y, pts)])
+                Trace(x, y, name, name, c, mode="lines+markers", marker="circle", error=(lo * scale, hi * scale),
+                      show_legend=name not in shown,
+                      hover=[f"{cfg.label}: {num(w)} ({s.seeds} seeds)" for w, (cfg, s) in zip(y, pts)])
             )  # fmt: skip
-        bad = [cfg for cfg in members if cfg.diverged and cfg.key not in scores]
+            shown.add(name)
+        bad = [cfg for cfg in group if cfg.diverged and cfg.key not in scores]
         if bad:
             panel.traces.append(
                 Trace(
                     np.asarray([b.lr for b in bad], dtype=np.float64), np.full(len(bad), finite_top * 1.05),
                     name + " (diverged)", name, c, mode="markers", marker="x", marker_size=11,
-                    show_legend=not pts, hover=[f"{name} | lr={b.lr:g} diverged" for b in bad],
+                    show_legend=name not in shown, hover=[f"{b.label} diverged" for b in bad],
                 )
             )  # fmt: skip
+            shown.add(name)
+
+
+def _ucurve_name(data: ReportData, cfg: Configuration) -> str:
+    """A U-curve line's legend entry: its schedule family when those vary, else the family's
+    label (the configuration without its LR)."""
+    if len({schedule_name(c.config.schedule) for c in data.configs}) > 1:
+        return schedule_name(cfg.config.schedule)
+    return _family_label(cfg)
+
+
+def _ucurve_colours(data: ReportData) -> dict[str, str]:
+    names = list(dict.fromkeys(_ucurve_name(data, c) for c in data.configs))
+    return {n: highlight_color(i) for i, n in enumerate(names[:MAX_COLOURED])}
 
 
 def error_bars(mean: Sequence[float], low: Sequence[float], high: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
@@ -516,13 +797,19 @@ def _family_label(cfg: Configuration) -> str:
     return ", ".join(parts) if parts and parts != ["all runs"] else "all runs"
 
 
-def _finder_marks(data: ReportData) -> tuple[list[VLine], list[Span]]:
+def _finder_marks(data: ReportData, optimizer: str | None = None) -> tuple[list[VLine], list[Span]]:
+    """The suggestion and cyclic bounds of the most recent range test of ``optimizer`` (any
+    optimizer of the runs when there is none of it)."""
     if not data.finders:
         return [], []
-    # The most recent range test for these tasks, preferring one with an optimizer of the runs.
-    optimizers = {r.config.optimizer for r in data.runs}
-    matching = [f for f in data.finders if f.optimizer in optimizers]
-    rec = (matching or data.finders)[-1]
+    if optimizer is not None:
+        matching = [f for f in data.finders if f.optimizer == optimizer]
+    else:
+        optimizers = {r.config.optimizer for r in data.runs}
+        matching = [f for f in data.finders if f.optimizer in optimizers] or list(data.finders)
+    if not matching:
+        return [], []
+    rec = matching[-1]
     vlines = [VLine(rec.lr, f"range test: lr={rec.lr:.3g}", "#d62728")]
     spans = []
     if rec.base_lr and rec.max_lr:
@@ -667,61 +954,58 @@ def _finder_ylim(curves: Sequence[np.ndarray]) -> tuple[float, float] | None:
 
 
 def steps_figure(data: ReportData, log_y: bool = False) -> FigureSpec:
-    loss_panel = Panel("Training loss vs step", "optimizer step", "loss (nats)", ylog=log_y)
+    loss_panel = Panel("Training loss vs step", "optimizer step", loss_label(data=data), ylog=log_y)
     grad_panel = Panel("Gradient norm vs step", "optimizer step", "gradient L2 norm", ylog=True)
     stuck = {rid for f in data.findings if f.kind == "stuck" for rid in f.run_ids}
-    for cfg in data.configs:
-        c = color(cfg.index)
-        first = True
+    look = looks(data)
+    kept: dict[str, list[np.ndarray]] = {"loss": [], "grad": []}
+    shown: set[str] = set()
+    for cfg in _drawing_order(data):
+        lk = look[cfg.key]
         for run in cfg.runs:
             series = data.steps.get(run.id)
             if series is None or not len(series):
                 continue
             x = series.step.astype(np.float64)
             # The legend entry stands for every seed of the configuration (they toggle together).
-            name = cfg.label if first or len(cfg.runs) == 1 else f"{cfg.label} (seed {run.seed})"
-            width = 1.0 if len(data.runs) > 12 else 1.4
-            width = width * 1.8 if run.id in stuck else width
+            seed = f" (seed {run.seed})" if len(cfg.runs) > 1 else ""
+            base = 1.0 if len(data.runs) > 12 else 1.4
+            width = lk.width(base) * (1.8 if run.id in stuck and lk.highlighted else 1.0)
+            legend = _legend_once(lk, shown)
             loss_panel.traces.append(
-                Trace(x, series.loss, name, cfg.label, c, width=width, show_legend=first)
-            )
+                Trace(x, series.loss, lk.name, lk.group, lk.color, width=width, opacity=lk.opacity,
+                      show_legend=legend, hover=_hover(lk, f"seed {run.seed}: training loss", len(x)))
+            )  # fmt: skip
             grad_panel.traces.append(
-                Trace(x, series.grad_norm, name, cfg.label, c, width=width, show_legend=False)
-            )
-            first = False
-            if is_diverged(run):
-                i = divergence_index(series, run)
-                if i is not None:
-                    step = run.diverged_step if run.diverged_step is not None else int(series.step[i])
-                    for panel, col in ((loss_panel, series.loss), (grad_panel, series.grad_norm)):
-                        panel.traces.append(
-                            Trace(np.asarray([float(step)]), np.asarray([float(col[i])]), name + " (diverged)",
-                                  cfg.label, c, mode="markers", marker="x", marker_size=11, show_legend=False,
-                                  hover=[f"{name} diverged at step {step}"])
-                        )  # fmt: skip
-    loss_curves = [t.y for t in loss_panel.traces if t.mode == "lines"]
-    loss_panel.ylim = None if log_y else _ylim(loss_curves, _cap(loss_curves, 1.3))
-    _clip_markers(loss_panel)
-    grad_curves = [t.y for t in grad_panel.traces if t.mode == "lines"]
-    _clip_markers_to(grad_panel, grad_curves)
-    return FigureSpec(
+                Trace(x, series.grad_norm, lk.name, lk.group, lk.color, width=width, opacity=lk.opacity,
+                      show_legend=False, hover=_hover(lk, f"seed {run.seed}: gradient norm", len(x)))
+            )  # fmt: skip
+            if not is_diverged(run):
+                kept["loss"].append(series.loss)
+                kept["grad"].append(series.grad_norm)
+                continue
+            i = divergence_index(series, run)
+            if i is None:
+                continue
+            step = run.diverged_step if run.diverged_step is not None else int(series.step[i])
+            for panel, col in ((loss_panel, series.loss), (grad_panel, series.grad_norm)):
+                panel.traces.append(
+                    Trace(np.asarray([float(step)]), np.asarray([float(col[i])]), lk.name + " (diverged)",
+                          lk.group, lk.color, mode="markers", marker="x", marker_size=11 if lk.highlighted else 8,
+                          show_legend=False, hover=[f"{lk.hover}{seed} diverged at step {step}"])
+                )  # fmt: skip
+    fit_y(loss_panel, kept["loss"], floor=0.0)
+    fit_y(grad_panel, kept["grad"])
+    return _legend_order(data, FigureSpec(
         "steps",
         "Training loss and gradient norm vs step",
         "Every run (downsampled with spikes kept). A run whose loss has stopped falling while its "
         "gradient norm stays large is oscillating across a valley of the loss surface: its LR is "
         "too high for this stage of training (such runs are drawn thicker and listed in the "
-        "diagnostics). Crosses mark divergence.",
+        "diagnostics). Crosses mark divergence (on the top edge when off the chart: the axes cover "
+        "the runs that did not diverge). " + _COLOUR_WORDS,
         [loss_panel, grad_panel],
-    )
-
-
-def _clip_markers_to(panel: Panel, curves: Sequence[np.ndarray]) -> None:
-    finite = [c[np.isfinite(c) & (c > 0)] for c in curves]
-    finite = [c for c in finite if len(c)]
-    top = max((float(c.max()) for c in finite), default=1.0)
-    for t in panel.traces:
-        if t.marker == "x":
-            t.y = np.where(np.isfinite(t.y) & (t.y > 0), t.y, top)
+    ))
 
 
 # ---------------------------------------------------------------- all
@@ -735,3 +1019,13 @@ def build_figures(data: ReportData, log_y: bool = False) -> list[FigureSpec]:
         figures.append(finder_figure(data))
     figures.append(steps_figure(data, log_y))
     return [f for f in figures if not f.is_empty()]
+
+
+def _legend_order(data: ReportData, spec: FigureSpec) -> FigureSpec:
+    """Legend entries in the scorer's order, the grey configurations' entry last (the
+    traces are drawn the other way round: grey underneath, the best on top)."""
+    ranks = {lk.group: lk.rank + 1 for lk in looks(data).values()}
+    for panel in spec.panels:
+        for trace in panel.traces:
+            trace.legend_rank = ranks.get(trace.group, 0)
+    return spec

@@ -105,8 +105,9 @@ def schedule_shape(schedule: Schedule, lr: float | None = None) -> str:
         value = getattr(schedule, field.name)
         if field.default is not dataclasses.MISSING and value == field.default:
             continue
-        text = _shape_value(value, lr)
         holds = isinstance(value, Schedule) or (isinstance(value, tuple) and value and isinstance(value[0], Schedule))
+        # Only LR fields are written relative to the LR (a decay_rate of 0.01 is no LR).
+        text = _shape_value(value, lr if holds or "lr" in field.name else None)
         parts.append(text if index == 0 and holds else f"{field.name}={text}")
     return f"{schedule.name}({', '.join(parts)})"
 

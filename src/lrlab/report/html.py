@@ -18,7 +18,7 @@ import numpy as np
 
 from lrlab.formatting import num
 from lrlab.report.data import ReportData
-from lrlab.report.figures import Contour, FigureSpec, Panel, Trace
+from lrlab.report.figures import Contour, FigureSpec, Panel, Trace, looks
 
 _DASH = {"solid": "solid", "dash": "dash", "dot": "dot"}
 _PLOT_CONFIG = {"responsive": True, "displaylogo": False, "scrollZoom": False}
@@ -63,9 +63,11 @@ def plotly_figure(spec: FigureSpec) -> dict:
     )
     for i, panel in enumerate(spec.panels):
         _axes(fig, panel, i // spec.columns + 1, i % spec.columns + 1, "" if i == 0 else str(i + 1))
+    entries = len(spec.legend_entries())
     fig.update_layout(
         title={"text": pesc(spec.title)},
-        height=430 * rows + 60,
+        # Tall enough for every legend entry at the right: plotly would scroll (hide) the rest.
+        height=max(430 * rows + 60, 150 + 21 * entries) if spec.legend != "below" else 430 * rows + 60,
         hovermode="closest",
         legend={"groupclick": "togglegroup", "font": {"size": 11}},
         margin={"t": 90, "r": 20, "l": 70, "b": 50},
@@ -90,11 +92,11 @@ def plotly_figure(spec: FigureSpec) -> dict:
     out["data"] = traces
     layout = out["layout"]
     if spec.legend == "below":
-        shown = sum(t.show_legend for p in spec.panels for t in p.traces)
+        shown = entries
         layout["legend"].update(
             {"orientation": "h", "x": 0.0, "xanchor": "left", "y": -0.12, "yanchor": "top"}
         )
-        layout["margin"]["b"] = 80 + 24 * min(shown, 12)
+        layout["margin"]["b"] = 80 + 24 * shown
         layout["height"] += layout["margin"]["b"] - 50
     if spec.animation is not None:
         out["frames"], slider, play = _animation(spec.animation.steps, spec.animation.label, animated)
@@ -222,8 +224,12 @@ def _traces(t: Trace, seen: set[str]) -> list[dict]:
         trace["marker"] = {"color": t.color, "size": t.marker_size, "symbol": t.marker or "circle"}
         if t.marker == "x" or t.marker_edge is not None:
             trace["marker"]["line"] = {"width": 1, "color": t.marker_edge or t.color}
+    if t.legend_rank:
+        trace["legendrank"] = 1000 + t.legend_rank  # plotly's default rank is 1000
     if t.hover is not None:
-        trace["text"] = [pesc(h) for h in t.hover]
+        # One text for every point (a grey run's configuration) is written once.
+        same = len(t.hover) > 0 and all(h == t.hover[0] for h in t.hover)
+        trace["text"] = pesc(t.hover[0]) if same else [pesc(h) for h in t.hover]
         trace["hovertemplate"] = "%{text}<br>x=%{x:.4g}, y=%{y:.4g}<extra></extra>"
     if t.error is not None:
         trace["error_y"] = {
@@ -511,15 +517,17 @@ def _config_table(data: ReportData) -> str:
 
     rows = [
         '<details open><summary>Configurations and runs</summary><table id="runs"><thead><tr>'
-        "<th>configuration</th><th>seed</th><th>run id</th><th>status</th><th>epochs</th>"
+        "<th>configuration</th><th>in the figures</th><th>seed</th><th>run id</th><th>status</th><th>epochs</th>"
         "<th>final train loss</th><th>final val loss</th><th>final val error</th></tr></thead><tbody>"
     ]
+    look = looks(data)
     for cfg in data.configs:
+        shown = look[cfg.key].name if look[cfg.key].highlighted else "grey"
         for run in cfg.runs:
             recs = data.epochs.get(run.id, [])
             err = final_metric(recs, "val_error")
             rows.append(
-                f"<tr><td>{esc(cfg.label)}</td><td class='num'>{run.seed}</td><td><code>{esc(run.id)}</code></td>"
+                f"<tr><td>{esc(cfg.label)}</td><td>{esc(shown)}</td><td class='num'>{run.seed}</td><td><code>{esc(run.id)}</code></td>"
                 f"<td class='status-{esc(run.status)}'>{esc(run.status)}</td><td class='num'>{len(recs)}</td>"
                 f"<td class='num'>{_cell(final_metric(recs, 'train_loss'))}</td>"
                 f"<td class='num'>{_cell(final_metric(recs, 'val_loss'))}</td>"

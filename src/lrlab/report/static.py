@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from lrlab.report.figures import Contour, FigureSpec, Panel, Trace
+from lrlab.report.figures import Contour, FigureSpec, Panel, Trace, legend_ranks
 
 IMAGE_SUFFIXES = (".png", ".svg")
 _DASH = {"solid": "-", "dash": "--", "dot": ":"}
@@ -22,7 +22,6 @@ _MARKER = {
     "square": "s",
     None: None,
 }
-_MAX_LEGEND = 24  # legend entries beyond this are summarised
 _RC = {"font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "legend.fontsize": 8}
 
 
@@ -48,6 +47,8 @@ def draw_figure(spec: FigureSpec) -> Any:
         handles: dict[str, object] = {}
         for ax, panel in zip(axes.flat, spec.panels):
             _draw_panel(ax, panel, handles)
+        ranks = legend_ranks(spec)
+        handles = dict(sorted(handles.items(), key=lambda item: ranks.get(item[0], 0)))
         for ax in list(axes.flat)[len(spec.panels) :]:
             ax.set_visible(False)
         fig.suptitle(plain(spec.title), fontsize=13)
@@ -94,22 +95,19 @@ def _rc():  # type: ignore[no-untyped-def]
 
 
 def _legend(fig, spec: FigureSpec, handles: dict[str, object]) -> None:  # type: ignore[no-untyped-def]
+    """Every legend entry of the spec, none left out: at the right while they fit beside the
+    panels, else below the figure in as many columns as the longest name allows."""
     labels = list(handles)
-    shown = labels[:_MAX_LEGEND]
-    extra = len(labels) - len(shown)
-    title = f"+{extra} more (see the HTML report)" if extra else None
-    if spec.legend == "below":
-        texts = [_wrap(plain(k), 90) for k in shown]
-        columns = 1 if max(len(k) for k in shown) > 45 else min(3, len(shown))
-        legend = fig.legend(
-            [handles[k] for k in shown], texts, loc="outside lower center", ncols=columns, title=title
-        )
+    rows = 4.2 * ((len(spec.panels) + spec.columns - 1) // spec.columns) / 0.19  # entries that fit at the right
+    longest = max(len(k) for k in labels)
+    if spec.legend == "below" or len(labels) > rows:
+        width = 90 if longest > 45 else 45
+        texts = [_wrap(plain(k), width) for k in labels]
+        columns = max(1, min(len(labels), int(140 // (min(longest, width) + 6))))
+        legend = fig.legend([handles[k] for k in labels], texts, loc="outside lower center", ncols=columns)
     else:
         legend = fig.legend(
-            [handles[k] for k in shown],
-            [_wrap(plain(k)) for k in shown],
-            loc="outside right upper",
-            title=title,
+            [handles[k] for k in labels], [_wrap(plain(k)) for k in labels], loc="outside right upper"
         )
     legend.get_frame().set_alpha(0.9)
 
@@ -152,8 +150,10 @@ def _draw_panel(ax, panel: Panel, handles: dict[str, object]) -> None:  # type: 
         ax.axhline(panel.hline, color="#888888", linewidth=0.8)
     if panel.xlog:
         ax.set_xscale("log")
+        _log_ticks(ax.xaxis)
     if panel.ylog:
         ax.set_yscale("log")
+        _log_ticks(ax.yaxis)
     if panel.ylim is not None:
         ax.set_ylim(*panel.ylim)
     if panel.xlim is not None:
@@ -167,6 +167,16 @@ def _draw_panel(ax, panel: Panel, handles: dict[str, object]) -> None:  # type: 
         ax.text(
             0.5, 0.5, plain(panel.note), transform=ax.transAxes, ha="center", va="center", color="#666666"
         )
+
+
+def _log_ticks(axis) -> None:  # type: ignore[no-untyped-def]
+    """Labels at 1, 2 and 5 of each decade, none on the minor ticks: on an axis spanning
+    less than a decade matplotlib would label every minor tick, on top of each other."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0), numticks=12))
+    axis.set_major_formatter(FuncFormatter(lambda value, _pos: f"{value:g}"))
+    axis.set_minor_formatter(NullFormatter())
 
 
 def _draw_trace(ax, t: Trace, handles: dict[str, object]) -> None:  # type: ignore[no-untyped-def]

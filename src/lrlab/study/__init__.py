@@ -1,4 +1,11 @@
-"""The one-command learning-rate study: finder -> sweep -> recommendation -> report."""
+"""The one-command learning-rate study: finder -> sweep -> recommendation -> report.
+
+``lrlab.study(model_fn, train, val, ...)`` runs it on the user's own model: this package
+is callable (:func:`lrlab.study.api.study`).
+"""
+
+import sys
+import types
 
 from lrlab.study.codegen import keras_snippet, torch_snippet
 from lrlab.study.plan import BUDGETS, study_schedules
@@ -18,3 +25,15 @@ __all__ = [
     "study_schedules",
     "torch_snippet",
 ]
+
+
+class _CallableModule(types.ModuleType):
+    """``lrlab.study(...)`` calls :func:`lrlab.study.api.study`; ``lrlab.study.X`` stays the package."""
+
+    def __call__(self, *args: object, **kwargs: object) -> object:
+        from lrlab.study.api import study
+
+        return study(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

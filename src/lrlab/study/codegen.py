@@ -1,10 +1,19 @@
-"""Copy-pasteable code for a recommended optimizer + schedule, for PyTorch and Keras."""
+"""Copy-pasteable code for a recommended optimizer + schedule: PyTorch, Lightning,
+Hugging Face and Keras.
+
+Given the number of steps the study trained for (``study_steps``), the schedule is written
+as a function of the user's own ``total_steps`` (each step count a fraction of the run:
+a warmup of 5% stays 5% of a longer run), computed in the snippet from the user's loader
+length and epochs. Without it, the schedule is pasted as measured, in absolute steps.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from lrlab.schedules import parse
+from lrlab.schedules import Schedule, from_dict, parse
+
+__all__ = ["hf_snippet", "keras_snippet", "lightning_snippet", "schedule_for", "step_template", "torch_snippet"]
 
 # The torch class comes from the optimizer grammar; Keras 3 has only some of them, one
 # under its own spelling.
@@ -19,6 +28,85 @@ _KERAS_KEYWORDS = {
 }  # fmt: skip
 
 
+# Parameters that count optimizer steps (scaled with the run's length).
+_STEP_KEYS = frozenset({"total_steps", "steps", "step_size", "decay_steps", "warmup_steps", "boundaries"})
+_SENTINEL = 900_000_001  # stands for a step count while the spec is formatted
+
+
+def _walk(data: Any, study_steps: int, visit: Any) -> Any:
+    """``data`` (a schedule's ``to_dict``) with every step count replaced by ``visit(fraction)``."""
+    if isinstance(data, dict):
+        out = {}
+        for key, value in data.items():
+            if key in _STEP_KEYS and isinstance(value, int | float) and not isinstance(value, bool):
+                out[key] = visit(float(value) / study_steps)
+            elif key in _STEP_KEYS and isinstance(value, list):
+                out[key] = [visit(float(v) / study_steps) for v in value]
+            else:
+                out[key] = _walk(value, study_steps, visit)
+        return out
+    if isinstance(data, list):
+        return [_walk(v, study_steps, visit) for v in data]
+    return data
+
+
+def _steps(fraction: float, total_steps: int) -> int:
+    return total_steps if fraction == 1.0 else max(1, round(float(f"{fraction:.4g}") * total_steps))
+
+
+def schedule_for(schedule: Schedule | str, study_steps: int, total_steps: int) -> Schedule:
+    """``schedule`` (measured over ``study_steps`` steps) stretched to a run of
+    ``total_steps``: every step count keeps its fraction of the run, every LR stays.
+
+    >>> str(schedule_for("warmup(cosine(lr=0.1, total_steps=570), steps=30)", 600, 6000))
+    'warmup(cosine(lr=0.1, total_steps=5700), steps=300)'
+    """
+    schedule = parse(schedule) if isinstance(schedule, str) else schedule
+    if study_steps < 1 or total_steps < 1:
+        raise ValueError(f"study_steps and total_steps must be >= 1, got {study_steps} and {total_steps}")
+    return from_dict(_walk(schedule.to_dict(), study_steps, lambda f: _steps(f, total_steps)))
+
+
+def step_template(schedule: Schedule | str, study_steps: int) -> str:
+    """The spec of ``schedule`` as a Python f-string in ``total_steps`` (the user's run).
+
+    >>> step_template("warmup(cosine(lr=0.1, total_steps=570), steps=30)", 600)
+    'f"warmup(cosine(lr=0.1, total_steps={max(1, round(0.95 * total_steps))}), steps={max(1, round(0.05 * total_steps))})"'
+    >>> step_template("cosine(lr=0.1, total_steps=600)", 600)
+    'f"cosine(lr=0.1, total_steps={total_steps})"'
+    """
+    schedule = parse(schedule) if isinstance(schedule, str) else schedule
+    fractions: list[float] = []
+
+    def mark(fraction: float) -> int:
+        fractions.append(fraction)
+        return _SENTINEL + len(fractions) - 1
+
+    text = str(from_dict(_walk(schedule.to_dict(), study_steps, mark)))
+    if not fractions:
+        return repr(text)
+    text = text.replace("{", "{{").replace("}", "}}")
+    for i, fraction in enumerate(fractions):
+        expr = "total_steps" if fraction == 1.0 else f"max(1, round({fraction:.4g} * total_steps))"
+        text = text.replace(str(_SENTINEL + i), "{" + expr + "}", 1)
+    quote = "'" if '"' in text else '"'
+    return f"f{quote}{text}{quote}"
+
+
+def _schedule_lines(schedule: str, study_steps: int | None, steps_expr: str) -> tuple[str, str]:
+    """The lines that define ``schedule`` and the expression that builds it."""
+    if study_steps is None:
+        return "", f"parse({schedule!r})"
+    template = step_template(schedule, study_steps)
+    if not template.startswith("f"):  # no step counts: the same schedule for any run
+        return "", f"parse({schedule!r})"
+    lines = (
+        f"total_steps = {steps_expr}  # your run's optimizer steps\n"
+        f"schedule = parse({template})  # step counts as fractions of your run\n"
+    )
+    return lines, "schedule"
+
+
 def _py(value: Any) -> str:
     if isinstance(value, tuple):
         return "(" + ", ".join(_py(v) for v in value) + ")"
@@ -29,12 +117,8 @@ def _torch_kwargs(kwargs: dict[str, Any]) -> str:
     return "".join(f", {key}={_py(value)}" for key, value in kwargs.items())
 
 
-def torch_snippet(optimizer: str, schedule: str) -> str:
-    """PyTorch code that reproduces ``optimizer`` driven by ``schedule`` in the user's loop.
-
-    >>> print(torch_snippet("sgd(momentum=0.9)", "cosine(lr=0.1, total_steps=1000)").splitlines()[4])
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    """
+def _torch_optimizer(optimizer: str, schedule: str, params: str) -> tuple[str, str]:
+    """The import lines and the ``optimizer = ...`` line."""
     import torch
 
     from lrlab.optim.grammar import OPTIMIZER_CLASSES, parse_optimizer
@@ -46,12 +130,25 @@ def torch_snippet(optimizer: str, schedule: str) -> str:
         imports, ref = "import torch\n", f"torch.optim.{cls}"
     else:  # one of lrlab's own optimizers
         imports, ref = f"from lrlab.optim import {cls}\n", cls
+    return imports, f"{ref}({params}, lr={start!r}{_torch_kwargs(kwargs)})"
+
+
+def torch_snippet(optimizer: str, schedule: str, *, study_steps: int | None = None) -> str:
+    """PyTorch code that reproduces ``optimizer`` driven by ``schedule`` in the user's loop
+    (``model``, ``train_loader``, ``loss_fn`` and ``epochs`` are the user's).
+
+    >>> print(torch_snippet("sgd(momentum=0.9)", "cosine(lr=0.1, total_steps=1000)").splitlines()[4])
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    """
+    imports, make = _torch_optimizer(optimizer, schedule, "model.parameters()")
+    lines, built = _schedule_lines(schedule, study_steps, "len(train_loader) * epochs")
     return (
         f"{imports}"
         "from lrlab.schedules import parse\n"
         "from lrlab.torch import LRScheduler\n\n"
-        f"optimizer = {ref}(model.parameters(), lr={start!r}{_torch_kwargs(kwargs)})\n"
-        f"scheduler = LRScheduler(optimizer, parse({schedule!r}))\n\n"
+        f"optimizer = {make}\n"
+        f"{lines}"
+        f"scheduler = LRScheduler(optimizer, {built})\n\n"
         "for epoch in range(epochs):\n"
         "    for inputs, targets in train_loader:\n"
         "        optimizer.zero_grad()\n"
@@ -61,10 +158,73 @@ def torch_snippet(optimizer: str, schedule: str) -> str:
     )
 
 
-def keras_snippet(optimizer: str, schedule: str) -> str:
-    """Keras 3 code with the same schedule driving the equivalent optimizer.
+def lightning_snippet(optimizer: str, schedule: str, *, study_steps: int | None = None) -> str:
+    """A LightningModule's ``configure_optimizers`` with the schedule stepped every batch;
+    the run's length is Lightning's ``estimated_stepping_batches`` (loader length x
+    ``max_epochs``, over gradient accumulation).
 
-    >>> print(keras_snippet("adam(betas=[0.9, 0.99])", "constant(lr=0.001)").splitlines()[5])
+    >>> "interval" in lightning_snippet("adam", "cosine(lr=0.01, total_steps=100)", study_steps=100)
+    True
+    """
+    imports, make = _torch_optimizer(optimizer, schedule, "self.parameters()")
+    lines, built = _schedule_lines(schedule, study_steps, "int(self.trainer.estimated_stepping_batches)")
+    body = "".join(f"        {line}\n" for line in lines.splitlines())
+    return (
+        f"{imports}"
+        "from lrlab.schedules import parse\n"
+        "from lrlab.torch import LRScheduler\n\n\n"
+        "# a method of your LightningModule\n"
+        "    def configure_optimizers(self):\n"
+        f"        optimizer = {make}\n"
+        f"{body}"
+        f"        scheduler = LRScheduler(optimizer, {built})\n"
+        '        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}\n'
+    )
+
+
+def hf_snippet(optimizer: str, schedule: str, *, study_steps: int | None = None) -> str:
+    """A Hugging Face ``Trainer`` given the optimizer and the schedule (``optimizers=``);
+    ``model``, ``args`` (``TrainingArguments``) and ``train_dataset`` are the user's.
+
+    >>> "optimizers=(optimizer, scheduler)" in hf_snippet("adamw", "constant(lr=0.001)")
+    True
+    """
+    imports, make = _torch_optimizer(optimizer, schedule, "model.parameters()")
+    steps = (
+        "math.ceil(len(train_dataset) / (args.per_device_train_batch_size * args.gradient_accumulation_steps))"
+        " * int(args.num_train_epochs)"
+    )
+    lines, built = _schedule_lines(schedule, study_steps, steps)
+    return (
+        "import math\n\n"
+        f"{imports}"
+        "from transformers import Trainer\n\n"
+        "from lrlab.schedules import parse\n"
+        "from lrlab.torch import LRScheduler\n\n"
+        f"optimizer = {make}\n"
+        f"{lines}"
+        f"scheduler = LRScheduler(optimizer, {built})  # the Trainer steps it once per optimizer step\n"
+        "trainer = Trainer(model=model, args=args, train_dataset=train_dataset, optimizers=(optimizer, scheduler))\n"
+    )
+
+
+_KERAS_LOSS = {
+    "classification": '"sparse_categorical_crossentropy", metrics=["accuracy"]',
+    "regression": '"mse", metrics=["mae"]',
+    "language_model": '"sparse_categorical_crossentropy"',
+}
+
+
+def keras_snippet(
+    optimizer: str, schedule: str, *, study_steps: int | None = None, kind: str = "classification",
+    loss: str | None = None,
+) -> str:
+    """Keras 3 code with the same schedule driving the equivalent optimizer. It runs as
+    pasted without TensorFlow: it picks the torch backend unless ``KERAS_BACKEND`` says
+    otherwise. ``model``, ``x_train``, ``batch_size`` and ``epochs`` are the user's; the
+    loss is the task's (``kind``), or ``loss`` (an expression) for a custom one.
+
+    >>> print(keras_snippet("adam(betas=[0.9, 0.99])", "constant(lr=0.001)").splitlines()[10])
     optimizer = keras.optimizers.Adam(learning_rate=schedule, beta_1=0.9, beta_2=0.99)
     """
     from lrlab.optim.grammar import OPTIMIZER_CLASSES, parse_optimizer
@@ -84,11 +244,17 @@ def keras_snippet(optimizer: str, schedule: str) -> str:
     note = f"  # no Keras equivalent for: {', '.join(dropped)}" if dropped else ""
     if cls is None:
         cls, note = "SGD", f"  # Keras has no {name}; SGD shown instead"
+    lines, built = _schedule_lines(schedule, study_steps, "math.ceil(len(x_train) / batch_size) * epochs")
+    compiled = f"{loss}" if loss else _KERAS_LOSS.get(kind, _KERAS_LOSS["classification"])
     return (
-        "import keras\n"
+        "import math\n"
+        "import os\n\n"
+        'os.environ.setdefault("KERAS_BACKEND", "torch")  # before keras is first imported\n'
+        "import keras\n\n"
         "from lrlab.keras import LearningRateSchedule\n"
         "from lrlab.schedules import parse\n\n"
-        f"schedule = LearningRateSchedule(parse({schedule!r}))\n"
+        f"{lines}"
+        f"schedule = LearningRateSchedule({built})\n"
         f"optimizer = keras.optimizers.{cls}(learning_rate=schedule{extra}){note}\n"
-        'model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])\n'
+        f"model.compile(optimizer=optimizer, loss={compiled})\n"
     )

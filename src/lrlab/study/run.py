@@ -135,7 +135,7 @@ def run_study(
     epochs = epochs or plan.epochs(the_task.default_epochs)
     batch_size = the_task.default_batch_size
     total_steps = epochs * steps_per_epoch(the_task, batch_size)
-    name = study_name(task, budget)
+    name = study_name(the_task.name if ":" in task else task, budget)  # a user task: its own name
     report = progress or (lambda _event: None)
     planned = len(specs) * len(plan.lr_factors) * len(SCHEDULE_NAMES) * len(plan.seeds)
     report(StudyEvent("plan", f"{len(specs)} range tests and {planned} runs", 0, len(specs) + planned))

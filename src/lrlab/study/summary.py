@@ -13,9 +13,10 @@ from lrlab.schedules import Schedule
 from lrlab.schedules.summary import key_points
 
 if TYPE_CHECKING:
+    from lrlab.store.records import Objective
     from lrlab.study.run import StudyResult
 
-__all__ = ["code_snippets", "markdown", "metric_name", "peak", "verdict_lines"]
+__all__ = ["all_snippets", "code_snippets", "markdown", "metric_name", "objective_of", "peak", "verdict_lines"]
 
 
 def peak(schedule: Schedule, total_steps: int) -> float:
@@ -23,15 +24,44 @@ def peak(schedule: Schedule, total_steps: int) -> float:
     return key_points(schedule, total_steps).peak
 
 
-def metric_name(metric: str) -> str:
-    return "validation error" if metric == "val_error" else "validation loss (nats)"
+def metric_name(metric: str, objective: Objective | None = None) -> str:
+    """How ``metric`` reads in a sentence, in the task's own loss name and unit.
+
+    >>> from lrlab.store.records import Objective
+    >>> metric_name("val_loss", Objective.for_kind("regression")), metric_name("val_mae")
+    ('validation loss (MSE)', 'val_mae')
+    """
+    if metric == "val_error":
+        return "validation error"
+    if metric == "val_accuracy":
+        return "validation accuracy"
+    if metric == "val_loss":
+        return f"validation loss ({objective.loss_label if objective is not None else 'cross-entropy, nats'})"
+    return metric
+
+
+def objective_of(result: StudyResult) -> Objective:
+    """The objective the study's runs declared (their task's), else the one of its metric."""
+    from lrlab.store.records import Objective
+
+    for run in result.runs:
+        if run.objective is not None:
+            return run.objective
+    metric = result.recommendation.metric
+    return Objective.for_kind("classification") if metric == "val_error" else Objective(metric)
+
+
+def _kind(result: StudyResult) -> str:
+    return next((str(r.extras["task_kind"]) for r in result.runs if "task_kind" in r.extras), "classification")
+
+
 
 
 def verdict_lines(result: StudyResult) -> list[str]:
     """The recommendation, its score and its margins over the runner-up and the best constant LR."""
     rec = result.recommendation
     best = rec.best
-    what = metric_name(rec.metric)
+    what = metric_name(rec.metric, objective_of(result))
     lines = [
         f"Recommended: {best.optimizer} with {best.schedule_name} peaking at "
         f"lr={peak(best.schedule, result.total_steps):.4g}: {best.schedule}",
@@ -39,6 +69,11 @@ def verdict_lines(result: StudyResult) -> list[str]:
         + (f" (accuracy {pct(best.accuracy)})" if best.accuracy is not None else "")
         + f", mean of {best.seeds} seed(s)",
     ]
+    from lrlab.study.codegen import step_template
+
+    template = step_template(best.schedule, result.total_steps)
+    if template.startswith("f"):  # step counts: say them as fractions of the user's run
+        lines.append(f"for your run of total_steps optimizer steps (len(train_loader) * epochs): {template}")
     if rec.runner_up is not None:
         up = rec.runner_up
         if rec.margin_over_runner_up == 0 and best.val_loss is not None and up.val_loss is not None:
@@ -60,29 +95,46 @@ def verdict_lines(result: StudyResult) -> list[str]:
     return lines
 
 
-def code_snippets(result: StudyResult) -> tuple[str, str]:
-    """PyTorch and Keras code for the recommended optimizer and schedule."""
-    from lrlab.study.codegen import keras_snippet, torch_snippet
+def all_snippets(result: StudyResult) -> dict[str, str]:
+    """PyTorch, Lightning, Hugging Face and Keras code for the recommended optimizer and
+    schedule, each computing the schedule from the user's own number of steps."""
+    from lrlab.study.codegen import hf_snippet, keras_snippet, lightning_snippet, torch_snippet
 
     best = result.recommendation.best
-    return torch_snippet(best.optimizer, str(best.schedule)), keras_snippet(best.optimizer, str(best.schedule))
+    spec, steps = str(best.schedule), result.total_steps
+    objective, kind = objective_of(result), _kind(result)
+    builtin = objective.loss in ("cross-entropy", "MSE")
+    return {
+        "PyTorch": torch_snippet(best.optimizer, spec, study_steps=steps),
+        "Lightning": lightning_snippet(best.optimizer, spec, study_steps=steps),
+        "Hugging Face": hf_snippet(best.optimizer, spec, study_steps=steps),
+        "Keras": keras_snippet(best.optimizer, spec, study_steps=steps, kind=kind, loss=None if builtin else "loss_fn"),
+    }
+
+
+def code_snippets(result: StudyResult) -> tuple[str, str]:
+    """PyTorch and Keras code for the recommended optimizer and schedule."""
+    code = all_snippets(result)
+    return code["PyTorch"], code["Keras"]
+
+
 
 
 def markdown(result: StudyResult) -> str:
     """``recommendation.md``: the verdict, the code, and every configuration ranked."""
     rec = result.recommendation
-    torch_code, keras_code = code_snippets(result)
+    code = all_snippets(result)
     rows = "\n".join(
         f"| {c.optimizer} | {c.schedule_name} | {peak(c.schedule, result.total_steps):.4g} | {num(c.score)} "
         f"| {pct(c.accuracy)} | `{c.schedule}` |"
         for c in rec.candidates
     )
-    metric = "val error" if rec.metric == "val_error" else "val loss"
+    metric = {"val_error": "val error", "val_loss": "val loss"}.get(rec.metric, rec.metric)
     verdict = "\n".join(f"- {line}" for line in verdict_lines(result))
     return (
         f"# Study {result.name}\n\nTask `{result.task}`, budget `{result.budget}`, {result.epochs} epochs "
         f"({result.total_steps} steps) per run, {len(result.runs)} runs.\n\n## Recommendation\n\n{verdict}\n\n"
-        f"## PyTorch\n\n```python\n{torch_code}```\n\n## Keras\n\n```python\n{keras_code}```\n\n"
+        + "".join(f"## {where}\n\n```python\n{text}```\n\n" for where, text in code.items()) +
         f"## All configurations\n\n| optimizer | schedule | peak lr | {metric} | accuracy | spec |\n|---|---|---|---|---|---|\n"
         f"{rows}\n\nThe figures are in `report.html` and `figures/`.\n"
     )

@@ -1,0 +1,241 @@
+"""``lrlab.study(model_fn, train, val, ...)``: the whole study on the user's own model.
+
+The model, data, loss and metrics are the user's; the study is the one of ``lrlab study``
+(range tests, sweeps of schedules derived from them, a recommendation judged against the
+seed noise, a report), stored in the lrlab store under the task's ``name``, so that a study
+stopped half-way resumes where it was and ``lrlab report`` finds it.
+
+Example (a regression MLP; ``train`` and ``val`` may be datasets, ``DataLoader`` objects
+or ``(inputs, targets)`` tensor pairs)::
+
+    import lrlab
+    result = lrlab.study(lambda: nn.Sequential(nn.Linear(8, 64), nn.ReLU(), nn.Linear(64, 1)),
+                         (x_train, y_train), (x_val, y_val), name="houses", epochs=10)
+    print(result)                              # the recommendation, in words
+    schedule = result.schedule_for(len(train_loader) * epochs)   # in your run's steps
+    result.report("houses.html")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from lrlab.schedules import Schedule
+    from lrlab.store.sqlite import Store
+    from lrlab.study.recommend import Recommendation
+    from lrlab.study.run import StudyResult
+    from lrlab.training.tasks import Task
+
+__all__ = ["UserStudy", "study", "user_task"]
+
+DEFAULT_EPOCHS = 10
+DEFAULT_BATCH_SIZE = 32
+DEFAULT_STORE = "lrlab-runs/runs.db"
+
+
+@dataclass(frozen=True)
+class UserStudy:
+    """What :func:`study` found: ``recommendation``, the stored ``sweeps`` (``name`` is the
+    study's), the ``task`` it trained, and the store they are in (``store_path``)."""
+
+    result: StudyResult
+    task: Task
+    store_path: Path
+
+    @property
+    def name(self) -> str:
+        return self.result.name
+
+    @property
+    def sweeps(self) -> list[str]:
+        return list(self.result.sweeps)
+
+    @property
+    def recommendation(self) -> Recommendation:
+        return self.result.recommendation
+
+    @property
+    def schedule(self) -> Schedule:
+        """The recommended schedule as measured, over the study's ``total_steps``."""
+        return self.result.recommendation.best.schedule
+
+    @property
+    def optimizer(self) -> str:
+        return self.result.recommendation.best.optimizer
+
+    def schedule_for(self, total_steps: int) -> Schedule:
+        """The recommended schedule for a run of ``total_steps`` optimizer steps
+        (``len(train_loader) * epochs``): each step count (warmup, cycle, decay) keeps
+        its fraction of the run, the LRs stay."""
+        from lrlab.study.codegen import schedule_for
+
+        return schedule_for(self.schedule, self.result.total_steps, total_steps)
+
+    def code(self) -> dict[str, str]:
+        """Code to paste for PyTorch, Lightning, Hugging Face and Keras."""
+        from lrlab.study.summary import all_snippets
+
+        return all_snippets(self.result)
+
+    def report(self, path: str | Path, *, image_dir: str | Path | None = None) -> Path:
+        """Write the study's HTML report (every run, the range tests) to ``path``."""
+        from lrlab.report import load_report_data, write_report
+        from lrlab.store.sqlite import Store
+
+        out = Path(path)
+        if out.suffix.lower() not in (".html", ".htm"):
+            raise ValueError(f"report path must end in .html, got {str(out)!r}")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        store = Store(self.store_path)
+        try:
+            data = load_report_data(store, run_ids=[r.id for r in self.result.runs])
+            write_report(data, out, image_dir=None if image_dir is None else Path(image_dir))
+        finally:
+            store.close()
+        return out
+
+    def __str__(self) -> str:
+        from lrlab.study.summary import verdict_lines
+
+        return "\n".join(verdict_lines(self.result))
+
+
+def study(
+    model_fn: Callable[[], nn.Module],
+    train: Any,
+    val: Any,
+    *,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    metrics: dict[str, Callable[..., Any]] | None = None,
+    objective: str | None = None,
+    higher_is_better: bool | None = None,
+    kind: str | None = None,
+    name: str | None = None,
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    optimizers: Sequence[str] = ("sgd", "sgdm", "adam"),
+    budget: str = "small",
+    store: str | Path | Store = DEFAULT_STORE,
+    device: str = "auto",
+    out: str | Path | None = None,
+    progress: Callable[[Any], None] | None = None,
+) -> UserStudy:
+    """Run lrlab's learning-rate study on ``model_fn()`` (called after ``torch.manual_seed``)
+    with the user's ``train`` and ``val`` data (datasets, ``DataLoader`` objects or
+    ``(inputs, targets)`` tensors).
+
+    ``kind`` is ``"classification"``, ``"regression"`` or ``"language_model"``; left out,
+    it is read off the targets (floating point: regression, integers: classification).
+    ``loss_fn``, ``metrics``, ``objective`` and ``higher_is_better`` make a custom task
+    (see :class:`~lrlab.training.tasks.Task`). ``name`` names the task and its sweeps
+    (default: ``model_fn``'s name); a study of the same name in the same store resumes.
+    ``epochs`` is each run's length (default: the budget's share of 10), ``optimizers``
+    specs or aliases, ``budget`` one of ``lrlab.study.BUDGETS``. ``device`` is ``"auto"``
+    (CUDA when there is one), ``"cpu"`` or ``"cuda"``. With ``out`` (a folder) it also
+    writes ``report.html``, ``figures/`` and ``recommendation.md`` there.
+    """
+    from lrlab.store.sqlite import Store
+    from lrlab.study.run import run_study
+    from lrlab.training.resolve import resolve_device
+    from lrlab.training.tasks import register_task
+
+    task = user_task(model_fn, train, val, loss_fn=loss_fn, metrics=metrics, objective=objective,
+                     higher_is_better=higher_is_better, kind=kind, name=name, epochs=epochs,
+                     batch_size=batch_size)  # fmt: skip
+    where = str(resolve_device(device))
+    owned = not isinstance(store, Store)
+    the_store = Store(Path(store)) if owned else store
+    if owned:
+        Path(store).parent.mkdir(parents=True, exist_ok=True)  # type: ignore[arg-type]
+    try:
+        ref = register_task(task)
+        result = run_study(ref, the_store, budget=budget, optimizers=tuple(optimizers), device=where,
+                           epochs=epochs, out=out, progress=progress)  # fmt: skip
+        path = Path(the_store.path)
+    finally:
+        if owned:
+            the_store.close()
+    return UserStudy(result, task, path)
+
+
+def user_task(
+    model_fn: Callable[[], nn.Module],
+    train: Any,
+    val: Any,
+    *,
+    loss_fn: Callable[..., Any] | None = None,
+    metrics: dict[str, Callable[..., Any]] | None = None,
+    objective: str | None = None,
+    higher_is_better: bool | None = None,
+    kind: str | None = None,
+    name: str | None = None,
+    epochs: int | None = None,
+    batch_size: int | None = None,
+) -> Task:
+    """The :class:`~lrlab.training.tasks.Task` :func:`study` trains (same arguments)."""
+    from torch.utils.data import DataLoader, Dataset
+
+    from lrlab.training.tasks import Task, TensorPairs
+
+    if not callable(model_fn):
+        raise ValueError(f"model_fn must be a function returning a fresh torch module, got {model_fn!r}")
+    if name is None:
+        name = getattr(model_fn, "__name__", "") or "model"
+        name = "model" if name.startswith("<") else name.replace("_", "-")
+    if not isinstance(name, str) or not name or ":" in name:
+        raise ValueError(f"name must be a plain name (no ':'), got {name!r}")
+    for label, value in (("epochs", epochs), ("batch_size", batch_size)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"{label} must be a whole number >= 1, got {value!r}")
+    data = [_dataset_or_loader(label, value, TensorPairs) for label, value in (("train", train), ("val", val))]
+    kind = kind or _infer_kind(data[0])
+    custom = {"loss_fn": loss_fn, "metrics": metrics, "objective": objective, "higher_is_better": higher_is_better}
+    custom = {k: v for k, v in custom.items() if v is not None}
+    if all(isinstance(d, DataLoader) for d in data):
+        task = Task.from_loaders(name, model_fn, data[0], data[1], kind=kind, epochs=epochs or DEFAULT_EPOCHS,
+                                 **custom)  # fmt: skip
+        if batch_size is not None:
+            task.default_batch_size = batch_size
+        return task
+    train_data, val_data = (d.dataset if isinstance(d, DataLoader) else d for d in data)
+    size = batch_size or next((d.batch_size for d in data if isinstance(d, DataLoader) and d.batch_size), None)
+    for label, d in (("train", train_data), ("val", val_data)):
+        if not isinstance(d, Dataset) and not hasattr(d, "__getitem__"):
+            raise ValueError(f"{label} must be a Dataset, a DataLoader or (inputs, targets) tensors")
+    return Task(name, kind, epochs or DEFAULT_EPOCHS, size or DEFAULT_BATCH_SIZE, model_fn, train_data, val_data,
+                **custom)  # fmt: skip
+
+
+def _dataset_or_loader(label: str, value: Any, pairs: type) -> Any:
+    import torch
+
+    if isinstance(value, tuple | list) and len(value) == 2 and all(isinstance(v, torch.Tensor) for v in value):
+        return pairs(value[0], value[1])
+    if hasattr(value, "__len__") and (hasattr(value, "__getitem__") or hasattr(value, "__iter__")):
+        if len(value) == 0:
+            raise ValueError(f"{label} is empty")
+        return value
+    raise ValueError(
+        f"{label} must be a Dataset, a DataLoader or an (inputs, targets) pair of tensors, got {type(value).__name__}"
+    )
+
+
+def _infer_kind(data: Any) -> str:
+    """``regression`` for floating-point targets, else ``classification``."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    try:
+        sample = next(iter(data)) if isinstance(data, DataLoader) else data[0]
+        target = sample[1]
+    except (TypeError, IndexError, KeyError, StopIteration):
+        raise ValueError("cannot read (inputs, targets) from the training data: pass kind=...") from None
+    target = torch.as_tensor(target)
+    return "regression" if target.is_floating_point() else "classification"
