@@ -5,6 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 
+from lrlab.formatting import num
 from lrlab.report.diagnostics import (
     best_configuration,
     diagnose,
@@ -176,3 +177,68 @@ def test_a_divergence_note_names_the_peak_lr_of_the_schedule_not_its_base_lr():
     [f] = divergence(group_runs(runs))
     assert f.numbers["divergence_lr"] == pytest.approx(0.2864)
     assert "divergence starts at lr=0.2864" in f.message and "0.02864" not in f.message.split("starts at")[1]
+
+
+def test_overfitting_with_the_lowest_validation_loss_in_the_last_epoch_never_says_stop_earlier():
+    """A gap that widens while the validation loss still falls to the end: stopping earlier
+    would not help, and the note must not say it would."""
+    train = [2.0, 1.0, 0.5, 0.3, 0.2, 0.12, 0.06, 0.02]
+    val = [2.0, 1.05, 0.6, 0.45, 0.4, 0.36, 0.33, 0.31]
+    [f] = overfitting(group_runs([run("a", 0.01, epochs=8)]), {"a": epochs("a", train, val)})
+    assert f.numbers["best_val_epoch"] == f.numbers["last_epoch"] == 8
+    assert "stop earlier" not in f.message and "would not help" in f.message
+    val_up = [2.0, 1.05, 0.6, 0.45, 0.4, 0.42, 0.45, 0.5]
+    [g] = overfitting(group_runs([run("b", 0.01, epochs=8)]), {"b": epochs("b", train, val_up)})
+    assert g.numbers["best_val_epoch"] == 5 and "stop earlier" in g.message
+
+
+@pytest.mark.parametrize(
+    "schedule",
+    [
+        pytest.param("cyclic(base_lr=0.01, max_lr=0.1, step_size=50)", id="cyclic"),
+        pytest.param("step_decay(lr=0.1, step_size=100, gamma=0.1)", id="designed-100x"),
+    ],
+)
+def test_schedules_that_meet_their_design_get_no_decay_note(schedule):
+    """A cycle between two bounds does not decay by design; a step decay of 0.1 twice is the
+    100x of the rule (99.99x after rounding): neither is worth a note."""
+    from lrlab.schedules import parse
+
+    lr = np.asarray(parse(schedule)(np.arange(300)), dtype=np.float64)
+    r = run("r", 0.1, schedule=schedule)
+    assert schedule_decay(group_runs([r]), {"r": steps("r", *_converging(), lr=lr)}) == []
+
+
+def test_diagnostics_of_a_study_are_grouped_one_line_per_kind_with_counts():
+    """A study-shaped sweep (54 runs): many findings, one folded group per kind, whose count
+    is the number of findings of that kind and whose runs are theirs."""
+    import re
+
+    from tests.report.synthetic import study_sweep
+
+    from lrlab.report.data import build_report_data
+    from lrlab.report.html import _diagnostics
+
+    sw = study_sweep(lrs=(0.1, 0.6), epochs=6, steps_per_epoch=40)
+    data = build_report_data(sw.runs, sw.epochs, sw.steps, sw.finders)
+    findings = [f for f in data.findings if f.kind != "best"]
+    page = _diagnostics(data)
+    kinds = re.findall(r'<details class="kind" data-kind="([a-z_]+)">', page)
+    assert kinds == list(dict.fromkeys(f.kind for f in findings)) and len(kinds) == len(set(kinds))
+    for kind in kinds:
+        items = [f for f in findings if f.kind == kind]
+        runs = len({rid for f in items for rid in f.run_ids})
+        assert f"{len(items)} finding(s) over {runs} run(s)" in page
+    assert page.count('<li class="warning"') + page.count('<li class="info"') == len(findings)
+    diverged = {r.id for r in sw.runs if r.status == "diverged"}
+    assert diverged and {rid for f in findings if f.kind == "divergence" for rid in f.run_ids} == diverged
+    # No note restates the study's design: constant and cyclic schedules are not told they do not decay.
+    decay = [f for f in findings if f.kind == "schedule_decay"]
+    assert not any("constant" in f.message or "cyclic" in f.message for f in decay)
+    # Every divergence note names the peak its schedule reached (the cyclic ones: 3x the LR).
+    by_id = {r.id: r for r in sw.runs}
+    for f in (f for f in findings if f.kind == "divergence"):
+        schedule = by_id[f.run_ids[0]].config.schedule
+        peak = getattr(schedule, "max_lr", None) or by_id[f.run_ids[0]].config.lr
+        assert f.numbers["divergence_lr"] == pytest.approx(peak)
+        assert f"lr={num(peak)}" in f.message

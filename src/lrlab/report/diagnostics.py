@@ -25,11 +25,16 @@ from lrlab.report.grouping import (
 )
 from lrlab.report.ranking import Ranked, rank
 from lrlab.schedules import Constant
+from lrlab.schedules.cyclic import Cyclic
 from lrlab.schedules.summary import key_points
 from lrlab.store.records import EpochRecord, RunRecord, RunStatus, StepSeries
 
 # The article: "near the end of training the learning rate should have decayed by about 100x or more".
 DECAY_RULE = 100.0
+DECAY_TOLERANCE = 0.9  # a decay within 10% of the rule counts as meeting it
+# Schedules that do not decay by design (a constant LR, a cycle between two bounds): a note
+# that they do not would only restate how the sweep was designed.
+NON_DECAYING = (Constant, Cyclic)
 
 
 @dataclass(frozen=True)
@@ -443,18 +448,29 @@ def overfitting(
         per_run = [epochs.get(r.id, ()) for r in cfg.runs]
         val = epoch_stats(per_run, "val_loss")
         best_i = int(np.argmin(val.mean))
+        best_epoch = int(val.epoch[best_i])
         message = (
             f"{cfg.label} overfits: the gap between validation and training loss widens every epoch "
             f"from epoch {trend.onset_epoch} ({_g(trend.gap_at_onset)}) to epoch {trend.last_epoch} "
-            f"({_g(trend.gap_at_end)}); validation loss was lowest at epoch {int(val.epoch[best_i])} "
-            f"({_g(float(val.mean[best_i]))}). Regularise (dropout, weight decay) or stop earlier."
+            f"({_g(trend.gap_at_end)}); "
         )
+        if best_epoch < trend.last_epoch:
+            message += (
+                f"validation loss was lowest at epoch {best_epoch} ({_g(float(val.mean[best_i]))}). "
+                "Regularise (dropout, weight decay) or stop earlier."
+            )
+        else:  # still improving at the end: stopping earlier would not help
+            message += (
+                f"validation loss still fell to its lowest in the last epoch ({best_epoch}, "
+                f"{_g(float(val.mean[best_i]))}), so stopping earlier would not help; regularise "
+                "(dropout, weight decay) before training longer."
+            )
         numbers = {
             "onset_epoch": trend.onset_epoch,
             "last_epoch": trend.last_epoch,
             "gap_at_onset": trend.gap_at_onset,
             "gap_at_end": trend.gap_at_end,
-            "best_val_epoch": int(val.epoch[best_i]),
+            "best_val_epoch": best_epoch,
             "best_val_loss": float(val.mean[best_i]),
         }
         findings.append(
@@ -515,14 +531,15 @@ def schedule_decay(
     planned_steps = planned_steps or {}
     by_shape: dict[str, list[tuple[Configuration, Decay]]] = {}
     for cfg in configs:
-        if isinstance(cfg.config.schedule, Constant):  # a baseline that does not decay by design
+        if isinstance(cfg.config.schedule, NON_DECAYING):  # baselines that do not decay by design
             continue
         decay = None
         for run in cfg.runs:
             decay = lr_decay(run, steps.get(run.id), planned_steps.get(run.id))
             if decay is not None:
                 break
-        if decay is None or decay.factor >= rule:
+        # "About 100x": a designed 100x (step decay by 0.1 twice) is not flagged for rounding.
+        if decay is None or decay.factor >= rule * DECAY_TOLERANCE:
             continue
         by_shape.setdefault(schedule_shape(cfg.config.schedule, cfg.lr), []).append((cfg, decay))
     findings = []
