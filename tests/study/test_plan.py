@@ -56,12 +56,17 @@ def test_bad_finder_numbers_are_rejected_by_name():
 
 def test_budgets_scale_epochs_seeds_and_lrs():
     assert BUDGETS["small"].epochs(20) == 10 and BUDGETS["small"].epochs(2) == 3
-    assert len(BUDGETS["large"].seeds) > len(BUDGETS["medium"].seeds) > len(BUDGETS["small"].seeds)
+    assert len(BUDGETS["large"].seeds) > len(BUDGETS["medium"].seeds) == len(BUDGETS["small"].seeds) == 3
+    assert len(BUDGETS["large"].lr_factors) > len(BUDGETS["medium"].lr_factors)
     assert resolve_optimizer("sgdm") == "sgd(momentum=0.9)"
     assert resolve_optimizer("sgd(momentum=0.95)") == "sgd(momentum=0.95)"
     assert optimizer_key("sgd(momentum=0.9)") == "sgdm"
 
 
-def test_every_budget_tries_the_finders_lr_and_three_times_it():
+def test_every_budget_trains_the_finders_lr_and_half_a_decade_either_side():
+    from lrlab.study.plan import factor_label
+
     for budget in BUDGETS.values():
-        assert 1.0 in budget.lr_factors and max(budget.lr_factors) >= 3.0
+        assert 1.0 in budget.lr_factors  # the LR the range test recommends is trained
+        assert max(budget.lr_factors) >= 3.0 and min(budget.lr_factors) <= 1 / 3
+    assert [factor_label(f) for f in BUDGETS["small"].lr_factors] == ["x1/3", "x1", "x3"]

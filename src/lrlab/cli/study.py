@@ -130,6 +130,10 @@ def study(
     address: str | None = typer.Option(None, "--address", help="Ray cluster address (with --backend ray)."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
+    vectorize: bool = typer.Option(
+        True, "--vectorize/--no-vectorize",
+        help="Train the runs that differ only in LR and schedule stacked in one process (same batches).",
+    ),
 ) -> None:
     from lrlab.study.plan import BUDGETS
 
@@ -151,6 +155,7 @@ def study(
 
     from lrlab.optim.grammar import parse_optimizer, resolve_optimizer
     from lrlab.study import run_study
+    from lrlab.study.run import StudyFailed
     from lrlab.training.tasks import get_task
 
     try:
@@ -164,8 +169,8 @@ def study(
         try:
             result = run_study(task, store, budget=budget, optimizers=names, jobs=jobs, backend=backend,
                                device=device, address=address, epochs=epochs, out=out,
-                               progress=display)  # fmt: skip
-        except ValueError as exc:
+                               progress=display, vectorize=vectorize)  # fmt: skip
+        except (ValueError, StudyFailed) as exc:  # no trustworthy answer: one line, exit 2, the store kept
             bad_input(str(exc).splitlines()[0])
         except RuntimeError as exc:
             err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
@@ -201,17 +206,20 @@ def _split_optimizers(text: str) -> list[str]:
 
 
 def _print_summary(result: Any) -> None:
-    from lrlab.study.plan import BUDGETS
-    from lrlab.study.run import ANCHOR_RULE, anchor_lr
+    from lrlab.study.plan import BUDGETS, factor_label
+    from lrlab.study.run import anchor_lr
     from lrlab.study.summary import peak, verdict_lines
 
     rec = result.recommendation
-    table = Table(title=f"Study {escape(result.name)}: {len(result.runs)} runs, {result.epochs} epochs each")
+    table = Table(
+        title=f"Study {escape(result.name)}: {len(result.runs)} runs, {result.epochs} epochs each",
+        caption="mean ± sd over the seeds; the finalists first",
+    )
     for column in (
         "optimizer",
         "schedule",
         "peak lr",
-        "val error" if rec.metric == "val_error" else "val loss",
+        ("val error" if rec.metric == "val_error" else "val loss") + " ± sd",
         "accuracy",
     ):
         table.add_column(column)
@@ -220,18 +228,26 @@ def _print_summary(result: Any) -> None:
             escape(cand.optimizer),
             escape(cand.schedule_name),
             num(peak(cand.schedule, result.total_steps), 3),
-            num(cand.score),
+            num(cand.score) + (f" ± {num(cand.sd, 2)}" if cand.seeds > 1 else " (1 seed)"),
             pct(cand.accuracy),
         )
     console.print(table)
     factors = BUDGETS[result.budget].lr_factors
     for name, finder in result.finders.items():
         anchor = anchor_lr(finder)
+        trained = ", ".join(f"{anchor * f:.3g}" for f in factors)
         console.print(
             f"range test {escape(name)}: recommends lr {finder.lr:.3g} ({escape(str(finder.config.get('rule')))}); "
-            f"study LRs {', '.join(f'{anchor * f:.3g}' for f in factors)} "
-            f"(x{', x'.join(f'{f:g}' for f in factors)} {ANCHOR_RULE}); "
+            f"study LRs {trained} ({', '.join(factor_label(f) for f in factors)} the recommendation); "
             f"cyclic bounds {num(finder.base_lr)}-{num(finder.max_lr)}",
+            highlight=False,
+        )
+    finalists, seeds = result.extras.get("finalists"), result.extras.get("seeds", [])
+    if finalists:
+        console.print(
+            f"successive halving: every configuration trained with seed {seeds[0]}; the best {finalists} "
+            f"also with seeds {', '.join(str(s) for s in seeds[1:])} (same batches and initial weights per seed), "
+            "ranked by their mean",
             highlight=False,
         )
     console.print(Panel("\n".join(escape(line) for line in verdict_lines(result)), title="Recommendation"))

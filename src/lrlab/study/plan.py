@@ -35,13 +35,16 @@ SCHEDULE_NAMES = (
 
 @dataclass(frozen=True)
 class Budget:
-    """How much a study trains: the fraction of the task's default epochs, the seeds, and
-    the multiples of the anchor LR (the range test's minimum/10) tried for each schedule.
+    """How much a study trains: the fraction of the task's default epochs, the LR factors
+    (multiples of the range test's recommended LR, tried for each schedule), the range
+    test's length, and the seeds of successive halving: every configuration trains with
+    ``seeds[0]``, then the best ``promote_fraction`` of them (at least ``promote_min``)
+    train with every seed in ``seeds`` and are ranked by their mean.
 
-    The anchor is cautious by design, so even the small budget also tries three times that
-    LR (and three times the cyclic bounds): measured against a full LR x schedule grid
-    (``benchmarks/bench_study.py``), the factor 1 alone landed 1.1 points of accuracy short
-    of the grid's best on digits-linear, the pair (1, 3) matched it.
+    The factors bracket the finder's recommendation by half a decade on each side: the
+    recommendation is tuned for one constant LR over a whole run, and the decaying
+    schedules tolerate a larger peak (``benchmarks/bench_study.py`` measures the result
+    against a full LR x schedule grid).
     """
 
     name: str
@@ -49,16 +52,36 @@ class Budget:
     seeds: tuple[int, ...]
     lr_factors: tuple[float, ...]
     finder_iters: int
+    promote_fraction: float = 0.25
+    promote_min: int = 3
 
     def epochs(self, default_epochs: int) -> int:
         return max(3, math.ceil(default_epochs * self.epoch_fraction))
 
+    def finalists(self, configurations: int) -> int:
+        """How many of ``configurations`` (those that finished their first seed) get every
+        seed.
+
+        >>> BUDGETS["small"].finalists(54), BUDGETS["small"].finalists(8), BUDGETS["small"].finalists(2)
+        (14, 3, 2)
+        """
+        return min(configurations, max(self.promote_min, math.ceil(configurations * self.promote_fraction)))
+
+
+THIRD = 1 / 3
 
 BUDGETS: dict[str, Budget] = {
-    "small": Budget("small", 0.5, (0,), (1.0, 3.0), 100),
-    "medium": Budget("medium", 1.0, (0, 1), (0.5, 1.0, 3.0), 150),
-    "large": Budget("large", 1.0, (0, 1, 2), (0.25, 0.5, 1.0, 2.0, 4.0), 200),
+    "small": Budget("small", 0.5, (0, 1, 2), (THIRD, 1.0, 3.0), 100),
+    "medium": Budget("medium", 1.0, (0, 1, 2), (THIRD, 1.0, 3.0), 150),
+    "large": Budget("large", 1.0, (0, 1, 2, 3, 4), (0.1, THIRD, 1.0, 3.0, 10.0), 200),
 }
+
+
+def factor_label(factor: float) -> str:
+    """``x1/3`` for a third, ``x3`` for three: how sweeps and tables name an LR factor."""
+    if math.isclose(factor, THIRD):
+        return "x1/3"
+    return f"x{factor:.3g}"
 
 
 def study_schedules(

@@ -1,17 +1,53 @@
-"""The study's verdict: the best optimizer + schedule + LR, with its margins.
+"""The study's verdict: the best optimizer + schedule + LR, with its margins and its noise.
 
 Pure functions of stored records; the order comes from the one scorer,
 :func:`lrlab.report.ranking.rank`, so the recommendation, the report and the CLI agree.
+
+A study trains in two rungs (successive halving): every configuration with one seed, then
+the best of them (the *finalists*) with more seeds. The winner is the best finalist by its
+mean over seeds. Its margin over the runner-up is compared with the *paired* seed noise:
+seed ``s`` of both configurations sees the same batches and the same initial weights, so the
+noise of the margin is the standard error of the per-seed differences,
+``sd(d_s) / sqrt(n)``. A margin within :data:`NOISE_SE` standard errors is a tie, and a
+tie goes to the simpler configuration (:func:`simplicity`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
-from lrlab.report.ranking import Ranked, rank
+import numpy as np
+
+from lrlab.report.ranking import Ranked, final_metric, rank
 from lrlab.schedules import Constant, Schedule
 from lrlab.store.records import EpochRecord, RunRecord, RunStatus
+
+__all__ = [
+    "NOISE_SE",
+    "SIMPLER",
+    "TIE_RULE",
+    "Candidate",
+    "Recommendation",
+    "paired_noise",
+    "recommend",
+    "simplicity",
+]
+
+NOISE_SE = 2.0
+"""A margin must exceed this many standard errors of the paired differences to count."""
+
+SIMPLER = (
+    "constant", "cosine", "exponential", "step", "warmup-cosine", "one-cycle",
+    "triangular", "triangular2", "sine-decay",
+)  # fmt: skip
+"""The study's schedules from the fewest knobs to the most: constant has one (the LR),
+cosine two (LR, length), exponential and step a decay rate too, warmup-cosine a warmup,
+one-cycle a peak, a rise and a floor; the cyclic ones bounds and a cycle length, and
+triangular2 and sine-decay a per-cycle decay on top."""
+
+TIE_RULE = "the schedule with fewer knobs, then the lower seed sd, then the smaller LR"
 
 
 @dataclass(frozen=True)
@@ -28,18 +64,46 @@ class Candidate:
     val_loss: float | None
     seeds: int
     run_ids: tuple[str, ...]
+    per_seed: tuple[tuple[int, float], ...] = ()
+    finalist: bool = True
 
     @property
     def is_constant(self) -> bool:
         return isinstance(self.schedule, Constant)
 
 
+def simplicity(candidate: Candidate) -> tuple[int, float, float]:
+    """The tie-break key, smaller is simpler: the schedule's place in :data:`SIMPLER`
+    (unknown names last), then the sd over seeds, then the LR."""
+    name = candidate.schedule_name
+    place = SIMPLER.index(name) if name in SIMPLER else len(SIMPLER)
+    return place, candidate.sd, candidate.lr
+
+
+def paired_noise(a: Candidate, b: Candidate) -> tuple[float, float, int]:
+    """``(mean difference b - a, its standard error, n)`` over the seeds both trained.
+
+    The standard error is ``sd(differences, ddof=1) / sqrt(n)``; NaN with fewer than two
+    shared seeds (the noise cannot be estimated)."""
+    first, second = dict(a.per_seed), dict(b.per_seed)
+    shared = sorted(set(first) & set(second))
+    diffs = np.asarray([second[s] - first[s] for s in shared], dtype=float)
+    if len(diffs) == 0:
+        return b.score - a.score, math.nan, 0
+    se = float(diffs.std(ddof=1) / math.sqrt(len(diffs))) if len(diffs) > 1 else math.nan
+    return float(diffs.mean()), se, len(diffs)
+
+
 @dataclass(frozen=True)
 class Recommendation:
-    """The best candidate, the runner-up and the best constant-LR candidate.
+    """The recommended candidate, the runner-up, the best constant-LR candidate, and noise.
 
-    ``metric`` is ``val_error`` for classifiers (lower is better) and ``val_loss`` for
-    language models; margins are in that metric (positive: the best is better).
+    ``metric`` is the task's objective (``val_error`` for classifiers, ``val_loss`` for
+    language models and regression); ``higher_is_better`` its direction. Margins are in that
+    metric, positive when ``top`` (the best-scored finalist) is better. ``noise`` is
+    :data:`NOISE_SE` paired standard errors of the margin (NaN: fewer than two shared seeds).
+    When the margin is within a known noise, ``tie`` is true and ``best`` is the simpler of
+    the two (:data:`TIE_RULE`), so it may be the second-scored; ``runner_up`` is then the other.
     """
 
     metric: str
@@ -48,17 +112,45 @@ class Recommendation:
     best_constant: Candidate | None
     candidates: tuple[Candidate, ...]
     diverged: int
+    higher_is_better: bool = False
+    top: Candidate | None = None
+    margin: float | None = None
+    noise: float = math.nan
+    shared_seeds: int = 0
+    tie: bool = False
+
+    def _better_by(self, worse: Candidate, better: Candidate) -> float:
+        sign = -1.0 if self.higher_is_better else 1.0
+        return sign * (worse.score - better.score)
 
     @property
     def margin_over_runner_up(self) -> float | None:
-        return None if self.runner_up is None else self.runner_up.score - self.best.score
+        """``best``'s score advantage over ``runner_up`` (negative when a tie went to the
+        simpler, second-scored configuration)."""
+        return None if self.runner_up is None else self._better_by(self.runner_up, self.best)
 
     @property
     def margin_over_constant(self) -> float | None:
-        return None if self.best_constant is None else self.best_constant.score - self.best.score
+        return None if self.best_constant is None else self._better_by(self.best_constant, self.best)
+
+    @property
+    def noise_known(self) -> bool:
+        """False when the top two share fewer than two seeds (no noise estimate)."""
+        return math.isfinite(self.noise)
 
 
-def _candidate(entry: Ranked, names: Mapping[Schedule, str]) -> Candidate:
+def _per_seed(entry: Ranked, epochs: Mapping[str, Sequence[EpochRecord]]) -> tuple[tuple[int, float], ...]:
+    out = []
+    for run in entry.runs:
+        value = final_metric(epochs.get(run.id, ()), entry.metric)
+        if value is not None:
+            out.append((int(run.config.seed), value))
+    return tuple(sorted(out))
+
+
+def _candidate(
+    entry: Ranked, names: Mapping[Schedule, str], epochs: Mapping[str, Sequence[EpochRecord]], finalist: bool
+) -> Candidate:
     config = entry.config
     return Candidate(
         optimizer=config.optimizer,
@@ -71,6 +163,8 @@ def _candidate(entry: Ranked, names: Mapping[Schedule, str]) -> Candidate:
         val_loss=entry.val_loss,
         seeds=entry.seeds,
         run_ids=entry.run_ids,
+        per_seed=_per_seed(entry, epochs),
+        finalist=finalist,
     )
 
 
@@ -78,26 +172,108 @@ def recommend(
     runs: Sequence[RunRecord],
     epochs: Mapping[str, Sequence[EpochRecord]],
     schedule_names: Mapping[Schedule, str] | None = None,
+    *,
+    finalists: Collection[str] | None = None,
+    break_ties: bool = False,
 ) -> Recommendation:
     """Rank every configuration (:func:`~lrlab.report.ranking.rank`) and name the best.
 
     ``schedule_names`` maps a schedule to a short name (``"cosine"``); a schedule missing
-    from it is named by its family. Raises ``ValueError`` when no run finished.
+    from it is named by its family. ``finalists`` (configuration keys,
+    ``RunRecord.configuration``) are the configurations of the last halving rung: they are
+    ranked first, among themselves, and the winner is one of them; the others follow in
+    their own order. With ``break_ties`` a margin within the paired seed noise goes to the
+    simpler of the two (:data:`TIE_RULE`). Raises ``ValueError`` when no run finished.
     """
     names = dict(schedule_names or {})
     finished = [r for r in runs if r.status is RunStatus.DONE]
     if not finished:
         raise ValueError(f"no finished runs to recommend from ({len(runs)} runs, none done)")
-    ranked = rank(finished, epochs)
-    if not ranked:
+    keys = None if finalists is None else set(finalists)
+    first = finished if keys is None else [r for r in finished if r.configuration in keys]
+    rest = [] if keys is None else [r for r in finished if r.configuration not in keys]
+    ranked_first = rank(first, epochs) if first else []
+    if not ranked_first:  # no finalist finished: rank everything together
+        ranked_first, rest = rank(finished, epochs), []
+    if not ranked_first:
         raise ValueError("no finished run reported a validation metric")
-    candidates = [_candidate(entry, names) for entry in ranked]
+    metric = ranked_first[0].metric
+    ranked_rest = rank(rest, epochs, metric) if rest else []
+    candidates = [_candidate(e, names, epochs, True) for e in ranked_first]
+    candidates += [_candidate(e, names, epochs, keys is None) for e in ranked_rest]
+    higher = ranked_first[0].higher_is_better
+    top = candidates[0]
+    second = candidates[1] if len(ranked_first) > 1 else (candidates[1] if len(candidates) > 1 else None)
+    margin, noise, shared, tie = None, math.nan, 0, False
+    best, runner_up = top, second
+    if second is not None:
+        diff, se, shared = paired_noise(top, second)
+        margin = -diff if higher else diff
+        noise = NOISE_SE * se
+        tie = math.isfinite(noise) and margin <= noise
+        if tie and break_ties and simplicity(second) < simplicity(top):
+            best, runner_up = second, top
     constants = [c for c in candidates if c.is_constant]
     return Recommendation(
-        metric=ranked[0].metric,
-        best=candidates[0],
-        runner_up=candidates[1] if len(candidates) > 1 else None,
-        best_constant=constants[0] if constants and constants[0] is not candidates[0] else None,
+        metric=metric,
+        best=best,
+        runner_up=runner_up,
+        best_constant=constants[0] if constants and constants[0] is not best else None,
         candidates=tuple(candidates),
         diverged=sum(1 for r in runs if r.status is RunStatus.DIVERGED),
+        higher_is_better=higher,
+        top=top,
+        margin=margin,
+        noise=noise,
+        shared_seeds=shared,
+        tie=tie,
     )
+
+
+def _fmt(value: float, digits: int = 4) -> str:
+    from lrlab.formatting import num
+
+    return num(value, digits)
+
+
+def _label(c: Candidate) -> str:
+    spread = f" ± {_fmt(c.sd, 2)}" if c.seeds > 1 else ""
+    return f"{c.optimizer} + {c.schedule_name} at lr={c.lr:.3g} ({_fmt(c.score)}{spread})"
+
+
+def tie_reason(rec: Recommendation) -> str:
+    """Why ``rec.best`` was chosen over ``rec.runner_up`` in a tie, by :data:`TIE_RULE`."""
+    best, other = rec.best, rec.runner_up
+    assert other is not None
+    if simplicity(best)[0] < simplicity(other)[0]:
+        why = f"{best.schedule_name} has fewer schedule knobs than {other.schedule_name}"
+    elif simplicity(best)[0] == simplicity(other)[0] and best.sd < other.sd:
+        why = f"the same schedule family, and a lower sd over seeds ({_fmt(best.sd)} vs {_fmt(other.sd)})"
+    elif simplicity(best)[:2] == simplicity(other)[:2] and best.lr < other.lr:
+        why = "equally simple and steady, and the smaller LR"
+    else:
+        why = "it scored best and is at least as simple"
+    return f"{why} (a tie goes to {TIE_RULE})"
+
+
+def margin_lines(rec: Recommendation, what: str) -> list[str]:
+    """The runner-up line of a verdict: the margin against the paired seed noise, in words."""
+    if rec.runner_up is None:
+        return []
+    up = rec.runner_up
+    margin = rec.margin if rec.margin is not None else 0.0
+    if not rec.noise_known:
+        return [
+            f"margin over the runner-up {_label(up)}: {_fmt(margin)}; they share {rec.shared_seeds} seed(s), "
+            "too few to estimate the seed noise"
+        ]
+    noise = (
+        f"the paired seed noise {_fmt(rec.noise)} ({NOISE_SE:g} standard errors of the per-seed differences "
+        f"over {rec.shared_seeds} shared seeds)"
+    )
+    if not rec.tie:
+        return [f"beats the runner-up {_label(up)} by {_fmt(margin)} in {what}, more than {noise}"]
+    return [
+        f"ties with {_label(up)}: the margin {_fmt(margin)} in {what} is within {noise}",
+        f"so it recommends the simpler or steadier of the two: {tie_reason(rec)}",
+    ]

@@ -10,20 +10,27 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from lrlab.optim.grammar import optimizer_key, resolve_optimizer
 from lrlab.schedules import Schedule
-from lrlab.store.records import FinderRecord, RunConfig, RunRecord
+from lrlab.store.records import FinderRecord, RunConfig, RunRecord, RunStatus
 from lrlab.store.sqlite import Store
-from lrlab.study.plan import BUDGETS, SCHEDULE_NAMES, Budget, study_schedules
+from lrlab.study.plan import BUDGETS, SCHEDULE_NAMES, Budget, factor_label, study_schedules
 from lrlab.study.recommend import Recommendation, recommend
 
-__all__ = ["ANCHOR_RULE", "StudyEvent", "StudyFiles", "StudyResult", "anchor_lr", "run_study", "study_name"]
-
-ANCHOR_RULE = "minimum/10"
+__all__ = [
+    "StudyEvent",
+    "StudyFailed",
+    "StudyFiles",
+    "StudyResult",
+    "anchor_lr",
+    "promote",
+    "run_study",
+    "study_name",
+]
 
 
 @dataclass(frozen=True)
@@ -89,9 +96,67 @@ def _finder(
         num_iter=budget.finder_iters,
     )  # fmt: skip
     if not math.isfinite(result.lr):
-        raise RuntimeError(f"the range test for {optimizer} could not suggest an LR: {result.reason}")
+        raise StudyFailed(
+            f"the range test for {optimizer} could not suggest an LR ({result.reason}); try another optimizer "
+            "or `lrlab find` with a wider --start-lr/--end-lr"
+        )
     store.save_finder_result(record)
     return record
+
+
+class StudyFailed(RuntimeError):
+    """The study cannot give a trustworthy answer (every run diverged, a range test that
+    could not suggest an LR, too few steps); the message is one line and says what to try.
+    Everything trained so far stays in the store."""
+
+
+MIN_STEPS = 6  # three whole cycles of the cyclic schedules need at least 2 x 3 steps
+
+
+def _plans(
+    task: str,
+    name: str,
+    spec: str,
+    finder: FinderRecord,
+    plan: Budget,
+    epochs: int,
+    batch_size: int,
+    total_steps: int,
+    schedule_names: dict[Schedule, str],
+) -> list[tuple[str, list[Any], dict[str, Any]]]:
+    """The first rung for ``spec``: one sweep per LR factor, nine schedules, the first seed."""
+    from lrlab.sweeps import RunPlan
+
+    base_lr, max_lr = _bounds(finder)
+    anchor = anchor_lr(finder)
+    seed = plan.seeds[0]
+    out = []
+    for factor in plan.lr_factors:
+        lr = anchor * factor
+        named = study_schedules(lr, base_lr * factor, max_lr * factor, total_steps)
+        schedule_names.update({v: k for k, v in named.items()})
+        sweep = f"{name}-{optimizer_key(spec)}" + ("" if factor == 1.0 else f"-{factor_label(factor)}")
+        plans = [
+            RunPlan.of(sweep, RunConfig(task=task, lr=lr, optimizer=spec, schedule=schedule, seed=seed,
+                                        epochs=epochs, batch_size=batch_size))
+            for schedule in named.values()
+        ]  # fmt: skip
+        described = {
+            "name": sweep, "task": task, "epochs": epochs, "batch_size": batch_size, "seeds": [seed],
+            "grid": {"lr": [lr], "optimizer": [spec], "schedule": [str(s) for s in named.values()]},
+        }  # fmt: skip
+        out.append((sweep, plans, described))
+    return out
+
+
+def promote(runs: Sequence[RunRecord], epochs_by_run: Any, plan: Budget) -> list[RunRecord]:
+    """Successive halving's cut: the first-rung runs of the best ``plan.finalists(n)`` of
+    the ``n`` configurations that finished, best first (ranked by the one scorer)."""
+    from lrlab.report.ranking import rank
+
+    finished = [r for r in runs if r.status is RunStatus.DONE]
+    ranked = rank(finished, epochs_by_run) if finished else []
+    return [entry.runs[0] for entry in ranked[: plan.finalists(len(ranked))]]
 
 
 def run_study(
@@ -107,11 +172,23 @@ def run_study(
     epochs: int | None = None,
     out: str | Path | None = None,
     progress: Callable[[Any], None] | None = None,
+    vectorize: bool = True,
 ) -> StudyResult:
     """Run the whole study of ``task`` and return what it found (see the module doc).
 
+    Successive halving: every configuration (optimizer x LR factor x schedule) trains with
+    the budget's first seed; the best quarter (at least three) then train with every seed
+    of the budget, and the recommendation is the best of those by the mean over seeds,
+    with its margin over the runner-up judged against the paired seed noise
+    (:mod:`lrlab.study.recommend`). Seed ``s`` orders the batches and draws the initial
+    weights of every configuration alike, so configurations are compared on the same data.
+    With ``vectorize`` (the default) the runs of one optimizer and seed that differ only in
+    LR and schedule train stacked in one process (:mod:`lrlab.training.vectorized`), on the
+    batches of that seed.
+
     With ``out`` (a folder) the study also writes ``report.html``, ``figures/*.png`` and
-    ``recommendation.md`` there (``StudyResult.files``).
+    ``recommendation.md`` there (``StudyResult.files``). Raises ``ValueError`` for bad
+    arguments and :class:`StudyFailed` when no trustworthy answer comes out.
     """
     from lrlab.optim.grammar import parse_optimizer
     from lrlab.sweeps import RunPlan, run_plans
@@ -134,46 +211,61 @@ def run_study(
         raise ValueError(f"epochs must be a whole number >= 1, got {epochs!r}")
     epochs = epochs or plan.epochs(the_task.default_epochs)
     batch_size = the_task.default_batch_size
-    total_steps = epochs * steps_per_epoch(the_task, batch_size)
+    per_epoch = steps_per_epoch(the_task, batch_size)
+    total_steps = epochs * per_epoch
+    if total_steps < MIN_STEPS:
+        raise StudyFailed(
+            f"too few batches: {epochs} epoch(s) x {per_epoch} batch(es) = {total_steps} steps per run, and the "
+            f"study's schedules need at least {MIN_STEPS}; try more --epochs or more training data"
+        )
     name = study_name(the_task.name if ":" in task else task, budget)  # a user task: its own name
     report = progress or (lambda _event: None)
-    planned = len(specs) * len(plan.lr_factors) * len(SCHEDULE_NAMES) * len(plan.seeds)
-    report(StudyEvent("plan", f"{len(specs)} range tests and {planned} runs", 0, len(specs) + planned))
+    first_rung = len(specs) * len(plan.lr_factors) * len(SCHEDULE_NAMES)
+    second_rung = plan.finalists(first_rung) * (len(plan.seeds) - 1)
+    report(StudyEvent("plan", f"{len(specs)} range tests and {first_rung} + up to {second_rung} runs", 0,
+                      len(specs) + first_rung + second_rung))  # fmt: skip
     finders: dict[str, FinderRecord] = {}
     sweeps: list[str] = []
     runs: list[RunRecord] = []
     schedule_names: dict[Schedule, str] = {}
+    execution = {"jobs": jobs, "backend": backend, "progress": progress, "device": device, "address": address,
+                 "vectorize": vectorize}  # fmt: skip
     for index, spec in enumerate(specs):
         report(StudyEvent("finder", spec, index, len(specs)))
         finder = _finder(store, the_task, task, spec, name, plan, batch_size, device)
         finders[spec] = finder
-        base_lr, max_lr = _bounds(finder)
         report(StudyEvent("sweep", spec, index, len(specs)))
-        anchor = anchor_lr(finder)
-        for factor in plan.lr_factors:
-            lr = anchor * factor
-            named = study_schedules(lr, base_lr * factor, max_lr * factor, total_steps)
-            schedule_names.update({v: k for k, v in named.items()})
-            sweep = f"{name}-{optimizer_key(spec)}" + ("" if factor == 1.0 else f"-x{factor:g}")
-            plans = [
-                RunPlan.of(sweep, RunConfig(task=task, lr=lr, optimizer=spec, schedule=schedule, seed=seed,
-                                            epochs=epochs, batch_size=batch_size))
-                for schedule in named.values()
-                for seed in plan.seeds
-            ]  # fmt: skip
-            described = {
-                "name": sweep, "task": task, "epochs": epochs, "batch_size": batch_size,
-                "seeds": list(plan.seeds),
-                "grid": {"lr": [lr], "optimizer": [spec], "schedule": [str(s) for s in named.values()]},
-            }  # fmt: skip
-            runs += run_plans(plans, store, sweep, described, jobs=jobs, backend=backend, progress=progress,
-                              device=device, address=address)  # fmt: skip
+        for sweep, plans, described in _plans(task, name, spec, finder, plan, epochs, batch_size, total_steps,
+                                              schedule_names):  # fmt: skip
+            runs += run_plans(plans, store, sweep, described, **execution)
             sweeps.append(sweep)
+    first_epochs = store.epochs_for([r.id for r in runs])
+    chosen = promote(runs, first_epochs, plan)
+    if not chosen:
+        raise StudyFailed(_nothing_finished(runs, finders))
+    if len(plan.seeds) > 1:
+        report(
+            StudyEvent("seeds", f"{len(chosen)} finalists x {len(plan.seeds) - 1} more seeds", 0, len(chosen))
+        )
+    for seed in plan.seeds[1:]:  # one sweep per seed: every run's batches come from its own seed
+        sweep = f"{name}-seed{seed}"
+        plans = [RunPlan.of(sweep, replace(r.config, seed=seed)) for r in chosen]
+        described = {
+            "name": sweep, "task": task, "epochs": epochs, "batch_size": batch_size, "seeds": [seed],
+            "finalists": [r.configuration for r in chosen],
+        }  # fmt: skip
+        runs += run_plans(plans, store, sweep, described, **execution)
+        sweeps.append(sweep)
     epochs_by_run = store.epochs_for([r.id for r in runs])
-    verdict = recommend(runs, epochs_by_run, schedule_names)
+    try:
+        verdict = recommend(runs, epochs_by_run, schedule_names, finalists=[r.configuration for r in chosen],
+                            break_ties=True)  # fmt: skip
+    except ValueError as exc:
+        raise StudyFailed(f"{exc}; try another optimizer or --budget large (LRs ten times smaller)") from None
     result = StudyResult(
-        name, task, budget, finders, sweeps, runs, schedule_names, verdict, total_steps, epochs
-    )
+        name, task, budget, finders, sweeps, runs, schedule_names, verdict, total_steps, epochs,
+        extras={"finalists": len(chosen), "seeds": list(plan.seeds)},
+    )  # fmt: skip
     if out_dir is not None:
         report(StudyEvent("report", name, len(specs), len(specs)))
         result = _write_outputs(result, store, out_dir)
@@ -181,9 +273,18 @@ def run_study(
     return result
 
 
-def _write_outputs(result: StudyResult, store: Store, out: Path) -> StudyResult:
-    from dataclasses import replace
+def _nothing_finished(runs: Sequence[RunRecord], finders: dict[str, FinderRecord]) -> str:
+    diverged = sum(1 for r in runs if r.status is RunStatus.DIVERGED)
+    lrs = sorted(r.config.lr for r in runs)
+    where = f" (LRs {lrs[0]:.3g}..{lrs[-1]:.3g})" if lrs else ""
+    return (
+        f"no trustworthy answer: {diverged} of {len(runs)} runs diverged and none finished{where}; try "
+        "--budget large (LRs down to a tenth of the range test's), another optimizer (adam), or `lrlab find` "
+        "to look at the curve"
+    )
 
+
+def _write_outputs(result: StudyResult, store: Store, out: Path) -> StudyResult:
     from lrlab.report import load_report_data, write_report
     from lrlab.study.summary import markdown
 
@@ -196,17 +297,13 @@ def _write_outputs(result: StudyResult, store: Store, out: Path) -> StudyResult:
 
 
 def anchor_lr(finder: FinderRecord) -> float:
-    """The LR a study's budget multiplies: the range test's ``minimum/10`` suggestion (its
-    recommendation when that rule could not decide).
-
-    The study was measured against a full grid with this anchor (``benchmarks/bench_study.py``).
-    Every budget's factors include 1 and 3, so for SGD it also tries about ``find_lr``'s own
-    SGD default, ``minimum/3``. ``find_lr``'s default for adaptive optimizers, ``minimum/30``,
-    is tuned for a constant LR over a whole run; the study's schedules mostly decay from their
-    peak, which tolerates a larger one.
-    """
-    value = finder.suggestions.get(ANCHOR_RULE)
-    return float(value) if value is not None and math.isfinite(value) else float(finder.lr)
+    """The LR a study's budget multiplies: the range test's recommended LR, ``find_lr``'s
+    default for the optimizer's family (``FinderRecord.lr``; its rule is in
+    ``finder.config["rule"]``). Every budget's factors include 1, so the LR the range test
+    recommends is one the study trains."""
+    if not (math.isfinite(finder.lr) and finder.lr > 0):
+        raise StudyFailed(f"the range test for {finder.optimizer} could not suggest an LR: {finder.reason}")
+    return float(finder.lr)
 
 
 def _bounds(finder: FinderRecord) -> tuple[float, float]:

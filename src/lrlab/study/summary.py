@@ -55,8 +55,6 @@ def _kind(result: StudyResult) -> str:
     return next((str(r.extras["task_kind"]) for r in result.runs if "task_kind" in r.extras), "classification")
 
 
-
-
 def verdict_lines(result: StudyResult) -> list[str]:
     """The recommendation, its score and its margins over the runner-up and the best constant LR."""
     rec = result.recommendation
@@ -65,26 +63,17 @@ def verdict_lines(result: StudyResult) -> list[str]:
     lines = [
         f"Recommended: {best.optimizer} with {best.schedule_name} peaking at "
         f"lr={peak(best.schedule, result.total_steps):.4g}: {best.schedule}",
-        f"final {what} {num(best.score)}"
+        f"final {what} {num(best.score)}" + (f" ± {num(best.sd, 2)} (sd)" if best.seeds > 1 else "")
         + (f" (accuracy {pct(best.accuracy)})" if best.accuracy is not None else "")
         + f", mean of {best.seeds} seed(s)",
     ]
     from lrlab.study.codegen import step_template
+    from lrlab.study.recommend import margin_lines
 
     template = step_template(best.schedule, result.total_steps)
     if template.startswith("f"):  # step counts: say them as fractions of the user's run
         lines.append(f"for your run of total_steps optimizer steps (len(train_loader) * epochs): {template}")
-    if rec.runner_up is not None:
-        up = rec.runner_up
-        if rec.margin_over_runner_up == 0 and best.val_loss is not None and up.val_loss is not None:
-            lines.append(
-                f"ties with the runner-up ({up.optimizer}, {up.schedule_name}) on {what}; chosen for its "
-                f"lower validation loss ({num(best.val_loss)} vs {num(up.val_loss)})"
-            )
-        else:
-            lines.append(
-                f"margin over the runner-up ({up.optimizer}, {up.schedule_name}): {num(rec.margin_over_runner_up)}"
-            )
+    lines += margin_lines(rec, what)
     if rec.best_constant is not None:
         c = rec.best_constant
         lines.append(
@@ -118,15 +107,13 @@ def code_snippets(result: StudyResult) -> tuple[str, str]:
     return code["PyTorch"], code["Keras"]
 
 
-
-
 def markdown(result: StudyResult) -> str:
     """``recommendation.md``: the verdict, the code, and every configuration ranked."""
     rec = result.recommendation
     code = all_snippets(result)
     rows = "\n".join(
-        f"| {c.optimizer} | {c.schedule_name} | {peak(c.schedule, result.total_steps):.4g} | {num(c.score)} "
-        f"| {pct(c.accuracy)} | `{c.schedule}` |"
+        f"| {c.optimizer} | {c.schedule_name} | {peak(c.schedule, result.total_steps):.4g} | {num(c.score)}"
+        f"{f' ± {num(c.sd, 2)}' if c.seeds > 1 else ''} | {c.seeds} | {pct(c.accuracy)} | `{c.schedule}` |"
         for c in rec.candidates
     )
     metric = {"val_error": "val error", "val_loss": "val loss"}.get(rec.metric, rec.metric)
@@ -135,6 +122,6 @@ def markdown(result: StudyResult) -> str:
         f"# Study {result.name}\n\nTask `{result.task}`, budget `{result.budget}`, {result.epochs} epochs "
         f"({result.total_steps} steps) per run, {len(result.runs)} runs.\n\n## Recommendation\n\n{verdict}\n\n"
         + "".join(f"## {where}\n\n```python\n{text}```\n\n" for where, text in code.items()) +
-        f"## All configurations\n\n| optimizer | schedule | peak lr | {metric} | accuracy | spec |\n|---|---|---|---|---|---|\n"
+        f"## All configurations\n\n| optimizer | schedule | peak lr | {metric} (mean ± sd) | seeds | accuracy | spec |\n|---|---|---|---|---|---|---|\n"
         f"{rows}\n\nThe figures are in `report.html` and `figures/`.\n"
     )
