@@ -280,3 +280,104 @@ def test_works_in_lightning_configure_optimizers_with_interval_step():
     )
     trainer.fit(module, torch.utils.data.DataLoader(data, batch_size=4))
     assert module.seen == [schedule(t) for t in range(9)]
+
+
+# ---------------------------------------------------------------- where torch users differ
+
+
+def test_fractional_epochs_match_torchs_warm_restarts():
+    """``step(epoch + i / iters)``, as torch documents for CosineAnnealingWarmRestarts."""
+    params = [torch.nn.Parameter(torch.zeros(2))]
+    ours_opt, theirs_opt = torch.optim.SGD(params, lr=0.1), torch.optim.SGD(params, lr=0.1)
+    ours = LRScheduler(ours_opt, S.cosine_restarts(0.1, period=3, period_mult=2.0, final_lr=0.001))
+    theirs = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(theirs_opt, T_0=3, T_mult=2, eta_min=0.001)
+    iters, seen = 5, []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no deprecation warning from our step(epoch)
+        for epoch in range(10):
+            for i in range(iters):
+                ours_opt.step()
+                ours.step(epoch + i / iters)
+                seen.append((ours_opt.param_groups[0]["lr"], ours.get_last_lr()[0]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = []
+        for epoch in range(10):
+            for i in range(iters):
+                theirs_opt.step()
+                theirs.step(epoch + i / iters)
+                expected.append(theirs_opt.param_groups[0]["lr"])
+    np.testing.assert_allclose([lr for lr, _ in seen], expected, rtol=1e-12, atol=1e-15)
+    assert all(lr == last for lr, last in seen)
+    # Whole epochs still come from the chunked closed form, and an int epoch stays an int.
+    ours.step(4)
+    assert ours.last_epoch == 4 and ours_opt.param_groups[0]["lr"] == ours.schedule(4)
+    for bad in (-1, float("nan"), "3", True):
+        with pytest.raises(ValueError, match="epoch must be a finite number >= 0"):
+            ours.step(bad)
+
+
+@pytest.mark.parametrize("order", ["scheduler-then-optimizer", "optimizer-then-scheduler", "scheduler-only"])
+def test_resume_sets_the_loaded_steps_lr_in_any_order(order):
+    model = Tiny()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0, momentum=0.9)
+    scheduler = LRScheduler(optimizer, SCHEDULE, momentum=S.cyclic(0.85, 0.95, step_size=7))
+    full = run(model, optimizer, scheduler, 40)
+
+    model = Tiny()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0, momentum=0.9)
+    scheduler = LRScheduler(optimizer, SCHEDULE, momentum=S.cyclic(0.85, 0.95, step_size=7))
+    run(model, optimizer, scheduler, 15)
+    saved = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
+
+    model2 = Tiny()
+    model2.load_state_dict(model.state_dict())
+    fresh_opt = torch.optim.SGD(model2.parameters(), lr=0.0, momentum=0.9)
+    fresh = LRScheduler(fresh_opt, S.constant(1.0))
+    if order == "scheduler-then-optimizer":
+        fresh.load_state_dict(saved["scheduler"])
+        fresh_opt.load_state_dict(saved["optimizer"])
+    elif order == "optimizer-then-scheduler":
+        fresh_opt.load_state_dict(saved["optimizer"])
+        fresh.load_state_dict(saved["scheduler"])
+    else:  # only the scheduler's state: the LR and momentum still follow the loaded step
+        fresh.load_state_dict(saved["scheduler"])
+    assert fresh_opt.param_groups[0]["lr"] == SCHEDULE(15)
+    assert fresh_opt.param_groups[0]["momentum"] == S.cyclic(0.85, 0.95, step_size=7)(15)
+    rest = run(model2, fresh_opt, fresh, 25, start=15)
+    assert rest == full[15:]
+
+
+def test_a_spec_string_is_accepted_where_a_schedule_is():
+    optimizer = torch.optim.Adam(Tiny().parameters(), lr=0.0)
+    scheduler = LRScheduler(optimizer, "cosine(lr=0.01, total_steps=100)", momentum="constant(lr=0.8)")
+    assert scheduler.schedule == S.cosine(0.01, total_steps=100)
+    assert optimizer.param_groups[0]["lr"] == 0.01
+    optimizer.step()
+    scheduler.step()
+    assert optimizer.param_groups[0]["betas"][0] == 0.8
+    with pytest.raises(S.SpecError):
+        LRScheduler(optimizer, "cosine(lr=0.01")
+
+
+def test_in_a_chained_scheduler_it_sets_the_lr_and_a_chainable_one_after_it_scales_once():
+    """The documented ChainedScheduler behaviour: ours sets the LR outright; an
+    ExponentialLR after it multiplies that step's value by gamma once (not gamma**t)."""
+    params = [torch.nn.Parameter(torch.zeros(2))]
+    optimizer = torch.optim.SGD(params, lr=0.1)
+    schedule = S.cosine(0.1, total_steps=20)
+    ours = LRScheduler(optimizer, schedule)
+    chained = torch.optim.lr_scheduler.ChainedScheduler([ours, torch.optim.lr_scheduler.ExponentialLR(optimizer, 0.5)])
+    lrs = []
+    for _ in range(10):
+        optimizer.step()
+        chained.step()
+        lrs.append(optimizer.param_groups[0]["lr"])
+    np.testing.assert_allclose(lrs, [schedule(t) * 0.5 for t in range(1, 11)], rtol=1e-12)
+    # Before it in the chain, a torch scheduler is overridden.
+    optimizer = torch.optim.SGD(params, lr=0.1)
+    before = torch.optim.lr_scheduler.ExponentialLR(optimizer, 0.5)
+    chained = torch.optim.lr_scheduler.ChainedScheduler([before, LRScheduler(optimizer, schedule)])
+    optimizer.step()
+    chained.step()
+    assert optimizer.param_groups[0]["lr"] == schedule(1)

@@ -3,17 +3,37 @@
 The learning rate is computed in closed form from ``last_epoch`` (the number of
 ``step()`` calls), so a million steps carry no recursive drift and a resumed
 scheduler continues the identical sequence.
+
+Where torch users differ:
+
+- ``step(epoch)`` with a fractional epoch (``scheduler.step(epoch + i / iters)``, as torch
+  documents for ``CosineAnnealingWarmRestarts``) evaluates the schedule at that point;
+  the schedule's ``t`` is then counted in epochs (``cosine_restarts(lr, period=T_0)``
+  gives torch's warm restarts).
+- ``load_state_dict`` sets the optimizer's LR (and momentum) to the loaded step's, so a
+  resume gives the same LR whether the optimizer's state is loaded before, after or not
+  at all.
+- A spec string is accepted wherever a schedule is: ``LRScheduler(opt, "cosine(lr=0.1,
+  total_steps=1000)")``.
+- In a ``torch.optim.lr_scheduler.ChainedScheduler`` (or ``SequentialLR``) this scheduler
+  *sets* the LR outright each step: schedulers before it in the chain are overridden,
+  and a chainable torch scheduler after it (``ExponentialLR``, ``MultiplicativeLR``...)
+  multiplies that step's value once, not cumulatively (``ExponentialLR(gamma)`` after it
+  gives ``schedule(t) * gamma``). Compose lrlab schedules instead (``warmup(...)``,
+  ``sequence(...)``) to combine shapes.
 """
 
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Any
 
 import numpy as np
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler as _TorchLRScheduler
 
-from lrlab.schedules import Schedule, from_dict
+from lrlab.schedules import Schedule, from_dict, parse
 
 __all__ = ["LRScheduler", "momentum_key"]
 
@@ -42,7 +62,10 @@ class _Chunked:
         self.start = 0
         self.values: list[float] = []
 
-    def __call__(self, step: int) -> float:
+    def __call__(self, step: float) -> float:
+        if step != int(step):  # a fractional epoch: evaluated where it is
+            return float(self.schedule(float(step)))
+        step = int(step)
         offset = step - self.start
         if not 0 <= offset < len(self.values):
             self.start, offset = step, 0
@@ -70,14 +93,18 @@ class LRScheduler(_TorchLRScheduler):
     def __init__(
         self,
         optimizer: Optimizer,
-        schedule: Schedule,
-        momentum: Schedule | None = None,
+        schedule: Schedule | str,
+        momentum: Schedule | str | None = None,
         last_epoch: int = -1,
     ) -> None:
+        schedule = parse(schedule) if isinstance(schedule, str) else schedule
+        momentum = parse(momentum) if isinstance(momentum, str) else momentum
         if not isinstance(schedule, Schedule):
-            raise TypeError(f"schedule must be an lrlab schedule, got {type(schedule).__name__}")
+            raise TypeError(f"schedule must be an lrlab schedule or its spec string, got {type(schedule).__name__}")
         if momentum is not None and not isinstance(momentum, Schedule):
-            raise TypeError(f"momentum must be an lrlab schedule or None, got {type(momentum).__name__}")
+            raise TypeError(
+                f"momentum must be an lrlab schedule, its spec string or None, got {type(momentum).__name__}"
+            )
         self.schedule = schedule
         self.momentum = momentum
         self._lr_values: _Chunked | None = None
@@ -98,8 +125,30 @@ class LRScheduler(_TorchLRScheduler):
     def _get_closed_form_lr(self) -> list[float]:
         return self.get_lr()
 
-    def step(self, epoch: int | None = None) -> None:  # type: ignore[override]
-        super().step(epoch)
+    def step(self, epoch: float | None = None) -> None:  # type: ignore[override]
+        """Advance one step; ``step(epoch)`` jumps to ``epoch`` (an int or a fraction of
+        an epoch, ``epoch + i / iters``) without torch's deprecation warning."""
+        if epoch is None:
+            super().step()
+        else:
+            if isinstance(epoch, bool) or not isinstance(epoch, numbers.Real) or not math.isfinite(epoch) or epoch < 0:
+                raise ValueError(f"epoch must be a finite number >= 0, got {epoch!r}")
+            self._step_count += 1
+            self.last_epoch = int(epoch) if float(epoch).is_integer() else float(epoch)
+            self._apply(self.get_lr())
+        self._apply_momentum()
+
+    def _apply(self, values: list[float]) -> None:
+        import torch
+
+        for group, value in zip(self.optimizer.param_groups, values, strict=True):
+            if isinstance(group["lr"], torch.Tensor):
+                group["lr"].fill_(value)
+            else:
+                group["lr"] = value
+        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+
+    def _apply_momentum(self) -> None:
         if self.momentum is not None:
             cache = self._momentum_values
             if cache is None or cache.schedule is not self.momentum:
@@ -131,3 +180,9 @@ class LRScheduler(_TorchLRScheduler):
             self.schedule = from_dict(schedule)
         if momentum is not None:
             self.momentum = from_dict(momentum)
+            if self._momentum_key is None:
+                self._momentum_key = momentum_key(self.optimizer)
+        # The optimizer follows the loaded step, whatever order its own state is loaded in.
+        if self.last_epoch >= 0:
+            self._apply(self.get_lr())
+            self._apply_momentum()
