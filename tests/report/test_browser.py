@@ -158,3 +158,79 @@ def test_the_answer_comes_first_and_the_diagnostics_are_grouped(loaded):
     assert top["answer"] < top["viewport"] and top["answer"] < top["firstFigure"] < top["diagnostics"]
     assert top["rows"] >= 3 and top["best"].startswith("Best configuration")
     assert "divergence" in top["kinds"] and len(top["kinds"]) == len(set(top["kinds"]))
+
+
+# ---------------------------------------------------------------- at the scale of a study
+
+
+@pytest.fixture(scope="module", params=[54, 540], ids=["54-runs", "540-runs"])
+def study_page(request, browser, tmp_path_factory):
+    """A study-shaped report (3 optimizers x 9 schedules, some diverged) opened offline: every
+    http(s) request is routed to a failure and recorded, console errors and warnings kept."""
+    from tests.report.synthetic import study_sweep
+
+    if request.param == 54:
+        sw = study_sweep(lrs=(0.1, 0.6), seeds=(0,), epochs=6, steps_per_epoch=40)
+    else:
+        lrs = (0.003, 0.006, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 1.0)
+        sw = study_sweep(lrs=lrs, seeds=(0, 1), epochs=6, steps_per_epoch=40)
+    assert len(sw.runs) == request.param and any(r.status == "diverged" for r in sw.runs)
+    data = build_report_data(sw.runs, sw.epochs, sw.steps, sw.finders, title=f"Study of {len(sw.runs)} runs")
+    out = tmp_path_factory.mktemp(f"study{request.param}") / "report.html"
+    write_report(data, out)
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    events = {"console": [], "requests": []}
+    page.on("console", lambda m: events["console"].append(f"{m.type}: {m.text}") if m.type in ("error", "warning") else None)
+    page.on("pageerror", lambda e: events["console"].append(str(e)))
+
+    def refuse(route):
+        events["requests"].append(route.request.url)
+        route.abort()
+
+    page.route("http://**/*", refuse)
+    page.route("https://**/*", refuse)
+    page.goto(out.as_uri(), wait_until="load", timeout=240_000)  # 540 runs: plotly draws ~4000 traces
+    page.wait_for_function("document.querySelectorAll('.plotly-graph-div .main-svg').length >= 7", timeout=240_000)
+    page.wait_for_timeout(300)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"report_study_{request.param}.png"))
+    yield page, events, request.param
+    page.close()
+
+
+def test_a_study_report_opens_offline_without_console_errors_or_warnings(study_page):
+    _page, events, _runs = study_page
+    assert events["console"] == []
+    assert events["requests"] == []
+
+
+def test_the_recommendation_is_in_the_first_viewport(study_page):
+    page, _events, _runs = study_page
+    box = page.evaluate(
+        """() => { const r = document.querySelector('#best').getBoundingClientRect();
+                   return {top: r.top, bottom: r.bottom, height: window.innerHeight}; }"""
+    )
+    assert box["top"] >= 0 and box["bottom"] <= box["height"] == 800, box
+
+
+def test_no_legend_is_clipped(study_page):
+    """Every legend entry in a figure's data is drawn, inside its chart and without a
+    scrollbar hiding some of them; at most ten colours plus the grey rest."""
+    page, _events, runs = study_page
+    charts = page.evaluate(
+        """() => [...document.querySelectorAll('.plotly-graph-div')].map(gd => {
+            const groups = new Set(gd.data.filter(t => t.showlegend !== false).map(t => t.legendgroup || t.name));
+            const box = gd.getBoundingClientRect();
+            const items = [...gd.querySelectorAll('.legend .traces')].map(t => t.getBoundingClientRect());
+            const scroll = gd.querySelector('.legend .scrollbar');
+            return {id: gd.id, inData: groups.size, drawn: items.length,
+                    inside: items.every(r => r.top >= box.top && r.bottom <= box.bottom + 1 && r.height > 0),
+                    scrollbar: scroll ? scroll.getBoundingClientRect().height : 0};
+        })"""
+    )
+    assert len(charts) >= 7
+    for chart in charts:
+        assert chart["drawn"] == chart["inData"], chart
+        assert chart["inside"] and chart["scrollbar"] == 0, chart
+    loss = next(c for c in charts if c["id"] == "fig-loss")
+    assert loss["drawn"] <= 11 and (runs < 100 or loss["drawn"] >= 2)
