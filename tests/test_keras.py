@@ -151,3 +151,49 @@ def test_importing_lrlab_keras_leaves_the_environment_alone_and_says_what_to_set
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split() == ["torch", "torch"]
+
+
+
+LOADER = """
+import os, sys
+os.environ["KERAS_BACKEND"] = "torch"
+import numpy as np
+import keras
+try:  # a fresh process that has not imported lrlab.keras
+    keras.models.load_model(sys.argv[1])
+except Exception as exc:
+    print("refused:", " ".join(str(exc).split()))
+else:
+    print("loaded without lrlab.keras")
+import lrlab.keras  # registers lrlab>LearningRateSchedule with Keras
+model = keras.models.load_model(sys.argv[1])
+optimizer = model.optimizer
+print(optimizer._learning_rate.schedule, int(optimizer.iterations))
+x = np.ones((8, 4), dtype="float32")
+model.fit(x, x.sum(axis=1, keepdims=True), batch_size=4, epochs=1, verbose=0, shuffle=False)
+print(repr(float(optimizer.learning_rate)), int(optimizer.iterations))
+"""
+
+
+@pytest.mark.slow
+def test_load_model_in_a_fresh_process_restores_the_schedule_or_names_lrlab_keras(tmp_path):
+    schedule = S.cosine(0.05, total_steps=20)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=LearningRateSchedule(schedule)), loss="mse")
+    x = np.ones((12, 4), dtype="float32")
+    model.fit(x, x.sum(axis=1, keepdims=True), batch_size=4, epochs=1, verbose=0)  # 3 steps
+    path = tmp_path / "model.keras"
+    model.save(path)
+    (tmp_path / "load.py").write_text(LOADER)
+    env = {**os.environ, "KERAS_BACKEND": "torch"}
+    done = subprocess.run([sys.executable, str(tmp_path / "load.py"), str(path)], capture_output=True, text=True,
+                          env=env, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    refused, first, second = done.stdout.strip().splitlines()
+    # Without lrlab.keras imported Keras cannot know the class; its error names the module to import.
+    assert refused.startswith("refused:") and "lrlab.keras" in refused and "LearningRateSchedule" in refused
+    assert first == f"{schedule} 3"
+    lr, iterations = second.split()
+    # Two more steps after the three saved: the LR of step 5 of the same schedule.
+    assert int(iterations) == 5 and float(lr) == pytest.approx(schedule(5), rel=1e-6)

@@ -68,6 +68,12 @@ class LearningRateSchedule(keras.optimizers.schedules.LearningRateSchedule):
 
     Eager backends (torch, numpy) read the step directly; TensorFlow graphs and JAX
     traces call back into numpy (``tf.numpy_function`` / ``jax.pure_callback``).
+
+    A model saved with this schedule (``model.save("m.keras")``) keeps it: it is
+    registered with Keras as ``lrlab>LearningRateSchedule`` (``get_config`` /
+    ``from_config``), so ``keras.models.load_model`` in another process restores it and
+    the optimizer's iteration count once ``lrlab.keras`` is imported there; without that
+    import Keras refuses, naming the class and its module, ``lrlab.keras``.
     """
 
     def __init__(self, schedule: Schedule | str | dict[str, Any]) -> None:
