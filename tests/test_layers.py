@@ -49,7 +49,7 @@ print("ok")
 LAYERS = [
     {"schedules", "formatting"},
     {"store", "optim", "torch", "keras", "torch_utils"},
-    {"training", "finder", "surfaces", "finetune", "integrations", "lightning", "transformers"},
+    {"training", "finder", "surfaces", "finetune", "integrations", "lightning", "transformers", "track"},
     {"sweeps"},
     {"report"},
     {"study", "tune"},

@@ -8,6 +8,7 @@ _LAZY = {
     "param_groups": "lrlab.finetune",
     "find_lr": "lrlab.finder",
     "study": "lrlab.study",  # the package is callable: lrlab.study(model_fn, train, val, ...)
+    "track": "lrlab.track",  # the module is callable: lrlab.track(optimizer, name=...)
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -1,0 +1,357 @@
+"""Record your own training runs into the lrlab store: ``lrlab.track`` for a plain loop.
+
+Example:
+    >>> import torch, lrlab
+    >>> model = torch.nn.Linear(3, 1)
+    >>> opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    >>> with lrlab.track(opt, name="doc-run", db=":memory:") as run:
+    ...     for step in range(5):
+    ...         opt.zero_grad()
+    ...         loss = model(torch.ones(4, 3)).pow(2).mean()
+    ...         loss.backward()
+    ...         opt.step()
+    ...         run.log(loss=loss)
+    ...     run.epoch(val_loss=0.5)
+    >>> run.status, run.steps
+    ('done', 5)
+
+Every ``log`` records one optimizer step: the LR of every param group, the momentum (or
+Adam's beta1), the loss and the gradient norm of the optimizer's parameters (their
+``.grad`` at the time of the call, the per-tensor norms kept on the device until written).
+Rows are buffered and written in batches by :class:`lrlab.training.Recorder`, the one
+recorder of lrlab's own trainers, so a tracked run reads back like any other:
+``lrlab runs list``, ``lrlab report --sweep NAME``. The Lightning, Hugging Face and Keras
+recorders (``lrlab.lightning``, ``lrlab.transformers``, ``lrlab.keras``) are thin callbacks
+over :class:`Run`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import numbers
+import sys
+import time
+import types
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lrlab.schedules import Schedule
+from lrlab.store.records import EpochRecord, Objective, RunConfig, RunStatus
+from lrlab.store.sqlite import DEFAULT_DB, Store
+from lrlab.training.recorder import Recorder
+
+__all__ = ["LIVE_EVERY", "Run", "track"]
+
+LIVE_EVERY = 50  # steps between live checks
+log = logging.getLogger("lrlab.track")
+_ACTIVE = "_lrlab_tracked_by"  # attribute set on an optimizer while a run records it
+
+
+def _number(name: str, value: Any) -> float:
+    """A metric as a float, or one clear line saying what was given instead."""
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise TypeError(
+                f"metric {name!r} must be a number or a one-element tensor, got a tensor of shape {tuple(value.shape)}"
+            )
+        return float(value.detach())
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        if isinstance(value, np.generic) and np.issubdtype(type(value), np.number):
+            return float(value)
+        raise TypeError(
+            f"metric {name!r} must be a number (int, float or one-element tensor), got {type(value).__name__}: {value!r:.60}"
+        )
+    return float(value)
+
+
+def _group_lr(group: Mapping[str, Any]) -> float:
+    lr = group["lr"]
+    return float(lr) if not isinstance(lr, torch.Tensor) else float(lr.detach())
+
+
+def _momentum(group: Mapping[str, Any]) -> float | None:
+    if "betas" in group:
+        return float(group["betas"][0])
+    value = group.get("momentum")
+    return None if value is None else float(value)
+
+
+class Run:
+    """One recorded run; made by :func:`track` (or a trainer callback) and used as a context."""
+
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer | None,
+        *,
+        name: str,
+        sweep: str | None = None,
+        config: Mapping[str, Any] | None = None,
+        db: str | Path | Store = DEFAULT_DB,
+        lr: float | None = None,
+        schedule: Schedule | str | None = None,
+        seed: int = 0,
+        epochs: int | None = None,
+        batch_size: int | None = None,
+        total_steps: int | None = None,
+        objective: str | Objective | None = None,
+        higher_is_better: bool = False,
+        live: bool = False,
+        run_id: str | None = None,
+        optimizer_name: str | None = None,
+    ) -> None:
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"name must be a non-empty string (the run's task label), got {name!r}")
+        if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
+            raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+        if optimizer is not None and getattr(optimizer, _ACTIVE, None) is not None:
+            raise RuntimeError(
+                f"this optimizer is already recorded by run {getattr(optimizer, _ACTIVE)!r}: "
+                "attach one recorder per training run (end the other first)"
+            )
+        self.optimizer = optimizer
+        if lr is None:
+            if optimizer is None:
+                raise ValueError("lr= is needed when no torch optimizer is given")
+            lr = _group_lr(optimizer.param_groups[0])
+        if isinstance(objective, str):
+            objective = Objective(metric=objective, higher_is_better=higher_is_better)
+        self.objective = objective or Objective()
+        self.name, self.sweep = name, sweep if sweep is not None else name
+        self.run_id = run_id or f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+        self.config = RunConfig(
+            task=name, lr=float(lr), optimizer=optimizer_name or (type(optimizer).__name__.lower() if optimizer else "sgd"),
+            schedule=schedule, seed=seed, epochs=epochs, batch_size=batch_size, divergence_factor=None,
+        )  # fmt: skip
+        self.user_config = dict(config or {})
+        self.total_steps = total_steps
+        self.store = db if isinstance(db, Store) else Store(db)
+        self.recorder = Recorder(self.store, self.run_id, self.config, sweep=self.sweep)
+        self.live = live
+        self.steps = 0
+        self.last_step = 0
+        self.status = RunStatus.QUEUED.value
+        self.diverged_step: int | None = None
+        self.findings: dict[str, str] = {}  # kind -> message, each logged once
+        self._epoch = 1
+        self._epoch_losses: list[float] = []
+        self._params: list[torch.Tensor] = []
+        self._started = time.monotonic()
+        self._history: dict[str, list[float]] = {"step": [], "lr": [], "loss": [], "grad": []}
+        self._initial_loss: float | None = None
+        self._open = False
+
+    # -------------------------------------------------------- lifecycle
+
+    def __enter__(self) -> Run:
+        self.begin()
+        return self
+
+    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
+        if exc is None:
+            self.end()
+        else:
+            self.end(error=f"{type(exc).__name__}: {exc}")
+
+    def begin(self) -> Run:
+        extras: dict[str, Any] = {
+            "source": "track",
+            "config": self.user_config,
+            "objective": self.objective.to_dict(),
+        }
+        if self.total_steps:
+            extras["total_steps"] = int(self.total_steps)
+        self.recorder.begin(extras)
+        if self.optimizer is not None:
+            setattr(self.optimizer, _ACTIVE, self.run_id)
+            self._params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        self.status = RunStatus.RUNNING.value
+        self._open = True
+        return self
+
+    def end(self, error: str | None = None) -> None:
+        """Write what is buffered and the final status: done, diverged, or failed with ``error``."""
+        if not self._open:
+            return
+        self._open = False
+        if self.optimizer is not None and getattr(self.optimizer, _ACTIVE, None) == self.run_id:
+            delattr(self.optimizer, _ACTIVE)
+        if self._epoch_losses:  # steps after the last epoch(): an epoch of their own
+            self._write_epoch({})
+        if error is not None:
+            status = RunStatus.FAILED
+        elif self.diverged_step is not None:
+            status = RunStatus.DIVERGED
+        else:
+            status = RunStatus.DONE
+        extras = {"steps": self.steps, "total_steps": self.total_steps or self.last_step}
+        self.recorder.end(status, error=error, diverged_step=self.diverged_step, extras=extras)
+        self.status = status.value
+        if self.live:
+            self._check_live(final=True)
+
+    # -------------------------------------------------------- metrics
+
+    def log(self, loss: Any, step: int | None = None, *, grad_norm: Any = None) -> None:
+        """One optimizer step: ``loss`` (a number or one-element tensor) and, from the optimizer,
+        every group's LR, the momentum or beta1 and the gradient norm (``grad_norm`` overrides it)."""
+        if self.optimizer is None:
+            raise RuntimeError("log() needs a torch optimizer; this run was made without one (use record())")
+        groups = self.optimizer.param_groups
+        if grad_norm is None:
+            grads = [p.grad for p in self._params if p.grad is not None]
+            norms: Any = tuple(torch._foreach_norm(grads)) if grads else 0.0
+        else:
+            norms = _number("grad_norm", grad_norm)
+        self.record(loss, step, [_group_lr(g) for g in groups], _momentum(groups[0]), norms)
+
+    def record(
+        self, loss: Any, step: int | None, lrs: Sequence[float], momentum: float | None, norms: Any
+    ) -> None:
+        """One step with everything given (the callbacks' way in)."""
+        if not self._open:
+            raise RuntimeError(
+                f"run {self.run_id!r} is not recording (use it as `with lrlab.track(...) as run:`)"
+            )
+        value = _number("loss", loss)
+        if step is None:
+            step = self.last_step + 1
+        elif isinstance(step, bool) or not isinstance(step, numbers.Integral):
+            raise TypeError(f"step must be an integer, got {type(step).__name__}: {step!r:.60}")
+        step = int(step)
+        self.recorder.step(step, self._epoch, list(lrs), momentum, value, norms)
+        self.steps += 1
+        self.last_step = step
+        self._epoch_losses.append(value)
+        if self._initial_loss is None and math.isfinite(value):
+            self._initial_loss = value
+        if self.diverged_step is None and not math.isfinite(value):
+            self.diverged_step = step
+        if self.live:
+            history = self._history
+            history["step"].append(step)
+            history["lr"].append(float(max(lrs)) if lrs else math.nan)
+            history["loss"].append(value)
+            history["grad"].append(_total(norms))
+            if self.steps % LIVE_EVERY == 0 or not math.isfinite(value):
+                self._check_live()
+
+    def epoch(self, **metrics: Any) -> None:
+        """An epoch's metrics by name (``val_loss``, ``val_accuracy``, any other); the epoch's
+        train loss is the mean logged loss unless ``train_loss`` is given."""
+        if not self._open:
+            raise RuntimeError(f"run {self.run_id!r} is not recording")
+        values = {k: _number(k, v) for k, v in metrics.items() if v is not None}
+        self._write_epoch(values)
+        if self.live:
+            self._check_live()
+
+    def _write_epoch(self, values: dict[str, float]) -> None:
+        train = values.pop("train_loss", None)
+        if train is None and self._epoch_losses:
+            train = float(np.mean(self._epoch_losses))
+        record = EpochRecord.of(
+            self.run_id, self._epoch, self.last_step, train, values, time.monotonic() - self._started
+        )
+        self.recorder.epoch(record)
+        self._epoch += 1
+        self._epoch_losses = []
+
+    # -------------------------------------------------------- live diagnostics
+
+    def _check_live(self, final: bool = False) -> None:
+        from lrlab.report.diagnostics import stuck_check
+        from lrlab.store.records import StepSeries
+
+        history = self._history
+        if not history["loss"]:
+            return
+        loss = np.asarray(history["loss"])
+        lr = np.asarray(history["lr"])
+        last = loss[-1]
+        if not math.isfinite(last):
+            self._finding(
+                "divergence",
+                f"the loss became non-finite at step {history['step'][-1]} (lr={lr[-1]:.3g}): the run diverged",
+            )
+        elif self._initial_loss is not None and len(loss) >= 10:
+            recent = float(np.median(loss[-10:]))
+            if recent > 2.0 * self._initial_loss:
+                self._finding(
+                    "divergence",
+                    f"divergence starting: the loss ({recent:.4g}, median of the last 10 steps) is "
+                    f"{recent / self._initial_loss:.1f}x its first value at step {history['step'][-1]} (lr={lr[-1]:.3g})",
+                )
+        steps = np.asarray(history["step"], dtype=np.int64)
+        series = StepSeries(self.run_id, steps, np.ones_like(steps), lr, lr[:, None], np.full(len(lr), np.nan),
+                            loss, np.asarray(history["grad"]))  # fmt: skip
+        check = stuck_check(series)
+        if check is not None and check.stuck:
+            self._finding(
+                "stuck",
+                f"loss stalled with a high gradient norm since step {check.window_start_step}: it improved "
+                f"{check.relative_drop:.1%} while the gradient norm stays {check.grad_ratio:.2f}x its early level "
+                "(oscillating across a valley: a smaller LR, or a decaying schedule, should help)",
+            )
+        planned = self.total_steps
+        done = planned is not None and steps[-1] >= 0.5 * planned
+        if (done or final) and len(lr) >= 40 and np.all(np.isfinite(lr)):
+            peak = float(lr.max())
+            if peak > 0 and lr[-1] >= 0.9 * peak:
+                where = f"{steps[-1]} of {planned} steps" if planned else f"the end ({steps[-1]} steps)"
+                self._finding(
+                    "decay",
+                    f"the LR never decays: still {lr[-1]:.3g} (peak {peak:.3g}) at {where}; "
+                    "a cosine or step decay usually ends lower",
+                )
+
+    def _finding(self, kind: str, message: str) -> None:
+        if kind in self.findings:
+            return
+        self.findings[kind] = message
+        log.warning("lrlab %s: %s", self.run_id, message)
+
+
+def _total(norms: Any) -> float:
+    if isinstance(norms, (tuple, list)):
+        if not norms:
+            return 0.0
+        return float(torch.linalg.vector_norm(torch.stack(list(norms)).double()))
+    return float(norms)
+
+
+def track(
+    optimizer: torch.optim.Optimizer | None,
+    *,
+    name: str,
+    config: Mapping[str, Any] | None = None,
+    db: str | Path | Store = DEFAULT_DB,
+    sweep: str | None = None,
+    **options: Any,
+) -> Run:
+    """Record a training run driven by ``optimizer`` into the store at ``db``.
+
+    ``name`` labels the run (its task); ``sweep`` groups runs for ``lrlab report --sweep``
+    (default: ``name``); ``config`` (any JSON-ready mapping) is stored with the run. Other
+    options: ``schedule`` (an lrlab schedule or spec; default the constant first-group LR),
+    ``seed``, ``epochs``, ``batch_size``, ``total_steps`` (the planned length, for the
+    decay diagnostic), ``objective``/``higher_is_better`` (the metric the report ranks by),
+    ``live=True`` (diagnostics as training goes, each logged once through ``logging``).
+    The run ends ``done``, ``diverged`` (a non-finite loss) or ``failed`` with the error.
+    """
+    return Run(optimizer, name=name, sweep=sweep, config=config, db=db, **options)
+
+
+class _CallableModule(types.ModuleType):
+    """``lrlab.track(...)`` calls :func:`track` (the module and the function share the name)."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Run:
+        return track(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
