@@ -62,7 +62,7 @@ def find(
     mode: str = typer.Option("exp", "--mode", help="How the LR rises: exp (geometric) or linear."),
     seed: int = typer.Option(0, "--seed", help="Seed of the model's weights and the batch order."),
     halving: bool = typer.Option(False, "--halving", help="Also run the article's halving search."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto."),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda[:N]."),
     amp: bool = typer.Option(False, "--amp", help="CUDA automatic mixed precision (float16)."),
     db: Path = db_option("The store (SQLite file) the result goes to."),
     sweep: str | None = typer.Option(None, "--sweep", help="Tag the stored result with this sweep name."),

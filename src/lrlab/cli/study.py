@@ -128,7 +128,7 @@ def study(
     ),
     backend: str = typer.Option("local", "--backend", help="local or ray."),
     address: str | None = typer.Option(None, "--address", help="Ray cluster address (with --backend ray)."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto."),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda[:N]."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
     vectorize: bool = typer.Option(
         True, "--vectorize/--no-vectorize",

@@ -145,7 +145,7 @@ def sweep(
         0.0, "--gpus-per-run", help="GPUs per run with --backend ray (fractions allowed)."
     ),
     db: Path = db_option(),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto."),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda[:N]."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
     vectorize: bool = typer.Option(
         False, "--vectorize", help="Train runs differing in lr/schedule/seed together."

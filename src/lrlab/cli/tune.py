@@ -113,7 +113,7 @@ def tune(
     backend: str = typer.Option("local", "--backend", help="local or ray."),
     jobs: int = typer.Option(1, "--jobs", "-j", help="Trials trained at once (with --backend ray)."),
     address: str | None = typer.Option(None, "--address", help="Ray cluster address (with --backend ray)."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto."),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda[:N]."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
 ) -> None:
     from lrlab.tune.spec import TuneSpecError, load_tune
