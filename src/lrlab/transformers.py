@@ -1,0 +1,133 @@
+"""Hugging Face ``Trainer`` bindings: :class:`Recorder` (a ``TrainerCallback``) and :func:`find_lr`.
+
+Example::
+
+    from transformers import Trainer, TrainingArguments
+    import lrlab.transformers
+
+    args = TrainingArguments("out", logging_steps=1, eval_strategy="epoch", ...)
+    trainer = Trainer(model, args, train_dataset=train, eval_dataset=val,
+                      callbacks=[lrlab.transformers.Recorder(name="my-model", sweep="mine")])
+    lrlab.transformers.find_lr(trainer)  # sets args.learning_rate to lrlab's recommendation
+    trainer.train()
+
+Importing this module imports ``transformers``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import Trainer, TrainerCallback
+
+from lrlab.store.sqlite import DEFAULT_DB, Store
+from lrlab.track import Run, _momentum
+
+__all__ = ["Recorder", "find_lr"]
+
+log = logging.getLogger("lrlab.transformers")
+_SKIP = ("runtime", "per_second", "epoch")
+
+
+class Recorder(TrainerCallback):
+    """Stream a ``Trainer`` run into the lrlab store (options as for :func:`lrlab.track`).
+
+    A row per logged step (every step with ``logging_steps=1``): every param group's LR and
+    the momentum or beta1 of that step (read before the optimizer step), the logged loss and
+    the gradient norm of the parameters as the optimizer sees them (after clipping). Each
+    evaluation is an epoch; ``eval_loss``, ``eval_accuracy`` and any ``eval_X`` are stored as
+    ``val_loss``, ``val_accuracy``, ``val_X``.
+    """
+
+    def __init__(self, name: str, *, db: str | Path | Store = DEFAULT_DB, **options: Any) -> None:
+        self.name, self.db, self.options = name, db, options
+        self.run: Run | None = None
+        self._last: tuple[list[float], float | None, Any] | None = None
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        optimizer = kwargs.get("optimizer")
+        if optimizer is None:
+            raise RuntimeError(
+                "lrlab.transformers.Recorder: the Trainer handed no optimizer to its callbacks"
+            )
+        optimizer = getattr(optimizer, "optimizer", optimizer)  # accelerate's AcceleratedOptimizer
+        options = dict(self.options)
+        options.setdefault("total_steps", int(state.max_steps) if state.max_steps else None)
+        options.setdefault("epochs", int(args.num_train_epochs) if args.num_train_epochs >= 1 else None)
+        options.setdefault("seed", int(args.seed))
+        options.setdefault("batch_size", int(args.per_device_train_batch_size))
+        self.run = Run(optimizer, name=self.name, db=self.db, **options).begin()
+
+    def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        run = self.run
+        if run is None or run.optimizer is None:
+            return
+        grads = [p.grad for p in run._params if p.grad is not None]
+        norms = tuple(torch._foreach_norm(grads)) if grads else 0.0
+        groups = run.optimizer.param_groups
+        self._last = ([float(g["lr"]) for g in groups], _momentum(groups[0]), norms)
+
+    def on_log(
+        self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any
+    ) -> None:
+        if self.run is None or not logs or "loss" not in logs or self._last is None:
+            return
+        lrs, momentum, norms = self._last
+        if state.global_step <= self.run.last_step:
+            return  # logged twice for one step
+        self.run.record(logs["loss"], int(state.global_step), lrs, momentum, norms)
+
+    def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict[str, Any] | None = None,
+                    **kwargs: Any) -> None:  # fmt: skip
+        if self.run is None or not metrics:
+            return
+        values = {}
+        for key, value in metrics.items():
+            name = f"val_{key[5:]}" if key.startswith("eval_") else key
+            if any(part in name for part in _SKIP) or isinstance(value, bool):
+                continue
+            if isinstance(value, (int, float)):
+                values[name] = float(value)
+        self.run.epoch(**values)
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.run is not None:
+            self.run.end()
+
+
+def find_lr(trainer: Trainer, *, figure: str | Path | None = None, **options: Any) -> Any:
+    """Run lrlab's range test on ``trainer``'s model and training data, then set
+    ``trainer.args.learning_rate`` to the recommendation (when the curve is trustworthy).
+
+    The model's own loss is used (``model(**batch).loss``: the labels must be in the batch).
+    The model and any optimizer the trainer already has are restored afterwards; an
+    optimizer made here for the test is dropped, so ``trainer.train()`` builds its own at the
+    new LR. ``figure`` saves the curve (``.png``, ``.svg``, ``.html``); ``options`` go to
+    :func:`lrlab.find_lr`. Returns the :class:`lrlab.finder.result.FinderResult`.
+    """
+    from lrlab.finder import find_lr as range_test
+
+    made = trainer.optimizer is None
+    optimizer = trainer.create_optimizer() if made else trainer.optimizer
+    optimizer = getattr(optimizer, "optimizer", optimizer)
+    loader = trainer.get_train_dataloader()
+    model = trainer.model
+    try:
+        result = range_test(model, optimizer, None, loader, **options)
+    finally:
+        if made:
+            trainer.optimizer = None
+    if figure is not None:
+        result.plot(figure)
+    if result.trustworthy:
+        trainer.args.learning_rate = float(result.lr)
+        if not made:
+            for group in optimizer.param_groups:
+                group["lr"] = float(result.lr)
+        log.info("lrlab find_lr: learning_rate=%.4g (%s)", result.lr, result.reason)
+    else:
+        log.warning("lrlab find_lr: learning_rate left at %g: %s", trainer.args.learning_rate, result.problem)
+    return result

@@ -1,0 +1,86 @@
+"""A real Hugging Face Trainer on a tiny model built here (no downloads): Recorder and find_lr."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+pytest.importorskip("accelerate")
+from transformers import Trainer, TrainingArguments
+
+import lrlab.transformers
+from lrlab.store import Store
+
+
+class TinyClassifier(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+
+    def forward(self, x, labels=None):
+        logits = self.net(x)
+        out = {"logits": logits}
+        if labels is not None:
+            out["loss"] = torch.nn.functional.cross_entropy(logits, labels)
+        return out
+
+
+class Rows(torch.utils.data.Dataset):
+    def __init__(self, n: int, seed: int) -> None:
+        g = torch.Generator().manual_seed(seed)
+        self.x = torch.randn(n, 8, generator=g)
+        self.y = (self.x[:, 0] > 0).long() + (self.x[:, 1] > 0).long()
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return {"x": self.x[i], "labels": self.y[i]}
+
+
+def accuracy(pred):
+    return {"accuracy": float((pred.predictions.argmax(-1) == pred.label_ids).mean())}
+
+
+def make_trainer(tmp_path, callbacks, lr=0.05, epochs=2):
+    args = TrainingArguments(
+        str(tmp_path / "out"), num_train_epochs=epochs, per_device_train_batch_size=16, learning_rate=lr,
+        logging_steps=1, eval_strategy="epoch", save_strategy="no", report_to=[], use_cpu=True,
+        remove_unused_columns=False, disable_tqdm=True, seed=0, lr_scheduler_type="linear",
+    )  # fmt: skip
+    return Trainer(TinyClassifier(), args, train_dataset=Rows(160, 0), eval_dataset=Rows(64, 1),
+                   compute_metrics=accuracy, callbacks=callbacks)  # fmt: skip
+
+
+def test_recorder_streams_the_trainer_run(tmp_path):
+    rec = lrlab.transformers.Recorder(name="tiny-hf", db=tmp_path / "r.db", sweep="hf")
+    make_trainer(tmp_path, [rec]).train()
+    store = Store(tmp_path / "r.db", readonly=True)
+    run = store.run(rec.run.run_id)
+    assert (
+        str(run.status) == "done" and run.config.lr == pytest.approx(0.05) and run.extras["total_steps"] == 20
+    )
+    series = store.steps(run.id)
+    assert list(series.step) == list(range(1, 21))
+    # the linear schedule, read before each optimizer step: 0.05 * (1 - (t - 1) / 20)
+    assert series.lr == pytest.approx([0.05 * (1 - t / 20) for t in range(20)], rel=1e-6)
+    assert series.momentum == pytest.approx([0.9] * 20) and (series.grad_norm > 0).all()
+    epochs = store.epochs(run.id)
+    assert [e.epoch for e in epochs] == [1, 2]
+    assert all(e.val_loss > 0 and 0 <= e.val_accuracy <= 1 for e in epochs)
+
+
+def test_find_lr_sets_the_learning_rate_and_restores_the_model(tmp_path):
+    torch.manual_seed(0)
+    trainer = make_trainer(tmp_path, [], lr=1e-5, epochs=1)
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    result = lrlab.transformers.find_lr(trainer, num_iter=60, figure=tmp_path / "lr.png")
+    assert all(torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())
+    assert (
+        result.trustworthy
+        and trainer.args.learning_rate == pytest.approx(result.lr)
+        and 1e-3 < result.lr < 10
+    )
+    assert trainer.optimizer is None and (tmp_path / "lr.png").stat().st_size > 5000
+    trainer.train()
+    assert trainer.optimizer.param_groups[0]["initial_lr"] == pytest.approx(result.lr)
