@@ -478,7 +478,7 @@ def loss_figure(data: ReportData, log_y: bool = False) -> FigureSpec:
             )  # fmt: skip
             if _kept(data, cfg):
                 kept.append(y)
-        _add_divergence_markers(data, cfg, panel, lk)
+        _add_divergence_markers(data, cfg, panel, lk, shown)
     if not log_y:
         fit_y(panel, kept or [t.y for t in panel.traces if t.marker != "x"], floor=0.0)
     return _legend_order(data, FigureSpec(
@@ -511,7 +511,8 @@ def _extend_to_divergence(
     return np.append(x, point[0]), np.append(y, point[2])
 
 
-def _add_divergence_markers(data: ReportData, cfg: Configuration, panel: Panel, lk: Look) -> None:
+def _add_divergence_markers(data: ReportData, cfg: Configuration, panel: Panel, lk: Look, shown: set[str]) -> None:
+    """A cross per diverged seed; it carries the legend entry of a configuration without a line."""
     xs, ys, texts = [], [], []
     for run in cfg.diverged:
         point = _divergence_point(data, run.id)
@@ -526,7 +527,7 @@ def _add_divergence_markers(data: ReportData, cfg: Configuration, panel: Panel, 
             Trace(
                 np.asarray(xs), np.asarray(ys, dtype=np.float64), lk.name + " (diverged)", lk.group,
                 lk.color, mode="markers", marker="x", marker_size=11 if lk.highlighted else 8,
-                show_legend=False, hover=texts,
+                show_legend=_legend_once(lk, shown), hover=texts,
             )
         )  # fmt: skip
 
