@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -55,7 +56,7 @@ _check_backend()
 
 import keras  # noqa: E402  (after checking the backend)
 
-__all__ = ["LearningRateSchedule"]
+__all__ = ["LearningRateSchedule", "Recorder"]
 
 
 @keras.saving.register_keras_serializable(package="lrlab")
@@ -117,3 +118,91 @@ class LearningRateSchedule(keras.optimizers.schedules.LearningRateSchedule):
 
     def __repr__(self) -> str:
         return f"LearningRateSchedule({self.schedule})"
+
+
+def _float(value: Any) -> float:
+    return float(np.asarray(keras.ops.convert_to_numpy(value)))
+
+
+class Recorder(keras.callbacks.Callback):
+    """Stream a ``model.fit`` run into the lrlab store (options as for ``lrlab.track``).
+
+    Per batch: the optimizer's LR for that step (read before it), its momentum or beta_1,
+    the batch's loss (from Keras' running mean: exact for equal batch sizes) and, on the
+    torch backend, the gradient norm of the trainable weights (NaN on other backends).
+    Per epoch: the ``val_*`` logs (``val_loss``, ``val_accuracy``...) and the mean batch loss.
+    """
+
+    def __init__(self, name: str, *, db: Any = None, **options: Any) -> None:
+        super().__init__()
+        self.name, self.db, self.options = name, db, options
+        self.run: Any = None
+        self._lr: float | None = None
+        self._mean = 0.0
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        from lrlab.track import Run
+
+        others = [
+            c for c in getattr(self.model, "_lrlab_recorders", []) if c is not self and c.run is not None
+        ]
+        if others:
+            message = (
+                "two lrlab Recorder callbacks on one model.fit: attach one (each would record the run again)"
+            )
+            for other in others:  # the first one's run ends failed with this line, its rows kept
+                other.run.end(error=message)
+            raise RuntimeError(message)
+        self.model._lrlab_recorders = [self]
+        optimizer = self.model.optimizer
+        options = dict(self.options)
+        if self.db is not None:
+            options["db"] = self.db
+        params = self.params or {}
+        if params.get("epochs"):
+            options.setdefault("epochs", int(params["epochs"]))
+        if params.get("epochs") and params.get("steps"):
+            options.setdefault("total_steps", int(params["epochs"]) * int(params["steps"]))
+        name = type(optimizer).__name__.lower()
+        self.run = Run(
+            None, name=self.name, lr=_float(optimizer.learning_rate), optimizer_name=name, **options
+        ).begin()
+
+    def on_train_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        self._lr = _float(self.model.optimizer.learning_rate)
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self._mean = 0.0
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        if self.run is None or not logs or "loss" not in logs:
+            return
+        mean = float(logs["loss"])
+        loss = (batch + 1) * mean - batch * self._mean
+        self._mean = mean
+        optimizer = self.model.optimizer
+        momentum = getattr(optimizer, "beta_1", getattr(optimizer, "momentum", None))
+        momentum = None if momentum is None else float(momentum)
+        norms: Any = float("nan")
+        if keras.backend.backend() == "torch":
+            import torch
+
+            grads = [
+                g
+                for g in (getattr(v.value, "grad", None) for v in self.model.trainable_weights)
+                if g is not None
+            ]
+            norms = tuple(torch._foreach_norm(grads)) if grads else 0.0
+        step = int(_float(optimizer.iterations))
+        self.run.record(loss, step, [self._lr if self._lr is not None else math.nan], momentum, norms)
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if self.run is None:
+            return
+        metrics = {k: float(v) for k, v in (logs or {}).items() if k.startswith("val_") and np.ndim(v) == 0}
+        self.run.epoch(**metrics)
+
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        if self.run is not None:
+            self.run.end()
+            self.model._lrlab_recorders = []
