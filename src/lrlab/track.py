@@ -166,6 +166,8 @@ class Run:
         }
         if self.total_steps:
             extras["total_steps"] = int(self.total_steps)
+        if self.sweep not in self.store.sweeps():  # listed by `lrlab runs list` and `lrlab report --sweep`
+            self.store.upsert_sweep(self.sweep, {"source": "track", "task": self.name})
         self.recorder.begin(extras)
         if self.optimizer is not None:
             setattr(self.optimizer, _ACTIVE, self.run_id)

@@ -1,0 +1,137 @@
+"""lrlab.track on a real plain training loop: the store read back, statuses, live findings,
+bad input, and ``lrlab report`` / ``lrlab runs list`` on the tracked sweep."""
+
+from __future__ import annotations
+
+import logging
+import math
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import lrlab
+from lrlab.store import Store
+
+
+def loop(run, opt, model, steps=60, lr_fn=None, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(256, 8, generator=g)
+    y = x @ torch.linspace(-1, 1, 8)
+    for step in range(1, steps + 1):
+        idx = torch.randint(0, 256, (32,), generator=g)
+        opt.zero_grad()
+        loss = torch.nn.functional.mse_loss(model(x[idx]).squeeze(1), y[idx])
+        loss.backward()
+        opt.step()
+        run.log(loss=loss, step=step)
+        if lr_fn is not None:
+            for group in opt.param_groups:
+                group["lr"] = lr_fn(step)
+        if step % 20 == 0:
+            with torch.no_grad():
+                val = torch.nn.functional.mse_loss(model(x).squeeze(1), y)
+            run.epoch(val_loss=val, val_mae=float((model(x).squeeze(1) - y).abs().mean().detach()))
+
+
+def test_plain_loop_read_back(tmp_path):
+    torch.manual_seed(0)
+    model = torch.nn.Linear(8, 1)
+    opt = torch.optim.SGD(
+        [{"params": [model.weight]}, {"params": [model.bias], "lr": 0.01}], lr=0.05, momentum=0.9
+    )
+    with lrlab.track(opt, name="plain", db=tmp_path / "r.db", sweep="mine", config={"width": 8}) as run:
+        loop(run, opt, model, lr_fn=lambda s: 0.05 * (1 - s / 60))
+    store = Store(tmp_path / "r.db", readonly=True)
+    rec = store.run(run.run_id)
+    assert str(rec.status) == "done" and rec.sweep == "mine" and rec.config.task == "plain"
+    assert rec.config.lr == 0.05 and rec.extras["config"] == {"width": 8}
+    series = store.steps(run.run_id)
+    assert list(series.step) == list(range(1, 61)) and series.lrs.shape == (60, 2)
+    assert series.lrs[:, 1] == pytest.approx([0.01] + [0.05 * (1 - s / 60) for s in range(1, 60)])
+    assert series.momentum == pytest.approx([0.9] * 60)
+    # the gradient norm of the step's gradients (still on the parameters when log() ran): recomputed
+    assert series.grad_norm[-1] == pytest.approx(
+        float(torch.cat([model.weight.grad.flatten(), model.bias.grad]).norm()), rel=1e-6
+    )
+    assert series.loss[-1] < series.loss[0] / 5
+    epochs = store.epochs(run.run_id)
+    assert [e.epoch for e in epochs] == [1, 2, 3] and all(e.metrics["val_mae"] > 0 for e in epochs)
+    assert epochs[0].train_loss == pytest.approx(float(series.loss[:20].mean()))
+
+
+def test_diverged_and_failed_runs(tmp_path):
+    db = tmp_path / "r.db"
+    model = torch.nn.Linear(8, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=10.0)
+    with lrlab.track(opt, name="blow", db=db) as run:
+        loop(run, opt, model, steps=40)
+    rec = Store(db).run(run.run_id)
+    assert str(rec.status) == "diverged" and rec.diverged_step is not None and rec.diverged_step <= 40
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    with pytest.raises(ZeroDivisionError), lrlab.track(opt, name="crash", db=db) as run:
+        run.log(loss=1.0)
+        run.log(loss=0.5)
+        1 / 0  # noqa: B018
+    rec = Store(db).run(run.run_id)
+    assert str(rec.status) == "failed" and "ZeroDivisionError" in rec.error
+    assert list(Store(db).steps(run.run_id).loss) == [1.0, 0.5]  # nothing buffered lost
+
+
+def test_bad_input_is_one_line_and_keeps_what_was_stored(tmp_path):
+    db = tmp_path / "r.db"
+    model = torch.nn.Linear(2, 1)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    with lrlab.track(opt, name="bad", db=db) as run:
+        run.log(loss=0.7)
+        with pytest.raises(TypeError, match=r"^metric 'val_accuracy' must be a number .*got str: 'high'"):
+            run.epoch(val_accuracy="high")
+        with pytest.raises(TypeError, match=r"^metric 'loss' must be a number"):
+            run.log(loss=[1.0])
+        with pytest.raises(RuntimeError, match="already recorded by run"):
+            lrlab.track(opt, name="again", db=db)
+        run.log(loss=0.6)
+    assert str(Store(db).run(run.run_id).status) == "done"
+    assert list(Store(db).steps(run.run_id).loss) == pytest.approx([0.7, 0.6])
+    assert [r.id for r in Store(db).runs()] == [run.run_id]
+    with lrlab.track(opt, name="after", db=db):  # the optimizer is free again after the run
+        pass
+
+
+def test_live_findings_are_logged_once_each(tmp_path, caplog):
+    model = torch.nn.Linear(8, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.02)
+    caplog.set_level(logging.WARNING, logger="lrlab.track")
+    with lrlab.track(opt, name="flat", db=tmp_path / "r.db", live=True, total_steps=200) as run:
+        loop(run, opt, model, steps=200)
+    decay = [r for r in caplog.records if "never decays" in r.getMessage()]
+    assert len(decay) == 1 and "0.02" in decay[0].getMessage()
+    caplog.clear()
+    opt = torch.optim.SGD(model.parameters(), lr=1.5)  # past 2/curvature for this problem: it blows up
+    with lrlab.track(opt, name="blow", db=tmp_path / "r.db", live=True) as run:
+        loop(run, opt, model, steps=120)
+    div = [r.getMessage() for r in caplog.records if "diverg" in r.getMessage()]
+    assert len(div) == 1 and run.status == "diverged"
+
+
+def test_report_and_runs_list_on_a_tracked_sweep(tmp_path):
+    db = tmp_path / "r.db"
+    for lr in (0.01, 0.05):
+        torch.manual_seed(0)
+        model = torch.nn.Linear(8, 1)
+        opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+        with lrlab.track(opt, name="plain", db=db, sweep="tracked") as run:
+            loop(run, opt, model)
+    out = tmp_path / "report.html"
+    cli = [sys.executable, "-m", "lrlab"]
+    result = subprocess.run([*cli, "report", "--db", str(db), "--sweep", "tracked", "--out", str(out)],
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    page = out.read_text()
+    assert out.stat().st_size > 20_000 and "plain" in page and "lr=0.05" in page
+    listing = subprocess.run([*cli, "runs", "list", "--db", str(db), "--sweep", "tracked"],
+                             capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert listing.returncode == 0, listing.stderr
+    assert listing.stdout.count("done") == 2
+    assert math.isfinite(Store(db).steps(run.run_id).grad_norm.sum())
