@@ -33,8 +33,8 @@ def test_find_prints_suggestions_stores_and_draws(tmp_path):
     assert out.read_bytes()[:4] == b"\x89PNG"
     (record,) = Store(db).finder_results(task="digits-linear")
     assert record.optimizer == "sgd(momentum=0.9)" and len(record.lrs) <= 40
-    assert set(record.suggestions) == {"steepest", "valley", "minimum/10", "minimum/3", "minimum/30"}
-    assert record.config["rule"] == "minimum/3"  # the default for SGD
+    assert set(record.suggestions) == {"steepest", "valley", "minimum/10", "minimum/3", "minimum/30", "minimum/7"}
+    assert record.config["rule"] == "minimum/7"  # the default for SGD
     assert record.lr == record.suggestions[record.config["rule"]]
     assert record.max_lr == pytest.approx(4 * record.base_lr)
     assert record.config["batch_size"] == 64 and record.config["seed"] == 0

@@ -148,7 +148,7 @@ def test_suggestion_is_below_the_stability_limit_of_a_quadratic():
     result = find_lr(model, optimizer, F.mse_loss, loader, start_lr=1e-5, end_lr=100.0, num_iter=100)
     assert result.diverged
     assert 0.5 < result.lrs[-1] < 10.0
-    assert set(result.suggestions) == {"steepest", "valley", "minimum/10", "minimum/3", "minimum/30"}
+    assert set(result.suggestions) == {"steepest", "valley", "minimum/10", "minimum/3", "minimum/30", "minimum/7"}
     for name, lr in result.suggestions.items():
         if name != "minimum/30":  # a third of minimum/10, pinned to it below
             assert 1e-3 < lr < 1.0, (name, lr)
@@ -295,7 +295,7 @@ def test_bad_batches_and_empty_loaders_are_named():
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     with pytest.raises(ValueError, match="yielded no batches"):
         find_lr(model, optimizer, F.cross_entropy, [], num_iter=5)
-    with pytest.raises(ValueError, match=r"\(inputs, targets\) pair"):
+    with pytest.raises(ValueError, match=r"\(inputs, targets, \*extra\) tuple or a dict, got Tensor"):
         find_lr(model, optimizer, F.cross_entropy, [torch.zeros(2, 4)], num_iter=5)
 
 
@@ -379,9 +379,9 @@ def test_any_interruption_point_leaves_no_trace(stop_at, error, accumulation_ste
 @pytest.mark.parametrize(
     ("make", "rule"),
     [
-        (lambda p: torch.optim.SGD(p, lr=0.0), "minimum/3"),
-        (lambda p: torch.optim.SGD(p, lr=0.0, momentum=0.9, nesterov=True), "minimum/3"),
-        (lambda p: torch.optim.ASGD(p, lr=0.0), "minimum/3"),
+        (lambda p: torch.optim.SGD(p, lr=0.0), "minimum/7"),
+        (lambda p: torch.optim.SGD(p, lr=0.0, momentum=0.9, nesterov=True), "minimum/7"),
+        (lambda p: torch.optim.ASGD(p, lr=0.0), "minimum/7"),
         (lambda p: torch.optim.Adam(p, lr=0.0), "minimum/30"),
         (lambda p: torch.optim.AdamW(p, lr=0.0), "minimum/30"),
         (lambda p: torch.optim.RMSprop(p, lr=0.0), "minimum/30"),
@@ -397,4 +397,4 @@ def test_the_default_rule_follows_the_optimizer_family(make, rule):
     assert result.rule == rule
     assert result.lr == result.suggestions[rule]
     assert result.reason.startswith(rule)
-    assert ("for SGD" in result.reason) == (rule == "minimum/3")
+    assert ("for SGD" in result.reason) == (rule == "minimum/7")

@@ -101,7 +101,7 @@ def test_rules_pick_a_tried_lr_and_ignore_loss_units(losses, scale, shift):
     lrs = np.logspace(-5, 0, len(losses))
     for name, rule in RULES.items():
         lr = rule(lrs, losses)
-        tried = {"minimum/10": lrs / 10, "minimum/3": lrs / 3, "minimum/30": lrs / 30}.get(name, lrs)
+        tried = {"minimum/10": lrs / 10, "minimum/3": lrs / 3, "minimum/30": lrs / 30, "minimum/7": lrs / 7}.get(name, lrs)
         assert np.any(np.isclose(tried, lr, rtol=1e-12)), name
         # Other loss units (a power-of-two scale, exact in floating point) change nothing.
         assert rule(lrs, scale * losses) == lr, name

@@ -25,6 +25,9 @@ Examples:
   lrlab find --task my_tasks.py:make_task --optimizer "sgd(momentum=0.9, nesterov=true)" --start-lr 1e-6 --end-lr 1
 
   lrlab find --task digits-cnn --halving --db runs.db --sweep cnn-study
+
+Exit codes: 0 a recommendation; 2 bad input, or a range test that cannot give a trustworthy
+LR (every LR diverged, a flat curve, too few steps): one line says why and what to try.
 """
 
 FIGURE_SUFFIXES = (".png", ".svg", ".html")
@@ -32,7 +35,7 @@ FIGURE_SUFFIXES = (".png", ".svg", ".html")
 
 def _as_flags(message: str) -> str:
     """Name the command's options in the library's messages (``end_lr`` -> ``--end-lr``)."""
-    for name in ("start_lr", "end_lr", "num_iter", "amp"):
+    for name in ("start_lr", "end_lr", "num_iter", "amp", "confirm"):
         message = message.replace(f"{name} ", f"--{name.replace('_', '-')} ").replace(
             f"{name}=", f"--{name.replace('_', '-')} "
         )
@@ -62,6 +65,9 @@ def find(
     mode: str = typer.Option("exp", "--mode", help="How the LR rises: exp (geometric) or linear."),
     seed: int = typer.Option(0, "--seed", help="Seed of the model's weights and the batch order."),
     halving: bool = typer.Option(False, "--halving", help="Also run the article's halving search."),
+    confirm: int | None = typer.Option(
+        None, "--confirm", help="Steps each confirmation candidate trains (0: off; default: find_lr's)."
+    ),
     device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda[:N]."),
     amp: bool = typer.Option(False, "--amp", help="CUDA automatic mixed precision (float16)."),
     db: Path = db_option("The store (SQLite file) the result goes to."),
@@ -77,6 +83,8 @@ def find(
         bad_input(f"--batch-size must be >= 1, got {batch_size}")
     if mode not in ("exp", "linear"):
         bad_input(f"--mode must be exp or linear, got {mode!r}")
+    if confirm is not None and confirm < 0:
+        bad_input(f"--confirm must be >= 0 (steps per candidate; 0 turns it off), got {confirm}")
 
     from lrlab.optim.grammar import parse_optimizer
     from lrlab.study.range_tests import task_range_test
@@ -114,7 +122,7 @@ def find(
             result, record = task_range_test(
                 the_task, task, optimizer, batch_size=size, seed=seed, device=device, sweep=sweep,
                 progress=progress, start_lr=start_lr, end_lr=end_lr, num_iter=num_iter, mode=mode, amp=amp,
-                halving=halving,
+                halving=halving, confirm=confirm,
             )  # fmt: skip
         except ValueError as exc:
             bad_input(_as_flags(str(exc)))
@@ -126,8 +134,9 @@ def find(
     if the_store is not None:
         the_store.save_finder_result(record)
         console.print(f"stored finder result {record.id} in {escape(str(db))}")
-    if not math.isfinite(result.lr):
-        raise typer.Exit(code=1)
+    if result.problem is not None or not math.isfinite(result.lr):
+        # The result is stored (the report shows the curve), but it is no answer to act on.
+        bad_input(f"no trustworthy LR: {result.problem or result.reason}")
 
 
 def _print_result(result, task: str, optimizer: str, batch_size: int) -> None:  # type: ignore[no-untyped-def]

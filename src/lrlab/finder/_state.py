@@ -18,6 +18,10 @@ from typing import Any
 import numpy as np
 import torch
 
+# Attributes an optimizer step sets on the optimizer itself: torch's LRScheduler wraps
+# ``optimizer.step`` to set ``_opt_called`` (older torch counted ``_step_count``).
+_FLAG_NAMES = ("_opt_called", "_step_count")
+
 
 def _loader_generators(loader: Iterable[Any]) -> list[torch.Generator]:
     """Generators a DataLoader advances while it is iterated: its own and those of its
@@ -48,6 +52,8 @@ class TrainingState:
     grads: list[torch.Tensor | None]
     training: list[bool]
     optimizer_groups: list[dict[str, Any]]
+    group_tensors: list[dict[str, torch.Tensor]]
+    optimizer_flags: dict[str, Any]
     optimizer_state: dict[Any, Any]
     python_rng: object
     numpy_rng: dict[str, Any]
@@ -67,11 +73,24 @@ class TrainingState:
         for module, flag in zip(self.model.modules(), self.training):
             module.training = flag
         # In place, so that references the caller holds to param groups stay valid.
-        for group, saved in zip(self.optimizer.param_groups, self.optimizer_groups):
+        for group, saved, tensors in zip(self.optimizer.param_groups, self.optimizer_groups, self.group_tensors):
             params = group["params"]
             group.clear()
             group.update(copy.deepcopy(saved))
             group["params"] = params
+            # A tensor hyperparameter (a tensor ``lr``) is the caller's own object: put that
+            # very tensor back, with its value.
+            for key, tensor in tensors.items():
+                with torch.no_grad():
+                    tensor.copy_(group[key])
+                group[key] = tensor
+        # Private call-order flags (``_opt_called``, set by optimizer.step() once an LR
+        # scheduler wrapped it; torch's scheduler warns from it): as they were.
+        for name in _FLAG_NAMES:
+            if name in self.optimizer_flags:
+                setattr(self.optimizer, name, self.optimizer_flags[name])
+            elif name in vars(self.optimizer):
+                delattr(self.optimizer, name)
         self.optimizer.state.clear()
         for param, state in self.optimizer_state.items():
             self.optimizer.state[param] = copy.deepcopy(state)
@@ -107,6 +126,11 @@ def capture(
             {key: copy.deepcopy(value) for key, value in group.items() if key != "params"}
             for group in optimizer.param_groups
         ],
+        group_tensors=[
+            {key: value for key, value in group.items() if isinstance(value, torch.Tensor)}
+            for group in optimizer.param_groups
+        ],
+        optimizer_flags={name: vars(optimizer)[name] for name in _FLAG_NAMES if name in vars(optimizer)},
         optimizer_state={param: copy.deepcopy(state) for param, state in optimizer.state.items()},
         python_rng=random.getstate(),
         numpy_rng=np.random.get_state(legacy=False),

@@ -20,6 +20,7 @@ import torch
 
 from lrlab.finder import suggest
 from lrlab.finder._state import capture
+from lrlab.finder.batches import BatchReader, check_reiterable
 from lrlab.finder.range import _Stepper
 
 __all__ = ["HalvingResult", "halving_search"]
@@ -60,6 +61,7 @@ def halving_search(
     accumulation_steps: int = 1,
     amp: bool = False,
     progress: Callable[[float, list[float]], None] | None = None,
+    reader: BatchReader | None = None,
 ) -> HalvingResult:
     """Halve the LR from ``start_lr`` until a short trial training decreases steadily.
 
@@ -82,7 +84,8 @@ def halving_search(
             raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
     if passes < 2:
         raise ValueError(f"passes must be >= 2 to see a trend, got {passes}")
-    stepper = _Stepper(model, optimizer, loss_fn, accumulation_steps, amp)
+    check_reiterable(train_loader, "train_loader")
+    stepper = _Stepper(model, optimizer, loss_fn, accumulation_steps, amp, reader)
     saved = capture(model, optimizer, [train_loader])
     started = time.perf_counter()
     trials: list[tuple[float, list[float]]] = []

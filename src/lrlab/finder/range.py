@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import nullcontext
 from typing import Any
 
@@ -20,8 +20,9 @@ import torch
 
 from lrlab.finder import suggest
 from lrlab.finder._state import capture
+from lrlab.finder.batches import BatchReader, check_reiterable
 from lrlab.finder.result import FinderResult
-from lrlab.torch_utils import cycle, model_device, split_batch, to_device
+from lrlab.torch_utils import cycle, model_device
 
 __all__ = ["find_lr", "lr_at"]
 
@@ -82,11 +83,13 @@ class _Stepper:
         self,
         model: torch.nn.Module,
         optimizer: torch.optim.Optimizer,
-        loss_fn: Callable[[Any, Any], torch.Tensor],
+        loss_fn: Callable[[Any, Any], torch.Tensor] | None,
         accumulation_steps: int,
         amp: bool,
+        reader: BatchReader | None = None,
     ) -> None:
-        self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
+        self.model, self.optimizer = model, optimizer
+        self.reader = reader if reader is not None else BatchReader(loss_fn)
         self.accumulation_steps = accumulation_steps
         self.device = model_device(model)
         if amp and self.device.type != "cuda":
@@ -99,17 +102,19 @@ class _Stepper:
 
     def set_lr(self, lr: float) -> None:
         for group in self.optimizer.param_groups:
-            group["lr"] = lr * group.get("lr_mult", 1.0)
+            value = lr * group.get("lr_mult", 1.0)
+            if isinstance(group["lr"], torch.Tensor):
+                group["lr"].fill_(value)  # a tensor LR stays a tensor (capturable / fused optimizers)
+            else:
+                group["lr"] = value
 
     def step(self, batches: Iterator[Any]) -> float:
         """Train one step; return the mean loss, NaN (and no step taken) if any is not finite."""
         self.optimizer.zero_grad(set_to_none=True)
         total, finite = 0.0, True
         for _ in range(self.accumulation_steps):
-            inputs, targets = split_batch(next(batches))
-            inputs, targets = to_device(inputs, self.device), to_device(targets, self.device)
             with self.autocast():
-                loss = self.loss_fn(self.model(inputs), targets)
+                loss, _ = self.reader.loss(self.model, next(batches), self.device)
             value = float(loss.detach())
             if not math.isfinite(value):
                 finite = False
@@ -134,12 +139,9 @@ class _Stepper:
         total, weight = 0.0, 0.0
         try:
             for batch in loader:
-                inputs, targets = split_batch(batch)
-                inputs, targets = to_device(inputs, self.device), to_device(targets, self.device)
                 with self.autocast():
-                    value = float(self.loss_fn(self.model(inputs), targets))
-                size = float(len(targets)) if hasattr(targets, "__len__") else 1.0
-                total += value * size
+                    loss, size = self.reader.loss(self.model, batch, self.device)
+                total += float(loss) * size
                 weight += size
         finally:
             self.model.train()
@@ -174,7 +176,7 @@ def _recommend(
 def find_lr(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
-    loss_fn: Callable[[Any, Any], torch.Tensor],
+    loss_fn: Callable[[Any, Any], torch.Tensor] | None,
     train_loader: Iterable[Any],
     *,
     start_lr: float = 1e-7,
@@ -187,9 +189,13 @@ def find_lr(
     accumulation_steps: int = 1,
     amp: bool = False,
     halving: bool = False,
+    confirm: int | None = None,
+    batch_fn: Callable[[Any], tuple[Any, Any]] | None = None,
+    inputs: str | Sequence[str] | None = None,
+    targets: str | Sequence[str] | None = None,
     progress: Progress | None = None,
 ) -> FinderResult:
-    """Run an LR range test on ``model`` and suggest a learning rate.
+    """Run an LR range test on ``model`` and recommend a learning rate.
 
     The LR rises from ``start_lr`` to ``end_lr`` over ``num_iter`` optimizer steps
     (geometrically for ``mode="exp"``, arithmetically for ``"linear"``); each step sees
@@ -203,9 +209,22 @@ def find_lr(
     result as the ``"halving"`` suggestion. ``progress(iteration, num_iter, lr, loss)`` is
     called after every step.
 
+    The recommendation is the default rule for the optimizer's family
+    (``suggest.default_rule``); with ``confirm=N`` steps (``None``: the default,
+    ``suggest.DEFAULT_CONFIRM_STEPS``; 0: off) the candidates ``suggest.confirm_candidates``
+    are each trained ``N`` steps from the same state on the same batches and the one with
+    the lowest loss on held-back batches is recommended (``lrlab.finder.confirm``). Where the
+    curve cannot tell (flat, never turning up, too short, diverged at once),
+    ``result.problem`` says so with what to try and ``result.reason`` names the fallback.
+
+    Batches: ``(inputs, targets, *extra)`` tuples, dicts read by key names (``inputs="input_ids",
+    targets="labels"``), anything ``batch_fn(batch) -> (inputs, targets)`` splits, or, with
+    ``loss_fn=None``, batches the model turns into its own loss (``model(**batch).loss``).
+
     Afterwards the model (parameters, buffers, gradients, train/eval mode), the optimizer
-    (state and hyperparameters) and the random generators are exactly as before, also when
-    the test raises or is interrupted. Nothing is written to disk.
+    (state, hyperparameters, a tensor ``lr``'s identity, torch's private call-order flag)
+    and the random generators are exactly as before, also when the test raises or is
+    interrupted. Nothing is written to disk.
 
     Example:
         >>> import torch
@@ -217,19 +236,103 @@ def find_lr(
         >>> model = torch.nn.Linear(4, 1)
         >>> opt = torch.optim.SGD(model.parameters(), lr=0.1)
         >>> result = find_lr(model, opt, torch.nn.functional.mse_loss, loader, num_iter=60)
-        >>> 1e-3 < result.lr < 1.0, result.rule
-        (True, 'minimum/3')
+        >>> 1e-3 < result.lr < 1.0, result.problem
+        (True, None)
     """
     _check_arguments(start_lr, end_lr, num_iter, mode, smooth, diverge, accumulation_steps)
-    stepper = _Stepper(model, optimizer, loss_fn, accumulation_steps, amp)
+    confirm_steps = suggest.DEFAULT_CONFIRM_STEPS if confirm is None else confirm
+    if isinstance(confirm_steps, bool) or not isinstance(confirm_steps, int) or confirm_steps < 0:
+        raise ValueError(f"confirm must be an integer >= 0 (steps per candidate; 0 turns it off), got {confirm!r}")
+    check_reiterable(train_loader, "train_loader")
+    check_reiterable(val_loader, "val_loader")
+    reader = BatchReader(loss_fn, batch_fn, inputs, targets)
+    stepper = _Stepper(model, optimizer, loss_fn, accumulation_steps, amp, reader)
+    sgd = is_sgd_family(optimizer)
     loaders = [train_loader] + ([val_loader] if val_loader is not None else [])
     saved = capture(model, optimizer, loaders)
     started = time.perf_counter()
+    lrs, losses, diverged = _range_test(stepper, saved, train_loader, val_loader, start_lr, end_lr,
+                                        num_iter, mode, smooth, diverge, progress)  # fmt: skip
+    lr_array = np.asarray(lrs, dtype=np.float64)
+    loss_array = np.asarray(losses, dtype=np.float64)
+    smoothed_array = suggest.smooth_losses(loss_array, smooth)
+    suggestions = suggest.suggest_all(lr_array, smoothed_array) if len(lr_array) >= 2 else {}
+    config: dict[str, Any] = {
+        "start_lr": start_lr,
+        "end_lr": end_lr,
+        "num_iter": num_iter,
+        "mode": mode,
+        "smooth": smooth,
+        "diverge": diverge,
+        "accumulation_steps": accumulation_steps,
+        "amp": amp,
+        "validation": val_loader is not None,
+        "iterations_run": len(lrs),
+        "confirm": confirm_steps,
+    }
+    if halving:
+        from lrlab.finder.halving import halving_search
+
+        searched = halving_search(
+            model,
+            optimizer,
+            loss_fn,
+            train_loader,
+            start_lr=end_lr,
+            min_lr=start_lr,
+            accumulation_steps=accumulation_steps,
+            amp=amp,
+            reader=reader,
+        )
+        if searched.lr is not None:
+            suggestions["halving"] = searched.lr
+        config["halving_trials"] = [[lr, list(p)] for lr, p in searched.trials]
+    verdict = suggest.read_curve(lr_array, smoothed_array, diverged=diverged, sgd=sgd, end_lr=end_lr)
+    if verdict.fallback is not None:
+        rule, lr, reason = verdict.fallback
+    else:
+        rule, lr, reason = _recommend(suggestions, diverged_early=diverged and len(lrs) < 10, sgd=sgd)
+    if verdict.note:
+        reason = f"{reason}; {verdict.note}"
+    if confirm_steps and verdict.problem is None and math.isfinite(lr):
+        rule, lr, reason = _confirm(
+            model, optimizer, loss_fn, train_loader, val_loader, reader, accumulation_steps, amp,
+            verdict.minimum, sgd, confirm_steps, suggestions, config, (rule, lr, reason),
+        )  # fmt: skip
+    return FinderResult(
+        lrs=lr_array,
+        losses=loss_array,
+        smoothed=smoothed_array,
+        suggestions=suggestions,
+        lr=lr,
+        reason=reason,
+        rule=rule,
+        diverged=diverged,
+        skipped=int(np.sum(~np.isfinite(loss_array))),
+        seconds=time.perf_counter() - started,
+        config=config,
+        problem=verdict.problem,
+    )
+
+
+def _range_test(
+    stepper: _Stepper,
+    saved: Any,
+    train_loader: Iterable[Any],
+    val_loader: Iterable[Any] | None,
+    start_lr: float,
+    end_lr: float,
+    num_iter: int,
+    mode: str,
+    smooth: float,
+    diverge: float,
+    progress: Progress | None,
+) -> tuple[list[float], list[float], bool]:
     lrs: list[float] = []
     losses: list[float] = []
     diverged = False
     try:
-        model.train()
+        stepper.model.train()
         batches = cycle(train_loader)
         best, average, count, nonfinite_run = math.inf, 0.0, 0, 0
         beta = 1.0 - smooth
@@ -259,52 +362,40 @@ def find_lr(
                 break
     finally:
         saved.restore()
-    seconds = time.perf_counter() - started
-    lr_array = np.asarray(lrs, dtype=np.float64)
-    loss_array = np.asarray(losses, dtype=np.float64)
-    smoothed_array = suggest.smooth_losses(loss_array, smooth)
-    suggestions = suggest.suggest_all(lr_array, smoothed_array) if len(lr_array) >= 2 else {}
-    config: dict[str, Any] = {
-        "start_lr": start_lr,
-        "end_lr": end_lr,
-        "num_iter": num_iter,
-        "mode": mode,
-        "smooth": smooth,
-        "diverge": diverge,
-        "accumulation_steps": accumulation_steps,
-        "amp": amp,
-        "validation": val_loader is not None,
-        "iterations_run": len(lrs),
-    }
-    if halving:
-        from lrlab.finder.halving import halving_search
+    return lrs, losses, diverged
 
-        searched = halving_search(
-            model,
-            optimizer,
-            loss_fn,
-            train_loader,
-            start_lr=end_lr,
-            min_lr=start_lr,
-            accumulation_steps=accumulation_steps,
-            amp=amp,
-        )
-        if searched.lr is not None:
-            suggestions["halving"] = searched.lr
-        config["halving_trials"] = [[lr, list(p)] for lr, p in searched.trials]
-    rule, lr, reason = _recommend(
-        suggestions, diverged_early=diverged and len(lrs) < 10, sgd=is_sgd_family(optimizer)
-    )
-    return FinderResult(
-        lrs=lr_array,
-        losses=loss_array,
-        smoothed=smoothed_array,
-        suggestions=suggestions,
-        lr=lr,
-        reason=reason,
-        rule=rule,
-        diverged=diverged,
-        skipped=int(np.sum(~np.isfinite(loss_array))),
-        seconds=seconds,
-        config=config,
-    )
+
+def _confirm(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: Any,
+    train_loader: Iterable[Any],
+    val_loader: Iterable[Any] | None,
+    reader: BatchReader,
+    accumulation_steps: int,
+    amp: bool,
+    minimum: float,
+    sgd: bool,
+    steps: int,
+    suggestions: dict[str, float],
+    config: dict[str, Any],
+    fallback: tuple[str | None, float, str],
+) -> tuple[str | None, float, str]:
+    from lrlab.finder.confirm import confirm_lrs
+
+    candidates = suggest.confirm_candidates(minimum, sgd)
+    checked = confirm_lrs(
+        model, optimizer, loss_fn, train_loader, candidates, steps=steps, val_loader=val_loader,
+        accumulation_steps=accumulation_steps, amp=amp, reader=reader,
+    )  # fmt: skip
+    config["confirmation"] = {
+        "lrs": checked.lrs,
+        "losses": [row[-1] for row in checked.losses],
+        "steps": steps,
+        "seconds": checked.seconds,
+    }
+    if checked.lr is None:
+        rule, lr, reason = fallback
+        return rule, lr, f"{reason}; every confirmation candidate blew up within {steps} steps"
+    suggestions["confirmed"] = checked.lr
+    return "confirmed", checked.lr, suggest.confirm_reason(checked.lr, candidates, minimum, steps, sgd)

@@ -34,6 +34,8 @@ class FinderResult:
         skipped: how many non-finite batches were skipped.
         seconds: wall time of the test.
         config: the arguments the test ran with (JSON-ready).
+        problem: None when the curve gave a trustworthy answer; otherwise one line saying
+            why not (every LR diverged, a flat curve, too few steps) and what to try.
     """
 
     lrs: np.ndarray
@@ -47,6 +49,12 @@ class FinderResult:
     skipped: int = 0
     seconds: float = 0.0
     config: dict[str, Any] = field(default_factory=dict)
+    problem: str | None = None
+
+    @property
+    def trustworthy(self) -> bool:
+        """Whether the recommendation can be trusted (no ``problem``, a finite ``lr``)."""
+        return self.problem is None and bool(np.isfinite(self.lr))
 
     def __len__(self) -> int:
         return len(self.lrs)
@@ -102,7 +110,7 @@ class FinderResult:
         """This result as an ``lrlab.store.records.FinderRecord`` for the store."""
         from lrlab.store.records import FinderRecord
 
-        full_config = {**self.config, **(config or {}), "rule": self.rule}
+        full_config = {**self.config, **(config or {}), "rule": self.rule, "problem": self.problem}
         created = time.time()
         if id is None:
             payload = json.dumps([task, optimizer, full_config, created], sort_keys=True, default=str)

@@ -11,23 +11,31 @@ The article's halving search has its decision rule here too (``decreases_steadil
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
 
 __all__ = [
+    "DEFAULT_CONFIRM_STEPS",
     "DEFAULT_REASON",
     "DEFAULT_RULE",
     "DEFAULT_RULE_SGD",
     "RULES",
     "RULE_DESCRIPTIONS",
+    "CurveVerdict",
+    "confirm_candidates",
+    "confirm_pick",
+    "confirm_reason",
     "cyclic_bounds",
     "decreases_steadily",
     "default_rule",
     "halving_pick",
     "minimum_divided",
     "minimum_tenth",
+    "read_curve",
     "smooth_losses",
     "steepest",
     "suggest_all",
@@ -149,6 +157,7 @@ RULES: dict[str, Rule] = {
     "minimum/10": minimum_tenth,
     "minimum/3": partial(minimum_divided, divisor=3.0),
     "minimum/30": partial(minimum_divided, divisor=30.0),
+    "minimum/7": partial(minimum_divided, divisor=7.0),
 }
 
 RULE_DESCRIPTIONS: dict[str, str] = {
@@ -157,7 +166,10 @@ RULE_DESCRIPTIONS: dict[str, str] = {
     "minimum/10": "one tenth of the LR at the lowest smoothed loss",
     "minimum/3": "one third of the LR at the lowest smoothed loss",
     "minimum/30": "one thirtieth of the LR at the lowest smoothed loss",
+    "minimum/7": "one seventh of the LR at the lowest smoothed loss",
     "halving": "article's search: largest LR, halving from a large one, whose loss falls steadily",
+    "confirmed": "the best of a few candidates, each trained briefly on the same batches",
+    "safe": "the optimizer family's conventional default, where the curve cannot tell",
 }
 
 # The recommendation ``find_lr`` returns depends on the optimizer's family, as measured
@@ -169,10 +181,10 @@ RULE_DESCRIPTIONS: dict[str, str] = {
 # the LR it trains well at for a whole run, and a thirtieth of the minimum measured best
 # (fastai's tenth is tuned for short one-cycle fine-tuning and was too large here).
 DEFAULT_RULE = "minimum/30"
-DEFAULT_RULE_SGD = "minimum/3"
+DEFAULT_RULE_SGD = "minimum/7"
 _REASON = (
-    "default rule for {}: closest to grid search in lrlab's benchmark "
-    "(docs/finder.md: the best of 19 constant LRs x 3 seeds on 5 tasks)"
+    "default rule for {}: chosen leave-one-task-out on the tuning pairs of lrlab's benchmark "
+    "and checked on held-out pairs (docs/finder.md)"
 )
 DEFAULT_REASON = _REASON.format("adaptive optimizers")
 DEFAULT_REASON_SGD = _REASON.format("SGD")
@@ -183,7 +195,7 @@ def default_rule(sgd: bool) -> tuple[str, str]:
     adaptive, optimizer.
 
     >>> default_rule(True)[0], default_rule(False)[0]
-    ('minimum/3', 'minimum/30')
+    ('minimum/7', 'minimum/30')
     """
     return (DEFAULT_RULE_SGD, DEFAULT_REASON_SGD) if sgd else (DEFAULT_RULE, DEFAULT_REASON)
 
@@ -297,3 +309,144 @@ def halving_pick(trials: Sequence[tuple[float, Sequence[float]]], *, min_drop: f
         if decreases_steadily(pass_losses, min_drop=min_drop):
             return float(lr)
     return None
+
+
+# --- what the curve can and cannot tell ---------------------------------------------------
+
+# Fewer finite points than this in the part of the curve the rules read: too few to read.
+MIN_POINTS = 10
+# A smoothed loss that never falls by more than this fraction of its starting value is flat.
+FLAT_DROP = 0.02
+# Where the curve cannot tell, the LR recommended is the optimizers' conventional default.
+SAFE_LR_SGD = 1e-2
+SAFE_LR_ADAPTIVE = 1e-3
+
+
+@dataclass(frozen=True)
+class CurveVerdict:
+    """What ``read_curve`` makes of a range test.
+
+    ``minimum``: the LR at the lowest smoothed loss (NaN without finite points);
+    ``problem``: one line saying why the curve cannot give a trustworthy answer and what to
+    try (None when it can); ``fallback``: ``(rule, lr, reason)`` to recommend instead of the
+    default rule (None: use the default); ``note``: a remark to add to the reason.
+    """
+
+    minimum: float
+    problem: str | None = None
+    fallback: tuple[str | None, float, str] | None = None
+    note: str | None = None
+
+
+def read_curve(
+    lrs: Sequence[float], smoothed: Sequence[float], *, diverged: bool, sgd: bool, end_lr: float | None = None
+) -> CurveVerdict:
+    """Whether a range test's smoothed curve can be read, and if not, what to do instead.
+
+    - every LR diverged (too few finite points and the test stopped at divergence): no LR;
+    - too few points (a test shorter than ``MIN_POINTS`` steps in the window): flagged;
+    - flat (the loss never fell by ``FLAT_DROP`` = 2 %): the conventional default LR
+      (``SAFE_LR_SGD`` = 0.01 for SGD, ``SAFE_LR_ADAPTIVE`` = 0.001 for adaptive optimizers);
+    - never turning up (lowest loss in the last tenth, no divergence): the default rule,
+      whose LR then lies a factor below the end of the test (the edge is further up).
+
+    >>> lrs = np.logspace(-5, 1, 60)
+    >>> read_curve(lrs, np.full(60, 2.3), diverged=False, sgd=True).fallback[1]
+    0.01
+    >>> read_curve(lrs, np.linspace(3, 1, 60), diverged=False, sgd=True).note[:28]
+    'the curve never turned up: t'
+    """
+    lr = np.asarray(lrs, dtype=np.float64)
+    loss = np.asarray(smoothed, dtype=np.float64)
+    window = trim(len(lr))
+    lr, loss = lr[window], loss[window]
+    keep = np.isfinite(loss)
+    count = int(keep.sum())
+    lr, loss = lr[keep], loss[keep]
+    minimum = float(lr[int(np.argmin(loss))]) if count else math.nan
+    if count < MIN_POINTS and diverged:
+        where = f" (by LR {lr[-1]:.3g})" if count else ""
+        return CurveVerdict(
+            minimum,
+            problem=f"the loss diverged within the first steps{where}: every LR tried was too large; "
+            "lower start_lr (e.g. 1e-9) and check the loss and the data",
+            fallback=(None, math.nan, "no rule could decide: the loss diverged almost at once"),
+        )
+    if count < MIN_POINTS:
+        return CurveVerdict(
+            minimum,
+            problem=f"only {count} usable steps in the range test, too few to read the curve "
+            f"(at least {MIN_POINTS}); raise num_iter (100 is the default)",
+        )
+    first = float(loss[0])
+    drop = (first - float(loss.min())) / max(abs(first), 1e-12)
+    if drop < FLAT_DROP and not diverged:
+        safe = SAFE_LR_SGD if sgd else SAFE_LR_ADAPTIVE
+        family = "SGD" if sgd else "adaptive optimizers"
+        return CurveVerdict(
+            minimum,
+            problem=f"the loss barely moved over the test ({drop:.1%} from LR {lr[0]:.3g} to {lr[-1]:.3g}): "
+            "the range test cannot tell; check that the model learns (the loss has gradients, the "
+            "targets are right) or widen start_lr..end_lr",
+            fallback=("safe", safe, f"fallback: flat curve, so the conventional default for {family} ({safe:g})"),
+        )
+    if not diverged and int(np.argmin(loss)) >= int(0.9 * (count - 1)):
+        top = f"{end_lr:.3g}" if end_lr is not None else f"{lr[-1]:.3g}"
+        return CurveVerdict(
+            minimum,
+            note=f"the curve never turned up: the lowest loss is at the end of the test, so the edge of "
+            f"stability lies beyond {top} and this LR errs low; raise end_lr to see it",
+        )
+    return CurveVerdict(minimum)
+
+
+# --- the confirmation step: a few candidates trained briefly -----------------------------
+
+# Steps each candidate trains for when ``find_lr`` confirms (0: no confirmation).
+DEFAULT_CONFIRM_STEPS = 0
+# The candidates, as divisors of the LR at the range test's lowest smoothed loss.
+CONFIRM_DIVISORS_SGD: tuple[float, ...] = (3.0, 10.0, 30.0)
+CONFIRM_DIVISORS_ADAPTIVE: tuple[float, ...] = (10.0, 30.0, 100.0)
+
+
+def confirm_candidates(minimum: float, sgd: bool) -> list[float]:
+    """The LRs the confirmation step trains: the range test's minimum over each divisor of
+    the family, largest LR first.
+
+    >>> confirm_candidates(1.0, True)
+    [0.3333333333333333, 0.1, 0.03333333333333333]
+    """
+    if not (math.isfinite(minimum) and minimum > 0):
+        raise ValueError(f"minimum must be a finite LR > 0, got {minimum!r}")
+    divisors = CONFIRM_DIVISORS_SGD if sgd else CONFIRM_DIVISORS_ADAPTIVE
+    return [minimum / d for d in sorted(divisors)]
+
+
+def confirm_pick(lrs: Sequence[float], scores: Sequence[float]) -> float | None:
+    """The candidate with the lowest finite score (a held-back loss); None if none is finite.
+    On an exact tie the smaller LR wins (the safer one).
+
+    >>> confirm_pick([0.3, 0.1, 0.03], [1.2, 0.9, 0.9])
+    0.03
+    >>> confirm_pick([0.3, 0.1], [float("inf"), float("nan")]) is None
+    True
+    """
+    if len(lrs) != len(scores):
+        raise ValueError(f"lrs and scores differ in length: {len(lrs)} != {len(scores)}")
+    best: tuple[float, float] | None = None
+    for lr, score in zip(lrs, scores):
+        if not math.isfinite(score):
+            continue
+        if best is None or score < best[1] or (score == best[1] and lr < best[0]):
+            best = (float(lr), float(score))
+    return None if best is None else best[0]
+
+
+def confirm_reason(lr: float, candidates: Sequence[float], minimum: float, steps: int, sgd: bool) -> str:
+    divisors = CONFIRM_DIVISORS_SGD if sgd else CONFIRM_DIVISORS_ADAPTIVE
+    family = "SGD" if sgd else "adaptive optimizers"
+    return (
+        f"confirmed: of minimum/{', /'.join(f'{d:g}' for d in sorted(divisors))} "
+        f"({', '.join(f'{c:.3g}' for c in candidates)}; minimum {minimum:.3g}), each trained {steps} steps "
+        f"on the same batches, {lr:.3g} had the lowest loss on held-back batches (default for {family})"
+    )
