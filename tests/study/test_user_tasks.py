@@ -96,6 +96,7 @@ def test_a_custom_metric_study_from_the_cli(tmp_path):
     if "total_steps = " in md:
         assert "total_steps = math.ceil(len(x_train) / batch_size) * epochs" in md
     assert "loss=loss_fn)" in md  # the Keras snippet keeps the user's own loss
+    assert "val loss" not in done.stdout and "val_mae" in done.stdout  # the CLI's table heads its own metric
 
 
 def test_a_task_file_with_a_bad_objective_gets_one_line_and_exit_2(tmp_path):

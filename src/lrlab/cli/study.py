@@ -219,7 +219,7 @@ def _print_summary(result: Any) -> None:
         "optimizer",
         "schedule",
         "peak lr",
-        ("val error" if rec.metric == "val_error" else "val loss") + " ± sd",
+        {"val_error": "val error", "val_loss": "val loss"}.get(rec.metric, rec.metric) + " ± sd",
         "accuracy",
     ):
         table.add_column(column)
