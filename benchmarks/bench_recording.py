@@ -154,7 +154,9 @@ def finder(seeds=(0, 1, 2)) -> list[dict]:
         torch.manual_seed(seed)
         _x, _y, loader = _digits(seed)
         model = _module(1e-3)
-        found = Tuner(_trainer(max_steps=1)).lr_find(model, train_dataloaders=loader, update_attr=False)
+        with tempfile.TemporaryDirectory() as tmp:  # its checkpoint goes there, not in the cwd
+            tuner = Tuner(_trainer(max_steps=1, default_root_dir=tmp))
+            found = tuner.lr_find(model, train_dataloaders=loader, update_attr=False)
         theirs = float(found.suggestion())
         rows.append({"seed": seed, "lrlab": ours, "lightning": theirs,
                      "acc_lrlab": _train_accuracy(seed, ours), "acc_lightning": _train_accuracy(seed, theirs)})  # fmt: skip
