@@ -23,7 +23,7 @@ from lrlab.report.data import ReportData, divergence_index
 from lrlab.report.diagnostics import family_key, gap_series, peak_lr, ranked_configurations, widening_gap
 from lrlab.report.downsample import downsample_indices
 from lrlab.report.grouping import Configuration, epoch_stats, format_value, is_diverged, varying_axes
-from lrlab.report.ranking import Ranked, rank
+from lrlab.report.ranking import Ranked, declared_objective, rank
 from lrlab.schedules import Schedule
 from lrlab.schedules.cyclic import Cyclic
 from lrlab.store.records import StepSeries, schedule_family
@@ -535,16 +535,36 @@ def _add_divergence_markers(data: ReportData, cfg: Configuration, panel: Panel, 
 # ---------------------------------------------------------------- validation loss vs error
 
 
+def _second_metric(data: ReportData) -> tuple[str, float] | None:
+    """The metric drawn beside the validation loss: the classification error when the runs
+    report one, else the first named metric their task declared (``val_mae``, ...)."""
+    for recs in data.epochs.values():
+        if any(e.val_error is not None for e in recs):
+            return "val_error", 100.0
+    declared = declared_objective(data.runs)
+    if declared is not None:
+        for name in (declared.metric, *declared.metrics):
+            if name not in ("val_loss", "val_error", "val_accuracy"):
+                return name, 1.0
+    return None
+
+
 def metrics_figure(data: ReportData) -> FigureSpec:
     left = Panel("Validation loss", "epoch", loss_label("validation loss", data=data))
-    right = Panel("Validation classification error", "epoch", "error (%)")
+    second = _second_metric(data)
+    if second is None or second[0] == "val_error":
+        right = Panel("Validation classification error", "epoch", "error (%)")
+        metric2, scale2 = "val_error", 100.0
+    else:
+        metric2, scale2 = second
+        right = Panel(f"Validation {metric2[4:] if metric2.startswith('val_') else metric2}", "epoch", metric2)
     look = looks(data)
     kept: dict[int, list[np.ndarray]] = {0: [], 1: []}
     shown: set[str] = set()
     for cfg in _drawing_order(data):
         lk = look[cfg.key]
         per_run = [data.epochs.get(r.id, []) for r in cfg.runs]
-        for side, (panel, metric, scale) in enumerate(((left, "val_loss", 1.0), (right, "val_error", 100.0))):
+        for side, (panel, metric, scale) in enumerate(((left, "val_loss", 1.0), (right, metric2, scale2))):
             stats = epoch_stats(per_run, metric)
             if not len(stats.epoch):
                 continue
@@ -565,12 +585,19 @@ def metrics_figure(data: ReportData) -> FigureSpec:
     fit_y(right, kept[1], floor=0.0)
     if not right.traces:
         right.note = "no classification error recorded (not a classification task)"
+    if metric2 != "val_error":
+        title = f"Validation loss vs {metric2}"
+        caption = (f"The same runs scored two ways: the validation loss the task trains on and its "
+                   f"{metric2}. " + _COLOUR_WORDS)  # fmt: skip
+    else:
+        title = "Validation loss vs classification error"
+        caption = (f"The same runs scored two ways. The {LOSS_NAME} is fine-grained (it rewards confident "
+                   "correct predictions); the error rate is coarse and can stay flat while the loss still "
+                   "improves, or rise while it overfits. " + _COLOUR_WORDS)  # fmt: skip
     return _legend_order(data, FigureSpec(
         "metrics",
-        "Validation loss vs classification error",
-        f"The same runs scored two ways. The {LOSS_NAME} is fine-grained (it rewards confident "
-        "correct predictions); the error rate is coarse and can stay flat while the loss still "
-        "improves, or rise while it overfits. " + _COLOUR_WORDS,
+        title,
+        caption,
         [left, right],
         columns=2,
     ))

@@ -232,7 +232,7 @@ def epoch_stats(per_run: Sequence[Sequence[EpochRecord]], metric: str) -> EpochS
     values: dict[int, list[float]] = {}
     for records in per_run:
         for rec in records:
-            value = getattr(rec, metric)
+            value = rec.value(metric)
             if value is not None and math.isfinite(value):
                 values.setdefault(rec.epoch, []).append(float(value))
     epochs = sorted(values)
