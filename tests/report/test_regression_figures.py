@@ -27,6 +27,7 @@ def test_a_regression_report_draws_val_mae_beside_the_mse(tmp_path):
     assert loss_label("validation loss", data=data) == "validation loss (MSE)"
     spec = metrics_figure(data)
     left, right = spec.panels
+    assert left.ylabel == "validation loss (MSE)"
     assert spec.title == "Validation loss vs val_mae" and "cross-entropy" not in spec.caption
     assert right.ylabel == "val_mae" and len(right.traces) == 2
     maes = sorted(float(t.y[-1]) for t in right.traces)

@@ -237,7 +237,7 @@ def suggest_all(
     >>> lrs = np.logspace(-5, 1, 61)
     >>> loss = 2.0 - np.tanh(np.log10(lrs) + 2.5) + np.exp(3 * (np.log10(lrs) + 0.2))
     >>> {k: round(v, 6) for k, v in suggest_all(lrs, loss).items()}
-    {'steepest': 0.003162, 'valley': 0.001259, 'minimum/10': 0.007943, 'minimum/3': 0.026478, 'minimum/30': 0.002648}
+    {'steepest': 0.003162, 'valley': 0.001259, 'minimum/10': 0.007943, 'minimum/3': 0.026478, 'minimum/30': 0.002648, 'minimum/7': 0.011348}
     """
     lr = np.asarray(lrs, dtype=np.float64)
     loss = np.asarray(smoothed, dtype=np.float64)
