@@ -124,7 +124,7 @@ def test_a_tie_within_the_seed_noise_is_said_plainly_and_goes_to_the_simpler_sch
     text = "\n".join(lines)
     assert lines[0].startswith("Recommended: sgd with constant peaking at lr=0.1")
     assert "final validation error 0.045 ± 0.005 (sd)" in text and "mean of 3 seed(s)" in text
-    assert "ties with sgd + cosine at lr=0.1 (0.04 ± 0.01): the margin 0.005 in validation error is within" in text
+    assert "ties with sgd + cosine peaking at lr=0.1 (0.04 ± 0.01): the margin 0.005 in validation error is within" in text
     assert "the paired seed noise 0.01528 (2 standard errors of the per-seed differences over 3 shared seeds)" in text
     assert "constant has fewer schedule knobs than cosine" in text
 

@@ -78,7 +78,7 @@ def test_a_margin_inside_the_paired_noise_is_a_tie_that_goes_to_the_simpler_sche
     # the lucky single seed of "cosine" (0.001) is not a finalist and cannot win
     assert rec.candidates[-1].schedule_name == "cosine" and not rec.candidates[-1].finalist
     lines = margin_lines(rec, "validation error")
-    assert lines[0].startswith("ties with sgd + step at lr=0.1 (0.03 ± 0.01): the margin 0.005 in validation error")
+    assert lines[0].startswith("ties with sgd + step peaking at lr=0.1 (0.03 ± 0.01): the margin 0.005 in validation error")
     assert "within the paired seed noise 0.01528 (2 standard errors" in lines[0] and "3 shared seeds" in lines[0]
     assert "step has fewer schedule knobs" not in lines[1] and "constant has fewer schedule knobs than step" in lines[1]
 
@@ -91,7 +91,7 @@ def test_a_margin_beyond_the_paired_noise_names_a_winner():
     assert not rec.tie and rec.best.schedule_name == "step"
     assert rec.margin_over_runner_up == pytest.approx(0.011)
     (line,) = margin_lines(rec, "validation error")
-    assert line.startswith("beats the runner-up sgd + constant at lr=0.1 (0.041 ± 0.0095) by 0.011")
+    assert line.startswith("beats the runner-up sgd + constant peaking at lr=0.1 (0.041 ± 0.0095) by 0.011")
     assert "more than the paired seed noise 0.001155" in line
 
 

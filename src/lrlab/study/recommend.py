@@ -236,9 +236,22 @@ def _fmt(value: float, digits: int = 4) -> str:
     return num(value, digits)
 
 
+def _peak(c: Candidate) -> float:
+    """The largest LR the candidate's schedule reaches (its ``total_steps`` when it has one),
+    as the study's table shows it; the config's LR when the schedule cannot say."""
+    import numpy as np
+
+    steps = int(getattr(c.schedule, "total_steps", None) or 20_000)
+    try:
+        values = np.asarray(c.schedule(np.arange(steps)), dtype=np.float64)
+        return float(values.max()) if values.size and np.isfinite(values).all() else c.lr
+    except (ValueError, TypeError):
+        return c.lr
+
+
 def _label(c: Candidate) -> str:
     spread = f" ± {_fmt(c.sd, 2)}" if c.seeds > 1 else ""
-    return f"{c.optimizer} + {c.schedule_name} at lr={c.lr:.3g} ({_fmt(c.score)}{spread})"
+    return f"{c.optimizer} + {c.schedule_name} peaking at lr={_peak(c):.3g} ({_fmt(c.score)}{spread})"
 
 
 def tie_reason(rec: Recommendation) -> str:
