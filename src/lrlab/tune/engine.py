@@ -23,11 +23,13 @@ result says whether any of them beats the best trial that was never pruned.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
+import signal
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -666,12 +668,29 @@ def _run_local(tuner: _Tuner, study: Any, outcomes: list[TrialOutcome]) -> None:
                             pruner=tuner.spec.pruner, progress=tuner.report, device=tuner.device,
                             owner=tuner.owner)  # fmt: skip
         except KeyboardInterrupt:
-            study.tell(job.trial, state=optuna.trial.TrialState.FAIL)
-            study.enqueue_trial(job.trial.params, user_attrs={"retry_of": job.trial.number})
+            # A second Ctrl-C while the trial is handed back would leave it failed without
+            # its retry: hold SIGINT off for these two writes.
+            with _sigint_held():
+                study.tell(job.trial, state=optuna.trial.TrialState.FAIL)
+                study.enqueue_trial(job.trial.params, user_attrs={"retry_of": job.trial.number})
             raise
         outcome = tuner.finish(study, job)
         outcomes.append(outcome)
         tuner.report(_trial_event(tuner, outcomes, outcome))
+
+
+@contextlib.contextmanager
+def _sigint_held() -> Iterator[None]:
+    """SIGINT ignored inside the block (where the main thread can set handlers)."""
+    try:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread: nothing to hold
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _trial_event(tuner: _Tuner, outcomes: Sequence[TrialOutcome], outcome: TrialOutcome) -> TuneEvent:
