@@ -279,6 +279,38 @@ def _import_result(store: Store, payload: dict[str, Any], owner: str) -> RunStat
 RAY_CONNECT_SECONDS = 30.0
 
 
+@dataclass
+class RaySession:
+    """A Ray connection: ``ray`` the module, ``started_here`` whether closing shuts it down."""
+
+    ray: Any
+    started_here: bool
+
+    def close(self) -> None:
+        if self.started_here:
+            self.ray.shutdown()
+
+
+def connect_ray(address: str | None, jobs: int, gpus_per_run: float = 0.0) -> RaySession:
+    """Join the cluster at ``address`` (or start a local instance with ``jobs`` CPUs) and
+    check it can meet ``gpus_per_run``; one line (``ValueError``) within seconds when no
+    cluster answers or Ray is not installed. The sweep and the tune backends share it."""
+    try:
+        import ray
+    except ImportError:
+        raise ValueError("the ray backend needs Ray: pip install 'lrlab[ray]'") from None
+    started_here = not ray.is_initialized()
+    if started_here:
+        _connect_ray(ray, address, jobs)
+    session = RaySession(ray, started_here)
+    try:
+        _check_ray_resources(ray, gpus_per_run)
+    except ValueError:
+        session.close()
+        raise
+    return session
+
+
 def _connect_ray(ray: Any, address: str | None, jobs: int) -> None:
     """Start a local Ray instance, or join the cluster at ``address``, failing within about
     ``RAY_CONNECT_SECONDS`` with one line instead of hanging or a traceback."""
@@ -326,19 +358,8 @@ def _run_ray(
     gpus_per_run: float,
     owner: str,
 ) -> None:
-    try:
-        import ray
-    except ImportError:
-        raise ValueError("the ray backend needs Ray: pip install 'lrlab[ray]'") from None
-    started_here = not ray.is_initialized()
-    if started_here:
-        _connect_ray(ray, address, jobs)
-    try:
-        _check_ray_resources(ray, gpus_per_run)
-    except ValueError:
-        if started_here:
-            ray.shutdown()
-        raise
+    session = connect_ray(address, jobs, gpus_per_run)
+    ray = session.ray
     remote = ray.remote(num_cpus=1, num_gpus=gpus_per_run, max_retries=0)(_ray_train)
     plans = {p.id: p for p in todo}
     waiting = list(todo)
@@ -369,5 +390,4 @@ def _run_ray(
             ray.cancel(ref, force=True)
         raise
     finally:
-        if started_here:
-            ray.shutdown()
+        session.close()

@@ -270,23 +270,28 @@ def _format_errors(error: ValidationError, source: str) -> str:
     return f"{source}: " + "; ".join(dict.fromkeys(parts))
 
 
+def read_toml(source: str | Path | dict[str, Any], kind: str, error: type[Exception]) -> tuple[dict[str, Any], str]:
+    """A ``kind`` file's table and the name to quote in errors (a dict passes through);
+    a missing file, a file that is not UTF-8 or not TOML raises ``error`` with one line."""
+    if isinstance(source, dict):
+        return source, kind
+    path = Path(source)
+    where = str(path)
+    if not path.is_file():
+        raise error(f"no {kind} file {where!r}")
+    try:
+        import tomllib
+    except ImportError:  # pragma: no cover - Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8")), where
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise error(f"{where}: not valid TOML: {exc}") from None
+
+
 def load_sweep(source: str | Path | dict[str, Any]) -> SweepSpec:
     """Read and validate a sweep file (TOML) or a dict; raises ``SweepSpecError``."""
-    if isinstance(source, dict):
-        data, where = source, "sweep"
-    else:
-        path = Path(source)
-        where = str(path)
-        if not path.is_file():
-            raise SweepSpecError(f"no sweep file {where!r}")
-        try:
-            import tomllib
-        except ImportError:  # pragma: no cover - Python 3.10
-            import tomli as tomllib  # type: ignore[no-redef]
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as exc:
-            raise SweepSpecError(f"{where}: not valid TOML: {exc}") from None
+    data, where = read_toml(source, "sweep", SweepSpecError)
     try:
         return SweepSpec.model_validate(data)
     except ValidationError as exc:

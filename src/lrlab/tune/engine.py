@@ -651,7 +651,6 @@ def budget_left(tuner: _Tuner, outcomes: Sequence[TrialOutcome], in_flight: int 
 
 
 def _run_local(tuner: _Tuner, study: Any, outcomes: list[TrialOutcome]) -> None:
-    import optuna
 
     bad_draws = 0
     while budget_left(tuner, outcomes):
@@ -668,15 +667,22 @@ def _run_local(tuner: _Tuner, study: Any, outcomes: list[TrialOutcome]) -> None:
                             pruner=tuner.spec.pruner, progress=tuner.report, device=tuner.device,
                             owner=tuner.owner)  # fmt: skip
         except KeyboardInterrupt:
-            # A second Ctrl-C while the trial is handed back would leave it failed without
-            # its retry: hold SIGINT off for these two writes.
-            with _sigint_held():
-                study.tell(job.trial, state=optuna.trial.TrialState.FAIL)
-                study.enqueue_trial(job.trial.params, user_attrs={"retry_of": job.trial.number})
+            requeue(study, job.trial)
             raise
         outcome = tuner.finish(study, job)
         outcomes.append(outcome)
         tuner.report(_trial_event(tuner, outcomes, outcome))
+
+
+def requeue(study: Any, trial: Any) -> None:
+    """Hand an interrupted trial back: failed in Optuna, its parameters queued again (a
+    resume trains them first). SIGINT is held off for the two writes, so a second Ctrl-C
+    cannot leave a failed trial without its retry."""
+    import optuna
+
+    with _sigint_held():
+        study.tell(trial, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+        study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
 
 
 @contextlib.contextmanager

@@ -11,43 +11,19 @@ tells Optuna. Same store, same run ids, same scores as the local backend.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 from lrlab.store.records import RunRecord, RunStatus
 from lrlab.store.sqlite import Store
-from lrlab.sweeps.executors import _check_ray_resources, _connect_ray, _import_result
+from lrlab.sweeps.executors import RaySession, _import_result, connect_ray
 
 __all__ = ["RaySession", "connect", "run_ray"]
-
-
-@dataclass
-class RaySession:
-    ray: Any
-    started_here: bool
-
-    def close(self) -> None:
-        if self.started_here:
-            self.ray.shutdown()
 
 
 def connect(address: str | None, jobs: int) -> RaySession:
     """Join the cluster at ``address`` or start a local instance with ``jobs`` CPUs; one
     line (``ValueError``) within seconds when no cluster answers."""
-    try:
-        import ray
-    except ImportError:
-        raise ValueError("the ray backend needs Ray: pip install 'lrlab[ray]'") from None
-    started_here = not ray.is_initialized()
-    if started_here:
-        _connect_ray(ray, address, jobs)
-    try:
-        _check_ray_resources(ray, 0.0)
-    except ValueError:
-        if started_here:
-            ray.shutdown()
-        raise
-    return RaySession(ray, started_here)
+    return connect_ray(address, jobs)
 
 
 def _train_remote(
@@ -79,9 +55,8 @@ def _train_remote(
 
 def run_ray(tuner: Any, study: Any, outcomes: list[Any], jobs: int, session: RaySession) -> None:
     """Train trials on Ray until the budget is spent (``outcomes`` grows as they finish)."""
-    import optuna
 
-    from lrlab.tune.engine import _BadDraw, _trial_event, budget_left
+    from lrlab.tune.engine import _BadDraw, _trial_event, budget_left, requeue
 
     if tuner.storage_url == ":memory:":
         raise ValueError("the ray backend needs an Optuna storage its workers can open, not ':memory:'")
@@ -120,8 +95,7 @@ def run_ray(tuner: Any, study: Any, outcomes: list[Any], jobs: int, session: Ray
     except BaseException:
         for ref, job in in_flight.items():
             ray.cancel(ref, force=True)
-            study.tell(job.trial, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
-            study.enqueue_trial(job.trial.params, user_attrs={"retry_of": job.trial.number})
+            requeue(study, job.trial)
             for plan in job.plans:
                 if store.run(plan.id).status is RunStatus.RUNNING:
                     store.end_run(plan.id, RunStatus.QUEUED, error="interrupted", owner=tuner.owner)

@@ -26,7 +26,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from lrlab.store.records import DEFAULT_DIVERGENCE_FACTOR
-from lrlab.sweeps.spec import MAX_BATCH_SIZE, MAX_EPOCHS, _format_errors
+from lrlab.sweeps.spec import MAX_BATCH_SIZE, MAX_EPOCHS, _format_errors, read_toml
 from lrlab.tune.space import Space, SpaceError, parse_space
 
 __all__ = ["METHODS", "PRUNERS", "SAMPLERS", "TuneSpec", "TuneSpecError", "load_tune"]
@@ -151,21 +151,7 @@ class TuneSpec(BaseModel):
 
 def load_tune(source: str | Path | dict[str, Any]) -> TuneSpec:
     """Read and validate a tune file (TOML) or a dict; raises :class:`TuneSpecError`."""
-    if isinstance(source, dict):
-        data, where = source, "tune"
-    else:
-        path = Path(source)
-        where = str(path)
-        if not path.is_file():
-            raise TuneSpecError(f"no tune file {where!r}")
-        try:
-            import tomllib
-        except ImportError:  # pragma: no cover - Python 3.10
-            import tomli as tomllib  # type: ignore[no-redef]
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise TuneSpecError(f"{where}: not valid TOML: {exc}") from None
+    data, where = read_toml(source, "tune", TuneSpecError)
     try:
         spec = TuneSpec.model_validate(data)
     except ValidationError as exc:
