@@ -43,6 +43,7 @@ def place(tmp_path_factory):
     }.items():
         (root / name).write_text(GOOD_SWEEP.replace("lr = [0.1]", grid))
     (root / "broken.toml").write_text("name = \n")
+    (root / "latin1.toml").write_bytes("name = \"caf\xe9\"\n".encode("latin-1"))  # not UTF-8
     return root
 
 
@@ -60,6 +61,7 @@ CASES = [
     # lrlab sweep
     ["sweep", "{root}/missing.toml", "--db", "{db}"],
     ["sweep", "{root}/broken.toml", "--db", "{db}"],
+    ["sweep", "{root}/latin1.toml", "--db", "{db}"],
     ["sweep", "{root}/huge.toml", "--db", "{db}"],
     ["sweep", "{root}/momentum.toml", "--db", "{db}"],
     ["sweep", "{root}/unknown.toml", "--db", "{db}"],
