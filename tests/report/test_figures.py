@@ -181,3 +181,74 @@ def test_seeds_that_tie_draw_as_png_with_error_bars_that_are_never_negative(tmp_
         for trace in panel.traces:
             if trace.error is not None:
                 assert all((np.asarray(side) >= 0).all() for side in trace.error)
+
+
+# ---------------------------------------------------------------- grey runs at the scale of a study
+
+
+@pytest.fixture(scope="module")
+def study():
+    from tests.report.synthetic import study_sweep
+
+    sw = study_sweep(lrs=(0.1, 0.6), seeds=(0,), epochs=4, steps_per_epoch=40)
+    return build_report_data(sw.runs, sw.epochs, sw.steps, sw.finders)
+
+
+def test_grey_runs_are_one_trace_per_panel_each_line_ended_by_a_nan(study):
+    from lrlab.report.figures import OTHERS, looks
+
+    look = looks(study)
+    grey = [c for c in study.configs if not look[c.key].highlighted]
+    grey_runs = [r for c in grey for r in c.runs]
+    assert len(grey) > 30
+    [loss] = loss_figure(study).panels
+    bundles = [t for t in loss.traces if t.group == OTHERS and t.mode != "markers"]
+    assert sorted(t.dash for t in bundles) == ["dash", "solid"] and all(t.bundle for t in bundles)
+    solid = next(t for t in bundles if t.dash == "solid")
+    with_epochs = [c for c in grey if any(e.train_loss is not None for r in c.runs for e in study.epochs[r.id])]
+    assert int(np.isnan(solid.x).sum()) == len(with_epochs)  # one line per grey configuration
+    # Few points: each keeps a hover text naming its configuration.
+    assert len(solid.hover) == len(solid.x) and {c.label for c in with_epochs} == {h.split(" | ")[0] for h in solid.hover if h}
+    assert [t.show_legend for t in loss.traces if t.group == OTHERS].count(True) == 1
+    assert loss.traces.index(bundles[0]) < min(i for i, t in enumerate(loss.traces) if t.group != OTHERS)
+    for panel in steps_figure(study).panels:
+        [line] = [t for t in panel.traces if t.group == OTHERS and t.mode == "lines"]
+        assert int(np.isnan(line.x).sum()) == len(grey_runs)
+        coloured = [t for t in panel.traces if t.group != OTHERS and t.mode == "lines"]
+        assert len(coloured) == sum(len(c.runs) for c in study.configs if look[c.key].highlighted)
+
+
+def test_a_grey_runs_line_in_the_bundle_keeps_its_spikes_and_ends():
+    from lrlab.report.figures import OTHERS, looks
+
+    sw = synthetic_sweep(lrs=tuple(np.geomspace(0.01, 0.5, 12)), seeds=(0,), epochs=4, steps_per_epoch=500)
+    data = build_report_data(sw.runs, sw.epochs, sw.steps)
+    look = looks(data)
+    [run] = [c.runs[0] for c in data.configs if not look[c.key].highlighted][:1]
+    series = data.steps[run.id]
+    [loss_panel, _grad] = steps_figure(data).panels
+    [line] = [t for t in loss_panel.traces if t.group == OTHERS and t.mode == "lines"]
+    ends = np.flatnonzero(np.isnan(line.x))
+    order = [rid for cfg in sorted(data.configs, key=lambda c: -look[c.key].rank) if not look[cfg.key].highlighted
+             for rid in (r.id for r in cfg.runs)]  # fmt: skip
+    start = 0 if order.index(run.id) == 0 else ends[order.index(run.id) - 1] + 1
+    x, y = line.x[start : ends[order.index(run.id)]], line.y[start : ends[order.index(run.id)]]
+    finite = series.loss[np.isfinite(series.loss)]
+    assert x[0] == series.step[0] and x[-1] == series.step[-1] and len(x) <= len(series) // 2 + 1
+    assert np.nanmax(y) == finite.max() and np.nanmin(y) == finite.min()
+
+
+def test_the_png_draws_the_grey_bundle_as_one_line_collection(study):
+    from matplotlib.collections import LineCollection
+
+    from lrlab.report.figures import OTHERS
+    from lrlab.report.static import draw_figure
+
+    spec = steps_figure(study)
+    [line] = [t for t in spec.panels[0].traces if t.group == OTHERS and t.mode == "lines"]
+    ax = draw_figure(spec).axes[0]
+    [collection] = [c for c in ax.collections if isinstance(c, LineCollection)]
+    assert len(collection.get_segments()) == int(np.isnan(line.x).sum())
+    low, high = ax.get_ylim()
+    assert low <= np.nanmin(line.y[np.isfinite(line.y)]) or spec.panels[0].ylim is not None
+    assert high > low

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from lrlab.report.diagnostics import Finding, diagnose
-from lrlab.report.downsample import DEFAULT_MAX_POINTS, downsample_indices
+from lrlab.report.downsample import DEFAULT_MAX_POINTS, downsample_indices, sorted_unique
 from lrlab.report.grouping import Configuration, group_runs, is_diverged, shared_axes
 from lrlab.store.records import EpochRecord, FinderRecord, RunRecord, StepSeries
 
@@ -105,7 +105,7 @@ def downsample_series(
     if with_lr:
         columns += [series.lr, series.momentum]
     keep = [int(k) for k in keep if 0 <= k < n]
-    idx = np.unique(np.concatenate([downsample_indices(c, max_points, keep) for c in columns]))
+    idx = sorted_unique(np.concatenate([downsample_indices(c, max_points, keep) for c in columns]))
     return StepSeries(
         run_id=series.run_id,
         step=series.step[idx],

@@ -70,6 +70,7 @@ class Trace:
     marker_edge: str | None = None  # outline colour of the markers (None: their own colour)
     animate: str | None = None  # None | grow | head: what a frame of the Animation shows
     legend_rank: int = 0  # legend entries in increasing rank, then in drawing order
+    bundle: bool = False  # several lines in one trace, each ended by a NaN point (the grey runs)
 
     def at_step(self, step: int) -> Trace:
         """This trace in the frame for ``step``: unchanged when not animated; "grow": its
@@ -263,6 +264,30 @@ def _optimizer_name(spec: str) -> str:
     return f"{name}(...)" if len(spec) > 24 and bracket and name.isidentifier() else spec
 
 
+@dataclass(frozen=True)
+class _Names:
+    """What the legend names are made of, found once per report: each configuration's
+    schedule name, and the schedule families and optimizers of the report."""
+
+    schedule: dict[str, str]  # configuration key -> schedule_name
+    families: frozenset[str]
+    optimizers: frozenset[str]
+
+
+def _names(data: ReportData) -> _Names:
+    cached = _NAMES.get(id(data))
+    if cached is not None and cached[0] is data:
+        return cached[1]
+    by_key = {c.key: schedule_name(c.config.schedule) for c in data.configs}
+    out = _Names(by_key, frozenset(by_key.values()), frozenset(c.config.optimizer for c in data.configs))
+    _NAMES.clear()
+    _NAMES[id(data)] = (data, out)
+    return out
+
+
+_NAMES: dict[int, tuple[ReportData, _Names]] = {}
+
+
 def peak_of(data: ReportData, cfg: Configuration) -> float:
     """The largest LR of the configuration's schedule over its planned steps."""
     return peak_lr(cfg, data.planned_steps)
@@ -272,13 +297,12 @@ def short_label(data: ReportData, cfg: Configuration) -> str:
     """A legend entry: the optimizer and schedule family when they vary in the report,
     the other varying axes, and the LR (the schedule's peak when that is not its ``lr``).
     The full configuration is the hover text and the run table's first column."""
-    optimizers = {c.config.optimizer for c in data.configs}
-    families = {schedule_name(c.config.schedule) for c in data.configs}
+    names = _names(data)
     parts = []
-    if len(optimizers) > 1:
+    if len(names.optimizers) > 1:
         parts.append(_optimizer_name(cfg.config.optimizer))
-    if len(families) > 1:
-        parts.append(schedule_name(cfg.config.schedule))
+    if len(names.families) > 1:
+        parts.append(names.schedule[cfg.key])
     for axis in varying_axes([c.axes for c in data.configs]):
         if axis not in ("lr", "schedule", "optimizer", "momentum"):
             parts.append(f"{axis}={format_value(cfg.axes.get(axis))}")
@@ -291,12 +315,11 @@ def short_label(data: ReportData, cfg: Configuration) -> str:
 def _family_of(data: ReportData) -> Callable[[Configuration], tuple[str, ...]]:
     """What a highlighted configuration stands for: its schedule family, and its optimizer
     too when the schedule families alone are fewer than three."""
-    families = {schedule_name(c.config.schedule) for c in data.configs}
-    optimizers = {c.config.optimizer for c in data.configs}
-    with_optimizer = len(optimizers) > 1 and len(families) < 3
+    names = _names(data)
+    with_optimizer = len(names.optimizers) > 1 and len(names.families) < 3
 
     def family(cfg: Configuration) -> tuple[str, ...]:
-        key = (schedule_name(cfg.config.schedule),) if len(families) > 1 else ()
+        key = (names.schedule[cfg.key],) if len(names.families) > 1 else ()
         return key + ((cfg.config.optimizer,) if with_optimizer or not key else ())
 
     return family
@@ -435,6 +458,16 @@ def _divergence_point(data: ReportData, run_id: str) -> tuple[float, int, float]
     return (float(recs[-1].epoch) + 0.5 if recs else 0.5, step, loss)
 
 
+def _own_points(x: np.ndarray, y: np.ndarray, keep: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """A grey run's line in one panel: the points chosen for this column alone. A stored
+    series keeps the union of its columns' extremes (about twice the points each needs);
+    a thin grey line among hundreds needs its own half, spikes and divergence included."""
+    if len(y) <= 16:
+        return x, y
+    idx = downsample_indices(y, len(y) // 2, () if keep is None else (keep,))
+    return x[idx], y[idx]
+
+
 def _legend_once(look: Look, shown: set[str]) -> bool:
     """Whether this trace carries its group's legend entry (the first trace of the group)."""
     if look.group in shown:
@@ -495,7 +528,7 @@ def loss_figure(data: ReportData, log_y: bool = False) -> FigureSpec:
 _COLOUR_WORDS = (
     "Up to ten configurations each have a colour; with more, the best of each schedule family "
     "(or optimizer) is in colour, ordered by the final score, and the rest are thin grey lines "
-    "(hover names each one)."
+    "(hover names each one where the points are few; the run table at the end lists them all)."
 )
 
 
@@ -798,8 +831,9 @@ def _ucurve_traces(
 def _ucurve_name(data: ReportData, cfg: Configuration) -> str:
     """A U-curve line's legend entry: its schedule family when those vary, else the family's
     label (the configuration without its LR)."""
-    if len({schedule_name(c.config.schedule) for c in data.configs}) > 1:
-        return schedule_name(cfg.config.schedule)
+    names = _names(data)
+    if len(names.families) > 1:
+        return names.schedule[cfg.key]
     return _family_label(cfg)
 
 
@@ -1000,14 +1034,14 @@ def steps_figure(data: ReportData, log_y: bool = False) -> FigureSpec:
             base = 1.0 if len(data.runs) > 12 else 1.4
             width = lk.width(base) * (1.8 if run.id in stuck and lk.highlighted else 1.0)
             legend = _legend_once(lk, shown)
-            loss_panel.traces.append(
-                Trace(x, series.loss, lk.name, lk.group, lk.color, width=width, opacity=lk.opacity,
-                      show_legend=legend, hover=_hover(lk, f"seed {run.seed}: training loss", len(x)))
-            )  # fmt: skip
-            grad_panel.traces.append(
-                Trace(x, series.grad_norm, lk.name, lk.group, lk.color, width=width, opacity=lk.opacity,
-                      show_legend=False, hover=_hover(lk, f"seed {run.seed}: gradient norm", len(x)))
-            )  # fmt: skip
+            for panel, col, what in ((loss_panel, series.loss, "training loss"), (grad_panel, series.grad_norm,
+                                                                                "gradient norm")):
+                px, py = (x, col) if lk.highlighted else _own_points(x, col, divergence_index(series, run))
+                panel.traces.append(
+                    Trace(px, py, lk.name, lk.group, lk.color, width=width, opacity=lk.opacity,
+                          show_legend=legend and panel is loss_panel,
+                          hover=_hover(lk, f"seed {run.seed}: {what}", len(px)))
+                )  # fmt: skip
             if not is_diverged(run):
                 kept["loss"].append(series.loss)
                 kept["grad"].append(series.grad_norm)
@@ -1051,9 +1085,56 @@ def build_figures(data: ReportData, log_y: bool = False) -> list[FigureSpec]:
 
 def _legend_order(data: ReportData, spec: FigureSpec) -> FigureSpec:
     """Legend entries in the scorer's order, the grey configurations' entry last (the
-    traces are drawn the other way round: grey underneath, the best on top)."""
+    traces are drawn the other way round: grey underneath, the best on top); the grey
+    lines of each panel bundled into one trace per kind of line (:func:`bundle_grey`)."""
     ranks = {lk.group: lk.rank + 1 for lk in looks(data).values()}
     for panel in spec.panels:
         for trace in panel.traces:
             trace.legend_rank = ranks.get(trace.group, 0)
+        bundle_grey(panel)
     return spec
+
+
+# A bundled grey trace keeps a hover text per point up to this many points (the epoch
+# figures); beyond (every step of hundreds of runs) one text is written for the whole bundle.
+HOVER_POINTS = 5000
+
+
+def bundle_grey(panel: Panel) -> None:
+    """Replace the grey traces (group ``OTHERS``) of ``panel`` by one trace per kind (line
+    style, marker, width): their points concatenated, a NaN point ending each line, so that
+    500 grey runs cost the renderers one trace, not 500. The bundle takes the place of the
+    first trace of its kind (grey is drawn first, underneath)."""
+    kinds: dict[tuple, list[Trace]] = {}
+    for t in panel.traces:
+        if t.group == OTHERS and t.band is None and t.error is None and t.animate is None:
+            kinds.setdefault(_kind(t), []).append(t)
+    if not any(len(ts) > 1 for ts in kinds.values()):
+        return
+    bundles = {id(ts[0]): _bundle(ts) for ts in kinds.values() if len(ts) > 1}
+    merged = {id(t) for ts in kinds.values() if len(ts) > 1 for t in ts}
+    panel.traces = [bundles.get(id(t), t) for t in panel.traces if id(t) in bundles or id(t) not in merged]
+
+
+def _kind(t: Trace) -> tuple:
+    return (t.name, t.color, t.dash, t.mode, t.marker, t.marker_size, t.width, t.opacity, t.marker_edge)
+
+
+def _bundle(traces: Sequence[Trace]) -> Trace:
+    lines = traces[0].mode != "markers"
+    gap = np.asarray([np.nan]) if lines else np.empty(0)
+    xs: list[np.ndarray] = []
+    ys: list[np.ndarray] = []
+    for t in traces:
+        xs += [np.asarray(t.x, dtype=np.float64), gap]
+        ys += [np.asarray(t.y, dtype=np.float64), gap]
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    hover = None
+    if all(t.hover is not None for t in traces):
+        if len(x) <= HOVER_POINTS:
+            hover = [h for t in traces for h in [*t.hover, *([""] if lines else [])]]
+        else:
+            hover = [f"{OTHERS}: a grey line (the run table at the end names each one)"] * len(x)
+    return dataclasses.replace(
+        traces[0], x=x, y=y, hover=hover, show_legend=any(t.show_legend for t in traces), bundle=lines
+    )

@@ -236,11 +236,12 @@ def epoch_stats(per_run: Sequence[Sequence[EpochRecord]], metric: str) -> EpochS
             if value is not None and math.isfinite(value):
                 values.setdefault(rec.epoch, []).append(float(value))
     epochs = sorted(values)
-    arrays = [np.asarray(values[e]) for e in epochs]
+    # Plain Python on a few seeds per epoch: a numpy array per epoch costs more than the sums.
+    lists = [values[e] for e in epochs]
     return EpochStats(
         epoch=np.asarray(epochs, dtype=np.int64),
-        mean=np.asarray([a.mean() for a in arrays], dtype=np.float64),
-        low=np.asarray([a.min() for a in arrays], dtype=np.float64),
-        high=np.asarray([a.max() for a in arrays], dtype=np.float64),
-        count=np.asarray([len(a) for a in arrays], dtype=np.int64),
+        mean=np.asarray([sum(v) / len(v) for v in lists], dtype=np.float64),
+        low=np.asarray([min(v) for v in lists], dtype=np.float64),
+        high=np.asarray([max(v) for v in lists], dtype=np.float64),
+        count=np.asarray([len(v) for v in lists], dtype=np.int64),
     )

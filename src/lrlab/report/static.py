@@ -197,6 +197,8 @@ def _draw_trace(ax, t: Trace, handles: dict[str, object]) -> None:  # type: igno
             markeredgewidth=2 if t.marker == "x" else 1, alpha=t.opacity,
             markeredgecolor=t.marker_edge or t.color,
         )  # fmt: skip
+    elif t.bundle:
+        artist = _draw_bundle(ax, x, y, t)
     else:
         (artist,) = ax.plot(
             x, y, linestyle=_DASH[t.dash], color=t.color, linewidth=t.width, alpha=t.opacity,
@@ -205,3 +207,20 @@ def _draw_trace(ax, t: Trace, handles: dict[str, object]) -> None:  # type: igno
         )  # fmt: skip
     if t.show_legend and t.name not in handles:
         handles[t.name] = artist
+
+
+def _draw_bundle(ax, x: np.ndarray, y: np.ndarray, t: Trace):  # type: ignore[no-untyped-def]
+    """The lines of a bundled trace (each ended by a NaN point) as one LineCollection."""
+    from matplotlib.collections import LineCollection
+
+    ends = np.flatnonzero(np.isnan(x))
+    starts = np.concatenate(([0], ends + 1))
+    stops = np.concatenate((ends, [len(x)]))
+    segments = [np.column_stack((x[a:b], y[a:b])) for a, b in zip(starts, stops) if b > a]
+    lines = LineCollection(segments, colors=t.color, linewidths=t.width, linestyles=_DASH[t.dash], alpha=t.opacity)
+    ax.add_collection(lines, autolim=False)
+    finite = np.isfinite(x) & np.isfinite(y)
+    if finite.any():  # the axes' data limits from the finite points, as a plain line would set them
+        ax.update_datalim(np.column_stack((x[finite], y[finite])))
+        ax.autoscale_view()
+    return lines
