@@ -252,3 +252,29 @@ def test_the_png_draws_the_grey_bundle_as_one_line_collection(study):
     low, high = ax.get_ylim()
     assert low <= np.nanmin(line.y[np.isfinite(line.y)]) or spec.panels[0].ylim is not None
     assert high > low
+
+
+def test_the_pngs_error_bars_are_one_collection_per_panel_a_bar_per_point(study):
+    from matplotlib.collections import LineCollection
+
+    from lrlab.report.static import draw_figure
+
+    spec = ucurve_figure(study)
+    for panel, ax in zip(spec.panels, draw_figure(spec).axes):
+        points = sum(len(t.x) for t in panel.traces if t.error is not None)
+        [bars] = [c for c in ax.collections if isinstance(c, LineCollection)]
+        assert len(bars.get_segments()) == points > 0
+
+
+def test_a_log_axis_over_many_decades_labels_the_decades_only():
+    from lrlab.report.figures import FigureSpec, Panel, Trace
+    from lrlab.report.static import draw_figure
+
+    x = np.arange(100.0)
+    wide = Panel("", "step", "lr", traces=[Trace(x, np.geomspace(1e-8, 1.0, 100), "a", "a", "#000000")], ylog=True)
+    narrow = Panel("", "step", "lr", traces=[Trace(x, np.geomspace(0.01, 1.0, 100), "a", "a", "#000000")], ylog=True)
+    fig = draw_figure(FigureSpec("k", "T", "", [wide, narrow]))
+    fig.canvas.draw()
+    labels = [[t.get_text() for t in ax.get_yticklabels() if t.get_visible() and t.get_text()] for ax in fig.axes]
+    assert "2e-05" not in labels[0] and "1e-05" in labels[0]
+    assert {"0.02", "0.05", "0.1", "0.2"} <= set(labels[1])

@@ -132,8 +132,10 @@ def _draw_panel(ax, panel: Panel, handles: dict[str, object]) -> None:  # type: 
         _draw_contour(ax, panel.contour)
     for span in panel.spans:
         ax.axvspan(span.x0, span.x1, color=span.color, alpha=0.12, label=None)
+    bars = _ErrorBars()
     for trace in panel.traces:
-        _draw_trace(ax, trace, handles)
+        _draw_trace(ax, trace, handles, bars)
+    bars.draw(ax)
     for vline in panel.vlines:
         ax.axvline(vline.x, color=vline.color, linestyle=_DASH.get(vline.dash, "--"), linewidth=1.2)
         ax.annotate(
@@ -150,14 +152,16 @@ def _draw_panel(ax, panel: Panel, handles: dict[str, object]) -> None:  # type: 
         ax.axhline(panel.hline, color="#888888", linewidth=0.8)
     if panel.xlog:
         ax.set_xscale("log")
-        _log_ticks(ax.xaxis)
     if panel.ylog:
         ax.set_yscale("log")
-        _log_ticks(ax.yaxis)
     if panel.ylim is not None:
         ax.set_ylim(*panel.ylim)
     if panel.xlim is not None:
         ax.set_xlim(*panel.xlim)
+    if panel.xlog:
+        _log_ticks(ax.xaxis, ax.get_xlim())
+    if panel.ylog:
+        _log_ticks(ax.yaxis, ax.get_ylim())
     ax.set_title(plain(panel.title))
     ax.set_xlabel(plain(panel.xlabel))
     ax.set_ylabel(plain(panel.ylabel))
@@ -169,17 +173,21 @@ def _draw_panel(ax, panel: Panel, handles: dict[str, object]) -> None:  # type: 
         )
 
 
-def _log_ticks(axis) -> None:  # type: ignore[no-untyped-def]
-    """Labels at 1, 2 and 5 of each decade, none on the minor ticks: on an axis spanning
-    less than a decade matplotlib would label every minor tick, on top of each other."""
+def _log_ticks(axis, limits: tuple[float, float]) -> None:  # type: ignore[no-untyped-def]
+    """Labels at 1, 2 and 5 of each decade (only at the decades when the axis spans more
+    than four), none on the minor ticks: on an axis spanning less than a decade matplotlib
+    would label every minor tick, on top of each other."""
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0), numticks=12))
+    low, high = sorted(abs(v) for v in limits)
+    decades = np.log10(high / low) if low > 0 and np.isfinite(high / low) else 1.0
+    subs = (1.0, 2.0, 5.0) if decades <= 4 else (1.0,)
+    axis.set_major_locator(LogLocator(base=10, subs=subs, numticks=12))
     axis.set_major_formatter(FuncFormatter(lambda value, _pos: f"{value:g}"))
     axis.set_minor_formatter(NullFormatter())
 
 
-def _draw_trace(ax, t: Trace, handles: dict[str, object]) -> None:  # type: ignore[no-untyped-def]
+def _draw_trace(ax, t: Trace, handles: dict[str, object], bars: _ErrorBars) -> None:  # type: ignore[no-untyped-def]
     x = np.asarray(t.x, dtype=np.float64)
     y = np.asarray(t.y, dtype=np.float64)
     y = np.where(np.isfinite(y), y, np.nan)
@@ -187,10 +195,11 @@ def _draw_trace(ax, t: Trace, handles: dict[str, object]) -> None:  # type: igno
         ax.fill_between(x, t.band[0], t.band[1], color=t.color, alpha=0.18, linewidth=0)
     marker = _MARKER.get(t.marker)
     if t.error is not None:
-        artist = ax.errorbar(
-            x, y, yerr=[t.error[0], t.error[1]], color=t.color, marker=marker, linestyle=_DASH[t.dash],
-            linewidth=t.width, markersize=t.marker_size * 0.8, capsize=3, alpha=t.opacity,
+        (artist,) = ax.plot(
+            x, y, color=t.color, marker=marker, linestyle=_DASH[t.dash] if "lines" in t.mode else "none",
+            linewidth=t.width, markersize=t.marker_size * 0.8, alpha=t.opacity,
         )  # fmt: skip
+        bars.add(x, y - np.asarray(t.error[0]), y + np.asarray(t.error[1]), t)
     elif t.mode == "markers":
         (artist,) = ax.plot(
             x, y, linestyle="none", marker=marker, color=t.color, markersize=t.marker_size * 0.9,
@@ -224,3 +233,37 @@ def _draw_bundle(ax, x: np.ndarray, y: np.ndarray, t: Trace):  # type: ignore[no
         ax.update_datalim(np.column_stack((x[finite], y[finite])))
         ax.autoscale_view()
     return lines
+
+
+class _ErrorBars:
+    """The error bars of a panel's traces, drawn at the end as one LineCollection (the bars)
+    and one scatter (their caps): a matplotlib ``errorbar`` per trace costs several artists
+    each, and a U-curve panel of a study has dozens of traces."""
+
+    def __init__(self) -> None:
+        self.x: list[np.ndarray] = []
+        self.low: list[np.ndarray] = []
+        self.high: list[np.ndarray] = []
+        self.colors: list[tuple[float, float, float, float]] = []
+        self.width = 1.0
+
+    def add(self, x: np.ndarray, low: np.ndarray, high: np.ndarray, t: Trace) -> None:
+        from matplotlib.colors import to_rgba
+
+        ok = np.isfinite(x) & np.isfinite(low) & np.isfinite(high)
+        self.x.append(x[ok])
+        self.low.append(low[ok])
+        self.high.append(high[ok])
+        self.colors += [to_rgba(t.color, t.opacity)] * int(ok.sum())
+        self.width = max(self.width, t.width)
+
+    def draw(self, ax) -> None:  # type: ignore[no-untyped-def]
+        from matplotlib.collections import LineCollection
+
+        if not self.colors:
+            return
+        x, low, high = (np.concatenate(v) for v in (self.x, self.low, self.high))
+        segments = np.stack([np.column_stack((x, low)), np.column_stack((x, high))], axis=1)
+        ax.add_collection(LineCollection(segments, colors=self.colors, linewidths=self.width))
+        caps = np.concatenate([x, x]), np.concatenate([low, high])
+        ax.scatter(*caps, marker="_", s=36, c=self.colors * 2, linewidths=self.width)
