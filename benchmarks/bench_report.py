@@ -5,8 +5,9 @@ The store is a real SQLite file filled through the store's writer API with a syn
 realistic sweep (``tests/report/synthetic.py``, ``study_sweep``: 3 optimizers x the study's 9
 schedules x 10 LRs x 2 seeds, 10 epochs of 1000 steps, the largest LRs diverging, one range
 test per optimizer); it is cached in ``lrlab-runs/`` so that a re-run only times the report.
-Timed: reading the sweep from the store, diagnostics, downsampling and the HTML page;
-separately, the PNG of every figure.
+Timed: reading the sweep from the store, then diagnostics and downsampling (the two parts
+of ``load_report_data``, told apart by its progress callback, called after each run's steps
+are read), the HTML page; separately, the PNG of every figure.
 
 Run: ``python -m benchmarks.bench_report`` (writes the "report" section of
 docs/benchmarks.md). ``--quick`` uses 54 runs of 1000 steps.
@@ -63,19 +64,26 @@ def cached_store(quick: bool) -> tuple[Path, int, int, float]:
     return db, runs, rows, fill
 
 
-def timed_report(db: Path, out: Path, png: Path | None) -> tuple[float, float, float, int]:
+def timed_report(db: Path, out: Path, png: Path | None) -> tuple[float, float, float, float, int]:
+    """Seconds to read the sweep, to diagnose and downsample it, to write the HTML page and
+    the PNGs (0 without ``png``), and the page's size in bytes."""
     from lrlab.report import load_report_data, write_report
     from lrlab.store.sqlite import Store
 
+    read_at = [0.0]
+
+    def progress(done: int, total: int) -> None:
+        read_at[0] = time.perf_counter()  # the last call: every run's steps are read
+
     start = time.perf_counter()
-    data = load_report_data(Store(db), sweep="bench")
+    data = load_report_data(Store(db), sweep="bench", progress=progress)
     loaded = time.perf_counter()
     write_report(data, out)
     html = time.perf_counter()
     if png is not None:
         write_report(data, None, image_dir=png)
     done = time.perf_counter()
-    return loaded - start, html - loaded, done - html, out.stat().st_size
+    return read_at[0] - start, loaded - read_at[0], html - loaded, done - html, out.stat().st_size
 
 
 def main() -> None:
@@ -92,9 +100,11 @@ def main() -> None:
     from lrlab.report.data import points_per_run
 
     load_avg = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    load = statistics.median(r[0] for r in results)
-    html = statistics.median(r[1] for r in results)
-    size = results[0][3]
+    read = statistics.median(r[0] for r in results)
+    build = statistics.median(r[1] for r in results)
+    html = statistics.median(r[2] for r in results)
+    total = statistics.median(r[0] + r[1] + r[2] for r in results)
+    size = results[0][4]
     body = f"""## report (`benchmarks/bench_report.py`)
 
 A report of a study-shaped sweep: **{runs} runs, {rows:,} step rows** (3 optimizers x 9
@@ -104,15 +114,18 @@ real SQLite store filled through the writer API ({fill:.0f} s to fill, once). Me
 
 | stage | seconds |
 |---|---|
-| read the sweep (runs, epochs, every step) + diagnostics + downsampling | {load:.2f} |
+| read the sweep from the store (runs, epochs, every step) | {read:.2f} |
+| diagnostics (on every step) + downsampling | {build:.2f} |
 | HTML page (7 figures, plotly.js embedded once) | {html:.2f} |
-| **report, total** | **{load + html:.2f}** |
-| PNG of every figure (matplotlib, 150 dpi), on top | {png[2]:.2f} |
+| **report, total** | **{total:.2f}** |
+| PNG of every figure (matplotlib, 150 dpi), on top | {png[3]:.2f} |
 
 HTML size: **{size / 1e6:.2f} MB** (plotly.js itself is 4.8 MB; each step column of a run is
 cut to at most {points_per_run(runs)} points by min/max buckets, which keep spikes and the
-divergence point; a grey run's hover text is written once, not per point). Load average
-during the run: {load_avg}.
+divergence point). The grey runs (those not in colour) of a panel are drawn as one line
+trace (one matplotlib line collection in the PNG), not one per run; their hover text is per
+point on the figures per epoch and one text for the whole bundle on the figures per step.
+Load average during the run: {load_avg}.
 """
     print(body)
     if not args.quick:
