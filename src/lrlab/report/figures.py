@@ -272,6 +272,7 @@ class _Names:
     schedule: dict[str, str]  # configuration key -> schedule_name
     families: frozenset[str]
     optimizers: frozenset[str]
+    varying: tuple[str, ...]  # the configuration axes that vary in the report
 
 
 def _names(data: ReportData) -> _Names:
@@ -279,7 +280,8 @@ def _names(data: ReportData) -> _Names:
     if cached is not None and cached[0] is data:
         return cached[1]
     by_key = {c.key: schedule_name(c.config.schedule) for c in data.configs}
-    out = _Names(by_key, frozenset(by_key.values()), frozenset(c.config.optimizer for c in data.configs))
+    optimizers = frozenset(c.config.optimizer for c in data.configs)
+    out = _Names(by_key, frozenset(by_key.values()), optimizers, tuple(varying_axes([c.axes for c in data.configs])))
     _NAMES.clear()
     _NAMES[id(data)] = (data, out)
     return out
@@ -303,7 +305,7 @@ def short_label(data: ReportData, cfg: Configuration) -> str:
         parts.append(_optimizer_name(cfg.config.optimizer))
     if len(names.families) > 1:
         parts.append(names.schedule[cfg.key])
-    for axis in varying_axes([c.axes for c in data.configs]):
+    for axis in names.varying:
         if axis not in ("lr", "schedule", "optimizer", "momentum"):
             parts.append(f"{axis}={format_value(cfg.axes.get(axis))}")
     peak = peak_of(data, cfg)
