@@ -33,6 +33,7 @@ __all__ = [
     "decreases_steadily",
     "default_rule",
     "halving_pick",
+    "lowest_index",
     "minimum_divided",
     "minimum_tenth",
     "read_curve",
@@ -128,6 +129,36 @@ def valley(lrs: Sequence[float], losses: Sequence[float]) -> float:
     return float(lr[idx])
 
 
+def lowest_index(losses: Sequence[float] | np.ndarray) -> int:
+    """Index of the range test's lowest loss: the plain minimum, unless it sits at the
+    first point, where the loss has only risen from where it started.
+
+    A minimum at the very start of the curve is no LR's doing: at the smallest LRs the model
+    has barely moved, and an exponential average that began on a few lucky batches (small
+    batches are noisy) decays from them for tens of steps. When the curve then dips below
+    its own median later on, that dip is the minimum; when it never does (the loss only
+    rose: the test started too high), the first point stays the minimum.
+
+    >>> lowest_index([1.0, 0.9, 0.8, 0.7, 2.0])
+    3
+    >>> lowest_index([0.5, 0.8, 0.95, 1.0, 1.0, 1.0, 0.9, 1.2, 3.0])  # a lucky start, a dip at 6
+    6
+    >>> lowest_index([0.5, 0.8, 1.0, 1.5, 2.0, 3.0])  # rising from the start: the start stays
+    0
+    """
+    loss = np.asarray(losses, dtype=np.float64)
+    finite = np.isfinite(loss)
+    if not finite.any():
+        raise ValueError("losses needs at least 1 finite value, got 0")
+    filled = np.where(finite, loss, np.inf)
+    i = int(np.argmin(filled))
+    if i != int(np.argmax(finite)) or finite.sum() < 4:
+        return i
+    half = len(loss) // 2
+    j = half + int(np.argmin(filled[half:]))
+    return j if filled[j] < float(np.median(loss[finite])) else i
+
+
 def minimum_divided(lrs: Sequence[float], losses: Sequence[float], divisor: float = 10.0) -> float:
     """The LR at the lowest loss divided by ``divisor``.
 
@@ -138,7 +169,7 @@ def minimum_divided(lrs: Sequence[float], losses: Sequence[float], divisor: floa
     if not divisor > 0:
         raise ValueError(f"divisor must be > 0, got {divisor!r}")
     lr, loss = _finite_curve(lrs, losses, at_least=1)
-    return float(lr[int(np.argmin(loss))] / divisor)
+    return float(lr[lowest_index(loss)] / divisor)
 
 
 def minimum_tenth(lrs: Sequence[float], losses: Sequence[float]) -> float:
@@ -263,7 +294,7 @@ def cyclic_bounds(lrs: Sequence[float], losses: Sequence[float]) -> tuple[float,
     (0.025, 0.1)
     """
     lr, loss = _finite_curve(lrs, losses, at_least=1)
-    max_lr = float(lr[int(np.argmin(loss))])
+    max_lr = float(lr[lowest_index(loss)])
     return max_lr / 4.0, max_lr
 
 
@@ -363,7 +394,8 @@ def read_curve(
     keep = np.isfinite(loss)
     count = int(keep.sum())
     lr, loss = lr[keep], loss[keep]
-    minimum = float(lr[int(np.argmin(loss))]) if count else math.nan
+    low = lowest_index(loss) if count else 0
+    minimum = float(lr[low]) if count else math.nan
     if count < MIN_POINTS and diverged:
         where = f" (by LR {lr[-1]:.3g})" if count else ""
         return CurveVerdict(
@@ -378,8 +410,10 @@ def read_curve(
             problem=f"only {count} usable steps in the range test, too few to read the curve "
             f"(at least {MIN_POINTS}); raise num_iter (100 is the default)",
         )
-    first = float(loss[0])
-    drop = (first - float(loss.min())) / max(abs(first), 1e-12)
+    # How far the loss fell: from where it started, or (when the start was the smoothing's
+    # memory of lucky first batches, see lowest_index) from the curve's median level.
+    first = float(loss[0]) if low == int(np.argmin(loss)) else float(np.median(loss))
+    drop = (first - float(loss[low])) / max(abs(first), 1e-12)
     if drop < FLAT_DROP and not diverged:
         safe = SAFE_LR_SGD if sgd else SAFE_LR_ADAPTIVE
         family = "SGD" if sgd else "adaptive optimizers"
@@ -390,7 +424,14 @@ def read_curve(
             "targets are right) or widen start_lr..end_lr",
             fallback=("safe", safe, f"fallback: flat curve, so the conventional default for {family} ({safe:g})"),
         )
-    if not diverged and int(np.argmin(loss)) >= int(0.9 * (count - 1)):
+    if low > 0 and low != int(np.argmin(loss)):
+        return CurveVerdict(
+            minimum,
+            note=f"the lowest smoothed loss sat at the start of the test (LR {lr[0]:.3g}), where the model had "
+            f"barely moved: the average of the first, noisy batches; the minimum is read from the dip at LR "
+            f"{minimum:.3g} instead",
+        )
+    if not diverged and low >= int(0.9 * (count - 1)):
         top = f"{end_lr:.3g}" if end_lr is not None else f"{lr[-1]:.3g}"
         return CurveVerdict(
             minimum,
