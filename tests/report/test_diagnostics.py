@@ -225,10 +225,15 @@ def test_diagnostics_of_a_study_are_grouped_one_line_per_kind_with_counts():
     page = _diagnostics(data)
     kinds = re.findall(r'<details class="kind" data-kind="([a-z_]+)">', page)
     assert kinds == list(dict.fromkeys(f.kind for f in findings)) and len(kinds) == len(set(kinds))
+    from lrlab.report.diagnostics import kind_summary
+    from lrlab.report.html import esc
+
     for kind in kinds:
         items = [f for f in findings if f.kind == kind]
         runs = len({rid for f in items for rid in f.run_ids})
-        assert f"{len(items)} finding(s) over {runs} run(s)" in page
+        line = kind_summary(kind, items, data.configs, data.planned_steps)
+        assert line.startswith(f"{runs} run") and f"{esc(line)} <span" in page
+        assert f"({len(items)} note(s) below)" in page
     assert page.count('<li class="warning"') + page.count('<li class="info"') == len(findings)
     diverged = {r.id for r in sw.runs if r.status == "diverged"}
     assert diverged and {rid for f in findings if f.kind == "divergence" for rid in f.run_ids} == diverged

@@ -84,13 +84,24 @@ def report(
         f"{len(data.runs)} runs in {len(data.configs)} configurations)",
         highlight=False,
     )
+    from lrlab.report.diagnostics import kind_summary
+
+    if data.study:  # a study: its own verdict, as `lrlab study` printed it
+        for line in data.study.get("lines", []):
+            console.print(f"[green]*[/] {escape(safe(str(line)))}", highlight=False)
     by_kind: dict[str, list] = {}
     for finding in data.findings:
-        by_kind.setdefault(finding.kind, []).append(finding)
-    for items in by_kind.values():  # one line per kind: the first finding, and how many more
+        if not (data.study and finding.kind == "best"):
+            by_kind.setdefault(finding.kind, []).append(finding)
+    for kind, items in by_kind.items():  # one line per kind: the runs it concerns, then its first note
         first = items[0]
         mark = "[yellow]![/]" if first.severity == "warning" else "[green]*[/]"
-        more = f" [dim](+{len(items) - 1} more of this kind in the page)[/]" if len(items) > 1 else ""
-        console.print(f"{mark} {escape(safe(first.message))}{more}", highlight=False)
+        if kind == "best":
+            console.print(f"{mark} {escape(safe(first.message))}", highlight=False)
+            continue
+        console.print(f"{mark} {escape(safe(kind_summary(kind, items, data.configs, data.planned_steps)))}",
+                      highlight=False)  # fmt: skip
+        more = f" (+{len(items) - 1} more in the page)" if len(items) > 1 else ""
+        console.print(f"  [dim]{escape(safe(first.message))}{more}[/]", highlight=False)
     if files.images:
         console.print(f"wrote {len(files.images)} figure files into {png}", highlight=False)

@@ -38,6 +38,7 @@ class ReportData:
     total_steps: dict[str, int] = field(default_factory=dict)  # recorded steps per run (before downsampling)
     planned_steps: dict[str, int] = field(default_factory=dict)  # steps per run its config asked for
     shared: dict[str, str] = field(default_factory=dict)
+    study: dict | None = None  # a study's stored verdict (lrlab.study.summary.verdict_record)
 
     @property
     def is_classification(self) -> bool:
@@ -191,8 +192,12 @@ def load_report_data(
     """
     if sweep is not None and run_ids:
         raise ValueError("give either sweep or run_ids, not both")
+    study = None
     if sweep is not None:
         runs = store.runs(sweep=sweep)
+        if not runs and sweep in store.sweeps() and "study" in store.sweep_spec(sweep):
+            study = store.sweep_spec(sweep)["study"]  # a study: its runs span its sweeps
+            runs = store.runs(ids=study["run_ids"])
         if not runs:
             known = store.sweeps()
             hint = f"; sweeps: {', '.join(known[:10])}" if known else "; the store has no sweeps"
@@ -221,7 +226,9 @@ def load_report_data(
     finders = store.finder_results()
     if sweep is not None:
         finders = [f for f in finders if f.sweep in (None, sweep)]
-    return build_report_data(runs, epochs, steps, finders, title=title, max_points=max_points)
+    data = build_report_data(runs, epochs, steps, finders, title=title, max_points=max_points)
+    data.study = study
+    return data
 
 
 def _by_prefix(store: Store, prefixes: Sequence[str]) -> list[RunRecord]:

@@ -366,6 +366,7 @@ th{background:#f4f4f4}td.num{text-align:right;font-variant-numeric:tabular-nums}
 .numbers{color:#666;font-size:.85em}details{margin:.5em 0}
 .answer{font-size:1.1em;background:#f3f8f3;border-left:4px solid #2a2;padding:.5em .8em}
 details.kind>summary{cursor:pointer;margin:.3em 0}summary.warning::before{content:"\\26A0  ";color:#c60}
+tr.recommended td{background:#f3f8f3;font-weight:600}ul#verdict{margin:.3em 0 .6em 1.2em;padding:0}
 .status-diverged{color:#c00}.status-failed{color:#c00}.status-done{color:#070}
 """
 
@@ -378,14 +379,14 @@ def render_page(data: ReportData, figures: list[FigureSpec]) -> str:
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{esc(data.title)} - lrlab report</title><style>{_CSS}</style></head><body>",
-        f'<h1 id="report-title">{esc(data.title)}</h1>',
+        f"<title>{esc(page_title(data))} - lrlab report</title><style>{_CSS}</style></head><body>",
+        f'<h1 id="report-title">{esc(page_title(data))}</h1>',
         f'<p class="sub">{_summary_line(data)}</p>',
     ]
     if data.shared:
         shared = ", ".join(f"{esc(k)}={esc(v)}" for k, v in data.shared.items())
         parts.append(f'<p class="sub">Shared by every run: {shared}</p>')
-    parts.append(_leaderboard(data))
+    parts.append(_study_answer(data) if data.study else _leaderboard(data))
     parts.append('<h2 id="figures">Figures</h2>')
     for i, spec in enumerate(figures):
         fig = plotly_figure(spec)
@@ -410,6 +411,115 @@ def render_page(data: ReportData, figures: list[FigureSpec]) -> str:
 
 
 LEADERBOARD_ROWS = 10
+
+
+def page_title(data: ReportData) -> str:
+    """The page's heading: the study or sweep it reports (a report of chosen runs names
+    the sweeps they belong to)."""
+    if data.study:
+        study = data.study
+        return f"Study {study.get('name', '')}: {study.get('task', '')}, budget {study.get('budget', '')}"
+    if data.title.startswith("Sweep ") or data.title.startswith("All "):
+        return data.title
+    sweeps = sorted({r.sweep for r in data.runs if r.sweep})
+    if len(sweeps) == 1:
+        return f"{len(data.runs)} runs of sweep {sweeps[0]}"
+    if sweeps:
+        return f"{len(data.runs)} runs of sweeps {', '.join(sweeps[:3])}" + (" and more" if len(sweeps) > 3 else "")
+    return data.title
+
+
+def _margin_cell(row: dict) -> str:
+    """A study row's margin to the next row against the paired seed noise, in words."""
+    margin = row.get("margin")
+    if margin is None:
+        return "-"
+    if row.get("noise") is None:
+        return f"{num(margin)} ({row.get('shared_seeds', 0)} shared seed(s): no noise estimate)"
+    where = "within" if row.get("within_noise") else "beyond"
+    return f"{num(margin)} ({where} the paired seed noise {num(row['noise'])})"
+
+
+def _study_answer(data: ReportData) -> str:
+    """The study's own verdict, as the CLI printed it and ``recommendation.md`` holds it:
+    the recommendation, the leaderboard in the study's order (finalists first) with the
+    margin to the next against the paired seed noise, the tie rule, and the compute spent."""
+    study = data.study or {}
+    lines = [str(line) for line in study.get("lines", [])]
+    parts = ['<section id="answer"><h2 id="leaderboard">The answer</h2>']
+    if lines:
+        parts.append(f'<p class="answer" id="best">{"<br>".join(esc(line) for line in lines[:2])}</p>')
+        parts.append('<ul id="verdict">' + "".join(f"<li>{esc(line)}</li>" for line in lines[2:]) + "</ul>")
+    parts.append(f'<p class="sub" id="compute">{esc(_compute_words(data, study))}</p>')
+    rows = study.get("leaderboard", [])
+    metric = esc(study.get("metric_words", str(study.get("metric", "score")).replace("_", " ")))
+    parts.append(
+        '<table id="leaderboard-table"><thead><tr><th>#</th><th>optimizer</th><th>schedule</th><th>peak lr</th>'
+        f"<th>final {metric} (mean &plusmn; sd)</th><th>seeds</th><th>margin to the next</th><th>verdict</th>"
+        "<th>steps trained</th></tr></thead><tbody>"
+    )
+    for position, row in enumerate(rows[:LEADERBOARD_ROWS]):
+        note = ""
+        if row.get("recommended"):
+            note = "recommended" + (" by the tie rule" if study.get("tie_broken") else "")
+        elif study.get("tie_broken") and position == 0:
+            note = "best mean, tied with the recommendation within the seed noise"
+        elif not row.get("finalist", True):
+            note = "one seed: not a finalist"
+        sd = f" &plusmn; {num(row['sd'], 2)}" if row.get("seeds", 1) > 1 else ""
+        steps = sum(data.total_steps.get(rid, 0) for rid in row.get("run_ids", ()))
+        mark = ' class="recommended"' if row.get("recommended") else ""
+        parts.append(
+            f"<tr{mark}><td class='num'>{position + 1}</td><td>{esc(row.get('optimizer'))}</td>"
+            f"<td title='{esc(row.get('spec', ''))}'>{esc(row.get('schedule'))}</td>"
+            f"<td class='num'>{num(row.get('peak_lr'), 3)}</td><td class='num'>{num(row.get('score'))}{sd}</td>"
+            f"<td class='num'>{row.get('seeds')}</td><td>{esc(_margin_cell(row))}</td><td>{esc(note)}</td>"
+            f"<td class='num'>{steps:,}</td></tr>"
+        )
+    parts.append("</tbody></table>")
+    if len(rows) > LEADERBOARD_ROWS:
+        parts.append(
+            f'<p class="sub">and {len(rows) - LEADERBOARD_ROWS} more configurations (every one in '
+            "recommendation.md and in the table at the end).</p>"
+        )
+    parts.append(f'<p class="sub" id="tie-rule">{esc(_tie_rule_words(study))}</p></section>')
+    return "".join(parts)
+
+
+def _tie_rule_words(study: dict) -> str:
+    noise_se = study.get("noise_se", 2.0)
+    text = (
+        f"Tie rule: the two best finalists tie when the margin between them is within {noise_se:g} standard "
+        "errors of their per-seed differences (paired seed noise), and a tie goes to "
+        f"{study.get('tie_rule', 'the simpler configuration')}."
+    )
+    if study.get("tie") and study.get("tie_reason"):
+        applied = "applied here" if study.get("tie_broken") else "a tie here, kept by the best mean"
+        reason = str(study["tie_reason"]).replace(f" (a tie goes to {study.get('tie_rule')})", "")
+        text += f" It is {applied}: {reason}."
+    elif study.get("noise") is not None:
+        text += " Not applied here: the margin is beyond the noise."
+    return text
+
+
+def _compute_words(data: ReportData, study: dict) -> str:
+    ids = [str(rid) for rid in study.get("run_ids", [])]
+    steps = sum(data.total_steps.get(rid, 0) for rid in ids)
+    configurations = len(study.get("leaderboard", []))
+    seeds = [str(s) for s in study.get("seeds") or []]
+    text = f"Compute spent: {len(ids)} runs, {steps:,} optimizer steps trained"
+    if seeds and study.get("finalists"):
+        text += (
+            f" (successive halving: all {configurations} configurations with seed {seeds[0]}, the best "
+            f"{study['finalists']} also with seed(s) {', '.join(seeds[1:])})"
+        )
+    tests = study.get("range_tests", {})
+    iterations = sum(int(t.get("iterations") or 0) for t in tests.values())
+    if tests:
+        text += f", plus {len(tests)} range test(s) of {iterations:,} steps in all"
+    if study.get("diverged"):
+        text += f"; {study['diverged']} run(s) diverged and stopped early"
+    return text + "."
 
 
 def _leaderboard(data: ReportData) -> str:
@@ -468,13 +578,14 @@ def _diagnostics(data: ReportData) -> str:
     kinds: dict[str, list] = {}
     for finding in findings:
         kinds.setdefault(finding.kind, []).append(finding)
+    from lrlab.report.diagnostics import kind_summary
+
     for kind, items in kinds.items():
-        runs = len({rid for f in items for rid in f.run_ids})
         severity = "warning" if any(f.severity == "warning" for f in items) else "info"
-        head = f"{_KIND_WORDS.get(kind, kind)}: {len(items)} finding(s) over {runs} run(s)"
+        head = kind_summary(kind, items, data.configs, data.planned_steps)
         parts.append(
-            f'<details class="kind" data-kind="{esc(kind)}"><summary class="{severity}">{esc(head)}. '
-            f"{esc(items[0].message)}</summary><ul class=\"findings\">"
+            f'<details class="kind" data-kind="{esc(kind)}"><summary class="{severity}">{esc(head)} '
+            f'<span class="numbers">({len(items)} note(s) below)</span></summary><ul class="findings">'
         )
         for f in items:
             numbers = ", ".join(f"{esc(k)}={esc(_num(v))}" for k, v in f.numbers.items())
@@ -484,16 +595,6 @@ def _diagnostics(data: ReportData) -> str:
             )
         parts.append("</ul></details>")
     return "".join(parts)
-
-
-_KIND_WORDS = {
-    "divergence": "Divergence",
-    "stuck": "Stuck with a large gradient",
-    "slow": "Learning slowly",
-    "overfitting": "Overfitting",
-    "schedule_decay": "LR that never decays ~100x",
-    "failed": "Failed runs",
-}
 
 
 def _summary_line(data: ReportData) -> str:

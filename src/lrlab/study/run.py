@@ -29,6 +29,7 @@ __all__ = [
     "anchor_lr",
     "promote",
     "run_study",
+    "save_verdict",
     "study_name",
 ]
 
@@ -266,6 +267,7 @@ def run_study(
         name, task, budget, finders, sweeps, runs, schedule_names, verdict, total_steps, epochs,
         extras={"finalists": len(chosen), "seeds": list(plan.seeds)},
     )  # fmt: skip
+    save_verdict(store, result)
     if out_dir is not None:
         report(StudyEvent("report", name, len(specs), len(specs)))
         result = _write_outputs(result, store, out_dir)
@@ -289,11 +291,22 @@ def _write_outputs(result: StudyResult, store: Store, out: Path) -> StudyResult:
     from lrlab.study.summary import markdown
 
     out.mkdir(parents=True, exist_ok=True)
-    data = load_report_data(store, run_ids=[r.id for r in result.runs])
+    data = load_report_data(store, sweep=result.name)  # the study's record: its runs and its verdict
     files = write_report(data, out / "report.html", image_dir=out / "figures")
     recommendation = out / "recommendation.md"
     recommendation.write_text(markdown(result), encoding="utf-8")
     return replace(result, files=StudyFiles(out / "report.html", files.images, recommendation))
+
+
+def save_verdict(store: Store, result: StudyResult) -> None:
+    """Store the study as a sweep record of its own, named ``result.name``: its runs (by id,
+    across its sweeps) and its verdict (:func:`lrlab.study.summary.verdict_record`), so that
+    ``lrlab report --sweep <study>`` shows the verdict the CLI printed."""
+    from lrlab.study.summary import verdict_record
+
+    verdict = verdict_record(result)
+    store.upsert_sweep(result.name, {"name": result.name, "task": result.task, "study": verdict,
+                                     "run_ids": verdict["run_ids"], "sweeps": verdict["sweeps"]})  # fmt: skip
 
 
 def anchor_lr(finder: FinderRecord) -> float:

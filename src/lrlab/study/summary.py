@@ -6,7 +6,8 @@ Pure functions of a :class:`~lrlab.study.run.StudyResult`; the code to paste com
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import math
+from typing import TYPE_CHECKING, Any
 
 from lrlab.formatting import num, pct
 from lrlab.schedules import Schedule
@@ -16,7 +17,16 @@ if TYPE_CHECKING:
     from lrlab.store.records import Objective
     from lrlab.study.run import StudyResult
 
-__all__ = ["all_snippets", "code_snippets", "markdown", "metric_name", "objective_of", "peak", "verdict_lines"]
+__all__ = [
+    "all_snippets",
+    "code_snippets",
+    "markdown",
+    "metric_name",
+    "objective_of",
+    "peak",
+    "verdict_lines",
+    "verdict_record",
+]
 
 
 def peak(schedule: Schedule, total_steps: int) -> float:
@@ -125,3 +135,50 @@ def markdown(result: StudyResult) -> str:
         f"## All configurations\n\n| optimizer | schedule | peak lr | {metric} (mean ± sd) | seeds | accuracy | spec |\n|---|---|---|---|---|---|---|\n"
         f"{rows}\n\nThe figures are in `report.html` and `figures/`.\n"
     )
+
+
+def verdict_record(result: StudyResult) -> dict[str, Any]:
+    """The study's verdict as plain JSON values, for the store and the report page.
+
+    The same verdict the CLI prints and ``recommendation.md`` holds: its ``lines`` are
+    :func:`verdict_lines`, and ``leaderboard`` lists every configuration in the study's
+    order (finalists first), each with its margin to the next judged against the paired
+    seed noise (:func:`lrlab.study.recommend.paired_noise`), as the tie rule judges the top two.
+    """
+    from lrlab.study.recommend import NOISE_SE, TIE_RULE, paired_noise, tie_reason
+
+    rec = result.recommendation
+    candidates = rec.candidates
+    rows = []
+    for position, cand in enumerate(candidates):
+        row: dict[str, Any] = {
+            "optimizer": cand.optimizer, "schedule": cand.schedule_name, "spec": str(cand.schedule),
+            "peak_lr": peak(cand.schedule, result.total_steps), "score": cand.score, "sd": cand.sd,
+            "seeds": cand.seeds, "accuracy": cand.accuracy, "finalist": cand.finalist,
+            "run_ids": list(cand.run_ids), "recommended": cand is rec.best,
+            "margin": None, "noise": None, "shared_seeds": 0, "within_noise": None,
+        }  # fmt: skip
+        following = candidates[position + 1] if position + 1 < len(candidates) else None
+        if following is not None and following.finalist == cand.finalist:
+            diff, se, shared = paired_noise(cand, following)
+            noise = NOISE_SE * se
+            known = math.isfinite(noise)
+            row |= {
+                "margin": -diff if rec.higher_is_better else diff, "noise": noise if known else None,
+                "shared_seeds": shared, "within_noise": (-diff if rec.higher_is_better else diff) <= noise if known else None,
+            }  # fmt: skip
+        rows.append(row)
+    kind_metric = metric_name(rec.metric, objective_of(result))
+    return {
+        "name": result.name, "task": result.task, "budget": result.budget, "epochs": result.epochs,
+        "total_steps": result.total_steps, "metric": rec.metric, "metric_words": kind_metric,
+        "higher_is_better": rec.higher_is_better, "lines": verdict_lines(result), "leaderboard": rows,
+        "tie": rec.tie, "tie_rule": TIE_RULE, "tie_reason": tie_reason(rec) if rec.tie and rec.runner_up else None,
+        "tie_broken": rec.top is not None and rec.top is not rec.best,
+        "margin": rec.margin, "noise": rec.noise if rec.noise_known else None, "noise_se": NOISE_SE,
+        "shared_seeds": rec.shared_seeds, "diverged": rec.diverged, "runs": len(result.runs),
+        "run_ids": [r.id for r in result.runs], "sweeps": list(result.sweeps),
+        "finalists": result.extras.get("finalists"), "seeds": result.extras.get("seeds"),
+        "range_tests": {name: {"lr": f.lr, "rule": f.config.get("rule"), "iterations": f.config.get("iterations_run")}
+                        for name, f in result.finders.items()},
+    }  # fmt: skip
