@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,14 +55,21 @@ def _g(value: float | None) -> str:
     return num(value, missing="n/a")
 
 
+_LR_FIELD = re.compile(r"\b(\w*lr\w*)=[-+0-9.eE]+")
+
+
 def family_key(cfg: Configuration) -> str:
-    """The configuration without seed and LR (schedule written relative to the LR): the
-    configurations of one family differ only in their learning rate."""
+    """The configuration without seed and LR: the configurations of one family differ only in
+    their learning rate. Every LR field of the schedule counts as the LR (a study scales a
+    cycle's bounds, rounded, with its LR), its other knobs (steps, decay) do not."""
     items = []
     for k, v in config_axes(cfg.config).items():
         if k == "lr":
             continue
-        text = schedule_shape(v, cfg.lr) if k in ("schedule", "momentum") else format_value(v)
+        if k == "schedule":
+            text = _LR_FIELD.sub(r"\1=lr", schedule_shape(v))
+        else:
+            text = schedule_shape(v, cfg.lr) if k == "momentum" else format_value(v)
         items.append((k, text))
     return json.dumps(sorted(items))
 
@@ -193,9 +201,13 @@ def divergence(
     return findings
 
 
+_LR_VALUE = re.compile(r"\b\w*lr=[-+0-9.eE]+(, )?")
+
+
 def _family_words(members: Sequence[Configuration]) -> str:
-    label = members[0].label
-    rest = ", ".join(p for p in label.split(", ") if not p.startswith("lr="))
+    """What the family shares, from its first label with every LR value taken out (a
+    cycle's bounds too): ``with schedule=cyclic(step_size=38), optimizer=adam``."""
+    rest = _LR_VALUE.sub("", members[0].label).replace("()", "").replace(", )", ")").strip(", ")
     return f" with {rest}" if rest and rest != "all runs" else ""
 
 
