@@ -16,10 +16,16 @@ Example:
     ('done', 5)
 
 Every ``log`` records one optimizer step: the LR of every param group, the momentum (or
-Adam's beta1), the loss and the gradient norm of the optimizer's parameters (their
-``.grad`` at the time of the call, the per-tensor norms kept on the device until written).
-Rows are buffered and written in batches by :class:`lrlab.training.Recorder`, the one
-recorder of lrlab's own trainers, so a tracked run reads back like any other:
+Adam's beta1), the loss and the gradient norm of the gradients the optimizer last stepped
+with. That norm is taken inside ``optimizer.step()``, just before the update, while the
+gradients are still in the CPU's cache (after a closure's backward for closure-driven
+optimizers); when ``log`` comes before the step, or the gradients changed since, it is the
+norm of ``.grad`` at the time of the call. Losses and norms given as tensors stay tensors
+until a batch of steps is converted at once (one host copy per batch, not a device sync
+per step). Rows are buffered and written in batches by :class:`lrlab.training.Recorder`,
+the one recorder of lrlab's own trainers (at least every ``WRITE_SECONDS`` and at every
+epoch, end or error), so a killed process loses only the unwritten tail, and a tracked run
+reads back like any other:
 ``lrlab runs list``, ``lrlab report --sweep NAME``. The Lightning, Hugging Face and Keras
 recorders (``lrlab.lightning``, ``lrlab.transformers``, ``lrlab.keras``) are thin callbacks
 over :class:`Run`.
@@ -27,6 +33,7 @@ over :class:`Run`.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import numbers
@@ -34,6 +41,7 @@ import sys
 import time
 import types
 import uuid
+import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -46,9 +54,11 @@ from lrlab.store.records import EpochRecord, Objective, RunConfig, RunStatus
 from lrlab.store.sqlite import DEFAULT_DB, Store
 from lrlab.training.recorder import Recorder
 
-__all__ = ["LIVE_EVERY", "Run", "track"]
+__all__ = ["LIVE_EVERY", "WRITE_SECONDS", "Run", "track"]
 
 LIVE_EVERY = 50  # steps between live checks
+CONVERT_EVERY = LIVE_EVERY  # steps whose tensor losses are copied to the host at once
+WRITE_SECONDS = 10.0  # buffered steps are written at least this often (besides every 1000 steps)
 log = logging.getLogger("lrlab.track")
 _ACTIVE = "_lrlab_tracked_by"  # attribute set on an optimizer while a run records it
 
@@ -68,6 +78,28 @@ def _number(name: str, value: Any) -> float:
             f"metric {name!r} must be a number (int, float or one-element tensor), got {type(value).__name__}: {value!r:.60}"
         )
     return float(value)
+
+
+def _deferred(name: str, value: Any) -> float | torch.Tensor:
+    """A metric checked now; a one-element tensor is kept (detached) to be read later."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return value.detach()
+    return _number(name, value)
+
+
+def _floats(values: Sequence[float | torch.Tensor]) -> list[float]:
+    """Numbers and one-element tensors as floats, the tensors copied to the host at once."""
+    at = [i for i, v in enumerate(values) if isinstance(v, torch.Tensor)]
+    out = list(values)
+    if at:
+        tensors = [values[i].reshape(()) for i in at]  # type: ignore[union-attr]
+        try:
+            host = torch.stack(tensors).double().tolist()
+        except RuntimeError:  # tensors on several devices
+            host = [float(t) for t in tensors]
+        for i, v in zip(at, host):
+            out[i] = v
+    return [float(v) for v in out]
 
 
 def _group_lr(group: Mapping[str, Any]) -> float:
@@ -101,6 +133,8 @@ class Run:
         total_steps: int | None = None,
         objective: str | Objective | None = None,
         higher_is_better: bool = False,
+        loss_name: str | None = None,
+        loss_unit: str | None = None,
         live: bool = False,
         run_id: str | None = None,
         optimizer_name: str | None = None,
@@ -119,9 +153,15 @@ class Run:
             if optimizer is None:
                 raise ValueError("lr= is needed when no torch optimizer is given")
             lr = _group_lr(optimizer.param_groups[0])
+        self.declared = objective is not None  # a metric the user named: checked at the first epoch
         if isinstance(objective, str):
             objective = Objective(metric=objective, higher_is_better=higher_is_better)
-        self.objective = objective or Objective()
+        objective = objective or Objective()
+        if loss_name is not None:  # the training loss's own name in the report ("MSE"), its unit if any
+            objective = dataclasses.replace(objective, loss=str(loss_name), unit=str(loss_unit or ""))
+        elif loss_unit is not None:
+            objective = dataclasses.replace(objective, unit=str(loss_unit))
+        self.objective = objective
         self.name, self.sweep = name, sweep if sweep is not None else name
         self.run_id = run_id or f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
         self.config = RunConfig(
@@ -145,6 +185,15 @@ class Run:
         self._history: dict[str, list[float]] = {"step": [], "lr": [], "loss": [], "grad": []}
         self._initial_loss: float | None = None
         self._open = False
+        self._objective_checked = False
+        # steps whose loss may still be a tensor: (step, epoch, lrs, momentum, loss, norms)
+        self._unread: list[tuple[int, int, list[float], float | None, Any, Any]] = []
+        self._written_at = time.monotonic()
+        # the gradient norm taken inside optimizer.step() (see _before_step)
+        self._hooks: list[Any] = []
+        self._taken: tuple[Any, list[tuple[Any, int]]] | None = None
+        self._want_norms = True
+        self._closure_step = False
 
     # -------------------------------------------------------- lifecycle
 
@@ -183,6 +232,8 @@ class Run:
         self._open = False
         if self.optimizer is not None and getattr(self.optimizer, _ACTIVE, None) == self.run_id:
             delattr(self.optimizer, _ACTIVE)
+        self._unwatch()
+        self._read()
         if self._epoch_losses:  # steps after the last epoch(): an epoch of their own
             self._write_epoch({})
         if error is not None:
@@ -201,47 +252,64 @@ class Run:
 
     def log(self, loss: Any, step: int | None = None, *, grad_norm: Any = None) -> None:
         """One optimizer step: ``loss`` (a number or one-element tensor) and, from the optimizer,
-        every group's LR, the momentum or beta1 and the gradient norm (``grad_norm`` overrides it)."""
+        every group's LR, the momentum or beta1 and the gradient norm of the gradients it last
+        stepped with (``grad_norm`` overrides it). A tensor given is read when its batch of
+        steps is converted (at most ``CONVERT_EVERY`` steps later, or at ``epoch``/the end)."""
         if self.optimizer is None:
             raise RuntimeError("log() needs a torch optimizer; this run was made without one (use record())")
         groups = self.optimizer.param_groups
         if grad_norm is None:
-            grads = [p.grad for p in self._params if p.grad is not None]
-            norms: Any = tuple(torch._foreach_norm(grads)) if grads else 0.0
+            norms = self._step_norms() if self._open else 0.0
         else:
-            norms = _number("grad_norm", grad_norm)
+            norms = _deferred("grad_norm", grad_norm)
+            norms = (norms,) if isinstance(norms, torch.Tensor) else norms
         self.record(loss, step, [_group_lr(g) for g in groups], _momentum(groups[0]), norms)
 
     def record(
         self, loss: Any, step: int | None, lrs: Sequence[float], momentum: float | None, norms: Any
     ) -> None:
-        """One step with everything given (the callbacks' way in)."""
+        """One step with everything given (the callbacks' way in); ``norms`` is a number or a
+        tuple of per-tensor norm tensors (as ``torch._foreach_norm`` returns)."""
         if not self._open:
             raise RuntimeError(
                 f"run {self.run_id!r} is not recording (use it as `with lrlab.track(...) as run:`)"
             )
-        value = _number("loss", loss)
+        value = _deferred("loss", loss)
         if step is None:
             step = self.last_step + 1
         elif isinstance(step, bool) or not isinstance(step, numbers.Integral):
             raise TypeError(f"step must be an integer, got {type(step).__name__}: {step!r:.60}")
         step = int(step)
-        self.recorder.step(step, self._epoch, list(lrs), momentum, value, norms)
+        self._unread.append((step, self._epoch, list(lrs), momentum, value, norms))
         self.steps += 1
         self.last_step = step
-        self._epoch_losses.append(value)
-        if self._initial_loss is None and math.isfinite(value):
-            self._initial_loss = value
-        if self.diverged_step is None and not math.isfinite(value):
-            self.diverged_step = step
+        if len(self._unread) >= CONVERT_EVERY or (isinstance(value, float) and not math.isfinite(value)):
+            self._read()
+            if time.monotonic() - self._written_at >= WRITE_SECONDS:
+                self.recorder.flush()
+                self._written_at = time.monotonic()
+            if self.live:
+                self._check_live()
+
+    def _read(self) -> None:
+        """The unread steps' losses copied to the host at once, handed to the recorder."""
+        unread, self._unread = self._unread, []
+        if not unread:
+            return
+        values = _floats([row[4] for row in unread])
+        for (step, epoch, lrs, momentum, _loss, norms), value in zip(unread, values):
+            self.recorder.step(step, epoch, lrs, momentum, value, norms)
+            if self._initial_loss is None and math.isfinite(value):
+                self._initial_loss = value
+            if self.diverged_step is None and not math.isfinite(value):
+                self.diverged_step = step
+        self._epoch_losses.extend(values)  # read before every epoch(): all of the current epoch
         if self.live:
             history = self._history
-            history["step"].append(step)
-            history["lr"].append(float(max(lrs)) if lrs else math.nan)
-            history["loss"].append(value)
-            history["grad"].append(_total(norms))
-            if self.steps % LIVE_EVERY == 0 or not math.isfinite(value):
-                self._check_live()
+            history["step"].extend(row[0] for row in unread)
+            history["lr"].extend(float(max(row[2])) if row[2] else math.nan for row in unread)
+            history["loss"].extend(values)
+            history["grad"].extend(_total(row[5]) for row in unread)
 
     def epoch(self, **metrics: Any) -> None:
         """An epoch's metrics by name (``val_loss``, ``val_accuracy``, any other); the epoch's
@@ -249,9 +317,26 @@ class Run:
         if not self._open:
             raise RuntimeError(f"run {self.run_id!r} is not recording")
         values = {k: _number(k, v) for k, v in metrics.items() if v is not None}
+        names = sorted({*values, "train_loss"})
+        self._read()
         self._write_epoch(values)
         if self.live:
             self._check_live()
+        self._check_objective(names)
+
+    def _check_objective(self, names: list[str]) -> None:
+        """A declared objective missing from the first epoch with validation metrics stops the
+        run in one line (the epoch and the steps before it are written first)."""
+        if not self.declared or self._objective_checked or not any(n.startswith("val") for n in names):
+            return
+        self._objective_checked = True
+        metric = self.objective.metric
+        if metric not in names:
+            self.recorder.flush()
+            raise ValueError(
+                f"objective {metric!r} is not a metric of run {self.run_id!r} (its epochs have: "
+                f"{', '.join(names)}); name one of these with objective="
+            )
 
     def _write_epoch(self, values: dict[str, float]) -> None:
         train = values.pop("train_loss", None)
@@ -264,6 +349,67 @@ class Run:
         self._epoch += 1
         self._epoch_losses = []
 
+    # -------------------------------------------------------- gradient norms
+
+    def _step_norms(self) -> Any:
+        """The per-tensor gradient norms of the last optimizer step when the gradients are
+        still the ones it stepped with (or were let go since: ``zero_grad()``), else now."""
+        if not self._hooks:
+            self._watch()
+        taken, self._taken = self._taken, None
+        self._want_norms = True
+        if taken is not None:
+            norms, seen = taken
+            if self._same_grads(seen):
+                return norms
+            self._unwatch()  # log() comes before the step (or between micro-batches): read it here
+        return self._norms_now()
+
+    def _norms_now(self) -> Any:
+        grads = [p.grad for p in self._params if p.grad is not None]
+        return tuple(torch._foreach_norm(grads)) if grads else 0.0
+
+    def _watch(self) -> None:
+        if self.optimizer is None:
+            return
+        self._hooks = [self.optimizer.register_step_pre_hook(self._before_step),
+                       self.optimizer.register_step_post_hook(self._after_step)]  # fmt: skip
+
+    def _unwatch(self) -> None:
+        for hook in self._hooks:
+            hook.remove()
+        self._hooks = []
+        self._taken = None
+
+    def _before_step(self, optimizer: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        # the gradients, just written by backward (and any clipping), are read before the update
+        # evicts them from the cache; with a closure they are computed inside step: read after
+        self._closure_step = (len(args) > 1 and args[1] is not None) or kwargs.get("closure") is not None
+        if not self._closure_step:
+            self._take_norms()
+
+    def _after_step(self, optimizer: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        if self._closure_step:
+            self._closure_step = False
+            self._take_norms()
+
+    def _take_norms(self) -> None:
+        if not self._want_norms:  # no log() since the last step: steps not logged cost nothing
+            self._taken = None
+            return
+        self._want_norms = False
+        grads = [p.grad for p in self._params]
+        seen = [(None, 0) if g is None else (weakref.ref(g), g._version) for g in grads]
+        present = [g for g in grads if g is not None]
+        self._taken = (tuple(torch._foreach_norm(present)) if present else 0.0, seen)
+
+    def _same_grads(self, seen: list[tuple[Any, int]]) -> bool:
+        for param, (ref, version) in zip(self._params, seen):
+            grad = param.grad
+            if grad is not None and (ref is None or ref() is not grad or grad._version != version):
+                return False
+        return True
+
     # -------------------------------------------------------- live diagnostics
 
     def _check_live(self, final: bool = False) -> None:
@@ -275,11 +421,12 @@ class Run:
             return
         loss = np.asarray(history["loss"])
         lr = np.asarray(history["lr"])
-        last = loss[-1]
-        if not math.isfinite(last):
+        bad = np.flatnonzero(~np.isfinite(loss))
+        if bad.size:
+            first = int(bad[0])
             self._finding(
                 "divergence",
-                f"the loss became non-finite at step {history['step'][-1]} (lr={lr[-1]:.3g}): the run diverged",
+                f"the loss became non-finite at step {history['step'][first]} (lr={lr[first]:.3g}): the run diverged",
             )
         elif self._initial_loss is not None and len(loss) >= 10:
             recent = float(np.median(loss[-10:]))
