@@ -30,6 +30,8 @@ __all__ = ["Recorder", "find_lr"]
 
 log = logging.getLogger("lrlab.transformers")
 _SKIP = ("runtime", "per_second", "epoch")
+_RECORDERS = "_lrlab_recorders"  # on the optimizer: the Recorders recording with it
+_TWICE = "two lrlab Recorder callbacks on one Trainer: attach one (each would record the run again)"
 
 
 class Recorder(TrainerCallback):
@@ -54,12 +56,20 @@ class Recorder(TrainerCallback):
                 "lrlab.transformers.Recorder: the Trainer handed no optimizer to its callbacks"
             )
         optimizer = getattr(optimizer, "optimizer", optimizer)  # accelerate's AcceleratedOptimizer
+        others = [r for r in getattr(optimizer, _RECORDERS, []) if r is not self and r.run is not None
+                  and r.run.status == "running"]  # fmt: skip
+        if others:  # the first one's run ends failed with this line, its rows kept
+            for other in others:
+                other.run.end(error=_TWICE)
+            setattr(optimizer, _RECORDERS, [])
+            raise RuntimeError(_TWICE)
         options = dict(self.options)
         options.setdefault("total_steps", int(state.max_steps) if state.max_steps else None)
         options.setdefault("epochs", int(args.num_train_epochs) if args.num_train_epochs >= 1 else None)
         options.setdefault("seed", int(args.seed))
         options.setdefault("batch_size", int(args.per_device_train_batch_size))
         self.run = Run(optimizer, name=self.name, db=self.db, **options).begin()
+        setattr(optimizer, _RECORDERS, [self])
 
     def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         run = self.run

@@ -89,3 +89,17 @@ def test_lr_finder_sets_the_lr_and_leaves_no_trace(tmp_path):
     assert seen["same"] and finder.result.trustworthy
     assert 1e-3 < finder.lr < 10 and t.optimizers[0].param_groups[0]["lr"] == pytest.approx(finder.lr)
     assert (tmp_path / "lr.png").stat().st_size > 5000
+
+
+def test_an_objective_the_module_does_not_log_stops_in_one_line_and_keeps_the_rows(tmp_path):
+    train, val = loaders()
+    rec = Recorder(name="lacks", db=tmp_path / "r.db", objective="val_f1", higher_is_better=True)
+    with pytest.raises(
+        ValueError, match=r"^objective 'val_f1' is not a metric of run .*val_acc, val_accuracy"
+    ) as info:
+        trainer([rec]).fit(Tiny(), train, val)
+    assert "\n" not in str(info.value)
+    store = Store(tmp_path / "r.db")
+    run = store.run(rec.run.run_id)
+    assert str(run.status) == "failed" and "objective 'val_f1'" in run.error
+    assert len(store.steps(run.id)) == 12 and [e.epoch for e in store.epochs(run.id)] == [1]

@@ -84,3 +84,34 @@ def test_find_lr_sets_the_learning_rate_and_restores_the_model(tmp_path):
     assert trainer.optimizer is None and (tmp_path / "lr.png").stat().st_size > 5000
     trainer.train()
     assert trainer.optimizer.param_groups[0]["initial_lr"] == pytest.approx(result.lr)
+
+
+def test_two_recorders_on_one_trainer_are_refused_and_the_first_run_ends_failed(tmp_path):
+    a = lrlab.transformers.Recorder(name="a", db=tmp_path / "r.db")
+    b = lrlab.transformers.Recorder(name="b", db=tmp_path / "r.db")
+    with pytest.raises(
+        RuntimeError, match=r"^two lrlab Recorder callbacks on one Trainer: attach one"
+    ) as info:
+        make_trainer(tmp_path, [a, b]).train()
+    assert "\n" not in str(info.value)
+    runs = Store(tmp_path / "r.db").runs()
+    assert [str(r.status) for r in runs] == ["failed"] and "two lrlab Recorder" in runs[0].error
+
+
+class Unlabelled(Rows):
+    def __getitem__(self, i):
+        return {"x": self.x[i]}
+
+
+def test_find_lr_on_batches_without_labels_says_so_in_one_line_and_keeps_the_store(tmp_path):
+    rec = lrlab.transformers.Recorder(name="kept", db=tmp_path / "r.db")
+    make_trainer(tmp_path, [rec], epochs=1).train()
+    trainer = make_trainer(tmp_path, [], epochs=1)
+    trainer.train_dataset = Unlabelled(160, 0)
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    with pytest.raises(ValueError, match=r"without a loss \(are the labels in the batch\?\)") as info:
+        lrlab.transformers.find_lr(trainer, num_iter=10)
+    assert "\n" not in str(info.value) and trainer.args.learning_rate == 0.05
+    assert all(torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())
+    store = Store(tmp_path / "r.db")
+    assert [str(r.status) for r in store.runs()] == ["done"] and len(store.steps(rec.run.run_id)) == 10
