@@ -62,7 +62,7 @@ def test_the_page_opens_with_the_study_verdict_not_the_raw_ranking():
     assert "0.005 (within the paired seed noise 0.01528)" in page
     assert "recommended by the tie rule" in page and "a tie goes to the schedule with fewer knobs" in page
     assert "It is applied here: constant has fewer schedule knobs than step." in page
-    assert "Compute spent: 7 runs" in page and "the best 2 also with seed(s) 1, 2" in page
+    assert "Compute spent: 7 runs" in page and "all 3 configurations with seed 0, the best 2 also with seed(s) 1, 2" in page
     assert page_title(data) == "Study study-t-small: t, budget small"
 
 

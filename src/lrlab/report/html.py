@@ -479,8 +479,8 @@ def _study_answer(data: ReportData) -> str:
     parts.append("</tbody></table>")
     if len(rows) > LEADERBOARD_ROWS:
         parts.append(
-            f'<p class="sub">and {len(rows) - LEADERBOARD_ROWS} more configurations (every one in '
-            "recommendation.md and in the table at the end).</p>"
+            f'<p class="sub">and {len(rows) - LEADERBOARD_ROWS} more finished configurations (every one in '
+            "recommendation.md; every run in the table at the end).</p>"
         )
     parts.append(f'<p class="sub" id="tie-rule">{esc(_tie_rule_words(study))}</p></section>')
     return "".join(parts)
@@ -505,7 +505,7 @@ def _tie_rule_words(study: dict) -> str:
 def _compute_words(data: ReportData, study: dict) -> str:
     ids = [str(rid) for rid in study.get("run_ids", [])]
     steps = sum(data.total_steps.get(rid, 0) for rid in ids)
-    configurations = len(study.get("leaderboard", []))
+    configurations = len(data.configs)
     seeds = [str(s) for s in study.get("seeds") or []]
     text = f"Compute spent: {len(ids)} runs, {steps:,} optimizer steps trained"
     if seeds and study.get("finalists"):
