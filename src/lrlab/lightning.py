@@ -43,8 +43,9 @@ class Recorder(pl.Callback):
     """Stream a Lightning run into the lrlab store (see :func:`lrlab.track` for the options).
 
     Per optimizer step: every param group's LR, the momentum or beta1 and the gradient norm
-    (read in ``on_before_optimizer_step``, so gradient accumulation and clipping are seen as
-    the optimizer sees them) and the training loss; per epoch the validation metrics logged
+    (read in ``on_before_optimizer_step``: after all accumulated micro-batches, before
+    Lightning's ``gradient_clip_val`` clipping, so it is the norm the clipping acts on) and
+    the training loss (kept a tensor until a batch of steps is read at once); per epoch the validation metrics logged
     with ``self.log`` (names starting ``val``; ``val_acc`` is also stored as ``val_accuracy``).
     """
 

@@ -103,3 +103,16 @@ def test_an_objective_the_module_does_not_log_stops_in_one_line_and_keeps_the_ro
     run = store.run(rec.run.run_id)
     assert str(run.status) == "failed" and "objective 'val_f1'" in run.error
     assert len(store.steps(run.id)) == 12 and [e.epoch for e in store.epochs(run.id)] == [1]
+
+
+def test_the_gradient_norm_is_read_after_accumulation_and_before_clipping(tmp_path):
+    torch.manual_seed(0)
+    train, val = loaders()
+    rec = Recorder(name="clipped", db=tmp_path / "r.db")
+    t = pl.Trainer(max_epochs=1, callbacks=[rec], logger=False, enable_checkpointing=False,
+                   enable_progress_bar=False, enable_model_summary=False, accelerator="cpu",
+                   accumulate_grad_batches=2, gradient_clip_val=0.01)  # fmt: skip
+    t.fit(Tiny(), train, val)
+    series = Store(tmp_path / "r.db").steps(rec.run.run_id)
+    assert list(series.step) == list(range(1, 7))  # 12 batches, 6 optimizer steps
+    assert (series.grad_norm > 0.05).all()  # the norm the clipping to 0.01 acted on
