@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import re
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -62,15 +61,8 @@ TARGETS = {"classification": 0.01, "language_model": 0.02, "regression": 0.05}
 
 
 def _steps(db: Path, run_ids: list[str]) -> int:
-    with sqlite3.connect(db) as conn:
-        total = 0
-        for start in range(0, len(run_ids), 500):
-            chunk = run_ids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            total += int(
-                conn.execute(f"SELECT COUNT(*) FROM step_metrics WHERE run_id IN ({marks})", chunk).fetchone()[0]
-            )
-        return total
+    store = Store(db, readonly=True)
+    return sum(store.step_count(rid) for rid in dict.fromkeys(run_ids))
 
 
 def _timed(cache: dict[str, Any], key: str, fn: Any) -> tuple[Any, float]:

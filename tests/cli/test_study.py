@@ -1,7 +1,6 @@
 """``lrlab study`` end to end on a real task, resuming, and its bad-input errors."""
 
 import json
-import sqlite3
 import subprocess
 import sys
 
@@ -68,12 +67,15 @@ def test_study_trains_reports_recommends_and_resumes(tmp_path):
     )
     assert "3 epochs (69 steps) per run" in md
 
-    with sqlite3.connect(db) as conn:
-        steps_before = conn.execute("SELECT COUNT(*) FROM step_metrics").fetchone()[0]
+    def stored_steps() -> int:
+        store = Store(db, readonly=True)
+        return sum(store.step_count(run.id) for run in store.runs())
+
+    steps_before = stored_steps()
+    assert steps_before > 0
     again = _study(*args, "--quiet", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
-    with sqlite3.connect(db) as conn:
-        steps_after = conn.execute("SELECT COUNT(*) FROM step_metrics").fetchone()[0]
+    steps_after = stored_steps()
     assert steps_after == steps_before  # nothing retrained
     assert len(Store(db).finder_results()) == 1  # the range test was reused
 

@@ -35,7 +35,8 @@ def test_creates_directories_schema_version_and_wal(tmp_path):
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert {"sweeps", "runs", "step_metrics", "epoch_metrics", "finder_results"} <= tables
+    assert {"sweeps", "runs", "step_blocks", "epoch_metrics", "finder_results"} <= tables
+    assert "step_metrics" not in tables  # steps are columnar blocks since schema 5
     # Typed columns: the lr of a run is a REAL column, not buried in JSON.
     columns = {row[1]: row[2] for row in conn.execute("PRAGMA table_info(runs)")}
     assert columns["lr"] == "REAL" and columns["seed"] == "INTEGER"
@@ -157,7 +158,8 @@ def test_delete_runs_removes_metrics(store):
     store.append_metrics("a", [(0, 1, [0.1], None, 1.0, 1.0)], [EpochRecord("a", 1, 1, 1.0, 1.0, 0.1, 0.9, 0.1)])
     assert store.delete_runs(["a", "zzz"]) == 1
     conn = sqlite3.connect(store.path)
-    assert conn.execute("SELECT COUNT(*) FROM step_metrics").fetchone()[0] == 0
+    assert conn.execute("SELECT COUNT(*) FROM step_blocks").fetchone()[0] == 0
+    assert store.step_count("a") == 0 and len(store.steps("a")) == 0
     assert conn.execute("SELECT COUNT(*) FROM epoch_metrics").fetchone()[0] == 0
     assert [r.id for r in store.runs()] == ["b"]
     assert store.integrity_check() == "ok"

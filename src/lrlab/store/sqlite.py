@@ -5,8 +5,19 @@ several worker processes write while a reader reads. The schema is versioned wit
 ``PRAGMA user_version``; ``_MIGRATIONS[i]`` takes version ``i`` to ``i + 1``.
 
 Columns are typed where the shape is known. JSON is used only for a run's resolved
-config, its extras, a sweep's spec and a finder's suggestions. Per-group learning rates
-and the finder's curves are float64 blobs (``numpy.ndarray.tobytes``).
+config, its extras, a sweep's spec and a finder's suggestions. The finder's curves are
+float64 blobs (``numpy.ndarray.tobytes``).
+
+A run's steps are stored columnar, in *step blocks*: one row per write
+(``append_metrics`` / ``import_run``) holding each column of its steps as one
+little-endian blob (step and epoch int64; lr, momentum, loss and grad_norm float64, NaN
+kept as NaN; per-group LRs an ``n x groups`` float64 blob, NULL for one group). A block
+is sorted by step with each step once (a step repeated in one write: the later row
+wins); a later block overrides an earlier one at a step it repeats (a resumed run writes
+again the steps after its checkpoint). ``end_run`` folds a run's blocks into one, so a
+finished run reads as one row; while a run is written, its last blocks are folded
+whenever it has more than ``_MAX_BLOCKS`` of them, so even one step per write keeps its
+reading to a few rows.
 
 Each write is one transaction (``BEGIN IMMEDIATE`` ... ``COMMIT``): a process killed
 mid-run loses at most the rows of the batch it was writing, never a committed run, and
@@ -16,6 +27,7 @@ the file stays consistent (``PRAGMA integrity_check`` is ``ok``).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import math
 import os
@@ -24,9 +36,9 @@ import sqlite3
 import time
 import urllib.parse
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +50,40 @@ __all__ = ["DEFAULT_DB", "LEASE_SECONDS", "SCHEMA_VERSION", "ClaimLost", "Store"
 
 DEFAULT_DB = Path("lrlab-runs") / "lrlab.db"
 
-_MIGRATIONS: tuple[str, ...] = (
+# A migration is SQL (statements separated by ';') or a function of the open transaction.
+# One block per write; a run's first-step / last-step / count are typed columns (read without
+# touching a blob), then its columns as blobs, the small ones first.
+_STEP_BLOCKS = """
+    CREATE TABLE step_blocks (
+        run_id      TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        seq         INTEGER NOT NULL,       -- write order within the run: a later block wins
+        first_step  INTEGER NOT NULL,
+        last_step   INTEGER NOT NULL,
+        n           INTEGER NOT NULL,       -- steps in the block, each once, sorted
+        groups      INTEGER NOT NULL,       -- param groups (columns of lrs)
+        step        BLOB NOT NULL,          -- int64
+        epoch       BLOB NOT NULL,          -- int64
+        lr          BLOB NOT NULL,          -- float64, first param group
+        lrs         BLOB,                   -- float64 n x groups, NULL when there is one group
+        momentum    BLOB NOT NULL,          -- float64, NaN: none
+        loss        BLOB NOT NULL,          -- float64, NaN kept
+        grad_norm   BLOB NOT NULL,          -- float64
+        PRIMARY KEY (run_id, seq)
+    )
+"""
+
+
+def _steps_to_blocks(tx: sqlite3.Connection) -> None:
+    """4 -> 5: each run's step rows become one step block (every value bit for bit)."""
+    tx.execute(_STEP_BLOCKS)
+    run_ids = [row[0] for row in tx.execute("SELECT DISTINCT run_id FROM step_metrics")]
+    for run_id in run_ids:
+        series = _legacy_series(tx, run_id)
+        tx.execute(_INSERT_BLOCK, _block_row(run_id, 0, _Columns.of_series(series)))
+    tx.execute("DROP TABLE step_metrics")
+
+
+_MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
     # 0 -> 1: the initial schema.
     """
     CREATE TABLE sweeps (
@@ -141,6 +186,8 @@ _MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE epoch_metrics ADD COLUMN metrics TEXT
     """,
+    # 4 -> 5: step rows become columnar step blocks (see the module docstring).
+    _steps_to_blocks,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -213,6 +260,224 @@ def _float(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
+# ---------------------------------------------------------------- step blocks
+
+# A run with more blocks than this folds its last ones on the next write (see _fold_tail).
+_MAX_BLOCKS = 16
+_BLOCK_COLUMNS = "seq, n, groups, step, epoch, lr, lrs, momentum, loss, grad_norm"
+_INSERT_BLOCK = (
+    "INSERT INTO step_blocks (run_id, seq, first_step, last_step, n, groups, step, epoch, lr, lrs, "
+    "momentum, loss, grad_norm) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
+)
+_INT = np.dtype("<i8")
+_FLOAT = np.dtype("<f8")
+
+
+def _last_writes(step: np.ndarray) -> np.ndarray | None:
+    """Indices that sort ``step`` keeping each step's last occurrence; None when it is
+    sorted with each step once already."""
+    if len(step) < 2 or bool(np.all(step[1:] > step[:-1])):
+        return None
+    reversed_steps = step[::-1]
+    # return_index sorts stably: the first index in the reversed order is the last write.
+    _, first = np.unique(reversed_steps, return_index=True)
+    return len(step) - 1 - first
+
+
+@dataclass(frozen=True)
+class _Columns:
+    """The steps of one block (or of a whole run) as arrays; ``lrs`` is ``(n, groups)``."""
+
+    step: np.ndarray
+    epoch: np.ndarray
+    lr: np.ndarray
+    lrs: np.ndarray
+    momentum: np.ndarray
+    loss: np.ndarray
+    grad_norm: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.step)
+
+    @property
+    def groups(self) -> int:
+        return int(self.lrs.shape[1])
+
+    @classmethod
+    def of_rows(cls, rows: Sequence[StepRow]) -> _Columns:
+        """Step rows ``(step, epoch, lrs, momentum, loss, grad_norm)``, sorted, each step once
+        (the later row wins)."""
+        n = len(rows)
+        step_col, epoch_col, lrs_col, momentum_col, loss_col, norm_col = zip(*rows)
+        widths = {len(lrs) for lrs in lrs_col}
+        if 0 in widths:
+            raise ValueError("a step row needs the LR of at least one param group, got none")
+        if len(widths) == 1:
+            lrs = np.asarray([[float(v) for v in group_lrs] for group_lrs in lrs_col], dtype=np.float64)
+        else:  # a row with one group fills every group with its LR; a shorter one is padded with NaN
+            lrs = np.full((n, max(widths)), np.nan)
+            for i, group_lrs in enumerate(lrs_col):
+                lrs[i, : len(group_lrs)] = [float(v) for v in group_lrs] if len(group_lrs) > 1 else float(group_lrs[0])
+        columns = cls(
+            step=np.fromiter((int(v) for v in step_col), np.int64, n),
+            epoch=np.fromiter((int(v) for v in epoch_col), np.int64, n),
+            lr=lrs[:, 0].copy(),
+            lrs=lrs,
+            momentum=np.fromiter((math.nan if v is None else float(v) for v in momentum_col), np.float64, n),
+            loss=np.fromiter((float(v) for v in loss_col), np.float64, n),
+            grad_norm=np.fromiter((float(v) for v in norm_col), np.float64, n),
+        )
+        return columns.last_writes()
+
+    @classmethod
+    def of_series(cls, series: StepSeries) -> _Columns:
+        return cls(series.step, series.epoch, series.lr, series.lrs, series.momentum, series.loss, series.grad_norm)
+
+    @classmethod
+    def of_block(cls, n: int, groups: int, *blobs: bytes | None) -> _Columns:
+        step, epoch, lr, lrs, momentum, loss, grad_norm = blobs
+        lr_arr = np.frombuffer(lr or b"", _FLOAT).astype(np.float64)
+        return cls(
+            step=np.frombuffer(step or b"", _INT).astype(np.int64),
+            epoch=np.frombuffer(epoch or b"", _INT).astype(np.int64),
+            lr=lr_arr,
+            lrs=lr_arr[:, None].copy() if lrs is None else np.frombuffer(lrs, _FLOAT).astype(np.float64).reshape(n, groups),
+            momentum=np.frombuffer(momentum or b"", _FLOAT).astype(np.float64),
+            loss=np.frombuffer(loss or b"", _FLOAT).astype(np.float64),
+            grad_norm=np.frombuffer(grad_norm or b"", _FLOAT).astype(np.float64),
+        )
+
+    @classmethod
+    def concat(cls, parts: Sequence[_Columns]) -> _Columns:
+        """Blocks in write order as one: sorted, each step once, the later block winning."""
+        if len(parts) == 1:
+            return parts[0]
+        groups = max(part.groups for part in parts)
+        lrs = [
+            part.lrs if part.groups == groups
+            else np.repeat(part.lr[:, None], groups, axis=1) if part.groups == 1
+            else np.pad(part.lrs, ((0, 0), (0, groups - part.groups)), constant_values=np.nan)
+            for part in parts
+        ]  # fmt: skip
+        joined = cls(
+            *(np.concatenate([getattr(part, name) for part in parts]) for name in ("step", "epoch", "lr")),
+            np.concatenate(lrs),
+            *(np.concatenate([getattr(part, name) for part in parts]) for name in ("momentum", "loss", "grad_norm")),
+        )
+        return joined.last_writes()
+
+    def last_writes(self) -> _Columns:
+        keep = _last_writes(self.step)
+        if keep is None:
+            return self
+        return _Columns(*(getattr(self, name)[keep] for name in
+                          ("step", "epoch", "lr", "lrs", "momentum", "loss", "grad_norm")))  # fmt: skip
+
+    def series(self, run_id: str) -> StepSeries:
+        return StepSeries(run_id, self.step, self.epoch, self.lr, self.lrs, self.momentum, self.loss, self.grad_norm)
+
+
+def _block_row(run_id: str, seq: int, columns: _Columns) -> tuple[Any, ...]:
+    def blob(values: np.ndarray, dtype: np.dtype) -> bytes:
+        return np.ascontiguousarray(values, dtype=dtype).tobytes()
+
+    return (
+        run_id, seq, int(columns.step[0]), int(columns.step[-1]), len(columns), columns.groups,
+        blob(columns.step, _INT), blob(columns.epoch, _INT), blob(columns.lr, _FLOAT),
+        None if columns.groups == 1 else blob(columns.lrs, _FLOAT),
+        blob(columns.momentum, _FLOAT), blob(columns.loss, _FLOAT), blob(columns.grad_norm, _FLOAT),
+    )  # fmt: skip
+
+
+def _empty_series(run_id: str) -> StepSeries:
+    empty = np.zeros(0)
+    return StepSeries(run_id, empty.astype(np.int64), empty.astype(np.int64), empty,
+                      np.zeros((0, 1)), empty, empty, empty)  # fmt: skip
+
+
+def _legacy_series(conn: sqlite3.Connection, run_id: str) -> StepSeries:
+    """A run's steps from a store of schema 4 or older (one row per step)."""
+    rows = conn.execute(
+        "SELECT step, epoch, lr, lrs, momentum, loss, grad_norm FROM step_metrics WHERE run_id = ? ORDER BY step",
+        (run_id,),
+    ).fetchall()
+    n = len(rows)
+    if n == 0:
+        return _empty_series(run_id)
+    step, epoch, lr, lrs_blobs, momentum, loss, grad_norm = zip(*rows)
+    lr_arr = np.asarray(lr, dtype=np.float64)
+    groups = max((len(b) // 8 for b in lrs_blobs if b), default=1)
+    if groups == 1:  # one param group: no blobs to unpack
+        lrs = lr_arr[:, None].copy()
+    else:
+        lrs = np.empty((n, groups), dtype=np.float64)
+        for i, blob in enumerate(lrs_blobs):
+            lrs[i] = _array(blob) if blob else lr_arr[i]
+    return StepSeries(
+        run_id=run_id,
+        step=np.asarray(step, dtype=np.int64),
+        epoch=np.asarray(epoch, dtype=np.int64),
+        lr=lr_arr,
+        lrs=lrs,
+        # None (SQL NULL) becomes NaN.
+        momentum=np.asarray(momentum, dtype=np.float64),
+        loss=np.asarray(loss, dtype=np.float64),
+        grad_norm=np.asarray(grad_norm, dtype=np.float64),
+    )
+
+
+def _read_blocks(conn: sqlite3.Connection, run_id: str, seqs: Sequence[int] | None = None) -> list[_Columns]:
+    sql = f"SELECT {_BLOCK_COLUMNS} FROM step_blocks WHERE run_id = ?"
+    params: list[Any] = [run_id]
+    if seqs is not None:
+        sql += " AND seq >= ? AND seq <= ?"
+        params += [min(seqs), max(seqs)]
+    rows = conn.execute(sql + " ORDER BY seq", params).fetchall()
+    return [_Columns.of_block(n, groups, *blobs) for _seq, n, groups, *blobs in rows]
+
+
+def _fold_tail(sizes: Sequence[int]) -> int:
+    """How many of the last blocks to fold into one, given every block's size in write order
+    (the new one last). None while there are at most ``_MAX_BLOCKS``. Then the blocks after the
+    longest run of blocks each at least twice the next (the older, folded ones) fold, two at
+    least, and the folded block takes in each older block less than twice its size: the sizes
+    halve towards the newest, as in a binary counter, so a step is rewritten about
+    log2(steps / _MAX_BLOCKS) times however small the writes."""
+    if len(sizes) <= _MAX_BLOCKS:
+        return 0
+    settled = 1
+    while settled < len(sizes) and sizes[settled - 1] >= 2 * sizes[settled]:
+        settled += 1
+    start = min(settled, len(sizes) - 2)
+    total = sum(sizes[start:])
+    while start > 0 and sizes[start - 1] < 2 * total:
+        start -= 1
+        total += sizes[start]
+    return len(sizes) - start
+
+
+def _append_block(tx: sqlite3.Connection, run_id: str, columns: _Columns) -> None:
+    """One write's steps as a new block; past ``_MAX_BLOCKS`` the last blocks fold into it."""
+    blocks = tx.execute("SELECT seq, n FROM step_blocks WHERE run_id = ? ORDER BY seq", (run_id,)).fetchall()
+    seq = blocks[-1][0] + 1 if blocks else 0
+    fold = _fold_tail([n for _, n in blocks] + [len(columns)])
+    if fold:
+        folded = [row[0] for row in blocks[-(fold - 1) :]]
+        columns = _Columns.concat([*_read_blocks(tx, run_id, folded), columns])
+        tx.execute("DELETE FROM step_blocks WHERE run_id = ? AND seq >= ?", (run_id, folded[0]))
+    tx.execute(_INSERT_BLOCK, _block_row(run_id, seq, columns))
+
+
+def _compact(tx: sqlite3.Connection, run_id: str) -> None:
+    """Fold a run's blocks into one (when a run ends), keeping the last block's place."""
+    seqs = [row[0] for row in tx.execute("SELECT seq FROM step_blocks WHERE run_id = ? ORDER BY seq", (run_id,))]
+    if len(seqs) < 2:
+        return
+    columns = _Columns.concat(_read_blocks(tx, run_id))
+    tx.execute("DELETE FROM step_blocks WHERE run_id = ?", (run_id,))
+    tx.execute(_INSERT_BLOCK, _block_row(run_id, seqs[-1], columns))
+
+
 class Store:
     """The run database. Safe to use from several processes at once (WAL, busy timeout).
 
@@ -241,6 +506,7 @@ class Store:
         self._pid = -1
         self._checked = _checked or self.path == ":memory:"
         self._run_columns = _RUN_COLUMNS
+        self._legacy_steps = False
         if self.path != ":memory:":
             file = Path(self.path).expanduser()
             if file.is_dir():
@@ -305,6 +571,9 @@ class Store:
         except sqlite3.OperationalError:
             conn = sqlite3.connect(uri + "?mode=ro&immutable=1", uri=True, check_same_thread=False)
         self._check(conn)
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        # An older store read as it is (a reader never migrates): one row per step.
+        self._legacy_steps = "step_blocks" not in tables
         columns = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
         self._run_columns = ", ".join(
             name if name in columns else f"NULL AS {name}" for name in _RUN_COLUMNS.split(", ")
@@ -342,7 +611,11 @@ class Store:
             # Re-read inside the write lock: another process may have migrated meanwhile.
             version = tx.execute("PRAGMA user_version").fetchone()[0]
             for index in range(version, SCHEMA_VERSION):
-                for statement in _MIGRATIONS[index].split(";"):
+                migration = _MIGRATIONS[index]
+                if callable(migration):
+                    migration(tx)
+                    continue
+                for statement in migration.split(";"):
                     if statement.strip():
                         tx.execute(statement)
             tx.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -473,44 +746,50 @@ class Store:
         return out
 
     def steps(self, run_id: str) -> StepSeries:
-        rows = (
-            self._connection()
-            .execute(
-                "SELECT step, epoch, lr, lrs, momentum, loss, grad_norm FROM step_metrics "
-                "WHERE run_id = ? ORDER BY step",
-                (run_id,),
+        """Every step of a run, sorted by step, each once (where a step was written twice,
+        the later write)."""
+        return self.steps_for([run_id])[run_id]
+
+    def steps_for(self, run_ids: Sequence[str]) -> dict[str, StepSeries]:
+        """The steps of many runs, a few queries however many: ``{run_id: StepSeries}``."""
+        ids = list(dict.fromkeys(run_ids))
+        conn = self._connection()
+        if self._legacy_steps:
+            return {rid: self._legacy(conn, rid) for rid in ids}
+        blocks: dict[str, list[_Columns]] = {rid: [] for rid in ids}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            rows = conn.execute(
+                f"SELECT run_id, {_BLOCK_COLUMNS} FROM step_blocks WHERE run_id IN ({', '.join('?' * len(chunk))}) "
+                "ORDER BY run_id, seq",
+                chunk,
             )
-            .fetchall()
-        )
-        n = len(rows)
-        if n == 0:
-            empty = np.zeros(0)
-            return StepSeries(run_id, empty.astype(np.int64), empty.astype(np.int64), empty,
-                              np.zeros((0, 1)), empty, empty, empty)  # fmt: skip
-        step, epoch, lr, lrs_blobs, momentum, loss, grad_norm = zip(*rows)
-        lr_arr = np.asarray(lr, dtype=np.float64)
-        groups = max((len(b) // 8 for b in lrs_blobs if b), default=1)
-        if groups == 1:  # one param group: no blobs to unpack
-            lrs = lr_arr[:, None].copy()
-        else:
-            lrs = np.empty((n, groups), dtype=np.float64)
-            for i, blob in enumerate(lrs_blobs):
-                lrs[i] = _array(blob) if blob else lr_arr[i]
-        return StepSeries(
-            run_id=run_id,
-            step=np.asarray(step, dtype=np.int64),
-            epoch=np.asarray(epoch, dtype=np.int64),
-            lr=lr_arr,
-            lrs=lrs,
-            # None (SQL NULL) becomes NaN.
-            momentum=np.asarray(momentum, dtype=np.float64),
-            loss=np.asarray(loss, dtype=np.float64),
-            grad_norm=np.asarray(grad_norm, dtype=np.float64),
-        )
+            for rid, _seq, n, groups, *blobs in rows:
+                blocks[rid].append(_Columns.of_block(n, groups, *blobs))
+        return {
+            rid: _Columns.concat(parts).series(rid) if parts else _empty_series(rid) for rid, parts in blocks.items()
+        }
+
+    @staticmethod
+    def _legacy(conn: sqlite3.Connection, run_id: str) -> StepSeries:
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        return _legacy_series(conn, run_id) if "step_metrics" in tables else _empty_series(run_id)
 
     def step_count(self, run_id: str) -> int:
-        row = self._connection().execute("SELECT COUNT(*) FROM step_metrics WHERE run_id = ?", (run_id,))
-        return int(row.fetchone()[0])
+        """How many distinct steps of the run are stored (from the blocks' bounds alone when
+        they do not overlap, as for every run written in step order)."""
+        conn = self._connection()
+        if self._legacy_steps:
+            if "step_metrics" not in {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}:
+                return 0
+            return int(conn.execute("SELECT COUNT(*) FROM step_metrics WHERE run_id = ?", (run_id,)).fetchone()[0])
+        rows = conn.execute(
+            "SELECT first_step, last_step, n FROM step_blocks WHERE run_id = ? ORDER BY seq", (run_id,)
+        ).fetchall()
+        if all(first > last for (_, last, _), (first, _, _) in itertools.pairwise(rows)):
+            return sum(n for _, _, n in rows)
+        steps = conn.execute("SELECT step FROM step_blocks WHERE run_id = ?", (run_id,))
+        return len(np.unique(np.concatenate([np.frombuffer(blob, _INT) for (blob,) in steps])))
 
     def finder_results(self, task: str | None = None, sweep: str | None = None) -> list[FinderRecord]:
         where, params = [], []
@@ -636,12 +915,21 @@ class Store:
         owner: str | None = None,
     ) -> None:
         """Set the run's status (a final one stamps ``finished_at``; ``queued`` puts an
-        interrupted run back in the queue), merge ``extras`` and release the claim. One
-        transaction; with ``owner``, only while it holds the run (else ``ClaimLost``)."""
+        interrupted run back in the queue), merge ``extras``, fold the run's step blocks into
+        one and release the claim. One transaction; with ``owner``, only while it holds the run
+        (else ``ClaimLost``). On a full disk the run still ends, its blocks left as they are."""
         status = RunStatus.parse(status)
-        with self._write() as tx:
-            self._held(tx, run_id, owner)
-            self._end(tx, run_id, status, error, diverged_step, extras or {})
+        try:
+            with self._write() as tx:
+                self._held(tx, run_id, owner)
+                self._end(tx, run_id, status, error, diverged_step, extras or {})
+        except sqlite3.OperationalError as exc:
+            if getattr(exc, "sqlite_errorcode", None) != sqlite3.SQLITE_FULL:
+                raise
+            self.release_space()  # the folded copy that did not fit may have grown the log
+            with self._write() as tx:  # the status is the one small write left to try
+                self._held(tx, run_id, owner)
+                self._end(tx, run_id, status, error, diverged_step, extras or {}, compact=False)
 
     def _claimable(self, tx: sqlite3.Connection, run_id: str, owner: str) -> bool:
         row = tx.execute("SELECT status, owner, heartbeat FROM runs WHERE id = ?", (run_id,)).fetchone()
@@ -686,7 +974,7 @@ class Store:
             _INSERT_RUN,
             self._run_row(replace(record, status=RunStatus.QUEUED), time.time()),
         )
-        tx.execute("DELETE FROM step_metrics WHERE run_id = ?", (record.id,))
+        tx.execute("DELETE FROM step_blocks WHERE run_id = ?", (record.id,))
         tx.execute("DELETE FROM epoch_metrics WHERE run_id = ?", (record.id,))
         row = tx.execute("SELECT extras FROM runs WHERE id = ?", (record.id,)).fetchone()
         merged = json.dumps({**json.loads(row[0] or "{}"), **extras}, sort_keys=True)
@@ -702,15 +990,7 @@ class Store:
         tx: sqlite3.Connection, run_id: str, steps: Sequence[StepRow], epochs: Sequence[EpochRecord]
     ) -> None:
         if steps:
-            tx.executemany(
-                "INSERT OR REPLACE INTO step_metrics "
-                "(run_id, step, epoch, lr, lrs, momentum, loss, grad_norm) VALUES (?,?,?,?,?,?,?,?)",
-                [
-                    (run_id, int(step), int(epoch), float(lrs[0]), _blob(lrs) if len(lrs) > 1 else None,
-                     None if momentum is None else float(momentum), float(loss), float(norm))
-                    for step, epoch, lrs, momentum, loss, norm in steps
-                ],
-            )  # fmt: skip
+            _append_block(tx, run_id, _Columns.of_rows(steps))
         if epochs:
             tx.executemany(
                 f"INSERT OR REPLACE INTO epoch_metrics ({_EPOCH_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
@@ -729,10 +1009,14 @@ class Store:
         error: str | None,
         diverged_step: int | None,
         extras: dict[str, Any],
+        *,
+        compact: bool = True,
     ) -> None:
         row = tx.execute("SELECT extras FROM runs WHERE id = ?", (run_id,)).fetchone()
         if row is None:
             raise KeyError(f"no run {run_id!r} in {self.path}")
+        if compact:
+            _compact(tx, run_id)
         merged = json.dumps({**json.loads(row[0] or "{}"), **extras}, sort_keys=True)
         finished = time.time() if status.is_ended else None
         tx.execute(
@@ -768,7 +1052,7 @@ class Store:
             for start in range(0, len(ids), 500):
                 chunk = ids[start : start + 500]
                 marks = ", ".join("?" * len(chunk))
-                tx.execute(f"DELETE FROM step_metrics WHERE run_id IN ({marks})", chunk)
+                tx.execute(f"DELETE FROM step_blocks WHERE run_id IN ({marks})", chunk)
                 tx.execute(f"DELETE FROM epoch_metrics WHERE run_id IN ({marks})", chunk)
                 deleted += tx.execute(f"DELETE FROM runs WHERE id IN ({marks})", chunk).rowcount
         return deleted
