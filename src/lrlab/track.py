@@ -489,8 +489,10 @@ def track(
     (default: ``name``); ``config`` (any JSON-ready mapping) is stored with the run. Other
     options: ``schedule`` (an lrlab schedule or spec; default the constant first-group LR),
     ``seed``, ``epochs``, ``batch_size``, ``total_steps`` (the planned length, for the
-    decay diagnostic), ``objective``/``higher_is_better`` (the metric the report ranks by),
-    ``live=True`` (diagnostics as training goes, each logged once through ``logging``).
+    decay diagnostic), ``objective``/``higher_is_better`` (the metric the report ranks by;
+    one the first validated epoch lacks stops the run in one line), ``loss_name``/``loss_unit``
+    (the training loss's name on the report's axes, e.g. ``"MSE"``; default cross-entropy in
+    nats), ``live=True`` (diagnostics as training goes, each logged once through ``logging``).
     The run ends ``done``, ``diverged`` (a non-finite loss) or ``failed`` with the error.
     """
     return Run(optimizer, name=name, sweep=sweep, config=config, db=db, **options)
