@@ -105,6 +105,27 @@ def test_stuck_runs_above_the_best_lr_oscillate_and_below_it_are_slow():
     assert found["stuck"].numbers["loss_level"] > 1.5 * found["stuck"].numbers["best_level"]
 
 
+def _rising(n=300):
+    """Falls, then climbs back over the last third (no NaN, no 4x blow-up)."""
+    t = np.arange(n)
+    loss = 0.6 + 1.6 * np.exp(-t / 30) + np.where(t > 200, 0.02 * (t - 200), 0.0) + 0.01 * RNG.standard_normal(n)
+    return loss, 2.0 + 0.2 * np.abs(RNG.standard_normal(n))
+
+
+def test_a_loss_that_climbs_late_is_unstable_not_stuck():
+    rising = stuck_check(steps("r", *_rising()), best_level=0.1)
+    assert rising.rising and not rising.stuck and rising.relative_drop < -0.05
+    runs = [run("good", 0.1), run("up", 0.8)]
+    data = {"good": steps("good", *_converging()), "up": steps("up", *_rising())}
+    eps = {"good": epochs("good", [1.0, 0.2], [1.0, 0.25]), "up": epochs("up", [1.2, 2.0], [1.2, 2.0])}
+    [f] = stuck_runs(group_runs(runs), data, eps)
+    assert f.kind == "unstable" and f.run_ids == ("up",)
+    # The window's first quarter (median ~0.73) to its last quarter (median ~2.35): about +220%.
+    assert 1.5 < f.numbers["rise"] < 3.0
+    assert f"rose by {f.numbers['rise']:.0%}" in f.message and "improves by only" not in f.message
+    assert not stuck_check(steps("g", *_converging())).rising
+
+
 def test_widening_gap_flags_only_a_trailing_rise_of_three_epochs_or_more():
     x = np.arange(1, 9)
     assert widening_gap(x, np.array([0.3, 0.2, 0.1, 0.1, 0.12, 0.15, 0.2, 0.3])).onset_epoch == 4

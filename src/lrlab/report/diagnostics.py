@@ -40,7 +40,7 @@ NON_DECAYING = (Constant, Cyclic)
 
 @dataclass(frozen=True)
 class Finding:
-    """One diagnostic: ``kind`` (best, divergence, stuck, overfitting, schedule_decay),
+    """One diagnostic: ``kind`` (best, divergence, stuck, slow, unstable, overfitting, schedule_decay),
     ``severity`` (``info`` or ``warning``), a sentence, and the numbers it rests on."""
 
     kind: str
@@ -224,6 +224,7 @@ class StuckCheck:
     loss_level: float  # median loss in the last part of the window
     grad_ratio: float  # median grad norm in the window / median in the first 10% of steps
     loss_cv: float  # std / mean of the loss in the window: how much it bounces
+    rising: bool = False  # the loss rose over the window by more than the plateau threshold
 
 
 def stuck_check(
@@ -259,10 +260,11 @@ def stuck_check(
     ratio = float(np.median(win_grad)) / early_grad if early_grad > 0 else math.inf
     mean = float(np.mean(win_loss))
     cv = float(np.std(win_loss)) / abs(mean) if mean else 0.0
-    stuck = drop < plateau and ratio >= grad_ratio
+    # Flat, not rising: a loss that climbs over the window is unstable, not stalled.
+    stuck = -plateau <= drop < plateau and ratio >= grad_ratio
     if best_level is not None:
         stuck = stuck and last >= above_best * best_level
-    return StuckCheck(stuck, int(step[start]), drop, last, ratio, cv)
+    return StuckCheck(stuck, int(step[start]), drop, last, ratio, cv, drop < -plateau)
 
 
 def stuck_runs(
@@ -291,8 +293,11 @@ def stuck_runs(
     best = min(levels) if len(levels) > 1 else None
     family_best = _family_best_lr(configs, epochs or {}, first_pass)
     flagged: dict[tuple[Any, bool], list[tuple[Configuration, RunRecord, StuckCheck, float]]] = {}
+    rising: list[tuple[Configuration, RunRecord, StuckCheck]] = []
     for cfg, run, series in candidates:
         check = stuck_check(series, best_level=best, **thresholds)
+        if check is not None and check.rising:
+            rising.append((cfg, run, check))
         if check is None or not check.stuck:
             continue
         ok = np.isfinite(series.loss)
@@ -309,7 +314,29 @@ def stuck_runs(
         cfg = items[0][0]
         best_lr = family_best.get(family_key(cfg))
         findings.append(_stuck_finding(cfg, items, slow, best, best_lr))
+    by_config: dict[Any, list[tuple[Configuration, RunRecord, StuckCheck]]] = {}
+    for item in rising:
+        by_config.setdefault(item[0].key, []).append(item)
+    findings += [_rising_finding(items) for items in by_config.values()]
     return findings
+
+
+def _rising_finding(items: list[tuple[Configuration, RunRecord, StuckCheck]]) -> Finding:
+    """A run whose training loss climbed over the last third without diverging."""
+    cfg = items[0][0]
+    checks = [c for _cfg, _run, c in items]
+    rise = -float(np.mean([c.relative_drop for c in checks]))
+    level = float(np.mean([c.loss_level for c in checks]))
+    ratio = float(np.mean([c.grad_ratio for c in checks]))
+    seeds = f" ({len(items)} of {len(cfg.runs)} seeds)" if len(cfg.runs) > 1 else ""
+    message = (
+        f"{cfg.label}{seeds} got worse late in training: from step {checks[0].window_start_step} on its "
+        f"training loss rose by {rise:.0%} (to {_g(level)}) with the gradient norm at {ratio:.2f}x its early "
+        "level, without diverging: the LR is too high for this stage of training; lower it or decay it sooner."
+    )
+    numbers = {"window_start_step": checks[0].window_start_step, "rise": rise, "loss_level": level,
+               "grad_ratio": ratio}  # fmt: skip
+    return Finding("unstable", "warning", message, numbers, (cfg.label,), tuple(run.id for _c, run, _k in items))
 
 
 def _stuck_finding(
@@ -669,6 +696,7 @@ _KIND_SENTENCE = {
     "divergence": "{runs} diverged: {where}",
     "stuck": "{runs} look stuck, the loss flat well above the best run while the gradient stays large: {where}",
     "slow": "{runs} learn too slowly, at an LR below the best of their family: {where}",
+    "unstable": "{runs} got worse late in training, the loss rising over the last third without diverging: {where}",
     "overfitting": "{runs} overfit, the validation-training gap widening to the end: {where}",
     "schedule_decay": "{runs} use a schedule whose LR falls less than {rule:g}x by the end: {where}",
     "failed": "{runs} failed: {where}",
