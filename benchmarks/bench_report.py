@@ -6,8 +6,8 @@ realistic sweep (``tests/report/synthetic.py``, ``study_sweep``: 3 optimizers x 
 schedules x 10 LRs x 2 seeds, 10 epochs of 1000 steps, the largest LRs diverging, one range
 test per optimizer); it is cached in ``lrlab-runs/`` so that a re-run only times the report.
 Timed: reading the sweep from the store, then diagnostics and downsampling (the two parts
-of ``load_report_data``, told apart by its progress callback, called after each run's steps
-are read), the HTML page; separately, the PNG of every figure.
+of ``load_report_data``, told apart by its progress callback, whose last call comes when
+every run's steps are read), the HTML page; separately, the PNG of every figure.
 
 Run: ``python -m benchmarks.bench_report`` (writes the "report" section of
 docs/benchmarks.md). ``--quick`` uses 54 runs of 1000 steps.

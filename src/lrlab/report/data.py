@@ -178,6 +178,9 @@ def build_report_data(
     )
 
 
+READ_BATCH = 50  # runs whose steps are read in one call (progress is reported after each)
+
+
 def load_report_data(
     store: Store,
     *,
@@ -219,10 +222,11 @@ def load_report_data(
         title = f"Sweep {sweeps[0]}" if len(sweeps) == 1 else f"All {len(runs)} runs"
     epochs = store.epochs_for([r.id for r in runs])
     steps: dict[str, StepSeries] = {}
-    for i, run in enumerate(runs):
-        steps[run.id] = store.steps(run.id)
+    ids = [r.id for r in runs]
+    for start in range(0, len(ids), READ_BATCH):
+        steps.update(store.steps_for(ids[start : start + READ_BATCH]))
         if progress is not None:
-            progress(i + 1, len(runs))
+            progress(min(start + READ_BATCH, len(ids)), len(ids))
     finders = store.finder_results()
     if sweep is not None:
         finders = [f for f in finders if f.sweep in (None, sweep)]
