@@ -283,11 +283,14 @@ class Run:
         self._unread.append((step, self._epoch, list(lrs), momentum, value, norms))
         self.steps += 1
         self.last_step = step
-        if len(self._unread) >= CONVERT_EVERY or (isinstance(value, float) and not math.isfinite(value)):
+        now = time.monotonic()
+        due = now - self._written_at >= WRITE_SECONDS  # however long a step takes
+        bad = isinstance(value, float) and not math.isfinite(value)
+        if due or bad or len(self._unread) >= CONVERT_EVERY:
             self._read()
-            if time.monotonic() - self._written_at >= WRITE_SECONDS:
+            if due:
                 self.recorder.flush()
-                self._written_at = time.monotonic()
+                self._written_at = now
             if self.live:
                 self._check_live()
 
