@@ -23,8 +23,9 @@ optimizers); when ``log`` comes before the step, or the gradients changed since,
 norm of ``.grad`` at the time of the call. Losses and norms given as tensors stay tensors
 until a batch of steps is converted at once (one host copy per batch, not a device sync
 per step). Rows are buffered and written in batches by :class:`lrlab.training.Recorder`,
-the one recorder of lrlab's own trainers (at least every ``WRITE_SECONDS`` and at every
-epoch, end or error), so a killed process loses only the unwritten tail, and a tracked run
+the one recorder of lrlab's own trainers (every 1000 steps, at least every
+``WRITE_SECONDS``, at an epoch when a second has passed since the last write, at the end
+and on an error), so a killed process loses only the unwritten tail, and a tracked run
 reads back like any other:
 ``lrlab runs list``, ``lrlab report --sweep NAME``. The Lightning, Hugging Face and Keras
 recorders (``lrlab.lightning``, ``lrlab.transformers``, ``lrlab.keras``) are thin callbacks
