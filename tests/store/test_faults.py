@@ -3,6 +3,7 @@ store in one line (exit code 2) and changes nothing; read-only stores open read-
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import shutil
 import sqlite3
@@ -155,7 +156,9 @@ def test_an_archived_store_on_a_read_only_mount_is_read_by_every_reading_command
         assert out.stat().st_size > 10_000
         with pytest.raises(StoreError, match="read-only"):
             store.end_run("r000", "failed")
+        store.close()
     finally:
+        gc.collect()  # the commands' stores close their files, so that the mount can go
         subprocess.run(["umount", str(mount)], capture_output=True)
     assert Store(source / "runs.db").integrity_check() == "ok"
 
