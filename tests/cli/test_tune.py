@@ -68,6 +68,8 @@ def test_a_tiny_tune_end_to_end_and_resumed(place, monkeypatch, capsys):
     assert code == 0, err
     assert "Recommendation" in out and "LRScheduler" in out and "3 trials" in out
     assert (place / "out" / "tune.html").exists() and (place / "out" / "recommendation.md").exists()
+    # The command closed its store: no connection is left to change the file later.
+    assert not (place / "runs.db-wal").exists()
     before = _digests(place)
     code, out, err = _run(["tune", str(place / "good.toml"), "--db", str(db)], monkeypatch, capsys)
     assert code == 2 and "pass --resume" in err and len(err.strip().splitlines()) == 1

@@ -41,10 +41,23 @@ def db_option(help: str = "The run store (SQLite file).") -> Path:
 
 def open_store(db: Path, *, readonly: bool = False):  # -> lrlab.store.Store
     """The run store at ``db`` for a command: read-only for commands that only read (it must
-    exist), else writable. A file that is no store, a damaged or newer one: one line, exit 2."""
+    exist), else writable. A file that is no store, a damaged or newer one: one line, exit 2.
+    The store is closed when the command ends, however it ends, so no connection outlives
+    the command (its write-ahead log is folded into the file there and then)."""
     from lrlab.store.sqlite import Store, StoreError
 
     try:
-        return Store(db, readonly=readonly)
+        store = Store(db, readonly=readonly)
     except StoreError as exc:
         bad_input(str(exc))
+    _opened.append(store)
+    return store
+
+
+_opened: list = []  # the stores the running command opened (closed by close_stores)
+
+
+def close_stores() -> None:
+    """Close every store the command opened (``main`` calls it whichever way the command ends)."""
+    while _opened:
+        _opened.pop().close()
