@@ -39,11 +39,15 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
 ) -> None:
     """lrlab: a learning-rate lab for PyTorch."""
+    from lrlab.cli._common import close_stores
+
+    ctx.call_on_close(close_stores)  # however the command ends, its stores are closed
     _fit_consoles()
 
 
