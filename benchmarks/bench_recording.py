@@ -19,6 +19,7 @@ import argparse
 import json
 import logging
 import os
+import random
 import statistics
 import tempfile
 import time
@@ -49,8 +50,9 @@ def _mlp_step_fn(seed: int = 0):
 
 
 def recording(repeats: int = 7, steps: int = 300, warmup: int = 30) -> dict:
-    """Two identical models and optimizers, one recorded by ``lrlab.track`` (``run.log`` every
-    step), one not, stepped alternately (A B B A A B ...): each step's wall and CPU time. Per
+    """Three identical models and optimizers, one recorded by ``lrlab.track`` (``run.log`` every
+    step), one not, one that only reads its gradients' norms in a step pre-hook (the bound),
+    stepped in turn in a random order per step: each step's wall and CPU time. Per
     repeat the overhead is the recorded arm's median step over the plain arm's, and the same
     with means (which include the batched SQLite writes); the result is the median over
     repeats with their range."""
@@ -59,6 +61,9 @@ def recording(repeats: int = 7, steps: int = 300, warmup: int = 30) -> dict:
     torch.set_num_threads(1)
     _m, _o, plain = _mlp_step_fn()
     _m2, opt, recorded = _mlp_step_fn()  # same seed: the same weights, data and work
+    model3, opt3, bound = _mlp_step_fn()  # the bound: every gradient read once, nothing else
+    params3, kept = list(model3.parameters()), []
+    opt3.register_step_pre_hook(lambda *_: kept.append(torch._foreach_norm([p.grad for p in params3])))
     load_before = os.getloadavg()
     repeat_rows = []
     with tempfile.TemporaryDirectory() as tmp, lrlab.track(opt, name="bench", db=Path(tmp) / "r.db") as run:
@@ -66,14 +71,19 @@ def recording(repeats: int = 7, steps: int = 300, warmup: int = 30) -> dict:
         def logged():
             run.log(loss=recorded())
 
+        arms = (("plain", plain), ("recorded", logged), ("bound", bound))
+        shuffle = random.Random(0)
         for _ in range(warmup):
-            plain()
-            logged()
+            for _arm, fn in arms:
+                fn()
         for _ in range(repeats):
-            wall: dict[str, list[float]] = {"plain": [], "recorded": []}
-            cpu: dict[str, list[float]] = {"plain": [], "recorded": []}
-            for i in range(steps):
-                for arm, fn in (("plain", plain), ("recorded", logged))[:: 1 if i % 2 == 0 else -1]:
+            wall: dict[str, list[float]] = {arm: [] for arm, _fn in arms}
+            cpu: dict[str, list[float]] = {arm: [] for arm, _fn in arms}
+            for _i in range(steps):
+                kept.clear()
+                order = list(arms)
+                shuffle.shuffle(order)  # each arm after each other (and itself) alike, on average
+                for arm, fn in order:
                     t0, c0 = time.perf_counter(), time.thread_time()
                     fn()
                     cpu[arm].append(time.thread_time() - c0)
@@ -85,6 +95,7 @@ def recording(repeats: int = 7, steps: int = 300, warmup: int = 30) -> dict:
                 "cpu": statistics.median(cpu["recorded"]) / statistics.median(cpu["plain"]) - 1,
                 "wall_mean": statistics.mean(wall["recorded"]) / statistics.mean(wall["plain"]) - 1,
                 "cpu_mean": statistics.mean(cpu["recorded"]) / statistics.mean(cpu["plain"]) - 1,
+                "bound": statistics.median(wall["bound"]) / statistics.median(wall["plain"]) - 1,
             })  # fmt: skip
         loss = recorded()
         t0 = time.perf_counter()
@@ -102,7 +113,7 @@ def recording(repeats: int = 7, steps: int = 300, warmup: int = 30) -> dict:
     return {
         "step_ms": step_ms,
         "recorded_step_ms": statistics.median(row["recorded_ms"] for row in repeat_rows),
-        **{key: summary(key) for key in ("wall", "cpu", "wall_mean", "cpu_mean")},
+        **{key: summary(key) for key in ("wall", "cpu", "wall_mean", "cpu_mean", "bound")},
         "log_ms": log_ms,
         "log_share": log_ms / step_ms,
         "steps": written,
@@ -210,18 +221,23 @@ def main() -> None:
         body = (
             "## Recording a run (`python -m benchmarks.bench_recording`)\n\n"
             "A plain PyTorch loop: an MLP 784-512-512-10 (670k parameters), batch 128, cross-entropy, SGD "
-            "momentum 0.9, one thread; a step is `zero_grad`, forward, backward, `step`. Two identical "
-            "copies (same weights, data and work), one recorded with `lrlab.track` + `run.log(loss=...)` "
+            "momentum 0.9, one thread; a step is `zero_grad`, forward, backward, `step`. Three identical "
+            "copies (same weights, data and work): one recorded with `lrlab.track` + `run.log(loss=...)` "
             "every step (every group's LR, momentum, loss, gradient norm; rows written to SQLite every "
-            "1000 steps), one not, stepped alternately (A B B A ...) so the machine's load hits both "
-            f"alike; {r['repeats']} repeats of {r['steps_per_repeat']} steps each. Overhead: the recorded "
+            "1000 steps), one not, and one whose only addition is a step pre-hook reading every "
+            "gradient's norm (`torch._foreach_norm`), the least any recorder of the per-step gradient "
+            "norm can cost; stepped in turn, in a fresh random order each step, so that the machine's load "
+            "and the cache left by the step before hit all alike; "
+            f"{r['repeats']} repeats of {r['steps_per_repeat']} steps each. Overhead: the recorded "
             "median step over the unrecorded median step, per repeat; the median over repeats and "
             "(in brackets) their range. The mean-based ratio includes the SQLite writes.\n\n"
             "| unrecorded step | recorded step | overhead, wall (median step) | overhead, CPU (median step) "
-            "| overhead, wall (mean step) | `run.log` alone |\n"
-            "|---|---|---|---|---|---|\n"
+            "| overhead, wall (mean step) | bound: the gradient norm alone, wall | `run.log` alone |\n"
+            "|---|---|---|---|---|---|---|\n"
             f"| {r['step_ms']:.2f} ms | {r['recorded_step_ms']:.2f} ms | {pct('wall')} | {pct('cpu')} | "
-            f"{pct('wall_mean')} | {r['log_ms']:.3f} ms ({r['log_share']:.1%} of a step) |\n\n"
+            f"{pct('wall_mean')} | {pct('bound')} | {r['log_ms']:.3f} ms ({r['log_share']:.1%} of a step) |\n\n"
+            f"Recording costs {r['wall']['median'] - r['bound']['median']:+.1%} of a step beyond reading the "
+            "gradients once.\n\n"
             "Almost all of the cost is the gradient norm: reading every gradient once (2.7 MB here). "
             "`lrlab.track` takes it inside `optimizer.step()`, before the update, while backward's "
             "gradients are still in the CPU's cache; `run.log` alone repeats log() on the same, "
