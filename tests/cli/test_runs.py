@@ -44,6 +44,17 @@ def test_list_shows_every_run(db):
     assert "2 runs" in only.output
 
 
+def test_list_keeps_one_run_per_line_at_80_columns(db):
+    result = runner.invoke(app, ["runs", "list", "--db", str(db)], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    assert "task digits-linear" in result.output  # one task: named in the title, not in a column
+    rows = [line for line in result.output.splitlines() if any(s in line for s in (" done ", " diverged "))]
+    assert len(rows) == 4 and all(len(line) <= 80 for line in result.output.splitlines())
+    store = Store(db, readonly=True)
+    ids = {r.id[:8] for r in store.runs()}
+    assert {line.split()[0] for line in rows} == ids  # ids whole, never folded
+
+
 def test_export_json_is_the_stable_record_format(db):
     result = runner.invoke(
         app, ["runs", "export", "--db", str(db), "--sweep", "runs-cli", "--format", "json"]

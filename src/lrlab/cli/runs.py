@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import typer
+from rich import box
 from rich.markup import escape
 from rich.table import Table
 
@@ -44,6 +45,9 @@ def _store(db: Path, *, readonly: bool = True):  # -> Store
     return open_store(db, readonly=readonly)
 
 
+_NUMERIC = ("lr", "seed", "val loss", "val acc")
+
+
 @runs_app.command(
     "list",
     help="List runs with their final metrics.\n\nExamples:\n\n  lrlab runs list\n\n  lrlab runs list --sweep digits-lr --status diverged",
@@ -64,27 +68,24 @@ def list_runs(
         bad_input(f"no sweep {sweep!r} in {db} (sweeps: {', '.join(store.sweeps()) or 'none'})")
     runs = store.runs(sweep=sweep, status=wanted)
     finals = store.epochs_for([r.id for r in runs])
-    table = Table(title=f"{len(runs)} runs in {db}")
-    for column in (
-        "id",
-        "sweep",
-        "status",
-        "task",
-        "optimizer",
-        "schedule",
-        "lr",
-        "seed",
-        "val loss",
-        "val acc",
-    ):
-        table.add_column(column, overflow="fold")
+    tasks = {r.config.task for r in runs}
+    one_task = len(tasks) == 1  # then it goes in the title, not in a column
+    title = f"{len(runs)} runs in {db}" + (f", task {next(iter(tasks))}" if one_task else "")
+    table = Table(title=_text(title), box=box.SIMPLE_HEAD, pad_edge=False)  # room for the names at 80 columns
+    columns = ["id", "sweep", "status", *([] if one_task else ["task"]), "optimizer", "schedule", "lr", "seed",
+               "val loss", "val acc"]  # fmt: skip
+    for column in columns:  # names and specs fold; ids, statuses and numbers stay whole
+        whole = column not in ("sweep", "task", "optimizer", "schedule")
+        table.add_column(
+            column, overflow="fold", no_wrap=whole, justify="right" if column in _NUMERIC else "left"
+        )
     for r in runs:
         c, last = r.config, (finals[r.id][-1] if finals[r.id] else None)
         style = _STATUS_STYLE.get(r.status.value, "")
-        table.add_row(
-            _text(r.id[:8]), _text(r.sweep or "-"), f"[{style}]{r.status}[/]", _text(c.task), _text(c.optimizer),
-            _text(c.schedule), num(c.lr), str(r.seed), num(last and last.val_loss), num(last and last.val_accuracy, 3),
-        )  # fmt: skip
+        cells = [_text(r.id[:8]), _text(r.sweep or "-"), f"[{style}]{r.status}[/]", *([] if one_task else [_text(c.task)]),
+                 _text(c.optimizer), _text(c.schedule), num(c.lr), str(r.seed), num(last and last.val_loss),
+                 num(last and last.val_accuracy, 3)]  # fmt: skip
+        table.add_row(*cells)
     console.print(table)
 
 
@@ -108,7 +109,9 @@ def show(
     store = _store(db)
     record = store.run(_resolve(store, run_id))
     style = _STATUS_STYLE.get(record.status.value, "")
-    console.print(f"[bold]run {_text(record.id)}[/]  sweep {_text(record.sweep or '-')}  [{style}]{record.status}[/]")
+    console.print(
+        f"[bold]run {_text(record.id)}[/]  sweep {_text(record.sweep or '-')}  [{style}]{record.status}[/]"
+    )
     if record.error:
         console.print(f"error: {safe(record.error)}", markup=False, highlight=False)
     if record.started_at and record.finished_at:
