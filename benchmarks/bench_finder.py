@@ -1,6 +1,6 @@
 """Does the finder's default recommendation hold on work it was not tuned on?
 
-17 task x optimizer pairs (``benchmarks/finder_tasks.py``, which also fixes the split into
+21 task x optimizer pairs (``benchmarks/finder_tasks.py``, which also fixes the split into
 a tuning set and a held-out set, and says why), 3 seeds each:
 
 1. reference: a grid of constant (peak) LRs, 3 per decade, each trained with every seed by
@@ -10,12 +10,14 @@ a tuning set and a held-out set, and says why), 3 seeds each:
    and the confirmation step's held-back losses for a ladder of candidates (the range
    test's minimum over 2, 3, 5, ..., 300, each trained 40 steps, scored after 10, 20, 40);
    torch-lr-finder's suggestion on the same model and loader;
-3. the default method is chosen on the tuning set only: two families (a divisor of the
-   minimum per optimizer family; a confirmation among a few ladder candidates, with its
-   step budget), each fitted leave-one-task-out inside the tuning set and scored on the
-   left-out task, scores read off each seed's grid (interpolated in log LR); the family with
-   the better leave-one-task-out score wins (a tie goes to the cheaper rule) and is fitted
-   on the whole tuning set;
+3. the default method is chosen on the tuning set only: three families (a divisor of the
+   minimum per optimizer family; the same with separate divisors for regression losses,
+   fitted on the tuning set's regression pairs only; a confirmation among a few ladder
+   candidates, with its step budget), each fitted leave-one-task-out inside the tuning set
+   and scored on the left-out task, scores read off each seed's grid (interpolated in log
+   LR); a family replaces a simpler one only where its leave-one-task-out score is better
+   (a tie goes to the simpler, then the cheaper), and the winner is fitted on the whole
+   tuning set;
 4. ``find_lr`` at its defaults (which must be that choice; the script says so if not) and
    torch-lr-finder's suggestion are then *trained* on every pair and seed; regret is
    against the grid best: accuracy points, nats per token, or % of the validation MSE.
@@ -207,7 +209,8 @@ def default_signature() -> str:
     from lrlab.finder import suggest
 
     return json.dumps([suggest.DEFAULT_RULE_SGD, suggest.DEFAULT_RULE, suggest.DEFAULT_CONFIRM_STEPS,
-                       suggest.CONFIRM_DIVISORS_SGD, suggest.CONFIRM_DIVISORS_ADAPTIVE])  # fmt: skip
+                       suggest.CONFIRM_DIVISORS_SGD, suggest.CONFIRM_DIVISORS_ADAPTIVE,
+                       suggest.DEFAULT_RULE_REGRESSION_SGD, suggest.DEFAULT_RULE_REGRESSION])  # fmt: skip
 
 
 # --- methods, read off the grid -----------------------------------------------------------
@@ -227,8 +230,13 @@ def estimate(table: dict[float, list[float]], seed_index: int, lr: float, kind: 
 
 
 def method_lrs(pair_data: dict[str, Any], method: tuple) -> list[float]:
-    """The LR a method recommends for each seed of a pair."""
-    name, sgd_param, adaptive_param = method
+    """The LR a method recommends for each seed of a pair.
+
+    ``method`` is ``(family, sgd, adaptive)`` or, with separate parameters for regression
+    losses, ``(family, sgd, adaptive, regression sgd, regression adaptive)``."""
+    name, sgd_param, adaptive_param = method[:3]
+    if len(method) == 5 and pair_data["kind"] == "regression":
+        sgd_param, adaptive_param = method[3:]
     param = sgd_param if pair_data["sgd"] else adaptive_param
     out = []
     for c in pair_data["curves"]:
@@ -273,18 +281,40 @@ def _confirm_params() -> list[tuple[tuple[int, ...], int]]:
     return [(s, c) for s in sets for c in CHECKPOINTS]
 
 
-FAMILIES: dict[str, list[Any]] = {"rule": list(RULE_DIVISORS), "confirm": _confirm_params()}
+REGRESSION_RULE = "rule, separate for regression"  # the rule family with separate divisors for regression losses
+# In order of simplicity and cost: a later family replaces an earlier one only when better.
+FAMILIES: dict[str, list[Any]] = {"rule": list(RULE_DIVISORS), REGRESSION_RULE: list(RULE_DIVISORS),
+                                  "confirm": _confirm_params()}  # fmt: skip
 
 
-def fit_family(pairs: list[dict[str, Any]], family: str) -> tuple:
-    """The family's best parameters on ``pairs``, SGD and adaptive pairs fitted separately."""
+def _fit_params(pairs: list[dict[str, Any]], family: str) -> list[Any]:
+    """The family's best (SGD, adaptive) parameters on ``pairs``, each optimizer family
+    fitted on its own pairs."""
+    name = "rule" if family == REGRESSION_RULE else family
     chosen = []
     for sgd in (True, False):
         subset = [p for p in pairs if p["sgd"] == sgd]
         candidates = FAMILIES[family]
-        scored = [(cost(subset, (family, c, c)), i) for i, c in enumerate(candidates)]
+        scored = [(cost(subset, (name, c, c)), i) for i, c in enumerate(candidates)]
         chosen.append(candidates[min(scored)[1]])
-    return (family, chosen[0], chosen[1])
+    return chosen
+
+
+def fit_family(pairs: list[dict[str, Any]], family: str) -> tuple:
+    """The family's best parameters on ``pairs``, SGD and adaptive pairs fitted separately;
+    for ``REGRESSION_RULE`` the regression pairs' divisors are fitted on the regression
+    pairs only and the others' on the rest."""
+    if family != REGRESSION_RULE:
+        return (family, *_fit_params(pairs, family))
+    others = _fit_params([p for p in pairs if p["kind"] != "regression"], family)
+    regression = _fit_params([p for p in pairs if p["kind"] == "regression"], family)
+    return ("rule", *others, *regression)
+
+
+def better(challenger: tuple[int, int, float], incumbent: tuple[int, int, float]) -> bool:
+    """Whether a leave-one-task-out cost beats another: fewer diverged seeds, then fewer pairs
+    over the bar, then a mean regret lower by more than 0.05 bar."""
+    return challenger[:2] < incumbent[:2] or (challenger[:2] == incumbent[:2] and challenger[2] < incumbent[2] - 0.05)
 
 
 def leave_one_task_out(tuning: list[dict[str, Any]], family: str) -> dict[str, Any]:
@@ -303,9 +333,12 @@ def leave_one_task_out(tuning: list[dict[str, Any]], family: str) -> dict[str, A
 
 
 def describe(method: tuple) -> str:
-    name, sgd, adaptive = method
+    name, sgd, adaptive = method[:3]
     if name == "rule":
-        return f"minimum/{sgd:g} for SGD, minimum/{adaptive:g} for adaptive optimizers"
+        text = f"minimum/{sgd:g} for SGD, minimum/{adaptive:g} for adaptive optimizers"
+        if len(method) == 5:
+            text += f"; for regression losses minimum/{method[3]:g} for SGD, minimum/{method[4]:g} for adaptive ones"
+        return text
 
     def part(param: tuple) -> str:
         indices, steps = param
@@ -437,6 +470,18 @@ def report(pairs: list[dict[str, Any]], selection: dict[str, Any], long: dict[st
         d, over, mean = result["cost"]
         lines.append(f"| {family} | {d} | {over}/{len(result['per_pair'])} | {mean:.2f} | "
                      f"{describe(selection['fitted'][family])} |")  # fmt: skip
+    regression = [p for p in pairs if p["split"] == "tuning" and p["kind"] == "regression"]
+    if regression:
+        lines += ["", "Regression tuning pairs, leave-one-task-out (regret in bars, as estimated from the grid; "
+                  "the LR each method gives, geometric mean over seeds):", "",
+                  "| pair | grid best LR | " + " | ".join(selection["loto"]) + " |",
+                  "|---|---|" + "---|" * len(selection["loto"])]  # fmt: skip
+        for p in regression:
+            cells = []
+            for result in selection["loto"].values():
+                lrs = method_lrs(p, result["fitted"][p["group"]])
+                cells.append(f"{result['per_pair'][p['name']][1]:.2f} ({geo(lrs)})")
+            lines.append(f"| {p['name']} | {p['best_lr']:.3g} | " + " | ".join(cells) + " |")
     head = ("| pair | grid best (LR) | default LR | default regret | diverged | spread (dec) | "
             "torch-lr-finder LR | its regret | vs torch-lr-finder | finder / run |")  # fmt: skip
     for split in ("tuning", "held-out"):
@@ -509,11 +554,12 @@ def main() -> None:
             selection["fitted"][family] = fit_family(tuning, family)
             progress(f"{family}: leave-one-task-out {selection['loto'][family]['cost']}, "
                      f"fitted {describe(selection['fitted'][family])}")  # fmt: skip
-        rule_cost, confirm_cost = selection["loto"]["rule"]["cost"], selection["loto"]["confirm"]["cost"]
-        better = confirm_cost[:2] < rule_cost[:2] or (
-            confirm_cost[:2] == rule_cost[:2] and confirm_cost[2] < rule_cost[2] - 0.05
-        )
-        selection["chosen"] = selection["fitted"]["confirm" if better else "rule"]
+        winner = "rule"
+        for family in FAMILIES:
+            if better(selection["loto"][family]["cost"], selection["loto"][winner]["cost"]):
+                winner = family
+        selection["winner"] = winner
+        selection["chosen"] = selection["fitted"][winner]
         progress(f"chosen: {describe(selection['chosen'])}")
         if args.select_only:
             return

@@ -9,6 +9,7 @@ interrupted.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -150,6 +151,34 @@ class _Stepper:
         return total / weight
 
 
+# Losses that measure a distance between outputs and real-valued targets.
+_REGRESSION_MODULES = (torch.nn.MSELoss, torch.nn.L1Loss, torch.nn.SmoothL1Loss, torch.nn.HuberLoss)
+_REGRESSION_FUNCTIONS = (
+    torch.nn.functional.mse_loss,
+    torch.nn.functional.l1_loss,
+    torch.nn.functional.smooth_l1_loss,
+    torch.nn.functional.huber_loss,
+)
+
+
+def is_regression_loss(loss_fn: Any) -> bool:
+    """Whether ``loss_fn`` is a regression loss: ``nn.MSELoss``, ``nn.L1Loss``,
+    ``nn.SmoothL1Loss``, ``nn.HuberLoss`` (instances), the matching functions of
+    ``torch.nn.functional`` (also inside ``functools.partial``), or the ``loss_fn`` method of
+    a task whose ``kind`` is ``"regression"`` (an ``lrlab`` task). Anything else, a lambda
+    around one of them included, is not recognised: pass ``find_lr(..., regression=True)``.
+
+    >>> is_regression_loss(torch.nn.MSELoss()), is_regression_loss(torch.nn.functional.cross_entropy)
+    (True, False)
+    """
+    while isinstance(loss_fn, functools.partial):
+        loss_fn = loss_fn.func
+    if isinstance(loss_fn, _REGRESSION_MODULES) or any(loss_fn is f for f in _REGRESSION_FUNCTIONS):
+        return True
+    owner = getattr(loss_fn, "__self__", None)
+    return getattr(loss_fn, "__name__", None) == "loss_fn" and getattr(owner, "kind", None) == "regression"
+
+
 def is_sgd_family(optimizer: torch.optim.Optimizer) -> bool:
     """Whether ``optimizer`` takes plain gradient steps (``SGD``, with or without momentum
     or Nesterov, and ``ASGD``), as opposed to per-weight adaptive ones."""
@@ -157,9 +186,9 @@ def is_sgd_family(optimizer: torch.optim.Optimizer) -> bool:
 
 
 def _recommend(
-    suggestions: dict[str, float], diverged_early: bool, sgd: bool
+    suggestions: dict[str, float], diverged_early: bool, sgd: bool, regression: bool = False
 ) -> tuple[str | None, float, str]:
-    default, reason = suggest.default_rule(sgd)
+    default, reason = suggest.default_rule(sgd, regression)
     order = [default, *[name for name in suggest.RULES if name != default]]
     for name in order:
         if name in suggestions:
@@ -168,7 +197,7 @@ def _recommend(
                 if name == default
                 else (f"fallback: the default rule '{default}' could not decide on this curve")
             )
-            return name, suggestions[name], f"{name} ({suggest.RULE_DESCRIPTIONS[name]}): {why}"
+            return name, suggestions[name], f"{name} ({suggest.describe_rule(name)}): {why}"
     detail = "the loss diverged almost at once; lower start_lr" if diverged_early else "too few finite losses"
     return None, math.nan, f"no rule could decide: {detail}"
 
@@ -190,6 +219,7 @@ def find_lr(
     amp: bool = False,
     halving: bool = False,
     confirm: int | None = None,
+    regression: bool | None = None,
     batch_fn: Callable[[Any], tuple[Any, Any]] | None = None,
     inputs: str | Sequence[str] | None = None,
     targets: str | Sequence[str] | None = None,
@@ -209,8 +239,9 @@ def find_lr(
     result as the ``"halving"`` suggestion. ``progress(iteration, num_iter, lr, loss)`` is
     called after every step.
 
-    The recommendation is the default rule for the optimizer's family
-    (``suggest.default_rule``); with ``confirm=N`` steps (``None``: the default,
+    The recommendation is the default rule for the optimizer's family and, for a regression
+    loss, the regression rule (``suggest.default_rule``; ``regression=None`` recognises the
+    loss with ``is_regression_loss``, ``True``/``False`` says it); with ``confirm=N`` steps (``None``: the default,
     ``suggest.DEFAULT_CONFIRM_STEPS``; 0: off) the candidates ``suggest.confirm_candidates``
     are each trained ``N`` steps from the same state on the same batches and the one with
     the lowest loss on held-back batches is recommended (``lrlab.finder.confirm``). Where the
@@ -248,6 +279,11 @@ def find_lr(
     reader = BatchReader(loss_fn, batch_fn, inputs, targets)
     stepper = _Stepper(model, optimizer, loss_fn, accumulation_steps, amp, reader)
     sgd = is_sgd_family(optimizer)
+    if regression is None:
+        regression = is_regression_loss(loss_fn)
+    elif not isinstance(regression, bool):
+        raise ValueError(f"regression must be True, False or None (recognise the loss), got {regression!r}")
+    default_name = suggest.default_rule(sgd, regression)[0]
     loaders = [train_loader] + ([val_loader] if val_loader is not None else [])
     saved = capture(model, optimizer, loaders)
     started = time.perf_counter()
@@ -256,7 +292,8 @@ def find_lr(
     lr_array = np.asarray(lrs, dtype=np.float64)
     loss_array = np.asarray(losses, dtype=np.float64)
     smoothed_array = suggest.smooth_losses(loss_array, smooth)
-    suggestions = suggest.suggest_all(lr_array, smoothed_array) if len(lr_array) >= 2 else {}
+    rules = suggest.rules_with(default_name)
+    suggestions = suggest.suggest_all(lr_array, smoothed_array, rules) if len(lr_array) >= 2 else {}
     config: dict[str, Any] = {
         "start_lr": start_lr,
         "end_lr": end_lr,
@@ -269,6 +306,7 @@ def find_lr(
         "validation": val_loader is not None,
         "iterations_run": len(lrs),
         "confirm": confirm_steps,
+        "regression": regression,
     }
     if halving:
         from lrlab.finder.halving import halving_search
@@ -291,7 +329,8 @@ def find_lr(
     if verdict.fallback is not None:
         rule, lr, reason = verdict.fallback
     else:
-        rule, lr, reason = _recommend(suggestions, diverged_early=diverged and len(lrs) < 10, sgd=sgd)
+        rule, lr, reason = _recommend(suggestions, diverged_early=diverged and len(lrs) < 10, sgd=sgd,
+                                      regression=regression)  # fmt: skip
     if verdict.note:
         reason = f"{reason}; {verdict.note}"
     if confirm_steps and verdict.problem is None and math.isfinite(lr):
