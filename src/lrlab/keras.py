@@ -141,6 +141,8 @@ class Recorder(keras.callbacks.Callback):
         self._mean = 0.0
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        if self.run is not None and self.run.status == "running":  # the last training raised
+            self.run.end(error="its training stopped before it ended (the trainer raised)")
         from lrlab.track import Run
 
         others = [

@@ -34,6 +34,7 @@ over :class:`Run`.
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import logging
 import math
@@ -58,6 +59,24 @@ from lrlab.training.recorder import Recorder
 __all__ = ["LIVE_EVERY", "WRITE_SECONDS", "Run", "track"]
 
 LIVE_EVERY = 50  # steps between live checks
+_RECORDING: weakref.WeakSet[Run] = weakref.WeakSet()  # runs begun and not ended, ended at exit
+_ENDED_AT_EXIT = "the process ended while the run was recording (its training stopped before it ended)"
+
+
+@atexit.register
+def _end_at_exit() -> None:
+    """A trainer that raises never tells its callbacks (Hugging Face, Keras): the runs still
+    recording when the process ends are ended failed, with the exception that ended it where
+    Python kept one, their buffered rows written."""
+    exc = getattr(sys, "last_value", None)
+    error = _ENDED_AT_EXIT if exc is None else f"{type(exc).__name__}: {exc}"
+    for run in list(_RECORDING):
+        try:
+            run.end(error=error)
+        except Exception:  # the store may be gone at exit; the next run reclaims the claim
+            log.debug("run %s could not be ended at exit", run.run_id, exc_info=True)
+
+
 CONVERT_EVERY = LIVE_EVERY  # steps whose tensor losses are copied to the host at once
 WRITE_SECONDS = 10.0  # buffered steps are written at least this often (besides every 1000 steps)
 log = logging.getLogger("lrlab.track")
@@ -224,6 +243,7 @@ class Run:
             self._params = [p for g in self.optimizer.param_groups for p in g["params"]]
         self.status = RunStatus.RUNNING.value
         self._open = True
+        _RECORDING.add(self)
         return self
 
     def end(self, error: str | None = None) -> None:
@@ -231,6 +251,7 @@ class Run:
         if not self._open:
             return
         self._open = False
+        _RECORDING.discard(self)
         if self.optimizer is not None and getattr(self.optimizer, _ACTIVE, None) == self.run_id:
             delattr(self.optimizer, _ACTIVE)
         self._unwatch()

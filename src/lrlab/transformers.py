@@ -50,6 +50,8 @@ class Recorder(TrainerCallback):
         self._last: tuple[list[float], float | None, Any] | None = None
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.run is not None and self.run.status == "running":  # the last training raised
+            self.run.end(error="its training stopped before it ended (the trainer raised)")
         optimizer = kwargs.get("optimizer")
         if optimizer is None:
             raise RuntimeError(

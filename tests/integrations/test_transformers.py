@@ -42,13 +42,13 @@ def accuracy(pred):
     return {"accuracy": float((pred.predictions.argmax(-1) == pred.label_ids).mean())}
 
 
-def make_trainer(tmp_path, callbacks, lr=0.05, epochs=2):
+def make_trainer(tmp_path, callbacks, lr=0.05, epochs=2, model=None):
     args = TrainingArguments(
         str(tmp_path / "out"), num_train_epochs=epochs, per_device_train_batch_size=16, learning_rate=lr,
         logging_steps=1, eval_strategy="epoch", save_strategy="no", report_to=[], use_cpu=True,
         remove_unused_columns=False, disable_tqdm=True, seed=0, lr_scheduler_type="linear",
     )  # fmt: skip
-    return Trainer(TinyClassifier(), args, train_dataset=Rows(160, 0), eval_dataset=Rows(64, 1),
+    return Trainer(model or TinyClassifier(), args, train_dataset=Rows(160, 0), eval_dataset=Rows(64, 1),
                    compute_metrics=accuracy, callbacks=callbacks)  # fmt: skip
 
 
@@ -115,3 +115,56 @@ def test_find_lr_on_batches_without_labels_says_so_in_one_line_and_keeps_the_sto
     assert all(torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())
     store = Store(tmp_path / "r.db")
     assert [str(r.status) for r in store.runs()] == ["done"] and len(store.steps(rec.run.run_id)) == 10
+
+
+class Breaks(TinyClassifier):
+    """Raises on its 7th training forward."""
+
+    calls = 0
+
+    def forward(self, x, labels=None):
+        if self.training:
+            Breaks.calls += 1
+            if Breaks.calls == 7:
+                raise RuntimeError("boom at forward 7")
+        return super().forward(x, labels)
+
+
+SCRIPT = """
+import sys
+sys.path.insert(0, {tests!r})
+from integrations import test_transformers as t
+import lrlab.transformers
+rec = lrlab.transformers.Recorder(name="breaks", db={db!r}, sweep="hf")
+t.make_trainer(__import__("pathlib").Path({tmp!r}), [rec], model=t.Breaks()).train()
+"""
+
+
+def test_a_trainer_that_raises_ends_its_run_failed_with_the_reason_and_keeps_its_rows(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    db = tmp_path / "r.db"
+    script = SCRIPT.format(tests=str(Path(__file__).parents[1]), db=str(db), tmp=str(tmp_path))
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and "boom at forward 7" in done.stderr
+    store = Store(db, readonly=True)
+    (run,) = store.runs(sweep="hf")
+    # The callbacks never hear of the exception; the run is ended when the process ends.
+    assert str(run.status) == "failed" and run.error == "RuntimeError: boom at forward 7"
+    assert list(store.steps(run.id).step) == [1, 2, 3, 4, 5, 6]
+
+
+def test_training_again_after_a_raise_ends_the_first_run_failed(tmp_path):
+    rec = lrlab.transformers.Recorder(name="again", db=tmp_path / "r.db", sweep="hf")
+    Breaks.calls = 0
+    trainer = make_trainer(tmp_path, [rec], model=Breaks())
+    with pytest.raises(RuntimeError, match="boom"):
+        trainer.train()
+    first = rec.run.run_id
+    assert Store(tmp_path / "r.db", readonly=True).run(first).status.value == "running"
+    make_trainer(tmp_path, [rec]).train()  # the same callback, a new training
+    store = Store(tmp_path / "r.db", readonly=True)
+    assert store.run(first).status.value == "failed" and "stopped before it ended" in store.run(first).error
+    assert store.run(rec.run.run_id).status.value == "done" and rec.run.run_id != first
