@@ -189,7 +189,7 @@ def study_page(request, browser, tmp_path_factory):
 
     page.route("http://**/*", refuse)
     page.route("https://**/*", refuse)
-    page.goto(out.as_uri(), wait_until="load", timeout=240_000)  # 540 runs: plotly draws ~4000 traces
+    page.goto(out.as_uri(), wait_until="load", timeout=240_000)  # 540 runs: a large page for plotly to draw
     page.wait_for_function("document.querySelectorAll('.plotly-graph-div .main-svg').length >= 7", timeout=240_000)
     page.wait_for_timeout(300)
     ARTIFACTS.mkdir(exist_ok=True)
