@@ -96,3 +96,22 @@ def test_a_later_report_of_the_study_from_the_store_shows_the_same_verdict(tmp_p
     assert (recommended.group(2), recommended.group(3)) == (esc(rec.best.optimizer), rec.best.schedule_name)
     assert int(recommended.group(1)) == rec.candidates.index(rec.best) + 1
     assert f"{len(result.runs)} runs in" in page and f"Compute spent: {len(result.runs)} runs" in page
+
+    # One of the study's sweeps reported alone points to the study's verdict first.
+    part = result.sweeps[0]
+    alone = tmp_path / "part.html"
+    cli = CliRunner().invoke(app, ["report", "--db", str(db), "--sweep", part, "--out", str(alone)],
+                             env={"COLUMNS": "400"})  # fmt: skip
+    assert cli.exit_code == 0, cli.output
+    assert f"this sweep is one part of the study {result.name}, whose verdict over all its sweeps is: {lines[0]}" in cli.output
+    page = alone.read_text()
+    pointer = re.search(r'<div class="pointer" id="part-of">(.*?)</div>', page).group(1)
+    assert esc(result.name) in pointer and esc(lines[0]) in pointer
+    assert page.index('id="part-of"') < page.index('id="figures"')
+    # a sweep of no study gets no pointer
+    from lrlab.report.data import load_report_data
+    from lrlab.sweeps import run_sweep
+
+    run_sweep({"name": "alone", "task": "digits-linear", "epochs": 1, "grid": {"lr": [0.1]}}, Store(db))
+    assert load_report_data(Store(db, readonly=True), sweep="alone").part_of is None
+    assert load_report_data(Store(db, readonly=True), sweep=result.name).part_of is None

@@ -86,6 +86,14 @@ def report(
     )
     from lrlab.report.diagnostics import kind_summary
 
+    if data.part_of:  # one sweep of a study: the study's verdict comes first
+        parent = data.part_of
+        head = f": {parent['lines'][0]}" if parent["lines"] else ""
+        console.print(
+            f"[green]*[/] this sweep is one part of the study {escape(safe(parent['study']))}, whose verdict "
+            f"over all its sweeps is{escape(safe(head))} (lrlab report --sweep {escape(safe(parent['study']))})",
+            highlight=False,
+        )  # fmt: skip
     if data.study:  # a study: its own verdict, as `lrlab study` printed it
         for line in data.study.get("lines", []):
             console.print(f"[green]*[/] {escape(safe(str(line)))}", highlight=False)

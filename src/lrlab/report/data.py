@@ -39,6 +39,7 @@ class ReportData:
     planned_steps: dict[str, int] = field(default_factory=dict)  # steps per run its config asked for
     shared: dict[str, str] = field(default_factory=dict)
     study: dict | None = None  # a study's stored verdict (lrlab.study.summary.verdict_record)
+    part_of: dict | None = None  # a sweep of a study: {"study": its name, "lines": its verdict}
 
     @property
     def is_classification(self) -> bool:
@@ -232,7 +233,19 @@ def load_report_data(
         finders = [f for f in finders if f.sweep in (None, sweep)]
     data = build_report_data(runs, epochs, steps, finders, title=title, max_points=max_points)
     data.study = study
+    if sweep is not None and study is None:
+        data.part_of = _parent_study(store, {r.id for r in runs})
     return data
+
+
+def _parent_study(store: Store, ids: set[str]) -> dict | None:
+    """The study whose runs include these (a study's sweep reported alone), with its verdict."""
+    for name in store.sweeps():
+        spec = store.sweep_spec(name)
+        record = spec.get("study") if isinstance(spec, dict) else None
+        if isinstance(record, dict) and ids & set(record.get("run_ids", [])):
+            return {"study": name, "lines": [str(line) for line in record.get("lines", [])]}
+    return None
 
 
 def _by_prefix(store: Store, prefixes: Sequence[str]) -> list[RunRecord]:

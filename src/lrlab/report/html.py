@@ -365,10 +365,23 @@ table{border-collapse:collapse;font-size:.9em;margin-top:.5em}td,th{border:1px s
 th{background:#f4f4f4}td.num{text-align:right;font-variant-numeric:tabular-nums}
 .numbers{color:#666;font-size:.85em}details{margin:.5em 0}
 .answer{font-size:1.1em;background:#f3f8f3;border-left:4px solid #2a2;padding:.5em .8em}
+.pointer{background:#f2f5fb;border-left:4px solid #46a;padding:.5em .8em;margin-bottom:1em}
 details.kind>summary{cursor:pointer;margin:.3em 0}summary.warning::before{content:"\\26A0  ";color:#c60}
 tr.recommended td{background:#f3f8f3;font-weight:600}ul#verdict{margin:.3em 0 .6em 1.2em;padding:0}
 .status-diverged{color:#c00}.status-failed{color:#c00}.status-done{color:#070}
 """
+
+
+def _part_of(parent: dict) -> str:
+    """A study's sweep reported alone: the study's verdict first, since this page's own
+    ranking sees only this sweep."""
+    name = esc(parent["study"])
+    head = esc(parent["lines"][0]) if parent["lines"] else ""
+    return (
+        f'<div class="pointer" id="part-of"><b>This sweep is one part of the study {name}</b>, whose '
+        f"verdict over all its sweeps is: {head}<br>The ranking below sees only this sweep; "
+        f"<code>lrlab report --sweep {name}</code> shows the whole study.</div>"
+    )
 
 
 def render_page(data: ReportData, figures: list[FigureSpec]) -> str:
@@ -386,6 +399,8 @@ def render_page(data: ReportData, figures: list[FigureSpec]) -> str:
     if data.shared:
         shared = ", ".join(f"{esc(k)}={esc(v)}" for k, v in data.shared.items())
         parts.append(f'<p class="sub">Shared by every run: {shared}</p>')
+    if data.part_of:
+        parts.append(_part_of(data.part_of))
     parts.append(_study_answer(data) if data.study else _leaderboard(data))
     parts.append('<h2 id="figures">Figures</h2>')
     for i, spec in enumerate(figures):
