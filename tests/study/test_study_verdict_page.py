@@ -115,3 +115,10 @@ def test_a_later_report_of_the_study_from_the_store_shows_the_same_verdict(tmp_p
     run_sweep({"name": "alone", "task": "digits-linear", "epochs": 1, "grid": {"lr": [0.1]}}, Store(db))
     assert load_report_data(Store(db, readonly=True), sweep="alone").part_of is None
     assert load_report_data(Store(db, readonly=True), sweep=result.name).part_of is None
+    # `lrlab runs list/export --sweep <study>` see the study's runs across its sweeps, as the report does
+    listed = CliRunner().invoke(app, ["runs", "list", "--db", str(db), "--sweep", result.name], env={"COLUMNS": "300"})
+    assert listed.exit_code == 0 and f"{len(result.runs)} runs in" in listed.output
+    exported = CliRunner().invoke(app, ["runs", "export", "--db", str(db), "--sweep", result.name])
+    import json
+
+    assert sorted(r["id"] for r in json.loads(exported.stdout)) == sorted(r.id for r in result.runs)

@@ -66,7 +66,7 @@ def list_runs(
     store = _store(db)
     if sweep is not None and sweep not in store.sweeps():
         bad_input(f"no sweep {sweep!r} in {db} (sweeps: {', '.join(store.sweeps()) or 'none'})")
-    runs = store.runs(sweep=sweep, status=wanted)
+    runs = store.runs(status=wanted) if sweep is None else store.sweep_runs(sweep, status=wanted)
     finals = store.epochs_for([r.id for r in runs])
     tasks = {r.config.task for r in runs}
     one_task = len(tasks) == 1  # then it goes in the title, not in a column
@@ -173,7 +173,7 @@ def rm(
     if sweep is not None:
         if sweep not in store.sweeps():
             bad_input(f"no sweep {sweep!r} in {db} (sweeps: {', '.join(store.sweeps()) or 'none'})")
-        ids += [r.id for r in store.runs(sweep=sweep)]
+        ids += [r.id for r in store.sweep_runs(sweep)]  # a study: its runs across its sweeps
     ids = list(dict.fromkeys(ids))
     what = f"{len(ids)} run(s)" + (f" and sweep {sweep!r}" if sweep else "")
     if not yes and not typer.confirm(f"Delete {what} from {db}?", default=False):

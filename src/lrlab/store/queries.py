@@ -72,7 +72,7 @@ def export_records(
     (``val_mae``, ``val_r2``, a custom task's own); ``objective`` what the task declared.
     """
     store = open_store(db)
-    runs = store.runs(sweep=sweep, ids=ids)
+    runs = store.sweep_runs(sweep) if sweep is not None and ids is None else store.runs(sweep=sweep, ids=ids)
     epochs = store.epochs_for([r.id for r in runs])
     return [
         {
@@ -144,7 +144,7 @@ def epochs_frame(
     """One row per run and epoch, with the run's config axes beside the metrics."""
     pandas = _pandas()
     store = open_store(db)
-    runs = store.runs(sweep=sweep, ids=ids)
+    runs = store.sweep_runs(sweep) if sweep is not None and ids is None else store.runs(sweep=sweep, ids=ids)
     epochs = store.epochs_for([r.id for r in runs])
     rows = []
     for r in runs:

@@ -659,6 +659,20 @@ class Store:
             raise KeyError(f"no sweep {name!r} in {self.path}")
         return json.loads(row[0])
 
+    def sweep_runs(self, name: str, status: RunStatus | str | None = None) -> list[RunRecord]:
+        """The runs of sweep ``name``; for a study's record (which names no runs of its own),
+        the study's runs across its sweeps."""
+        runs = self.runs(sweep=name, status=status)
+        if runs:
+            return runs
+        try:
+            record = self.sweep_spec(name).get("study")
+        except KeyError:
+            return []
+        if not isinstance(record, dict) or not record.get("run_ids"):
+            return []
+        return self.runs(ids=[str(i) for i in record["run_ids"]], status=status)
+
     def runs(
         self,
         sweep: str | None = None,
