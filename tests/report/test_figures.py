@@ -278,3 +278,22 @@ def test_a_log_axis_over_many_decades_labels_the_decades_only():
     labels = [[t.get_text() for t in ax.get_yticklabels() if t.get_visible() and t.get_text()] for ax in fig.axes]
     assert "2e-05" not in labels[0] and "1e-05" in labels[0]
     assert {"0.02", "0.05", "0.1", "0.2"} <= set(labels[1])
+
+
+def test_the_u_curve_places_each_configuration_at_the_peak_lr_its_schedule_reaches(study):
+    """The study's cyclic and one-cycle schedules peak at 3x their ``lr``: drawn at ``lr`` they
+    would show a divergence at an LR the run never had."""
+    from lrlab.report.figures import peak_of
+
+    spec = ucurve_figure(study)
+    xs = {}
+    for panel in spec.panels:
+        for trace in panel.traces:
+            xs.setdefault(trace.name.removesuffix(" (diverged)"), set()).update(np.round(np.log10(trace.x), 6))
+    cyclic = [c for c in study.configs if not np.isclose(peak_of(study, c), c.lr)]
+    assert cyclic and all(np.isclose(peak_of(study, c), 3 * c.lr) for c in cyclic)
+    drawn = set().union(*xs.values())
+    assert {round(float(np.log10(peak_of(study, c))), 6) for c in cyclic} <= drawn
+    # and nothing is drawn at an LR that is no configuration's peak
+    assert drawn <= {round(float(np.log10(peak_of(study, c))), 6) for c in study.configs}
+    assert spec.panels[0].xlabel == "peak learning rate"

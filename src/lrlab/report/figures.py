@@ -771,7 +771,7 @@ def ucurve_figure(data: ReportData) -> FigureSpec:
         for optimizer in optimizers:
             what = metric.replace("_", " ")
             title = f"Final {what} vs learning rate" + (f": {optimizer}" if len(optimizers) > 1 else "")
-            panel = Panel(title, "learning rate", ylabel, xlog=True)
+            panel = Panel(title, "peak learning rate", ylabel, xlog=True)
             members = [c for c in data.configs if c.config.optimizer == optimizer]
             _ucurve_traces(data, members, panel, scores, scale, shown)
             panel.vlines, panel.spans = _finder_marks(data, optimizer)
@@ -779,8 +779,9 @@ def ucurve_figure(data: ReportData) -> FigureSpec:
     return FigureSpec(
         "ucurve",
         "Final metric vs learning rate",
-        "Each point is a configuration's final value (mean over seeds, bars: range); a line joins "
-        "configurations that differ only in their LR, one colour per schedule family. Too small an "
+        "Each point is a configuration's final value (mean over seeds, bars: range) at the peak LR its "
+        "schedule reaches; a line joins configurations that differ only in their LR, one colour per "
+        "schedule family. Too small an "
         "LR learns slowly, too large bounces or diverges (crosses on the top edge): the bottom of "
         "the U is the LR to use. One column per optimizer: the dashed line is that optimizer's own "
         "range test suggestion and the shaded band its cyclic-LR bounds.",
@@ -804,12 +805,12 @@ def _ucurve_traces(
     colours = _ucurve_colours(data)
     finite_top = max((s.high * scale for k, s in scores.items() if any(c.key == k for c in members)), default=1.0)
     for group in families.values():
-        group = sorted(group, key=lambda c: c.lr or 0.0)
+        group = sorted(group, key=lambda c: peak_of(data, c))
         name = _ucurve_name(data, group[0])
         c = colours.get(name, GREY)
         pts = [(cfg, scores[cfg.key]) for cfg in group if cfg.key in scores]
         if pts:
-            x = np.asarray([cfg.lr for cfg, _ in pts], dtype=np.float64)
+            x = np.asarray([peak_of(data, cfg) for cfg, _ in pts], dtype=np.float64)
             y = np.asarray([s.mean for _, s in pts]) * scale
             lo, hi = error_bars([s.mean for _, s in pts], [s.low for _, s in pts], [s.high for _, s in pts])
             panel.traces.append(
@@ -822,7 +823,7 @@ def _ucurve_traces(
         if bad:
             panel.traces.append(
                 Trace(
-                    np.asarray([b.lr for b in bad], dtype=np.float64), np.full(len(bad), finite_top * 1.05),
+                    np.asarray([peak_of(data, b) for b in bad], dtype=np.float64), np.full(len(bad), finite_top * 1.05),
                     name + " (diverged)", name, c, mode="markers", marker="x", marker_size=11,
                     show_legend=name not in shown, hover=[f"{b.label} diverged" for b in bad],
                 )
