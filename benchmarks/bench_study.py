@@ -170,6 +170,29 @@ def time_readme(times: dict[str, Any]) -> dict[str, Any]:
     return times["readme"]
 
 
+def readme_section(repeats: int) -> None:
+    """Time the README's ``lrlab study`` ``repeats`` times, each in a fresh store, and write the
+    median and range to their own section of docs/benchmarks.md."""
+    import statistics
+
+    timings = []
+    for _ in range(repeats):
+        timings.append(time_readme({}))
+        print(timings[-1], flush=True)
+    seconds = [t["seconds"] for t in timings]
+    body = (
+        "## The README's `lrlab study` (`python -m benchmarks.bench_study --readme-only 3`)\n\n"
+        f"The README's main job (digits-mlp with sgd, sgd with momentum and adam, small budget, "
+        f"{timings[0]['runs']} runs, 2 jobs), each time in a fresh store and folder: median "
+        f"{statistics.median(seconds):.0f} s over {repeats} runs (from {min(seconds):.0f} s to {max(seconds):.0f} s; "
+        f"exit codes {', '.join(str(t['rc']) for t in timings)}) on {timings[0]['cpus']} CPU cores, load average "
+        f"(1 min) {timings[0]['load_before']:.1f} before the first and {timings[-1]['load_after']:.1f} after the last. "
+        "Target: under 60 s on an idle machine of this kind.\n"
+    )
+    print(body)
+    write_section("readme-study", body)
+
+
 def _fmt(kind: str, value: float | None, acc: float | None, sd: float) -> str:
     if kind == "classification":
         return f"{(acc or 0):.2%} (err {value:.4f} ± {sd:.4f})"
@@ -189,7 +212,12 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--tasks", default=",".join(TASKS))
     parser.add_argument("--no-readme", action="store_true", help="Do not time the README's lrlab study.")
+    parser.add_argument("--readme-only", type=int, metavar="N", default=0,
+                        help="Only time the README's lrlab study, N times in fresh stores.")  # fmt: skip
     args = parser.parse_args()
+    if args.readme_only:
+        readme_section(args.readme_only)
+        return
     CACHE.mkdir(parents=True, exist_ok=True)
     times_file = CACHE / "times.json"
     times = json.loads(times_file.read_text()) if times_file.exists() else {}
