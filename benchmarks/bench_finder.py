@@ -209,8 +209,7 @@ def default_signature() -> str:
     from lrlab.finder import suggest
 
     return json.dumps([suggest.DEFAULT_RULE_SGD, suggest.DEFAULT_RULE, suggest.DEFAULT_CONFIRM_STEPS,
-                       suggest.CONFIRM_DIVISORS_SGD, suggest.CONFIRM_DIVISORS_ADAPTIVE,
-                       suggest.DEFAULT_RULE_REGRESSION_SGD, suggest.DEFAULT_RULE_REGRESSION])  # fmt: skip
+                       suggest.CONFIRM_DIVISORS_SGD, suggest.CONFIRM_DIVISORS_ADAPTIVE])  # fmt: skip
 
 
 # --- methods, read off the grid -----------------------------------------------------------

@@ -197,7 +197,7 @@ def _recommend(
                 if name == default
                 else (f"fallback: the default rule '{default}' could not decide on this curve")
             )
-            return name, suggestions[name], f"{name} ({suggest.describe_rule(name)}): {why}"
+            return name, suggestions[name], f"{name} ({suggest.RULE_DESCRIPTIONS[name]}): {why}"
     detail = "the loss diverged almost at once; lower start_lr" if diverged_early else "too few finite losses"
     return None, math.nan, f"no rule could decide: {detail}"
 
@@ -239,9 +239,10 @@ def find_lr(
     result as the ``"halving"`` suggestion. ``progress(iteration, num_iter, lr, loss)`` is
     called after every step.
 
-    The recommendation is the default rule for the optimizer's family and, for a regression
-    loss, the regression rule (``suggest.default_rule``; ``regression=None`` recognises the
-    loss with ``is_regression_loss``, ``True``/``False`` says it); with ``confirm=N`` steps (``None``: the default,
+    The recommendation is the default rule for the optimizer's family
+    (``suggest.default_rule``); for a regression loss (``regression=None`` recognises it with
+    ``is_regression_loss``, ``True``/``False`` says it) the rule is the same and the reason
+    adds that the LR wants checking with a short sweep; with ``confirm=N`` steps (``None``: the default,
     ``suggest.DEFAULT_CONFIRM_STEPS``; 0: off) the candidates ``suggest.confirm_candidates``
     are each trained ``N`` steps from the same state on the same batches and the one with
     the lowest loss on held-back batches is recommended (``lrlab.finder.confirm``). Where the
@@ -283,7 +284,6 @@ def find_lr(
         regression = is_regression_loss(loss_fn)
     elif not isinstance(regression, bool):
         raise ValueError(f"regression must be True, False or None (recognise the loss), got {regression!r}")
-    default_name = suggest.default_rule(sgd, regression)[0]
     loaders = [train_loader] + ([val_loader] if val_loader is not None else [])
     saved = capture(model, optimizer, loaders)
     started = time.perf_counter()
@@ -292,8 +292,7 @@ def find_lr(
     lr_array = np.asarray(lrs, dtype=np.float64)
     loss_array = np.asarray(losses, dtype=np.float64)
     smoothed_array = suggest.smooth_losses(loss_array, smooth)
-    rules = suggest.rules_with(default_name)
-    suggestions = suggest.suggest_all(lr_array, smoothed_array, rules) if len(lr_array) >= 2 else {}
+    suggestions = suggest.suggest_all(lr_array, smoothed_array) if len(lr_array) >= 2 else {}
     config: dict[str, Any] = {
         "start_lr": start_lr,
         "end_lr": end_lr,
