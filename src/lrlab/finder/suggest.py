@@ -230,7 +230,7 @@ DEFAULT_REASON_SGD = _REASON.format("SGD")
 # What is said instead is that the LR wants checking.
 REGRESSION_NOTE = (
     "regression loss: the same rule (a separate one for regression losses did worse on lrlab's benchmark), "
-    "but on regression the best LR lay 3x to 300x below the curve's minimum: check it with a short sweep"
+    "but on regression the best LR lay about 3x to 300x below the curve's minimum: check it with a short sweep"
 )
 
 
