@@ -58,6 +58,7 @@ _opened: list = []  # the stores the running command opened (closed by close_sto
 
 
 def close_stores() -> None:
-    """Close every store the command opened (``main`` calls it whichever way the command ends)."""
+    """Close every store the command opened (the root callback has the command's context
+    call it when the command ends, whichever way)."""
     while _opened:
         _opened.pop().close()

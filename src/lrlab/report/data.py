@@ -198,10 +198,8 @@ def load_report_data(
         raise ValueError("give either sweep or run_ids, not both")
     study = None
     if sweep is not None:
-        runs = store.runs(sweep=sweep)
-        if not runs and sweep in store.sweeps() and "study" in store.sweep_spec(sweep):
-            study = store.sweep_spec(sweep)["study"]  # a study: its runs span its sweeps
-            runs = store.runs(ids=study["run_ids"])
+        runs = store.sweep_runs(sweep)  # a study: its runs across its sweeps
+        study = store.study_record(sweep)
         if not runs:
             known = store.sweeps()
             hint = f"; sweeps: {', '.join(known[:10])}" if known else "; the store has no sweeps"
@@ -241,9 +239,8 @@ def load_report_data(
 def _parent_study(store: Store, ids: set[str]) -> dict | None:
     """The study whose runs include these (a study's sweep reported alone), with its verdict."""
     for name in store.sweeps():
-        spec = store.sweep_spec(name)
-        record = spec.get("study") if isinstance(spec, dict) else None
-        if isinstance(record, dict) and ids & set(record.get("run_ids", [])):
+        record = store.study_record(name)
+        if record is not None and ids & set(record.get("run_ids", [])):
             return {"study": name, "lines": [str(line) for line in record.get("lines", [])]}
     return None
 

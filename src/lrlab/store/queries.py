@@ -47,7 +47,7 @@ def open_store(db: str | Path | Store | None = None, *, readonly: bool = True) -
 
 
 def load_runs(db: str | Path | Store | None = None, sweep: str | None = None) -> list[RunRecord]:
-    return open_store(db).runs(sweep=sweep)
+    return _selected(open_store(db), sweep, None)
 
 
 def _final(epochs: list[EpochRecord]) -> dict[str, Any] | None:
@@ -55,6 +55,11 @@ def _final(epochs: list[EpochRecord]) -> dict[str, Any] | None:
         return None
     last = epochs[-1]
     return {"epoch": last.epoch, **{key: getattr(last, key) for key in FINAL_METRICS}, **dict(last.metrics)}
+
+
+def _selected(store: Store, sweep: str | None, ids: Sequence[str] | None) -> list[RunRecord]:
+    """The runs a query asks for: a sweep's (a study's across its sweeps), given ids, or all."""
+    return store.sweep_runs(sweep) if sweep is not None and ids is None else store.runs(sweep=sweep, ids=ids)
 
 
 def export_records(
@@ -72,7 +77,7 @@ def export_records(
     (``val_mae``, ``val_r2``, a custom task's own); ``objective`` what the task declared.
     """
     store = open_store(db)
-    runs = store.sweep_runs(sweep) if sweep is not None and ids is None else store.runs(sweep=sweep, ids=ids)
+    runs = _selected(store, sweep, ids)
     epochs = store.epochs_for([r.id for r in runs])
     return [
         {
@@ -144,7 +149,7 @@ def epochs_frame(
     """One row per run and epoch, with the run's config axes beside the metrics."""
     pandas = _pandas()
     store = open_store(db)
-    runs = store.sweep_runs(sweep) if sweep is not None and ids is None else store.runs(sweep=sweep, ids=ids)
+    runs = _selected(store, sweep, ids)
     epochs = store.epochs_for([r.id for r in runs])
     rows = []
     for r in runs:

@@ -659,18 +659,22 @@ class Store:
             raise KeyError(f"no sweep {name!r} in {self.path}")
         return json.loads(row[0])
 
+    def study_record(self, name: str) -> dict[str, Any] | None:
+        """The verdict record of the study ``name`` (its ``run_ids`` across its sweeps, its
+        ``lines``...), or None when ``name`` is no study's record."""
+        try:
+            record = self.sweep_spec(name).get("study")
+        except KeyError:
+            return None
+        return record if isinstance(record, dict) else None
+
     def sweep_runs(self, name: str, status: RunStatus | str | None = None) -> list[RunRecord]:
         """The runs of sweep ``name``; for a study's record (which names no runs of its own),
         the study's runs across its sweeps."""
         runs = self.runs(sweep=name, status=status)
-        if runs:
+        record = None if runs else self.study_record(name)
+        if not record or not record.get("run_ids"):
             return runs
-        try:
-            record = self.sweep_spec(name).get("study")
-        except KeyError:
-            return []
-        if not isinstance(record, dict) or not record.get("run_ids"):
-            return []
         return self.runs(ids=[str(i) for i in record["run_ids"]], status=status)
 
     def runs(
