@@ -71,7 +71,9 @@ def list_runs(
     tasks = {r.config.task for r in runs}
     one_task = len(tasks) == 1  # then it goes in the title, not in a column
     title = f"{len(runs)} runs in {db}" + (f", task {next(iter(tasks))}" if one_task else "")
-    table = Table(title=_text(title), box=box.SIMPLE_HEAD, pad_edge=False)  # room for the names at 80 columns
+    # the title above the table, not in it: a long store path wraps instead of cutting the task off
+    console.print(_text(title), highlight=False, justify="center")
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)  # room for the names at 80 columns
     columns = ["id", "sweep", "status", *([] if one_task else ["task"]), "optimizer", "schedule", "lr", "seed",
                "val loss", "val acc"]  # fmt: skip
     for column in columns:  # names and specs fold; ids, statuses and numbers stay whole
