@@ -350,6 +350,21 @@ def describe(method: tuple) -> str:
     return f"confirmation: SGD {part(sgd)}; adaptive {part(adaptive)}"
 
 
+def check_measured_low(pairs: list[dict[str, Any]], progress: Any) -> None:
+    """``find_lr``'s reason quotes how far below the grid best its default lay for the
+    held-out optimizers it was not fitted on (``suggest.MEASURED_LOW``): say so if that has moved."""
+    from lrlab.finder.suggest import MEASURED_LOW
+
+    for p in pairs:
+        model = ft.task_of(p["pair"]).make_model(0)
+        name = type(ft.make_optimizer(p["pair"], model, 1e-3)).__name__
+        if name in MEASURED_LOW:
+            ratio = p["best_lr"] / float(geo(p["default_lrs"]))
+            if abs(ratio / MEASURED_LOW[name] - 1) > 0.1:
+                progress(f"WARNING {p['name']}: the default lies {ratio:.3g}x below the grid best, "
+                         f"suggest.MEASURED_LOW says {MEASURED_LOW[name]:g}x")  # fmt: skip
+
+
 # --- the bound ----------------------------------------------------------------------------
 
 
@@ -642,6 +657,7 @@ def main() -> None:
             if any(not math.isclose(a, b, rel_tol=1e-6) for a, b in zip(simulated, p["default_lrs"])):
                 progress(f"WARNING {p['name']}: find_lr's default {p['default_lrs']} is not the chosen {simulated}")
             progress(f"{p['name']}: default regret {p['default_regret']:+.3g}, tlf {p['tlf_regret']:+.3g}")
+        check_measured_low(pairs, progress)
         long = timing(cache, signature)
     finally:
         cache.flush()

@@ -242,7 +242,8 @@ def find_lr(
     The recommendation is the default rule for the optimizer's family
     (``suggest.default_rule``); for a regression loss (``regression=None`` recognises it with
     ``is_regression_loss``, ``True``/``False`` says it) the rule is the same and the reason
-    adds that the LR wants checking with a short sweep; with ``confirm=N`` steps (``None``: the default,
+    adds that the LR wants checking with a short sweep, and so it does for an optimizer the rule
+    was neither fitted nor checked on (``suggest.optimizer_note``); with ``confirm=N`` steps (``None``: the default,
     ``suggest.DEFAULT_CONFIRM_STEPS``; 0: off) the candidates ``suggest.confirm_candidates``
     are each trained ``N`` steps from the same state on the same batches and the one with
     the lowest loss on held-back batches is recommended (``lrlab.finder.confirm``). Where the
@@ -332,6 +333,9 @@ def find_lr(
                                       regression=regression)  # fmt: skip
     if verdict.note:
         reason = f"{reason}; {verdict.note}"
+    untested = suggest.optimizer_note(type(optimizer).__name__)
+    if untested and verdict.problem is None:
+        reason = f"{reason}; {untested}"
     if confirm_steps and verdict.problem is None and math.isfinite(lr):
         rule, lr, reason = _confirm(
             model, optimizer, loss_fn, train_loader, val_loader, reader, accumulation_steps, amp,

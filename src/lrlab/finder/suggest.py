@@ -19,10 +19,12 @@ from functools import partial
 import numpy as np
 
 __all__ = [
+    "CHECKED_OPTIMIZERS",
     "DEFAULT_CONFIRM_STEPS",
     "DEFAULT_REASON",
     "DEFAULT_RULE",
     "DEFAULT_RULE_SGD",
+    "MEASURED_LOW",
     "REGRESSION_NOTE",
     "RULES",
     "RULE_DESCRIPTIONS",
@@ -37,6 +39,7 @@ __all__ = [
     "lowest_index",
     "minimum_divided",
     "minimum_tenth",
+    "optimizer_note",
     "read_curve",
     "smooth_losses",
     "steepest",
@@ -209,9 +212,11 @@ RULE_DESCRIPTIONS: dict[str, str] = {
 # sensitive the divisors are). SGD (with or without momentum) trains best about a third of
 # the way below the range test's minimum, close to the largest LR it trains stably at (Smith's
 # lower cyclic bound is a third to a quarter of that minimum); an adaptive optimizer (Adam,
-# AdamW, RMSprop, ...) normalises its steps per weight, so its range test runs on far past
-# the LR it trains well at for a whole run, and a thirtieth of the minimum measured best
-# (fastai's tenth is tuned for short one-cycle fine-tuning and was too large here).
+# AdamW) normalises its steps per weight, so its range test runs on far past the LR it
+# trains well at for a whole run, and a thirtieth of the minimum measured best (fastai's
+# tenth is tuned for short one-cycle fine-tuning and was too large here). The adaptive rule
+# was fitted on Adam and held up on AdamW; on the held-out RMSprop and Adagrad pairs it was
+# far too low (``optimizer_note``).
 DEFAULT_RULE = "minimum/30"
 DEFAULT_RULE_SGD = "minimum/7"
 _REASON = (
@@ -232,6 +237,32 @@ REGRESSION_NOTE = (
     "regression loss: the same rule (a separate one for regression losses did worse on lrlab's benchmark), "
     "but on regression the best LR lay about 3x to 300x below the curve's minimum: check it with a short sweep"
 )
+
+
+# The optimizers the default rules were fitted on (the tuning pairs: SGD with momentum, Adam)
+# or checked on (the held-out pairs: SGD with Nesterov and weight decay, AdamW), and what the
+# held-out pairs of other optimizers measured: how far below the grid's best LR the default
+# recommendation lay (geometric mean over 3 seeds; docs/benchmarks.md).
+CHECKED_OPTIMIZERS = ("SGD", "Adam", "AdamW")
+MEASURED_LOW = {"RMSprop": 13.0, "Adagrad": 23.0}
+
+
+def optimizer_note(name: str) -> str | None:
+    """What lrlab's benchmark says of the default rule for the optimizer class ``name``:
+    nothing (None) for one it was fitted or checked on, a note to check the LR otherwise.
+
+    >>> optimizer_note("Adam") is None
+    True
+    >>> optimizer_note("Adagrad")
+    "Adagrad: the rule was fitted on Adam; on lrlab's held-out Adagrad pair it lay 23x below the best LR: check it with a sweep over a wider range (lrlab tune)"
+    """
+    if name in CHECKED_OPTIMIZERS:
+        return None
+    if name in MEASURED_LOW:
+        return (f"{name}: the rule was fitted on Adam; on lrlab's held-out {name} pair it lay "
+                f"{MEASURED_LOW[name]:.0f}x below the best LR: check it with a sweep over a wider range (lrlab tune)")  # fmt: skip
+    return (f"{name} is not among the optimizers the rule was fitted or checked on ({', '.join(CHECKED_OPTIMIZERS)}): "
+            "check the LR with a short sweep")  # fmt: skip
 
 
 def default_rule(sgd: bool, regression: bool = False) -> tuple[str, str]:
