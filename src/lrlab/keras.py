@@ -141,10 +141,9 @@ class Recorder(keras.callbacks.Callback):
         self._mean = 0.0
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
-        if self.run is not None and self.run.status == "running":  # the last training raised
-            self.run.end(error="its training stopped before it ended (the trainer raised)")
-        from lrlab.track import Run
+        from lrlab.track import Run, end_left_open
 
+        end_left_open(self.run)  # the last training raised
         others = [
             c for c in getattr(self.model, "_lrlab_recorders", []) if c is not self and c.run is not None
         ]

@@ -56,7 +56,7 @@ from lrlab.store.records import EpochRecord, Objective, RunConfig, RunStatus
 from lrlab.store.sqlite import DEFAULT_DB, Store
 from lrlab.training.recorder import Recorder
 
-__all__ = ["LIVE_EVERY", "WRITE_SECONDS", "Run", "track"]
+__all__ = ["LIVE_EVERY", "WRITE_SECONDS", "Run", "end_left_open", "track"]
 
 LIVE_EVERY = 50  # steps between live checks
 _RECORDING: weakref.WeakSet[Run] = weakref.WeakSet()  # runs begun and not ended, ended at exit
@@ -81,6 +81,14 @@ CONVERT_EVERY = LIVE_EVERY  # steps whose tensor losses are copied to the host a
 WRITE_SECONDS = 10.0  # buffered steps are written at least this often (besides every 1000 steps)
 log = logging.getLogger("lrlab.track")
 _ACTIVE = "_lrlab_tracked_by"  # attribute set on an optimizer while a run records it
+
+
+def end_left_open(run: Run | None) -> None:
+    """End ``run`` failed if it is still recording: a trainer callback calls this when the
+    next training begins, because Hugging Face's Trainer and Keras' fit do not tell their
+    callbacks when the training raised."""
+    if run is not None and run.status == "running":
+        run.end(error="its training stopped before it ended (the trainer raised)")
 
 
 def _number(name: str, value: Any) -> float:

@@ -24,7 +24,7 @@ import torch
 from transformers import Trainer, TrainerCallback
 
 from lrlab.store.sqlite import DEFAULT_DB, Store
-from lrlab.track import Run, _momentum
+from lrlab.track import Run, _momentum, end_left_open
 
 __all__ = ["Recorder", "find_lr"]
 
@@ -50,8 +50,7 @@ class Recorder(TrainerCallback):
         self._last: tuple[list[float], float | None, Any] | None = None
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        if self.run is not None and self.run.status == "running":  # the last training raised
-            self.run.end(error="its training stopped before it ended (the trainer raised)")
+        end_left_open(self.run)  # the last training raised
         optimizer = kwargs.get("optimizer")
         if optimizer is None:
             raise RuntimeError(
