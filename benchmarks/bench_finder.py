@@ -61,6 +61,7 @@ CHECKPOINTS = (10, 20, 40)
 RULE_DIVISORS = (1.5, 2.0, 3.0, 4.0, 5.0, 7.0, 10.0, 15.0, 20.0, 30.0, 50.0, 70.0, 100.0, 150.0, 300.0)
 BOUND_DIVISORS = tuple(10.0 ** (k / 20) for k in range(-10, 71))  # minimum x 3 .. minimum / 3000, for the bound
 LONG_STEPS = 3000
+REPEATS = 3  # find_lr(repeats=...) measured against one range test: spread over seeds, regret, cost
 DIVERGED_SCORE = {"classification": 0.0, "language_model": 4.6, "regression": 2.0}  # for interpolation only
 
 
@@ -206,6 +207,26 @@ def library_default(cache: Cache, pair: ft.Pair, seed: int, signature: str) -> d
         }
 
     return cache.memo(f"default|{signature}|{pair.name}|{seed}", compute)
+
+
+def repeated(cache: Cache, pair: ft.Pair, seed: int, signature: str) -> dict[str, Any]:
+    """``find_lr(..., repeats=REPEATS)`` on this seed's model and loader (otherwise its defaults),
+    timed against one test run just before it, in the same conditions."""
+
+    def compute() -> dict[str, Any]:
+        from lrlab.finder import find_lr
+
+        task = ft.task_of(pair)
+        seconds = []
+        for repeats in (1, REPEATS):
+            model = task.make_model(seed)
+            started = time.perf_counter()
+            result = find_lr(model, ft.make_optimizer(pair, model, 1e-7), task.loss_fn,
+                             task.train_loader(pair.batch_size, seed), repeats=repeats)  # fmt: skip
+            seconds.append(time.perf_counter() - started)
+        return {"lr": result.lr, "problem": result.problem, "seconds": seconds[1], "single_seconds": seconds[0]}
+
+    return cache.memo(f"repeats{REPEATS}|{signature}|{pair.name}|{seed}", compute)
 
 
 def default_signature() -> str:
@@ -368,6 +389,34 @@ def check_measured_low(pairs: list[dict[str, Any]], progress: Any) -> None:
                      f"best, suggest.MEASURED_LOW says {quoted}")  # fmt: skip
 
 
+def repeats_lines(pairs: list[dict[str, Any]]) -> list[str]:
+    """One range test per seed (the default) against the mean curve of ``REPEATS`` of them."""
+    lines = [
+        f"**{REPEATS} range tests per seed** (`find_lr(..., repeats={REPEATS})`: the rules read the mean of "
+        f"{REPEATS} loss curves, each on the next 100 steps' batches), against one (the default). Spread of the "
+        "recommendation over the 3 seeds (median / max over pairs, decades), pairs whose spread is at most 0.15 "
+        "decade, pairs within the bar (regret estimated from each seed's grid, as for the leave-one-task-out "
+        f"table) and `find_lr`'s time over one test's, run just before it (median over pairs and seeds):",
+        "",
+        "| split | spread, 1 test | spread, " + f"{REPEATS} tests | at most 0.15 decade, 1 / {REPEATS} | "
+        f"within the bar (estimated), 1 / {REPEATS} | time, {REPEATS} tests over 1 |",
+        "|---|---|---|---|---|---|",
+    ]
+    for split in splits(pairs):
+        subset = [p for p in pairs if p["split"] == split]
+        one = [ft.log_spread(p["default_lrs"]) for p in subset]
+        many = [ft.log_spread([r["lr"] for r in p["repeated"]]) for p in subset]
+        within = [sum(pair_cost(p, lrs)[1] <= 1.0 and pair_cost(p, lrs)[0] == 0 for p in subset for lrs in
+                      [[r["lr"] for r in p["repeated"]] if k else p["default_lrs"]]) for k in (0, 1)]  # fmt: skip
+        time_ratio = statistics.median(r["seconds"] / r["single_seconds"] for p in subset for r in p["repeated"])
+        lines.append(
+            f"| {split} | {statistics.median(one):.2f} / {max(one):.2f} | {statistics.median(many):.2f} / "
+            f"{max(many):.2f} | {sum(v <= 0.15 for v in one)} / {sum(v <= 0.15 for v in many)} of {len(subset)} | "
+            f"{within[0]} / {within[1]} of {len(subset)} | {time_ratio:.1f}x |"
+        )
+    return lines
+
+
 # --- the bound ----------------------------------------------------------------------------
 
 
@@ -476,6 +525,7 @@ def evaluate(cache: Cache, p: dict[str, Any], signature: str) -> None:
     p["paired"] = diffs  # how much worse the default is than torch-lr-finder, per seed (in the pair's unit)
     run_seconds = statistics.median(trained(cache, pair, p["best_lr"], s)["seconds"] for s in SEEDS)
     p["finder_ratio"] = statistics.median(d["seconds"] for d in p["default"]) / run_seconds
+    p["repeated"] = [repeated(cache, pair, s, signature) for s in SEEDS]
     p["tlf_ratio"] = statistics.median(t["seconds"] for t in p["tlf"]) / run_seconds
 
 
@@ -587,7 +637,7 @@ def report(pairs: list[dict[str, Any]], selection: dict[str, Any], long: dict[st
                 f"{ft.log_spread(p['default_lrs']):.2f} | {geo(p['tlf_lrs'])} | {fmt_regret(p['tlf_regret'], kind)} | "
                 f"{verdict} | {p['finder_ratio']:.0%} |"
             )
-    lines += ["", *summary_lines(pairs, long), "", *bound_lines(pairs), "",
+    lines += ["", *summary_lines(pairs, long), "", *repeats_lines(pairs), "", *bound_lines(pairs), "",
               f"Wall time of this invocation: {wall / 60:.1f} min (cached runs are not re-trained)."]  # fmt: skip
     return "\n".join(lines)
 

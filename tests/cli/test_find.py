@@ -93,6 +93,7 @@ def test_find_takes_a_task_from_a_file_and_writes_html(tmp_path):
         pytest.param(
             ["--task", "digits-linear", "--batch-size", "0"], "--batch-size must be >= 1", id="batch"
         ),
+        pytest.param(["--task", "digits-linear", "--repeats", "0"], "--repeats must be >= 1", id="repeats"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
@@ -101,6 +102,21 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and message in lines[0], result.output
     assert "Traceback" not in result.output
+
+
+def test_repeats_average_tests_and_store_each_curve(tmp_path):
+    db = tmp_path / "runs.db"
+    result = run("--task", "digits-linear", "--optimizer", "adam", "--num-iter", "30", "--repeats", "2",
+                 "--db", str(db))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "mean of 2 tests" in result.output.replace("\n", " ")
+    (record,) = Store(db).finder_results(task="digits-linear")
+    assert record.config["repeats"] == 2
+    first, second = record.config["repeat_losses"]
+    assert len(record.losses) == min(len(first), len(second))
+    assert first != second  # each on its own batches
+    mean = [(a + b) / 2 for a, b in zip(first, second)]
+    assert list(record.losses) == pytest.approx(mean, rel=1e-12)
 
 
 def test_help_has_examples():

@@ -26,6 +26,8 @@ Examples:
 
   lrlab find --task digits-cnn --halving --db runs.db --sweep cnn-study
 
+  lrlab find --task digits-mlp --optimizer adam --repeats 3
+
 Exit codes: 0 a recommendation; 2 bad input, or a range test that cannot give a trustworthy
 LR (every LR diverged, a flat curve, too few steps): one line says why and what to try.
 """
@@ -35,7 +37,7 @@ FIGURE_SUFFIXES = (".png", ".svg", ".html")
 
 def _as_flags(message: str) -> str:
     """Name the command's options in the library's messages (``end_lr`` -> ``--end-lr``)."""
-    for name in ("start_lr", "end_lr", "num_iter", "amp", "confirm"):
+    for name in ("start_lr", "end_lr", "num_iter", "amp", "confirm", "repeats"):
         message = message.replace(f"{name} ", f"--{name.replace('_', '-')} ").replace(
             f"{name}=", f"--{name.replace('_', '-')} "
         )
@@ -68,6 +70,9 @@ def find(
     confirm: int | None = typer.Option(
         None, "--confirm", help="Steps each confirmation candidate trains (0: off; default: find_lr's)."
     ),
+    repeats: int = typer.Option(
+        1, "--repeats", help="Range tests to average, each on the next batches (steadier, N times the cost)."
+    ),
     device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda[:N]."),
     amp: bool = typer.Option(False, "--amp", help="CUDA automatic mixed precision (float16)."),
     db: Path = db_option("The store (SQLite file) the result goes to."),
@@ -85,6 +90,8 @@ def find(
         bad_input(f"--mode must be exp or linear, got {mode!r}")
     if confirm is not None and confirm < 0:
         bad_input(f"--confirm must be >= 0 (steps per candidate; 0 turns it off), got {confirm}")
+    if repeats < 1:
+        bad_input(f"--repeats must be >= 1 (range tests to average), got {repeats}")
 
     from lrlab.optim.grammar import parse_optimizer
     from lrlab.study.range_tests import task_range_test
@@ -113,7 +120,7 @@ def find(
         console=err_console,
         transient=True,
     ) as bar:
-        job = bar.add_task("test", total=num_iter, lr="-", loss="-")
+        job = bar.add_task("test", total=num_iter * repeats, lr="-", loss="-")
 
         def progress(iteration: int, total: int, lr: float, loss: float) -> None:
             bar.update(job, completed=iteration + 1, lr=f"{lr:.2e}", loss=f"{loss:.4g}")
@@ -122,7 +129,7 @@ def find(
             result, record = task_range_test(
                 the_task, task, optimizer, batch_size=size, seed=seed, device=device, sweep=sweep,
                 progress=progress, start_lr=start_lr, end_lr=end_lr, num_iter=num_iter, mode=mode, amp=amp,
-                halving=halving, confirm=confirm,
+                halving=halving, confirm=confirm, repeats=repeats,
             )  # fmt: skip
         except ValueError as exc:
             bad_input(_as_flags(str(exc)))
@@ -147,6 +154,9 @@ def _print_result(result, task: str, optimizer: str, batch_size: int) -> None:  
         if result.diverged
         else f"{len(result)} iterations"
     )
+    repeats = result.config.get("repeats", 1)
+    if repeats > 1:
+        stopped = f"mean of {repeats} tests, {stopped}"
     table = Table(
         title=f"LR range test: {escape(task)}, {escape(optimizer)}, batch {batch_size} ({stopped}, "
         f"{result.seconds:.1f}s)"

@@ -220,6 +220,7 @@ def find_lr(
     halving: bool = False,
     confirm: int | None = None,
     regression: bool | None = None,
+    repeats: int = 1,
     batch_fn: Callable[[Any], tuple[Any, Any]] | None = None,
     inputs: str | Sequence[str] | None = None,
     targets: str | Sequence[str] | None = None,
@@ -236,8 +237,11 @@ def find_lr(
     exceeds ``diverge`` times its best value. ``amp=True`` trains under CUDA autocast
     (float16) with a gradient scaler. ``halving=True`` also runs the article's halving
     search (``lrlab.finder.halving.halving_search``) from ``end_lr`` down and adds its
-    result as the ``"halving"`` suggestion. ``progress(iteration, num_iter, lr, loss)`` is
-    called after every step.
+    result as the ``"halving"`` suggestion. ``repeats=N`` runs the test N times from the same
+    state, each on the next ``num_iter`` steps' batches of the loader, and the rules read the
+    mean of the N loss curves (up to the shortest; ``config["repeat_losses"]`` keeps each): a
+    steadier answer for N times the cost. ``progress(iteration, total, lr, loss)`` is called
+    after every step (``total`` is ``num_iter`` x ``repeats``).
 
     The recommendation is the default rule for the optimizer's family
     (``suggest.default_rule``); for a regression loss (``regression=None`` recognises it with
@@ -273,6 +277,8 @@ def find_lr(
         (True, None)
     """
     _check_arguments(start_lr, end_lr, num_iter, mode, smooth, diverge, accumulation_steps)
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"repeats must be an integer >= 1 (range tests to average), got {repeats!r}")
     confirm_steps = suggest.DEFAULT_CONFIRM_STEPS if confirm is None else confirm
     if isinstance(confirm_steps, bool) or not isinstance(confirm_steps, int) or confirm_steps < 0:
         raise ValueError(f"confirm must be an integer >= 0 (steps per candidate; 0 turns it off), got {confirm!r}")
@@ -288,10 +294,14 @@ def find_lr(
     loaders = [train_loader] + ([val_loader] if val_loader is not None else [])
     saved = capture(model, optimizer, loaders)
     started = time.perf_counter()
-    lrs, losses, diverged = _range_test(stepper, saved, train_loader, val_loader, start_lr, end_lr,
-                                        num_iter, mode, smooth, diverge, progress)  # fmt: skip
+    tests = []
+    for k in range(repeats):
+        offset = k * num_iter
+        step_progress = None if progress is None else _shifted(progress, offset, num_iter * repeats)
+        tests.append(_range_test(stepper, saved, train_loader, val_loader, start_lr, end_lr, num_iter, mode,
+                                 smooth, diverge, step_progress, skip=offset * accumulation_steps))  # fmt: skip
+    lrs, loss_array, diverged = _mean_curve(tests)
     lr_array = np.asarray(lrs, dtype=np.float64)
-    loss_array = np.asarray(losses, dtype=np.float64)
     smoothed_array = suggest.smooth_losses(loss_array, smooth)
     suggestions = suggest.suggest_all(lr_array, smoothed_array) if len(lr_array) >= 2 else {}
     config: dict[str, Any] = {
@@ -307,7 +317,10 @@ def find_lr(
         "iterations_run": len(lrs),
         "confirm": confirm_steps,
         "regression": regression,
+        "repeats": repeats,
     }
+    if repeats > 1:
+        config["repeat_losses"] = [[v if math.isfinite(v) else None for v in t[1]] for t in tests]
     if halving:
         from lrlab.finder.halving import halving_search
 
@@ -369,6 +382,8 @@ def _range_test(
     smooth: float,
     diverge: float,
     progress: Progress | None,
+    *,
+    skip: int = 0,
 ) -> tuple[list[float], list[float], bool]:
     lrs: list[float] = []
     losses: list[float] = []
@@ -376,6 +391,8 @@ def _range_test(
     try:
         stepper.model.train()
         batches = cycle(train_loader)
+        for _ in range(skip):  # a repeat starts on batches the earlier tests did not see
+            next(batches)
         best, average, count, nonfinite_run = math.inf, 0.0, 0, 0
         beta = 1.0 - smooth
         for iteration in range(num_iter):
@@ -405,6 +422,26 @@ def _range_test(
     finally:
         saved.restore()
     return lrs, losses, diverged
+
+
+def _shifted(progress: Progress, offset: int, total: int) -> Progress:
+    def report(iteration: int, _num_iter: int, lr: float, loss: float) -> None:
+        progress(offset + iteration, total, lr, loss)
+
+    return report
+
+
+def _mean_curve(tests: list[tuple[list[float], list[float], bool]]) -> tuple[list[float], np.ndarray, bool]:
+    """The LRs, the mean loss per iteration over the tests (NaN where every test's was) and
+    whether the test that stopped first diverged, up to the shortest test."""
+    length = min(len(t[0]) for t in tests)
+    losses = np.asarray([t[1][:length] for t in tests], dtype=np.float64).reshape(len(tests), length)
+    finite = np.isfinite(losses)
+    counts = finite.sum(axis=0)
+    totals = np.where(finite, losses, 0.0).sum(axis=0)
+    mean = np.divide(totals, counts, out=np.full(length, np.nan), where=counts > 0)
+    diverged = any(t[2] and len(t[0]) == length for t in tests)
+    return tests[0][0][:length], mean, diverged
 
 
 def _confirm(

@@ -86,9 +86,11 @@ class FinderResult:
             raise ValueError(f"path must end in one of {', '.join(_PLOT_SUFFIXES)}, got {Path(path).name!r}")
         from lrlab.report.figures import RangeTest, range_test_figure
 
+        repeats = self.config.get("repeats", 1)
         test = RangeTest(
-            self.lrs, self.losses, self.smoothed, self.suggestions, self.lr, self.rule, self._bounds_or_none()
-        )
+            self.lrs, self.losses, self.smoothed, self.suggestions, self.lr, self.rule, self._bounds_or_none(),
+            *([f"mean loss of {repeats} range tests (thick: smoothed, thin: raw)"] if repeats > 1 else []),
+        )  # fmt: skip
         spec = range_test_figure([test], title=title)
         if path is None:
             from lrlab.report.static import draw_figure
