@@ -4,6 +4,7 @@ trial is lost, none is trained twice, and the budget is met exactly."""
 from __future__ import annotations
 
 import json
+import select
 import signal
 import subprocess
 import sys
@@ -33,14 +34,26 @@ def _finished(storage: str) -> list[optuna.trial.FrozenTrial]:
 def test_a_killed_tune_resumes_losing_and_duplicating_nothing(tmp_path, sig):
     db, storage = tmp_path / "lrlab.db", f"sqlite:///{tmp_path / 'optuna.db'}"
     spec = tiny_spec("killed", trials=8, pruner="none", epochs=6)
+    # The child says on stdout when a trial has finished, so the signal lands as soon as three
+    # have (polling Optuna's database instead can lag behind a busy child until it is done).
     code = (
         "import json, sys\nfrom lrlab.store import Store\nfrom lrlab.tune import tune\n"
-        f"tune(json.loads(sys.argv[1]), Store({str(db)!r}), storage={storage!r})\n"
+        "def said(event):\n"
+        "    if getattr(event, 'event', None) == 'trial':\n"
+        "        print('trial', flush=True)\n"
+        f"tune(json.loads(sys.argv[1]), Store({str(db)!r}), storage={storage!r}, progress=said)\n"
     )
-    process = subprocess.Popen([sys.executable, "-c", code, json.dumps(spec)], stderr=subprocess.PIPE)
+    process = subprocess.Popen([sys.executable, "-c", code, json.dumps(spec)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)  # fmt: skip
     deadline = time.monotonic() + 300  # three trials finished, even on a loaded machine
-    while len(_finished(storage)) < 3 and time.monotonic() < deadline and process.poll() is None:
-        time.sleep(0.05)
+    seen = 0
+    while seen < 3 and time.monotonic() < deadline:
+        ready, _, _ = select.select([process.stdout], [], [], 1.0)
+        if ready:
+            line = process.stdout.readline()
+            if not line:  # the child ended
+                break
+            seen += line.strip() == b"trial"
     # Python ignores a KeyboardInterrupt raised inside a garbage-collection callback: press
     # Ctrl-C again until the process stops, as a person would.
     stop = time.monotonic() + 60
