@@ -60,7 +60,7 @@ def test_the_page_opens_with_the_study_verdict_not_the_raw_ranking():
     rows = re.findall(r"<tr( class=\"recommended\")?><td class='num'>(\d+)</td><td>sgd</td><td[^>]*>([a-z-]+)</td>", page)
     assert [(n, s, bool(mark)) for mark, n, s in rows] == [("1", "step", False), ("2", "constant", True), ("3", "cosine", False)]
     assert "0.005 (within the paired seed noise 0.01528)" in page
-    assert "recommended by the tie rule" in page and "a tie goes to the schedule with fewer knobs" in page
+    assert "recommended by the tie rule" in page and "a tie goes to the configuration with fewer diverged seeds, then the schedule with fewer knobs" in page
     assert "It is applied here: constant has fewer schedule knobs than step." in page
     assert "Compute spent: 7 runs" in page and "all 3 configurations with seed 0, the best 2 also with seed(s) 1, 2" in page
     assert page_title(data) == "Study study-t-small: t, budget small"

@@ -114,3 +114,23 @@ def test_higher_is_better_objectives_count_the_margin_the_right_way():
     assert obj.metric == "val_error"  # lower is better; margins are positive when the best is better
     rec = _study([0.01, 0.02, 0.03], [0.05, 0.07, 0.06])
     assert rec.margin > 0 and rec.margin_over_runner_up > 0 and rec.margin_over_constant > 0
+
+
+def test_a_tie_never_goes_to_a_configuration_that_diverged_on_a_seed():
+    # The constant LR has fewer knobs and ties on the seeds both finished, but its seed 2
+    # diverged: its score is the mean of the two that finished, so the tie goes to step decay.
+    ra, ea = _three_seeds("a", "step_decay(lr=0.1, step_size=4)", 0.1, [0.02, 0.03, 0.04])
+    rb, eb = _three_seeds("b", "constant(lr=0.3)", 0.3, [0.02, 0.03])
+    rb.append(_run("b2", "constant(lr=0.3)", 0.3, seed=2, status="diverged"))
+    names = {parse("step_decay(lr=0.1, step_size=4)"): "step", parse("constant(lr=0.3)"): "constant"}
+    finalists = {ra[0].configuration, rb[0].configuration}
+    rec = recommend(ra + rb, {**ea, **eb}, names, finalists=finalists, break_ties=True)
+    assert rec.tie and rec.margin == pytest.approx(0.0, abs=1e-15)
+    assert (rec.best.schedule_name, rec.best.diverged) == ("step", 0)
+    assert (rec.runner_up.schedule_name, rec.runner_up.diverged) == ("constant", 1)
+    lines = margin_lines(rec, "validation error")
+    assert "the margin 0 in validation error" in lines[0]  # equal scores say 0, not a rounding residue
+    assert "constant at lr=0.3 diverged on 1 seed(s), step on none" in lines[1]
+    # Without the diverged seed the constant LR, with fewer knobs, wins the same tie.
+    clean = recommend(ra + rb[:2], {**ea, **eb}, names, finalists=finalists, break_ties=True)
+    assert clean.tie and clean.best.schedule_name == "constant"

@@ -47,7 +47,10 @@ cosine two (LR, length), exponential and step a decay rate too, warmup-cosine a 
 one-cycle a peak, a rise and a floor; the cyclic ones bounds and a cycle length, and
 triangular2 and sine-decay a per-cycle decay on top."""
 
-TIE_RULE = "the schedule with fewer knobs, then the lower seed sd, then the smaller LR"
+TIE_RULE = (
+    "the configuration with fewer diverged seeds, then the schedule with fewer knobs, then the lower seed sd, "
+    "then the smaller LR"
+)
 
 
 @dataclass(frozen=True)
@@ -66,18 +69,21 @@ class Candidate:
     run_ids: tuple[str, ...]
     per_seed: tuple[tuple[int, float], ...] = ()
     finalist: bool = True
+    diverged: int = 0  # seeds of this configuration whose run diverged (not in score, sd or per_seed)
 
     @property
     def is_constant(self) -> bool:
         return isinstance(self.schedule, Constant)
 
 
-def simplicity(candidate: Candidate) -> tuple[int, float, float]:
-    """The tie-break key, smaller is simpler: the schedule's place in :data:`SIMPLER`
-    (unknown names last), then the sd over seeds, then the LR."""
+def simplicity(candidate: Candidate) -> tuple[int, int, float, float]:
+    """The tie-break key, smaller is simpler and steadier: the seeds that diverged (a
+    configuration's score is the mean of the seeds that finished, so it says nothing of
+    them), the schedule's place in :data:`SIMPLER` (unknown names last), then the sd over
+    seeds, then the LR."""
     name = candidate.schedule_name
     place = SIMPLER.index(name) if name in SIMPLER else len(SIMPLER)
-    return place, candidate.sd, candidate.lr
+    return candidate.diverged, place, candidate.sd, candidate.lr
 
 
 def paired_noise(a: Candidate, b: Candidate) -> tuple[float, float, int]:
@@ -149,7 +155,11 @@ def _per_seed(entry: Ranked, epochs: Mapping[str, Sequence[EpochRecord]]) -> tup
 
 
 def _candidate(
-    entry: Ranked, names: Mapping[Schedule, str], epochs: Mapping[str, Sequence[EpochRecord]], finalist: bool
+    entry: Ranked,
+    names: Mapping[Schedule, str],
+    epochs: Mapping[str, Sequence[EpochRecord]],
+    finalist: bool,
+    diverged: Mapping[str, int],
 ) -> Candidate:
     config = entry.config
     return Candidate(
@@ -165,6 +175,7 @@ def _candidate(
         run_ids=entry.run_ids,
         per_seed=_per_seed(entry, epochs),
         finalist=finalist,
+        diverged=diverged.get(entry.runs[0].configuration, 0),
     )
 
 
@@ -199,8 +210,12 @@ def recommend(
         raise ValueError("no finished run reported a validation metric")
     metric = ranked_first[0].metric
     ranked_rest = rank(rest, epochs, metric) if rest else []
-    candidates = [_candidate(e, names, epochs, True) for e in ranked_first]
-    candidates += [_candidate(e, names, epochs, keys is None) for e in ranked_rest]
+    diverged: dict[str, int] = {}
+    for r in runs:
+        if r.status is RunStatus.DIVERGED:
+            diverged[r.configuration] = diverged.get(r.configuration, 0) + 1
+    candidates = [_candidate(e, names, epochs, True, diverged) for e in ranked_first]
+    candidates += [_candidate(e, names, epochs, keys is None, diverged) for e in ranked_rest]
     higher = ranked_first[0].higher_is_better
     top = candidates[0]
     second = candidates[1] if len(ranked_first) > 1 else (candidates[1] if len(candidates) > 1 else None)
@@ -258,11 +273,15 @@ def tie_reason(rec: Recommendation) -> str:
     """Why ``rec.best`` was chosen over ``rec.runner_up`` in a tie, by :data:`TIE_RULE`."""
     best, other = rec.best, rec.runner_up
     assert other is not None
-    if simplicity(best)[0] < simplicity(other)[0]:
+    mine, theirs = simplicity(best), simplicity(other)
+    if mine[0] < theirs[0]:
+        why = (f"{other.schedule_name} at lr={_peak(other):.3g} diverged on {other.diverged} seed(s), "
+               f"{best.schedule_name} on {best.diverged or 'none'}")  # fmt: skip
+    elif mine[:2] < theirs[:2]:
         why = f"{best.schedule_name} has fewer schedule knobs than {other.schedule_name}"
-    elif simplicity(best)[0] == simplicity(other)[0] and best.sd < other.sd:
+    elif mine[:2] == theirs[:2] and best.sd < other.sd:
         why = f"the same schedule family, and a lower sd over seeds ({_fmt(best.sd)} vs {_fmt(other.sd)})"
-    elif simplicity(best)[:2] == simplicity(other)[:2] and best.lr < other.lr:
+    elif mine[:3] == theirs[:3] and best.lr < other.lr:
         why = "equally simple and steady, and the smaller LR"
     else:
         why = "it scored best and is at least as simple"
@@ -275,6 +294,8 @@ def margin_lines(rec: Recommendation, what: str) -> list[str]:
         return []
     up = rec.runner_up
     margin = rec.margin if rec.margin is not None else 0.0
+    if abs(margin) < 1e-12 * max(1.0, abs(rec.top.score if rec.top else 0.0)):
+        margin = 0.0  # equal scores, up to rounding: say 0, not -5.551e-17
     if not rec.noise_known:
         return [
             f"margin over the runner-up {_label(up)}: {_fmt(margin)}; they share {rec.shared_seeds} seed(s), "
