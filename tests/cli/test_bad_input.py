@@ -30,7 +30,9 @@ def place(tmp_path_factory):
     db = root / "runs.db"
     from lrlab.store import Store
 
-    run_sweep(root / "good.toml", Store(db))
+    store = Store(db)
+    run_sweep(root / "good.toml", store)
+    store.close()  # else the garbage collector may fold its write-ahead log into runs.db mid-test
     (root / "garbage.db").write_text("x\n")
     (root / "folder.db").mkdir()
     (root / "a_file.txt").write_text("not a folder")

@@ -56,3 +56,28 @@ def test_language_models_are_scored_by_validation_loss():
 def test_nothing_finished_is_an_error():
     with pytest.raises(ValueError, match="no finished runs"):
         recommend([_run("a", "sgd", "constant(lr=1.0)", 1.0, status="diverged")], {})
+
+
+def test_a_configuration_with_a_diverged_seed_ranks_after_every_one_without():
+    from lrlab.report.ranking import rank
+
+    runs = [
+        _run("a0", "sgd", "constant(lr=0.5)", 0.5, 0),
+        _run("a1", "sgd", "constant(lr=0.5)", 0.5, 1),
+        _run("a2", "sgd", "constant(lr=0.5)", 0.5, 2, status="diverged"),
+        _run("b0", "sgd", "constant(lr=0.1)", 0.1, 0),
+        _run("b1", "sgd", "constant(lr=0.1)", 0.1, 1),
+        _run("b2", "sgd", "constant(lr=0.1)", 0.1, 2),
+        _run("c0", "sgd", "constant(lr=0.01)", 0.01, 0),
+    ]
+    epochs = {"a0": _epoch("a0", 0.01, 0.1), "a1": _epoch("a1", 0.01, 0.1), "b0": _epoch("b0", 0.05, 0.2),
+              "b1": _epoch("b1", 0.06, 0.2), "b2": _epoch("b2", 0.07, 0.2), "c0": _epoch("c0", 0.09, 0.3)}  # fmt: skip
+    ranked = rank(runs, epochs)
+    # lr=0.5 has the best mean over the seeds that finished (0.01) but blew up on seed 2
+    assert [(e.config.lr, e.diverged) for e in ranked] == [(0.1, 0), (0.01, 0), (0.5, 1)]
+    assert ranked[-1].mean == pytest.approx(0.01) and ranked[-1].seeds == 2
+    rec = recommend(runs, epochs)
+    assert rec.best.lr == 0.1 and rec.best.diverged == 0
+    assert rec.candidates[-1].lr == 0.5 and rec.candidates[-1].diverged == 1
+    # given only the finished runs, the ranker cannot know: it ranks by the mean, as before
+    assert rank([r for r in runs if r.status == "done"], epochs)[0].config.lr == 0.5

@@ -66,6 +66,31 @@ def test_the_page_opens_with_the_study_verdict_not_the_raw_ranking():
     assert page_title(data) == "Study study-t-small: t, budget small"
 
 
+def test_a_configuration_with_a_diverged_seed_is_marked_and_ranked_below_on_the_page():
+    from tests.study.test_successive_halving import _run, _three_seeds
+
+    from lrlab.schedules import parse
+    from lrlab.study.recommend import recommend
+
+    ra, ea = _three_seeds("a", "step_decay(lr=0.1, step_size=4)", 0.1, [0.03, 0.04, 0.05])
+    rb, eb = _three_seeds("b", "constant(lr=0.3)", 0.3, [0.01, 0.01])
+    rb.append(_run("b2", "constant(lr=0.3)", 0.3, seed=2, status="diverged"))
+    names = {parse("step_decay(lr=0.1, step_size=4)"): "step", parse("constant(lr=0.3)"): "constant"}
+    rec = recommend(ra + rb, {**ea, **eb}, names, finalists={ra[0].configuration, rb[0].configuration},
+                    break_ties=True)  # fmt: skip
+    result = StudyResult("study-d-small", "t", "small", {}, ["s"], ra + rb, {}, rec, total_steps=10, epochs=1,
+                         extras={"finalists": 2, "seeds": [0, 1, 2]})  # fmt: skip
+    data = build_report_data(result.runs, {**ea, **eb}, {})
+    data.study = verdict_record(result)
+    first, second = data.study["leaderboard"]
+    assert (first["schedule"], first["diverged"], first["next_diverged"]) == ("step", 0, True)
+    assert (second["schedule"], second["diverged"], second["score"]) == ("constant", 1, pytest.approx(0.01))
+    page = _study_answer(data)
+    assert "<td class='num'>2 (+1 diverged)</td>" in page
+    assert "the next diverged on a seed: ranked below whatever its mean" in page
+    assert "diverged on 1 of 3 seeds: ranked below those that never did" in page
+
+
 @pytest.mark.slow
 def test_a_later_report_of_the_study_from_the_store_shows_the_same_verdict(tmp_path):
     from typer.testing import CliRunner

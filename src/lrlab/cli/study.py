@@ -213,7 +213,7 @@ def _print_summary(result: Any) -> None:
     rec = result.recommendation
     table = Table(
         title=f"Study {escape(result.name)}: {len(result.runs)} runs, {result.epochs} epochs each",
-        caption="mean ± sd over the seeds; the finalists first",
+        caption="mean ± sd over the seeds that finished; the finalists first, those with a diverged seed last",
     )
     for column in (
         "optimizer",
@@ -228,7 +228,8 @@ def _print_summary(result: Any) -> None:
             escape(cand.optimizer),
             escape(cand.schedule_name),
             num(peak(cand.schedule, result.total_steps), 3),
-            num(cand.score) + (f" ± {num(cand.sd, 2)}" if cand.seeds > 1 else " (1 seed)"),
+            num(cand.score) + (f" ± {num(cand.sd, 2)}" if cand.seeds > 1 else " (1 seed)")
+            + (f" ({cand.diverged} diverged)" if cand.diverged else ""),
             pct(cand.accuracy),
         )
     console.print(table)

@@ -444,8 +444,15 @@ def page_title(data: ReportData) -> str:
     return data.title
 
 
+def _diverged_words(diverged: int) -> str:
+    """For a leaderboard's seeds cell: the seeds that diverged besides those that finished."""
+    return f" (+{diverged} diverged)" if diverged else ""
+
+
 def _margin_cell(row: dict) -> str:
     """A study row's margin to the next row against the paired seed noise, in words."""
+    if row.get("next_diverged"):
+        return "the next diverged on a seed: ranked below whatever its mean"
     margin = row.get("margin")
     if margin is None:
         return "-"
@@ -479,6 +486,8 @@ def _study_answer(data: ReportData) -> str:
             note = "recommended" + (" by the tie rule" if study.get("tie_broken") else "")
         elif study.get("tie_broken") and position == 0:
             note = "best mean, tied with the recommendation within the seed noise"
+        elif row.get("diverged"):
+            note = f"diverged on {row['diverged']} of {row.get('seeds', 0) + row['diverged']} seeds: ranked below those that never did"
         elif not row.get("finalist", True):
             note = "one seed: not a finalist"
         sd = f" &plusmn; {num(row['sd'], 2)}" if row.get("seeds", 1) > 1 else ""
@@ -488,7 +497,8 @@ def _study_answer(data: ReportData) -> str:
             f"<tr{mark}><td class='num'>{position + 1}</td><td>{esc(row.get('optimizer'))}</td>"
             f"<td title='{esc(row.get('spec', ''))}'>{esc(row.get('schedule'))}</td>"
             f"<td class='num'>{num(row.get('peak_lr'), 3)}</td><td class='num'>{num(row.get('score'))}{sd}</td>"
-            f"<td class='num'>{row.get('seeds')}</td><td>{esc(_margin_cell(row))}</td><td>{esc(note)}</td>"
+            f"<td class='num'>{row.get('seeds')}{_diverged_words(row.get('diverged', 0))}</td>"
+            f"<td>{esc(_margin_cell(row))}</td><td>{esc(note)}</td>"
             f"<td class='num'>{steps:,}</td></tr>"
         )
     parts.append("</tbody></table>")
@@ -561,7 +571,9 @@ def _leaderboard(data: ReportData) -> str:
             following = ranked[position + 1][1]
             gap = following.mean - entry.mean
             spread = max(entry.high - entry.low, following.high - following.low)
-            if max(entry.seeds, following.seeds) < 2:
+            if following.diverged > entry.diverged:
+                verdict = "the next diverged on a seed: ranked below whatever its mean"
+            elif max(entry.seeds, following.seeds) < 2:
                 verdict = "one seed: no noise estimate"
             elif gap <= spread:
                 verdict = "a tie: inside the spread over seeds"
@@ -572,7 +584,7 @@ def _leaderboard(data: ReportData) -> str:
         parts.append(
             f"<tr><td class='num'>{position + 1}</td><td>{esc(cfg.label)}</td>"
             f"<td class='num'>{num(entry.mean)}{'' if entry.seeds < 2 else f' &plusmn; {num(entry.sd)}'}</td>"
-            f"<td class='num'>{entry.seeds}</td>"
+            f"<td class='num'>{entry.seeds}{_diverged_words(entry.diverged)}</td>"
             f"<td>{esc(margin)}</td><td class='num'>{steps:,}</td></tr>"
         )
     more = len(ranked) - LEADERBOARD_ROWS

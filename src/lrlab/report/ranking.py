@@ -11,6 +11,9 @@ all rank with :func:`rank`, so they always name the same winner and runner-up:
 - a configuration is the runs that differ only in their seed (``RunConfig.key()``); it is
   scored by the mean over its seeds that finished (``done``) of the objective at the last
   epoch that reports it;
+- a configuration with a seed that diverged (among the runs given) ranks after every
+  configuration without one, whatever the mean of its other seeds: advice that blows up on
+  one seed in three is not the best advice;
 - ties on the objective (common for error rates on small validation sets) go to the lower
   mean validation loss, then to the order the runs were given in.
 """
@@ -87,6 +90,7 @@ class Ranked:
     val_loss: float | None
     accuracy: float | None
     higher_is_better: bool = False
+    diverged: int = 0  # seeds of this configuration, among the runs given, that diverged
 
     @property
     def seeds(self) -> int:
@@ -112,10 +116,13 @@ def rank(
     metric = metric or objective(runs, epochs)
     sign = -1.0 if higher_is_better(runs, metric) else 1.0
     groups: dict[str, list[RunRecord]] = {}
+    diverged: dict[str, int] = {}
     for run in runs:
         if run.status is RunStatus.DONE:
             groups.setdefault(run.configuration, []).append(run)
-    ranked: list[tuple[float, float, int, Ranked]] = []
+        elif run.status is RunStatus.DIVERGED:
+            diverged[run.configuration] = diverged.get(run.configuration, 0) + 1
+    ranked: list[tuple[bool, float, float, int, Ranked]] = []
     for order, (key, members) in enumerate(groups.items()):
         scored = [(r, final_metric(epochs.get(r.id, ()), metric)) for r in members]
         scored = [(r, v) for r, v in scored if v is not None]
@@ -136,7 +143,9 @@ def rank(
             val_loss=val_loss,
             accuracy=_mean([final_metric(epochs.get(r.id, ()), "val_accuracy") for r in kept]),
             higher_is_better=sign < 0,
+            diverged=diverged.get(key, 0),
         )
-        ranked.append((sign * entry.mean, val_loss if val_loss is not None else math.inf, order, entry))
-    ranked.sort(key=lambda item: item[:3])
+        ranked.append((entry.diverged > 0, sign * entry.mean, val_loss if val_loss is not None else math.inf,
+                       order, entry))  # fmt: skip
+    ranked.sort(key=lambda item: item[:4])
     return [entry for *_, entry in ranked]

@@ -32,6 +32,7 @@ __all__ = [
     "Recommendation",
     "paired_noise",
     "recommend",
+    "rounded_margin",
     "simplicity",
 ]
 
@@ -155,11 +156,7 @@ def _per_seed(entry: Ranked, epochs: Mapping[str, Sequence[EpochRecord]]) -> tup
 
 
 def _candidate(
-    entry: Ranked,
-    names: Mapping[Schedule, str],
-    epochs: Mapping[str, Sequence[EpochRecord]],
-    finalist: bool,
-    diverged: Mapping[str, int],
+    entry: Ranked, names: Mapping[Schedule, str], epochs: Mapping[str, Sequence[EpochRecord]], finalist: bool
 ) -> Candidate:
     config = entry.config
     return Candidate(
@@ -175,7 +172,7 @@ def _candidate(
         run_ids=entry.run_ids,
         per_seed=_per_seed(entry, epochs),
         finalist=finalist,
-        diverged=diverged.get(entry.runs[0].configuration, 0),
+        diverged=entry.diverged,
     )
 
 
@@ -200,22 +197,19 @@ def recommend(
     finished = [r for r in runs if r.status is RunStatus.DONE]
     if not finished:
         raise ValueError(f"no finished runs to recommend from ({len(runs)} runs, none done)")
+    scored = [r for r in runs if r.status in (RunStatus.DONE, RunStatus.DIVERGED)]  # rank counts diverged seeds
     keys = None if finalists is None else set(finalists)
-    first = finished if keys is None else [r for r in finished if r.configuration in keys]
-    rest = [] if keys is None else [r for r in finished if r.configuration not in keys]
+    first = scored if keys is None else [r for r in scored if r.configuration in keys]
+    rest = [] if keys is None else [r for r in scored if r.configuration not in keys]
     ranked_first = rank(first, epochs) if first else []
     if not ranked_first:  # no finalist finished: rank everything together
-        ranked_first, rest = rank(finished, epochs), []
+        ranked_first, rest = rank(scored, epochs), []
     if not ranked_first:
         raise ValueError("no finished run reported a validation metric")
     metric = ranked_first[0].metric
     ranked_rest = rank(rest, epochs, metric) if rest else []
-    diverged: dict[str, int] = {}
-    for r in runs:
-        if r.status is RunStatus.DIVERGED:
-            diverged[r.configuration] = diverged.get(r.configuration, 0) + 1
-    candidates = [_candidate(e, names, epochs, True, diverged) for e in ranked_first]
-    candidates += [_candidate(e, names, epochs, keys is None, diverged) for e in ranked_rest]
+    candidates = [_candidate(e, names, epochs, True) for e in ranked_first]
+    candidates += [_candidate(e, names, epochs, keys is None) for e in ranked_rest]
     higher = ranked_first[0].higher_is_better
     top = candidates[0]
     second = candidates[1] if len(ranked_first) > 1 else (candidates[1] if len(candidates) > 1 else None)
@@ -288,14 +282,18 @@ def tie_reason(rec: Recommendation) -> str:
     return f"{why} (a tie goes to {TIE_RULE})"
 
 
+def rounded_margin(margin: float, score: float) -> float:
+    """``margin``, or 0 where it is only the rounding of a difference of equal means (so a
+    tie of equal scores reads 0, not -5.551e-17)."""
+    return 0.0 if abs(margin) < 1e-12 * max(1.0, abs(score)) else margin
+
+
 def margin_lines(rec: Recommendation, what: str) -> list[str]:
     """The runner-up line of a verdict: the margin against the paired seed noise, in words."""
     if rec.runner_up is None:
         return []
     up = rec.runner_up
-    margin = rec.margin if rec.margin is not None else 0.0
-    if abs(margin) < 1e-12 * max(1.0, abs(rec.top.score if rec.top else 0.0)):
-        margin = 0.0  # equal scores, up to rounding: say 0, not -5.551e-17
+    margin = rounded_margin(rec.margin if rec.margin is not None else 0.0, rec.top.score if rec.top else 0.0)
     if not rec.noise_known:
         return [
             f"margin over the runner-up {_label(up)}: {_fmt(margin)}; they share {rec.shared_seeds} seed(s), "

@@ -145,7 +145,7 @@ def verdict_record(result: StudyResult) -> dict[str, Any]:
     order (finalists first), each with its margin to the next judged against the paired
     seed noise (:func:`lrlab.study.recommend.paired_noise`), as the tie rule judges the top two.
     """
-    from lrlab.study.recommend import NOISE_SE, TIE_RULE, paired_noise, tie_reason
+    from lrlab.study.recommend import NOISE_SE, TIE_RULE, paired_noise, rounded_margin, tie_reason
 
     rec = result.recommendation
     candidates = rec.candidates
@@ -155,12 +155,15 @@ def verdict_record(result: StudyResult) -> dict[str, Any]:
             "optimizer": cand.optimizer, "schedule": cand.schedule_name, "spec": str(cand.schedule),
             "peak_lr": peak(cand.schedule, result.total_steps), "score": cand.score, "sd": cand.sd,
             "seeds": cand.seeds, "accuracy": cand.accuracy, "finalist": cand.finalist,
-            "run_ids": list(cand.run_ids), "recommended": cand is rec.best,
-            "margin": None, "noise": None, "shared_seeds": 0, "within_noise": None,
+            "run_ids": list(cand.run_ids), "recommended": cand is rec.best, "diverged": cand.diverged,
+            "margin": None, "noise": None, "shared_seeds": 0, "within_noise": None, "next_diverged": False,
         }  # fmt: skip
         following = candidates[position + 1] if position + 1 < len(candidates) else None
-        if following is not None and following.finalist == cand.finalist:
+        if following is not None and following.diverged > cand.diverged:
+            row["next_diverged"] = True  # ranked below for its diverged seed, whatever its mean
+        elif following is not None and following.finalist == cand.finalist:
             diff, se, shared = paired_noise(cand, following)
+            diff = rounded_margin(diff, cand.score)
             noise = NOISE_SE * se
             known = math.isfinite(noise)
             row |= {
