@@ -43,8 +43,11 @@ def test_a_killed_tune_resumes_losing_and_duplicating_nothing(tmp_path, sig):
         "        print('trial', flush=True)\n"
         f"tune(json.loads(sys.argv[1]), Store({str(db)!r}), storage={storage!r}, progress=said)\n"
     )
+    # A shell's background job ignores SIGINT and its children inherit that; a terminal's
+    # foreground job does not: give the child a terminal's Ctrl-C whatever runs the tests.
     process = subprocess.Popen([sys.executable, "-c", code, json.dumps(spec)], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE)  # fmt: skip
+                               stderr=subprocess.PIPE,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     deadline = time.monotonic() + 300  # three trials finished, even on a loaded machine
     seen = 0
     while seen < 3 and time.monotonic() < deadline:
