@@ -178,3 +178,15 @@ def test_a_study_where_every_run_diverges_says_so_in_one_line_exits_2_and_keeps_
     store = Store(db)
     assert len(store.finder_results()) == 1  # the range test and every diverged run are kept
     assert [r.status for r in store.runs()] == ["diverged"] * 27
+
+
+def test_the_range_test_line_carries_the_finders_word_on_an_unchecked_optimizer():
+    from lrlab.cli.study import _optimizer_note
+    from lrlab.finder.suggest import optimizer_note
+
+    assert _optimizer_note("adagrad") == optimizer_note("Adagrad") and "3.6x to 26x" in _optimizer_note("adagrad")
+    assert _optimizer_note("rmsprop(alpha=0.9)") == optimizer_note("RMSprop")
+    assert _optimizer_note("nadam").startswith("NAdam is not among the optimizers the rule was fitted or checked on")
+    for checked in ("sgd", "sgd(momentum=0.9, nesterov=true)", "adam", "adamw(weight_decay=0.01)"):
+        assert _optimizer_note(checked) is None
+    assert _optimizer_note("no-such-optimizer") is None  # refused elsewhere, with its own message

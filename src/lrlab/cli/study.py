@@ -243,6 +243,9 @@ def _print_summary(result: Any) -> None:
             f"cyclic bounds {num(finder.base_lr)}-{num(finder.max_lr)}",
             highlight=False,
         )
+        note = _optimizer_note(name)
+        if note:
+            console.print(f"  {escape(note)}", highlight=False)
     finalists, seeds = result.extras.get("finalists"), result.extras.get("seeds", [])
     if finalists:
         console.print(
@@ -252,3 +255,14 @@ def _print_summary(result: Any) -> None:
             highlight=False,
         )
     console.print(Panel("\n".join(escape(line) for line in verdict_lines(result)), title="Recommendation"))
+
+
+def _optimizer_note(spec: str) -> str | None:
+    """The finder's word on an optimizer its rule was neither fitted nor checked on."""
+    from lrlab.finder.suggest import optimizer_note
+    from lrlab.optim.grammar import OPTIMIZER_CLASSES, parse_optimizer
+
+    try:
+        return optimizer_note(OPTIMIZER_CLASSES[parse_optimizer(spec)[0]].__name__)
+    except (KeyError, ValueError):
+        return None
