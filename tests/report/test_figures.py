@@ -215,7 +215,9 @@ def test_grey_runs_are_one_trace_per_panel_each_line_ended_by_a_nan(study):
         [line] = [t for t in panel.traces if t.group == OTHERS and t.mode == "lines"]
         assert int(np.isnan(line.x).sum()) == len(grey_runs)
         coloured = [t for t in panel.traces if t.group != OTHERS and t.mode == "lines"]
-        assert len(coloured) == sum(len(c.runs) for c in study.configs if look[c.key].highlighted)
+        seeds = sum(len(c.runs) for c in study.configs if look[c.key].highlighted)
+        faint = [t for t in coloured if t.name.endswith(" (every step)")]
+        assert len(faint) == seeds and len(coloured) == 2 * seeds  # every step, faint, under each smoothed line
 
 
 def test_a_grey_runs_line_in_the_bundle_keeps_its_spikes_and_ends():
@@ -297,3 +299,35 @@ def test_the_u_curve_places_each_configuration_at_the_peak_lr_its_schedule_reach
     # and nothing is drawn at an LR that is no configuration's peak
     assert drawn <= {round(float(np.log10(peak_of(study, c))), 6) for c in study.configs}
     assert spec.panels[0].xlabel == "peak learning rate"
+
+
+def test_coloured_per_step_lines_are_smoothed_over_a_fortieth_of_the_run_above_a_faint_raw_line():
+    from lrlab.report.figures import OTHERS, SMOOTH_FRACTION, ema
+
+    sw = synthetic_sweep(lrs=(0.05, 0.1), seeds=(0, 1), epochs=4, steps_per_epoch=100)
+    data = build_report_data(sw.runs, sw.epochs, sw.steps)
+    loss_panel, grad_panel = steps_figure(data).panels
+    for panel, log in ((loss_panel, False), (grad_panel, True)):
+        lines = [t for t in panel.traces if t.group != OTHERS and t.mode == "lines"]
+        raw = [t for t in lines if t.name.endswith(" (every step)")]
+        smooth = [t for t in lines if not t.name.endswith(" (every step)")]
+        assert len(raw) == len(smooth) == 4
+        for r, m in zip(raw, smooth):
+            assert r.opacity < m.opacity and r.width < m.width and not r.show_legend
+            np.testing.assert_array_equal(m.x, r.x)
+            np.testing.assert_allclose(m.y, ema(r.y, SMOOTH_FRACTION * len(r.x), log=log), rtol=1e-12)
+            wiggle = lambda y: float(np.nanstd(np.diff(np.log(y) if log else y)))  # noqa: E731
+            assert wiggle(m.y) < 0.5 * wiggle(r.y)
+
+
+def test_ema_is_bias_corrected_skips_non_finite_points_and_averages_logs_on_request():
+    from lrlab.report.figures import ema
+
+    y = np.array([4.0, np.nan, 1.0, np.inf, 16.0])
+    out = ema(y, 1.0)  # span 1: no smoothing at all
+    assert np.isnan(out[1]) and np.isinf(out[3])
+    np.testing.assert_allclose(out[[0, 2, 4]], [4.0, 1.0, 16.0])
+    assert ema(np.array([5.0]), 100.0)[0] == 5.0  # the first point is itself, not pulled to 0
+    geometric = ema(np.array([1.0, 100.0]), 3.0, log=True)  # weights 1/3 and 2/3 (bias-corrected)
+    assert geometric[1] == pytest.approx(10 ** (2 * 2 / 3), rel=1e-12)
+    assert ema(np.array([-1.0, 2.0]), 3.0, log=True).tolist() == [-1.0, 2.0]  # no log of -1: kept, not averaged

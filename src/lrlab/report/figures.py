@@ -1018,6 +1018,35 @@ def _finder_ylim(curves: Sequence[np.ndarray]) -> tuple[float, float] | None:
 # ---------------------------------------------------------------- steps: loss and gradient norm
 
 
+SMOOTH_FRACTION = 1 / 40  # the span of the coloured runs' smoothed per-step lines, as a share of the run
+
+
+def ema(values: np.ndarray, span: float, *, log: bool = False) -> np.ndarray:
+    """The bias-corrected exponential moving average of ``values`` with weight ``2 / (span +
+    1)`` on the newest point, over the finite points only (a NaN or infinite point stays as
+    it is and is not averaged in); ``log=True`` averages ``log(values)`` (a geometric mean,
+    for a log axis; values <= 0 count as not finite).
+
+    >>> ema(np.array([1.0, 3.0, np.nan, 3.0]), 1.0).tolist()
+    [1.0, 3.0, nan, 3.0]
+    >>> [round(v, 3) for v in ema(np.array([1.0, 3.0]), 3.0)]
+    [1.0, 2.333]
+    """
+    y = np.asarray(values, dtype=np.float64)
+    work = np.log(np.where(y > 0, y, np.nan)) if log else y
+    alpha = 2.0 / (float(span) + 1.0)
+    out = np.full(len(y), np.nan)
+    average, weight = 0.0, 0.0
+    for i, v in enumerate(work):
+        if not np.isfinite(v):
+            out[i] = y[i]
+            continue
+        average = (1 - alpha) * average + alpha * v
+        weight = (1 - alpha) * weight + alpha
+        out[i] = np.exp(average / weight) if log else average / weight
+    return out
+
+
 def steps_figure(data: ReportData, log_y: bool = False) -> FigureSpec:
     loss_panel = Panel("Training loss vs step", "optimizer step", loss_label(data=data), ylog=log_y)
     grad_panel = Panel("Gradient norm vs step", "optimizer step", "gradient L2 norm", ylog=True)
@@ -1037,13 +1066,27 @@ def steps_figure(data: ReportData, log_y: bool = False) -> FigureSpec:
             base = 1.0 if len(data.runs) > 12 else 1.4
             width = lk.width(base) * (1.8 if run.id in stuck and lk.highlighted else 1.0)
             legend = _legend_once(lk, shown)
+            span = max(1.0, SMOOTH_FRACTION * len(x))
             for panel, col, what in ((loss_panel, series.loss, "training loss"), (grad_panel, series.grad_norm,
                                                                                 "gradient norm")):
-                px, py = (x, col) if lk.highlighted else _own_points(x, col, divergence_index(series, run))
+                if not lk.highlighted:
+                    px, py = _own_points(x, col, divergence_index(series, run))
+                    panel.traces.append(
+                        Trace(px, py, lk.name, lk.group, lk.color, width=width, opacity=lk.opacity,
+                              show_legend=legend and panel is loss_panel,
+                              hover=_hover(lk, f"seed {run.seed}: {what}", len(px)))
+                    )  # fmt: skip
+                    continue
+                # Every step, faint, under a line smoothed over 1/40 of the run: raw per-step
+                # gradient norms of a few seeds of ten configurations are a thicket otherwise.
                 panel.traces.append(
-                    Trace(px, py, lk.name, lk.group, lk.color, width=width, opacity=lk.opacity,
-                          show_legend=legend and panel is loss_panel,
-                          hover=_hover(lk, f"seed {run.seed}: {what}", len(px)))
+                    Trace(x, col, lk.name + " (every step)", lk.group, lk.color, width=max(0.6, 0.5 * width),
+                          opacity=0.25 * lk.opacity, show_legend=False)  # its hover: the smoothed line's
+                )  # fmt: skip
+                panel.traces.append(
+                    Trace(x, ema(col, span, log=panel is grad_panel or log_y), lk.name, lk.group, lk.color,
+                          width=width, opacity=lk.opacity, show_legend=legend and panel is loss_panel,
+                          hover=_hover(lk, f"seed {run.seed}: {what}, smoothed over ~{span:.0f} steps", len(x)))
                 )  # fmt: skip
             if not is_diverged(run):
                 kept["loss"].append(series.loss)
@@ -1064,7 +1107,9 @@ def steps_figure(data: ReportData, log_y: bool = False) -> FigureSpec:
     return _legend_order(data, FigureSpec(
         "steps",
         "Training loss and gradient norm vs step",
-        "Every run (downsampled with spikes kept). A run whose loss has stopped falling while its "
+        "Every run; the coloured ones as a line smoothed over about a fortieth of the run (an exponential "
+        "moving average, of the logarithm for the gradient norm) over a faint line of every step, the grey "
+        "ones downsampled with their spikes kept. A run whose loss has stopped falling while its "
         "gradient norm stays large is oscillating across a valley of the loss surface: its LR is "
         "too high for this stage of training (such runs are drawn thicker and listed in the "
         "diagnostics). Crosses mark divergence (on the top edge when off the chart: the axes cover "
