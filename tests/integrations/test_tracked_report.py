@@ -5,6 +5,7 @@ gradient norms the training saw, with the task's own loss name."""
 from __future__ import annotations
 
 import lightning.pytorch as pl
+import numpy as np
 import pytest
 import torch
 from tests.report.test_browser import CHROMIUM, browser  # noqa: F401  (the module's Chromium fixture)
@@ -166,11 +167,18 @@ def test_the_lr_trace_is_the_lr_each_step_ran_at(pages, key):
 @pytest.mark.parametrize("key", ["plain", "lightning"])
 def test_the_step_traces_are_the_losses_and_gradient_norms_of_training(pages, key):
     got = pages[key]
-    loss, grad = got["figures"]["fig-steps"]["traces"]
+    # each panel: every step (faint), then the same smoothed (what its hover reads)
+    loss, loss_smoothed, grad, grad_smoothed = got["figures"]["fig-steps"]["traces"]
+    assert loss["name"].endswith("(every step)") and grad["name"].endswith("(every step)")
     assert loss["y"] == pytest.approx(got["seen"]["loss"], rel=1e-6)
     assert grad["y"] == pytest.approx(list(got["series"].grad_norm), rel=1e-6)
     if key == "plain":  # recomputed from the gradients the optimizer stepped with
         assert grad["y"] == pytest.approx(got["seen"]["grad"], rel=1e-5)
+    from lrlab.report.figures import SMOOTH_FRACTION, ema
+
+    span = max(1.0, SMOOTH_FRACTION * len(loss["y"]))
+    assert loss_smoothed["y"] == pytest.approx(list(ema(np.asarray(loss["y"]), span)), rel=1e-6)
+    assert grad_smoothed["y"] == pytest.approx(list(ema(np.asarray(grad["y"]), span, log=True)), rel=1e-6)
 
 
 def test_the_loss_is_named_as_each_task_names_it(pages):

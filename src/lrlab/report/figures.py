@@ -1023,7 +1023,7 @@ SMOOTH_FRACTION = 1 / 40  # the span of the coloured runs' smoothed per-step lin
 
 def ema(values: np.ndarray, span: float, *, log: bool = False) -> np.ndarray:
     """The bias-corrected exponential moving average of ``values`` with weight ``2 / (span +
-    1)`` on the newest point, over the finite points only (a NaN or infinite point stays as
+    1)`` on the newest point (``span`` >= 1; less counts as 1), over the finite points only (a NaN or infinite point stays as
     it is and is not averaged in); ``log=True`` averages ``log(values)`` (a geometric mean,
     for a log axis; values <= 0 count as not finite).
 
@@ -1034,7 +1034,7 @@ def ema(values: np.ndarray, span: float, *, log: bool = False) -> np.ndarray:
     """
     y = np.asarray(values, dtype=np.float64)
     work = np.log(np.where(y > 0, y, np.nan)) if log else y
-    alpha = 2.0 / (float(span) + 1.0)
+    alpha = 2.0 / (max(1.0, float(span)) + 1.0)  # a span under one step is no smoothing
     out = np.full(len(y), np.nan)
     average, weight = 0.0, 0.0
     for i, v in enumerate(work):
