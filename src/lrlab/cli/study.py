@@ -213,7 +213,8 @@ def _print_summary(result: Any) -> None:
     rec = result.recommendation
     table = Table(
         title=f"Study {escape(result.name)}: {len(result.runs)} runs, {result.epochs} epochs each",
-        caption="mean ± sd over the seeds that finished; the finalists first, those with a diverged seed last",
+        caption="mean ± sd over the seeds that finished; finalists first, and in each part a configuration "
+        "with a diverged seed after those without",
     )
     for column in (
         "optimizer",
