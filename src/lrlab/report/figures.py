@@ -1029,7 +1029,7 @@ def ema(values: np.ndarray, span: float, *, log: bool = False) -> np.ndarray:
 
     >>> ema(np.array([1.0, 3.0, np.nan, 3.0]), 1.0).tolist()
     [1.0, 3.0, nan, 3.0]
-    >>> [round(v, 3) for v in ema(np.array([1.0, 3.0]), 3.0)]
+    >>> ema(np.array([1.0, 3.0]), 3.0).round(3).tolist()
     [1.0, 2.333]
     """
     y = np.asarray(values, dtype=np.float64)
