@@ -147,3 +147,19 @@ def test_a_later_report_of_the_study_from_the_store_shows_the_same_verdict(tmp_p
     import json
 
     assert sorted(r["id"] for r in json.loads(exported.stdout)) == sorted(r.id for r in result.runs)
+
+
+def test_a_plain_reports_leaderboard_marks_a_diverged_seed_and_ranks_it_below():
+    from tests.study.test_successive_halving import _run, _three_seeds
+
+    from lrlab.report.html import NEXT_DIVERGED, _leaderboard
+
+    ra, ea = _three_seeds("a", "constant(lr=0.1)", 0.1, [0.03, 0.04, 0.05])
+    rb, eb = _three_seeds("b", "constant(lr=0.3)", 0.3, [0.01, 0.01])
+    rb.append(_run("b2", "constant(lr=0.3)", 0.3, seed=2, status="diverged"))
+    page = _leaderboard(build_report_data(ra + rb, {**ea, **eb}, {}))
+    rows = re.findall(r"<tr><td class='num'>(\d+)</td><td>([^<]*)</td><td class='num'>([^<]*)</td>"
+                      r"<td class='num'>([^<]*)</td><td>([^<]*)</td>", page)  # fmt: skip
+    assert [(n, seeds) for n, _label, _score, seeds, _margin in rows] == [("1", "3"), ("2", "2 (+1 diverged)")]
+    assert rows[0][1].startswith("lr=0.1") and rows[0][4] == f"-0.03 ({NEXT_DIVERGED})"  # the next: a better mean, below
+    assert rows[1][2].startswith("0.01")

@@ -444,6 +444,10 @@ def page_title(data: ReportData) -> str:
     return data.title
 
 
+# Both leaderboards' margin cell above a configuration ranked lower for a diverged seed.
+NEXT_DIVERGED = "the next diverged on a seed: ranked below whatever its mean"
+
+
 def _diverged_words(diverged: int) -> str:
     """For a leaderboard's seeds cell: the seeds that diverged besides those that finished."""
     return f" (+{diverged} diverged)" if diverged else ""
@@ -452,7 +456,7 @@ def _diverged_words(diverged: int) -> str:
 def _margin_cell(row: dict) -> str:
     """A study row's margin to the next row against the paired seed noise, in words."""
     if row.get("next_diverged"):
-        return "the next diverged on a seed: ranked below whatever its mean"
+        return NEXT_DIVERGED
     margin = row.get("margin")
     if margin is None:
         return "-"
@@ -572,7 +576,7 @@ def _leaderboard(data: ReportData) -> str:
             gap = following.mean - entry.mean
             spread = max(entry.high - entry.low, following.high - following.low)
             if following.diverged > entry.diverged:
-                verdict = "the next diverged on a seed: ranked below whatever its mean"
+                verdict = NEXT_DIVERGED
             elif max(entry.seeds, following.seeds) < 2:
                 verdict = "one seed: no noise estimate"
             elif gap <= spread:
