@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lrlab.store.records import RunConfig
+from lrlab.core.records import RunConfig
 from lrlab.sweeps import substitute
 from lrlab.training.resolve import steps_per_epoch
 from lrlab.training.tasks import get_task

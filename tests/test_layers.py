@@ -1,5 +1,5 @@
-"""The layers as built: the store, the report and the schedules import no torch, and no
-package imports one above it."""
+"""The layers as built: the core, the store, the plots, the report and the schedules import no
+torch, and no import anywhere in ``src/lrlab`` (inside functions too) points up a layer."""
 
 from __future__ import annotations
 
@@ -24,9 +24,9 @@ sys.meta_path.insert(0, Block())
 
 def test_store_report_and_schedules_work_with_torch_unimportable(tmp_path):
     code = BLOCK_TORCH + f"""
-import lrlab.schedules, lrlab.store, lrlab.report, lrlab.report.ranking, lrlab.report.html, lrlab.report.static
+import lrlab.schedules, lrlab.store, lrlab.report, lrlab.core.ranking, lrlab.report.html, lrlab.plot.static
 from lrlab.store import Store
-from lrlab.store.records import RunConfig, RunRecord, EpochRecord
+from lrlab.core.records import RunConfig, RunRecord, EpochRecord
 from lrlab.report import build_report_data, write_report
 store = Store({str(tmp_path / "r.db")!r})
 config = RunConfig(task="digits-mlp", lr=0.1, schedule="cosine(lr=0.1, total_steps=20)")
@@ -47,43 +47,68 @@ print("ok")
 
 # Lower layers first; a module may import its own layer and the layers below (ARCHITECTURE.md).
 LAYERS = [
-    {"schedules", "formatting"},
-    {"store", "optim", "torch", "keras", "torch_utils"},
-    {"training", "finder", "surfaces", "finetune", "integrations", "lightning", "transformers", "track"},
+    {"schedules", "formatting", "deprecation"},
+    {"core", "optim", "torch", "torch_utils"},
+    {"store", "plot"},
+    {"training", "finder", "surfaces", "finetune", "track", "lightning", "transformers", "keras"},
     {"sweeps"},
     {"report"},
     {"study", "tune"},
     {"cli"},
 ]
 LEVEL = {name: level for level, names in enumerate(LAYERS) for name in names}
+MODULES = sorted(p for p in SRC.rglob("*.py") if p.parent != SRC or p.name not in ("__init__.py", "__main__.py"))
 
 
 def _package(path: Path) -> str:
-    parts = path.relative_to(SRC).with_suffix("").parts
-    return parts[0]
+    return path.relative_to(SRC).with_suffix("").parts[0]
 
 
-def _module_level_imports(path: Path) -> list[str]:
-    """lrlab packages imported at module level (not inside functions, not TYPE_CHECKING)."""
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    found = []
-    for node in tree.body:
+def _type_checking_nodes(tree: ast.AST) -> set[int]:
+    """Ids of the nodes under an ``if TYPE_CHECKING:`` block (imports for annotations only)."""
+    inside: set[int] = set()
+    for node in ast.walk(tree):
         if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            inside.update(id(sub) for stmt in node.body for sub in ast.walk(stmt))
+    return inside
+
+
+def lrlab_imports(source: str) -> list[tuple[int, str]]:
+    """(line, lrlab package) of every import in ``source`` at any depth (inside functions,
+    classes, try blocks), ``TYPE_CHECKING`` blocks excepted."""
+    tree = ast.parse(source)
+    skipped = _type_checking_nodes(tree)
+    found = []
+    for node in ast.walk(tree):
+        if id(node) in skipped:
             continue
-        for sub in [node] if not isinstance(node, ast.If) else node.body:
-            if isinstance(sub, ast.ImportFrom) and sub.module and sub.module.startswith("lrlab."):
-                found.append(sub.module.split(".")[1])
-            elif isinstance(sub, ast.Import):
-                found += [a.name.split(".")[1] for a in sub.names if a.name.startswith("lrlab.")]
-    return found
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if node.module == "lrlab":
+                found += [(node.lineno, a.name) for a in node.names if a.name in LEVEL]
+            elif node.module.startswith("lrlab."):
+                found.append((node.lineno, node.module.split(".")[1]))
+        elif isinstance(node, ast.Import):
+            found += [(node.lineno, a.name.split(".")[1]) for a in node.names if a.name.startswith("lrlab.")]
+    return sorted(found)
 
 
-@pytest.mark.parametrize("path", sorted(p for p in SRC.rglob("*.py") if p.name != "__main__.py"), ids=str)
-def test_module_level_imports_point_down(path):
-    if path.parent == SRC and path.name == "__init__.py":
-        return
+def test_every_layer_names_a_package_that_exists():
+    packages = {p.name for p in SRC.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    modules = {p.stem for p in SRC.glob("*.py") if p.name not in ("__init__.py", "__main__.py")}
+    assert set(LEVEL) == packages | modules
+
+
+def test_the_check_sees_an_import_hidden_in_a_function():
+    source = "def plot():\n    if True:\n        from lrlab.report.figures import x\n"
+    assert lrlab_imports(source) == [(3, "report")]
+    assert lrlab_imports("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from lrlab.cli import app\n") == []
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(SRC)))
+def test_every_import_points_down(path):
     own = _package(path)
     if own not in LEVEL:
         pytest.fail(f"{path.relative_to(SRC)}: package {own!r} is in no layer of this test")
-    up = [name for name in _module_level_imports(path) if LEVEL.get(name, -1) > LEVEL[own]]
+    up = [f"line {line}: {name}" for line, name in lrlab_imports(path.read_text(encoding="utf-8"))
+          if LEVEL.get(name, -1) > LEVEL[own]]  # fmt: skip
     assert not up, f"{path.relative_to(SRC)} ({own}) imports up: {up}"

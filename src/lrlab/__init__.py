@@ -2,6 +2,10 @@
 
 __version__ = "0.1.0"
 
+from lrlab import deprecation as _deprecation
+
+_deprecation.install()  # documented import paths that moved keep working, with a warning
+
 # Public names imported on first use, so that ``import lrlab`` stays light (no torch).
 # One line per name: "name": "module that defines it".
 _LAZY = {

@@ -51,8 +51,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from lrlab.core.records import EpochRecord, Objective, RunConfig, RunStatus
 from lrlab.schedules import Schedule
-from lrlab.store.records import EpochRecord, Objective, RunConfig, RunStatus
 from lrlab.store.sqlite import DEFAULT_DB, Store
 from lrlab.training.recorder import Recorder
 
@@ -446,8 +446,8 @@ class Run:
     # -------------------------------------------------------- live diagnostics
 
     def _check_live(self, final: bool = False) -> None:
-        from lrlab.report.diagnostics import stuck_check
-        from lrlab.store.records import StepSeries
+        from lrlab.core.diagnostics import stuck_check
+        from lrlab.core.records import StepSeries
 
         history = self._history
         if not history["loss"]:

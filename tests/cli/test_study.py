@@ -108,7 +108,7 @@ def test_help_has_examples():
 def test_a_tie_within_the_seed_noise_is_said_plainly_and_goes_to_the_simpler_schedule():
     from types import SimpleNamespace
 
-    from lrlab.store.records import EpochRecord, RunRecord
+    from lrlab.core.records import EpochRecord, RunRecord
     from lrlab.study.recommend import recommend
     from lrlab.study.summary import verdict_lines as _verdict_lines
 

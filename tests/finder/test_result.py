@@ -6,8 +6,8 @@ import torch
 from finder_problems import make_classifier
 from torch.nn import functional as F
 
+from lrlab.core.records import FinderRecord
 from lrlab.finder import FinderResult, find_lr
-from lrlab.store.records import FinderRecord
 
 
 @pytest.fixture(scope="module")
@@ -52,9 +52,10 @@ def test_plot_writes_png_svg_and_offline_html(result, tmp_path):
 
 
 def test_plot_is_the_reports_range_test_figure(result, tmp_path):
+    from lrlab.plot import save_figure
+    from lrlab.plot.range_test import RangeTest, range_test_figure
     from lrlab.report.data import ReportData
-    from lrlab.report.figures import RangeTest, finder_figure, range_test_figure
-    from lrlab.report.render import save_figure
+    from lrlab.report.figures import finder_figure
 
     test = RangeTest(result.lrs, result.losses, result.smoothed, result.suggestions, result.lr, result.rule,
                      result.cyclic_bounds())  # fmt: skip

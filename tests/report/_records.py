@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lrlab.store.records import EpochRecord, RunRecord, StepSeries
+from lrlab.core.records import EpochRecord, RunRecord, StepSeries
 
 
 def run(rid, lr, seed=0, status="done", diverged_step=None, sweep="s", **config):

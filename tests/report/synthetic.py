@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from lrlab.store.records import EpochRecord, FinderRecord, RunRecord, StepSeries
+from lrlab.core.records import EpochRecord, FinderRecord, RunRecord, StepSeries
 
 if TYPE_CHECKING:
     from lrlab.store.sqlite import Store

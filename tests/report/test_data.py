@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from tests.report.synthetic import save_to_store, synthetic_sweep
 
+from lrlab.core.records import FinderRecord
 from lrlab.report import load_report_data
-from lrlab.store.records import FinderRecord
 from lrlab.store.sqlite import Store
 
 
@@ -80,7 +80,7 @@ def test_the_report_layer_never_imports_torch():
     import sys
 
     code = (
-        "import sys, lrlab.report, lrlab.report.html, lrlab.report.static, "
+        "import sys, lrlab.report, lrlab.report.html, lrlab.plot.static, "
         "lrlab.store.sqlite; sys.exit('torch' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

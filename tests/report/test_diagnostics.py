@@ -5,8 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from lrlab.formatting import num
-from lrlab.report.diagnostics import (
+from lrlab.core.diagnostics import (
     best_configuration,
     diagnose,
     divergence,
@@ -16,7 +15,8 @@ from lrlab.report.diagnostics import (
     stuck_runs,
     widening_gap,
 )
-from lrlab.report.grouping import group_runs
+from lrlab.core.grouping import group_runs
+from lrlab.formatting import num
 
 from ._records import epochs, run, steps
 
@@ -48,7 +48,7 @@ def test_best_configuration_reports_margin_and_whether_it_beats_seed_noise():
     }
     f = best_configuration(group_runs(runs), eps)
     assert f.kind == "best"
-    # A classifier is ranked by its validation error (the one scorer, lrlab.report.ranking).
+    # A classifier is ranked by its validation error (the one scorer, lrlab.core.ranking).
     assert f.numbers["metric"] == "val_error"
     assert f.numbers["best"] == pytest.approx(0.11)
     assert f.numbers["runner_up"] == pytest.approx(0.22)
@@ -246,8 +246,8 @@ def test_diagnostics_of_a_study_are_grouped_one_line_per_kind_with_counts():
     page = _diagnostics(data)
     kinds = re.findall(r'<details class="kind" data-kind="([a-z_]+)">', page)
     assert kinds == list(dict.fromkeys(f.kind for f in findings)) and len(kinds) == len(set(kinds))
-    from lrlab.report.diagnostics import kind_summary
-    from lrlab.report.html import esc
+    from lrlab.core.diagnostics import kind_summary
+    from lrlab.plot.interactive import esc
 
     for kind in kinds:
         items = [f for f in findings if f.kind == kind]

@@ -2,8 +2,8 @@
 
 import pytest
 
-from lrlab.report.diagnostics import describe_runs, divergence, kind_summary, schedule_family
-from lrlab.report.grouping import group_runs
+from lrlab.core.diagnostics import describe_runs, divergence, kind_summary, schedule_family
+from lrlab.core.grouping import group_runs
 from lrlab.schedules import parse
 
 from ._records import run

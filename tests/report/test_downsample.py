@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from lrlab.report.downsample import downsample, downsample_indices
+from lrlab.plot.downsample import downsample, downsample_indices
 
 finite = st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False)
 values = st.one_of(finite, st.just(np.inf), st.just(np.nan))

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from tests.report.synthetic import synthetic_sweep
 
+from lrlab.core.records import FinderRecord
 from lrlab.report.data import build_report_data
 from lrlab.report.figures import (
     build_figures,
@@ -13,7 +14,6 @@ from lrlab.report.figures import (
     steps_figure,
     ucurve_figure,
 )
-from lrlab.store.records import FinderRecord
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +84,7 @@ def test_every_figure_is_built_and_non_empty(data):
 
 
 def range_test(rule="valley", lr=0.05, name="loss", bounds=(0.1, 0.4)):
-    from lrlab.report.figures import RangeTest
+    from lrlab.plot.range_test import RangeTest
 
     lrs = np.geomspace(1e-4, 10, 60)
     losses = 2.3 - 1.2 / (1 + np.exp(-3 * (np.log10(lrs) + 1.5)))
@@ -93,7 +93,7 @@ def range_test(rule="valley", lr=0.05, name="loss", bounds=(0.1, 0.4)):
 
 
 def test_one_range_test_colours_each_rule_and_stars_the_chosen_one():
-    from lrlab.report.figures import RULE_COLORS, range_test_figure
+    from lrlab.plot.range_test import RULE_COLORS, range_test_figure
 
     spec = range_test_figure([range_test()])
     [panel] = spec.panels
@@ -109,7 +109,7 @@ def test_one_range_test_colours_each_rule_and_stars_the_chosen_one():
 
 
 def test_several_range_tests_take_one_colour_each():
-    from lrlab.report.figures import range_test_figure
+    from lrlab.plot.range_test import range_test_figure
 
     spec = range_test_figure([range_test(name="a"), range_test(rule=None, lr=0.2, name="b", bounds=None)])
     [panel] = spec.panels
@@ -133,7 +133,7 @@ def test_the_reports_finder_figure_is_the_range_test_figure(data):
 
 
 def test_a_frame_grows_paths_and_moves_heads():
-    from lrlab.report.figures import Animation, FigureSpec, Panel, Trace
+    from lrlab.plot.spec import Animation, FigureSpec, Panel, Trace
 
     x = np.arange(5.0)
     path = Trace(x, x * 2, "p", "p", "#000000", animate="grow", hover=[str(v) for v in x])
@@ -151,7 +151,7 @@ def test_a_frame_grows_paths_and_moves_heads():
 
 
 def test_schedule_figure_is_one_line_per_schedule():
-    from lrlab.report.schedule_figures import MAX_POINTS, schedule_figure
+    from lrlab.plot.schedules import MAX_POINTS, schedule_figure
     from lrlab.schedules import parse
 
     specs = ["cosine(lr=0.1, total_steps=10000)", "cyclic(base_lr=0.001, max_lr=0.1, step_size=200)"]
@@ -243,8 +243,8 @@ def test_a_grey_runs_line_in_the_bundle_keeps_its_spikes_and_ends():
 def test_the_png_draws_the_grey_bundle_as_one_line_collection(study):
     from matplotlib.collections import LineCollection
 
+    from lrlab.plot.static import draw_figure
     from lrlab.report.figures import OTHERS
-    from lrlab.report.static import draw_figure
 
     spec = steps_figure(study)
     [line] = [t for t in spec.panels[0].traces if t.group == OTHERS and t.mode == "lines"]
@@ -259,7 +259,7 @@ def test_the_png_draws_the_grey_bundle_as_one_line_collection(study):
 def test_the_pngs_error_bars_are_one_collection_per_panel_a_bar_per_point(study):
     from matplotlib.collections import LineCollection
 
-    from lrlab.report.static import draw_figure
+    from lrlab.plot.static import draw_figure
 
     spec = ucurve_figure(study)
     for panel, ax in zip(spec.panels, draw_figure(spec).axes):
@@ -269,8 +269,8 @@ def test_the_pngs_error_bars_are_one_collection_per_panel_a_bar_per_point(study)
 
 
 def test_a_log_axis_over_many_decades_labels_the_decades_only():
-    from lrlab.report.figures import FigureSpec, Panel, Trace
-    from lrlab.report.static import draw_figure
+    from lrlab.plot.spec import FigureSpec, Panel, Trace
+    from lrlab.plot.static import draw_figure
 
     x = np.arange(100.0)
     wide = Panel("", "step", "lr", traces=[Trace(x, np.geomspace(1e-8, 1.0, 100), "a", "a", "#000000")], ylog=True)

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from lrlab.report.grouping import (
+from lrlab.core.grouping import (
     config_axes,
     epoch_stats,
     group_runs,

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from tests.report.synthetic import synthetic_sweep
 
+from lrlab.plot.static import write_figure
 from lrlab.report.data import build_report_data
 from lrlab.report.figures import build_figures
 from lrlab.report.render import write_report
-from lrlab.report.static import write_figure
 
 XSS = "<img src=x onerror=alert(1)>"
 
@@ -75,7 +75,7 @@ def test_bad_output_names_are_rejected(data, tmp_path):
 
 
 def test_matplotlib_shows_dollar_signs_and_leading_underscores_as_text(tmp_path):
-    from lrlab.report.static import plain
+    from lrlab.plot.static import plain
 
     sw = synthetic_sweep(
         lrs=(0.1,), seeds=(0,), optimizers=("$x^2$", "_hidden"), epochs=2, steps_per_epoch=10
@@ -92,7 +92,7 @@ def test_matplotlib_shows_dollar_signs_and_leading_underscores_as_text(tmp_path)
 
 def map_spec():
     """A contour map with a growing path and its moving head, a vertical line and a band."""
-    from lrlab.report.figures import Animation, Contour, FigureSpec, Panel, Span, Trace, VLine
+    from lrlab.plot.spec import Animation, Contour, FigureSpec, Panel, Span, Trace, VLine
 
     grid = np.linspace(-1.0, 1.0, 30)
     z = grid[None, :] ** 2 + 4 * grid[:, None] ** 2
@@ -110,7 +110,7 @@ def map_spec():
 
 
 def test_plotly_draws_contours_marks_and_a_step_slider():
-    from lrlab.report.html import plotly_figure
+    from lrlab.plot.interactive import plotly_figure
 
     fig = plotly_figure(map_spec())
     kinds = [t["type"] for t in fig["data"]]
@@ -129,7 +129,7 @@ def test_plotly_draws_contours_marks_and_a_step_slider():
 def test_one_figure_is_written_as_png_svg_html_or_gif(tmp_path):
     from PIL import Image
 
-    from lrlab.report.render import save_figure
+    from lrlab.plot import save_figure
 
     spec = map_spec()
     with Image.open(save_figure(spec, tmp_path / "m.png", dpi=60)) as im:
@@ -144,8 +144,8 @@ def test_one_figure_is_written_as_png_svg_html_or_gif(tmp_path):
 
 
 def test_the_report_page_draws_the_finder_line_and_bounds(tmp_path):
-    from lrlab.report.html import plotly_figure
-    from lrlab.store.records import FinderRecord
+    from lrlab.core.records import FinderRecord
+    from lrlab.plot.interactive import plotly_figure
 
     sw = synthetic_sweep(lrs=(0.01, 0.3), seeds=(0,), epochs=2, steps_per_epoch=10)
     lrs = np.geomspace(1e-4, 10, 40)

@@ -3,9 +3,9 @@ classification error."""
 
 from __future__ import annotations
 
+from lrlab.core.records import EpochRecord, Objective, RunConfig, RunRecord, RunStatus
 from lrlab.report import load_report_data
 from lrlab.report.figures import loss_label, metrics_figure
-from lrlab.store.records import EpochRecord, Objective, RunConfig, RunRecord, RunStatus
 from lrlab.store.sqlite import Store
 
 

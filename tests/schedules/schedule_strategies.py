@@ -14,10 +14,23 @@ rates = st.one_of(
     st.floats(min_value=1e-12, max_value=1e6, allow_nan=False, allow_infinity=False),
 )
 positive_rates = st.floats(min_value=1e-12, max_value=1e6, allow_nan=False, allow_infinity=False)
-factors = st.floats(min_value=1e-6, max_value=1.0, allow_nan=False, exclude_min=False)
+# Factors (gammas, decay rates) over the whole range, and close to 1, where a decay is
+# still far from 0 after millions of steps.
+factors = st.one_of(
+    st.floats(min_value=1e-6, max_value=1.0, allow_nan=False, exclude_min=False),
+    st.floats(min_value=0.99, max_value=1.0, allow_nan=False),
+)
 step_counts = st.one_of(
     st.integers(min_value=1, max_value=10**8),
     st.floats(min_value=0.5, max_value=1e8, allow_nan=False),
+)
+# Step counts up to 2**40 (about 10**12) for the families that take one step count.
+large_step_counts = st.one_of(step_counts, st.integers(min_value=10**8, max_value=2**40))
+# Powers: fractional, whole (3 is a usual one) and large.
+powers = st.one_of(
+    st.floats(min_value=0.01, max_value=10.0),
+    st.integers(min_value=1, max_value=100).map(float),
+    st.floats(min_value=10.0, max_value=1000.0),
 )
 whole_steps = st.integers(min_value=1, max_value=10**6)
 flags = st.booleans()
@@ -42,7 +55,7 @@ def multistep(draw):
 @st.composite
 def exponential(draw):
     return S.exponential(
-        draw(rates), decay_rate=draw(factors), decay_steps=draw(step_counts), staircase=draw(flags)
+        draw(rates), decay_rate=draw(factors), decay_steps=draw(large_step_counts), staircase=draw(flags)
     )
 
 
@@ -56,8 +69,9 @@ def inverse_time(draw):
 
 @st.composite
 def polynomial(draw):
-    power = draw(st.floats(min_value=0.01, max_value=10.0))
-    return S.polynomial(draw(rates), total_steps=draw(step_counts), final_lr=draw(rates), power=power)
+    return S.polynomial(
+        draw(rates), total_steps=draw(large_step_counts), final_lr=draw(rates), power=draw(powers)
+    )
 
 
 @st.composite
@@ -174,8 +188,11 @@ def sequence(draw):
 FAMILY_STRATEGIES = {**LEAVES, "warmup": warmup(), "sequence": sequence()}
 any_schedule = st.one_of(*FAMILY_STRATEGIES.values())
 
-# Steps: integers, fractions, and the far future.
+# Steps: the first ten thousand (where most schedules still change), integers,
+# fractions, and the far future.
 step_values = st.one_of(
+    st.integers(min_value=0, max_value=10**4),
     st.integers(min_value=0, max_value=10**7),
+    st.floats(min_value=0.0, max_value=1e4, allow_nan=False, allow_infinity=False),
     st.floats(min_value=0.0, max_value=1e12, allow_nan=False, allow_infinity=False),
 )

@@ -16,8 +16,8 @@ import pytest
 from typer.testing import CliRunner
 
 from lrlab.cli import app
+from lrlab.core.records import EpochRecord
 from lrlab.store import RunConfig, RunRecord, Store
-from lrlab.store.records import EpochRecord
 from lrlab.store.sqlite import SCHEMA_VERSION, StoreError, new_owner
 
 runner = CliRunner()

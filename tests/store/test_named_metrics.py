@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lrlab.report.ranking import objective, rank
+from lrlab.core.ranking import objective, rank
+from lrlab.core.records import EpochRecord, Objective, RunConfig, RunRecord, RunStatus
 from lrlab.store import sqlite as store_module
 from lrlab.store.queries import export_records
-from lrlab.store.records import EpochRecord, Objective, RunConfig, RunRecord, RunStatus
 from lrlab.store.sqlite import SCHEMA_VERSION, Store
 
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lrlab.store.records import EpochRecord, FinderRecord, RunConfig, RunRecord, RunStatus
+from lrlab.core.records import EpochRecord, FinderRecord, RunConfig, RunRecord, RunStatus
 from lrlab.store.sqlite import SCHEMA_VERSION, Store, StoreError
 
 

@@ -12,8 +12,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lrlab.core.records import EpochRecord, RunConfig, RunRecord, RunStatus, StepSeries
 from lrlab.store import sqlite as store_module
-from lrlab.store.records import EpochRecord, RunConfig, RunRecord, RunStatus, StepSeries
 from lrlab.store.sqlite import SCHEMA_VERSION, Store
 
 

@@ -6,8 +6,8 @@ import textwrap
 
 import numpy as np
 
+from lrlab.core.records import RunConfig, RunRecord
 from lrlab.store import sqlite as store_module
-from lrlab.store.records import RunConfig, RunRecord
 from lrlab.store.sqlite import SCHEMA_VERSION, Store
 from lrlab.training.loop import train_run
 

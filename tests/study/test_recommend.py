@@ -2,8 +2,8 @@
 
 import pytest
 
+from lrlab.core.records import EpochRecord, RunRecord
 from lrlab.schedules import parse
-from lrlab.store.records import EpochRecord, RunRecord
 from lrlab.study.recommend import recommend
 
 
@@ -59,7 +59,7 @@ def test_nothing_finished_is_an_error():
 
 
 def test_a_configuration_with_a_diverged_seed_ranks_after_every_one_without():
-    from lrlab.report.ranking import rank
+    from lrlab.core.ranking import rank
 
     runs = [
         _run("a0", "sgd", "constant(lr=0.5)", 0.5, 0),

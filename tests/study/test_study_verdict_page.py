@@ -96,7 +96,7 @@ def test_a_later_report_of_the_study_from_the_store_shows_the_same_verdict(tmp_p
     from typer.testing import CliRunner
 
     from lrlab.cli.app import app
-    from lrlab.report.html import esc
+    from lrlab.plot.interactive import esc
     from lrlab.store import Store
     from lrlab.study import run_study
 

@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
+from lrlab.core.records import EpochRecord, RunRecord
 from lrlab.schedules import parse
-from lrlab.store.records import EpochRecord, RunRecord
 from lrlab.study.plan import BUDGETS
 from lrlab.study.recommend import NOISE_SE, margin_lines, paired_noise, recommend
 from lrlab.study.run import promote
@@ -108,7 +108,7 @@ def test_one_shared_seed_says_the_noise_is_unknown():
 
 
 def test_higher_is_better_objectives_count_the_margin_the_right_way():
-    from lrlab.store.records import Objective
+    from lrlab.core.records import Objective
 
     obj = Objective.for_kind("classification")
     assert obj.metric == "val_error"  # lower is better; margins are positive when the best is better

@@ -91,8 +91,8 @@ def test_an_animated_spec_grows_each_path_with_its_current_point(trajectories) -
 
 
 def test_png_and_html_render_from_the_spec(trajectories, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from lrlab.report.html import plotly_figure
-    from lrlab.report.render import save_figure
+    from lrlab.plot import save_figure
+    from lrlab.plot.interactive import plotly_figure
 
     spec = surface_figure(trajectories[:1], resolution=30, loss_panel=False, max_frames=3)
     with Image.open(save_figure(spec, tmp_path / "s.png", dpi=50)) as image:

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from tests.run_configs import typed_config
 
-from lrlab.store.records import RunConfig
+from lrlab.core.records import RunConfig
 from lrlab.store.sqlite import Store
 from lrlab.sweeps import SweepProgress, SweepSpecError, expand, load_sweep, run_id_for, run_sweep
 from lrlab.training.loop import RunProgress

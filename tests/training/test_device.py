@@ -9,7 +9,7 @@ import typer
 from typer.testing import CliRunner
 
 from lrlab.cli import app
-from lrlab.store.records import RunConfig
+from lrlab.core.records import RunConfig
 from lrlab.store.sqlite import Store
 from lrlab.training.loop import train_run
 from lrlab.training.resolve import resolve, resolve_device

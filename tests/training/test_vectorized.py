@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tests.run_configs import typed_config
 
-from lrlab.store.records import RunConfig
+from lrlab.core.records import RunConfig
 from lrlab.store.sqlite import Store
 from lrlab.training.loop import RunProgress, train_run
 from lrlab.training.vectorized import (

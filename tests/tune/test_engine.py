@@ -5,7 +5,7 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from lrlab.report.ranking import rank
+from lrlab.core.ranking import rank
 from lrlab.store import RunStatus, Store
 from lrlab.tune import load_tune, tune
 

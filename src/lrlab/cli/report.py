@@ -84,7 +84,7 @@ def report(
         f"{len(data.runs)} runs in {len(data.configs)} configurations)",
         highlight=False,
     )
-    from lrlab.report.diagnostics import kind_summary
+    from lrlab.core.diagnostics import kind_summary
 
     if data.part_of:  # one sweep of a study: the study's verdict comes first
         parent = data.part_of

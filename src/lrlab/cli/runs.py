@@ -57,7 +57,7 @@ def list_runs(
     sweep: str | None = typer.Option(None, "--sweep", help="Only this sweep."),
     status: str | None = typer.Option(None, "--status", help="Only runs with this status."),
 ) -> None:
-    from lrlab.store.records import RunStatus
+    from lrlab.core.records import RunStatus
 
     try:
         wanted = None if status is None else RunStatus.parse(status)

@@ -52,7 +52,7 @@ def schedule(
         bad_input(f"--steps must be >= 1, got {steps}")
     schedules = _parse_all(specs)
     if out is not None:
-        from lrlab.report.schedule_figures import FIGURE_SUFFIXES, write_schedule_figure
+        from lrlab.plot.schedules import FIGURE_SUFFIXES, write_schedule_figure
 
         if out.suffix.lower() not in FIGURE_SUFFIXES:
             bad_input(f"--out must end in one of {', '.join(FIGURE_SUFFIXES)}, got {out.name!r}")

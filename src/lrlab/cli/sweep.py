@@ -12,8 +12,8 @@ from rich.markup import escape
 
 from lrlab.cli._common import bad_input, console, db_option, err_console, open_store
 from lrlab.cli.app import app
+from lrlab.core.records import RunConfig
 from lrlab.formatting import num
-from lrlab.store.records import RunConfig
 
 EXAMPLES = """
 

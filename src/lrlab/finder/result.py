@@ -11,7 +11,11 @@ from typing import Any
 
 import numpy as np
 
+from lrlab.core.records import FinderRecord
 from lrlab.finder import suggest
+from lrlab.plot import save_figure
+from lrlab.plot.range_test import RangeTest, range_test_figure
+from lrlab.plot.static import draw_figure
 
 __all__ = ["FinderResult"]
 
@@ -77,15 +81,11 @@ class FinderResult:
         ``Figure`` (not registered with pyplot); with a ``.png``/``.svg`` path writes it and
         returns the path; with ``.html`` writes an offline interactive (plotly) page.
 
-        It is the report's range-test figure (``lrlab.report.figures.range_test_figure``,
-        the one ``lrlab report`` draws for stored tests) drawn by the report's renderers.
-        ``lrlab.report`` is imported here, lazily: the finder sits below the report and
-        does not import it when loaded.
+        It is the range-test figure ``lrlab report`` draws for stored tests
+        (``lrlab.plot.range_test.range_test_figure``), drawn by the same renderers.
         """
         if path is not None and Path(path).suffix.lower() not in _PLOT_SUFFIXES:
             raise ValueError(f"path must end in one of {', '.join(_PLOT_SUFFIXES)}, got {Path(path).name!r}")
-        from lrlab.report.figures import RangeTest, range_test_figure
-
         repeats = self.config.get("repeats", 1)
         test = RangeTest(
             self.lrs, self.losses, self.smoothed, self.suggestions, self.lr, self.rule, self._bounds_or_none(),
@@ -93,11 +93,7 @@ class FinderResult:
         )  # fmt: skip
         spec = range_test_figure([test], title=title)
         if path is None:
-            from lrlab.report.static import draw_figure
-
             return draw_figure(spec)
-        from lrlab.report.render import save_figure
-
         return save_figure(spec, path)
 
     def to_record(
@@ -109,9 +105,7 @@ class FinderResult:
         sweep: str | None = None,
         config: dict[str, Any] | None = None,
     ):
-        """This result as an ``lrlab.store.records.FinderRecord`` for the store."""
-        from lrlab.store.records import FinderRecord
-
+        """This result as an ``lrlab.core.records.FinderRecord`` for the store."""
         full_config = {**self.config, **(config or {}), "rule": self.rule, "problem": self.problem}
         created = time.time()
         if id is None:

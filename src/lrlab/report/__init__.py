@@ -2,12 +2,12 @@
 
 ``load_report_data(store, sweep=...)`` reads records, ``write_report(data, out, image_dir=...)``
 writes the interactive HTML page and PNG/SVG figures; the diagnostics are pure functions in
-``lrlab.report.diagnostics`` and the downsampling in ``lrlab.report.downsample``.
+``lrlab.core.diagnostics`` and the downsampling in ``lrlab.plot.downsample``.
 """
 
+from lrlab.core.diagnostics import Finding, diagnose
+from lrlab.plot.downsample import downsample, downsample_indices
 from lrlab.report.data import ReportData, build_report_data, load_report_data
-from lrlab.report.diagnostics import Finding, diagnose
-from lrlab.report.downsample import downsample, downsample_indices
 from lrlab.report.render import ReportFiles, write_report
 
 __all__ = [

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from lrlab.report.diagnostics import Finding, diagnose
-from lrlab.report.downsample import DEFAULT_MAX_POINTS, downsample_indices, sorted_unique
-from lrlab.report.grouping import Configuration, group_runs, is_diverged, shared_axes
-from lrlab.store.records import EpochRecord, FinderRecord, RunRecord, StepSeries
+from lrlab.core.diagnostics import Finding, diagnose
+from lrlab.core.grouping import Configuration, group_runs, is_diverged, shared_axes
+from lrlab.core.records import EpochRecord, FinderRecord, RunRecord, StepSeries
+from lrlab.plot.downsample import DEFAULT_MAX_POINTS, downsample_indices, sorted_unique
 
 if TYPE_CHECKING:
     from lrlab.store.sqlite import Store

@@ -1,12 +1,7 @@
-"""lrlab's figures as plain data (panels of traces), drawn by two renderers.
-
-A :class:`FigureSpec` says what to draw; ``report/static.py`` draws it with matplotlib
-(PNG/SVG, and a GIF of an animated spec) and ``report/html.py`` with plotly (interactive
-page). Building the specs is pure (ReportData or arrays in, specs out), so every output
-shows exactly the same curves. Not only the report's figures are specs: the range test
-(:func:`range_test_figure`, shared by the report and ``FinderResult.plot``), the schedule
-figure (``report/schedule_figures.py``) and the surface figure (``surfaces/drawing.py``)
-are built here or from these pieces and drawn by the same two renderers.
+"""The report's figures as specs (``lrlab.plot.spec``): loss vs epoch, cross-entropy vs
+error, the train-validation gap, LR curves, the U-curve, the range tests and the per-step
+figures, built from a report's data and drawn by the two renderers of ``lrlab.plot``.
+Building them is pure (ReportData in, specs out), so every output shows the same curves.
 """
 
 from __future__ import annotations
@@ -14,179 +9,21 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
+from lrlab.core.diagnostics import family_key, gap_series, peak_lr, ranked_configurations, widening_gap
+from lrlab.core.grouping import Configuration, epoch_stats, format_value, is_diverged, varying_axes
+from lrlab.core.ranking import Ranked, declared_objective, rank
+from lrlab.core.records import StepSeries, schedule_family
 from lrlab.formatting import num
+from lrlab.plot.downsample import downsample_indices
+from lrlab.plot.range_test import RangeTest, range_test_figure
+from lrlab.plot.spec import FigureSpec, Panel, Span, Trace, VLine, error_bars, highlight_color
 from lrlab.report.data import ReportData, divergence_index
-from lrlab.report.diagnostics import family_key, gap_series, peak_lr, ranked_configurations, widening_gap
-from lrlab.report.downsample import downsample_indices
-from lrlab.report.grouping import Configuration, epoch_stats, format_value, is_diverged, varying_axes
-from lrlab.report.ranking import Ranked, declared_objective, rank
 from lrlab.schedules import Schedule
 from lrlab.schedules.cyclic import Cyclic
-from lrlab.store.records import StepSeries, schedule_family
-
-# Qualitative palette (tab10 then its lighter partner colours): readable in print.
-PALETTE = (
-    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-    "#bcbd22", "#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94",
-    "#f7b6d2", "#c7c7c7", "#dbdb8d", "#9edae5",
-)  # fmt: skip
-
-
-def color(index: int) -> str:
-    return PALETTE[index % len(PALETTE)]
-
-
-# The palette without its greys: a highlighted configuration never looks like the grey rest.
-_HIGHLIGHT = tuple(c for c in PALETTE if c not in ("#7f7f7f", "#c7c7c7"))
-
-
-def highlight_color(index: int) -> str:
-    return _HIGHLIGHT[index % len(_HIGHLIGHT)]
-
-
-@dataclass
-class Trace:
-    """One line or set of markers. ``group`` ties traces toggled together in the legend."""
-
-    x: np.ndarray
-    y: np.ndarray
-    name: str
-    group: str
-    color: str
-    dash: str = "solid"  # solid | dash | dot
-    mode: str = "lines"  # lines | markers | lines+markers
-    marker: str | None = None  # circle | x | triangle-up | diamond | star
-    marker_size: float = 7.0
-    width: float = 1.8
-    show_legend: bool = True
-    band: tuple[np.ndarray, np.ndarray] | None = None  # low, high (filled)
-    error: tuple[np.ndarray, np.ndarray] | None = None  # minus, plus (error bars)
-    hover: list[str] | None = None  # one text per point, plain text
-    opacity: float = 1.0
-    marker_edge: str | None = None  # outline colour of the markers (None: their own colour)
-    animate: str | None = None  # None | grow | head: what a frame of the Animation shows
-    legend_rank: int = 0  # legend entries in increasing rank, then in drawing order
-    bundle: bool = False  # several lines in one trace, each ended by a NaN point (the grey runs)
-
-    def at_step(self, step: int) -> Trace:
-        """This trace in the frame for ``step``: unchanged when not animated; "grow": its
-        first ``step + 1`` points; "head": only point ``step`` (the last one past the end)."""
-        if self.animate is None:
-            return self
-        if self.animate == "grow":
-            window = slice(0, step + 1)
-        else:
-            last = min(step, len(self.x) - 1)
-            window = slice(last, last + 1) if last >= 0 else slice(0, 0)
-
-        def cut(pair: tuple[np.ndarray, np.ndarray] | None) -> tuple[np.ndarray, np.ndarray] | None:
-            return None if pair is None else (pair[0][window], pair[1][window])
-
-        return dataclasses.replace(
-            self, x=self.x[window], y=self.y[window], band=cut(self.band), error=cut(self.error),
-            hover=None if self.hover is None else self.hover[window],
-        )  # fmt: skip
-
-
-@dataclass
-class VLine:
-    x: float
-    label: str
-    color: str = "#444444"
-    dash: str = "dash"
-
-
-@dataclass
-class Span:
-    x0: float
-    x1: float
-    label: str
-    color: str = "#2ca02c"
-
-
-@dataclass
-class Contour:
-    """A filled contour map of ``z`` over a grid, drawn under a panel's traces (a 2-D loss
-    surface). ``z[i, j]`` is the value at ``(x[j], y[i])``; ``levels`` increase, and are
-    geometric when ``log`` (then the colours follow log10 of the value)."""
-
-    x: np.ndarray  # (nx,)
-    y: np.ndarray  # (ny,)
-    z: np.ndarray  # (ny, nx)
-    levels: np.ndarray
-    log: bool = False
-    label: str = ""  # what the colours measure (the colour bar's title)
-
-
-@dataclass
-class Panel:
-    title: str
-    xlabel: str
-    ylabel: str
-    traces: list[Trace] = field(default_factory=list)
-    xlog: bool = False
-    ylog: bool = False
-    ylim: tuple[float, float] | None = None
-    hline: float | None = None
-    vlines: list[VLine] = field(default_factory=list)
-    spans: list[Span] = field(default_factory=list)
-    note: str | None = None  # shown when the panel has nothing to draw
-    xlim: tuple[float, float] | None = None
-    contour: Contour | None = None
-    width: float = 1.0  # relative width of the panel's column
-
-
-@dataclass
-class Animation:
-    """Frames of the figure, one per step in ``steps``: in the frame for step ``s`` a "grow"
-    trace shows its first ``s + 1`` points (an optimizer's path so far) and a "head" trace
-    its point ``s`` (where the optimizer is). The figure as first shown is the last frame."""
-
-    steps: list[int]
-    label: str = "step"
-
-
-@dataclass
-class FigureSpec:
-    key: str  # file stem: report_<key>.png
-    title: str
-    caption: str  # what the figure shows and how to read it
-    panels: list[Panel]
-    columns: int = 1
-    log_toggle: bool = True
-    legend: str = "right"  # right | below (for long names): where the legend goes
-    size: tuple[float, float] | None = None  # inches of a PNG/SVG; None: from the panel count
-    animation: Animation | None = None
-
-    def legend_entries(self) -> list[str]:
-        """The names the legend lists, in its order: one per trace shown in the legend."""
-        ranks = legend_ranks(self)
-        names = list(dict.fromkeys(t.name for p in self.panels for t in p.traces if t.show_legend))
-        return sorted(names, key=lambda n: ranks[n])
-
-    def is_empty(self) -> bool:
-        return not any(p.traces or p.contour is not None for p in self.panels)
-
-    def frame(self, step: int, *, titled: bool = True) -> FigureSpec:
-        """The figure as it stands at ``step`` of its animation, the step in its title."""
-        label = self.animation.label if self.animation else "step"
-        panels = [dataclasses.replace(p, traces=[t.at_step(step) for t in p.traces]) for p in self.panels]
-        title = f"{self.title} - {label} {step}" if titled else self.title
-        return dataclasses.replace(self, title=title, panels=panels)
-
-
-def legend_ranks(spec: FigureSpec) -> dict[str, int]:
-    """Legend name -> its rank (the lowest of the traces of that name)."""
-    ranks: dict[str, int] = {}
-    for panel in spec.panels:
-        for t in panel.traces:
-            ranks[t.name] = min(ranks.get(t.name, t.legend_rank), t.legend_rank)
-    return ranks
-
 
 # ---------------------------------------------------------------- labels
 
@@ -845,18 +682,6 @@ def _ucurve_colours(data: ReportData) -> dict[str, str]:
     return {n: highlight_color(i) for i, n in enumerate(names[:MAX_COLOURED])}
 
 
-def error_bars(mean: Sequence[float], low: Sequence[float], high: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
-    """Distances from the mean down to the smallest seed and up to the largest (order
-    statistics), never negative: the mean of tied seeds can land a rounding error outside
-    ``[min, max]``.
-
-    >>> error_bars([0.29999999999999993], [0.3], [0.3])[0].tolist()
-    [0.0]
-    """
-    m, lo, hi = (np.asarray(v, dtype=np.float64) for v in (mean, low, high))
-    return np.maximum(m - lo, 0.0), np.maximum(hi - m, 0.0)
-
-
 def _family_label(cfg: Configuration) -> str:
     parts = [p for p in cfg.label.split(", ") if not p.startswith("lr=")]
     return ", ".join(parts) if parts and parts != ["all runs"] else "all runs"
@@ -884,104 +709,6 @@ def _finder_marks(data: ReportData, optimizer: str | None = None) -> tuple[list[
 
 # ---------------------------------------------------------------- range test
 
-# Colours of the suggestion rules when one range test is drawn (several tests: one colour each).
-RULE_COLORS = {
-    "steepest": "#d62728",
-    "valley": "#2ca02c",
-    "minimum/10": "#9467bd",
-    "minimum/3": "#e377c2",
-    "minimum/30": "#17becf",
-    "halving": "#ff7f0e",
-}
-_RULE_MARKERS = ("circle", "diamond", "triangle-up", "square")  # the star marks the chosen rule
-FINDER_CAPTION = (
-    "The LR grows exponentially over a short run while the loss is recorded (thin: raw, thick: "
-    "smoothed). The loss falls fastest well before it blows up; markers show each rule's "
-    "suggestion (a star the chosen one), the vertical line the chosen LR and the band the "
-    "suggested cyclic bounds."
-)
-
-
-@dataclass(frozen=True)
-class RangeTest:
-    """One range test to draw, as plain arrays: a fresh ``FinderResult`` and a stored
-    ``FinderRecord`` become the same value and so draw alike."""
-
-    lrs: np.ndarray
-    losses: np.ndarray
-    smoothed: np.ndarray
-    suggestions: Mapping[str, float]
-    lr: float | None = None  # the chosen LR (None or NaN: no rule could decide)
-    rule: str | None = None  # the rule that chose it (found from the suggestions when None)
-    bounds: tuple[float, float] | None = None  # cyclic (base_lr, max_lr)
-    name: str = "loss (thick: smoothed, thin: raw)"
-
-
-def range_test_figure(
-    tests: Sequence[RangeTest],
-    *,
-    title: str | None = None,
-    panel_title: str = "",
-    key: str = "finder",
-    caption: str = FINDER_CAPTION,
-) -> FigureSpec:
-    """Loss against LR (log x) of each range test: raw and smoothed curves, a marker per
-    suggestion rule, the chosen LR as a vertical line and the cyclic bounds shaded.
-
-    With one test each rule has its own colour; with several each test has one colour and
-    the rules are told apart by their marker. Without ``title``: "LR range test: <rule>
-    suggests <lr>" for one test that has a decision, else "LR range test".
-    """
-    panel = Panel(panel_title, "learning rate", "training loss", xlog=True)
-    for i, test in enumerate(tests):
-        _range_test_layers(panel, test, color(i), by_rule=len(tests) == 1, group=f"finder {i}: {test.name}")
-    panel.ylim = _finder_ylim([t.y for t in panel.traces if t.mode == "lines"])
-    return FigureSpec(key, title or _range_test_title(tests), caption, [panel])
-
-
-def _chosen_rule(test: RangeTest) -> str | None:
-    if test.rule is not None or test.lr is None:
-        return test.rule
-    return next(
-        (k for k, v in test.suggestions.items() if v and math.isclose(v, test.lr, rel_tol=1e-6)), None
-    )
-
-
-def _range_test_title(tests: Sequence[RangeTest]) -> str:
-    if len(tests) == 1:
-        rule, lr = _chosen_rule(tests[0]), tests[0].lr
-        if rule and lr is not None and math.isfinite(lr):
-            return f"LR range test: {rule} suggests {lr:.3g}"
-    return "LR range test"
-
-
-def _range_test_layers(panel: Panel, test: RangeTest, c: str, *, by_rule: bool, group: str) -> None:
-    lrs, losses, smoothed = (np.asarray(a, dtype=np.float64) for a in (test.lrs, test.losses, test.smoothed))
-    panel.traces.append(Trace(lrs, losses, test.name + " (raw)", group, c, width=0.8, opacity=0.35,
-                              show_legend=False))  # fmt: skip
-    panel.traces.append(Trace(lrs, smoothed, test.name, group, c, width=2.0))
-    chosen = _chosen_rule(test)
-    can_place = len(lrs) > 0 and bool(np.isfinite(smoothed).any())
-    for j, (rule, lr) in enumerate(sorted(test.suggestions.items())):
-        if not (lr and math.isfinite(lr) and lr > 0 and can_place):
-            continue
-        picked = rule == chosen
-        y = float(np.interp(math.log(lr), np.log(lrs), smoothed)) if len(lrs) > 1 else float(smoothed[0])
-        label = f"{rule}: {lr:.3g}" + (" (recommended)" if picked else "")
-        panel.traces.append(
-            Trace(np.asarray([lr]), np.asarray([y]), label, f"{group}: {rule}",
-                  RULE_COLORS.get(rule, "#8c564b") if by_rule else c, mode="markers",
-                  marker="star" if picked else _RULE_MARKERS[j % len(_RULE_MARKERS)],
-                  marker_size=16 if picked else 10, hover=[f"{test.name} | {rule} suggests lr={lr:.3g}"])
-        )  # fmt: skip
-    if test.lr is not None and math.isfinite(test.lr) and test.lr > 0:
-        label = f"chosen lr={test.lr:.3g}" + (f" ({chosen})" if chosen else "")
-        panel.vlines.append(VLine(test.lr, label, RULE_COLORS.get(chosen or "", c) if by_rule else c))
-    if test.bounds is not None:
-        low, high = test.bounds
-        panel.spans.append(Span(low, high, f"cyclic bounds {low:.3g}-{high:.3g}", c))
-
-
 def finder_figure(data: ReportData) -> FigureSpec:
     """The stored range tests of the report, drawn by :func:`range_test_figure`."""
     tests = [
@@ -1000,19 +727,6 @@ def finder_figure(data: ReportData) -> FigureSpec:
     return range_test_figure(
         tests, title="Learning-rate range test", panel_title="Range test: loss vs learning rate"
     )
-
-
-def _finder_ylim(curves: Sequence[np.ndarray]) -> tuple[float, float] | None:
-    finite = [c[np.isfinite(c)] for c in curves]
-    finite = [c for c in finite if len(c)]
-    if not finite:
-        return None
-    low = min(float(c.min()) for c in finite)
-    start = max(float(c[0]) for c in finite)
-    top = max(float(c.max()) for c in finite)
-    if top <= 1.5 * start:
-        return None
-    return (low - 0.05 * abs(low), 1.5 * start)
 
 
 # ---------------------------------------------------------------- steps: loss and gradient norm

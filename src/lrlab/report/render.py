@@ -7,12 +7,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lrlab.plot.spec import FigureSpec
 from lrlab.report.data import ReportData
-from lrlab.report.figures import FigureSpec, build_figures
+from lrlab.report.figures import build_figures
 
 HTML_SUFFIXES = (".html", ".htm")
 IMAGE_FORMATS = ("png", "svg")
-FIGURE_SUFFIXES = (".png", ".svg", ".html", ".gif")
 
 
 @dataclass(frozen=True)
@@ -44,27 +44,9 @@ def write_report(
         html_path = write_html(data, figures, out)
     images = []
     if image_dir is not None:
-        from lrlab.report.static import write_figure
+        from lrlab.plot.static import write_figure
 
         for spec in figures:
             for fmt in formats:
                 images.append(write_figure(spec, image_dir / f"report_{spec.key}.{fmt}"))
     return ReportFiles(html_path, images, [f.key for f in figures])
-
-
-def save_figure(spec: FigureSpec, out: Path | str, *, dpi: int | None = None) -> Path:
-    """Write one figure: ``.png``/``.svg`` (matplotlib), ``.html`` (an offline plotly page)
-    or ``.gif`` (matplotlib, a frame per step of the spec's animation)."""
-    out = Path(out)
-    suffix = out.suffix.lower()
-    if suffix not in FIGURE_SUFFIXES:
-        raise ValueError(f"out must end in one of {', '.join(FIGURE_SUFFIXES)}, got {out.name!r}")
-    if suffix == ".html":
-        from lrlab.report.html import write_figure_page
-
-        return write_figure_page(spec, out)
-    from lrlab.report.static import write_figure, write_gif
-
-    if suffix == ".gif":
-        return write_gif(spec, out, **({} if dpi is None else {"dpi": dpi}))
-    return write_figure(spec, out, **({} if dpi is None else {"dpi": dpi}))

@@ -6,6 +6,13 @@ numbers into arrays and back, so that a scalar and a vector give the same
 numbers by construction. Subclasses check their fields in ``_validate``; the
 shared ``__post_init__`` then evaluates the new schedule at a few probe steps and
 rejects parameters whose values overflow or are not numbers.
+
+A number is evaluated as a one-element 1-d array, never as a 0-d array: arithmetic
+on a 0-d array gives numpy scalars, ``**`` on those (or on Python floats) is the C
+library's ``pow``, and ``np.power`` of two 0-d operands takes shortcuts (``x**2.0``
+as ``x*x``), while an array goes through numpy's SIMD power loop. They differ by an
+ulp for some inputs (``polynomial(total_steps=5037, power=3)``, ``exponential``). A
+one-element array goes through the loops a long array does.
 """
 
 from __future__ import annotations
@@ -57,7 +64,7 @@ class Schedule:
     def _start_value(self) -> float:
         """``self(0)``, exactly as ``_values`` computes it; combinators make it cheap."""
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            return float(np.asarray(self._values(np.zeros(()))).item())
+            return _only_value(self._values(np.zeros(1)))
 
     def _check_values(self) -> None:
         """Raise ValueError unless the values at the probe steps are finite.
@@ -90,19 +97,32 @@ class Schedule:
             steps = np.asarray(t, dtype=np.float64)
         except (OverflowError, TypeError):
             raise ValueError(f"step t must be finite and >= 0, got {t!r}") from None
+        if steps.ndim == 0:
+            return self._scalar(float(steps), t)
         # min and max are two passes without temporaries; NaN fails both comparisons.
         if steps.size and not (steps.min() >= 0 and steps.max() < np.inf):
             raise ValueError(f"step t must be finite and >= 0, got {t!r}")
+        # Contiguous, as a number's one-element array is: the same ufunc loops either way.
+        steps = np.ascontiguousarray(steps)
         # np.where evaluates every branch; a branch that divides by zero is never selected.
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             if steps.size > BLOCK:
                 return self._blockwise(steps)
             values = np.asarray(self._values(steps), dtype=np.float64)
-        if steps.ndim == 0:
-            return float(values)
         if values.shape != steps.shape or np.may_share_memory(values, steps):
             return np.broadcast_to(values, steps.shape).copy()
         return values
+
+    def _scalar(self, step: float, t: Any) -> float:
+        """``self(t)`` for a number: ``_values`` on the one-element array ``[step]``.
+
+        Never a 0-d array (see the module docstring): its arithmetic is not an array's,
+        down to the last bit.
+        """
+        if not (0 <= step < math.inf):
+            raise ValueError(f"step t must be finite and >= 0, got {t!r}")
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            return _only_value(self._values(np.array([step])))
 
     def _blockwise(self, steps: FloatArray) -> FloatArray:
         # Long arrays go through in cache-sized blocks: the temporaries of ``_values`` stay
@@ -124,6 +144,11 @@ class Schedule:
         from lrlab.schedules.spec import format_spec
 
         return format_spec(self)
+
+
+def _only_value(values: Any) -> float:
+    """The value of ``_values`` on a one-element array, as a Python float."""
+    return float(np.asarray(values, dtype=np.float64).reshape(-1)[0])
 
 
 def _to_plain(value: Any) -> Any:

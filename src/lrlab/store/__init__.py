@@ -5,6 +5,7 @@
 []
 """
 
+from lrlab.core.records import EpochRecord, FinderRecord, RunConfig, RunRecord, RunStatus, StepSeries
 from lrlab.store.queries import (
     EXPORT_COLUMNS,
     FINAL_METRICS,
@@ -16,7 +17,6 @@ from lrlab.store.queries import (
     runs_frame,
     steps_frame,
 )
-from lrlab.store.records import EpochRecord, FinderRecord, RunConfig, RunRecord, RunStatus, StepSeries
 from lrlab.store.sqlite import DEFAULT_DB, SCHEMA_VERSION, Store
 
 __all__ = [

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lrlab.store.records import EpochRecord, RunRecord
+from lrlab.core.records import EpochRecord, RunRecord
 from lrlab.store.sqlite import DEFAULT_DB, Store
 
 __all__ = [

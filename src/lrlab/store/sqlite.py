@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from lrlab.store.records import EpochRecord, FinderRecord, RunConfig, RunRecord, RunStatus, StepSeries
+from lrlab.core.records import EpochRecord, FinderRecord, RunConfig, RunRecord, RunStatus, StepSeries
 
 __all__ = ["DEFAULT_DB", "LEASE_SECONDS", "SCHEMA_VERSION", "ClaimLost", "Store", "StoreError", "new_owner"]
 

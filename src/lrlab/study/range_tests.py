@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from lrlab.store.records import FinderRecord
+from lrlab.core.records import FinderRecord
 
 if TYPE_CHECKING:
     from lrlab.finder.result import FinderResult

@@ -1,7 +1,7 @@
 """The study's verdict: the best optimizer + schedule + LR, with its margins and its noise.
 
 Pure functions of stored records; the order comes from the one scorer,
-:func:`lrlab.report.ranking.rank`, so the recommendation, the report and the CLI agree.
+:func:`lrlab.core.ranking.rank`, so the recommendation, the report and the CLI agree.
 
 A study trains in two rungs (successive halving): every configuration with one seed, then
 the best of them (the *finalists*) with more seeds. The winner is the best finalist by its
@@ -20,9 +20,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lrlab.report.ranking import Ranked, final_metric, rank
+from lrlab.core.ranking import Ranked, final_metric, rank
+from lrlab.core.records import EpochRecord, RunRecord, RunStatus
 from lrlab.schedules import Constant, Schedule
-from lrlab.store.records import EpochRecord, RunRecord, RunStatus
 
 __all__ = [
     "NOISE_SE",
@@ -184,7 +184,7 @@ def recommend(
     finalists: Collection[str] | None = None,
     break_ties: bool = False,
 ) -> Recommendation:
-    """Rank every configuration (:func:`~lrlab.report.ranking.rank`) and name the best.
+    """Rank every configuration (:func:`~lrlab.core.ranking.rank`) and name the best.
 
     ``schedule_names`` maps a schedule to a short name (``"cosine"``); a schedule missing
     from it is named by its family. ``finalists`` (configuration keys,

@@ -2,7 +2,7 @@
 
 Every result goes into the store, so a study that is stopped resumes where it was: the
 range tests are reused from the store and finished runs are skipped. The study builds
-its runs as typed :class:`~lrlab.store.records.RunConfig` values with
+its runs as typed :class:`~lrlab.core.records.RunConfig` values with
 :class:`~lrlab.schedules.Schedule` objects; spec strings appear only in what people read.
 """
 
@@ -14,9 +14,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from lrlab.core.records import FinderRecord, RunConfig, RunRecord, RunStatus
 from lrlab.optim.grammar import optimizer_key, resolve_optimizer
 from lrlab.schedules import Schedule
-from lrlab.store.records import FinderRecord, RunConfig, RunRecord, RunStatus
 from lrlab.store.sqlite import Store
 from lrlab.study.plan import BUDGETS, SCHEDULE_NAMES, Budget, factor_label, study_schedules
 from lrlab.study.recommend import Recommendation, recommend
@@ -153,7 +153,7 @@ def _plans(
 def promote(runs: Sequence[RunRecord], epochs_by_run: Any, plan: Budget) -> list[RunRecord]:
     """Successive halving's cut: the first-rung runs of the best ``plan.finalists(n)`` of
     the ``n`` configurations that finished, best first (ranked by the one scorer)."""
-    from lrlab.report.ranking import rank
+    from lrlab.core.ranking import rank
 
     finished = [r for r in runs if r.status is RunStatus.DONE]
     ranked = rank(finished, epochs_by_run) if finished else []

@@ -14,7 +14,7 @@ from lrlab.schedules import Schedule
 from lrlab.schedules.summary import key_points
 
 if TYPE_CHECKING:
-    from lrlab.store.records import Objective
+    from lrlab.core.records import Objective
     from lrlab.study.run import StudyResult
 
 __all__ = [
@@ -37,7 +37,7 @@ def peak(schedule: Schedule, total_steps: int) -> float:
 def metric_name(metric: str, objective: Objective | None = None) -> str:
     """How ``metric`` reads in a sentence, in the task's own loss name and unit.
 
-    >>> from lrlab.store.records import Objective
+    >>> from lrlab.core.records import Objective
     >>> metric_name("val_loss", Objective.for_kind("regression")), metric_name("val_mae")
     ('validation loss (MSE)', 'val_mae')
     """
@@ -52,7 +52,7 @@ def metric_name(metric: str, objective: Objective | None = None) -> str:
 
 def objective_of(result: StudyResult) -> Objective:
     """The objective the study's runs declared (their task's), else the one of its metric."""
-    from lrlab.store.records import Objective
+    from lrlab.core.records import Objective
 
     for run in result.runs:
         if run.objective is not None:

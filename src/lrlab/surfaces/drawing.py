@@ -2,24 +2,21 @@
 
 The surface is evaluated once on a grid; every optimizer's path is drawn over its
 contours in its own colour, the starts as white circles and the known minima as stars.
-:func:`surface_figure` builds that picture as the report's ``FigureSpec`` and the report's
+:func:`surface_figure` builds that picture as a ``FigureSpec`` (``lrlab.plot``) and its two
 renderers draw it (matplotlib for PNG/SVG and each GIF frame, plotly for HTML).
-``lrlab.report`` is imported inside the functions, lazily: surfaces sit below the report.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
+from lrlab.plot import save_figure
+from lrlab.plot.spec import Animation, Contour, FigureSpec, Panel, Trace
 from lrlab.surfaces.catalog import Surface
 from lrlab.surfaces.trajectory import Trajectory
-
-if TYPE_CHECKING:
-    from lrlab.report.figures import Contour, FigureSpec, Panel
 
 __all__ = ["FIGURE_SUFFIXES", "surface_figure", "write_surface_figure"]
 
@@ -48,8 +45,6 @@ def write_surface_figure(
         raise ValueError(f"output must end in one of {', '.join(FIGURE_SUFFIXES)}, got {out.name!r}")
     if not trajectories:
         raise ValueError("trajectories must not be empty")
-    from lrlab.report.render import save_figure
-
     animated = suffix in (".gif", ".html")
     spec = surface_figure(
         trajectories, title=title, resolution=resolution, loss_panel=not animated,
@@ -69,8 +64,6 @@ def surface_figure(
     """The paths of ``trajectories`` over the contours of their surface and, with
     ``loss_panel``, each path's loss minus the minimum per step (log y). With
     ``max_frames`` the paths are animated: at most that many frames, step 0 to the end."""
-    from lrlab.report.figures import Animation, FigureSpec
-
     if not trajectories:
         raise ValueError("trajectories must not be empty")
     surface = trajectories[0].surface
@@ -115,8 +108,6 @@ def frame_steps(total_steps: int, max_frames: int) -> list[int]:
 
 def _contour(surface: Surface, resolution: int) -> Contour:
     """The surface on a grid, shifted to be >= 0 so that log spacing works, with its levels."""
-    from lrlab.report.figures import Contour
-
     x, y, z = surface.grid(resolution)
     shifted = z - np.nanmin(z)
     top = float(np.nanpercentile(shifted, 98))
@@ -142,8 +133,6 @@ def _map_panel(
 ) -> Panel:
     """The contours, each path (growing and with its current point when ``animated``), the
     starts and the minima."""
-    from lrlab.report.figures import Panel, Trace
-
     panel = Panel(
         title, "x", "y", xlim=surface.x_range, ylim=surface.y_range, contour=_contour(surface, resolution),
         width=1.9,
@@ -179,8 +168,6 @@ def _map_panel(
 
 
 def _loss_panel(surface: Surface, trajectories: Sequence[Trajectory]) -> Panel:
-    from lrlab.report.figures import Panel, Trace
-
     known = surface.min_value is not None
     panel = Panel(
         "distance to the minimum's value",

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lrlab.store.records import RunConfig, RunRecord, RunStatus
+from lrlab.core.records import RunConfig, RunRecord, RunStatus
 from lrlab.store.sqlite import ClaimLost, Store, new_owner
 from lrlab.sweeps.grid import RunPlan, expand
 from lrlab.sweeps.spec import SweepSpec, load_sweep

@@ -11,8 +11,8 @@ import itertools
 import json
 from dataclasses import dataclass
 
+from lrlab.core.records import RunConfig
 from lrlab.schedules import parse
-from lrlab.store.records import RunConfig
 from lrlab.sweeps.spec import SweepSpec, substitute
 
 __all__ = ["RunPlan", "expand", "run_id_for"]

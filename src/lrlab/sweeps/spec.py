@@ -27,7 +27,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from lrlab.store.records import DEFAULT_DIVERGENCE_FACTOR
+from lrlab.core.records import DEFAULT_DIVERGENCE_FACTOR
 
 __all__ = ["Finetune", "Grid", "SweepSpec", "SweepSpecError", "load_sweep", "substitute"]
 

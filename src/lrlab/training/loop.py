@@ -7,7 +7,7 @@ loss above ``divergence_factor`` times the first step's loss, stops the run and 
 ``diverged`` at that step. The same config and seed give the same numbers on CPU: the run
 trains with its resolved thread count, whatever else runs beside it.
 
-The run is a :class:`~lrlab.store.records.RunConfig`; :func:`~lrlab.training.resolve.resolve`
+The run is a :class:`~lrlab.core.records.RunConfig`; :func:`~lrlab.training.resolve.resolve`
 decides its defaults once.
 """
 
@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from lrlab.store.records import EpochRecord, RunConfig, RunRecord, RunStatus
+from lrlab.core.records import EpochRecord, RunConfig, RunRecord, RunStatus
 from lrlab.store.sqlite import ClaimLost, Store
 from lrlab.torch_utils import torch_threads
 from lrlab.training.recorder import ProgressFn, Recorder, RunProgress, divergence_reason

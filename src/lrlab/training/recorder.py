@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from lrlab.store.records import EpochRecord, RunConfig, RunRecord, RunStatus
+from lrlab.core.records import EpochRecord, RunConfig, RunRecord, RunStatus
 from lrlab.store.sqlite import StepRow, Store
 
 __all__ = ["FLUSH_EVERY", "FLUSH_SECONDS", "Recorder", "RunProgress", "divergence_reason", "versions"]

@@ -4,7 +4,7 @@ Everything the loop, the vectorised trainer and the executors used to work out f
 themselves from a config (the task's defaults, the loaders, the number of steps, the
 device, the thread count) is decided here, in one place.
 
->>> from lrlab.store.records import RunConfig
+>>> from lrlab.core.records import RunConfig
 >>> run = resolve(RunConfig(task="digits-linear", lr=0.1, epochs=2, batch_size=32,
 ...                         task_options={"train_size": 64, "val_size": 32}))
 >>> run.steps_per_epoch, run.total_steps, run.threads, str(run.device)
@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from lrlab.core.records import DEFAULT_THREADS, RunConfig
 from lrlab.schedules import Schedule
-from lrlab.store.records import DEFAULT_THREADS, RunConfig
 
 if TYPE_CHECKING:
     from torch.utils.data import DataLoader

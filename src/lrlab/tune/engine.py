@@ -2,10 +2,10 @@
 
 The loop is Optuna's ask/tell: a trial draws a configuration from the space
 (:mod:`lrlab.tune.space`, multivariate TPE by default), the configuration becomes a typed
-:class:`~lrlab.store.records.RunConfig` whose id is the hash of the tune's name and that
+:class:`~lrlab.core.records.RunConfig` whose id is the hash of the tune's name and that
 config (``lrlab.sweeps.run_id_for``), the run is trained by
 :func:`~lrlab.training.loop.train_run` into the lrlab store, and the trial is told the
-run's score by the one scorer (:func:`lrlab.report.ranking.rank`). Each epoch's validation
+run's score by the one scorer (:func:`lrlab.core.ranking.rank`). Each epoch's validation
 metric is reported to the trial, and Optuna's pruner (Hyperband or successive halving)
 stops weak runs early; a pruned run is left ``failed`` with the reason ``Pruned: ...``.
 
@@ -34,8 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lrlab.core.records import RunConfig, RunRecord, RunStatus
 from lrlab.formatting import num
-from lrlab.store.records import RunConfig, RunRecord, RunStatus
 from lrlab.store.sqlite import Store, new_owner
 from lrlab.sweeps.grid import RunPlan
 from lrlab.training.recorder import RunProgress
@@ -169,7 +169,7 @@ def objective_of(task: Any) -> tuple[str, str]:
     declared = getattr(task, "objective", None)
     if declared is None:
         try:
-            from lrlab.store.records import Objective
+            from lrlab.core.records import Objective
 
             declared = Objective.for_kind(task.kind)
         except (ImportError, ValueError):
@@ -191,7 +191,7 @@ def epoch_value(event: RunProgress, metric: str) -> float | None:
 
 def score(records: Sequence[RunRecord], store: Store) -> float | None:
     """The trial's score: the one ranking's mean over its finished seeds."""
-    from lrlab.report.ranking import rank
+    from lrlab.core.ranking import rank
 
     done = [r for r in records if r.status is RunStatus.DONE]
     if not done:

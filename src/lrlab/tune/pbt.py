@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from lrlab.core.records import RunConfig, RunRecord
 from lrlab.schedules import Schedule, constant, sequence
-from lrlab.store.records import RunConfig, RunRecord
 from lrlab.store.sqlite import Store
 from lrlab.tune.spec import TuneSpec, load_tune
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from lrlab.store.records import RunRecord, RunStatus
+from lrlab.core.records import RunRecord, RunStatus
 from lrlab.store.sqlite import Store
 from lrlab.sweeps.executors import RaySession, _import_result, connect_ray
 

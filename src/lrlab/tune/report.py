@@ -140,8 +140,8 @@ def _trial_table(result: Any) -> str:
 def page(result: Any, study: Any) -> str:
     import plotly.io as pio
 
-    from lrlab.report.html import _CSS, plotly_figure
-    from lrlab.report.schedule_figures import schedule_figure
+    from lrlab.plot.interactive import PAGE_CSS, plotly_figure
+    from lrlab.plot.schedules import schedule_figure
 
     best = result.recommendation.best
     torch_code, keras_code = code(result)
@@ -157,7 +157,7 @@ def page(result: Any, study: Any) -> str:
     verdict = "".join(f"<li>{html.escape(line)}</li>" for line in verdict_lines(result))
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>lrlab tune {html.escape(result.name)}</title><style>{_CSS}</style></head><body>\n"
+        f"<title>lrlab tune {html.escape(result.name)}</title><style>{PAGE_CSS}</style></head><body>\n"
         f"<h1>Tune {html.escape(result.name)}</h1>\n"
         f"<p class='sub'>{html.escape(result.spec.task)}, {len(result.trials)} trials of {result.total_steps} steps "
         f"at most, {html.escape(result.spec.sampler)} sampler, {html.escape(result.spec.pruner)} pruner, "
@@ -171,8 +171,8 @@ def page(result: Any, study: Any) -> str:
 
 def write_outputs(result: Any, study: Any, store: Store, out: Path) -> Any:
     """Write the tune's page, figures, ``recommendation.md`` and ``runs.html`` into ``out``."""
+    from lrlab.plot.schedules import write_schedule_figure
     from lrlab.report import load_report_data, write_report
-    from lrlab.report.schedule_figures import write_schedule_figure
 
     out.mkdir(parents=True, exist_ok=True)
     figures_dir = out / "figures"

@@ -25,7 +25,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
-from lrlab.store.records import DEFAULT_DIVERGENCE_FACTOR
+from lrlab.core.records import DEFAULT_DIVERGENCE_FACTOR
 from lrlab.sweeps.spec import MAX_BATCH_SIZE, MAX_EPOCHS, _format_errors, read_toml
 from lrlab.tune.space import Space, SpaceError, parse_space
 

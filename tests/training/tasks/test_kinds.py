@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from lrlab.store.records import RunConfig
+from lrlab.core.records import RunConfig
 from lrlab.store.sqlite import Store
 from lrlab.training.loop import train_run
 from lrlab.training.tasks import Task, TensorPairs, get_task, register_task

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
-from lrlab.store.records import Objective
+from lrlab.core.records import Objective
 
 __all__ = ["TASK_KINDS", "Task", "TensorPairs"]
 

@@ -7,7 +7,7 @@ import math
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from lrlab.store.records import RunConfig
+from lrlab.core.records import RunConfig
 from lrlab.training.vectorized.optim import supports
 
 __all__ = ["DEFAULT_MAX_GROUP", "GROUP_AXES", "group_key", "plan_groups", "why_not_vectorized"]

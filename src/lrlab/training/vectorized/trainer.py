@@ -19,7 +19,7 @@ on. ``extras["vectorized"]`` is the group's size.
 
 Example:
     >>> from lrlab.store.sqlite import Store
-    >>> from lrlab.store.records import RunConfig
+    >>> from lrlab.core.records import RunConfig
     >>> base = RunConfig(task="digits-linear", lr=0.01, optimizer="sgd(momentum=0.9)", epochs=1,
     ...                  batch_size=32, task_options={"train_size": 64, "val_size": 32})
     >>> configs = [base, base.replace(lr=0.1, schedule=None)]
@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from lrlab.store.records import EpochRecord, RunConfig, RunRecord, RunStatus
+from lrlab.core.records import EpochRecord, RunConfig, RunRecord, RunStatus
 from lrlab.store.sqlite import Store
 from lrlab.torch_utils import torch_threads
 from lrlab.training.recorder import Recorder, RunProgress, divergence_reason

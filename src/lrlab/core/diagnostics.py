@@ -15,8 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from lrlab.formatting import num
-from lrlab.report.grouping import (
+from lrlab.core.grouping import (
     Configuration,
     config_axes,
     epoch_stats,
@@ -24,11 +23,12 @@ from lrlab.report.grouping import (
     is_diverged,
     schedule_shape,
 )
-from lrlab.report.ranking import Ranked, rank
+from lrlab.core.ranking import Ranked, rank
+from lrlab.core.records import EpochRecord, RunRecord, RunStatus, StepSeries
+from lrlab.formatting import num
 from lrlab.schedules import Constant
 from lrlab.schedules.cyclic import Cyclic
 from lrlab.schedules.summary import key_points
-from lrlab.store.records import EpochRecord, RunRecord, RunStatus, StepSeries
 
 # The article: "near the end of training the learning rate should have decayed by about 100x or more".
 DECAY_RULE = 100.0
@@ -80,7 +80,7 @@ def family_key(cfg: Configuration) -> str:
 def ranked_configurations(
     configs: Sequence[Configuration], epochs: Mapping[str, Sequence[EpochRecord]], metric: str | None = None
 ) -> list[tuple[Configuration, Ranked]]:
-    """The configurations in the order of the one scorer (:func:`lrlab.report.ranking.rank`)."""
+    """The configurations in the order of the one scorer (:func:`lrlab.core.ranking.rank`)."""
     by_key = {cfg.key: cfg for cfg in configs}
     runs = [r for cfg in configs for r in cfg.runs]
     return [(by_key[entry.key], entry) for entry in rank(runs, epochs, metric)]

@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from lrlab.core.records import EpochRecord, RunConfig, RunRecord, RunStatus, schedule_family
 from lrlab.schedules import Schedule
 from lrlab.schedules.spec import format_value as format_spec_value
-from lrlab.store.records import EpochRecord, RunConfig, RunRecord, RunStatus, schedule_family
 
 __all__ = [
     "Configuration",

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lrlab.report.figures import FigureSpec, Panel, Trace, color
+from lrlab.plot import save_figure
+from lrlab.plot.spec import FigureSpec, Panel, Trace, color
 from lrlab.schedules import Schedule
 
 FIGURE_SUFFIXES = (".png", ".svg", ".html")
@@ -85,8 +86,6 @@ def write_schedule_figure(
     title: str = "Learning rate schedule",
 ) -> Path:
     """Draw every schedule over ``total_steps`` steps into ``out`` (.png, .svg or .html)."""
-    from lrlab.report.render import save_figure
-
     suffix = out.suffix.lower()
     if suffix not in FIGURE_SUFFIXES:
         raise ValueError(f"output must end in one of {', '.join(FIGURE_SUFFIXES)}, got {out.name!r}")

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lrlab.store.records import EpochRecord, Objective, RunConfig, RunRecord, RunStatus
+from lrlab.core.records import EpochRecord, Objective, RunConfig, RunRecord, RunStatus
 
 __all__ = ["Ranked", "declared_objective", "final_metric", "higher_is_better", "objective", "rank"]
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from lrlab.report.figures import Contour, FigureSpec, Panel, Trace, legend_ranks
+from lrlab.plot.spec import Contour, FigureSpec, Panel, Trace, legend_ranks
 
 IMAGE_SUFFIXES = (".png", ".svg")
 _DASH = {"solid": "-", "dash": "--", "dot": ":"}

@@ -1,0 +1,4 @@
+"""The domain core, torch-free and below everything that trains, stores or draws: the typed
+records (``records``: ``RunConfig``, ``RunRecord``, ``RunStatus``, ``Objective``, step
+series, range-test records), the one ranking (``ranking``), configurations and their labels
+(``grouping``), and the diagnostics in words (``diagnostics``)."""
