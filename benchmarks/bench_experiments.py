@@ -60,7 +60,7 @@ def bare_loop() -> None:
 
 
 def overhead(repeats: int, workdir: Path) -> tuple[float, float, float, float, float, int]:
-    from lrlab.store.records import RunConfig
+    from lrlab.core.records import RunConfig
     from lrlab.store.sqlite import Store
     from lrlab.training.loop import train_run
 
@@ -89,7 +89,7 @@ def overhead(repeats: int, workdir: Path) -> tuple[float, float, float, float, f
 
 
 def write_rows(workdir: Path, total: int = 1_000_000, batch: int = 1000) -> tuple[float, float]:
-    from lrlab.store.records import RunRecord
+    from lrlab.core.records import RunRecord
     from lrlab.store.sqlite import Store
 
     store = Store(workdir / "rows.db")
@@ -108,7 +108,7 @@ def write_rows(workdir: Path, total: int = 1_000_000, batch: int = 1000) -> tupl
 
 
 def read_epochs(workdir: Path, runs: int = 100, epochs: int = 50) -> tuple[float, int]:
-    from lrlab.store.records import EpochRecord, RunRecord
+    from lrlab.core.records import EpochRecord, RunRecord
     from lrlab.store.sqlite import Store
 
     store = Store(workdir / "epochs.db")

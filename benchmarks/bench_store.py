@@ -30,8 +30,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._common import write_section
+from lrlab.core.records import RunConfig, RunRecord, RunStatus
 from lrlab.store import sqlite as store_module
-from lrlab.store.records import RunConfig, RunRecord, RunStatus
 from lrlab.store.sqlite import Store
 
 STEPS = 10_000

@@ -5,7 +5,7 @@ test's recommendation x nine schedules with one seed, then the best quarter with
 seeds) versus a grid of LRs (3 per decade over three decades, chosen per optimizer family
 before any result) x the same nine schedule families, every grid configuration trained with
 the same three seeds and the same epochs. Both are ranked by the one scorer
-(``lrlab.report.ranking.rank``, the mean over seeds of the task's objective). Reported: the
+(``lrlab.core.ranking.rank``, the mean over seeds of the task's objective). Reported: the
 study's pick and the grid's best (mean over the three seeds), the gap (accuracy points,
 nats, or relative MSE), and the compute of each in optimizer steps (range tests included).
 
@@ -32,9 +32,9 @@ from typing import Any
 import numpy as np
 
 from benchmarks._common import write_section
+from lrlab.core.ranking import rank
+from lrlab.core.records import RunConfig
 from lrlab.optim.grammar import resolve_optimizer
-from lrlab.report.ranking import rank
-from lrlab.store.records import RunConfig
 from lrlab.store.sqlite import Store
 from lrlab.study import run_study
 from lrlab.study.plan import BUDGETS, study_schedules

@@ -34,10 +34,10 @@ import torch
 from torch import nn
 
 from benchmarks._common import write_section
+from lrlab.core.ranking import rank
+from lrlab.core.records import RunConfig
 from lrlab.optim.grammar import resolve_optimizer
-from lrlab.report.ranking import rank
 from lrlab.schedules import one_cycle
-from lrlab.store.records import RunConfig
 from lrlab.store.sqlite import Store
 from lrlab.study import run_study
 from lrlab.study.plan import study_schedules

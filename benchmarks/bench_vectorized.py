@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.run_configs import typed_config
 
 from benchmarks._common import write_section
-from lrlab.store.records import RunConfig
+from lrlab.core.records import RunConfig
 from lrlab.store.sqlite import Store
 from lrlab.training.loop import train_run
 from lrlab.training.vectorized import train_vectorized
