@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from lrlab import schedules as S
-from lrlab.torch import LRScheduler
+from lrlab.torch import LRScheduler, group_momentum, momentum_key
 
 torch.set_num_threads(1)
 
@@ -209,6 +209,39 @@ def test_momentum_schedule_for_an_optimizer_without_momentum_is_a_clear_error(na
     optimizer = getattr(torch.optim, name)(Tiny().parameters(), lr=0.01)
     with pytest.raises(ValueError, match=f"needs an optimizer with 'momentum'.*{name} has neither"):
         LRScheduler(optimizer, SCHEDULE, momentum=S.constant(0.9))
+
+
+@pytest.mark.parametrize(
+    ("make", "expected", "key"),
+    [
+        pytest.param(lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9), 0.9, "momentum", id="sgd-momentum"),
+        pytest.param(lambda p: torch.optim.SGD(p, lr=0.1), 0.0, "momentum", id="sgd-plain"),
+        pytest.param(lambda p: torch.optim.Adam(p, lr=0.1, betas=(0.8, 0.99)), 0.8, "betas", id="adam-betas"),
+        pytest.param(lambda p: torch.optim.RMSprop(p, lr=0.1), 0.0, "momentum", id="rmsprop-momentum-0"),
+        pytest.param(lambda p: torch.optim.RMSprop(p, lr=0.1, momentum=0.5), 0.5, "momentum", id="rmsprop-momentum"),
+        pytest.param(lambda p: torch.optim.Adagrad(p, lr=0.1), None, None, id="adagrad-neither"),
+    ],
+)
+def test_group_momentum_is_momentum_else_beta1_else_none(make, expected, key):
+    optimizer = make(Tiny().parameters())
+    assert group_momentum(optimizer.param_groups[0]) == expected
+    if key is None:
+        with pytest.raises(ValueError, match="has neither"):
+            momentum_key(optimizer)
+    else:
+        assert momentum_key(optimizer) == key
+
+
+def test_group_momentum_of_a_group_with_both_keys_is_its_momentum_the_key_a_schedule_drives():
+    group = {"lr": 0.1, "momentum": 0.7, "betas": (0.9, 0.999)}
+    assert group_momentum(group) == 0.7
+    assert group_momentum({"lr": 0.1, "momentum": None, "betas": (0.9, 0.999)}) == 0.9
+    assert group_momentum({"lr": 0.1}) is None
+    optimizer = torch.optim.SGD(Tiny().parameters(), lr=0.0, momentum=0.9)
+    optimizer.param_groups[0]["betas"] = (0.5, 0.999)  # a custom optimizer with both keys
+    scheduler = LRScheduler(optimizer, SCHEDULE, momentum=S.constant(0.8))
+    scheduler.step()
+    assert optimizer.param_groups[0]["momentum"] == 0.8 == group_momentum(optimizer.param_groups[0])
 
 
 def test_not_a_schedule_is_a_clear_error():

@@ -182,7 +182,9 @@ class Recorder(keras.callbacks.Callback):
         loss = (batch + 1) * mean - batch * self._mean
         self._mean = mean
         optimizer = self.model.optimizer
-        momentum = getattr(optimizer, "beta_1", getattr(optimizer, "momentum", None))
+        # lrlab.torch.group_momentum's precedence, on Keras' attributes: momentum, else beta_1.
+        momentum = getattr(optimizer, "momentum", None)
+        momentum = getattr(optimizer, "beta_1", None) if momentum is None else momentum
         momentum = None if momentum is None else float(momentum)
         norms: Any = float("nan")
         if keras.backend.backend() == "torch":

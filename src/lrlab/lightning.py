@@ -22,7 +22,8 @@ import lightning.pytorch as pl
 import torch
 
 from lrlab.store.sqlite import DEFAULT_DB, Store
-from lrlab.track import Run, _momentum
+from lrlab.torch import group_momentum
+from lrlab.track import Run
 
 __all__ = ["LRFinder", "Recorder"]
 
@@ -82,7 +83,7 @@ class Recorder(pl.Callback):
         params = self.run._params
         grads = [p.grad for p in params if p.grad is not None]
         norms = tuple(torch._foreach_norm(grads)) if grads else ()
-        self._pending = (_group_lrs(optimizer), _momentum(optimizer.param_groups[0]), norms)
+        self._pending = (_group_lrs(optimizer), group_momentum(optimizer.param_groups[0]), norms)
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:  # fmt: skip

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -35,16 +36,50 @@ from torch.optim.lr_scheduler import LRScheduler as _TorchLRScheduler
 
 from lrlab.schedules import Schedule, from_dict, parse
 
-__all__ = ["LRScheduler", "momentum_key"]
+__all__ = ["LRScheduler", "group_momentum", "momentum_key"]
 
 
-def momentum_key(optimizer: Optimizer) -> str:
-    """The param-group key a momentum schedule drives: ``momentum`` or ``betas``."""
-    group = optimizer.param_groups[0]
-    if "momentum" in group:
+def _group_momentum_key(group: Mapping[str, Any]) -> str | None:
+    """The one rule for "the momentum of a param group": ``momentum`` (SGD, RMSprop), else
+    ``betas[0]`` (the Adam family), else none. A ``momentum`` key holding ``None`` counts
+    as absent. ``momentum`` wins over ``betas`` in a group with both (no torch optimizer has
+    both; a custom one may), so that the value recorded is the one a momentum schedule drives.
+    """
+    if group.get("momentum") is not None:
         return "momentum"
     if "betas" in group:
         return "betas"
+    return None
+
+
+def group_momentum(group: Mapping[str, Any]) -> float | None:
+    """The momentum of a param group: ``momentum``, else ``betas[0]``, else ``None``.
+
+    RMSprop's ``momentum=0`` is a momentum of 0.0, not ``None``; a group with both keys
+    gives its ``momentum`` (see :func:`momentum_key`, the key a momentum schedule drives).
+
+    Example:
+        >>> group_momentum({"lr": 0.1, "momentum": 0.9})
+        0.9
+        >>> group_momentum({"lr": 0.1, "betas": (0.95, 0.999)})
+        0.95
+        >>> group_momentum({"lr": 0.1}) is None
+        True
+    """
+    key = _group_momentum_key(group)
+    if key == "momentum":
+        return float(group["momentum"])
+    if key == "betas":
+        return float(group["betas"][0])
+    return None
+
+
+def momentum_key(optimizer: Optimizer) -> str:
+    """The param-group key a momentum schedule drives: ``momentum`` or ``betas`` (the same
+    rule as :func:`group_momentum`, read on the first group)."""
+    key = _group_momentum_key(optimizer.param_groups[0])
+    if key is not None:
+        return key
     raise ValueError(
         f"a momentum schedule needs an optimizer with 'momentum' (SGD, RMSprop) or 'betas' "
         f"(Adam family); {type(optimizer).__name__} has neither"

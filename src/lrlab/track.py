@@ -51,9 +51,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from lrlab.core.records import EpochRecord, Objective, RunConfig, RunStatus
+from lrlab.core.diagnostics import stuck_check
+from lrlab.core.records import EpochRecord, Objective, RunConfig, RunStatus, StepSeries
 from lrlab.schedules import Schedule
 from lrlab.store.sqlite import DEFAULT_DB, Store
+from lrlab.torch import group_momentum
 from lrlab.training.recorder import Recorder
 
 __all__ = ["LIVE_EVERY", "WRITE_SECONDS", "Run", "end_left_open", "track"]
@@ -133,13 +135,6 @@ def _floats(values: Sequence[float | torch.Tensor]) -> list[float]:
 def _group_lr(group: Mapping[str, Any]) -> float:
     lr = group["lr"]
     return float(lr) if not isinstance(lr, torch.Tensor) else float(lr.detach())
-
-
-def _momentum(group: Mapping[str, Any]) -> float | None:
-    if "betas" in group:
-        return float(group["betas"][0])
-    value = group.get("momentum")
-    return None if value is None else float(value)
 
 
 class Run:
@@ -293,7 +288,7 @@ class Run:
         else:
             norms = _deferred("grad_norm", grad_norm)
             norms = (norms,) if isinstance(norms, torch.Tensor) else norms
-        self.record(loss, step, [_group_lr(g) for g in groups], _momentum(groups[0]), norms)
+        self.record(loss, step, [_group_lr(g) for g in groups], group_momentum(groups[0]), norms)
 
     def record(
         self, loss: Any, step: int | None, lrs: Sequence[float], momentum: float | None, norms: Any
@@ -446,9 +441,6 @@ class Run:
     # -------------------------------------------------------- live diagnostics
 
     def _check_live(self, final: bool = False) -> None:
-        from lrlab.core.diagnostics import stuck_check
-        from lrlab.core.records import StepSeries
-
         history = self._history
         if not history["loss"]:
             return

@@ -24,7 +24,8 @@ import torch
 from transformers import Trainer, TrainerCallback
 
 from lrlab.store.sqlite import DEFAULT_DB, Store
-from lrlab.track import Run, _momentum, end_left_open
+from lrlab.torch import group_momentum
+from lrlab.track import Run, end_left_open
 
 __all__ = ["Recorder", "find_lr"]
 
@@ -79,7 +80,7 @@ class Recorder(TrainerCallback):
         grads = [p.grad for p in run._params if p.grad is not None]
         norms = tuple(torch._foreach_norm(grads)) if grads else 0.0
         groups = run.optimizer.param_groups
-        self._last = ([float(g["lr"]) for g in groups], _momentum(groups[0]), norms)
+        self._last = ([float(g["lr"]) for g in groups], group_momentum(groups[0]), norms)
 
     def on_log(
         self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any

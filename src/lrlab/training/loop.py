@@ -23,7 +23,9 @@ from typing import Any
 import torch
 
 from lrlab.core.records import EpochRecord, RunConfig, RunRecord, RunStatus
+from lrlab.optim.grammar import make_optimizer
 from lrlab.store.sqlite import ClaimLost, Store
+from lrlab.torch import LRScheduler, group_momentum
 from lrlab.torch_utils import torch_threads
 from lrlab.training.recorder import ProgressFn, Recorder, RunProgress, divergence_reason
 from lrlab.training.resolve import ResolvedRun, resolve
@@ -31,14 +33,6 @@ from lrlab.training.resolve import ResolvedRun, resolve
 __all__ = ["RunProgress", "train_run"]
 
 _PROGRESS_EVERY_S = 0.5
-
-
-def _momentum_of(group: dict[str, Any]) -> float | None:
-    if "momentum" in group:
-        return float(group["momentum"])
-    if "betas" in group:
-        return float(group["betas"][0])
-    return None
 
 
 def _param_groups(model: torch.nn.Module, config: RunConfig, lr: float) -> tuple[Any, Any]:
@@ -145,9 +139,6 @@ def _epochs(
     started: float,
     extras: dict[str, Any],
 ) -> tuple[RunStatus, str | None, int | None]:
-    from lrlab.optim.grammar import make_optimizer
-    from lrlab.torch import LRScheduler
-
     task, device, run_id = run.task, run.device, recorder.run_id
     epochs, total_steps = run.epochs, run.total_steps
     model = task.make_model(run.config.seed).to(device)
@@ -161,7 +152,7 @@ def _epochs(
     report(RunProgress("start", run_id, 0, epochs, 0, total_steps))
 
     groups = optimizer.param_groups
-    has_momentum = _momentum_of(groups[0]) is not None
+    has_momentum = group_momentum(groups[0]) is not None
     on_accelerator = device.type != "cpu"
     factor = run.divergence_factor
     step, initial_loss, last_report = 0, None, time.monotonic()
@@ -177,7 +168,7 @@ def _epochs(
                         targets.to(device, non_blocking=True),
                     )
                 lrs = [group["lr"] for group in groups]
-                momentum_now = _momentum_of(groups[0]) if has_momentum else None
+                momentum_now = group_momentum(groups[0]) if has_momentum else None
                 optimizer.zero_grad(set_to_none=True)
                 loss_tensor = task.loss_fn(model(inputs), targets)
                 loss_tensor.backward()
