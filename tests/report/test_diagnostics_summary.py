@@ -2,8 +2,9 @@
 
 import pytest
 
-from lrlab.core.diagnostics import describe_runs, divergence, kind_summary, schedule_family
+from lrlab.core.diagnostics import describe_runs, divergence, family_in_words, kind_summary
 from lrlab.core.grouping import group_runs
+from lrlab.core.records import schedule_family
 from lrlab.schedules import parse
 
 from ._records import run
@@ -70,6 +71,29 @@ def test_the_divergence_line_counts_the_runs_and_names_the_smallest_peak_that_di
 
 
 def test_schedule_families_in_words():
-    assert schedule_family(parse("warmup(cosine(lr=0.1, total_steps=100), steps=5)")) == "warmup-cosine"
-    assert schedule_family(parse("one_cycle(max_lr=0.1, total_steps=100)")) == "one-cycle"
-    assert schedule_family(parse(_cyclic(0.3))) == "cyclic"
+    assert family_in_words(parse("warmup(cosine(lr=0.1, total_steps=100), steps=5)")) == "warmup-cosine"
+    assert family_in_words(parse("one_cycle(max_lr=0.1, total_steps=100)")) == "one-cycle"
+    assert family_in_words(parse(_cyclic(0.3))) == "cyclic"
+
+
+@pytest.mark.parametrize(
+    ("spec", "words", "family"),
+    [
+        ("warmup(cosine_restarts(lr=1, period=9), steps=3)", "warmup-cosine-restarts", "warmup+cosine_restarts"),
+        ("warmup(warmup(cosine(lr=1, total_steps=9), steps=2), steps=3)", "warmup-warmup", "warmup+warmup+cosine"),
+        ("sequence([constant(lr=1), cosine(lr=1, total_steps=9)], boundaries=[5])", "sequence",
+         "sequence+constant+cosine"),
+        ("step_decay(lr=1, step_size=3)", "step-decay", "step_decay"),
+        ("inverse_sqrt(lr=1, warmup_steps=3)", "inverse-sqrt", "inverse_sqrt"),
+    ],
+)  # fmt: skip
+def test_family_in_words_is_the_records_family_outermost_with_what_a_warmup_warms(spec, words, family):
+    assert schedule_family(parse(spec)) == family
+    assert family_in_words(parse(spec)) == words
+
+
+def test_the_old_name_of_family_in_words_still_works_and_warns():
+    import lrlab.core.diagnostics as diagnostics
+
+    with pytest.warns(DeprecationWarning, match="family_in_words"):
+        assert diagnostics.schedule_family is family_in_words
