@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._common import write_section
 from lrlab.core.records import RunConfig, RunRecord, RunStatus
-from lrlab.store import sqlite as store_module
+from lrlab.store import schema
 from lrlab.store.sqlite import Store
 
 STEPS = 10_000
@@ -62,7 +62,7 @@ def _best(fn: Callable[[], Any], repeat: int = 7) -> tuple[float, Any]:
 def _v4_store(path: Path, rows: list[tuple[Any, ...]]) -> float:
     """A schema-4 file with run "r", written with schema 4's SQL in batches; its write time."""
     with closing(sqlite3.connect(path, isolation_level=None)) as conn:
-        for migration in store_module._MIGRATIONS[:4]:
+        for migration in schema._MIGRATIONS[:4]:
             conn.executescript(migration)
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
@@ -121,7 +121,7 @@ def _one_step_writes(path: Path, rows: list[tuple[Any, ...]]) -> tuple[float, fl
 def _as_schema_4(store: Store, ids: list[str], path: Path) -> None:
     """The steps of ``ids`` written as schema 4 wrote them (a row per step) into a new file."""
     with closing(sqlite3.connect(path, isolation_level=None)) as conn:
-        for migration in store_module._MIGRATIONS[:4]:
+        for migration in schema._MIGRATIONS[:4]:
             conn.executescript(migration)
         conn.execute("PRAGMA user_version = 4")
         conn.execute("BEGIN")

@@ -164,11 +164,11 @@ def test_an_archived_store_on_a_read_only_mount_is_read_by_every_reading_command
 
 
 def test_reading_an_older_schema_read_only_does_not_migrate_it(tmp_path):
-    from lrlab.store import sqlite as store_module
+    from lrlab.store import schema
 
     path = tmp_path / "v2.db"
     with sqlite3.connect(path) as conn:
-        for migration in store_module._MIGRATIONS[:2]:
+        for migration in schema._MIGRATIONS[:2]:
             conn.executescript(migration)
         conn.execute(
             "INSERT INTO runs (id, status, seed, config, schedule) VALUES "

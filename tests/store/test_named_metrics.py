@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from lrlab.core.ranking import objective, rank
 from lrlab.core.records import EpochRecord, Objective, RunConfig, RunRecord, RunStatus
-from lrlab.store import sqlite as store_module
+from lrlab.store import schema
 from lrlab.store.queries import export_records
 from lrlab.store.sqlite import SCHEMA_VERSION, Store
 
@@ -43,7 +43,7 @@ def test_named_metrics_round_trip_with_non_finite_as_none(tmp_path):
 def test_a_version_3_store_gains_the_metrics_column_and_keeps_its_epochs(tmp_path):
     path = tmp_path / "v3.db"
     with sqlite3.connect(path) as conn:
-        for script in store_module._MIGRATIONS[:3]:
+        for script in schema._MIGRATIONS[:3]:
             conn.executescript(script)
         conn.execute("INSERT INTO runs (id, status, seed, config) VALUES ('r', 'done', 0, '{\"task\": \"t\", \"lr\": 0.1}')")
         conn.execute("INSERT INTO epoch_metrics VALUES ('r', 1, 5, 1.0, 0.5, 0.1, 0.9, 2.0)")

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lrlab.core.records import EpochRecord, RunConfig, RunRecord, RunStatus, StepSeries
-from lrlab.store import sqlite as store_module
+from lrlab.store import codec, schema
 from lrlab.store.sqlite import SCHEMA_VERSION, Store
 
 
@@ -95,7 +95,7 @@ def test_any_interleaving_of_writes_reads_back_as_the_last_write_of_each_step(ca
             store.append_metrics(run_id, rows)
             for row in rows:  # later rows, like later writes, win
                 oracle[run_id][row[0]] = row
-        assert len(_blocks(store, run_id)) <= store_module._MAX_BLOCKS + 1
+        assert len(_blocks(store, run_id)) <= codec.MAX_BLOCKS + 1
     got = store.steps_for(["b", "a", "missing"])
     assert list(got) == ["b", "a", "missing"] and len(got["missing"]) == 0
     for run_id in ("a", "b"):
@@ -145,7 +145,7 @@ def test_one_step_per_write_keeps_a_running_run_to_a_few_blocks():
     for step in range(3000):
         store.append_metrics("r", [(step, 1, [0.1], None, float(step), 1.0)])
         counts.append(len(_blocks(store, "r")))
-    assert max(counts) == store_module._MAX_BLOCKS
+    assert max(counts) == codec.MAX_BLOCKS
     sizes = [n for *_, n in _blocks(store, "r")]
     assert sum(sizes) == 3000 and sizes == sorted(sizes, reverse=True)  # older blocks are the larger
     series = store.steps("r")
@@ -207,7 +207,7 @@ def _v4_store(path: Path) -> dict[str, list[tuple]]:
         lrs = [float(v) for v in rng.random(3)]
         runs["groups"].append((step, 1, lrs, 0.9, 5e-324 * step, math.inf if step == 4 else 1.5))
     with closing(sqlite3.connect(path)) as conn:
-        for migration in store_module._MIGRATIONS[:4]:
+        for migration in schema._MIGRATIONS[:4]:
             conn.executescript(migration)
         for rid in runs:
             conn.execute(

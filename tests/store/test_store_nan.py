@@ -7,7 +7,7 @@ import textwrap
 import numpy as np
 
 from lrlab.core.records import RunConfig, RunRecord
-from lrlab.store import sqlite as store_module
+from lrlab.store import schema
 from lrlab.store.sqlite import SCHEMA_VERSION, Store
 from lrlab.training.loop import train_run
 
@@ -45,7 +45,7 @@ def test_a_nan_loss_marks_the_run_diverged_and_its_step_row_reads_back_as_nan(tm
 def test_a_version_1_store_migrates_and_keeps_its_rows(tmp_path):
     path = tmp_path / "v1.db"
     with sqlite3.connect(path) as conn:
-        conn.executescript(store_module._MIGRATIONS[0])
+        conn.executescript(schema._MIGRATIONS[0])
         conn.execute(
             "INSERT INTO runs (id, status, seed, config) VALUES ('r', 'done', 0, '{\"task\": \"t\", \"lr\": 0.1}')"
         )

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from lrlab.store.sqlite import DEFAULT_DB
+from lrlab.store.location import DEFAULT_DB, resolve_default_db
 
 console = Console()
 err_console = Console(stderr=True)
@@ -36,7 +36,7 @@ def bad_input(message: str) -> NoReturn:
 
 def db_option(help: str = "The run store (SQLite file).") -> Path:
     """The ``--db`` option of every command, with the one default path."""
-    return typer.Option(DEFAULT_DB, "--db", help=help)
+    return typer.Option(DEFAULT_DB, "--db", help=help, callback=resolve_default_db)  # finds an older default
 
 
 def open_store(db: Path, *, readonly: bool = False):  # -> lrlab.store.Store
@@ -44,11 +44,12 @@ def open_store(db: Path, *, readonly: bool = False):  # -> lrlab.store.Store
     exist), else writable. A file that is no store, a damaged or newer one: one line, exit 2.
     The store is closed when the command ends, however it ends, so no connection outlives
     the command (its write-ahead log is folded into the file there and then)."""
-    from lrlab.store.sqlite import Store, StoreError
+    from lrlab.store import StoreError
+    from lrlab.store import open_store as open_run_store
 
     try:
-        store = Store(db, readonly=readonly)
-    except StoreError as exc:
+        store = open_run_store(db, readonly=readonly)
+    except (StoreError, FileNotFoundError) as exc:
         bad_input(str(exc))
     _opened.append(store)
     return store

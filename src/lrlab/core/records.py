@@ -392,6 +392,8 @@ class StepSeries:
 
     ``lr`` is the first param group's LR; ``lrs`` has one column per group
     (shape ``(steps, groups)``); ``momentum`` is NaN where the optimizer has none.
+    The store's step-block codec reads and writes this type directly: its fields are
+    the columns of a block.
     """
 
     run_id: str
@@ -405,6 +407,26 @@ class StepSeries:
 
     def __len__(self) -> int:
         return len(self.step)
+
+    @classmethod
+    def columns(cls) -> tuple[str, ...]:
+        """The per-step columns, in field order (every field but ``run_id``)."""
+        return tuple(f.name for f in fields(cls) if f.name != "run_id")
+
+    @classmethod
+    def empty(cls, run_id: str) -> StepSeries:
+        """A run with no steps (one param group)."""
+        ints, floats = np.zeros(0, dtype=np.int64), np.zeros(0)
+        return cls(run_id, ints, ints.copy(), floats, np.zeros((0, 1)), floats.copy(), floats.copy(), floats.copy())
+
+    @property
+    def groups(self) -> int:
+        """How many param groups (columns of ``lrs``)."""
+        return int(self.lrs.shape[1])
+
+    def take(self, index: np.ndarray) -> StepSeries:
+        """The steps at ``index`` (indices or a boolean mask), every column alike."""
+        return replace(self, **{name: getattr(self, name)[index] for name in self.columns()})
 
 
 @dataclass(frozen=True)

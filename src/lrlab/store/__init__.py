@@ -1,4 +1,9 @@
-"""The run store: typed records, the SQLite store and its queries. Imports no torch.
+"""The run store: persistence only (the records live in :mod:`lrlab.core.records`).
+Imports no torch.
+
+``sqlite`` (the :class:`Store`), ``schema`` (tables and migrations), ``claims`` (owners and
+leases), ``codec`` (step blocks), ``runs`` and ``range_tests`` (rows and records),
+``location`` (the one default store), ``queries`` (records and DataFrames for users).
 
 >>> from lrlab.store import Store
 >>> Store(":memory:").sweeps()
@@ -6,6 +11,8 @@
 """
 
 from lrlab.core.records import EpochRecord, FinderRecord, RunConfig, RunRecord, RunStatus, StepSeries
+from lrlab.store.errors import StoreError
+from lrlab.store.location import DEFAULT_DB, resolve_default_db
 from lrlab.store.queries import (
     EXPORT_COLUMNS,
     FINAL_METRICS,
@@ -17,7 +24,8 @@ from lrlab.store.queries import (
     runs_frame,
     steps_frame,
 )
-from lrlab.store.sqlite import DEFAULT_DB, SCHEMA_VERSION, Store
+from lrlab.store.schema import SCHEMA_VERSION
+from lrlab.store.sqlite import Store
 
 __all__ = [
     "DEFAULT_DB",
@@ -31,11 +39,13 @@ __all__ = [
     "RunStatus",
     "StepSeries",
     "Store",
+    "StoreError",
     "epochs_frame",
     "export_records",
     "flat_record",
     "load_runs",
     "open_store",
+    "resolve_default_db",
     "runs_frame",
     "steps_frame",
 ]

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from lrlab.core.records import EpochRecord, RunRecord
-from lrlab.store.sqlite import DEFAULT_DB, Store
+from lrlab.store.location import resolve_default_db
+from lrlab.store.sqlite import Store
 
 __all__ = [
     "EXPORT_COLUMNS",
@@ -36,14 +37,16 @@ EXPORT_COLUMNS = (
 
 
 def open_store(db: str | Path | Store | None = None, *, readonly: bool = True) -> Store:
-    """A ``Store`` for ``db`` (a path, a Store, or None for the default path), read-only by
-    default: it must exist, and it is never written (nor migrated)."""
+    """A ``Store`` for ``db`` (a path, a Store, or None for the one default store), read-only
+    by default: it must exist (else ``FileNotFoundError``), and it is never written (nor
+    migrated). A file that is no usable store raises :class:`~lrlab.store.sqlite.StoreError`.
+    The CLI opens its stores through this function too."""
     if isinstance(db, Store):
         return db
-    path = Path(db) if db is not None else DEFAULT_DB
-    if readonly and not path.exists():
-        raise FileNotFoundError(f"no run database at {str(path)!r} (run 'lrlab sweep' first or pass --db)")
-    return Store(path, readonly=readonly)
+    path = resolve_default_db(db)
+    if readonly and not path.is_file():
+        raise FileNotFoundError(f"no run store at {str(path)!r} (run 'lrlab sweep' first or pass --db)")
+    return Store(path, readonly=readonly, _resolved=True)
 
 
 def load_runs(db: str | Path | Store | None = None, sweep: str | None = None) -> list[RunRecord]:

@@ -1,0 +1,72 @@
+"""Claims on runs: which process trains a run, and when another may take it over.
+
+A process that begins a run with an ``owner`` (:func:`new_owner`) *claims* it: the run's
+``owner`` column names it and its ``heartbeat`` column is renewed by every write it makes.
+Another process may take the run over when the claim's owner has not written for
+``LEASE_SECONDS``, or when the owner ran on this machine and its process is gone; the
+first owner's next write then raises :class:`ClaimLost`. Each check runs inside the write
+transaction that acts on it, so two processes never both hold a run.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sqlite3
+import time
+import uuid
+
+from lrlab.core.records import RunStatus
+
+__all__ = ["LEASE_SECONDS", "ClaimLost", "claimable", "hold", "new_owner"]
+
+# A claim whose owner has not written for this long may be taken over by another process.
+LEASE_SECONDS = 120.0
+
+
+class ClaimLost(RuntimeError):
+    """A process wrote to a run whose claim another process has taken over."""
+
+
+def new_owner() -> str:
+    """A claim owner for this process: ``host:pid:token``."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _owner_alive(owner: str) -> bool:
+    """False when the owner's process ran on this machine and is gone."""
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return True  # another machine: only its heartbeat can tell
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def claimable(tx: sqlite3.Connection, run_id: str, owner: str) -> bool:
+    """Whether ``owner`` may begin the run: it is not stored yet, or not finished and held by
+    no live owner (nor running), or held by ``owner`` itself."""
+    row = tx.execute("SELECT status, owner, heartbeat FROM runs WHERE id = ?", (run_id,)).fetchone()
+    if row is None:
+        return True
+    status, holder, beat = RunStatus.parse(row[0]), row[1], row[2]
+    if status.is_finished:
+        return False
+    if status is not RunStatus.RUNNING or holder is None or holder == owner:
+        return True
+    return not _owner_alive(holder) or beat is None or time.time() - beat > LEASE_SECONDS
+
+
+def hold(tx: sqlite3.Connection, run_id: str, owner: str | None) -> None:
+    """Renew ``owner``'s heartbeat on the run, or raise ``ClaimLost`` when it no longer holds
+    it. No owner: nothing to check."""
+    if owner is None:
+        return
+    cursor = tx.execute("UPDATE runs SET heartbeat = ? WHERE id = ? AND owner = ?", (time.time(), run_id, owner))
+    if cursor.rowcount != 1:
+        raise ClaimLost(f"run {run_id} is no longer held by {owner} (another process took it over)")
