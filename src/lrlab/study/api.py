@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lrlab.store.location import DEFAULT_DB
+
 if TYPE_CHECKING:
     import torch
     from torch import nn
@@ -37,7 +39,7 @@ __all__ = ["UserStudy", "study", "user_task"]
 
 DEFAULT_EPOCHS = 10
 DEFAULT_BATCH_SIZE = 32
-DEFAULT_STORE = "lrlab-runs/runs.db"
+DEFAULT_STORE = DEFAULT_DB  # the one default store, shared with the CLI, lrlab.track and the recorders
 
 
 @dataclass(frozen=True)
