@@ -156,6 +156,32 @@ def test_smoothing_is_a_debiased_ema_that_skips_nan():
         smooth_losses([1.0], 1.0)
 
 
+def _smooth_losses_as_it_was(losses, smooth):
+    """The finder's loop before the EMA moved to lrlab.core.smoothing: the reference."""
+    beta = 1.0 - smooth
+    out = np.empty(len(losses), dtype=np.float64)
+    average, count, last = 0.0, 0, np.nan
+    for i, value in enumerate(np.asarray(losses, dtype=np.float64)):
+        if np.isfinite(value):
+            count += 1
+            average = beta * average + (1.0 - beta) * value
+            last = value if smooth == 0.0 else average / (1.0 - beta**count)
+        out[i] = last
+    return out
+
+
+@pytest.mark.parametrize("smooth", [0.0, 0.05, 0.1, 0.5, 0.98])
+def test_smoothing_is_bit_for_bit_the_finders_loop_on_curves_with_nan_and_inf(smooth):
+    rng = np.random.default_rng(7)
+    for n in (1, 3, 40, 300):
+        losses = np.exp(rng.normal(0.0, 1.0, n))
+        losses[rng.integers(0, n, max(1, n // 8))] = np.nan
+        losses[rng.integers(0, n, max(1, n // 16))] = np.inf
+        losses[rng.integers(0, n, 1)] = -np.inf
+        got, expected = smooth_losses(losses, smooth), _smooth_losses_as_it_was(losses, smooth)
+        assert got.tobytes() == expected.tobytes()
+
+
 def test_trim_drops_warmup_and_tail_but_keeps_three_points():
     assert trim(100) == slice(10, 95)
     assert trim(20, skip_start=0, skip_end=0) == slice(0, 20)

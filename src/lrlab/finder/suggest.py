@@ -18,6 +18,8 @@ from functools import partial
 
 import numpy as np
 
+from lrlab.core.smoothing import bias_corrected_ema
+
 __all__ = [
     "CHECKED_OPTIMIZERS",
     "DEFAULT_CONFIRM_STEPS",
@@ -82,16 +84,8 @@ def smooth_losses(losses: Sequence[float], smooth: float = 0.05) -> np.ndarray:
     """
     if not 0.0 <= smooth < 1.0:
         raise ValueError(f"smooth must be in [0, 1), got {smooth}")
-    beta = 1.0 - smooth
-    out = np.empty(len(losses), dtype=np.float64)
-    average, count, last = 0.0, 0, np.nan
-    for i, value in enumerate(np.asarray(losses, dtype=np.float64)):
-        if np.isfinite(value):
-            count += 1
-            average = beta * average + (1.0 - beta) * value
-            last = value if smooth == 0.0 else average / (1.0 - beta**count)
-        out[i] = last
-    return out
+    # smooth=0 is torch-lr-finder's "off" (not a frozen average): decay 0, the raw losses.
+    return bias_corrected_ema(losses, 1.0 - smooth if smooth else 0.0, nonfinite="carry")
 
 
 def steepest(lrs: Sequence[float], losses: Sequence[float]) -> float:
