@@ -6,14 +6,9 @@ from tests.report.synthetic import synthetic_sweep
 
 from lrlab.core.records import FinderRecord
 from lrlab.report.data import build_report_data
-from lrlab.report.figures import (
-    build_figures,
-    gap_figure,
-    loss_figure,
-    lr_figure,
-    steps_figure,
-    ucurve_figure,
-)
+from lrlab.report.figures import build_figures, gap_figure, loss_figure
+from lrlab.report.lr_figures import ucurve_figure
+from lrlab.report.step_figures import lr_figure, steps_figure
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +117,7 @@ def test_several_range_tests_take_one_colour_each():
 
 
 def test_the_reports_finder_figure_is_the_range_test_figure(data):
-    from lrlab.report.figures import finder_figure
+    from lrlab.report.lr_figures import finder_figure
 
     [panel] = finder_figure(data).panels
     assert panel.xlog and [t.name for t in panel.traces if t.mode == "lines"] == [
@@ -167,7 +162,7 @@ def test_seeds_that_tie_draw_as_png_with_error_bars_that_are_never_negative(tmp_
     """Three seeds with the same final error (31 of 359 images wrong): their mean lands a
     rounding error below the minimum, which used to crash matplotlib's errorbar."""
     from lrlab.report import build_report_data, write_report
-    from lrlab.report.figures import ucurve_figure
+    from lrlab.report.lr_figures import ucurve_figure
 
     from ._records import epochs, run
 
@@ -195,9 +190,9 @@ def study():
 
 
 def test_grey_runs_are_one_trace_per_panel_each_line_ended_by_a_nan(study):
-    from lrlab.report.figures import OTHERS, looks
+    from lrlab.report.looks import OTHERS
 
-    look = looks(study)
+    look = study.looks
     grey = [c for c in study.configs if not look[c.key].highlighted]
     grey_runs = [r for c in grey for r in c.runs]
     assert len(grey) > 30
@@ -221,11 +216,11 @@ def test_grey_runs_are_one_trace_per_panel_each_line_ended_by_a_nan(study):
 
 
 def test_a_grey_runs_line_in_the_bundle_keeps_its_spikes_and_ends():
-    from lrlab.report.figures import OTHERS, looks
+    from lrlab.report.looks import OTHERS
 
     sw = synthetic_sweep(lrs=tuple(np.geomspace(0.01, 0.5, 12)), seeds=(0,), epochs=4, steps_per_epoch=500)
     data = build_report_data(sw.runs, sw.epochs, sw.steps)
-    look = looks(data)
+    look = data.looks
     [run] = [c.runs[0] for c in data.configs if not look[c.key].highlighted][:1]
     series = data.steps[run.id]
     [loss_panel, _grad] = steps_figure(data).panels
@@ -244,7 +239,7 @@ def test_the_png_draws_the_grey_bundle_as_one_line_collection(study):
     from matplotlib.collections import LineCollection
 
     from lrlab.plot.static import draw_figure
-    from lrlab.report.figures import OTHERS
+    from lrlab.report.looks import OTHERS
 
     spec = steps_figure(study)
     [line] = [t for t in spec.panels[0].traces if t.group == OTHERS and t.mode == "lines"]
@@ -285,7 +280,7 @@ def test_a_log_axis_over_many_decades_labels_the_decades_only():
 def test_the_u_curve_places_each_configuration_at_the_peak_lr_its_schedule_reaches(study):
     """The study's cyclic and one-cycle schedules peak at 3x their ``lr``: drawn at ``lr`` they
     would show a divergence at an LR the run never had."""
-    from lrlab.report.figures import peak_of
+    from lrlab.report.looks import peak_of
 
     spec = ucurve_figure(study)
     xs = {}
@@ -302,7 +297,8 @@ def test_the_u_curve_places_each_configuration_at_the_peak_lr_its_schedule_reach
 
 
 def test_coloured_per_step_lines_are_smoothed_over_a_fortieth_of_the_run_above_a_faint_raw_line():
-    from lrlab.report.figures import OTHERS, SMOOTH_FRACTION, ema
+    from lrlab.report.looks import OTHERS
+    from lrlab.report.step_figures import SMOOTH_FRACTION, ema
 
     sw = synthetic_sweep(lrs=(0.05, 0.1), seeds=(0, 1), epochs=4, steps_per_epoch=100)
     data = build_report_data(sw.runs, sw.epochs, sw.steps)
@@ -321,7 +317,7 @@ def test_coloured_per_step_lines_are_smoothed_over_a_fortieth_of_the_run_above_a
 
 
 def test_ema_is_bias_corrected_skips_non_finite_points_and_averages_logs_on_request():
-    from lrlab.report.figures import ema
+    from lrlab.report.step_figures import ema
 
     y = np.array([4.0, np.nan, 1.0, np.inf, 16.0])
     out = ema(y, 1.0)  # span 1: no smoothing at all

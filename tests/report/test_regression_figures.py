@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from lrlab.core.records import EpochRecord, Objective, RunConfig, RunRecord, RunStatus
 from lrlab.report import load_report_data
-from lrlab.report.figures import loss_label, metrics_figure
+from lrlab.report.axes import loss_label
+from lrlab.report.figures import metrics_figure
 from lrlab.store.sqlite import Store
 
 

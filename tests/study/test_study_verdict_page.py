@@ -8,10 +8,11 @@ import re
 import pytest
 from tests.study.test_successive_halving import _study
 
+from lrlab.plot.interactive import esc
 from lrlab.report.data import build_report_data
 from lrlab.report.html import _study_answer, page_title
 from lrlab.study.run import StudyResult
-from lrlab.study.summary import verdict_lines, verdict_record
+from lrlab.study.summary import verdict_lines
 
 
 def _tied_result():
@@ -31,17 +32,18 @@ def _runs_of(candidate):
 
 def test_the_stored_verdict_is_the_cli_verdict_with_the_tie_rule_applied():
     result = _tied_result()
-    record = verdict_record(result)
-    assert record["lines"] == verdict_lines(result)
-    assert record["lines"][0].startswith("Recommended: sgd with constant peaking at lr=0.1")
-    top, second, lone = record["leaderboard"]
-    assert (top["schedule"], top["score"], top["recommended"]) == ("step", pytest.approx(0.03), False)
-    assert (second["schedule"], second["score"], second["recommended"]) == ("constant", pytest.approx(0.035), True)
-    assert top["margin"] == pytest.approx(0.005) and top["noise"] == pytest.approx(0.015275, rel=1e-4)
-    assert top["within_noise"] is True and top["shared_seeds"] == 3
-    assert record["tie"] and record["tie_broken"] and "constant has fewer schedule knobs than step" in record["tie_reason"]
+    verdict = result.verdict
+    assert list(verdict.lines) == verdict_lines(result)
+    assert verdict.headline.startswith("Recommended: sgd with constant peaking at lr=0.1")
+    top, second, lone = verdict.leaderboard
+    assert (top.schedule, top.score, top.recommended) == ("step", pytest.approx(0.03), False)
+    assert (second.schedule, second.score, second.recommended) == ("constant", pytest.approx(0.035), True)
+    assert verdict.recommended is second
+    assert top.to_next.value == pytest.approx(0.005) and top.to_next.noise == pytest.approx(0.015275, rel=1e-4)
+    assert top.to_next.within_noise is True and top.to_next.shared_seeds == 3
+    assert verdict.tie.tie and verdict.tie.broken and "constant has fewer schedule knobs than step" in verdict.tie.reason
     # the lone seed of cosine is not a finalist: no margin is drawn across the cut
-    assert second["margin"] is None and not lone["finalist"] and lone["seeds"] == 1
+    assert second.to_next.value is None and not lone.finalist and lone.seeds == 1
 
 
 def test_the_page_opens_with_the_study_verdict_not_the_raw_ranking():
@@ -53,8 +55,8 @@ def test_the_page_opens_with_the_study_verdict_not_the_raw_ranking():
     # the plain ranking would put step first (0.030); the study's verdict is the constant LR
     (best,) = [f for f in data.findings if f.kind == "best"]
     assert "step_decay" in best.message
-    data.study = verdict_record(result)
-    page = _study_answer(data)
+    data.study = result.verdict
+    page = _study_answer(data, data.study)
     answer = re.search(r'<p class="answer" id="best">(.*?)</p>', page).group(1)
     assert answer.startswith("Recommended: sgd with constant peaking at lr=0.1")
     rows = re.findall(r"<tr( class=\"recommended\")?><td class='num'>(\d+)</td><td>sgd</td><td[^>]*>([a-z-]+)</td>", page)
@@ -81,11 +83,11 @@ def test_a_configuration_with_a_diverged_seed_is_marked_and_ranked_below_on_the_
     result = StudyResult("study-d-small", "t", "small", {}, ["s"], ra + rb, {}, rec, total_steps=10, epochs=1,
                          extras={"finalists": 2, "seeds": [0, 1, 2]})  # fmt: skip
     data = build_report_data(result.runs, {**ea, **eb}, {})
-    data.study = verdict_record(result)
-    first, second = data.study["leaderboard"]
-    assert (first["schedule"], first["diverged"], first["next_diverged"]) == ("step", 0, True)
-    assert (second["schedule"], second["diverged"], second["score"]) == ("constant", 1, pytest.approx(0.01))
-    page = _study_answer(data)
+    data.study = result.verdict
+    first, second = data.study.leaderboard
+    assert (first.schedule, first.diverged, first.next_diverged) == ("step", 0, True)
+    assert (second.schedule, second.diverged, second.score) == ("constant", 1, pytest.approx(0.01))
+    page = _study_answer(data, data.study)
     assert "<td class='num'>2 (+1 diverged)</td>" in page
     assert "the next diverged on a seed: ranked below whatever its mean" in page
     assert "diverged on 1 of 3 seeds: ranked below those that never did" in page
@@ -96,7 +98,6 @@ def test_a_later_report_of_the_study_from_the_store_shows_the_same_verdict(tmp_p
     from typer.testing import CliRunner
 
     from lrlab.cli.app import app
-    from lrlab.plot.interactive import esc
     from lrlab.store import Store
     from lrlab.study import run_study
 
@@ -163,3 +164,104 @@ def test_a_plain_reports_leaderboard_marks_a_diverged_seed_and_ranks_it_below():
     assert [(n, seeds) for n, _label, _score, seeds, _margin in rows] == [("1", "3"), ("2", "2 (+1 diverged)")]
     assert rows[0][1].startswith("lr=0.1") and rows[0][4] == f"-0.03 ({NEXT_DIVERGED})"  # the next: a better mean, below
     assert rows[1][2].startswith("0.01")
+
+
+# ---------------------------------------------------------------- the stored verdict, typed
+
+# A verdict exactly as the study stored it before it was typed (``verdict_record`` of
+# ``_tied_result()``, with a range test), so that stores written before keep working.
+STORED = {
+    "budget": "small", "diverged": 0, "epochs": 1, "finalists": 2, "higher_is_better": False,
+    "leaderboard": [
+        {"accuracy": 0.9700000000000001, "diverged": 0, "finalist": True, "margin": 0.005000000000000001,
+         "next_diverged": False, "noise": 0.01527525231651947, "optimizer": "sgd", "peak_lr": 0.1,
+         "recommended": False, "run_ids": ["a0", "a1", "a2"], "schedule": "step", "score": 0.03, "sd": 0.01,
+         "seeds": 3, "shared_seeds": 3, "spec": "step_decay(lr=0.1, step_size=4)", "within_noise": True},
+        {"accuracy": 0.965, "diverged": 0, "finalist": True, "margin": None, "next_diverged": False, "noise": None,
+         "optimizer": "sgd", "peak_lr": 0.1, "recommended": True, "run_ids": ["b0", "b1", "b2"],
+         "schedule": "constant", "score": 0.035, "sd": 0.005000000000000001, "seeds": 3, "shared_seeds": 0,
+         "spec": "constant(lr=0.1)", "within_noise": None},
+        {"accuracy": 0.999, "diverged": 0, "finalist": False, "margin": None, "next_diverged": False, "noise": None,
+         "optimizer": "sgd", "peak_lr": 0.3, "recommended": False, "run_ids": ["c0"], "schedule": "cosine",
+         "score": 0.001, "sd": 0.0, "seeds": 1, "shared_seeds": 0, "spec": "cosine(lr=0.3, total_steps=10)",
+         "within_noise": None},
+    ],
+    "lines": [
+        "Recommended: sgd with constant peaking at lr=0.1: constant(lr=0.1)",
+        "final validation error 0.035 ± 0.005 (sd) (accuracy 96.50%), mean of 3 seed(s)",
+        "ties with sgd + step peaking at lr=0.1 (0.03 ± 0.01): the margin 0.005 in validation error is within the "
+        "paired seed noise 0.01528 (2 standard errors of the per-seed differences over 3 shared seeds)",
+        "so it recommends the simpler or steadier of the two: constant has fewer schedule knobs than step (a tie goes "
+        "to the configuration with fewer diverged seeds, then the schedule with fewer knobs, then the lower seed sd, "
+        "then the smaller LR)",
+    ],
+    "margin": 0.005000000000000001, "metric": "val_error", "metric_words": "validation error",
+    "name": "study-t-small", "noise": 0.01527525231651947, "noise_se": 2.0,
+    "range_tests": {"sgd(momentum=0.9)": {"lr": 0.05, "rule": "valley", "iterations": 120}},
+    "run_ids": ["a0", "a1", "a2", "b0", "b1", "b2", "c0"], "runs": 7, "seeds": [0, 1, 2], "shared_seeds": 3,
+    "sweeps": ["s"], "task": "t", "tie": True, "tie_broken": True,
+    "tie_reason": "constant has fewer schedule knobs than step (a tie goes to the configuration with fewer diverged "
+    "seeds, then the schedule with fewer knobs, then the lower seed sd, then the smaller LR)",
+    "tie_rule": "the configuration with fewer diverged seeds, then the schedule with fewer knobs, then the lower "
+    "seed sd, then the smaller LR",
+    "total_steps": 10,
+}  # fmt: skip
+
+
+def _json(value):
+    import json
+
+    return json.dumps(value, sort_keys=True)
+
+
+def test_a_verdict_stored_before_it_was_typed_reads_back_and_writes_the_same_record():
+    from lrlab.core.verdict import NOISE_SE, StudyVerdict
+
+    verdict = StudyVerdict.from_dict(STORED)
+    assert _json(verdict.to_dict()) == _json(STORED)  # the stored form is unchanged: no migration
+    assert verdict.tie.noise_se == NOISE_SE and verdict.tie.broken and verdict.compute.runs == 7
+    assert verdict.compute.seeds == (0, 1, 2) and verdict.compute.finalists == 2
+    [test] = verdict.range_tests
+    assert (test.optimizer, test.lr, test.rule, test.iterations) == ("sgd(momentum=0.9)", 0.05, "valley", 120)
+    assert verdict.recommended.schedule == "constant" and verdict.leaderboard[0].to_next.within_noise is True
+    # and the study builds that very record today (the range test aside: this one ran none)
+    built = _tied_result().verdict
+    assert _json(built.to_dict()) == _json({**STORED, "range_tests": {}})
+    assert StudyVerdict.from_dict(built.to_dict()) == built
+
+
+def test_the_first_stored_form_without_diverged_seeds_reads_back():
+    from lrlab.core.verdict import StudyVerdict
+
+    first = {**STORED, "leaderboard": [{k: v for k, v in row.items() if k not in ("diverged", "next_diverged")}
+                                       for row in STORED["leaderboard"]]}  # fmt: skip
+    verdict = StudyVerdict.from_dict(first)
+    assert [(r.diverged, r.next_diverged) for r in verdict.leaderboard] == [(0, False)] * 3
+    assert _json(verdict.to_dict()) == _json(STORED)
+    with pytest.raises(ValueError, match="not a study verdict record: no 'lines'"):
+        StudyVerdict.from_dict({k: v for k, v in STORED.items() if k != "lines"})
+
+
+def test_a_study_record_in_a_store_reaches_the_report_as_the_typed_verdict(tmp_path):
+    from tests.report.synthetic import save_to_store, synthetic_sweep
+
+    from lrlab.core.verdict import StudyVerdict
+    from lrlab.report.data import load_report_data
+    from lrlab.report.html import render_page
+    from lrlab.store import Store
+
+    store = Store(tmp_path / "runs.db")
+    sweep = synthetic_sweep(lrs=(0.01, 0.1), seeds=(0,), epochs=2, steps_per_epoch=10)
+    save_to_store(store, sweep, "part")
+    ids = [r.id for r in sweep.runs]
+    record = {**STORED, "run_ids": ids}
+    store.upsert_sweep("study-t-small", {"name": "study-t-small", "task": "t", "study": record, "run_ids": ids,
+                                         "sweeps": ["part"]})  # fmt: skip
+    data = load_report_data(store, sweep="study-t-small")
+    assert isinstance(data.study, StudyVerdict) and data.study == StudyVerdict.from_dict(record)
+    page = render_page(data, [])
+    assert '<p class="answer" id="best">Recommended: sgd with constant peaking at lr=0.1' in page
+    part = load_report_data(store, sweep="part")
+    assert part.study is None and part.part_of == data.study
+    assert "whose verdict over all its sweeps is: Recommended: sgd with constant" in render_page(part, [])
+

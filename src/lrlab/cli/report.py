@@ -86,20 +86,20 @@ def report(
     )
     from lrlab.core.diagnostics import kind_summary
 
-    if data.part_of:  # one sweep of a study: the study's verdict comes first
+    if data.part_of is not None:  # one sweep of a study: the study's verdict comes first
         parent = data.part_of
-        head = f": {parent['lines'][0]}" if parent["lines"] else ""
+        head = f": {parent.headline}" if parent.lines else ""
         console.print(
-            f"[green]*[/] this sweep is one part of the study {escape(safe(parent['study']))}, whose verdict "
-            f"over all its sweeps is{escape(safe(head))} (lrlab report --sweep {escape(safe(parent['study']))})",
+            f"[green]*[/] this sweep is one part of the study {escape(safe(parent.name))}, whose verdict "
+            f"over all its sweeps is{escape(safe(head))} (lrlab report --sweep {escape(safe(parent.name))})",
             highlight=False,
         )  # fmt: skip
-    if data.study:  # a study: its own verdict, as `lrlab study` printed it
-        for line in data.study.get("lines", []):
-            console.print(f"[green]*[/] {escape(safe(str(line)))}", highlight=False)
+    if data.study is not None:  # a study: its own verdict, as `lrlab study` printed it
+        for line in data.study.lines:
+            console.print(f"[green]*[/] {escape(safe(line))}", highlight=False)
     by_kind: dict[str, list] = {}
     for finding in data.findings:
-        if not (data.study and finding.kind == "best"):
+        if not (data.study is not None and finding.kind == "best"):
             by_kind.setdefault(finding.kind, []).append(finding)
     for kind, items in by_kind.items():  # one line per kind: the runs it concerns, then its first note
         first = items[0]

@@ -208,30 +208,24 @@ def _split_optimizers(text: str) -> list[str]:
 def _print_summary(result: Any) -> None:
     from lrlab.study.plan import BUDGETS, factor_label
     from lrlab.study.run import anchor_lr
-    from lrlab.study.summary import peak, verdict_lines
+    from lrlab.study.summary import column_name
 
-    rec = result.recommendation
+    verdict = result.verdict
     table = Table(
-        title=f"Study {escape(result.name)}: {len(result.runs)} runs, {result.epochs} epochs each",
+        title=f"Study {escape(verdict.name)}: {verdict.compute.runs} runs, {verdict.epochs} epochs each",
         caption="mean ± sd over the seeds that finished; finalists first, and in each part a configuration "
         "with a diverged seed after those without",
     )
-    for column in (
-        "optimizer",
-        "schedule",
-        "peak lr",
-        {"val_error": "val error", "val_loss": "val loss"}.get(rec.metric, rec.metric) + " ± sd",
-        "accuracy",
-    ):
+    for column in ("optimizer", "schedule", "peak lr", column_name(verdict.metric) + " ± sd", "accuracy"):
         table.add_column(column)
-    for cand in rec.candidates[:12]:
+    for row in verdict.leaderboard[:12]:
         table.add_row(
-            escape(cand.optimizer),
-            escape(cand.schedule_name),
-            num(peak(cand.schedule, result.total_steps), 3),
-            num(cand.score) + (f" ± {num(cand.sd, 2)}" if cand.seeds > 1 else " (1 seed)")
-            + (f" ({cand.diverged} diverged)" if cand.diverged else ""),
-            pct(cand.accuracy),
+            escape(row.optimizer),
+            escape(row.schedule),
+            num(row.peak_lr, 3),
+            num(row.score) + (f" ± {num(row.sd, 2)}" if row.seeds > 1 else " (1 seed)")
+            + (f" ({row.diverged} diverged)" if row.diverged else ""),
+            pct(row.accuracy),
         )
     console.print(table)
     factors = BUDGETS[result.budget].lr_factors
@@ -247,7 +241,7 @@ def _print_summary(result: Any) -> None:
         note = _optimizer_note(name)
         if note:
             console.print(f"  {escape(note)}", highlight=False)
-    finalists, seeds = result.extras.get("finalists"), result.extras.get("seeds", [])
+    finalists, seeds = verdict.compute.finalists, verdict.compute.seeds
     if finalists:
         console.print(
             f"successive halving: every configuration trained with seed {seeds[0]}; the best {finalists} "
@@ -255,7 +249,7 @@ def _print_summary(result: Any) -> None:
             "ranked by their mean",
             highlight=False,
         )
-    console.print(Panel("\n".join(escape(line) for line in verdict_lines(result)), title="Recommendation"))
+    console.print(Panel("\n".join(escape(line) for line in verdict.lines), title="Recommendation"))
 
 
 def _optimizer_note(spec: str) -> str | None:

@@ -10,14 +10,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from lrlab.core.diagnostics import Finding, diagnose
+from lrlab.core.diagnostics import Finding, diagnose, ranked_configurations
 from lrlab.core.grouping import Configuration, group_runs, is_diverged, shared_axes
+from lrlab.core.ranking import Ranked
 from lrlab.core.records import EpochRecord, FinderRecord, RunRecord, StepSeries
+from lrlab.core.verdict import StudyVerdict
 from lrlab.plot.downsample import DEFAULT_MAX_POINTS, downsample_indices, sorted_unique
+from lrlab.report.looks import LegendNames, Look, compute_looks, legend_names
 
 if TYPE_CHECKING:
     from lrlab.store.sqlite import Store
@@ -25,7 +29,12 @@ if TYPE_CHECKING:
 
 @dataclass
 class ReportData:
-    """Records grouped for drawing, the diagnostics, and downsampled step series."""
+    """Records grouped for drawing, the diagnostics, and downsampled step series.
+
+    The ranking of its configurations (the one scorer's), their legend names and how each
+    is drawn are computed once per report, on first use (:attr:`ranking`, :attr:`names`,
+    :attr:`looks`), and shared by the figures and the page.
+    """
 
     title: str
     runs: list[RunRecord]
@@ -38,12 +47,28 @@ class ReportData:
     total_steps: dict[str, int] = field(default_factory=dict)  # recorded steps per run (before downsampling)
     planned_steps: dict[str, int] = field(default_factory=dict)  # steps per run its config asked for
     shared: dict[str, str] = field(default_factory=dict)
-    study: dict | None = None  # a study's stored verdict (lrlab.study.summary.verdict_record)
-    part_of: dict | None = None  # a sweep of a study: {"study": its name, "lines": its verdict}
+    study: StudyVerdict | None = None  # the report of a study: its stored verdict
+    part_of: StudyVerdict | None = None  # the report of one sweep of a study: that study's verdict
 
     @property
     def is_classification(self) -> bool:
         return any(r.val_error is not None for recs in self.epochs.values() for r in recs)
+
+    @cached_property
+    def ranking(self) -> list[tuple[Configuration, Ranked]]:
+        """The configurations that finished, best first, by the one scorer
+        (:func:`lrlab.core.ranking.rank` on the runs' objective)."""
+        return ranked_configurations(self.configs, self.epochs)
+
+    @cached_property
+    def names(self) -> LegendNames:
+        """What the legend names are made of (:func:`lrlab.report.looks.legend_names`)."""
+        return legend_names(self.configs)
+
+    @cached_property
+    def looks(self) -> dict[str, Look]:
+        """Configuration key -> how it is drawn in every figure (:func:`lrlab.report.looks.compute_looks`)."""
+        return compute_looks(self)
 
 
 def _steps_per_epoch(
@@ -198,27 +223,13 @@ def load_report_data(
         raise ValueError("give either sweep or run_ids, not both")
     study = None
     if sweep is not None:
-        runs = store.sweep_runs(sweep)  # a study: its runs across its sweeps
-        study = store.study_record(sweep)
-        if not runs:
-            known = store.sweeps()
-            hint = f"; sweeps: {', '.join(known[:10])}" if known else "; the store has no sweeps"
-            raise ValueError(f"sweep {sweep!r} has no runs in {store.path}{hint}")
-        title = f"Sweep {sweep}"
+        runs, title = _sweep_runs(store, sweep)
+        record = store.study_record(sweep)
+        study = None if record is None else StudyVerdict.from_dict(record)  # parsed once, here
     elif run_ids:
-        wanted = list(dict.fromkeys(run_ids))
-        runs = store.runs(ids=wanted)
-        found = {r.id for r in runs}
-        missing = [i for i in wanted if i not in found]
-        if missing:
-            runs += _by_prefix(store, missing)
-        title = f"{len(runs)} runs"
+        runs, title = _chosen_runs(store, run_ids)
     else:
-        runs = store.runs()
-        if not runs:
-            raise ValueError(f"the store {store.path} has no runs")
-        sweeps = sorted({r.sweep for r in runs if r.sweep})
-        title = f"Sweep {sweeps[0]}" if len(sweeps) == 1 else f"All {len(runs)} runs"
+        runs, title = _every_run(store)
     epochs = store.epochs_for([r.id for r in runs])
     steps: dict[str, StepSeries] = {}
     ids = [r.id for r in runs]
@@ -236,12 +247,42 @@ def load_report_data(
     return data
 
 
-def _parent_study(store: Store, ids: set[str]) -> dict | None:
-    """The study whose runs include these (a study's sweep reported alone), with its verdict."""
+def _sweep_runs(store: Store, sweep: str) -> tuple[list[RunRecord], str]:
+    runs = store.sweep_runs(sweep)  # a study: its runs across its sweeps
+    if not runs:
+        known = store.sweeps()
+        hint = f"; sweeps: {', '.join(known[:10])}" if known else "; the store has no sweeps"
+        raise ValueError(f"sweep {sweep!r} has no runs in {store.path}{hint}")
+    return runs, f"Sweep {sweep}"
+
+
+def _chosen_runs(store: Store, run_ids: Sequence[str]) -> tuple[list[RunRecord], str]:
+    wanted = list(dict.fromkeys(run_ids))
+    runs = store.runs(ids=wanted)
+    found = {r.id for r in runs}
+    missing = [i for i in wanted if i not in found]
+    if missing:
+        runs += _by_prefix(store, missing)
+    return runs, f"{len(runs)} runs"
+
+
+def _every_run(store: Store) -> tuple[list[RunRecord], str]:
+    runs = store.runs()
+    if not runs:
+        raise ValueError(f"the store {store.path} has no runs")
+    sweeps = sorted({r.sweep for r in runs if r.sweep})
+    return runs, f"Sweep {sweeps[0]}" if len(sweeps) == 1 else f"All {len(runs)} runs"
+
+
+def _parent_study(store: Store, ids: set[str]) -> StudyVerdict | None:
+    """The verdict of the study whose runs include these (a study's sweep reported alone)."""
     for name in store.sweeps():
         record = store.study_record(name)
-        if record is not None and ids & set(record.get("run_ids", [])):
-            return {"study": name, "lines": [str(line) for line in record.get("lines", [])]}
+        if record is None:
+            continue
+        verdict = StudyVerdict.from_dict(record)
+        if ids & set(verdict.compute.run_ids):
+            return verdict
     return None
 
 

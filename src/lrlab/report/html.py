@@ -10,18 +10,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from lrlab.core.diagnostics import kind_summary
+from lrlab.core.ranking import final_metric
+from lrlab.core.verdict import LeaderboardRow, StudyVerdict
 from lrlab.formatting import num
 from lrlab.plot.interactive import PAGE_CSS, PLOT_CONFIG, esc, plotly_figure
 from lrlab.plot.spec import FigureSpec
 from lrlab.report.data import ReportData
-from lrlab.report.figures import looks
 
 
-def _part_of(parent: dict) -> str:
+def _part_of(parent: StudyVerdict) -> str:
     """A study's sweep reported alone: the study's verdict first, since this page's own
     ranking sees only this sweep."""
-    name = esc(parent["study"])
-    head = esc(parent["lines"][0]) if parent["lines"] else ""
+    name = esc(parent.name)
+    head = esc(parent.headline)
     return (
         f'<div class="pointer" id="part-of"><b>This sweep is one part of the study {name}</b>, whose '
         f"verdict over all its sweeps is: {head}<br>The ranking below sees only this sweep; "
@@ -44,9 +46,9 @@ def render_page(data: ReportData, figures: list[FigureSpec]) -> str:
     if data.shared:
         shared = ", ".join(f"{esc(k)}={esc(v)}" for k, v in data.shared.items())
         parts.append(f'<p class="sub">Shared by every run: {shared}</p>')
-    if data.part_of:
+    if data.part_of is not None:
         parts.append(_part_of(data.part_of))
-    parts.append(_study_answer(data) if data.study else _leaderboard(data))
+    parts.append(_leaderboard(data) if data.study is None else _study_answer(data, data.study))
     parts.append('<h2 id="figures">Figures</h2>')
     for i, spec in enumerate(figures):
         fig = plotly_figure(spec)
@@ -76,9 +78,9 @@ LEADERBOARD_ROWS = 10
 def page_title(data: ReportData) -> str:
     """The page's heading: the study or sweep it reports (a report of chosen runs names
     the sweeps they belong to)."""
-    if data.study:
+    if data.study is not None:
         study = data.study
-        return f"Study {study.get('name', '')}: {study.get('task', '')}, budget {study.get('budget', '')}"
+        return f"Study {study.name}: {study.task}, budget {study.budget}"
     if data.title.startswith("Sweep ") or data.title.startswith("All "):
         return data.title
     sweeps = sorted({r.sweep for r in data.runs if r.sweep})
@@ -98,56 +100,57 @@ def _diverged_words(diverged: int) -> str:
     return f" (+{diverged} diverged)" if diverged else ""
 
 
-def _margin_cell(row: dict) -> str:
+def _margin_cell(row: LeaderboardRow) -> str:
     """A study row's margin to the next row against the paired seed noise, in words."""
-    if row.get("next_diverged"):
+    if row.next_diverged:
         return NEXT_DIVERGED
-    margin = row.get("margin")
-    if margin is None:
+    margin = row.to_next
+    if margin.value is None:
         return "-"
-    if row.get("noise") is None:
-        return f"{num(margin)} ({row.get('shared_seeds', 0)} shared seed(s): no noise estimate)"
-    where = "within" if row.get("within_noise") else "beyond"
-    return f"{num(margin)} ({where} the paired seed noise {num(row['noise'])})"
+    if margin.noise is None:
+        return f"{num(margin.value)} ({margin.shared_seeds} shared seed(s): no noise estimate)"
+    where = "within" if margin.within_noise else "beyond"
+    return f"{num(margin.value)} ({where} the paired seed noise {num(margin.noise)})"
 
 
-def _study_answer(data: ReportData) -> str:
+def _row_note(study: StudyVerdict, row: LeaderboardRow, position: int) -> str:
+    """A study row's verdict cell: recommended, tied with the recommendation, diverged, or out at the cut."""
+    if row.recommended:
+        return "recommended" + (" by the tie rule" if study.tie.broken else "")
+    if study.tie.broken and position == 0:
+        return "best mean, tied with the recommendation within the seed noise"
+    if row.diverged:
+        return f"diverged on {row.diverged} of {row.seeds + row.diverged} seeds: ranked below those that never did"
+    if not row.finalist:
+        return "one seed: not a finalist"
+    return ""
+
+
+def _study_answer(data: ReportData, study: StudyVerdict) -> str:
     """The study's own verdict, as the CLI printed it and ``recommendation.md`` holds it:
     the recommendation, the leaderboard in the study's order (finalists first) with the
     margin to the next against the paired seed noise, the tie rule, and the compute spent."""
-    study = data.study or {}
-    lines = [str(line) for line in study.get("lines", [])]
     parts = ['<section id="answer"><h2 id="leaderboard">The answer</h2>']
-    if lines:
-        parts.append(f'<p class="answer" id="best">{"<br>".join(esc(line) for line in lines[:2])}</p>')
-        parts.append('<ul id="verdict">' + "".join(f"<li>{esc(line)}</li>" for line in lines[2:]) + "</ul>")
+    if study.lines:
+        parts.append(f'<p class="answer" id="best">{"<br>".join(esc(line) for line in study.answer)}</p>')
+        parts.append('<ul id="verdict">' + "".join(f"<li>{esc(line)}</li>" for line in study.details) + "</ul>")
     parts.append(f'<p class="sub" id="compute">{esc(_compute_words(data, study))}</p>')
-    rows = study.get("leaderboard", [])
-    metric = esc(study.get("metric_words", str(study.get("metric", "score")).replace("_", " ")))
+    rows = study.leaderboard
     parts.append(
         '<table id="leaderboard-table"><thead><tr><th>#</th><th>optimizer</th><th>schedule</th><th>peak lr</th>'
-        f"<th>final {metric} (mean &plusmn; sd)</th><th>seeds</th><th>margin to the next</th><th>verdict</th>"
-        "<th>steps trained</th></tr></thead><tbody>"
+        f"<th>final {esc(study.metric_words)} (mean &plusmn; sd)</th><th>seeds</th><th>margin to the next</th>"
+        "<th>verdict</th><th>steps trained</th></tr></thead><tbody>"
     )
     for position, row in enumerate(rows[:LEADERBOARD_ROWS]):
-        note = ""
-        if row.get("recommended"):
-            note = "recommended" + (" by the tie rule" if study.get("tie_broken") else "")
-        elif study.get("tie_broken") and position == 0:
-            note = "best mean, tied with the recommendation within the seed noise"
-        elif row.get("diverged"):
-            note = f"diverged on {row['diverged']} of {row.get('seeds', 0) + row['diverged']} seeds: ranked below those that never did"
-        elif not row.get("finalist", True):
-            note = "one seed: not a finalist"
-        sd = f" &plusmn; {num(row['sd'], 2)}" if row.get("seeds", 1) > 1 else ""
-        steps = sum(data.total_steps.get(rid, 0) for rid in row.get("run_ids", ()))
-        mark = ' class="recommended"' if row.get("recommended") else ""
+        sd = f" &plusmn; {num(row.sd, 2)}" if row.seeds > 1 else ""
+        steps = sum(data.total_steps.get(rid, 0) for rid in row.run_ids)
+        mark = ' class="recommended"' if row.recommended else ""
         parts.append(
-            f"<tr{mark}><td class='num'>{position + 1}</td><td>{esc(row.get('optimizer'))}</td>"
-            f"<td title='{esc(row.get('spec', ''))}'>{esc(row.get('schedule'))}</td>"
-            f"<td class='num'>{num(row.get('peak_lr'), 3)}</td><td class='num'>{num(row.get('score'))}{sd}</td>"
-            f"<td class='num'>{row.get('seeds')}{_diverged_words(row.get('diverged', 0))}</td>"
-            f"<td>{esc(_margin_cell(row))}</td><td>{esc(note)}</td>"
+            f"<tr{mark}><td class='num'>{position + 1}</td><td>{esc(row.optimizer)}</td>"
+            f"<td title='{esc(row.spec)}'>{esc(row.schedule)}</td>"
+            f"<td class='num'>{num(row.peak_lr, 3)}</td><td class='num'>{num(row.score)}{sd}</td>"
+            f"<td class='num'>{row.seeds}{_diverged_words(row.diverged)}</td>"
+            f"<td>{esc(_margin_cell(row))}</td><td>{esc(_row_note(study, row, position))}</td>"
             f"<td class='num'>{steps:,}</td></tr>"
         )
     parts.append("</tbody></table>")
@@ -160,48 +163,43 @@ def _study_answer(data: ReportData) -> str:
     return "".join(parts)
 
 
-def _tie_rule_words(study: dict) -> str:
-    noise_se = study.get("noise_se", 2.0)
+def _tie_rule_words(study: StudyVerdict) -> str:
+    tie = study.tie
     text = (
-        f"Tie rule: the two best finalists tie when the margin between them is within {noise_se:g} standard "
-        "errors of their per-seed differences (paired seed noise), and a tie goes to "
-        f"{study.get('tie_rule', 'the simpler configuration')}."
+        f"Tie rule: the two best finalists tie when the margin between them is within {tie.noise_se:g} standard "
+        f"errors of their per-seed differences (paired seed noise), and a tie goes to {tie.rule}."
     )
-    if study.get("tie") and study.get("tie_reason"):
-        applied = "applied here" if study.get("tie_broken") else "a tie here, kept by the best mean"
-        reason = str(study["tie_reason"]).replace(f" (a tie goes to {study.get('tie_rule')})", "")
+    if tie.tie and tie.reason:
+        applied = "applied here" if tie.broken else "a tie here, kept by the best mean"
+        reason = tie.reason.replace(f" (a tie goes to {tie.rule})", "")
         text += f" It is {applied}: {reason}."
-    elif study.get("noise") is not None:
+    elif study.top_two.noise is not None:
         text += " Not applied here: the margin is beyond the noise."
     return text
 
 
-def _compute_words(data: ReportData, study: dict) -> str:
-    ids = [str(rid) for rid in study.get("run_ids", [])]
-    steps = sum(data.total_steps.get(rid, 0) for rid in ids)
-    configurations = len(data.configs)
-    seeds = [str(s) for s in study.get("seeds") or []]
-    text = f"Compute spent: {len(ids)} runs, {steps:,} optimizer steps trained"
-    if seeds and study.get("finalists"):
+def _compute_words(data: ReportData, study: StudyVerdict) -> str:
+    compute = study.compute
+    steps = sum(data.total_steps.get(rid, 0) for rid in compute.run_ids)
+    seeds = [str(s) for s in compute.seeds]
+    text = f"Compute spent: {compute.runs} runs, {steps:,} optimizer steps trained"
+    if seeds and compute.finalists:
         text += (
-            f" (successive halving: all {configurations} configurations with seed {seeds[0]}, the best "
-            f"{study['finalists']} also with seed(s) {', '.join(seeds[1:])})"
+            f" (successive halving: all {len(data.configs)} configurations with seed {seeds[0]}, the best "
+            f"{compute.finalists} also with seed(s) {', '.join(seeds[1:])})"
         )
-    tests = study.get("range_tests", {})
-    iterations = sum(int(t.get("iterations") or 0) for t in tests.values())
-    if tests:
-        text += f", plus {len(tests)} range test(s) of {iterations:,} steps in all"
-    if study.get("diverged"):
-        text += f"; {study['diverged']} run(s) diverged and stopped early"
+    if study.range_tests:
+        iterations = sum(t.iterations or 0 for t in study.range_tests)
+        text += f", plus {len(study.range_tests)} range test(s) of {iterations:,} steps in all"
+    if compute.diverged:
+        text += f"; {compute.diverged} run(s) diverged and stopped early"
     return text + "."
 
 
 def _leaderboard(data: ReportData) -> str:
     """The answer first: the best configuration and the leaderboard of the one scorer, each
     with its mean +- sd over seeds, its margin to the next and whether that is inside the noise."""
-    from lrlab.core.diagnostics import ranked_configurations
-
-    ranked = ranked_configurations(data.configs, data.epochs)
+    ranked = data.ranking
     best = next((f for f in data.findings if f.kind == "best"), None)
     parts = ['<section id="answer"><h2 id="leaderboard">The answer</h2>']
     if best is not None:
@@ -254,8 +252,6 @@ def _diagnostics(data: ReportData) -> str:
     kinds: dict[str, list] = {}
     for finding in findings:
         kinds.setdefault(finding.kind, []).append(finding)
-    from lrlab.core.diagnostics import kind_summary
-
     for kind, items in kinds.items():
         severity = "warning" if any(f.severity == "warning" for f in items) else "info"
         head = kind_summary(kind, items, data.configs, data.planned_steps)
@@ -290,14 +286,12 @@ def _num(value: object) -> str:
 
 
 def _config_table(data: ReportData) -> str:
-    from lrlab.core.ranking import final_metric
-
     rows = [
         '<details open><summary>Configurations and runs</summary><table id="runs"><thead><tr>'
         "<th>configuration</th><th>in the figures</th><th>seed</th><th>run id</th><th>status</th><th>epochs</th>"
         "<th>final train loss</th><th>final val loss</th><th>final val error</th></tr></thead><tbody>"
     ]
-    look = looks(data)
+    look = data.looks
     for cfg in data.configs:
         shown = look[cfg.key].name if look[cfg.key].highlighted else "grey"
         for run in cfg.runs:

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
+    from lrlab.core.verdict import StudyVerdict
     from lrlab.schedules import Schedule
     from lrlab.store.sqlite import Store
     from lrlab.study.recommend import Recommendation
@@ -103,10 +104,13 @@ class UserStudy:
             store.close()
         return out
 
-    def __str__(self) -> str:
-        from lrlab.study.summary import verdict_lines
+    @property
+    def verdict(self) -> StudyVerdict:
+        """The study's verdict: the lines ``print`` shows, the leaderboard, the tie rule, the compute."""
+        return self.result.verdict
 
-        return "\n".join(verdict_lines(self.result))
+    def __str__(self) -> str:
+        return "\n".join(self.result.verdict.lines)
 
 
 def study(

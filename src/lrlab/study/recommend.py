@@ -17,11 +17,14 @@ from __future__ import annotations
 import math
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
 from lrlab.core.ranking import Ranked, final_metric, rank
 from lrlab.core.records import EpochRecord, RunRecord, RunStatus
+from lrlab.core.verdict import NOISE_SE, TIE_RULE
+from lrlab.formatting import num
 from lrlab.schedules import Constant, Schedule
 
 __all__ = [
@@ -36,9 +39,6 @@ __all__ = [
     "simplicity",
 ]
 
-NOISE_SE = 2.0
-"""A margin must exceed this many standard errors of the paired differences to count."""
-
 SIMPLER = (
     "constant", "cosine", "exponential", "step", "warmup-cosine", "one-cycle",
     "triangular", "triangular2", "sine-decay",
@@ -47,11 +47,6 @@ SIMPLER = (
 cosine two (LR, length), exponential and step a decay rate too, warmup-cosine a warmup,
 one-cycle a peak, a rise and a floor; the cyclic ones bounds and a cycle length, and
 triangular2 and sine-decay a per-cycle decay on top."""
-
-TIE_RULE = (
-    "the configuration with fewer diverged seeds, then the schedule with fewer knobs, then the lower seed sd, "
-    "then the smaller LR"
-)
 
 
 @dataclass(frozen=True)
@@ -194,62 +189,73 @@ def recommend(
     simpler of the two (:data:`TIE_RULE`). Raises ``ValueError`` when no run finished.
     """
     names = dict(schedule_names or {})
-    finished = [r for r in runs if r.status is RunStatus.DONE]
-    if not finished:
+    if not any(r.status is RunStatus.DONE for r in runs):
         raise ValueError(f"no finished runs to recommend from ({len(runs)} runs, none done)")
     scored = [r for r in runs if r.status in (RunStatus.DONE, RunStatus.DIVERGED)]  # rank counts diverged seeds
-    keys = None if finalists is None else set(finalists)
-    first = scored if keys is None else [r for r in scored if r.configuration in keys]
-    rest = [] if keys is None else [r for r in scored if r.configuration not in keys]
-    ranked_first = rank(first, epochs) if first else []
-    if not ranked_first:  # no finalist finished: rank everything together
-        ranked_first, rest = rank(scored, epochs), []
-    if not ranked_first:
-        raise ValueError("no finished run reported a validation metric")
-    metric = ranked_first[0].metric
-    ranked_rest = rank(rest, epochs, metric) if rest else []
+    ranked_first, ranked_rest = _rungs(scored, epochs, finalists)
     candidates = [_candidate(e, names, epochs, True) for e in ranked_first]
-    candidates += [_candidate(e, names, epochs, keys is None) for e in ranked_rest]
+    candidates += [_candidate(e, names, epochs, False) for e in ranked_rest]
     higher = ranked_first[0].higher_is_better
     top = candidates[0]
-    second = candidates[1] if len(ranked_first) > 1 else (candidates[1] if len(candidates) > 1 else None)
-    margin, noise, shared, tie = None, math.nan, 0, False
-    best, runner_up = top, second
-    if second is not None:
-        diff, se, shared = paired_noise(top, second)
-        margin = -diff if higher else diff
-        noise = NOISE_SE * se
-        tie = math.isfinite(noise) and margin <= noise
-        if tie and break_ties and simplicity(second) < simplicity(top):
-            best, runner_up = second, top
+    judged = _judge(top, candidates[1] if len(candidates) > 1 else None, higher, break_ties)
     constants = [c for c in candidates if c.is_constant]
     return Recommendation(
-        metric=metric,
-        best=best,
-        runner_up=runner_up,
-        best_constant=constants[0] if constants and constants[0] is not best else None,
+        metric=ranked_first[0].metric,
         candidates=tuple(candidates),
+        best_constant=constants[0] if constants and constants[0] is not judged.best else None,
         diverged=sum(1 for r in runs if r.status is RunStatus.DIVERGED),
         higher_is_better=higher,
         top=top,
-        margin=margin,
-        noise=noise,
-        shared_seeds=shared,
-        tie=tie,
+        **judged._asdict(),
     )
 
 
-def _fmt(value: float, digits: int = 4) -> str:
-    from lrlab.formatting import num
+def _rungs(
+    scored: Sequence[RunRecord], epochs: Mapping[str, Sequence[EpochRecord]], finalists: Collection[str] | None
+) -> tuple[list[Ranked], list[Ranked]]:
+    """The finalists ranked among themselves, then the others in their own order (on the
+    finalists' metric); everything ranked together when there are no finalists or none of
+    them finished. Raises ``ValueError`` when no run reported a validation metric."""
+    keys = set(finalists or ())
+    ranked_first = rank([r for r in scored if r.configuration in keys], epochs)
+    rest = [r for r in scored if r.configuration not in keys]
+    if not ranked_first:  # no finalists, or none of them finished: rank everything together
+        ranked_first, rest = rank(scored, epochs), []
+    if not ranked_first:
+        raise ValueError("no finished run reported a validation metric")
+    return ranked_first, rank(rest, epochs, ranked_first[0].metric) if rest else []
 
+
+class _Judgement(NamedTuple):
+    best: Candidate
+    runner_up: Candidate | None
+    margin: float | None = None
+    noise: float = math.nan
+    shared_seeds: int = 0
+    tie: bool = False
+
+
+def _judge(top: Candidate, second: Candidate | None, higher: bool, break_ties: bool) -> _Judgement:
+    """The best and the runner-up, the margin of the top two against the paired seed noise
+    and whether it is a tie (which, with ``break_ties``, goes to the simpler of the two)."""
+    if second is None:
+        return _Judgement(top, None)
+    diff, se, shared = paired_noise(top, second)
+    margin = -diff if higher else diff
+    noise = NOISE_SE * se
+    tie = math.isfinite(noise) and margin <= noise
+    swap = tie and break_ties and simplicity(second) < simplicity(top)
+    best, runner_up = (second, top) if swap else (top, second)
+    return _Judgement(best, runner_up, margin, noise, shared, tie)
+
+
+def _fmt(value: float, digits: int = 4) -> str:
     return num(value, digits)
 
 
 def _peak(c: Candidate) -> float:
     """The largest LR the candidate's schedule reaches (its ``total_steps`` when it has one),
     as the study's table shows it; the config's LR when the schedule cannot say."""
-    import numpy as np
-
     steps = int(getattr(c.schedule, "total_steps", None) or 20_000)
     try:
         values = np.asarray(c.schedule(np.arange(steps)), dtype=np.float64)

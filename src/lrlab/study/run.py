@@ -11,15 +11,18 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from lrlab.core.records import FinderRecord, RunConfig, RunRecord, RunStatus
+from lrlab.core.verdict import StudyVerdict
 from lrlab.optim.grammar import optimizer_key, resolve_optimizer
 from lrlab.schedules import Schedule
 from lrlab.store.sqlite import Store
 from lrlab.study.plan import BUDGETS, SCHEDULE_NAMES, Budget, factor_label, study_schedules
 from lrlab.study.recommend import Recommendation, recommend
+from lrlab.study.summary import markdown, study_verdict
 
 __all__ = [
     "StudyEvent",
@@ -69,6 +72,12 @@ class StudyResult:
     epochs: int
     files: StudyFiles | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+
+    @cached_property
+    def verdict(self) -> StudyVerdict:
+        """The study's verdict (:func:`lrlab.study.summary.study_verdict`), built once: what
+        the CLI prints, ``recommendation.md`` holds and the store keeps."""
+        return study_verdict(self)
 
 
 def study_name(task: str, budget: str) -> str:
@@ -288,7 +297,6 @@ def _nothing_finished(runs: Sequence[RunRecord], finders: dict[str, FinderRecord
 
 def _write_outputs(result: StudyResult, store: Store, out: Path) -> StudyResult:
     from lrlab.report import load_report_data, write_report
-    from lrlab.study.summary import markdown
 
     out.mkdir(parents=True, exist_ok=True)
     data = load_report_data(store, sweep=result.name)  # the study's record: its runs and its verdict
@@ -300,13 +308,12 @@ def _write_outputs(result: StudyResult, store: Store, out: Path) -> StudyResult:
 
 def save_verdict(store: Store, result: StudyResult) -> None:
     """Store the study as a sweep record of its own, named ``result.name``: its runs (by id,
-    across its sweeps) and its verdict (:func:`lrlab.study.summary.verdict_record`), so that
+    across its sweeps) and its verdict (``StudyVerdict.to_dict()``), so that
     ``lrlab report --sweep <study>`` shows the verdict the CLI printed."""
-    from lrlab.study.summary import verdict_record
-
-    verdict = verdict_record(result)
-    store.upsert_sweep(result.name, {"name": result.name, "task": result.task, "study": verdict,
-                                     "run_ids": verdict["run_ids"], "sweeps": verdict["sweeps"]})  # fmt: skip
+    verdict = result.verdict
+    store.upsert_sweep(result.name, {"name": result.name, "task": result.task, "study": verdict.to_dict(),
+                                     "run_ids": list(verdict.compute.run_ids),
+                                     "sweeps": list(verdict.compute.sweeps)})  # fmt: skip
 
 
 def anchor_lr(finder: FinderRecord) -> float:

@@ -1,0 +1,197 @@
+"""The report's per-step figures: the learning rate and momentum every configuration used,
+and the training loss and gradient norm of every run (the coloured ones smoothed over a
+faint line of every step, the grey ones downsampled with their spikes kept).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lrlab.core.grouping import is_diverged
+from lrlab.core.records import StepSeries
+from lrlab.plot.downsample import downsample_indices
+from lrlab.plot.spec import FigureSpec, Panel, Trace
+from lrlab.report.axes import fit_y, loss_label
+from lrlab.report.data import ReportData, divergence_index
+from lrlab.report.looks import COLOUR_WORDS, drawing_order, hover_texts, legend_once, legend_order
+
+__all__ = ["LR_POINTS", "SMOOTH_FRACTION", "ema", "lr_figure", "steps_figure"]
+
+
+# ---------------------------------------------------------------- LR and momentum
+
+
+LR_POINTS = 300
+
+
+def _subset(series: StepSeries, idx: np.ndarray) -> StepSeries:
+    return StepSeries(series.run_id, series.step[idx], series.epoch[idx], series.lr[idx], series.lrs[idx],
+                      series.momentum[idx], series.loss[idx], series.grad_norm[idx])  # fmt: skip
+
+
+def lr_figure(data: ReportData) -> FigureSpec:
+    lr_panel = Panel("Learning rate vs step", "optimizer step", "learning rate")
+    mom_panel = Panel("Momentum vs step", "optimizer step", "momentum (beta1 for Adam)")
+    peaks: list[float] = []
+    look = data.looks
+    shown: set[str] = set()
+    for cfg in drawing_order(data):
+        lk = look[cfg.key]
+        series = data.steps.get(cfg.runs[0].id)
+        if series is None or not len(series):
+            continue
+        # The LR is smooth (or piecewise): 300 min/max points per column draw it exactly enough.
+        keep = np.unique(
+            np.concatenate([downsample_indices(col, LR_POINTS) for col in (series.lr, series.momentum)])
+        )
+        series = _subset(series, keep)
+        x = series.step.astype(np.float64)
+        lr_panel.traces.append(
+            Trace(x, series.lr, lk.name, lk.group, lk.color, width=lk.width(), opacity=lk.opacity,
+                  show_legend=legend_once(lk, shown), hover=hover_texts(lk, "lr", len(x)))
+        )  # fmt: skip
+        for g in range(1, series.lrs.shape[1] if series.lrs.ndim == 2 else 1):
+            lr_panel.traces.append(
+                Trace(x, series.lrs[:, g], f"{lk.name} [group {g}]", lk.group, lk.color, dash="dot",
+                      width=lk.width(), opacity=lk.opacity, show_legend=False,
+                      hover=hover_texts(lk, f"lr of param group {g}", len(x)))
+            )  # fmt: skip
+        finite = series.lr[np.isfinite(series.lr) & (series.lr > 0)]
+        if len(finite):
+            peaks.append(float(finite.max()))
+        if np.isfinite(series.momentum).any():
+            mom_panel.traces.append(
+                Trace(x, series.momentum, lk.name, lk.group, lk.color, width=lk.width(), opacity=lk.opacity,
+                      show_legend=False, hover=hover_texts(lk, "momentum", len(x)))
+            )  # fmt: skip
+    # Log scale when peak LRs span more than 20x; the axis then shows 1000x below the
+    # smallest peak, so a decay of the recommended ~100x is visible and a cosine to 0 is not
+    # stretched over ten decades.
+    if peaks and max(peaks) / min(peaks) > 20:
+        lr_panel.ylog = True
+        lr_panel.ylim = (min(peaks) / 1e3, max(peaks) * 2)
+    panels = [lr_panel]
+    if mom_panel.traces:
+        panels.append(mom_panel)
+    return legend_order(data, FigureSpec(
+        "lr",
+        "Learning rate and momentum vs step",
+        "The LR each configuration actually used, as recorded at every optimizer step (first "
+        "param group solid, other groups dotted), and the momentum when the optimizer has one. "
+        "The article's rule of thumb: by the end the LR should have decayed about 100x. "
+        + COLOUR_WORDS,
+        panels,
+    ))
+
+
+# ---------------------------------------------------------------- steps: loss and gradient norm
+
+
+SMOOTH_FRACTION = 1 / 40  # the span of the coloured runs' smoothed per-step lines, as a share of the run
+
+
+def ema(values: np.ndarray, span: float, *, log: bool = False) -> np.ndarray:
+    """The bias-corrected exponential moving average of ``values`` with weight ``2 / (span +
+    1)`` on the newest point (``span`` >= 1; less counts as 1), over the finite points only (a NaN or infinite point stays as
+    it is and is not averaged in); ``log=True`` averages ``log(values)`` (a geometric mean,
+    for a log axis; values <= 0 count as not finite).
+
+    >>> ema(np.array([1.0, 3.0, np.nan, 3.0]), 1.0).tolist()
+    [1.0, 3.0, nan, 3.0]
+    >>> ema(np.array([1.0, 3.0]), 3.0).round(3).tolist()
+    [1.0, 2.333]
+    """
+    y = np.asarray(values, dtype=np.float64)
+    work = np.log(np.where(y > 0, y, np.nan)) if log else y
+    alpha = 2.0 / (max(1.0, float(span)) + 1.0)  # a span under one step is no smoothing
+    out = np.full(len(y), np.nan)
+    average, weight = 0.0, 0.0
+    for i, v in enumerate(work):
+        if not np.isfinite(v):
+            out[i] = y[i]
+            continue
+        average = (1 - alpha) * average + alpha * v
+        weight = (1 - alpha) * weight + alpha
+        out[i] = np.exp(average / weight) if log else average / weight
+    return out
+
+
+def steps_figure(data: ReportData, log_y: bool = False) -> FigureSpec:
+    loss_panel = Panel("Training loss vs step", "optimizer step", loss_label(data=data), ylog=log_y)
+    grad_panel = Panel("Gradient norm vs step", "optimizer step", "gradient L2 norm", ylog=True)
+    stuck = {rid for f in data.findings if f.kind == "stuck" for rid in f.run_ids}
+    look = data.looks
+    kept: dict[str, list[np.ndarray]] = {"loss": [], "grad": []}
+    shown: set[str] = set()
+    for cfg in drawing_order(data):
+        lk = look[cfg.key]
+        for run in cfg.runs:
+            series = data.steps.get(run.id)
+            if series is None or not len(series):
+                continue
+            x = series.step.astype(np.float64)
+            # The legend entry stands for every seed of the configuration (they toggle together).
+            seed = f" (seed {run.seed})" if len(cfg.runs) > 1 else ""
+            base = 1.0 if len(data.runs) > 12 else 1.4
+            width = lk.width(base) * (1.8 if run.id in stuck and lk.highlighted else 1.0)
+            legend = legend_once(lk, shown)
+            span = max(1.0, SMOOTH_FRACTION * len(x))
+            for panel, col, what in ((loss_panel, series.loss, "training loss"), (grad_panel, series.grad_norm,
+                                                                                "gradient norm")):
+                if not lk.highlighted:
+                    px, py = _own_points(x, col, divergence_index(series, run))
+                    panel.traces.append(
+                        Trace(px, py, lk.name, lk.group, lk.color, width=width, opacity=lk.opacity,
+                              show_legend=legend and panel is loss_panel,
+                              hover=hover_texts(lk, f"seed {run.seed}: {what}", len(px)))
+                    )  # fmt: skip
+                    continue
+                # Every step, faint, under a line smoothed over 1/40 of the run: raw per-step
+                # gradient norms of a few seeds of ten configurations are a thicket otherwise.
+                panel.traces.append(
+                    Trace(x, col, lk.name + " (every step)", lk.group, lk.color, width=max(0.6, 0.5 * width),
+                          opacity=0.25 * lk.opacity, show_legend=False)  # its hover: the smoothed line's
+                )  # fmt: skip
+                panel.traces.append(
+                    Trace(x, ema(col, span, log=panel is grad_panel or log_y), lk.name, lk.group, lk.color,
+                          width=width, opacity=lk.opacity, show_legend=legend and panel is loss_panel,
+                          hover=hover_texts(lk, f"seed {run.seed}: {what}, smoothed over ~{span:.0f} steps", len(x)))
+                )  # fmt: skip
+            if not is_diverged(run):
+                kept["loss"].append(series.loss)
+                kept["grad"].append(series.grad_norm)
+                continue
+            i = divergence_index(series, run)
+            if i is None:
+                continue
+            step = run.diverged_step if run.diverged_step is not None else int(series.step[i])
+            for panel, col in ((loss_panel, series.loss), (grad_panel, series.grad_norm)):
+                panel.traces.append(
+                    Trace(np.asarray([float(step)]), np.asarray([float(col[i])]), lk.name + " (diverged)",
+                          lk.group, lk.color, mode="markers", marker="x", marker_size=11 if lk.highlighted else 8,
+                          show_legend=False, hover=[f"{lk.hover}{seed} diverged at step {step}"])
+                )  # fmt: skip
+    fit_y(loss_panel, kept["loss"], floor=0.0)
+    fit_y(grad_panel, kept["grad"])
+    return legend_order(data, FigureSpec(
+        "steps",
+        "Training loss and gradient norm vs step",
+        "Every run; the coloured ones as a line smoothed over about a fortieth of the run (an exponential "
+        "moving average, of the logarithm for the gradient norm) over a faint line of every step, the grey "
+        "ones downsampled with their spikes kept. A run whose loss has stopped falling while its "
+        "gradient norm stays large is oscillating across a valley of the loss surface: its LR is "
+        "too high for this stage of training (such runs are drawn thicker and listed in the "
+        "diagnostics). Crosses mark divergence (on the top edge when off the chart: the axes cover "
+        "the runs that did not diverge). " + COLOUR_WORDS,
+        [loss_panel, grad_panel],
+    ))
+
+
+def _own_points(x: np.ndarray, y: np.ndarray, keep: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """A grey run's line in one panel: the points chosen for this column alone. A stored
+    series keeps the union of its columns' extremes (about twice the points each needs);
+    a thin grey line among hundreds needs its own half, spikes and divergence included."""
+    if len(y) <= 16:
+        return x, y
+    idx = downsample_indices(y, len(y) // 2, () if keep is None else (keep,))
+    return x[idx], y[idx]
