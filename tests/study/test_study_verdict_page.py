@@ -265,3 +265,52 @@ def test_a_study_record_in_a_store_reaches_the_report_as_the_typed_verdict(tmp_p
     assert part.study is None and part.part_of == data.study
     assert "whose verdict over all its sweeps is: Recommended: sgd with constant" in render_page(part, [])
 
+
+# ---------------------------------------------------------------- the Python report gives the printed verdict
+
+
+def _leaderboard_rows(page):
+    """(recommended, cells) of each row of the page's leaderboard table."""
+    from html import unescape
+
+    table = re.search(r'<table id="leaderboard-table">.*?<tbody>(.*?)</tbody></table>', page, re.S).group(1)
+    rows = re.findall(r"<tr( class=\"recommended\")?>(.*?)</tr>", table, re.S)
+    return [(bool(mark), [unescape(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", cells, re.S)]) for mark, cells in rows]
+
+
+@pytest.mark.slow
+def test_the_python_report_opens_with_the_verdict_print_gives(tmp_path):
+    import torch
+    from torch import nn
+
+    import lrlab
+    from lrlab.formatting import num
+    from lrlab.study.summary import peak
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(96, 4, generator=g)
+    y = x @ torch.tensor([1.0, -2.0, 0.5, 3.0]) + 0.1 * torch.randn(96, generator=g)
+    torch.set_num_threads(1)
+    result = lrlab.study(lambda: nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1)), (x[:80], y[:80]),
+                         (x[80:], y[80:]), name="tiny-reg", epochs=2, batch_size=16, optimizers=["adam"],
+                         store=tmp_path / "runs.db", device="cpu")  # fmt: skip
+    printed = str(result).splitlines()
+    page = result.report(tmp_path / "tiny.html").read_text()
+
+    answer = re.search(r'<p class="answer" id="best">(.*?)</p>', page).group(1)
+    assert answer == "<br>".join(esc(line) for line in printed[:2])
+    verdict = re.search(r'<ul id="verdict">(.*?)</ul>', page).group(1)
+    assert re.findall(r"<li>(.*?)</li>", verdict) == [esc(line) for line in printed[2:]]
+    assert f'<h1 id="report-title">Study {result.name}: tiny-reg, budget small</h1>' in page
+
+    # the page's leaderboard is the study's: finalists (three seeds) first, the recommendation marked
+    rec = result.recommendation
+    rows = _leaderboard_rows(page)
+    expected = [
+        (c is rec.best, [c.optimizer, c.schedule_name, num(peak(c.schedule, result.result.total_steps), 3),
+                         num(c.score) + (f" ± {num(c.sd, 2)}" if c.seeds > 1 else ""), str(c.seeds)])
+        for c in rec.candidates[:10]
+    ]  # fmt: skip
+    assert [(mark, cells[1:6]) for mark, cells in rows] == expected
+    assert rows[0][1][5] == "3" and any(c.seeds == 1 for c in rec.candidates)  # three-seed finalists above one-seed runs
+    assert printed[0].startswith(f"Recommended: {rec.best.optimizer} with {rec.best.schedule_name}")

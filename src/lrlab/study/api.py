@@ -88,7 +88,8 @@ class UserStudy:
         return all_snippets(self.result)
 
     def report(self, path: str | Path, *, image_dir: str | Path | None = None) -> Path:
-        """Write the study's HTML report (every run, the range tests) to ``path``."""
+        """Write the study's HTML report to ``path``: the study's stored verdict first (the
+        one ``print(result)`` gives), then every run and the range tests."""
         from lrlab.report import load_report_data, write_report
         from lrlab.store.sqlite import Store
 
@@ -98,7 +99,7 @@ class UserStudy:
         out.parent.mkdir(parents=True, exist_ok=True)
         store = Store(self.store_path)
         try:
-            data = load_report_data(store, run_ids=[r.id for r in self.result.runs])
+            data = load_report_data(store, sweep=self.result.name)  # the study's record: its runs and verdict
             write_report(data, out, image_dir=None if image_dir is None else Path(image_dir))
         finally:
             store.close()
