@@ -28,6 +28,7 @@ from lrlab.schedules.decay import (
     step_decay,
 )
 from lrlab.schedules.one_cycle import OneCycle, one_cycle
+from lrlab.schedules.plateau import Plateau, PlateauState, observe, plateau
 from lrlab.schedules.spec import SpecError, from_dict, parse
 from lrlab.schedules.wsd import WarmupStableDecay, wsd
 
@@ -61,6 +62,8 @@ __all__ = [
     "Linear",
     "Multistep",
     "OneCycle",
+    "Plateau",
+    "PlateauState",
     "Polynomial",
     "Schedule",
     "SequenceSchedule",
@@ -78,8 +81,10 @@ __all__ = [
     "inverse_time",
     "linear",
     "multistep",
+    "observe",
     "one_cycle",
     "parse",
+    "plateau",
     "polynomial",
     "sequence",
     "step_decay",
