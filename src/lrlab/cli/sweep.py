@@ -152,7 +152,7 @@ def sweep(
     ),
     max_group: int | None = typer.Option(None, "--max-group", help="Most runs per vectorised group (32)."),
 ) -> None:
-    from lrlab.sweeps import BACKENDS, SweepSpecError, expand, load_sweep, run_sweep
+    from lrlab.sweeps import BACKENDS, SweepSpecError, build_task, expand, load_sweep, run_sweep
     from lrlab.training.resolve import resolve_device
 
     if jobs < 1:
@@ -171,7 +171,8 @@ def sweep(
         elif device not in ("cpu", "cuda", "auto") and not device.startswith("cuda:"):
             raise ValueError(f"device must be cpu, cuda or auto, got {device!r}")
         spec = load_sweep(file)
-        labels = {plan.id: _label(plan.config) for plan in expand(spec)}
+        task = build_task(spec)  # once: the labels and every run use this object
+        labels = {plan.id: _label(plan.config) for plan in expand(spec, task)}
     except SweepSpecError as exc:
         bad_input(str(exc))
     except ValueError as exc:
@@ -180,8 +181,8 @@ def sweep(
     display = _Display(labels, live=console.is_terminal and sys.stdout.isatty(), quiet=quiet)
     try:
         with display:
-            records = run_sweep(spec, store, jobs=jobs, backend=backend, progress=display, device=device,
-                                address=address, gpus_per_run=gpus_per_run, vectorize=vectorize,
+            records = run_sweep(spec, store, jobs=jobs, backend=backend, progress=display, task=task,
+                                device=device, address=address, gpus_per_run=gpus_per_run, vectorize=vectorize,
                                 max_group=max_group)  # fmt: skip
     except KeyboardInterrupt:
         err_console.print("interrupted: runs in flight go back to the queue; run the same command to resume")

@@ -151,7 +151,6 @@ def study(
     from lrlab.store.sqlite import Store
     from lrlab.study.run import run_study
     from lrlab.training.resolve import resolve_device
-    from lrlab.training.tasks import register_task
 
     task = user_task(model_fn, train, val, loss_fn=loss_fn, metrics=metrics, objective=objective,
                      higher_is_better=higher_is_better, kind=kind, name=name, epochs=epochs,
@@ -162,8 +161,7 @@ def study(
     if owned:
         Path(store).parent.mkdir(parents=True, exist_ok=True)  # type: ignore[arg-type]
     try:
-        ref = register_task(task)
-        result = run_study(ref, the_store, budget=budget, optimizers=tuple(optimizers), device=where,
+        result = run_study(task, the_store, budget=budget, optimizers=tuple(optimizers), device=where,
                            epochs=epochs, out=out, progress=progress)  # fmt: skip
         path = Path(the_store.path)
     finally:

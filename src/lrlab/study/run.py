@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lrlab.core.records import FinderRecord, RunConfig, RunRecord, RunStatus
 from lrlab.core.verdict import StudyVerdict
@@ -23,6 +23,9 @@ from lrlab.store.sqlite import Store
 from lrlab.study.plan import BUDGETS, SCHEDULE_NAMES, Budget, factor_label, study_schedules
 from lrlab.study.recommend import Recommendation, recommend
 from lrlab.study.summary import markdown, study_verdict
+
+if TYPE_CHECKING:
+    from lrlab.training.tasks import Task
 
 __all__ = [
     "StudyEvent",
@@ -34,6 +37,7 @@ __all__ = [
     "run_study",
     "save_verdict",
     "study_name",
+    "study_task",
 ]
 
 
@@ -85,32 +89,47 @@ def study_name(task: str, budget: str) -> str:
     return f"study-{safe}-{budget}"
 
 
-def _finder(
-    store: Store,
-    task: Any,
-    task_ref: str,
-    optimizer: str,
-    name: str,
-    budget: Budget,
-    batch_size: int,
-    device: str,
-) -> FinderRecord:
+@dataclass(frozen=True)
+class _Setup:
+    """What every phase of one study shares: the task, built once, and ``ref``, the name its
+    runs store (``RunConfig.task``); the study's name, budget and run length; the store,
+    how runs train (``run_plans``'s options) and the progress callback."""
+
+    ref: str
+    task: Task
+    name: str
+    plan: Budget
+    epochs: int
+    batch_size: int
+    total_steps: int
+    store: Store
+    execution: dict[str, Any]
+    report: Callable[[Any], None]
+
+    def train(self, plans: list[Any], sweep: str, described: dict[str, Any]) -> list[RunRecord]:
+        """Train ``plans`` as the sweep ``sweep``, every run on the study's task object."""
+        from lrlab.sweeps import run_plans
+
+        return run_plans(plans, self.store, sweep, described, task=self.task, **self.execution)
+
+
+def _finder(setup: _Setup, optimizer: str) -> FinderRecord:
     """The stored range test of this study for ``optimizer``, or a new one."""
-    for record in store.finder_results(sweep=name):
-        if record.optimizer == optimizer and record.config.get("task") == task_ref:
+    for record in setup.store.finder_results(sweep=setup.name):
+        if record.optimizer == optimizer and record.config.get("task") == setup.ref:
             return record
     from lrlab.study.range_tests import task_range_test
 
     result, record = task_range_test(
-        task, task_ref, optimizer, batch_size=batch_size, seed=0, device=device, sweep=name,
-        num_iter=budget.finder_iters,
+        setup.task, setup.ref, optimizer, batch_size=setup.batch_size, seed=0, device=setup.execution["device"],
+        sweep=setup.name, num_iter=setup.plan.finder_iters,
     )  # fmt: skip
     if not math.isfinite(result.lr):
         raise StudyFailed(
             f"the range test for {optimizer} could not suggest an LR ({result.reason}); try another optimizer "
             "or `lrlab find` with a wider --start-lr/--end-lr"
         )
-    store.save_finder_result(record)
+    setup.store.save_finder_result(record)
     return record
 
 
@@ -124,28 +143,21 @@ MIN_STEPS = 6  # three whole cycles of the cyclic schedules need at least 2 x 3 
 
 
 def _plans(
-    task: str,
-    name: str,
-    spec: str,
-    finder: FinderRecord,
-    plan: Budget,
-    epochs: int,
-    batch_size: int,
-    total_steps: int,
-    schedule_names: dict[Schedule, str],
+    setup: _Setup, spec: str, finder: FinderRecord, schedule_names: dict[Schedule, str]
 ) -> list[tuple[str, list[Any], dict[str, Any]]]:
     """The first rung for ``spec``: one sweep per LR factor, nine schedules, the first seed."""
     from lrlab.sweeps import RunPlan
 
     base_lr, max_lr = _bounds(finder)
     anchor = anchor_lr(finder)
-    seed = plan.seeds[0]
+    seed = setup.plan.seeds[0]
+    task, epochs, batch_size = setup.ref, setup.epochs, setup.batch_size
     out = []
-    for factor in plan.lr_factors:
+    for factor in setup.plan.lr_factors:
         lr = anchor * factor
-        named = study_schedules(lr, base_lr * factor, max_lr * factor, total_steps)
+        named = study_schedules(lr, base_lr * factor, max_lr * factor, setup.total_steps)
         schedule_names.update({v: k for k, v in named.items()})
-        sweep = f"{name}-{optimizer_key(spec)}" + ("" if factor == 1.0 else f"-{factor_label(factor)}")
+        sweep = f"{setup.name}-{optimizer_key(spec)}" + ("" if factor == 1.0 else f"-{factor_label(factor)}")
         plans = [
             RunPlan.of(sweep, RunConfig(task=task, lr=lr, optimizer=spec, schedule=schedule, seed=seed,
                                         epochs=epochs, batch_size=batch_size))
@@ -159,6 +171,45 @@ def _plans(
     return out
 
 
+def _first_rung(
+    setup: _Setup, specs: list[str], schedule_names: dict[Schedule, str]
+) -> tuple[dict[str, FinderRecord], list[str], list[RunRecord]]:
+    """A range test per optimizer, then every configuration derived from it, first seed."""
+    finders: dict[str, FinderRecord] = {}
+    sweeps: list[str] = []
+    runs: list[RunRecord] = []
+    for index, spec in enumerate(specs):
+        setup.report(StudyEvent("finder", spec, index, len(specs)))
+        finders[spec] = _finder(setup, spec)
+        setup.report(StudyEvent("sweep", spec, index, len(specs)))
+        for sweep, plans, described in _plans(setup, spec, finders[spec], schedule_names):
+            runs += setup.train(plans, sweep, described)
+            sweeps.append(sweep)
+    return finders, sweeps, runs
+
+
+def _more_seeds(setup: _Setup, chosen: list[RunRecord]) -> tuple[list[str], list[RunRecord]]:
+    """The finalists ``chosen`` with every further seed of the budget: one sweep per seed,
+    so every run's batches come from its own seed."""
+    from lrlab.sweeps import RunPlan
+
+    seeds = setup.plan.seeds
+    if len(seeds) > 1:
+        setup.report(StudyEvent("seeds", f"{len(chosen)} finalists x {len(seeds) - 1} more seeds", 0, len(chosen)))
+    sweeps: list[str] = []
+    runs: list[RunRecord] = []
+    for seed in seeds[1:]:
+        sweep = f"{setup.name}-seed{seed}"
+        plans = [RunPlan.of(sweep, replace(r.config, seed=seed)) for r in chosen]
+        described = {
+            "name": sweep, "task": setup.ref, "epochs": setup.epochs, "batch_size": setup.batch_size,
+            "seeds": [seed], "finalists": [r.configuration for r in chosen],
+        }  # fmt: skip
+        runs += setup.train(plans, sweep, described)
+        sweeps.append(sweep)
+    return sweeps, runs
+
+
 def promote(runs: Sequence[RunRecord], epochs_by_run: Any, plan: Budget) -> list[RunRecord]:
     """Successive halving's cut: the first-rung runs of the best ``plan.finalists(n)`` of
     the ``n`` configurations that finished, best first (ranked by the one scorer)."""
@@ -170,7 +221,7 @@ def promote(runs: Sequence[RunRecord], epochs_by_run: Any, plan: Budget) -> list
 
 
 def run_study(
-    task: str,
+    task: str | Task,
     store: Store,
     *,
     budget: str = "small",
@@ -186,6 +237,11 @@ def run_study(
 ) -> StudyResult:
     """Run the whole study of ``task`` and return what it found (see the module doc).
 
+    ``task`` is a reference (a built-in name, ``module:function`` or ``file.py:function``),
+    or a :class:`~lrlab.training.tasks.Task` built in Python (``lrlab.study``), whose runs
+    are stored under its ``name``. It is built once: every range test and run of the study,
+    in this process or in worker processes, trains that one object.
+
     Successive halving: every configuration (optimizer x LR factor x schedule) trains with
     the budget's first seed; the best quarter (at least three) then train with every seed
     of the budget, and the recommendation is the best of those by the mean over seeds,
@@ -200,10 +256,46 @@ def run_study(
     ``recommendation.md`` there (``StudyResult.files``). Raises ``ValueError`` for bad
     arguments and :class:`StudyFailed` when no trustworthy answer comes out.
     """
+    plan, specs, out_dir = _check_arguments(budget, optimizers, out, epochs)
+    execution = {"jobs": jobs, "backend": backend, "progress": progress, "device": device, "address": address,
+                 "vectorize": vectorize}  # fmt: skip
+    setup = _setup(task, store, plan, epochs, execution, progress or (lambda _event: None))
+    name, report = setup.name, setup.report
+    first_rung = len(specs) * len(plan.lr_factors) * len(SCHEDULE_NAMES)
+    second_rung = plan.finalists(first_rung) * (len(plan.seeds) - 1)
+    report(StudyEvent("plan", f"{len(specs)} range tests and {first_rung} + up to {second_rung} runs", 0,
+                      len(specs) + first_rung + second_rung))  # fmt: skip
+    schedule_names: dict[Schedule, str] = {}
+    finders, sweeps, runs = _first_rung(setup, specs, schedule_names)
+    chosen = promote(runs, store.epochs_for([r.id for r in runs]), plan)
+    if not chosen:
+        raise StudyFailed(_nothing_finished(runs, finders))
+    more_sweeps, more_runs = _more_seeds(setup, chosen)
+    sweeps, runs = sweeps + more_sweeps, runs + more_runs
+    epochs_by_run = store.epochs_for([r.id for r in runs])
+    try:
+        verdict = recommend(runs, epochs_by_run, schedule_names, finalists=[r.configuration for r in chosen],
+                            break_ties=True)  # fmt: skip
+    except ValueError as exc:
+        raise StudyFailed(f"{exc}; try another optimizer or --budget large (LRs ten times smaller)") from None
+    result = StudyResult(
+        name, setup.ref, budget, finders, sweeps, runs, schedule_names, verdict, setup.total_steps, setup.epochs,
+        extras={"finalists": len(chosen), "seeds": list(plan.seeds)},
+    )  # fmt: skip
+    save_verdict(store, result)
+    if out_dir is not None:
+        report(StudyEvent("report", name, len(specs), len(specs)))
+        result = _write_outputs(result, store, out_dir)
+    report(StudyEvent("done", name, len(specs), len(specs)))
+    return result
+
+
+def _check_arguments(
+    budget: str, optimizers: Sequence[str], out: str | Path | None, epochs: int | None
+) -> tuple[Budget, list[str], Path | None]:
+    """The budget, the optimizer specs and the output folder, or ``ValueError`` before
+    anything is built or trained."""
     from lrlab.optim.grammar import parse_optimizer
-    from lrlab.sweeps import RunPlan, run_plans
-    from lrlab.training.resolve import steps_per_epoch
-    from lrlab.training.tasks import get_task
 
     if budget not in BUDGETS:
         raise ValueError(f"budget must be one of {', '.join(BUDGETS)}, got {budget!r}")
@@ -212,13 +304,45 @@ def run_study(
     out_dir = None if out is None else Path(out)
     if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"out must be a folder, got the file {str(out_dir)!r}")
-    plan = BUDGETS[budget]
     specs = [resolve_optimizer(o) for o in optimizers]
     for spec in specs:
         parse_optimizer(spec)  # a bad name fails before any training
-    the_task = get_task(task)
     if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
         raise ValueError(f"epochs must be a whole number >= 1, got {epochs!r}")
+    return BUDGETS[budget], specs, out_dir
+
+
+def study_task(task: str | Task) -> tuple[str, Task]:
+    """``(ref, task)``: the name a study's runs store (``RunConfig.task``) and the task,
+    built once. A reference is built with ``get_task``; a :class:`Task` built in Python is
+    taken as it is, under its ``name``, which must not be a reference (a built-in task's
+    name, or one with a ``:``): its runs would pass for that task's."""
+    from lrlab.training.tasks import BUILTIN_TASKS, Task, get_task, is_reference
+
+    if isinstance(task, str):
+        return task, get_task(task)
+    if not isinstance(task, Task):
+        raise ValueError(f"task must be a task reference or a Task, got {type(task).__name__}")
+    if not task.name or is_reference(task.name):
+        raise ValueError(
+            f"task name {task.name!r} is taken or not a plain name (built-in: {', '.join(BUILTIN_TASKS)}; "
+            "no ':')"
+        )
+    return task.name, task
+
+
+def _setup(
+    task: str | Task,
+    store: Store,
+    plan: Budget,
+    epochs: int | None,
+    execution: dict[str, Any],
+    report: Callable[[Any], None],
+) -> _Setup:
+    """The study's task, built once, and the run length the budget gives it."""
+    from lrlab.training.resolve import steps_per_epoch
+
+    ref, the_task = study_task(task)
     epochs = epochs or plan.epochs(the_task.default_epochs)
     batch_size = the_task.default_batch_size
     per_epoch = steps_per_epoch(the_task, batch_size)
@@ -228,60 +352,8 @@ def run_study(
             f"too few batches: {epochs} epoch(s) x {per_epoch} batch(es) = {total_steps} steps per run, and the "
             f"study's schedules need at least {MIN_STEPS}; try more --epochs or more training data"
         )
-    name = study_name(the_task.name if ":" in task else task, budget)  # a user task: its own name
-    report = progress or (lambda _event: None)
-    first_rung = len(specs) * len(plan.lr_factors) * len(SCHEDULE_NAMES)
-    second_rung = plan.finalists(first_rung) * (len(plan.seeds) - 1)
-    report(StudyEvent("plan", f"{len(specs)} range tests and {first_rung} + up to {second_rung} runs", 0,
-                      len(specs) + first_rung + second_rung))  # fmt: skip
-    finders: dict[str, FinderRecord] = {}
-    sweeps: list[str] = []
-    runs: list[RunRecord] = []
-    schedule_names: dict[Schedule, str] = {}
-    execution = {"jobs": jobs, "backend": backend, "progress": progress, "device": device, "address": address,
-                 "vectorize": vectorize}  # fmt: skip
-    for index, spec in enumerate(specs):
-        report(StudyEvent("finder", spec, index, len(specs)))
-        finder = _finder(store, the_task, task, spec, name, plan, batch_size, device)
-        finders[spec] = finder
-        report(StudyEvent("sweep", spec, index, len(specs)))
-        for sweep, plans, described in _plans(task, name, spec, finder, plan, epochs, batch_size, total_steps,
-                                              schedule_names):  # fmt: skip
-            runs += run_plans(plans, store, sweep, described, **execution)
-            sweeps.append(sweep)
-    first_epochs = store.epochs_for([r.id for r in runs])
-    chosen = promote(runs, first_epochs, plan)
-    if not chosen:
-        raise StudyFailed(_nothing_finished(runs, finders))
-    if len(plan.seeds) > 1:
-        report(
-            StudyEvent("seeds", f"{len(chosen)} finalists x {len(plan.seeds) - 1} more seeds", 0, len(chosen))
-        )
-    for seed in plan.seeds[1:]:  # one sweep per seed: every run's batches come from its own seed
-        sweep = f"{name}-seed{seed}"
-        plans = [RunPlan.of(sweep, replace(r.config, seed=seed)) for r in chosen]
-        described = {
-            "name": sweep, "task": task, "epochs": epochs, "batch_size": batch_size, "seeds": [seed],
-            "finalists": [r.configuration for r in chosen],
-        }  # fmt: skip
-        runs += run_plans(plans, store, sweep, described, **execution)
-        sweeps.append(sweep)
-    epochs_by_run = store.epochs_for([r.id for r in runs])
-    try:
-        verdict = recommend(runs, epochs_by_run, schedule_names, finalists=[r.configuration for r in chosen],
-                            break_ties=True)  # fmt: skip
-    except ValueError as exc:
-        raise StudyFailed(f"{exc}; try another optimizer or --budget large (LRs ten times smaller)") from None
-    result = StudyResult(
-        name, task, budget, finders, sweeps, runs, schedule_names, verdict, total_steps, epochs,
-        extras={"finalists": len(chosen), "seeds": list(plan.seeds)},
-    )  # fmt: skip
-    save_verdict(store, result)
-    if out_dir is not None:
-        report(StudyEvent("report", name, len(specs), len(specs)))
-        result = _write_outputs(result, store, out_dir)
-    report(StudyEvent("done", name, len(specs), len(specs)))
-    return result
+    name = study_name(the_task.name if ":" in ref else ref, plan.name)  # a user task: its own name
+    return _Setup(ref, the_task, name, plan, epochs, batch_size, total_steps, store, execution, report)
 
 
 def _nothing_finished(runs: Sequence[RunRecord], finders: dict[str, FinderRecord]) -> str:

@@ -5,8 +5,8 @@
 """
 
 from lrlab.sweeps.executors import BACKENDS, SweepProgress, run_plans, run_sweep
-from lrlab.sweeps.grid import RunPlan, expand, run_id_for
-from lrlab.sweeps.spec import SweepSpec, SweepSpecError, load_sweep, substitute
+from lrlab.sweeps.grid import RunPlan, build_task, expand, run_id_for
+from lrlab.sweeps.spec import SweepSpec, SweepSpecError, check_task, load_sweep, substitute
 
 __all__ = [
     "BACKENDS",
@@ -14,6 +14,8 @@ __all__ = [
     "SweepProgress",
     "SweepSpec",
     "SweepSpecError",
+    "build_task",
+    "check_task",
     "expand",
     "load_sweep",
     "run_id_for",

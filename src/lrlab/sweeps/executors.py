@@ -26,9 +26,10 @@ from typing import Any
 
 from lrlab.core.records import RunConfig, RunRecord, RunStatus
 from lrlab.store.sqlite import ClaimLost, Store, new_owner
-from lrlab.sweeps.grid import RunPlan, expand
+from lrlab.sweeps.grid import RunPlan, build_task, expand
 from lrlab.sweeps.spec import SweepSpec, load_sweep
 from lrlab.training.recorder import RunProgress
+from lrlab.training.tasks import Task, get_task, is_reference
 
 __all__ = ["BACKENDS", "SweepProgress", "run_plans", "run_sweep"]
 
@@ -59,28 +60,28 @@ def run_sweep(
     backend: str = "local",
     progress: ProgressFn | None = None,
     *,
-    device: str = "cpu",
-    address: str | None = None,
-    gpus_per_run: float = 0.0,
-    vectorize: bool = False,
-    max_group: int | None = None,
+    task: Task | None = None,
+    **execution: Any,
 ) -> list[RunRecord]:
     """Run every unfinished run of the sweep and return all its runs' records.
 
     ``jobs`` is the number of runs trained at once (worker processes for ``local``, Ray
     tasks in flight for ``ray``). ``progress`` receives ``SweepProgress`` and
     ``RunProgress`` events, in the calling thread. Ctrl-C stops the workers, puts the
-    runs in flight back in the queue and re-raises ``KeyboardInterrupt``.
+    runs in flight back in the queue and re-raises ``KeyboardInterrupt``. ``execution``
+    takes :func:`run_plans`'s ``device``, ``address``, ``gpus_per_run``, ``vectorize`` and
+    ``max_group`` (the last two default to the sweep file's). The sweep's task is built
+    once (or is ``task``, when the caller built it with :func:`~lrlab.sweeps.grid.build_task`)
+    and every run trains that object.
     """
     if not isinstance(spec, SweepSpec):
         spec = load_sweep(spec)
-    _check_execution(backend, jobs, gpus_per_run)
-    plans = expand(spec)
-    return run_plans(
-        plans, store, spec.name, spec.model_dump(mode="json"), jobs=jobs, backend=backend, progress=progress,
-        device=device, address=address, gpus_per_run=gpus_per_run, vectorize=vectorize or spec.vectorize,
-        max_group=max_group or spec.max_group,
-    )  # fmt: skip
+    _check_execution(backend, jobs, execution.get("gpus_per_run", 0.0))
+    task = build_task(spec) if task is None else task
+    execution["vectorize"] = execution.get("vectorize") or spec.vectorize
+    execution["max_group"] = execution.get("max_group") or spec.max_group
+    return run_plans(expand(spec, task), store, spec.name, spec.model_dump(mode="json"), jobs=jobs,
+                     backend=backend, progress=progress, task=task, **execution)  # fmt: skip
 
 
 def _check_execution(backend: str, jobs: int, gpus_per_run: float) -> None:
@@ -90,6 +91,20 @@ def _check_execution(backend: str, jobs: int, gpus_per_run: float) -> None:
         raise ValueError(f"jobs must be an integer >= 1, got {jobs!r}")
     if not gpus_per_run >= 0:
         raise ValueError(f"gpus_per_run must be >= 0, got {gpus_per_run!r}")
+
+
+@dataclass(frozen=True)
+class _Target:
+    """Where the runs of one :func:`run_plans` call train and record: the store and sweep,
+    the progress callback, the device, the claim owner, and the task they share (None:
+    each run builds its own from ``config.task``, a reference)."""
+
+    store: Store
+    sweep: str
+    report: ProgressFn
+    device: str
+    owner: str
+    task: Task | None
 
 
 def run_plans(
@@ -106,43 +121,58 @@ def run_plans(
     gpus_per_run: float = 0.0,
     vectorize: bool = False,
     max_group: int | None = None,
+    task: Task | None = None,
 ) -> list[RunRecord]:
     """Register ``plans`` as the sweep ``sweep`` (its ``spec`` stored for people), train the
-    unfinished ones, and return every plan's record in plan order."""
+    unfinished ones, and return every plan's record in plan order.
+
+    ``task`` is the task every plan's ``config.task`` names, when the caller holds it (a
+    study's, a sweep's): every run trains that one object (worker processes inherit it
+    where they fork; where they are spawned, a task built in Python is pickled to them and
+    one named by a reference is built once in each). Without it each run builds its own.
+    """
     _check_execution(backend, jobs, gpus_per_run)
-    store.upsert_sweep(sweep, spec)
-    store.create_runs(
-        [RunRecord(id=p.id, sweep=sweep, status=RunStatus.QUEUED, config=p.config, seed=p.seed) for p in plans]
-    )
-    status = {r.id: r.status for r in store.runs(ids=[p.id for p in plans])}
-    todo = [p for p in plans if not status[p.id].is_finished]
+    todo = _register(plans, store, sweep, spec)
     report = progress or (lambda _event: None)
     report(SweepProgress("start", sweep, len(plans), skipped=len(plans) - len(todo)))
     # Every run is claimed before it trains: a second process on the same sweep trains only
     # what nobody holds, and a finished run is never touched again.
-    owner = new_owner()
+    target = _Target(store, sweep, report, device, new_owner(), task)
     try:
         if vectorize:  # groups first (lrlab.training.vectorized), the rest as usual
             from lrlab.training.vectorized import run_vectorized
 
-            todo = run_vectorized(todo, store, sweep, report, device=device, max_group=max_group, owner=owner)
+            todo = run_vectorized(todo, store, sweep, report, device=device, max_group=max_group,
+                                  owner=target.owner, task=task)  # fmt: skip
         if backend == "ray":
-            _run_ray(todo, store, sweep, jobs, report, device, address, gpus_per_run, owner)
+            _run_ray(todo, target, jobs, address, gpus_per_run)
         elif jobs == 1 or len(todo) <= 1:
-            _run_inline(todo, store, sweep, report, device, owner)
+            _run_inline(todo, target)
         else:
-            _run_processes(todo, store, sweep, jobs, report, device, owner)
+            _run_processes(todo, target, jobs)
     except KeyboardInterrupt:
-        _requeue_running(store, [p.id for p in todo], owner)
+        _requeue_running(store, [p.id for p in todo], target.owner)
         raise
     records = store.runs(ids=[p.id for p in plans])
     order = {p.id: i for i, p in enumerate(plans)}
     records.sort(key=lambda r: order[r.id])
+    report(SweepProgress("end", sweep, len(plans), skipped=len(plans) - len(todo), counts=_counts(records)))
+    return records
+
+
+def _register(plans: Sequence[RunPlan], store: Store, sweep: str, spec: dict[str, Any]) -> list[RunPlan]:
+    """Store the sweep and its runs (new ones queued); return the plans not yet finished."""
+    store.upsert_sweep(sweep, spec)
+    store.create_runs([p.queued(sweep) for p in plans])
+    status = {r.id: r.status for r in store.runs(ids=[p.id for p in plans])}
+    return [p for p in plans if not status[p.id].is_finished]
+
+
+def _counts(records: Sequence[RunRecord]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for r in records:
         counts[r.status.value] = counts.get(r.status.value, 0) + 1
-    report(SweepProgress("end", sweep, len(plans), skipped=len(plans) - len(todo), counts=counts))
-    return records
+    return counts
 
 
 def _requeue_running(store: Store, ids: Sequence[str], owner: str) -> None:
@@ -151,13 +181,12 @@ def _requeue_running(store: Store, ids: Sequence[str], owner: str) -> None:
             store.end_run(record.id, RunStatus.QUEUED, error="interrupted", owner=owner)
 
 
-def _run_inline(
-    todo: list[RunPlan], store: Store, sweep: str, report: ProgressFn, device: str, owner: str
-) -> None:
+def _run_inline(todo: list[RunPlan], target: _Target) -> None:
     from lrlab.training.loop import train_run
 
     for plan in todo:
-        train_run(plan.config, store, plan.id, progress=report, device=device, sweep=sweep, owner=owner)
+        train_run(plan.config, target.store, plan.id, progress=target.report, device=target.device,
+                  sweep=target.sweep, owner=target.owner, task=target.task)  # fmt: skip
 
 
 # "fork" where it exists: the workers start at once with torch, the task's data and
@@ -171,12 +200,26 @@ _START_METHOD = "fork" if sys.platform.startswith("linux") else "spawn"
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(store: Store, events: Any, parent: int) -> None:
+def _init_worker(store: Store, events: Any, parent: int, task: Task | None, build: bool) -> None:
     # Ctrl-C is the parent's to handle: it stops the workers and requeues their runs.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent(parent)
-    _WORKER["store"] = store
-    _WORKER["events"] = events
+    _WORKER.update(store=store, events=events, task=task, build=build)
+
+
+def _for_workers(task: Task | None, plans: Sequence[RunPlan]) -> tuple[Task | None, bool]:
+    """The task the workers get, and whether each builds it once from the runs' reference
+    instead: a forked worker inherits the object (never pickled); a spawned one gets a
+    task built in Python pickled, and builds one named by a reference itself."""
+    if task is None or _START_METHOD == "fork" or not is_reference(plans[0].config.task):
+        return task, False
+    return None, True
+
+
+def _worker_task(config: RunConfig) -> Task | None:
+    if _WORKER["task"] is None and _WORKER["build"]:  # once per worker, on its first run
+        _WORKER["task"] = get_task(config.task, **config.task_options)
+    return _WORKER["task"]
 
 
 def _die_with_parent(parent: int) -> None:
@@ -201,10 +244,8 @@ def _die_with_parent(parent: int) -> None:
 def _worker_run(run_id: str, config: RunConfig, device: str, sweep: str, owner: str) -> tuple[str, str]:
     from lrlab.training.loop import train_run
 
-    events = _WORKER["events"]
-    record = train_run(
-        config, _WORKER["store"], run_id, progress=events.put, device=device, sweep=sweep, owner=owner
-    )
+    record = train_run(config, _WORKER["store"], run_id, progress=_WORKER["events"].put, device=device,
+                       sweep=sweep, owner=owner, task=_worker_task(config))  # fmt: skip
     return run_id, record.status.value
 
 
@@ -216,27 +257,25 @@ def _drain(events: Any, report: ProgressFn) -> None:
             return
 
 
-def _run_processes(
-    todo: list[RunPlan], store: Store, sweep: str, jobs: int, report: ProgressFn, device: str, owner: str
-) -> None:
-    if store.path == ":memory:":
+def _run_processes(todo: list[RunPlan], target: _Target, jobs: int) -> None:
+    if target.store.path == ":memory:":
         raise ValueError("jobs > 1 needs a store on disk, not ':memory:'")
     context = multiprocessing.get_context(_START_METHOD)
     events = context.Queue()
     workers = min(jobs, len(todo))  # never more workers than runs
     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
-                               initargs=(store, events, os.getpid()))  # fmt: skip
+                               initargs=(target.store, events, os.getpid(), *_for_workers(target.task, todo)))  # fmt: skip
     pending: set[Future[tuple[str, str]]] = set()
     try:
         for plan in todo:
-            pending.add(pool.submit(_worker_run, plan.id, plan.config, device, sweep, owner))
+            pending.add(pool.submit(_worker_run, plan.id, plan.config, target.device, target.sweep, target.owner))
         while pending:
             finished, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-            _drain(events, report)
+            _drain(events, target.report)
             for future in finished:
                 future.result()  # a worker that died raises BrokenProcessPool here
         time.sleep(0.05)
-        _drain(events, report)
+        _drain(events, target.report)
     except BaseException:
         for future in pending:
             future.cancel()
@@ -251,12 +290,14 @@ def _run_processes(
 # ---------------------------------------------------------------- Ray
 
 
-def _ray_train(run_id: str, config: RunConfig, device: str, sweep: str) -> dict[str, Any]:
-    """Runs on a Ray worker: train into a private in-memory store, return everything."""
+def _ray_train(run_id: str, config: RunConfig, device: str, sweep: str, task: Task | None) -> dict[str, Any]:
+    """Runs on a Ray worker: train into a private in-memory store, return everything.
+    ``task`` is a task built in Python (shipped once with ``ray.put``); None: the worker
+    builds the run's task from its reference."""
     from lrlab.training.loop import train_run
 
     local = Store(":memory:")
-    record = train_run(config, local, run_id, device=device, sweep=sweep)
+    record = train_run(config, local, run_id, device=device, sweep=sweep, task=task)
     steps = local.steps(run_id)
     rows = [
         (int(s), int(e), [float(x) for x in lrs], None if math.isnan(m) else float(m), float(loss), float(g))
@@ -347,47 +388,41 @@ def _check_ray_resources(ray: Any, gpus_per_run: float) -> None:
         )
 
 
-def _run_ray(
-    todo: list[RunPlan],
-    store: Store,
-    sweep: str,
-    jobs: int,
-    report: ProgressFn,
-    device: str,
-    address: str | None,
-    gpus_per_run: float,
-    owner: str,
-) -> None:
+def _run_ray(todo: list[RunPlan], target: _Target, jobs: int, address: str | None, gpus_per_run: float) -> None:
     session = connect_ray(address, jobs, gpus_per_run)
     ray = session.ray
     remote = ray.remote(num_cpus=1, num_gpus=gpus_per_run, max_retries=0)(_ray_train)
-    plans = {p.id: p for p in todo}
+    # A task built in Python travels once, by value; one named by a reference is rebuilt
+    # on the worker from it (a task file's functions are not importable there by module).
+    shipped = None if target.task is None or is_reference(todo[0].config.task) else ray.put(target.task)
     waiting = list(todo)
-    in_flight: dict[Any, str] = {}
+    in_flight: dict[Any, RunPlan] = {}
     try:
         while waiting or in_flight:
             while waiting and len(in_flight) < jobs:
                 plan = waiting.pop(0)
-                claim = RunRecord(id=plan.id, sweep=sweep, status=RunStatus.QUEUED, config=plan.config,
-                                  seed=plan.seed)  # fmt: skip
-                if not store.begin_run(claim, owner=owner):  # another process holds it
-                    continue
-                report(RunProgress("start", plan.id, 0, plan.config.epochs or 0, 0, 0))
-                in_flight[remote.remote(plan.id, plan.config, device, sweep)] = plan.id
+                if not target.store.begin_run(plan.queued(target.sweep), owner=target.owner):
+                    continue  # another process holds it
+                target.report(RunProgress("start", plan.id, 0, plan.config.epochs or 0, 0, 0))
+                in_flight[remote.remote(plan.id, plan.config, target.device, target.sweep, shipped)] = plan
             done, _ = ray.wait(list(in_flight), num_returns=1, timeout=1.0)
             for ref in done:
-                run_id = in_flight.pop(ref)
-                epochs = plans[run_id].config.epochs or 0
-                try:
-                    status = _import_result(store, ray.get(ref), owner)
-                    error = store.run(run_id).error
-                except Exception as exc:  # the Ray task itself died (worker lost, out of memory...)
-                    status, error = RunStatus.FAILED, f"ray: {type(exc).__name__}: {exc}".splitlines()[0]
-                    store.end_run(run_id, RunStatus.FAILED, error=error, owner=owner)
-                report(RunProgress("end", run_id, epochs, epochs, 0, 0, status=status.value, error=error))
+                _collect(ray, ref, in_flight.pop(ref), target)
     except BaseException:
         for ref in in_flight:
             ray.cancel(ref, force=True)
         raise
     finally:
         session.close()
+
+
+def _collect(ray: Any, ref: Any, plan: RunPlan, target: _Target) -> None:
+    """A finished Ray task's run into the store (failed, with the reason, if the task died)."""
+    epochs = plan.config.epochs or 0
+    try:
+        status = _import_result(target.store, ray.get(ref), target.owner)
+        error = target.store.run(plan.id).error
+    except Exception as exc:  # the Ray task itself died (worker lost, out of memory...)
+        status, error = RunStatus.FAILED, f"ray: {type(exc).__name__}: {exc}".splitlines()[0]
+        target.store.end_run(plan.id, RunStatus.FAILED, error=error, owner=target.owner)
+    target.report(RunProgress("end", plan.id, epochs, epochs, 0, 0, status=status.value, error=error))

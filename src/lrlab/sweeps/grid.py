@@ -10,12 +10,17 @@ import hashlib
 import itertools
 import json
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from lrlab.core.records import RunConfig
+from lrlab.core.records import RunConfig, RunRecord, RunStatus
 from lrlab.schedules import parse
 from lrlab.sweeps.spec import SweepSpec, substitute
 
-__all__ = ["RunPlan", "expand", "run_id_for"]
+if TYPE_CHECKING:
+    from lrlab.training.tasks import Task
+
+__all__ = ["RunPlan", "build_task", "expand", "run_id_for"]
+
 
 @dataclass(frozen=True)
 class RunPlan:
@@ -32,6 +37,10 @@ class RunPlan:
     def of(cls, sweep: str, config: RunConfig) -> RunPlan:
         return cls(run_id_for(sweep, config), config)
 
+    def queued(self, sweep: str) -> RunRecord:
+        """The run as the store first holds it (and as a claim asks for it): queued."""
+        return RunRecord(id=self.id, sweep=sweep, status=RunStatus.QUEUED, config=self.config, seed=self.seed)
+
 
 def run_id_for(sweep: str, config: RunConfig) -> str:
     """The stable id of a run: a hash of the sweep name and the resolved config."""
@@ -39,17 +48,26 @@ def run_id_for(sweep: str, config: RunConfig) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def expand(spec: SweepSpec) -> list[RunPlan]:
-    """Every run of the sweep, in a stable order (grid axes, then seeds)."""
-    from lrlab.training.resolve import steps_per_epoch
+def build_task(spec: SweepSpec) -> Task:
+    """The sweep's task, built once from its reference and options (``ValueError`` in one
+    line when it cannot be): every run of the sweep trains this object."""
     from lrlab.training.tasks import get_task
 
     try:
-        task = get_task(spec.task, **spec.task_options)
+        return get_task(spec.task, **spec.task_options)
     except ValueError:
         raise
     except Exception as exc:
         raise ValueError(f"task {spec.task!r} could not be built: {type(exc).__name__}: {exc}") from None
+
+
+def expand(spec: SweepSpec, task: Task | None = None) -> list[RunPlan]:
+    """Every run of the sweep, in a stable order (grid axes, then seeds). ``task`` is the
+    sweep's task when already built (:func:`build_task`), read for its defaults and its
+    number of batches per epoch."""
+    from lrlab.training.resolve import steps_per_epoch
+
+    task = build_task(spec) if task is None else task
     epochs = spec.epochs or task.default_epochs
     grid = spec.grid
     batch_sizes = grid.batch_size or [spec.batch_size or task.default_batch_size]

@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from lrlab.core.records import DEFAULT_DIVERGENCE_FACTOR
 
-__all__ = ["Finetune", "Grid", "SweepSpec", "SweepSpecError", "load_sweep", "substitute"]
+__all__ = ["Finetune", "Grid", "SweepSpec", "SweepSpecError", "check_task", "load_sweep", "substitute"]
 
 PLACEHOLDERS = ("lr", "total_steps", "steps_per_epoch")
 # Bounds that keep a typo from hanging the machine (a logspace of ten million points).
@@ -48,6 +48,20 @@ def check_optimizer(spec: str) -> None:
     from lrlab.optim.grammar import make_optimizer
 
     make_optimizer(spec, [torch.zeros(1, requires_grad=True)], lr=0.1)
+
+
+def check_task(value: str) -> str:
+    """``value`` when it names a task ``get_task`` builds (a built-in name, or a
+    ``module:function`` / ``file.py:function`` reference), else ``ValueError``: the ``task``
+    of a sweep file and of a tune file."""
+    from lrlab.training.tasks import BUILTIN_TASKS, is_reference
+
+    if not is_reference(value):
+        raise ValueError(
+            f"unknown task (built-in: {', '.join(BUILTIN_TASKS)}; "
+            "or 'package.module:function' or 'path/to/file.py:function')"
+        )
+    return value
 
 
 def substitute(spec: str, *, lr: float, total_steps: int, steps_per_epoch: int) -> str:
@@ -224,14 +238,7 @@ class SweepSpec(BaseModel):
     @field_validator("task")
     @classmethod
     def _task(cls, value: str) -> str:
-        from lrlab.training.tasks import BUILTIN_TASKS
-
-        if value not in BUILTIN_TASKS and ":" not in value:
-            raise ValueError(
-                f"unknown task (built-in: {', '.join(BUILTIN_TASKS)}; "
-                "or 'package.module:function' or 'path/to/file.py:function')"
-            )
-        return value
+        return check_task(value)
 
     @field_validator("seeds")
     @classmethod

@@ -18,7 +18,7 @@ import math
 import sqlite3
 import time
 import traceback
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -29,6 +29,9 @@ from lrlab.torch import LRScheduler, group_momentum
 from lrlab.torch_utils import torch_threads
 from lrlab.training.recorder import ProgressFn, Recorder, RunProgress, divergence_reason
 from lrlab.training.resolve import ResolvedRun, resolve
+
+if TYPE_CHECKING:
+    from lrlab.training.tasks import Task
 
 __all__ = ["RunProgress", "train_run"]
 
@@ -66,6 +69,7 @@ def train_run(
     device: str = "cpu",
     sweep: str | None = None,
     owner: str | None = None,
+    task: Task | None = None,
 ) -> RunRecord:
     """Train the run ``run_id`` described by ``config``, recording into ``store``.
 
@@ -78,6 +82,9 @@ def train_run(
     With ``owner`` the run is claimed first (``Store.begin_run``): a run that is finished or
     held by another live process is left alone, and its stored record is returned as it is.
 
+    ``task`` is the task ``config.task`` names, when the caller holds it already (a study's
+    or a sweep's, built once); without it the task is built from that reference.
+
     Returns the stored :class:`RunRecord`.
     """
     recorder = Recorder(store, run_id, config, sweep=sweep, owner=owner)
@@ -89,7 +96,7 @@ def train_run(
         return record
     extras: dict[str, Any] = {}
     try:
-        status, error, diverged_step = _train(config, recorder, progress, device, extras)
+        status, error, diverged_step = _train(config, recorder, progress, device, extras, task)
     except KeyboardInterrupt:
         recorder.end(RunStatus.QUEUED, error="interrupted")
         raise
@@ -121,9 +128,10 @@ def _train(
     progress: ProgressFn | None,
     device_name: str,
     extras: dict[str, Any],
+    task: Task | None = None,
 ) -> tuple[RunStatus, str | None, int | None]:
     started = time.perf_counter()
-    run = resolve(config, device=device_name)
+    run = resolve(config, task, device=device_name)
     extras.update(run.environment())
     with torch_threads(run.threads):
         status, error, diverged_step = _epochs(run, recorder, progress, started, extras)

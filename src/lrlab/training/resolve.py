@@ -46,7 +46,13 @@ def resolve_device(device: str | torch.device) -> torch.device:
 
 
 def steps_per_epoch(task: Task, batch_size: int) -> int:
-    """Optimizer steps in one epoch of ``task`` at ``batch_size``."""
+    """Optimizer steps in one epoch of ``task`` at ``batch_size``: ``len`` of its training
+    loader, counted from the dataset's length, the batch size and ``drop_last``
+    (:meth:`Task.steps_per_epoch`); a task-like object without that method is counted on
+    a loader of its own."""
+    count = getattr(task, "steps_per_epoch", None)
+    if callable(count):
+        return int(count(batch_size))
     return len(task.train_loader(batch_size, 0))
 
 
@@ -96,7 +102,9 @@ def resolve(
     device: str | torch.device = "cpu",
     data_seed: int | None = None,
 ) -> ResolvedRun:
-    """Decide every default of ``config`` and build its task (unless given) and loaders."""
+    """Decide every default of ``config`` and build its loaders; ``task`` is the task the
+    caller already holds (a study's or a sweep's, built once), else it is built from
+    ``config.task``, a reference."""
     from lrlab.training.tasks import get_task
 
     if task is None:

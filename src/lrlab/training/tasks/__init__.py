@@ -3,8 +3,8 @@
 ``get_task(ref, **options)`` accepts a built-in name (``BUILTIN_TASKS``), a
 ``"package.module:function"`` reference or a ``"path/to/file.py:function"`` reference;
 the function is called with ``options`` and must return a :class:`Task`. A task built in
-Python (``lrlab.study`` on the user's model) is made known by name with
-:func:`register_task` for the rest of the process.
+Python (``lrlab.study`` on the user's model) is no reference: it is handed down as the
+object itself (``run_study``, ``run_plans``, ``train_run``), never looked up by name.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from lrlab.training.tasks._base import TASK_KINDS, Task, TensorPairs
+from lrlab.training.tasks._base import TASK_KINDS, Task, TensorPairs, batch_count
 
-__all__ = ["BUILTIN_TASKS", "REGISTRY", "TASK_KINDS", "Task", "TensorPairs", "get_task", "register_task"]
+__all__ = ["BUILTIN_TASKS", "REGISTRY", "TASK_KINDS", "Task", "TensorPairs", "batch_count", "get_task", "is_reference"]
 
 # Built-in names -> "module:function", imported on first use.
 REGISTRY: dict[str, str] = {
@@ -32,24 +32,11 @@ BUILTIN_TASKS: tuple[str, ...] = tuple(REGISTRY)
 
 _TASK_METHODS = ("make_model", "train_loader", "val_loader", "loss_fn", "evaluate")
 
-# Tasks built in this process, by name (``register_task``).
-_REGISTERED: dict[str, Task] = {}
 
-
-def register_task(task: Task) -> str:
-    """Make ``task`` known to :func:`get_task` by its name in this process (runs trained
-    here, one job at a time, find it); returns the name. A later task of the same name
-    replaces it. A name of a built-in task or with a ``:`` is refused.
-    """
-    if not isinstance(task, Task):
-        raise ValueError(f"register_task takes a Task, got {type(task).__name__}")
-    if not task.name or task.name in REGISTRY or ":" in task.name:
-        raise ValueError(
-            f"task name {task.name!r} is taken or not a plain name (built-in: {', '.join(BUILTIN_TASKS)}; "
-            "no ':')"
-        )
-    _REGISTERED[task.name] = task
-    return task.name
+def is_reference(name: str) -> bool:
+    """Whether ``name`` is something :func:`get_task` builds: a built-in task's name or a
+    ``module:function`` / ``file.py:function`` reference (whether it imports aside)."""
+    return name in REGISTRY or ":" in name
 
 
 def get_task(ref: str, **options: Any) -> Task:
@@ -60,19 +47,12 @@ def get_task(ref: str, **options: Any) -> Task:
     """
     if not isinstance(ref, str) or not ref:
         raise ValueError(f"task must be a non-empty string, got {ref!r}")
-    if ref in _REGISTERED:
-        if options:
-            raise ValueError(f"task {ref!r} was built in Python and takes no options, got {options!r}")
-        return _REGISTERED[ref]
-    if ref in REGISTRY:
-        factory = _import(REGISTRY[ref], ref)
-    elif ":" in ref:
-        factory = _import(ref, ref)
-    else:
+    if not is_reference(ref):
         raise ValueError(
-            f"unknown task {ref!r} (built-in: {', '.join(BUILTIN_TASKS + tuple(_REGISTERED))}; "
+            f"unknown task {ref!r} (built-in: {', '.join(BUILTIN_TASKS)}; "
             "or 'package.module:function' or 'path/to/file.py:function')"
         )
+    factory = _import(REGISTRY.get(ref, ref), ref)
     try:
         task = factory(**options)
     except TypeError as exc:

@@ -13,7 +13,7 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, S
 
 from lrlab.core.records import Objective
 
-__all__ = ["TASK_KINDS", "Task", "TensorPairs"]
+__all__ = ["TASK_KINDS", "Task", "TensorPairs", "batch_count"]
 
 TASK_KINDS = ("classification", "language_model", "regression")
 
@@ -38,6 +38,18 @@ class TensorPairs(Dataset):
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:  # pragma: no cover - map-style
         raise TypeError("index a TensorPairs")
+
+
+def batch_count(examples: int, batch_size: int, drop_last: bool = False) -> int:
+    """How many batches a loader of ``batch_size`` makes of ``examples`` (the last one
+    partial unless ``drop_last``): ``len(DataLoader)``, without building one.
+
+    >>> batch_count(100, 32), batch_count(100, 32, drop_last=True), batch_count(96, 32)
+    (4, 3, 3)
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    return examples // batch_size if drop_last else -(-examples // batch_size)
 
 
 def _loader(dataset: Dataset, batch_size: int, generator: torch.Generator | None) -> DataLoader:
@@ -240,6 +252,14 @@ class Task:
     def val_loader(self, batch_size: int) -> DataLoader:
         return _loader(self.val_data, batch_size, None)
 
+    def steps_per_epoch(self, batch_size: int) -> int:
+        """Optimizer steps in one epoch at ``batch_size``: ``len(self.train_loader(batch_size,
+        seed))``, counted from the training set's length without building a loader (a
+        subclass with a ``train_loader`` of its own is counted on one)."""
+        if type(self).train_loader is not Task.train_loader:
+            return len(self.train_loader(batch_size, 0))
+        return batch_count(len(self.train_data), batch_size)
+
     def loss_fn(self, output: Tensor, target: Tensor) -> Tensor:
         """The task's ``loss_fn`` when given; else mean cross-entropy (in nats per token for a
         language model) or, for regression, the mean squared error."""
@@ -316,6 +336,10 @@ class _LoaderTask(Task):
             given.dataset, batch_size=batch_size, shuffle=True, collate_fn=given.collate_fn,
             generator=torch.Generator().manual_seed(int(seed)), drop_last=given.drop_last,
         )  # fmt: skip
+
+    def steps_per_epoch(self, batch_size: int) -> int:
+        given = self.loaders[0]
+        return batch_count(len(given.dataset), batch_size, drop_last=given.drop_last)
 
     def val_loader(self, batch_size: int) -> DataLoader:
         given = self.loaders[1]

@@ -35,7 +35,7 @@ import time
 import traceback
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -57,6 +57,9 @@ from lrlab.training.vectorized.plan import (
     plan_groups,
     why_not_vectorized,
 )
+
+if TYPE_CHECKING:
+    from lrlab.training.tasks import Task
 
 __all__ = [
     "DEFAULT_MAX_GROUP",
@@ -371,6 +374,7 @@ def train_vectorized(
     mode: str = "auto",
     fallback: bool = True,
     owner: str | None = None,
+    task: Task | None = None,
 ) -> list[RunRecord]:
     """Train the runs ``run_ids`` (configs of one group) together, recording each into ``store``.
 
@@ -385,7 +389,8 @@ def train_vectorized(
     ``train_run`` leaves them; Ctrl-C puts the unfinished ones back to ``queued`` and is
     re-raised. With ``owner`` each run is claimed first (``Store.begin_run``); the runs that
     are finished or held by another live process are left alone. Returns the stored
-    records, in the order of ``run_ids``.
+    records, in the order of ``run_ids``. ``task`` is their task when the caller holds it
+    already (else it is built from the configs' reference).
     """
     configs, run_ids = list(configs), list(run_ids)
     if not configs or len(configs) != len(run_ids):
@@ -406,7 +411,7 @@ def train_vectorized(
                 "(or cannot be vectorised); group runs with plan_groups()"
             )
     data_seed = min(c.seed for c in configs) if data_seed is None else int(data_seed)
-    first = resolve(configs[0], device=device, data_seed=data_seed)
+    first = resolve(configs[0], task, device=device, data_seed=data_seed)
     runs = [first, *(resolve(c, first.task, device=first.device, data_seed=data_seed) for c in configs[1:])]
     with torch_threads(first.threads):
         try:
@@ -414,7 +419,7 @@ def train_vectorized(
         except _NotVectorizable as exc:
             if not fallback:
                 raise ValueError(f"runs cannot be vectorised: {exc}") from None
-            return _train_alone(configs, store, run_ids, progress, device, sweep, str(exc), owner)
+            return _train_alone(configs, store, run_ids, progress, device, sweep, str(exc), owner, first.task)
         recorders = [Recorder(store, rid, c, sweep=sweep, owner=owner) for rid, c in zip(run_ids, configs)]
         environment = {**first.environment(), "param_groups": 1, "vectorized": len(run_ids),
                        "vectorized_mode": group.model.mode, "data_seed": data_seed}  # fmt: skip
@@ -457,12 +462,13 @@ def _train_alone(
     sweep: str | None,
     reason: str,
     owner: str | None,
+    task: Task,
 ) -> list[RunRecord]:
     from lrlab.training.loop import train_run
 
     records = []
     for config, rid in zip(configs, run_ids):
-        record = train_run(config, store, rid, progress, device=device, sweep=sweep, owner=owner)
+        record = train_run(config, store, rid, progress, device=device, sweep=sweep, owner=owner, task=task)
         if record.status.is_ended and record.extras.get("vectorized_fallback") is None:
             store.end_run(rid, record.status, error=record.error, diverged_step=record.diverged_step,
                           extras={"vectorized_fallback": reason})  # fmt: skip
@@ -479,9 +485,11 @@ def run_vectorized(
     device: str = "cpu",
     max_group: int | None = None,
     owner: str | None = None,
+    task: Task | None = None,
 ) -> list[Plan]:
     """Train every group of two or more runs of ``plans`` (objects with ``id`` and
     ``config``, such as a sweep's ``RunPlan``); return the runs left to train alone.
+    ``task`` is the plans' task when the caller holds it (built once for all groups).
 
     ``max_group`` (default ``DEFAULT_MAX_GROUP``) bounds a group's size: memory grows
     with it, and bigger groups are split into near-equal parts.
@@ -489,5 +497,5 @@ def run_vectorized(
     groups, alone = plan_groups(plans, max_group or DEFAULT_MAX_GROUP)
     for data_seed, members in groups:
         train_vectorized([p.config for p in members], store, [p.id for p in members], progress,
-                         device=device, sweep=sweep, data_seed=data_seed, owner=owner)  # fmt: skip
+                         device=device, sweep=sweep, data_seed=data_seed, owner=owner, task=task)  # fmt: skip
     return alone
