@@ -9,6 +9,7 @@ import numpy as np
 
 from lrlab.core.grouping import is_diverged
 from lrlab.core.records import StepSeries
+from lrlab.core.smoothing import ema
 from lrlab.plot.downsample import downsample_indices
 from lrlab.plot.spec import FigureSpec, Panel, Trace
 from lrlab.report.axes import fit_y, loss_label
@@ -88,32 +89,6 @@ def lr_figure(data: ReportData) -> FigureSpec:
 
 
 SMOOTH_FRACTION = 1 / 40  # the span of the coloured runs' smoothed per-step lines, as a share of the run
-
-
-def ema(values: np.ndarray, span: float, *, log: bool = False) -> np.ndarray:
-    """The bias-corrected exponential moving average of ``values`` with weight ``2 / (span +
-    1)`` on the newest point (``span`` >= 1; less counts as 1), over the finite points only (a NaN or infinite point stays as
-    it is and is not averaged in); ``log=True`` averages ``log(values)`` (a geometric mean,
-    for a log axis; values <= 0 count as not finite).
-
-    >>> ema(np.array([1.0, 3.0, np.nan, 3.0]), 1.0).tolist()
-    [1.0, 3.0, nan, 3.0]
-    >>> ema(np.array([1.0, 3.0]), 3.0).round(3).tolist()
-    [1.0, 2.333]
-    """
-    y = np.asarray(values, dtype=np.float64)
-    work = np.log(np.where(y > 0, y, np.nan)) if log else y
-    alpha = 2.0 / (max(1.0, float(span)) + 1.0)  # a span under one step is no smoothing
-    out = np.full(len(y), np.nan)
-    average, weight = 0.0, 0.0
-    for i, v in enumerate(work):
-        if not np.isfinite(v):
-            out[i] = y[i]
-            continue
-        average = (1 - alpha) * average + alpha * v
-        weight = (1 - alpha) * weight + alpha
-        out[i] = np.exp(average / weight) if log else average / weight
-    return out
 
 
 def steps_figure(data: ReportData, log_y: bool = False) -> FigureSpec:
