@@ -132,7 +132,7 @@ def run_pbt(
     from lrlab.sweeps import RunPlan, run_plans
     from lrlab.torch_utils import torch_threads
     from lrlab.training.resolve import resolve
-    from lrlab.tune.engine import objective_of
+    from lrlab.tune.trial import objective_of
 
     if not isinstance(spec, TuneSpec):
         spec = load_tune(spec)
@@ -196,7 +196,7 @@ def run_pbt(
     (record,) = run_plans([plan], store, spec.name, _json(described), progress=progress, device=device)
     replayed = store.steps(plan.id).lr
     exact = len(replayed) == len(lrs) and bool(np.array_equal(replayed, lrs))
-    from lrlab.tune.engine import score
+    from lrlab.tune.trial import score
 
     return PbtResult(
         name=spec.name, metric=metric, direction=direction, schedule=schedule, optimizer=cfg.optimizer,

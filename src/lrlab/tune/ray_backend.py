@@ -16,6 +16,9 @@ from typing import Any
 from lrlab.core.records import RunRecord, RunStatus
 from lrlab.store.sqlite import Store
 from lrlab.sweeps.executors import RaySession, _import_result, connect_ray
+from lrlab.tune.storage import open_storage, storage_env
+from lrlab.tune.trial import TrialOutcome, requeue, train_trial
+from lrlab.tune.tuner import Job, Tuner
 
 __all__ = ["RaySession", "connect", "run_ray"]
 
@@ -32,9 +35,6 @@ def _train_remote(
 ) -> list[dict[str, Any]]:
     """Runs on a Ray worker: the trial's runs into an in-memory store, returned whole."""
     import optuna
-
-    from lrlab.tune.engine import train_trial
-    from lrlab.tune.storage import open_storage, storage_env
 
     storage_env()
     study = optuna.load_study(study_name=study_name, storage=open_storage(storage_url))
@@ -53,40 +53,20 @@ def _train_remote(
     return payloads
 
 
-def run_ray(tuner: Any, study: Any, outcomes: list[Any], jobs: int, session: RaySession) -> None:
+def run_ray(tuner: Tuner, study: Any, outcomes: list[TrialOutcome], jobs: int, session: RaySession) -> None:
     """Train trials on Ray until the budget is spent (``outcomes`` grows as they finish)."""
-
-    from lrlab.tune.engine import _BadDraw, _trial_event, budget_left, requeue
-
     if tuner.storage_url == ":memory:":
         raise ValueError("the ray backend needs an Optuna storage its workers can open, not ':memory:'")
     ray = session.ray
     remote = ray.remote(num_cpus=1, max_retries=0)(_train_remote)
     store: Store = tuner.store
-    in_flight: dict[Any, Any] = {}
-    bad_draws = 0
+    in_flight: dict[Any, Job] = {}
     try:
         while True:
-            while len(in_flight) < jobs and budget_left(tuner, outcomes, len(in_flight)):
-                try:
-                    job = tuner.ask(study)
-                except _BadDraw:
-                    bad_draws += 1
-                    if bad_draws > 3 * tuner.spec.trials:
-                        raise ValueError("the space keeps giving configurations the families refuse") from None
-                    continue
-                busy = {p.id for j in in_flight.values() for p in j.plans}
-                if job.reused or busy & {p.id for p in job.plans} or not _claim(store, job, tuner):
-                    if not job.reused:  # the same run is in flight: count it when that one lands
-                        _wait_for(ray, in_flight, busy & {p.id for p in job.plans}, tuner, study, outcomes)
-                        job.reused = all(r.status.is_finished for r in store.runs(ids=[p.id for p in job.plans]))
-                    outcome = tuner.finish(study, job)
-                    outcomes.append(outcome)
-                    tuner.report(_trial_event(tuner, outcomes, outcome))
-                    continue
-                ref = remote.remote(job.plans, tuner.spec.name, tuner.storage_url, tuner.spec.name,
-                                    job.trial._trial_id, tuner.metric, tuner.spec.pruner, tuner.device)  # fmt: skip
-                in_flight[ref] = job
+            while len(in_flight) < jobs and tuner.budget_left(outcomes, len(in_flight)):
+                job = tuner.ask_drawable(study)
+                if not _send(remote, ray, job, in_flight, tuner, study, outcomes):
+                    tuner.settle(study, job, outcomes)
             if not in_flight:
                 return
             done, _ = ray.wait(list(in_flight), num_returns=1, timeout=1.0)
@@ -102,7 +82,25 @@ def run_ray(tuner: Any, study: Any, outcomes: list[Any], jobs: int, session: Ray
         raise
 
 
-def _claim(store: Store, job: Any, tuner: Any) -> bool:
+def _send(
+    remote: Any, ray: Any, job: Job, in_flight: dict[Any, Job], tuner: Tuner, study: Any, outcomes: list[TrialOutcome]
+) -> bool:
+    """Send ``job`` to a Ray task, or say (False) that it needs no training: its runs are
+    done already, in flight for another trial (waited for) or claimed by another process."""
+    store: Store = tuner.store
+    busy = {p.id for j in in_flight.values() for p in j.plans}
+    if job.reused or busy & {p.id for p in job.plans} or not _claim(store, job, tuner):
+        if not job.reused:  # the same run is in flight: count it when that one lands
+            _wait_for(ray, in_flight, busy & {p.id for p in job.plans}, tuner, study, outcomes)
+            job.reused = all(r.status.is_finished for r in store.runs(ids=[p.id for p in job.plans]))
+        return False
+    ref = remote.remote(job.plans, tuner.spec.name, tuner.storage_url, tuner.spec.name,
+                        job.trial._trial_id, tuner.metric, tuner.spec.pruner, tuner.device)  # fmt: skip
+    in_flight[ref] = job
+    return True
+
+
+def _claim(store: Store, job: Job, tuner: Tuner) -> bool:
     for plan in job.plans:
         claim = RunRecord(id=plan.id, sweep=tuner.spec.name, status=RunStatus.QUEUED, config=plan.config,
                           seed=plan.seed)  # fmt: skip
@@ -111,9 +109,7 @@ def _claim(store: Store, job: Any, tuner: Any) -> bool:
     return True
 
 
-def _land(ray: Any, ref: Any, job: Any, tuner: Any, study: Any, outcomes: list[Any]) -> None:
-    from lrlab.tune.engine import _trial_event
-
+def _land(ray: Any, ref: Any, job: Job, tuner: Tuner, study: Any, outcomes: list[TrialOutcome]) -> None:
     store: Store = tuner.store
     try:
         for payload in ray.get(ref):
@@ -127,12 +123,12 @@ def _land(ray: Any, ref: Any, job: Any, tuner: Any, study: Any, outcomes: list[A
         if store.run(plan.id).status is RunStatus.RUNNING:
             store.end_run(plan.id, RunStatus.QUEUED, error="not trained: an earlier seed did not finish",
                           owner=tuner.owner)  # fmt: skip
-    outcome = tuner.finish(study, job)
-    outcomes.append(outcome)
-    tuner.report(_trial_event(tuner, outcomes, outcome))
+    tuner.settle(study, job, outcomes)
 
 
-def _wait_for(ray: Any, in_flight: dict[Any, Any], ids: set[str], tuner: Any, study: Any, outcomes: list[Any]) -> None:
+def _wait_for(
+    ray: Any, in_flight: dict[Any, Job], ids: set[str], tuner: Tuner, study: Any, outcomes: list[TrialOutcome]
+) -> None:
     for ref, job in list(in_flight.items()):
         if ids & {p.id for p in job.plans}:
             ray.wait([ref], num_returns=1)

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -191,16 +191,7 @@ def build(
     values: dict[str, Any] = {}
     order = sorted(family.params, key=lambda k: k != family.peak)  # the peak first: ratios need it
     for key in order:
-        param = family.params[key]
-        value = raw[f"{family.name}.{key}"]
-        if param.form == "from_finder":
-            if optimizer not in context.finder_lrs:
-                raise ValueError(f"{family.name}.{key} needs the range test of {optimizer!r}")
-            value = float(value) * float(context.finder_lrs[optimizer])
-        elif param.form == "ratio":
-            value = float(value) * values[family.peak]
-        elif param.form in ("epochs", "run", "steps") or (key in _STEP_PARAMS and param.form == "int"):
-            value = _steps(param, value, context, minimum=1, run_steps=inner_steps)
+        value = _value(family, key, raw[f"{family.name}.{key}"], values, optimizer, context, inner_steps)
         values[key] = _round(value) if isinstance(value, float) else value
     fields = {f.name for f in dataclasses.fields(REGISTRY[family.name])}  # type: ignore[arg-type]
     for key in _AUTO:
@@ -211,6 +202,29 @@ def build(
     if warm_steps > 0:
         schedule = warmup(schedule, steps=warm_steps)
     return schedule, lr
+
+
+def _value(
+    family: Family,
+    key: str,
+    value: Any,
+    values: Mapping[str, Any],
+    optimizer: str,
+    context: Context,
+    run_steps: int,
+) -> Any:
+    """A draw of ``family.key`` as the schedule's value: a multiplier of the range test's LR
+    or of the peak LR (in ``values``) as an LR, epochs or a fraction of the run as steps."""
+    param = family.params[key]
+    if param.form == "from_finder":
+        if optimizer not in context.finder_lrs:
+            raise ValueError(f"{family.name}.{key} needs the range test of {optimizer!r}")
+        return float(value) * float(context.finder_lrs[optimizer])
+    if param.form == "ratio":
+        return float(value) * values[family.peak]
+    if param.form in ("epochs", "run", "steps") or (key in _STEP_PARAMS and param.form == "int"):
+        return _steps(param, value, context, minimum=1, run_steps=run_steps)
+    return value
 
 
 def _round(value: float) -> float:
@@ -268,7 +282,20 @@ def _family(name: str, table: Any, where: str) -> Family:
     if not isinstance(table, Mapping):
         raise SpaceError(f"{where} must be a table of the family's parameters, got {table!r}")
     fields = [f for f in dataclasses.fields(REGISTRY[name])]  # type: ignore[arg-type]
-    known = {f.name for f in fields}
+    params, warm = _family_params(name, table, {f.name for f in fields}, where)
+    required = [f.name for f in fields if f.default is dataclasses.MISSING and f.name not in _AUTO]
+    missing = [k for k in required if k not in params]
+    if missing:
+        raise SpaceError(f"{where}: missing {', '.join(missing)} ({name} needs {', '.join(required)}; give a value or a range)")
+    _check_ratios(name, params, where)
+    _check_lr_order(name, params, where)
+    return Family(name, params, warm)
+
+
+def _family_params(
+    name: str, table: Mapping[str, Any], known: set[str], where: str
+) -> tuple[dict[str, Param], Param | None]:
+    """The family's parameters and its own warmup, read in the table's order."""
     params: dict[str, Param] = {}
     warm = None
     for key, value in table.items():
@@ -278,16 +305,15 @@ def _family(name: str, table: Any, where: str) -> Family:
         if key not in known:
             raise SpaceError(f"{where}.{key}: {name} has no parameter {key!r} (it has: {', '.join(sorted(known))}, warmup)")
         params[key] = _param(name, key, value, f"{where}.{key}")
-    required = [f.name for f in fields if f.default is dataclasses.MISSING and f.name not in _AUTO]
-    missing = [k for k in required if k not in params]
-    if missing:
-        raise SpaceError(f"{where}: missing {', '.join(missing)} ({name} needs {', '.join(required)}; give a value or a range)")
+    return params, warm
+
+
+def _check_ratios(name: str, params: Mapping[str, Param], where: str) -> None:
+    """A ratio is a fraction of the family's peak LR, which must be there and not a ratio."""
     peak = _PEAK.get(name, "lr")
     for key, param in params.items():
         if param.form == "ratio" and (key == peak or peak not in params):
             raise SpaceError(f"{where}.{key}: a ratio is a fraction of {name}'s peak LR {peak!r}, which cannot be a ratio itself")
-    _check_lr_order(name, params, where)
-    return Family(name, params, warm)
 
 
 def _warmup_param(value: Any, where: str) -> Param:
@@ -311,6 +337,7 @@ def _check_lr_order(name: str, params: Mapping[str, Param], where: str) -> None:
 
 
 def _param(family: str, key: str, value: Any, where: str) -> Param:
+    """One parameter of a table: a list (a choice), a number or string (fixed) or a range table."""
     if isinstance(value, list):
         if not value or not all(isinstance(v, (str, int, float, bool)) for v in value):
             raise SpaceError(f"{where}: a list is a categorical choice and needs one or more numbers or strings")
@@ -319,6 +346,18 @@ def _param(family: str, key: str, value: Any, where: str) -> Param:
         return Param(key, "fixed", (value,))
     if not isinstance(value, Mapping):
         raise SpaceError(f"{where}: expected a value, a list of choices or a range table, got {value!r}")
+    form, low, high = _range_table(value, where)
+    _check_range(
+        _Range(key, form, low, high, is_lr=key in _LR_PARAMS,
+               is_steps=key in _STEP_PARAMS or (family, key) == ("warmup", "steps"),
+               is_decay=(family, key) in _DECAYS),
+        where,
+    )  # fmt: skip
+    return Param(key, form, (low, high))
+
+
+def _range_table(value: Mapping[str, Any], where: str) -> tuple[str, float, float]:
+    """``{form = [low, high]}``: its one form and two finite bounds, low <= high."""
     forms = [f for f in value if f in FORMS]
     unknown = [f for f in value if f not in FORMS]
     if unknown or len(forms) != 1:
@@ -334,26 +373,44 @@ def _param(family: str, key: str, value: Any, where: str) -> Param:
     low, high = float(bounds[0]), float(bounds[1])
     if low > high:
         raise SpaceError(f"{where}: low {low:g} is above high {high:g} (expected {form} = [low, high] with low <= high)")
-    is_lr, is_steps = key in _LR_PARAMS, key in _STEP_PARAMS or (family, key) == ("warmup", "steps")
-    if form in ("from_finder", "ratio") and not is_lr:
-        raise SpaceError(f"{where}: {form} applies to learning rates ({', '.join(_LR_PARAMS)}), not {key!r}")
-    if form in ("epochs", "run", "steps") and not is_steps:
-        raise SpaceError(f"{where}: {form} applies to step counts ({', '.join(_STEP_PARAMS)}, warmup), not {key!r}")
-    if form in ("log", "from_finder", "ratio") and low <= 0:
-        raise SpaceError(f"{where}: {form} needs low > 0, got {low:g}")
-    if form == "ratio" and high > 1:
-        raise SpaceError(f"{where}: a ratio of the peak LR lies in (0, 1], got high {high:g}")
-    if form == "run" and (low < 0 or high > 1):
-        raise SpaceError(f"{where}: a fraction of the run lies in [0, 1], got [{low:g}, {high:g}]")
-    if form in ("epochs", "steps", "int") and low < 0:
-        raise SpaceError(f"{where}: {form} needs low >= 0, got {low:g}")
-    if form in ("int", "steps") and not (low.is_integer() and high.is_integer()):
-        raise SpaceError(f"{where}: {form} = [low, high] needs whole numbers, got [{low:g}, {high:g}]")
-    if (family, key) in _DECAYS and not (low > 0 and high <= 1):
-        raise SpaceError(f"{where}: a decay lies in (0, 1], got [{low:g}, {high:g}]")
-    if form == "uniform" and is_lr and low <= 0:
-        raise SpaceError(f"{where}: learning rates must be > 0, got low {low:g}")
-    return Param(key, form, (low, high))
+    return form, low, high
+
+
+@dataclass(frozen=True)
+class _Range:
+    """A range of one parameter, with what kind of parameter it is, for :data:`_RANGE_RULES`."""
+
+    key: str
+    form: str
+    low: float
+    high: float
+    is_lr: bool
+    is_steps: bool
+    is_decay: bool
+
+
+# What a range may not be, in the order it is checked: (broken, message after "{where}: ").
+_RANGE_RULES: tuple[tuple[Callable[[_Range], bool], str], ...] = (
+    (lambda r: r.form in ("from_finder", "ratio") and not r.is_lr,
+     "{form} applies to learning rates (" + ", ".join(_LR_PARAMS) + "), not {key!r}"),
+    (lambda r: r.form in ("epochs", "run", "steps") and not r.is_steps,
+     "{form} applies to step counts (" + ", ".join(_STEP_PARAMS) + ", warmup), not {key!r}"),
+    (lambda r: r.form in ("log", "from_finder", "ratio") and r.low <= 0, "{form} needs low > 0, got {low:g}"),
+    (lambda r: r.form == "ratio" and r.high > 1, "a ratio of the peak LR lies in (0, 1], got high {high:g}"),
+    (lambda r: r.form == "run" and (r.low < 0 or r.high > 1),
+     "a fraction of the run lies in [0, 1], got [{low:g}, {high:g}]"),
+    (lambda r: r.form in ("epochs", "steps", "int") and r.low < 0, "{form} needs low >= 0, got {low:g}"),
+    (lambda r: r.form in ("int", "steps") and not (r.low.is_integer() and r.high.is_integer()),
+     "{form} = [low, high] needs whole numbers, got [{low:g}, {high:g}]"),
+    (lambda r: r.is_decay and not (r.low > 0 and r.high <= 1), "a decay lies in (0, 1], got [{low:g}, {high:g}]"),
+    (lambda r: r.form == "uniform" and r.is_lr and r.low <= 0, "learning rates must be > 0, got low {low:g}"),
+)  # fmt: skip
+
+
+def _check_range(bounds: _Range, where: str) -> None:
+    for broken, message in _RANGE_RULES:
+        if broken(bounds):
+            raise SpaceError(f"{where}: " + message.format(**dataclasses.asdict(bounds)))
 
 
 def _probe(space: Space, where: str) -> None:
@@ -362,21 +419,24 @@ def _probe(space: Space, where: str) -> None:
     context = Context(steps_per_epoch=50, total_steps=1000, finder_lrs={o: 0.1 for o in space.optimizers})
     for family in space.families.values():
         choices = {k: p for k, p in family.params.items() if p.form == "choice"}
+        warm = family.warmup or space.warmup
+        warm_value = None if warm is None else (warm.values[0] if warm.form in ("fixed", "choice") else 0)
         for corner in (0, 1):
-            raw: dict[str, Any] = {}
-            for key, param in family.params.items():
-                if param.form in ("fixed", "choice"):
-                    raw[f"{family.name}.{key}"] = param.values[0]
-                else:
-                    low, high = param.values
-                    raw[f"{family.name}.{key}"] = low if corner == 0 else high
+            raw = _corner(family, corner)
             variants = [raw] + [
                 {**raw, f"{family.name}.{k}": v} for k, p in choices.items() for v in p.values[1:]
             ]
-            warm = family.warmup or space.warmup
-            warm_value = None if warm is None else (warm.values[0] if warm.form in ("fixed", "choice") else 0)
             for values in variants:
                 try:
                     build(family, space.optimizers[0], values, warm, warm_value, context)
                 except (ValueError, TypeError) as exc:
                     raise SpaceError(f"{where}.{family.name}: {exc}") from None
+
+
+def _corner(family: Family, corner: int) -> dict[str, Any]:
+    """The draws of a family at one corner of its ranges (0: every low, 1: every high),
+    fixed and categorical parameters at their first value."""
+    return {
+        f"{family.name}.{key}": param.values[0] if param.form in ("fixed", "choice") else param.values[corner]
+        for key, param in family.params.items()
+    }
