@@ -1,5 +1,10 @@
 """Suggestion rules: pure functions of a range test's ``(lrs, losses)``, numpy only.
 
+One concept in one module, over 500 lines on purpose: every decision the finder takes on a
+curve's numbers (the rules, the defaults and notes fitted with them, the halving rule, what
+the curve can tell, the confirmation's pick) is read and checked here, next to the others;
+the runners that feed them are ``range.py``, ``halving.py`` and ``confirm.py``.
+
 Every rule shares fastai's signature ``rule(lrs, losses) -> lr``. The rules expect the
 *smoothed* loss curve of an LR range test (``smooth_losses`` makes one), already trimmed of
 the noisy first iterations and the diverging tail (``suggest_all`` does both). Points whose
@@ -438,7 +443,20 @@ def read_curve(
     lr, loss = lr[keep], loss[keep]
     low = lowest_index(loss) if count else 0
     minimum = float(lr[low]) if count else math.nan
-    if count < MIN_POINTS and diverged:
+    if count < MIN_POINTS:
+        return _too_short(minimum, lr, count, diverged)
+    # How far the loss fell: from where it started, or (when the start was the smoothing's
+    # memory of lucky first batches, see lowest_index) from the curve's median level.
+    first = float(loss[0]) if low == int(np.argmin(loss)) else float(np.median(loss))
+    drop = (first - float(loss[low])) / max(abs(first), 1e-12)
+    if drop < FLAT_DROP and not diverged:
+        return _flat(minimum, lr, drop, sgd)
+    return CurveVerdict(minimum, note=_remark(minimum, lr, loss, low, diverged, end_lr))
+
+
+def _too_short(minimum: float, lr: np.ndarray, count: int, diverged: bool) -> CurveVerdict:
+    """Fewer than ``MIN_POINTS`` finite points: every LR diverged, or the test was too short."""
+    if diverged:
         where = f" (by LR {lr[-1]:.3g})" if count else ""
         return CurveVerdict(
             minimum,
@@ -446,41 +464,43 @@ def read_curve(
             "lower start_lr (e.g. 1e-9) and check the loss and the data",
             fallback=(None, math.nan, "no rule could decide: the loss diverged almost at once"),
         )
-    if count < MIN_POINTS:
-        return CurveVerdict(
-            minimum,
-            problem=f"only {count} usable steps in the range test, too few to read the curve "
-            f"(at least {MIN_POINTS}); raise num_iter (100 is the default)",
-        )
-    # How far the loss fell: from where it started, or (when the start was the smoothing's
-    # memory of lucky first batches, see lowest_index) from the curve's median level.
-    first = float(loss[0]) if low == int(np.argmin(loss)) else float(np.median(loss))
-    drop = (first - float(loss[low])) / max(abs(first), 1e-12)
-    if drop < FLAT_DROP and not diverged:
-        safe = SAFE_LR_SGD if sgd else SAFE_LR_ADAPTIVE
-        family = "SGD" if sgd else "adaptive optimizers"
-        return CurveVerdict(
-            minimum,
-            problem=f"the loss barely moved over the test ({drop:.1%} from LR {lr[0]:.3g} to {lr[-1]:.3g}): "
-            "the range test cannot tell; check that the model learns (the loss has gradients, the "
-            "targets are right) or widen start_lr..end_lr",
-            fallback=("safe", safe, f"fallback: flat curve, so the conventional default for {family} ({safe:g})"),
-        )
+    return CurveVerdict(
+        minimum,
+        problem=f"only {count} usable steps in the range test, too few to read the curve "
+        f"(at least {MIN_POINTS}); raise num_iter (100 is the default)",
+    )
+
+
+def _flat(minimum: float, lr: np.ndarray, drop: float, sgd: bool) -> CurveVerdict:
+    """A curve that never fell by ``FLAT_DROP``: the conventional default LR instead."""
+    safe = SAFE_LR_SGD if sgd else SAFE_LR_ADAPTIVE
+    family = "SGD" if sgd else "adaptive optimizers"
+    return CurveVerdict(
+        minimum,
+        problem=f"the loss barely moved over the test ({drop:.1%} from LR {lr[0]:.3g} to {lr[-1]:.3g}): "
+        "the range test cannot tell; check that the model learns (the loss has gradients, the "
+        "targets are right) or widen start_lr..end_lr",
+        fallback=("safe", safe, f"fallback: flat curve, so the conventional default for {family} ({safe:g})"),
+    )
+
+
+def _remark(
+    minimum: float, lr: np.ndarray, loss: np.ndarray, low: int, diverged: bool, end_lr: float | None
+) -> str | None:
+    """A readable curve's remark: its minimum read past a lucky start, or never turning up."""
     if low > 0 and low != int(np.argmin(loss)):
-        return CurveVerdict(
-            minimum,
-            note=f"the lowest smoothed loss sat at the start of the test (LR {lr[0]:.3g}), where the model had "
+        return (
+            f"the lowest smoothed loss sat at the start of the test (LR {lr[0]:.3g}), where the model had "
             f"barely moved: the average of the first, noisy batches; the minimum is read from the dip at LR "
-            f"{minimum:.3g} instead",
+            f"{minimum:.3g} instead"
         )
-    if not diverged and low >= int(0.9 * (count - 1)):
+    if not diverged and low >= int(0.9 * (len(loss) - 1)):
         top = f"{end_lr:.3g}" if end_lr is not None else f"{lr[-1]:.3g}"
-        return CurveVerdict(
-            minimum,
-            note=f"the curve never turned up: the lowest loss is at the end of the test, so the edge of "
-            f"stability lies beyond {top} and this LR errs low; raise end_lr to see it",
+        return (
+            f"the curve never turned up: the lowest loss is at the end of the test, so the edge of "
+            f"stability lies beyond {top} and this LR errs low; raise end_lr to see it"
         )
-    return CurveVerdict(minimum)
+    return None
 
 
 # --- the confirmation step: a few candidates trained briefly -----------------------------
