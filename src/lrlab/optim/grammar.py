@@ -8,6 +8,10 @@ string, ``true``/``false``/``None`` or a list ``[0.9, 0.99]``. A name is, in any
 - a ``torch.optim`` optimizer by its lower-case class name (all but ``SparseAdam``, which
   takes sparse gradients only), or lrlab's ``deltabardelta`` / ``adagradmean``
   (:class:`~lrlab.optim.DeltaBarDelta`, :class:`~lrlab.optim.AdaGradMean`);
+- an LR-free optimizer (:data:`~lrlab.optim.lr_free.LR_FREE`): ``schedulefree_adamw``,
+  ``schedulefree_sgd``, ``prodigy``, ``dadapt_adam``, ``dadapt_sgd``, present when its
+  package is installed (``pip install lrlab[lrfree]``); a spec naming one whose package is
+  missing says which to install. Their contract with a loop is in :mod:`lrlab.optim.lr_free`;
 - an alias of :data:`OPTIMIZER_ALIASES` (``sgdm`` -> ``sgd(momentum=0.9)``); arguments
   written after an alias override its own: ``nesterov(lr=0.05, momentum=0.8)``.
 
@@ -34,6 +38,7 @@ import torch
 
 from lrlab.optim.adagrad_mean import AdaGradMean
 from lrlab.optim.delta_bar_delta import DeltaBarDelta
+from lrlab.optim.lr_free import LR_FREE_OPTIMIZERS, installed_classes, is_schedule_free, missing_package
 from lrlab.schedules.spec import SpecError, _Parser
 
 __all__ = [
@@ -68,11 +73,13 @@ def _optimizer_classes() -> dict[str, type[torch.optim.Optimizer]]:
             found[name.lower()] = obj
     found["adagradmean"] = AdaGradMean
     found["deltabardelta"] = DeltaBarDelta
+    found.update(installed_classes())
     return dict(sorted(found.items()))
 
 
 OPTIMIZER_CLASSES: dict[str, type[torch.optim.Optimizer]] = _optimizer_classes()
-"""Every optimizer class the grammar knows, by lower-case class name."""
+"""Every optimizer class the grammar knows, by lower-case class name (an LR-free one by
+its grammar name, e.g. ``prodigy``, when its package is installed)."""
 
 OPTIMIZER_NAMES: tuple[str, ...] = tuple(n for n in OPTIMIZER_CLASSES if n not in NEEDS_CLOSURE)
 """The class names a training loop can drive (every class but those needing a closure)."""
@@ -166,6 +173,13 @@ def _resolve_name(
             spec,
             pos,
         )
+    if lowered not in OPTIMIZER_CLASSES and lowered in LR_FREE_OPTIMIZERS:
+        entry = LR_FREE_OPTIMIZERS[lowered]
+        if missing_package(lowered):
+            why = f"needs the {entry.package} package (pip install {entry.package})"
+        else:  # installed, but a version without the class
+            why = f"needs {entry.package}.{entry.class_name} (pip install -U {entry.package})"
+        raise SpecError(f"{lowered} {why}", spec, pos)
     if lowered not in OPTIMIZER_CLASSES:
         known = OPTIMIZER_NAMES if not allow_closure else tuple(OPTIMIZER_CLASSES)
         extra = sorted(a for a in OPTIMIZER_ALIASES if a not in OPTIMIZER_CLASSES)
@@ -229,6 +243,10 @@ def make_optimizer(
     does a spec that gives one (with ``allow_lr``); ``None`` leaves the class's default.
     Torch's own argument errors become one-line ``ValueError``\\ s naming the spec.
 
+    The optimizer comes back ready to step: a schedule-free one in its train mode (its
+    library builds it in eval mode and refuses to step there). Evaluating, and saving,
+    still need ``optimizer.eval()`` first: see :mod:`lrlab.optim.lr_free`.
+
     >>> model = torch.nn.Linear(2, 1)
     >>> opt = make_optimizer("sgd(momentum=0.9, nesterov=true)", model.parameters(), lr=0.1)
     >>> type(opt).__name__, opt.param_groups[0]["momentum"], opt.param_groups[0]["nesterov"]
@@ -242,6 +260,9 @@ def make_optimizer(
             raise ValueError(f"lr must be a number >= 0, got {lr!r}")
         kwargs.setdefault("lr", float(lr))
     try:
-        return OPTIMIZER_CLASSES[key](params, **kwargs)
+        optimizer = OPTIMIZER_CLASSES[key](params, **kwargs)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"bad optimizer spec {spec!r}: {exc}") from None
+    if is_schedule_free(optimizer):
+        optimizer.train()
+    return optimizer
