@@ -13,6 +13,11 @@ Where torch users differ:
 - ``load_state_dict`` sets the optimizer's LR (and momentum) to the loaded step's, so a
   resume gives the same LR whether the optimizer's state is loaded before, after or not
   at all.
+- With a ``plateau(...)`` node in the schedule, ``step(metric)`` is torch's
+  ``ReduceLROnPlateau.step(val_loss)``: the metric goes to the plateau node in effect at
+  the current step, then the scheduler advances one step; ``step()`` only advances, so
+  ``warmup(plateau(...), steps=500)`` warms up per ``step()`` and reduces per metric.
+  Without a plateau node, ``step(x)`` is a fractional epoch, as above.
 - A spec string is accepted wherever a schedule is: ``LRScheduler(opt, "cosine(lr=0.1,
   total_steps=1000)")``.
 - In a ``torch.optim.lr_scheduler.ChainedScheduler`` (or ``SequentialLR``) this scheduler
@@ -27,6 +32,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -35,6 +41,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler as _TorchLRScheduler
 
 from lrlab.schedules import Schedule, from_dict, parse
+from lrlab.schedules.plateau import PlateauState, active_plateaus, initial_states, observe
 
 __all__ = ["LRScheduler", "group_momentum", "momentum_key"]
 
@@ -115,6 +122,10 @@ class LRScheduler(_TorchLRScheduler):
     base_lr x lr_mult). With ``momentum``, SGD's ``momentum`` or the Adam family's
     ``betas[0]`` follows that schedule too (one-cycle style).
 
+    A schedule with a ``plateau(...)`` node takes the metric in ``step(metric)`` (once per
+    epoch, as torch's ``ReduceLROnPlateau``); the plateau's ``min_lr`` bounds the schedule's
+    value, before ``lr_mult``.
+
     Example:
         >>> import torch
         >>> from lrlab.schedules import cosine
@@ -145,6 +156,9 @@ class LRScheduler(_TorchLRScheduler):
         self._lr_values: _Chunked | None = None
         self._momentum_values: _Chunked | None = None
         self._momentum_key = momentum_key(optimizer) if momentum is not None else None
+        # One state per plateau node (none without one): best metric, bad epochs, cooldown.
+        self._plateau_states: tuple[PlateauState, ...] = initial_states(schedule)
+        self._awaiting_metric = True
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:  # type: ignore[override]
@@ -162,7 +176,14 @@ class LRScheduler(_TorchLRScheduler):
 
     def step(self, epoch: float | None = None) -> None:  # type: ignore[override]
         """Advance one step; ``step(epoch)`` jumps to ``epoch`` (an int or a fraction of
-        an epoch, ``epoch + i / iters``) without torch's deprecation warning."""
+        an epoch, ``epoch + i / iters``) without torch's deprecation warning.
+
+        With a plateau node in the schedule, ``step(metric)`` feeds ``metric`` (a number
+        or a one-element tensor) to the plateau node in effect at the current step, then
+        advances one step."""
+        if self._plateau_states:
+            self._observe(epoch)
+            epoch = None  # a metric, consumed: advance one step
         if epoch is None:
             super().step()
         else:
@@ -172,6 +193,23 @@ class LRScheduler(_TorchLRScheduler):
             self.last_epoch = int(epoch) if float(epoch).is_integer() else float(epoch)
             self._apply(self.get_lr())
         self._apply_momentum()
+
+    def _observe(self, metric: Any) -> None:
+        """Feed ``metric`` to the plateau node(s) in effect now (warn once if none ever comes)."""
+        if metric is not None:
+            self.schedule, self._plateau_states = observe(
+                self.schedule, self.last_epoch, metric, self._plateau_states
+            )
+            self._awaiting_metric = False
+        elif self._awaiting_metric and self._step_count > 0 and active_plateaus(self.schedule, self.last_epoch):
+            self._awaiting_metric = False  # warned once: the same reminder on every step would be noise
+            warnings.warn(
+                "the schedule has a plateau(...) node but no metric was given: call "
+                "scheduler.step(metric) (e.g. with the validation loss) once per epoch, or the "
+                "plateau never reduces the learning rate",
+                UserWarning,
+                stacklevel=3,
+            )
 
     def _apply(self, values: list[float]) -> None:
         import torch
@@ -203,16 +241,19 @@ class LRScheduler(_TorchLRScheduler):
         # caches are rebuilt on demand.
         state.pop("_lr_values", None)
         state.pop("_momentum_values", None)
-        state["schedule"] = self.schedule.to_dict()
+        state["schedule"] = self.schedule.to_dict()  # the plateau nodes' reductions so far
+        state["_plateau_states"] = [plateau.to_dict() for plateau in self._plateau_states]
         state["momentum"] = None if self.momentum is None else self.momentum.to_dict()
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         state = {k: v for k, v in state_dict.items() if k not in ("_lr_values", "_momentum_values")}
         schedule, momentum = state.pop("schedule", None), state.pop("momentum", None)
+        loaded = from_dict(schedule) if schedule is not None else self.schedule
+        plateaus = _plateau_states(loaded, state.pop("_plateau_states", None))  # checked before any change
         super().load_state_dict(state)
-        if schedule is not None:
-            self.schedule = from_dict(schedule)
+        self.schedule = loaded
+        self._plateau_states = plateaus
         if momentum is not None:
             self.momentum = from_dict(momentum)
             if self._momentum_key is None:
@@ -221,3 +262,15 @@ class LRScheduler(_TorchLRScheduler):
         if self.last_epoch >= 0:
             self._apply(self.get_lr())
             self._apply_momentum()
+
+
+def _plateau_states(schedule: Schedule, saved: list[dict[str, Any]] | None) -> tuple[PlateauState, ...]:
+    """The plateau states of a state dict (fresh ones for a state saved without them)."""
+    fresh = initial_states(schedule)
+    if saved is None:
+        return fresh
+    if len(saved) != len(fresh):
+        raise ValueError(
+            f"the state holds {len(saved)} plateau states for a schedule with {len(fresh)} plateau nodes"
+        )
+    return tuple(PlateauState.from_dict(state) for state in saved)
