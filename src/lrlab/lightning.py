@@ -80,7 +80,7 @@ class Recorder(pl.Callback):
     ) -> None:
         if self.run is None:
             return
-        params = self.run._params
+        params = self.run.params
         grads = [p.grad for p in params if p.grad is not None]
         norms = tuple(torch._foreach_norm(grads)) if grads else ()
         self._pending = (_group_lrs(optimizer), group_momentum(optimizer.param_groups[0]), norms)

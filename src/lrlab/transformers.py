@@ -77,7 +77,7 @@ class Recorder(TrainerCallback):
         run = self.run
         if run is None or run.optimizer is None:
             return
-        grads = [p.grad for p in run._params if p.grad is not None]
+        grads = [p.grad for p in run.params if p.grad is not None]
         norms = tuple(torch._foreach_norm(grads)) if grads else 0.0
         groups = run.optimizer.param_groups
         self._last = ([float(g["lr"]) for g in groups], group_momentum(groups[0]), norms)

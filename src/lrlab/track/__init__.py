@@ -51,11 +51,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from lrlab.core.diagnostics import stuck_check
-from lrlab.core.records import EpochRecord, Objective, RunConfig, RunStatus, StepSeries
+from lrlab.core.records import EpochRecord, Objective, RunConfig, RunStatus
 from lrlab.schedules import Schedule
 from lrlab.store.sqlite import DEFAULT_DB, Store
 from lrlab.torch import group_momentum
+from lrlab.track._live import live_findings
+from lrlab.track._norms import StepNorms
 from lrlab.training.recorder import Recorder
 
 __all__ = ["LIVE_EVERY", "WRITE_SECONDS", "Run", "end_left_open", "track"]
@@ -137,6 +138,32 @@ def _group_lr(group: Mapping[str, Any]) -> float:
     return float(lr) if not isinstance(lr, torch.Tensor) else float(lr.detach())
 
 
+def _check_optimizer(optimizer: Any) -> None:
+    """A torch optimizer (or None) that no other run records."""
+    if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+    if optimizer is not None and getattr(optimizer, _ACTIVE, None) is not None:
+        raise RuntimeError(
+            f"this optimizer is already recorded by run {getattr(optimizer, _ACTIVE)!r}: "
+            "attach one recorder per training run (end the other first)"
+        )
+
+
+def _objective(
+    objective: str | Objective | None, higher_is_better: bool, loss_name: str | None, loss_unit: str | None
+) -> Objective:
+    """The run's objective: a metric name (with its direction) or an ``Objective``, with the
+    training loss's own name in the report ("MSE") and its unit if any."""
+    if isinstance(objective, str):
+        objective = Objective(metric=objective, higher_is_better=higher_is_better)
+    objective = objective or Objective()
+    if loss_name is not None:
+        return dataclasses.replace(objective, loss=str(loss_name), unit=str(loss_unit or ""))
+    if loss_unit is not None:
+        return dataclasses.replace(objective, unit=str(loss_unit))
+    return objective
+
+
 class Run:
     """One recorded run; made by :func:`track` (or a trainer callback) and used as a context."""
 
@@ -164,27 +191,14 @@ class Run:
     ) -> None:
         if not isinstance(name, str) or not name.strip():
             raise ValueError(f"name must be a non-empty string (the run's task label), got {name!r}")
-        if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
-            raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
-        if optimizer is not None and getattr(optimizer, _ACTIVE, None) is not None:
-            raise RuntimeError(
-                f"this optimizer is already recorded by run {getattr(optimizer, _ACTIVE)!r}: "
-                "attach one recorder per training run (end the other first)"
-            )
+        _check_optimizer(optimizer)
         self.optimizer = optimizer
         if lr is None:
             if optimizer is None:
                 raise ValueError("lr= is needed when no torch optimizer is given")
             lr = _group_lr(optimizer.param_groups[0])
         self.declared = objective is not None  # a metric the user named: checked at the first epoch
-        if isinstance(objective, str):
-            objective = Objective(metric=objective, higher_is_better=higher_is_better)
-        objective = objective or Objective()
-        if loss_name is not None:  # the training loss's own name in the report ("MSE"), its unit if any
-            objective = dataclasses.replace(objective, loss=str(loss_name), unit=str(loss_unit or ""))
-        elif loss_unit is not None:
-            objective = dataclasses.replace(objective, unit=str(loss_unit))
-        self.objective = objective
+        self.objective = _objective(objective, higher_is_better, loss_name, loss_unit)
         self.name, self.sweep = name, sweep if sweep is not None else name
         self.run_id = run_id or f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
         self.config = RunConfig(
@@ -203,7 +217,6 @@ class Run:
         self.findings: dict[str, str] = {}  # kind -> message, each logged once
         self._epoch = 1
         self._epoch_losses: list[float] = []
-        self._params: list[torch.Tensor] = []
         self._started = time.monotonic()
         self._history: dict[str, list[float]] = {"step": [], "lr": [], "loss": [], "grad": []}
         self._initial_loss: float | None = None
@@ -212,11 +225,12 @@ class Run:
         # steps whose loss may still be a tensor: (step, epoch, lrs, momentum, loss, norms)
         self._unread: list[tuple[int, int, list[float], float | None, Any, Any]] = []
         self._written_at = time.monotonic()
-        # the gradient norm taken inside optimizer.step() (see _before_step)
-        self._hooks: list[Any] = []
-        self._taken: tuple[Any, list[tuple[Any, int]]] | None = None
-        self._want_norms = True
-        self._closure_step = False
+        self._norms = StepNorms()  # the gradient norm taken inside optimizer.step()
+
+    @property
+    def params(self) -> list[torch.Tensor]:
+        """The tensors of the optimizer's param groups (empty without an optimizer)."""
+        return self._norms.params
 
     # -------------------------------------------------------- lifecycle
 
@@ -243,7 +257,7 @@ class Run:
         self.recorder.begin(extras)
         if self.optimizer is not None:
             setattr(self.optimizer, _ACTIVE, self.run_id)
-            self._params = [p for g in self.optimizer.param_groups for p in g["params"]]
+            self._norms.attach(self.optimizer)
         self.status = RunStatus.RUNNING.value
         self._open = True
         _RECORDING.add(self)
@@ -257,7 +271,7 @@ class Run:
         _RECORDING.discard(self)
         if self.optimizer is not None and getattr(self.optimizer, _ACTIVE, None) == self.run_id:
             delattr(self.optimizer, _ACTIVE)
-        self._unwatch()
+        self._norms.stop()
         self._read()
         if self._epoch_losses:  # steps after the last epoch(): an epoch of their own
             self._write_epoch({})
@@ -284,7 +298,7 @@ class Run:
             raise RuntimeError("log() needs a torch optimizer; this run was made without one (use record())")
         groups = self.optimizer.param_groups
         if grad_norm is None:
-            norms = self._step_norms() if self._open else 0.0
+            norms = self._norms.read() if self._open else 0.0
         else:
             norms = _deferred("grad_norm", grad_norm)
             norms = (norms,) if isinstance(norms, torch.Tensor) else norms
@@ -377,112 +391,11 @@ class Run:
         self._epoch += 1
         self._epoch_losses = []
 
-    # -------------------------------------------------------- gradient norms
-
-    def _step_norms(self) -> Any:
-        """The per-tensor gradient norms of the last optimizer step when the gradients are
-        still the ones it stepped with (or were let go since: ``zero_grad()``), else now."""
-        if not self._hooks:
-            self._watch()
-        taken, self._taken = self._taken, None
-        self._want_norms = True
-        if taken is not None:
-            norms, seen = taken
-            if self._same_grads(seen):
-                return norms
-            self._unwatch()  # log() comes before the step (or between micro-batches): read it here
-        return self._norms_now()
-
-    def _norms_now(self) -> Any:
-        grads = [p.grad for p in self._params if p.grad is not None]
-        return tuple(torch._foreach_norm(grads)) if grads else 0.0
-
-    def _watch(self) -> None:
-        if self.optimizer is None:
-            return
-        self._hooks = [self.optimizer.register_step_pre_hook(self._before_step),
-                       self.optimizer.register_step_post_hook(self._after_step)]  # fmt: skip
-
-    def _unwatch(self) -> None:
-        for hook in self._hooks:
-            hook.remove()
-        self._hooks = []
-        self._taken = None
-
-    def _before_step(self, optimizer: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        # the gradients, just written by backward (and any clipping), are read before the update
-        # evicts them from the cache; with a closure they are computed inside step: read after
-        self._closure_step = (len(args) > 1 and args[1] is not None) or kwargs.get("closure") is not None
-        if not self._closure_step:
-            self._take_norms()
-
-    def _after_step(self, optimizer: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        if self._closure_step:
-            self._closure_step = False
-            self._take_norms()
-
-    def _take_norms(self) -> None:
-        if not self._want_norms:  # no log() since the last step: steps not logged cost nothing
-            self._taken = None
-            return
-        self._want_norms = False
-        grads = [p.grad for p in self._params]
-        seen = [(None, 0) if g is None else (weakref.ref(g), g._version) for g in grads]
-        present = [g for g in grads if g is not None]
-        self._taken = (tuple(torch._foreach_norm(present)) if present else 0.0, seen)
-
-    def _same_grads(self, seen: list[tuple[Any, int]]) -> bool:
-        for param, (ref, version) in zip(self._params, seen):
-            grad = param.grad
-            if grad is not None and (ref is None or ref() is not grad or grad._version != version):
-                return False
-        return True
-
     # -------------------------------------------------------- live diagnostics
 
     def _check_live(self, final: bool = False) -> None:
-        history = self._history
-        if not history["loss"]:
-            return
-        loss = np.asarray(history["loss"])
-        lr = np.asarray(history["lr"])
-        bad = np.flatnonzero(~np.isfinite(loss))
-        if bad.size:
-            first = int(bad[0])
-            self._finding(
-                "divergence",
-                f"the loss became non-finite at step {history['step'][first]} (lr={lr[first]:.3g}): the run diverged",
-            )
-        elif self._initial_loss is not None and len(loss) >= 10:
-            recent = float(np.median(loss[-10:]))
-            if recent > 2.0 * self._initial_loss:
-                self._finding(
-                    "divergence",
-                    f"divergence starting: the loss ({recent:.4g}, median of the last 10 steps) is "
-                    f"{recent / self._initial_loss:.1f}x its first value at step {history['step'][-1]} (lr={lr[-1]:.3g})",
-                )
-        steps = np.asarray(history["step"], dtype=np.int64)
-        series = StepSeries(self.run_id, steps, np.ones_like(steps), lr, lr[:, None], np.full(len(lr), np.nan),
-                            loss, np.asarray(history["grad"]))  # fmt: skip
-        check = stuck_check(series)
-        if check is not None and check.stuck:
-            self._finding(
-                "stuck",
-                f"loss stalled with a high gradient norm since step {check.window_start_step}: it improved "
-                f"{check.relative_drop:.1%} while the gradient norm stays {check.grad_ratio:.2f}x its early level "
-                "(oscillating across a valley: a smaller LR, or a decaying schedule, should help)",
-            )
-        planned = self.total_steps
-        done = planned is not None and steps[-1] >= 0.5 * planned
-        if (done or final) and len(lr) >= 40 and np.all(np.isfinite(lr)):
-            peak = float(lr.max())
-            if peak > 0 and lr[-1] >= 0.9 * peak:
-                where = f"{steps[-1]} of {planned} steps" if planned else f"the end ({steps[-1]} steps)"
-                self._finding(
-                    "decay",
-                    f"the LR never decays: still {lr[-1]:.3g} (peak {peak:.3g}) at {where}; "
-                    "a cosine or step decay usually ends lower",
-                )
+        for kind, message in live_findings(self._history, self._initial_loss, self.total_steps, final, self.run_id):
+            self._finding(kind, message)
 
     def _finding(self, kind: str, message: str) -> None:
         if kind in self.findings:
