@@ -66,20 +66,20 @@ def test_each_call_evaluates_the_inner_schedule_once(nest, depth):
 
 @pytest.mark.parametrize("depth", [24, 200])
 def test_deep_warmups_build_and_evaluate_fast(depth):
-    start = time.perf_counter()
+    start = time.process_time()
     schedule = nested_warmups(S.cosine(0.1, total_steps=1000), depth)
     values = schedule(np.arange(10_000, dtype=np.float64))
-    elapsed = time.perf_counter() - start
+    elapsed = time.process_time() - start
     assert elapsed < 1.0, elapsed
     assert np.all(np.isfinite(values))
 
 
 def test_warmup_nested_24_deep_parses_and_evaluates_fast():
     spec = "warmup(" * 24 + "cosine(lr=0.1, total_steps=1000)" + ", steps=10)" * 24
-    start = time.perf_counter()
+    start = time.process_time()
     schedule = parse(spec)
     values = schedule(np.arange(1000, dtype=np.float64))
-    elapsed = time.perf_counter() - start
+    elapsed = time.process_time() - start
     assert elapsed < 1.0, elapsed
     # 24 ramps of 10 steps, then the cosine from its start.
     assert values[240] == 0.1
@@ -88,10 +88,10 @@ def test_warmup_nested_24_deep_parses_and_evaluates_fast():
 
 def test_warmup_nested_200_deep_is_refused_by_the_parser_fast():
     spec = "warmup(" * 200 + "cosine(lr=0.1, total_steps=1000)" + ", steps=10)" * 200
-    start = time.perf_counter()
+    start = time.process_time()
     with pytest.raises(SpecError, match=f"at most {MAX_NESTING} levels"):
         parse(spec)
-    assert time.perf_counter() - start < 1.0
+    assert time.process_time() - start < 1.0
 
 
 def test_warmup_ramps_to_the_inner_start_value_exactly():
