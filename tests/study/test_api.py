@@ -3,6 +3,8 @@ custom-metric study end to end (real training, a real store, the report)."""
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 import torch
 from torch import nn
@@ -10,7 +12,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import lrlab
 from lrlab.store.sqlite import Store
-from lrlab.study.api import user_task
+from lrlab.study.api import TASK_KEYWORDS, study, user_task
 from lrlab.study.plan import BUDGETS
 
 
@@ -119,6 +121,16 @@ def test_user_task_reads_the_kind_off_the_targets():
     assert task.kind == "classification" and task.name == "model" and task.default_batch_size == 32
     assert user_task(regressor, (x, y), (x, y), name="a_b").name == "a_b"
     assert user_task(regressor, (x, y), (x, y)).name == "regressor"
+
+
+def test_user_task_takes_the_task_keywords_of_study_and_no_others():
+    x, y = _data(40)
+    keywords = inspect.signature(study).parameters
+    assert all(keywords[k].kind is inspect.Parameter.KEYWORD_ONLY for k in TASK_KEYWORDS)
+    task = user_task(regressor, (x, y), (x, y), kind="regression", epochs=3, batch_size=8, name="r")
+    assert (task.kind, task.default_epochs, task.default_batch_size, task.name) == ("regression", 3, 8, "r")
+    with pytest.raises(TypeError, match="unexpected keyword arguments: budget, optimizers"):
+        user_task(regressor, (x, y), (x, y), optimizers=["adam"], budget="small")
 
 
 @pytest.mark.parametrize(

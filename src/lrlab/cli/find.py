@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.markup import escape
@@ -13,6 +14,11 @@ from rich.table import Table
 from lrlab.cli._common import bad_input, console, db_option, err_console, open_store
 from lrlab.cli.app import app
 from lrlab.formatting import num
+
+if TYPE_CHECKING:
+    from lrlab.core.records import FinderRecord
+    from lrlab.finder.result import FinderResult
+    from lrlab.training.tasks import Task
 
 EXAMPLES = """
 
@@ -80,6 +86,26 @@ def find(
     store: bool = typer.Option(True, "--store/--no-store", help="Store the result for the report."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Write the figure: .png, .svg or .html."),
 ) -> None:
+    _check_options(out, batch_size, mode, confirm, repeats)
+    the_task = _task(task, device, optimizer, seed)
+    size = batch_size or the_task.default_batch_size
+    the_store = open_store(db) if store else None  # checked before anything trains
+    options = {"start_lr": start_lr, "end_lr": end_lr, "num_iter": num_iter, "mode": mode, "amp": amp,
+               "halving": halving, "confirm": confirm, "repeats": repeats}  # fmt: skip
+    result, record = _range_test(the_task, task, optimizer, size, seed, device, sweep, options)
+    _print_result(result, the_task.name, optimizer, size)
+    if out is not None:
+        result.plot(out, title=f"LR range test: {the_task.name}, {optimizer}")
+        console.print(f"wrote {escape(str(out))}")
+    if the_store is not None:
+        the_store.save_finder_result(record)
+        console.print(f"stored finder result {record.id} in {escape(str(db))}")
+    if result.problem is not None or not math.isfinite(result.lr):
+        # The result is stored (the report shows the curve), but it is no answer to act on.
+        bad_input(f"no trustworthy LR: {result.problem or result.reason}")
+
+
+def _check_options(out: Path | None, batch_size: int | None, mode: str, confirm: int | None, repeats: int) -> None:
     if out is not None and out.is_dir():
         bad_input(f"--out must be a file path ending in {', '.join(FIGURE_SUFFIXES)}, {str(out)!r} is a folder")
     if out is not None and out.suffix.lower() not in FIGURE_SUFFIXES:
@@ -93,8 +119,10 @@ def find(
     if repeats < 1:
         bad_input(f"--repeats must be >= 1 (range tests to average), got {repeats}")
 
+
+def _task(task: str, device: str, optimizer: str, seed: int) -> Task:
+    """The task, built once, after the device, the optimizer and the seed are checked."""
     from lrlab.optim.grammar import parse_optimizer
-    from lrlab.study.range_tests import task_range_test
     from lrlab.training.resolve import resolve_device
     from lrlab.training.tasks import get_task
 
@@ -109,8 +137,21 @@ def find(
         bad_input(f"bad --optimizer {optimizer!r}: {exc}")
     if not 0 <= seed < 2**63:
         bad_input(f"--seed must be a whole number from 0 to 2**63 - 1, got {seed}")
-    size = batch_size or the_task.default_batch_size
-    the_store = open_store(db) if store else None  # checked before anything trains
+    return the_task
+
+
+def _range_test(
+    the_task: Task,
+    task: str,
+    optimizer: str,
+    size: int,
+    seed: int,
+    device: str,
+    sweep: str | None,
+    options: dict[str, Any],
+) -> tuple[FinderResult, FinderRecord]:
+    """The range test under a progress bar; a bad finder option is bad input."""
+    from lrlab.study.range_tests import task_range_test
 
     with Progress(
         TextColumn("range test"),
@@ -120,30 +161,16 @@ def find(
         console=err_console,
         transient=True,
     ) as bar:
-        job = bar.add_task("test", total=num_iter * repeats, lr="-", loss="-")
+        job = bar.add_task("test", total=options["num_iter"] * options["repeats"], lr="-", loss="-")
 
         def progress(iteration: int, total: int, lr: float, loss: float) -> None:
             bar.update(job, completed=iteration + 1, lr=f"{lr:.2e}", loss=f"{loss:.4g}")
 
         try:
-            result, record = task_range_test(
-                the_task, task, optimizer, batch_size=size, seed=seed, device=device, sweep=sweep,
-                progress=progress, start_lr=start_lr, end_lr=end_lr, num_iter=num_iter, mode=mode, amp=amp,
-                halving=halving, confirm=confirm, repeats=repeats,
-            )  # fmt: skip
+            return task_range_test(the_task, task, optimizer, batch_size=size, seed=seed, device=device, sweep=sweep,
+                                   progress=progress, **options)  # fmt: skip
         except ValueError as exc:
             bad_input(_as_flags(str(exc)))
-
-    _print_result(result, the_task.name, optimizer, size)
-    if out is not None:
-        result.plot(out, title=f"LR range test: {the_task.name}, {optimizer}")
-        console.print(f"wrote {escape(str(out))}")
-    if the_store is not None:
-        the_store.save_finder_result(record)
-        console.print(f"stored finder result {record.id} in {escape(str(db))}")
-    if result.problem is not None or not math.isfinite(result.lr):
-        # The result is stored (the report shows the curve), but it is no answer to act on.
-        bad_input(f"no trustworthy LR: {result.problem or result.reason}")
 
 
 def _print_result(result, task: str, optimizer: str, batch_size: int) -> None:  # type: ignore[no-untyped-def]

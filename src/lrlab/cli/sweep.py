@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.markup import escape
@@ -14,6 +14,10 @@ from lrlab.cli._common import bad_input, console, db_option, err_console, open_s
 from lrlab.cli.app import app
 from lrlab.core.records import RunConfig
 from lrlab.formatting import num
+
+if TYPE_CHECKING:
+    from lrlab.sweeps import SweepSpec
+    from lrlab.training.tasks import Task
 
 EXAMPLES = """
 
@@ -125,6 +129,41 @@ class _Display:
         return f"  ETA {seconds / 60:.1f} min" if seconds >= 60 else f"  ETA {seconds:.0f} s"
 
 
+def _check_options(jobs: int, max_group: int | None, backend: str, gpus_per_run: float, address: str | None) -> None:
+    from lrlab.sweeps import BACKENDS
+
+    if jobs < 1:
+        bad_input(f"--jobs must be >= 1, got {jobs}")
+    if max_group is not None and max_group < 1:
+        bad_input(f"--max-group must be >= 1, got {max_group}")
+    if backend not in BACKENDS:
+        bad_input(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if gpus_per_run < 0:
+        bad_input(f"--gpus-per-run must be >= 0, got {gpus_per_run}")
+    if address is not None and backend != "ray":
+        bad_input("--address needs --backend ray")
+
+
+def _load(file: Path, backend: str, device: str) -> tuple[SweepSpec, Task, dict[str, str]]:
+    """The sweep file, its task (built once: the labels and every run use it) and a label
+    for each run; bad input in one line."""
+    from lrlab.sweeps import SweepSpecError, build_task, expand, load_sweep
+    from lrlab.training.resolve import resolve_device
+
+    try:
+        if backend == "local":
+            resolve_device(device)
+        elif device not in ("cpu", "cuda", "auto") and not device.startswith("cuda:"):
+            raise ValueError(f"device must be cpu, cuda or auto, got {device!r}")
+        spec = load_sweep(file)
+        task = build_task(spec)
+        return spec, task, {plan.id: _label(plan.config) for plan in expand(spec, task)}
+    except SweepSpecError as exc:
+        bad_input(str(exc))
+    except ValueError as exc:
+        bad_input(str(exc))
+
+
 def _label(config: RunConfig) -> str:
     return f"{config.optimizer} {config.schedule} lr={config.lr:g} seed={config.seed}"
 
@@ -152,31 +191,10 @@ def sweep(
     ),
     max_group: int | None = typer.Option(None, "--max-group", help="Most runs per vectorised group (32)."),
 ) -> None:
-    from lrlab.sweeps import BACKENDS, SweepSpecError, build_task, expand, load_sweep, run_sweep
-    from lrlab.training.resolve import resolve_device
+    from lrlab.sweeps import run_sweep
 
-    if jobs < 1:
-        bad_input(f"--jobs must be >= 1, got {jobs}")
-    if max_group is not None and max_group < 1:
-        bad_input(f"--max-group must be >= 1, got {max_group}")
-    if backend not in BACKENDS:
-        bad_input(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-    if gpus_per_run < 0:
-        bad_input(f"--gpus-per-run must be >= 0, got {gpus_per_run}")
-    if address is not None and backend != "ray":
-        bad_input("--address needs --backend ray")
-    try:
-        if backend == "local":
-            resolve_device(device)
-        elif device not in ("cpu", "cuda", "auto") and not device.startswith("cuda:"):
-            raise ValueError(f"device must be cpu, cuda or auto, got {device!r}")
-        spec = load_sweep(file)
-        task = build_task(spec)  # once: the labels and every run use this object
-        labels = {plan.id: _label(plan.config) for plan in expand(spec, task)}
-    except SweepSpecError as exc:
-        bad_input(str(exc))
-    except ValueError as exc:
-        bad_input(str(exc))
+    _check_options(jobs, max_group, backend, gpus_per_run, address)
+    spec, task, labels = _load(file, backend, device)
     store = open_store(db)
     display = _Display(labels, live=console.is_terminal and sys.stdout.isatty(), quiet=quiet)
     try:

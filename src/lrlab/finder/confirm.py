@@ -22,6 +22,8 @@ import torch
 from lrlab.finder import suggest
 from lrlab.finder._state import capture
 from lrlab.finder.batches import BatchReader, check_reiterable
+from lrlab.finder.stepper import Stepper, check_count
+from lrlab.torch_utils import cycle
 
 __all__ = ["ConfirmResult", "confirm_lrs"]
 
@@ -58,21 +60,15 @@ def confirm_lrs(
     """Train each of ``lrs`` for ``steps`` steps from the caller's state; score each on
     held-back batches after every step count in ``checkpoints`` (default: ``steps`` only).
     Model, optimizer and random generators are restored afterwards, as by ``find_lr``."""
-    from lrlab.finder.range import _Stepper
-
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"confirm steps must be an integer >= 1, got {steps!r}")
-    if isinstance(eval_batches, bool) or not isinstance(eval_batches, int) or eval_batches < 1:
-        raise ValueError(f"eval_batches must be an integer >= 1, got {eval_batches!r}")
-    marks = sorted({int(c) for c in (checkpoints or [steps])})
-    if not marks or marks[0] < 1 or marks[-1] != steps:
-        raise ValueError(f"checkpoints must be step counts from 1 up to steps ({steps}), got {checkpoints!r}")
+    check_count("confirm steps", steps, 1)
+    check_count("eval_batches", eval_batches, 1)
+    marks = _checkpoints(checkpoints, steps)
     candidates = [float(lr) for lr in lrs]
     if not candidates or not all(math.isfinite(lr) and lr > 0 for lr in candidates):
         raise ValueError(f"candidate LRs must be finite and > 0, got {candidates!r}")
     check_reiterable(train_loader, "train_loader")
     check_reiterable(val_loader, "val_loader")
-    stepper = _Stepper(model, optimizer, loss_fn, accumulation_steps, amp, reader)
+    stepper = Stepper(model, optimizer, loss_fn, accumulation_steps, amp, reader)
     loaders = [train_loader] + ([val_loader] if val_loader is not None else [])
     saved = capture(model, optimizer, loaders)
     started = time.perf_counter()
@@ -97,12 +93,18 @@ def confirm_lrs(
     )
 
 
+def _checkpoints(checkpoints: Sequence[int] | None, steps: int) -> list[int]:
+    """The step counts to score at, ascending, the last one ``steps``."""
+    marks = sorted({int(c) for c in (checkpoints or [steps])})
+    if not marks or marks[0] < 1 or marks[-1] != steps:
+        raise ValueError(f"checkpoints must be step counts from 1 up to steps ({steps}), got {checkpoints!r}")
+    return marks
+
+
 def _batches(
     train_loader: Iterable[Any], val_loader: Iterable[Any] | None, eval_batches: int, count: int
 ) -> tuple[list[Any], list[Any]]:
     """The held-back batches and the ``count`` training batches, read once and kept."""
-    from lrlab.torch_utils import cycle
-
     source: Iterator[Any] = cycle(train_loader)
     if val_loader is not None:
         held = list(itertools.islice(iter(val_loader), eval_batches))
@@ -113,7 +115,7 @@ def _batches(
     return held, list(itertools.islice(source, count))
 
 
-def _train(stepper: Any, batches: list[Any], held: list[Any], marks: list[int]) -> list[float]:
+def _train(stepper: Stepper, batches: list[Any], held: list[Any], marks: list[int]) -> list[float]:
     out: list[float] = []
     feed = iter(batches)
     done = 0

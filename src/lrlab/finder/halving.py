@@ -19,9 +19,9 @@ from typing import Any
 import torch
 
 from lrlab.finder import suggest
-from lrlab.finder._state import capture
+from lrlab.finder._state import TrainingState, capture
 from lrlab.finder.batches import BatchReader, check_reiterable
-from lrlab.finder.range import _Stepper
+from lrlab.finder.stepper import Stepper, check_count
 
 __all__ = ["HalvingResult", "halving_search"]
 
@@ -73,19 +73,9 @@ def halving_search(
     after each trial. Model, optimizer and random generators are restored afterwards, as
     by ``find_lr``.
     """
-    if not (math.isfinite(start_lr) and start_lr > 0):
-        raise ValueError(f"start_lr must be a finite number > 0, got {start_lr}")
-    if not (math.isfinite(min_lr) and 0 < min_lr <= start_lr):
-        raise ValueError(f"min_lr must be > 0 and <= start_lr ({start_lr}), got {min_lr}")
-    if not 0.0 < factor < 1.0:
-        raise ValueError(f"factor must be in (0, 1), got {factor}")
-    for name, value in (("subset_batches", subset_batches), ("passes", passes)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    if passes < 2:
-        raise ValueError(f"passes must be >= 2 to see a trend, got {passes}")
+    _check_search(start_lr, min_lr, factor, subset_batches, passes)
     check_reiterable(train_loader, "train_loader")
-    stepper = _Stepper(model, optimizer, loss_fn, accumulation_steps, amp, reader)
+    stepper = Stepper(model, optimizer, loss_fn, accumulation_steps, amp, reader)
     saved = capture(model, optimizer, [train_loader])
     started = time.perf_counter()
     trials: list[tuple[float, list[float]]] = []
@@ -93,25 +83,50 @@ def halving_search(
         subset = list(itertools.islice(iter(train_loader), subset_batches * accumulation_steps))
         if not subset:
             raise ValueError("train_loader yielded no batches")
-        lr = start_lr
-        while lr >= min_lr * (1 - 1e-12):
-            saved.restore()
-            model.train()
-            stepper.set_lr(lr)
-            pass_losses = _trial(stepper, subset, passes, len(subset) // accumulation_steps or 1)
+        lrs = _halvings(start_lr, min_lr, factor)
+        for lr in lrs:
+            pass_losses = _trial_from(saved, stepper, lr, subset, passes)
             trials.append((lr, pass_losses))
             if progress is not None:
                 progress(lr, pass_losses)
             if suggest.decreases_steadily(pass_losses, min_drop=min_drop):
                 break
-            lr *= factor
     finally:
         saved.restore()
     chosen = suggest.halving_pick(trials, min_drop=min_drop)
     return HalvingResult(lr=chosen, trials=trials, seconds=time.perf_counter() - started)
 
 
-def _trial(stepper: _Stepper, subset: list[Any], passes: int, steps_per_pass: int) -> list[float]:
+def _check_search(start_lr: float, min_lr: float, factor: float, subset_batches: int, passes: int) -> None:
+    if not (math.isfinite(start_lr) and start_lr > 0):
+        raise ValueError(f"start_lr must be a finite number > 0, got {start_lr}")
+    if not (math.isfinite(min_lr) and 0 < min_lr <= start_lr):
+        raise ValueError(f"min_lr must be > 0 and <= start_lr ({start_lr}), got {min_lr}")
+    if not 0.0 < factor < 1.0:
+        raise ValueError(f"factor must be in (0, 1), got {factor}")
+    check_count("subset_batches", subset_batches, 1)
+    check_count("passes", passes, 1)
+    if passes < 2:
+        raise ValueError(f"passes must be >= 2 to see a trend, got {passes}")
+
+
+def _halvings(start_lr: float, min_lr: float, factor: float) -> Iterator[float]:
+    """``start_lr``, ``start_lr * factor``, ... down to ``min_lr`` (give or take rounding)."""
+    lr = start_lr
+    while lr >= min_lr * (1 - 1e-12):
+        yield lr
+        lr *= factor
+
+
+def _trial_from(saved: TrainingState, stepper: Stepper, lr: float, subset: list[Any], passes: int) -> list[float]:
+    """A trial at ``lr`` from the state the search started from."""
+    saved.restore()
+    stepper.model.train()
+    stepper.set_lr(lr)
+    return _trial(stepper, subset, passes, len(subset) // stepper.accumulation_steps or 1)
+
+
+def _trial(stepper: Stepper, subset: list[Any], passes: int, steps_per_pass: int) -> list[float]:
     """The subset's loss before training and after each pass (eval mode, no gradients).
 
     Measured on the whole subset rather than averaged during the pass, so that an LR that

@@ -12,18 +12,21 @@ from __future__ import annotations
 import functools
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import nullcontext
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
 from lrlab.finder import suggest
-from lrlab.finder._state import capture
+from lrlab.finder._state import TrainingState, capture
 from lrlab.finder.batches import BatchReader, check_reiterable
+from lrlab.finder.confirm import confirm_lrs
+from lrlab.finder.halving import halving_search
 from lrlab.finder.result import FinderResult
-from lrlab.torch_utils import cycle, model_device
+from lrlab.finder.stepper import Stepper, check_count
+from lrlab.torch_utils import cycle
 
 __all__ = ["find_lr", "lr_at"]
 
@@ -48,107 +51,50 @@ def lr_at(iteration: int, num_iter: int, start_lr: float, end_lr: float, mode: s
     return start_lr + (end_lr - start_lr) * fraction
 
 
-def _check_arguments(
-    start_lr: float,
-    end_lr: float,
-    num_iter: int,
-    mode: str,
-    smooth: float,
-    diverge: float,
-    accumulation_steps: int,
-) -> None:
-    if not (math.isfinite(start_lr) and start_lr > 0):
-        raise ValueError(f"start_lr must be a finite number > 0, got {start_lr}")
-    if not (math.isfinite(end_lr) and end_lr > start_lr):
-        raise ValueError(f"end_lr must be finite and > start_lr ({start_lr}), got {end_lr}")
-    if isinstance(num_iter, bool) or not isinstance(num_iter, int) or num_iter < 2:
-        raise ValueError(f"num_iter must be an integer >= 2, got {num_iter!r}")
-    if mode not in ("exp", "linear"):
-        raise ValueError(f"mode must be 'exp' or 'linear', got {mode!r}")
-    if not 0.0 <= smooth < 1.0:
-        raise ValueError(f"smooth must be in [0, 1), got {smooth}")
-    if not (math.isfinite(diverge) and diverge > 1.0):
-        raise ValueError(f"diverge must be a finite number > 1, got {diverge}")
-    if (
-        isinstance(accumulation_steps, bool)
-        or not isinstance(accumulation_steps, int)
-        or accumulation_steps < 1
-    ):
-        raise ValueError(f"accumulation_steps must be an integer >= 1, got {accumulation_steps!r}")
+@dataclass(frozen=True)
+class _Ramp:
+    """A range test's LR ramp and its stopping rule: ``num_iter`` LRs from ``start_lr`` to
+    ``end_lr`` (``mode``: geometric ``exp`` or arithmetic ``linear``); the loss smoothed by
+    an EMA of weight ``smooth``; a stop once the smoothed loss exceeds ``diverge`` times its
+    best. A bad value raises ``ValueError`` naming it."""
+
+    start_lr: float
+    end_lr: float
+    num_iter: int
+    mode: str
+    smooth: float
+    diverge: float
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.start_lr) and self.start_lr > 0):
+            raise ValueError(f"start_lr must be a finite number > 0, got {self.start_lr}")
+        if not (math.isfinite(self.end_lr) and self.end_lr > self.start_lr):
+            raise ValueError(f"end_lr must be finite and > start_lr ({self.start_lr}), got {self.end_lr}")
+        check_count("num_iter", self.num_iter, 2)
+        if self.mode not in ("exp", "linear"):
+            raise ValueError(f"mode must be 'exp' or 'linear', got {self.mode!r}")
+        if not 0.0 <= self.smooth < 1.0:
+            raise ValueError(f"smooth must be in [0, 1), got {self.smooth}")
+        if not (math.isfinite(self.diverge) and self.diverge > 1.0):
+            raise ValueError(f"diverge must be a finite number > 1, got {self.diverge}")
+
+    def lr(self, iteration: int) -> float:
+        return lr_at(iteration, self.num_iter, self.start_lr, self.end_lr, self.mode)
 
 
-class _Stepper:
-    """One optimizer step over ``accumulation_steps`` batches, with or without CUDA AMP."""
+@dataclass(frozen=True)
+class _Trainee:
+    """What the searches beside the range test (halving, confirmation) train: the caller's
+    model and optimizer on its loaders, batches read as the range test reads them."""
 
-    def __init__(
-        self,
-        model: torch.nn.Module,
-        optimizer: torch.optim.Optimizer,
-        loss_fn: Callable[[Any, Any], torch.Tensor] | None,
-        accumulation_steps: int,
-        amp: bool,
-        reader: BatchReader | None = None,
-    ) -> None:
-        self.model, self.optimizer = model, optimizer
-        self.reader = reader if reader is not None else BatchReader(loss_fn)
-        self.accumulation_steps = accumulation_steps
-        self.device = model_device(model)
-        if amp and self.device.type != "cuda":
-            raise ValueError(f"amp=True needs the model on a CUDA device, it is on {self.device}")
-        self.amp = amp
-        self.scaler = torch.amp.GradScaler("cuda") if amp else None
-
-    def autocast(self) -> Any:
-        return torch.autocast("cuda", dtype=torch.float16) if self.amp else nullcontext()
-
-    def set_lr(self, lr: float) -> None:
-        for group in self.optimizer.param_groups:
-            value = lr * group.get("lr_mult", 1.0)
-            if isinstance(group["lr"], torch.Tensor):
-                group["lr"].fill_(value)  # a tensor LR stays a tensor (capturable / fused optimizers)
-            else:
-                group["lr"] = value
-
-    def step(self, batches: Iterator[Any]) -> float:
-        """Train one step; return the mean loss, NaN (and no step taken) if any is not finite."""
-        self.optimizer.zero_grad(set_to_none=True)
-        total, finite = 0.0, True
-        for _ in range(self.accumulation_steps):
-            with self.autocast():
-                loss, _ = self.reader.loss(self.model, next(batches), self.device)
-            value = float(loss.detach())
-            if not math.isfinite(value):
-                finite = False
-                break
-            total += value
-            scaled = loss / self.accumulation_steps
-            (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
-        if not finite:
-            self.optimizer.zero_grad(set_to_none=True)
-            return math.nan
-        if self.scaler is not None:
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
-            self.optimizer.step()
-        return total / self.accumulation_steps
-
-    @torch.no_grad()
-    def evaluate(self, loader: Iterable[Any]) -> float:
-        """Mean loss over ``loader`` in eval mode (weighted by batch size where known)."""
-        self.model.eval()
-        total, weight = 0.0, 0.0
-        try:
-            for batch in loader:
-                with self.autocast():
-                    loss, size = self.reader.loss(self.model, batch, self.device)
-                total += float(loss) * size
-                weight += size
-        finally:
-            self.model.train()
-        if weight == 0:
-            raise ValueError("val_loader yielded no batches")
-        return total / weight
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    loss_fn: Callable[[Any, Any], torch.Tensor] | None
+    train_loader: Iterable[Any]
+    val_loader: Iterable[Any] | None
+    reader: BatchReader
+    accumulation_steps: int
+    amp: bool
 
 
 # Losses that measure a distance between outputs and real-valued targets.
@@ -276,30 +222,24 @@ def find_lr(
         >>> 1e-3 < result.lr < 1.0, result.problem
         (True, None)
     """
-    _check_arguments(start_lr, end_lr, num_iter, mode, smooth, diverge, accumulation_steps)
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-        raise ValueError(f"repeats must be an integer >= 1 (range tests to average), got {repeats!r}")
+    ramp = _Ramp(start_lr, end_lr, num_iter, mode, smooth, diverge)
+    check_count("accumulation_steps", accumulation_steps, 1)
+    check_count("repeats", repeats, 1, "range tests to average")
     confirm_steps = suggest.DEFAULT_CONFIRM_STEPS if confirm is None else confirm
-    if isinstance(confirm_steps, bool) or not isinstance(confirm_steps, int) or confirm_steps < 0:
-        raise ValueError(f"confirm must be an integer >= 0 (steps per candidate; 0 turns it off), got {confirm!r}")
+    check_count("confirm", confirm_steps, 0, "steps per candidate; 0 turns it off")
     check_reiterable(train_loader, "train_loader")
     check_reiterable(val_loader, "val_loader")
     reader = BatchReader(loss_fn, batch_fn, inputs, targets)
-    stepper = _Stepper(model, optimizer, loss_fn, accumulation_steps, amp, reader)
-    sgd = is_sgd_family(optimizer)
-    if regression is None:
-        regression = is_regression_loss(loss_fn)
-    elif not isinstance(regression, bool):
-        raise ValueError(f"regression must be True, False or None (recognise the loss), got {regression!r}")
-    loaders = [train_loader] + ([val_loader] if val_loader is not None else [])
-    saved = capture(model, optimizer, loaders)
+    stepper = Stepper(model, optimizer, loss_fn, accumulation_steps, amp, reader)
+    regression = _is_regression(regression, loss_fn)
+    trainee = _Trainee(model, optimizer, loss_fn, train_loader, val_loader, reader, accumulation_steps, amp)
+    saved = capture(model, optimizer, [train_loader] + ([val_loader] if val_loader is not None else []))
     started = time.perf_counter()
-    tests = []
-    for k in range(repeats):
-        offset = k * num_iter
-        step_progress = None if progress is None else _shifted(progress, offset, num_iter * repeats)
-        tests.append(_range_test(stepper, saved, train_loader, val_loader, start_lr, end_lr, num_iter, mode,
-                                 smooth, diverge, step_progress, skip=offset * accumulation_steps))  # fmt: skip
+    tests = [
+        _range_test(stepper, saved, train_loader, val_loader, ramp, _shifted(progress, k * num_iter, num_iter * repeats),
+                    skip=k * num_iter * accumulation_steps)
+        for k in range(repeats)
+    ]  # fmt: skip
     lrs, loss_array, diverged = _mean_curve(tests)
     lr_array = np.asarray(lrs, dtype=np.float64)
     smoothed_array = suggest.smooth_losses(loss_array, smooth)
@@ -322,38 +262,14 @@ def find_lr(
     if repeats > 1:
         config["repeat_losses"] = [[v if math.isfinite(v) else None for v in t[1]] for t in tests]
     if halving:
-        from lrlab.finder.halving import halving_search
-
-        searched = halving_search(
-            model,
-            optimizer,
-            loss_fn,
-            train_loader,
-            start_lr=end_lr,
-            min_lr=start_lr,
-            accumulation_steps=accumulation_steps,
-            amp=amp,
-            reader=reader,
-        )
-        if searched.lr is not None:
-            suggestions["halving"] = searched.lr
-        config["halving_trials"] = [[lr, list(p)] for lr, p in searched.trials]
+        _halving(trainee, ramp, suggestions, config)
+    sgd = is_sgd_family(optimizer)
     verdict = suggest.read_curve(lr_array, smoothed_array, diverged=diverged, sgd=sgd, end_lr=end_lr)
-    if verdict.fallback is not None:
-        rule, lr, reason = verdict.fallback
-    else:
-        rule, lr, reason = _recommend(suggestions, diverged_early=diverged and len(lrs) < 10, sgd=sgd,
-                                      regression=regression)  # fmt: skip
-    if verdict.note:
-        reason = f"{reason}; {verdict.note}"
-    untested = suggest.optimizer_note(type(optimizer).__name__)
-    if untested and verdict.problem is None:
-        reason = f"{reason}; {untested}"
+    rule, lr, reason = _decision(verdict, suggestions, diverged and len(lrs) < 10, sgd, regression,
+                                 type(optimizer).__name__)  # fmt: skip
     if confirm_steps and verdict.problem is None and math.isfinite(lr):
-        rule, lr, reason = _confirm(
-            model, optimizer, loss_fn, train_loader, val_loader, reader, accumulation_steps, amp,
-            verdict.minimum, sgd, confirm_steps, suggestions, config, (rule, lr, reason),
-        )  # fmt: skip
+        rule, lr, reason = _confirm(trainee, verdict.minimum, sgd, confirm_steps, suggestions, config,
+                                    (rule, lr, reason))  # fmt: skip
     return FinderResult(
         lrs=lr_array,
         losses=loss_array,
@@ -370,17 +286,56 @@ def find_lr(
     )
 
 
+def _is_regression(regression: bool | None, loss_fn: Any) -> bool:
+    """``regression`` as given, or, for None, whether ``loss_fn`` is a regression loss."""
+    if regression is None:
+        return is_regression_loss(loss_fn)
+    if not isinstance(regression, bool):
+        raise ValueError(f"regression must be True, False or None (recognise the loss), got {regression!r}")
+    return regression
+
+
+def _decision(
+    verdict: suggest.CurveVerdict,
+    suggestions: dict[str, float],
+    diverged_early: bool,
+    sgd: bool,
+    regression: bool,
+    optimizer_name: str,
+) -> tuple[str | None, float, str]:
+    """The rule, LR and reason the curve gives: the curve's own fallback where it cannot
+    tell, else the optimizer family's default rule; with the curve's note, and a word on an
+    optimizer the rules were not fitted on."""
+    if verdict.fallback is not None:
+        rule, lr, reason = verdict.fallback
+    else:
+        rule, lr, reason = _recommend(suggestions, diverged_early=diverged_early, sgd=sgd, regression=regression)
+    if verdict.note:
+        reason = f"{reason}; {verdict.note}"
+    untested = suggest.optimizer_note(optimizer_name)
+    if untested and verdict.problem is None:
+        reason = f"{reason}; {untested}"
+    return rule, lr, reason
+
+
+def _halving(trainee: _Trainee, ramp: _Ramp, suggestions: dict[str, float], config: dict[str, Any]) -> None:
+    """The article's halving search from ``end_lr`` down to ``start_lr``: its LR becomes the
+    ``"halving"`` suggestion and its trials go into ``config``."""
+    searched = halving_search(
+        trainee.model, trainee.optimizer, trainee.loss_fn, trainee.train_loader, start_lr=ramp.end_lr,
+        min_lr=ramp.start_lr, accumulation_steps=trainee.accumulation_steps, amp=trainee.amp, reader=trainee.reader,
+    )  # fmt: skip
+    if searched.lr is not None:
+        suggestions["halving"] = searched.lr
+    config["halving_trials"] = [[lr, list(p)] for lr, p in searched.trials]
+
+
 def _range_test(
-    stepper: _Stepper,
-    saved: Any,
+    stepper: Stepper,
+    saved: TrainingState,
     train_loader: Iterable[Any],
     val_loader: Iterable[Any] | None,
-    start_lr: float,
-    end_lr: float,
-    num_iter: int,
-    mode: str,
-    smooth: float,
-    diverge: float,
+    ramp: _Ramp,
     progress: Progress | None,
     *,
     skip: int = 0,
@@ -394,9 +349,10 @@ def _range_test(
         for _ in range(skip):  # a repeat starts on batches the earlier tests did not see
             next(batches)
         best, average, count, nonfinite_run = math.inf, 0.0, 0, 0
+        smooth = ramp.smooth
         beta = 1.0 - smooth
-        for iteration in range(num_iter):
-            lr = lr_at(iteration, num_iter, start_lr, end_lr, mode)
+        for iteration in range(ramp.num_iter):
+            lr = ramp.lr(iteration)
             stepper.set_lr(lr)
             loss = stepper.step(batches)
             if val_loader is not None and math.isfinite(loss):
@@ -404,7 +360,7 @@ def _range_test(
             lrs.append(lr)
             losses.append(loss)
             if progress is not None:
-                progress(iteration, num_iter, lr, loss)
+                progress(iteration, ramp.num_iter, lr, loss)
             if not math.isfinite(loss):
                 nonfinite_run += 1
                 if nonfinite_run >= _MAX_NONFINITE_IN_A_ROW:
@@ -416,7 +372,7 @@ def _range_test(
             average = beta * average + smooth * loss
             smoothed = loss if smooth == 0.0 else average / (1.0 - beta**count)
             best = min(best, smoothed)
-            if smoothed > diverge * best:
+            if smoothed > ramp.diverge * best:
                 diverged = True
                 break
     finally:
@@ -424,7 +380,11 @@ def _range_test(
     return lrs, losses, diverged
 
 
-def _shifted(progress: Progress, offset: int, total: int) -> Progress:
+def _shifted(progress: Progress | None, offset: int, total: int) -> Progress | None:
+    """``progress`` counting the iterations of every repeat as one run of ``total``."""
+    if progress is None:
+        return None
+
     def report(iteration: int, _num_iter: int, lr: float, loss: float) -> None:
         progress(offset + iteration, total, lr, loss)
 
@@ -445,14 +405,7 @@ def _mean_curve(tests: list[tuple[list[float], list[float], bool]]) -> tuple[lis
 
 
 def _confirm(
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    loss_fn: Any,
-    train_loader: Iterable[Any],
-    val_loader: Iterable[Any] | None,
-    reader: BatchReader,
-    accumulation_steps: int,
-    amp: bool,
+    trainee: _Trainee,
     minimum: float,
     sgd: bool,
     steps: int,
@@ -460,12 +413,11 @@ def _confirm(
     config: dict[str, Any],
     fallback: tuple[str | None, float, str],
 ) -> tuple[str | None, float, str]:
-    from lrlab.finder.confirm import confirm_lrs
-
     candidates = suggest.confirm_candidates(minimum, sgd)
     checked = confirm_lrs(
-        model, optimizer, loss_fn, train_loader, candidates, steps=steps, val_loader=val_loader,
-        accumulation_steps=accumulation_steps, amp=amp, reader=reader,
+        trainee.model, trainee.optimizer, trainee.loss_fn, trainee.train_loader, candidates, steps=steps,
+        val_loader=trainee.val_loader, accumulation_steps=trainee.accumulation_steps, amp=trainee.amp,
+        reader=trainee.reader,
     )  # fmt: skip
     config["confirmation"] = {
         "lrs": checked.lrs,

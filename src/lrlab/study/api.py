@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from lrlab.study.run import StudyResult
     from lrlab.training.tasks import Task
 
-__all__ = ["UserStudy", "study", "user_task"]
+__all__ = ["TASK_KEYWORDS", "UserStudy", "study", "user_task"]
 
 DEFAULT_EPOCHS = 10
 DEFAULT_BATCH_SIZE = 32
@@ -170,52 +170,69 @@ def study(
     return UserStudy(result, task, path)
 
 
-def user_task(
-    model_fn: Callable[[], nn.Module],
-    train: Any,
-    val: Any,
-    *,
-    loss_fn: Callable[..., Any] | None = None,
-    metrics: dict[str, Callable[..., Any]] | None = None,
-    objective: str | None = None,
-    higher_is_better: bool | None = None,
-    kind: str | None = None,
-    name: str | None = None,
-    epochs: int | None = None,
-    batch_size: int | None = None,
-) -> Task:
-    """The :class:`~lrlab.training.tasks.Task` :func:`study` trains (same arguments)."""
-    from torch.utils.data import DataLoader, Dataset
+def user_task(model_fn: Callable[[], nn.Module], train: Any, val: Any, **options: Any) -> Task:
+    """The :class:`~lrlab.training.tasks.Task` :func:`study` trains: the same ``model_fn``,
+    ``train`` and ``val``, and :func:`study`'s keywords that describe the task
+    (``TASK_KEYWORDS``: ``loss_fn``, ``metrics``, ``objective``, ``higher_is_better``,
+    ``kind``, ``name``, ``epochs``, ``batch_size``)."""
+    from lrlab.study.run import check_whole_number
+    from lrlab.training.tasks import TensorPairs
 
-    from lrlab.training.tasks import Task, TensorPairs
-
+    unknown = sorted(set(options) - set(TASK_KEYWORDS))
+    if unknown:
+        raise TypeError(f"user_task() got unexpected keyword arguments: {', '.join(unknown)}")
     if not callable(model_fn):
         raise ValueError(f"model_fn must be a function returning a fresh torch module, got {model_fn!r}")
+    name = _task_name(model_fn, options.get("name"))
+    for label in ("epochs", "batch_size"):
+        check_whole_number(label, options.get(label))
+    data = [_dataset_or_loader(label, value, TensorPairs) for label, value in (("train", train), ("val", val))]
+    kind = options.get("kind") or _infer_kind(data[0])
+    custom = {k: options[k] for k in _CUSTOM if options.get(k) is not None}
+    return _build(name, kind, model_fn, data, options.get("epochs") or DEFAULT_EPOCHS, options.get("batch_size"),
+                  custom)  # fmt: skip
+
+
+# study()'s keywords that describe the task, and those of them that make a custom task.
+TASK_KEYWORDS = ("loss_fn", "metrics", "objective", "higher_is_better", "kind", "name", "epochs", "batch_size")
+_CUSTOM = ("loss_fn", "metrics", "objective", "higher_is_better")
+
+
+def _task_name(model_fn: Callable[..., Any], name: str | None) -> str:
+    """``name``, or ``model_fn``'s (``my_net`` -> ``my-net``; a lambda: ``model``)."""
     if name is None:
         name = getattr(model_fn, "__name__", "") or "model"
         name = "model" if name.startswith("<") else name.replace("_", "-")
     if not isinstance(name, str) or not name or ":" in name:
         raise ValueError(f"name must be a plain name (no ':'), got {name!r}")
-    for label, value in (("epochs", epochs), ("batch_size", batch_size)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise ValueError(f"{label} must be a whole number >= 1, got {value!r}")
-    data = [_dataset_or_loader(label, value, TensorPairs) for label, value in (("train", train), ("val", val))]
-    kind = kind or _infer_kind(data[0])
-    custom = {"loss_fn": loss_fn, "metrics": metrics, "objective": objective, "higher_is_better": higher_is_better}
-    custom = {k: v for k, v in custom.items() if v is not None}
+    return name
+
+
+def _build(
+    name: str,
+    kind: str,
+    model_fn: Callable[[], nn.Module],
+    data: list[Any],
+    epochs: int,
+    batch_size: int | None,
+    custom: dict[str, Any],
+) -> Task:
+    """The task on two loaders (their collation kept), else on the datasets of ``data``
+    (a loader's batch size the default one)."""
+    from torch.utils.data import DataLoader, Dataset
+
+    from lrlab.training.tasks import Task
+
     if all(isinstance(d, DataLoader) for d in data):
-        task = Task.from_loaders(name, model_fn, data[0], data[1], kind=kind, epochs=epochs or DEFAULT_EPOCHS,
-                                 **custom)  # fmt: skip
-        if batch_size is not None:
-            task.default_batch_size = batch_size
+        task = Task.from_loaders(name, model_fn, data[0], data[1], kind=kind, epochs=epochs, **custom)
+        task.default_batch_size = batch_size or task.default_batch_size
         return task
     train_data, val_data = (d.dataset if isinstance(d, DataLoader) else d for d in data)
-    size = batch_size or next((d.batch_size for d in data if isinstance(d, DataLoader) and d.batch_size), None)
     for label, d in (("train", train_data), ("val", val_data)):
         if not isinstance(d, Dataset) and not hasattr(d, "__getitem__"):
             raise ValueError(f"{label} must be a Dataset, a DataLoader or (inputs, targets) tensors")
-    return Task(name, kind, epochs or DEFAULT_EPOCHS, size or DEFAULT_BATCH_SIZE, model_fn, train_data, val_data,
-                **custom)  # fmt: skip
+    size = batch_size or next((d.batch_size for d in data if isinstance(d, DataLoader) and d.batch_size), None)
+    return Task(name, kind, epochs, size or DEFAULT_BATCH_SIZE, model_fn, train_data, val_data, **custom)
 
 
 def _dataset_or_loader(label: str, value: Any, pairs: type) -> Any:

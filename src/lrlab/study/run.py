@@ -33,6 +33,7 @@ __all__ = [
     "StudyFiles",
     "StudyResult",
     "anchor_lr",
+    "check_whole_number",
     "promote",
     "run_study",
     "save_verdict",
@@ -307,9 +308,14 @@ def _check_arguments(
     specs = [resolve_optimizer(o) for o in optimizers]
     for spec in specs:
         parse_optimizer(spec)  # a bad name fails before any training
-    if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
-        raise ValueError(f"epochs must be a whole number >= 1, got {epochs!r}")
+    check_whole_number("epochs", epochs)
     return BUDGETS[budget], specs, out_dir
+
+
+def check_whole_number(label: str, value: Any) -> None:
+    """``ValueError`` unless ``value`` is None or a whole number >= 1 (not a bool)."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ValueError(f"{label} must be a whole number >= 1, got {value!r}")
 
 
 def study_task(task: str | Task) -> tuple[str, Task]:

@@ -166,16 +166,15 @@ class Task:
                     f"(output, target) -> value, got {key!r}: {fn!r}"
                 )
         if self.objective_metric is not None:
-            if self.objective_metric not in self.metric_names:
-                raise ValueError(
-                    f"objective {self.objective_metric!r} is not a metric of task {self.name!r} "
-                    f"(it has: {', '.join(self.metric_names)})"
-                )
-            if self.higher_is_better is None and self.objective_metric not in _HIGHER_IS_BETTER:
-                raise ValueError(
-                    f"objective {self.objective_metric!r}: say which way is better "
-                    "(higher_is_better=True or False)"
-                )
+            self._check_objective(self.objective_metric)
+
+    def _check_objective(self, metric: str) -> None:
+        if metric not in self.metric_names:
+            raise ValueError(
+                f"objective {metric!r} is not a metric of task {self.name!r} (it has: {', '.join(self.metric_names)})"
+            )
+        if self.higher_is_better is None and metric not in _HIGHER_IS_BETTER:
+            raise ValueError(f"objective {metric!r}: say which way is better (higher_is_better=True or False)")
 
     @property
     def metric_names(self) -> tuple[str, ...]:
