@@ -83,12 +83,7 @@ def stuck_runs(
     to get anywhere in this budget). Without a family to compare with, a run that first
     made progress (loss 10% or more below its start) and then stalled is ``stuck``.
     """
-    candidates = [
-        (cfg, run, steps[run.id])
-        for cfg in configs
-        for run in cfg.runs
-        if run.id in steps and not is_diverged(run) and run.status != "failed"
-    ]
+    candidates = _candidates(configs, steps)
     first_pass = [(cfg, run, stuck_check(s)) for cfg, run, s in candidates]
     levels = [c.loss_level for _cfg, _run, c in first_pass if c is not None]
     best = min(levels) if len(levels) > 1 else None
@@ -101,25 +96,48 @@ def stuck_runs(
             rising.append((cfg, run, check))
         if check is None or not check.stuck:
             continue
-        ok = np.isfinite(series.loss)
-        start = float(np.median(series.loss[ok][: max(4, int(ok.sum()) // 20)]))
-        progress = 1 - check.loss_level / start if start else 0.0
-        best_lr = family_best.get(family_key(cfg))
-        if best_lr is not None and cfg.lr is not None and cfg.lr != best_lr:
-            slow = cfg.lr < best_lr
-        else:
-            slow = progress < 0.1
+        progress = _progress(series, check)
+        slow = _is_slow(cfg, family_best.get(family_key(cfg)), progress)
         flagged.setdefault((cfg.key, slow), []).append((cfg, run, check, progress))
-    findings = []
-    for (_key, slow), items in flagged.items():
-        cfg = items[0][0]
-        best_lr = family_best.get(family_key(cfg))
-        findings.append(_stuck_finding(cfg, items, slow, best, best_lr))
+    findings = [
+        _stuck_finding(items[0][0], items, slow, best, family_best.get(family_key(items[0][0])))
+        for (_key, slow), items in flagged.items()
+    ]
+    return findings + _rising_findings(rising)
+
+
+def _rising_findings(rising: Sequence[tuple[Configuration, RunRecord, StuckCheck]]) -> list[Finding]:
+    """One "unstable" finding per configuration with rising runs."""
     by_config: dict[Any, list[tuple[Configuration, RunRecord, StuckCheck]]] = {}
     for item in rising:
         by_config.setdefault(item[0].key, []).append(item)
-    findings += [_rising_finding(items) for items in by_config.values()]
-    return findings
+    return [_rising_finding(items) for items in by_config.values()]
+
+
+def _candidates(
+    configs: Sequence[Configuration], steps: Mapping[str, StepSeries]
+) -> list[tuple[Configuration, RunRecord, StepSeries]]:
+    """The runs with recorded steps that neither diverged nor failed."""
+    return [
+        (cfg, run, steps[run.id])
+        for cfg in configs
+        for run in cfg.runs
+        if run.id in steps and not is_diverged(run) and run.status != "failed"
+    ]
+
+
+def _progress(series: StepSeries, check: StuckCheck) -> float:
+    """How far below its start (the median of its first 5% of finite steps) the loss sits."""
+    ok = np.isfinite(series.loss)
+    start = float(np.median(series.loss[ok][: max(4, int(ok.sum()) // 20)]))
+    return 1 - check.loss_level / start if start else 0.0
+
+
+def _is_slow(cfg: Configuration, best_lr: float | None, progress: float) -> bool:
+    """Below its family's best LR (or, with no other LR to compare, with under 10% progress)."""
+    if best_lr is not None and cfg.lr is not None and cfg.lr != best_lr:
+        return cfg.lr < best_lr
+    return progress < 0.1
 
 
 def _rising_finding(items: list[tuple[Configuration, RunRecord, StuckCheck]]) -> Finding:

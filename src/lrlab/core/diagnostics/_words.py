@@ -77,35 +77,41 @@ def describe_runs(
     by_opt: dict[str, list[Configuration]] = {}
     for cfg in configs:
         by_opt.setdefault(str(cfg.config.optimizer), []).append(cfg)
-    groups: list[tuple[int, str]] = []
-    for opt, members in by_opt.items():
-        runs = [(r, peaks[c.key]) for c in members for r in c.runs]
-        count = sum(1 for r, _lr in runs if r.id in concerned)
-        if not count:
-            continue
-        words, exact = _group_words(runs, concerned, f"{opt} run", f"{opt} runs")
-        if exact:
-            groups.append((count, words))
-            continue
-        families: dict[str, list[tuple[RunRecord, float]]] = {}
-        for cfg in members:
-            families.setdefault(family_in_words(cfg.config.schedule), []).extend(
-                (r, peaks[cfg.key]) for r in cfg.runs
-            )
-        for family, fruns in families.items():
-            fcount = sum(1 for r, _lr in fruns if r.id in concerned)
-            if fcount:
-                words, _exact = _group_words(
-                    fruns, concerned, f"{family} run of {opt}", f"{family} runs of {opt}"
-                )
-                groups.append((fcount, words))
+    groups = [g for opt, members in by_opt.items() for g in _optimizer_groups(opt, members, peaks, concerned)]
     groups.sort(key=lambda g: -g[0])
+    return _joined(groups, max_groups)
+
+
+def _optimizer_groups(
+    opt: str, members: Sequence[Configuration], peaks: Mapping[str, float], concerned: set[str]
+) -> list[tuple[int, str]]:
+    """``(count, words)`` for the concerned runs of one optimizer: the optimizer at once when
+    the words describe its runs exactly, else one group per schedule family."""
+    runs = [(r, peaks[c.key]) for c in members for r in c.runs]
+    count = sum(1 for r, _lr in runs if r.id in concerned)
+    if not count:
+        return []
+    words, exact = _group_words(runs, concerned, f"{opt} run", f"{opt} runs")
+    if exact:
+        return [(count, words)]
+    families: dict[str, list[tuple[RunRecord, float]]] = {}
+    for cfg in members:
+        families.setdefault(family_in_words(cfg.config.schedule), []).extend((r, peaks[cfg.key]) for r in cfg.runs)
+    groups = []
+    for family, fruns in families.items():
+        fcount = sum(1 for r, _lr in fruns if r.id in concerned)
+        if fcount:
+            words, _exact = _group_words(fruns, concerned, f"{family} run of {opt}", f"{family} runs of {opt}")
+            groups.append((fcount, words))
+    return groups
+
+
+def _joined(groups: Sequence[tuple[int, str]], max_groups: int) -> str:
+    """The ``max_groups`` first groups' words, the others counted, joined with commas and "and"."""
     named = [words for _n, words in groups[:max_groups]]
     left = groups[max_groups:]
     if left:
-        named.append(
-            f"{_plural(sum(n for n, _w in left), 'more run')} in {_plural(len(left), 'other group')}"
-        )
+        named.append(f"{_plural(sum(n for n, _w in left), 'more run')} in {_plural(len(left), 'other group')}")
     if len(named) > 1:
         return ", ".join(named[:-1]) + " and " + named[-1]
     return named[0] if named else "no run"
