@@ -7,6 +7,12 @@ loss above ``divergence_factor`` times the first step's loss, stops the run and 
 ``diverged`` at that step. The same config and seed give the same numbers on CPU: the run
 trains with its resolved thread count, whatever else runs beside it.
 
+The LR recorded for a step is the one the step uses (:func:`~lrlab.optim.lr_free.step_lrs`):
+for Prodigy and D-Adaptation their estimate ``d * lr``, not the multiplier ``lr``. A
+schedule-free optimizer gets its contract (:mod:`lrlab.optim.lr_free`): ``train()`` before
+each epoch's steps, ``eval()`` before every evaluation and when the run stops, and
+BatchNorm statistics recomputed at its evaluation point before evaluating.
+
 The run is a :class:`~lrlab.core.records.RunConfig`; :func:`~lrlab.training.resolve.resolve`
 decides its defaults once.
 """
@@ -24,6 +30,15 @@ import torch
 
 from lrlab.core.records import EpochRecord, RunConfig, RunRecord, RunStatus
 from lrlab.optim.grammar import make_optimizer
+from lrlab.optim.lr_free import (
+    BN_RECOMPUTE_BATCHES,
+    eval_mode,
+    has_batchnorm,
+    is_schedule_free,
+    recompute_batchnorm,
+    step_lrs,
+    train_mode,
+)
 from lrlab.store.sqlite import ClaimLost, Store
 from lrlab.torch import LRScheduler, group_momentum
 from lrlab.torch_utils import torch_threads
@@ -155,6 +170,13 @@ def _epochs(
     optimizer = make_optimizer(run.config.optimizer, params, run.config.lr)
     scheduler = LRScheduler(optimizer, run.schedule, momentum=run.momentum)
     extras["param_groups"] = len(optimizer.param_groups)
+    # BatchNorm statistics of a schedule-free run are recomputed on a loader of their own,
+    # so that the training batches keep their order.
+    bn_batches = (
+        task.train_loader(run.batch_size, run.data_seed)
+        if is_schedule_free(optimizer) and has_batchnorm(model)
+        else None
+    )
     params = [p for group in optimizer.param_groups for p in group["params"]]
     report = progress or (lambda _event: None)
     report(RunProgress("start", run_id, 0, epochs, 0, total_steps))
@@ -168,6 +190,7 @@ def _epochs(
         for epoch in range(1, epochs + 1):
             if unfreezer is not None:
                 unfreezer.on_epoch_start(epoch)
+            train_mode(optimizer)
             loss_sum, loss_count = 0.0, 0
             for inputs, targets in run.train_loader:
                 if on_accelerator:
@@ -175,11 +198,11 @@ def _epochs(
                         inputs.to(device, non_blocking=True),
                         targets.to(device, non_blocking=True),
                     )
-                lrs = [group["lr"] for group in groups]
                 momentum_now = group_momentum(groups[0]) if has_momentum else None
                 optimizer.zero_grad(set_to_none=True)
                 loss_tensor = task.loss_fn(model(inputs), targets)
                 loss_tensor.backward()
+                lrs = step_lrs(optimizer)  # after backward: DAdaptSGD's first step scales by |g0|
                 loss = loss_tensor.item()
                 grads = [p.grad for p in params if p.grad is not None]
                 recorder.step(step, epoch, lrs, momentum_now, loss, torch._foreach_norm(grads) if grads else ())
@@ -200,6 +223,9 @@ def _epochs(
                 ):
                     last_report = time.monotonic()
                     report(RunProgress("step", run_id, epoch, epochs, step, total_steps, loss=loss))
+            eval_mode(optimizer)
+            if bn_batches is not None:
+                recompute_batchnorm(model, optimizer, bn_batches, BN_RECOMPUTE_BATCHES, device=device)
             metrics = task.evaluate(model, run.val_loader)
             train_loss = loss_sum / loss_count if loss_count else None
             recorder.epoch(
@@ -213,5 +239,6 @@ def _epochs(
             if val_loss is not None and not math.isfinite(val_loss):
                 return RunStatus.DIVERGED, f"non-finite validation loss after epoch {epoch}", step
     finally:
+        eval_mode(optimizer)  # a run ends with a schedule-free model at its evaluation point
         recorder.flush()
     return RunStatus.DONE, None, None
