@@ -21,16 +21,17 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import torch
-from torch.optim import Optimizer
+
+from lrlab.optim._base import PerParameterOptimizer
 
 __all__ = ["AdaGradMean"]
 
 
-class AdaGradMean(Optimizer):
+class AdaGradMean(PerParameterOptimizer):
     """AdaGrad with the root-mean-square denominator of the lecture (see the module doc).
 
     Args:
@@ -48,22 +49,12 @@ class AdaGradMean(Optimizer):
             raise ValueError(f"eps must be >= 0, got {eps!r}")
         super().__init__(params, {"lr": lr, "eps": eps})
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            for param in group["params"]:
-                if param.grad is None:
-                    continue
-                state = self.state[param]
-                if not state:
-                    state["step"] = torch.tensor(0.0)
-                    state["sum"] = torch.zeros_like(param, memory_format=torch.preserve_format)
-                state["step"] += 1
-                state["sum"].addcmul_(param.grad, param.grad)
-                sigma = (state["sum"] / state["step"]).sqrt_().add_(group["eps"])
-                param.addcdiv_(param.grad, sigma, value=-group["lr"])
-        return loss
+    def _update(self, param: torch.Tensor, group: dict[str, Any]) -> None:
+        state = self.state[param]
+        if not state:
+            state["step"] = torch.tensor(0.0)
+            state["sum"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+        state["step"] += 1
+        state["sum"].addcmul_(param.grad, param.grad)
+        sigma = (state["sum"] / state["step"]).sqrt_().add_(group["eps"])
+        param.addcdiv_(param.grad, sigma, value=-group["lr"])

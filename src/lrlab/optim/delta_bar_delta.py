@@ -29,16 +29,17 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import torch
-from torch.optim import Optimizer
+
+from lrlab.optim._base import PerParameterOptimizer
 
 __all__ = ["DeltaBarDelta"]
 
 
-class DeltaBarDelta(Optimizer):
+class DeltaBarDelta(PerParameterOptimizer):
     """Jacobs' delta-bar-delta as a ``torch.optim.Optimizer``.
 
     Args:
@@ -90,23 +91,10 @@ class DeltaBarDelta(Optimizer):
         }
         super().__init__(params, defaults)
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            for param in group["params"]:
-                if param.grad is None:
-                    continue
-                if param.grad.is_sparse:
-                    raise RuntimeError("DeltaBarDelta does not support sparse gradients")
-                self._update(param, group)
-        return loss
-
     def _update(self, param: torch.Tensor, group: dict[str, Any]) -> None:
         grad = param.grad
+        if grad.is_sparse:
+            raise RuntimeError("DeltaBarDelta does not support sparse gradients")
         if group["weight_decay"]:
             grad = grad.add(param, alpha=group["weight_decay"])
         state = self.state[param]
