@@ -23,10 +23,25 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from lrlab.core.records import DEFAULT_DIVERGENCE_FACTOR
-from lrlab.sweeps.spec import MAX_BATCH_SIZE, MAX_EPOCHS, _format_errors, read_toml
+from lrlab.sweeps.spec import (
+    MAX_BATCH_SIZE,
+    MAX_EPOCHS,
+    _format_errors,
+    check_optimizer,
+    check_task,
+    read_toml,
+)
 from lrlab.tune.space import Space, SpaceError, parse_space
 
 __all__ = ["METHODS", "PRUNERS", "SAMPLERS", "TuneSpec", "TuneSpecError", "load_tune"]
@@ -34,6 +49,7 @@ __all__ = ["METHODS", "PRUNERS", "SAMPLERS", "TuneSpec", "TuneSpecError", "load_
 SAMPLERS = ("tpe", "random")
 PRUNERS = ("hyperband", "halving", "none")
 METHODS = ("optuna", "pbt")
+_CHOICES = {"method": METHODS, "sampler": SAMPLERS, "pruner": PRUNERS}
 MAX_TRIALS = 10_000
 
 
@@ -56,8 +72,6 @@ class Pbt(BaseModel):
     @field_validator("optimizer")
     @classmethod
     def _optimizer(cls, value: str) -> str:
-        from lrlab.sweeps.spec import check_optimizer
-
         check_optimizer(value)
         return value
 
@@ -101,34 +115,14 @@ class TuneSpec(BaseModel):
     @field_validator("task")
     @classmethod
     def _task(cls, value: str) -> str:
-        from lrlab.training.tasks import BUILTIN_TASKS
+        return check_task(value)
 
-        if value not in BUILTIN_TASKS and ":" not in value:
-            raise ValueError(
-                f"unknown task (built-in: {', '.join(BUILTIN_TASKS)}; "
-                "or 'package.module:function' or 'path/to/file.py:function')"
-            )
-        return value
-
-    @field_validator("method")
+    @field_validator("method", "sampler", "pruner")
     @classmethod
-    def _method(cls, value: str) -> str:
-        if value not in METHODS:
-            raise ValueError(f"expected one of {', '.join(METHODS)}")
-        return value
-
-    @field_validator("sampler")
-    @classmethod
-    def _sampler(cls, value: str) -> str:
-        if value not in SAMPLERS:
-            raise ValueError(f"expected one of {', '.join(SAMPLERS)}")
-        return value
-
-    @field_validator("pruner")
-    @classmethod
-    def _pruner(cls, value: str) -> str:
-        if value not in PRUNERS:
-            raise ValueError(f"expected one of {', '.join(PRUNERS)}")
+    def _one_of(cls, value: str, info: ValidationInfo) -> str:
+        allowed = _CHOICES[str(info.field_name)]
+        if value not in allowed:
+            raise ValueError(f"expected one of {', '.join(allowed)}")
         return value
 
     @field_validator("seeds")
