@@ -103,14 +103,22 @@ def test_to_record_carries_everything_the_store_needs(result):
 
 
 def test_a_result_without_a_decision_still_draws():
-    empty = FinderResult(
-        lrs=np.array([1e-3, 1e-2]),
-        losses=np.array([np.nan, np.nan]),
-        smoothed=np.array([np.nan, np.nan]),
-        suggestions={},
-        lr=float("nan"),
-        reason="no rule could decide",
-        rule=None,
-    )
-    assert empty.plot() is not None
+    measured = FinderRecord("", "", "", np.array([1e-3, 1e-2]), np.array([np.nan, np.nan]), np.array([np.nan, np.nan]),
+                            {}, float("nan"), "no rule could decide")  # fmt: skip
+    empty = FinderResult(measured, rule=None)
+    assert empty.plot() is not None and empty.skipped == 2 and not empty.trustworthy
     assert empty.to_record("t", "sgd").base_lr is None
+
+
+def test_the_result_is_its_record_before_it_is_named(result):
+    """One measurement, held once: the result reads the curve, the suggestions and the
+    recommendation off its record, and naming it only adds the name and the bounds."""
+    assert result.record.id == "" and result.record.base_lr is None
+    assert result.lrs is result.record.lrs and result.suggestions is result.record.suggestions
+    assert (result.lr, result.reason, result.config) == (result.record.lr, result.record.reason, result.record.config)
+    assert result.skipped == int(np.sum(~np.isfinite(result.losses)))
+    named = result.to_record("digits-mlp", "sgd", id="f1")
+    assert (named.id, named.task, named.optimizer) == ("f1", "digits-mlp", "sgd")
+    assert (named.base_lr, named.max_lr) == result.cyclic_bounds()
+    assert named.suggestions == result.suggestions and named.suggestions is not result.suggestions
+    assert {k: v for k, v in named.config.items() if k not in ("rule", "problem")} == result.config

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from lrlab.core.records import FinderRecord
 from lrlab.finder import suggest
 from lrlab.finder._state import TrainingState, capture
 from lrlab.finder.batches import BatchReader, check_reiterable
@@ -270,20 +271,9 @@ def find_lr(
     if confirm_steps and verdict.problem is None and math.isfinite(lr):
         rule, lr, reason = _confirm(trainee, verdict.minimum, sgd, confirm_steps, suggestions, config,
                                     (rule, lr, reason))  # fmt: skip
-    return FinderResult(
-        lrs=lr_array,
-        losses=loss_array,
-        smoothed=smoothed_array,
-        suggestions=suggestions,
-        lr=lr,
-        reason=reason,
-        rule=rule,
-        diverged=diverged,
-        skipped=int(np.sum(~np.isfinite(loss_array))),
-        seconds=time.perf_counter() - started,
-        config=config,
-        problem=verdict.problem,
-    )
+    measured = FinderRecord(id="", task="", optimizer="", lrs=lr_array, losses=loss_array, smoothed=smoothed_array,
+                            suggestions=suggestions, lr=lr, reason=reason, config=config)  # fmt: skip
+    return FinderResult(measured, rule, diverged, time.perf_counter() - started, verdict.problem)
 
 
 def _is_regression(regression: bool | None, loss_fn: Any) -> bool:

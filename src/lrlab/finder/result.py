@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,12 @@ _PLOT_SUFFIXES = (".png", ".svg", ".html")
 
 @dataclass(frozen=True)
 class FinderResult:
-    """A learning-rate range test.
+    """A learning-rate range test, as ``find_lr`` returns it.
+
+    ``record`` is the test as the store keeps it (:class:`~lrlab.core.records.FinderRecord`:
+    the curve, the suggestions, the recommended LR and its reason, the configuration), not
+    yet named: :meth:`to_record` gives it its id, task, optimizer and cyclic bounds. The
+    result adds what a test just run knows besides.
 
     Attributes:
         lrs: the LR of every iteration run (base LR; a group with ``lr_mult`` got lr x lr_mult).
@@ -42,18 +47,43 @@ class FinderResult:
             why not (every LR diverged, a flat curve, too few steps) and what to try.
     """
 
-    lrs: np.ndarray
-    losses: np.ndarray
-    smoothed: np.ndarray
-    suggestions: dict[str, float]
-    lr: float
-    reason: str
+    record: FinderRecord
     rule: str | None = None
     diverged: bool = False
-    skipped: int = 0
     seconds: float = 0.0
-    config: dict[str, Any] = field(default_factory=dict)
     problem: str | None = None
+
+    @property
+    def lrs(self) -> np.ndarray:
+        return self.record.lrs
+
+    @property
+    def losses(self) -> np.ndarray:
+        return self.record.losses
+
+    @property
+    def smoothed(self) -> np.ndarray:
+        return self.record.smoothed
+
+    @property
+    def suggestions(self) -> dict[str, float]:
+        return self.record.suggestions
+
+    @property
+    def lr(self) -> float:
+        return self.record.lr
+
+    @property
+    def reason(self) -> str:
+        return self.record.reason
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.record.config
+
+    @property
+    def skipped(self) -> int:
+        return int(np.sum(~np.isfinite(self.losses)))
 
     @property
     def trustworthy(self) -> bool:
@@ -104,27 +134,17 @@ class FinderResult:
         id: str | None = None,
         sweep: str | None = None,
         config: dict[str, Any] | None = None,
-    ):
-        """This result as an ``lrlab.core.records.FinderRecord`` for the store."""
+    ) -> FinderRecord:
+        """This result as an ``lrlab.core.records.FinderRecord`` for the store, named."""
         full_config = {**self.config, **(config or {}), "rule": self.rule, "problem": self.problem}
         created = time.time()
         if id is None:
             payload = json.dumps([task, optimizer, full_config, created], sort_keys=True, default=str)
             id = "find-" + hashlib.sha1(payload.encode()).hexdigest()[:12]
         bounds = self._bounds_or_none()
-        return FinderRecord(
-            id=id,
-            task=task,
-            optimizer=optimizer,
-            lrs=np.asarray(self.lrs, dtype=np.float64),
-            losses=np.asarray(self.losses, dtype=np.float64),
-            smoothed=np.asarray(self.smoothed, dtype=np.float64),
-            suggestions=dict(self.suggestions),
-            lr=float(self.lr),
-            reason=self.reason,
-            base_lr=None if bounds is None else bounds[0],
-            max_lr=None if bounds is None else bounds[1],
-            sweep=sweep,
-            created_at=created,
-            config=full_config,
-        )
+        return replace(
+            self.record, id=id, task=task, optimizer=optimizer, lrs=np.asarray(self.lrs, dtype=np.float64),
+            losses=np.asarray(self.losses, dtype=np.float64), smoothed=np.asarray(self.smoothed, dtype=np.float64),
+            suggestions=dict(self.suggestions), lr=float(self.lr), base_lr=None if bounds is None else bounds[0],
+            max_lr=None if bounds is None else bounds[1], sweep=sweep, created_at=created, config=full_config,
+        )  # fmt: skip
