@@ -45,6 +45,12 @@ def _store(db: Path, *, readonly: bool = True):  # -> Store
     return open_store(db, readonly=readonly)
 
 
+def _check_sweep(store, db: Path, sweep: str | None) -> None:  # store: Store
+    """Bad input (exit 2) when ``sweep`` is given and not in the store, naming the ones there."""
+    if sweep is not None and sweep not in store.sweeps():
+        bad_input(f"no sweep {sweep!r} in {db} (sweeps: {', '.join(store.sweeps()) or 'none'})")
+
+
 _NUMERIC = ("lr", "seed", "val loss", "val acc")
 
 
@@ -64,8 +70,7 @@ def list_runs(
     except ValueError as exc:
         bad_input(f"--{exc}")
     store = _store(db)
-    if sweep is not None and sweep not in store.sweeps():
-        bad_input(f"no sweep {sweep!r} in {db} (sweeps: {', '.join(store.sweeps()) or 'none'})")
+    _check_sweep(store, db, sweep)
     runs = store.runs(status=wanted) if sweep is None else store.sweep_runs(sweep, status=wanted)
     finals = store.epochs_for([r.id for r in runs])
     tasks = {r.config.task for r in runs}
@@ -144,8 +149,7 @@ def export(
     if format not in ("json", "csv"):
         bad_input(f"--format must be json or csv, got {format!r}")
     store = _store(db)
-    if sweep is not None and sweep not in store.sweeps():
-        bad_input(f"no sweep {sweep!r} in {db} (sweeps: {', '.join(store.sweeps()) or 'none'})")
+    _check_sweep(store, db, sweep)
     records = export_records(store, sweep)
     if format == "json":
         sys.stdout.write(json.dumps(records, indent=2, sort_keys=False) + "\n")
@@ -173,8 +177,7 @@ def rm(
     store = _store(db, readonly=False)
     ids = [_resolve(store, rid) for rid in run_ids or []]
     if sweep is not None:
-        if sweep not in store.sweeps():
-            bad_input(f"no sweep {sweep!r} in {db} (sweeps: {', '.join(store.sweeps()) or 'none'})")
+        _check_sweep(store, db, sweep)
         ids += [r.id for r in store.sweep_runs(sweep)]  # a study: its runs across its sweeps
     ids = list(dict.fromkeys(ids))
     what = f"{len(ids)} run(s)" + (f" and sweep {sweep!r}" if sweep else "")

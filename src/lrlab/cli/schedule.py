@@ -25,16 +25,18 @@ Examples:
 """
 
 
+def schedule_arg(spec: str) -> Schedule:
+    """A schedule given on the command line; bad input (exit 2) naming what is wrong."""
+    try:
+        return parse(spec)
+    except SpecError as exc:
+        bad_input(f"bad schedule spec: {exc.reason} at position {exc.position} in {exc.spec!r}")
+    except ValueError as exc:
+        bad_input(f"bad schedule spec {spec!r}: {exc}")
+
+
 def _parse_all(specs: list[str]) -> list[Schedule]:
-    parsed = []
-    for spec in specs:
-        try:
-            parsed.append(parse(spec))
-        except SpecError as exc:
-            bad_input(f"bad schedule spec: {exc.reason} at position {exc.position} in {exc.spec!r}")
-        except ValueError as exc:
-            bad_input(f"bad schedule spec {spec!r}: {exc}")
-    return parsed
+    return [schedule_arg(spec) for spec in specs]
 
 
 

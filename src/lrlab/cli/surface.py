@@ -12,6 +12,7 @@ from rich.table import Table
 
 from lrlab.cli._common import bad_input, console, err_console
 from lrlab.cli.app import app
+from lrlab.cli.schedule import schedule_arg
 from lrlab.formatting import num
 
 if TYPE_CHECKING:
@@ -56,8 +57,6 @@ def _parse_start(text: str) -> tuple[float, float]:
 
 def _schedules(texts: list[str], count: int) -> list[Schedule | None]:
     """One schedule (or None) per optimizer: one --schedule for all, or one per --opt."""
-    from lrlab.schedules import SpecError, parse
-
     if len(texts) not in (0, 1, count):
         bad_input(f"give --schedule once for every optimizer or once per --opt ({count}), got {len(texts)}")
     chosen: list[Schedule | None] = []
@@ -65,12 +64,7 @@ def _schedules(texts: list[str], count: int) -> list[Schedule | None]:
         if text.strip().lower() == "none":
             chosen.append(None)
             continue
-        try:
-            chosen.append(parse(text))
-        except SpecError as exc:
-            bad_input(f"bad schedule spec: {exc.reason} at position {exc.position} in {exc.spec!r}")
-        except ValueError as exc:
-            bad_input(f"bad schedule spec {text!r}: {exc}")
+        chosen.append(schedule_arg(text))
     return chosen * count if len(chosen) == 1 else chosen or [None] * count
 
 

@@ -21,6 +21,7 @@ Example:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -191,11 +192,16 @@ def _fmt_steps(value: int | None) -> str:
 
 def _ravine_findings(trajs: list[Trajectory]) -> list[Finding]:
     gd, mom, nag, *adaptive = trajs
+    return [*_gd_findings(gd), *_momentum_findings(gd, mom, nag), _adaptive_finding(gd, mom, adaptive)]
+
+
+def _gd_findings(gd: Trajectory) -> list[Finding]:
+    """Plain GD on the ravine: it oscillates across, and stalls with a large gradient."""
     half = gd.steps // 2
     late_loss_drop = float(gd.losses[half] / gd.losses[-1])
     late_min_grad = float(gd.grad_norms[half:].min())
     gap = float(gd.gaps[-1]) if gd.gaps is not None else math.nan
-    findings = [
+    return [
         Finding(
             "plain GD oscillates across the valley",
             gd.oscillations >= 0.9 * gd.steps,
@@ -211,6 +217,12 @@ def _ravine_findings(trajs: list[Trajectory]) -> list[Finding]:
             f"(gap to the minimum {gap:.3g}); gradient norm never below {late_min_grad:.3g} in the last "
             f"half (start {gd.grad_norms[0]:.3g})",
         ),
+    ]
+
+
+def _momentum_findings(gd: Trajectory, mom: Trajectory, nag: Trajectory) -> list[Finding]:
+    """Momentum overshoots but arrives before GD; Nesterov overshoots less and arrives sooner."""
+    return [
         Finding(
             "momentum overshoots but arrives sooner",
             along_overshoot(mom) > 0
@@ -230,17 +242,17 @@ def _ravine_findings(trajs: list[Trajectory]) -> list[Finding]:
             f"{nag.oscillations} vs {mom.oscillations}, arrival {_fmt_steps(nag.steps_to_tol)} vs "
             f"{_fmt_steps(mom.steps_to_tol)} (Nesterov vs momentum)",
         ),
-        Finding(
-            "adaptive methods take the direct line",
-            all(t.oscillations <= 3 and t.straightness >= 0.95 for t in adaptive)
-            and all(t.straightness > max(gd.straightness, mom.straightness) for t in adaptive),
-            "; ".join(
-                f"{t.name}: {t.oscillations} flips, straightness {t.straightness:.3f}" for t in adaptive
-            )
-            + f" (GD {gd.straightness:.3f}, momentum {mom.straightness:.3f})",
-        ),
     ]
-    return findings
+
+
+def _adaptive_finding(gd: Trajectory, mom: Trajectory, adaptive: Sequence[Trajectory]) -> Finding:
+    return Finding(
+        "adaptive methods take the direct line",
+        all(t.oscillations <= 3 and t.straightness >= 0.95 for t in adaptive)
+        and all(t.straightness > max(gd.straightness, mom.straightness) for t in adaptive),
+        "; ".join(f"{t.name}: {t.oscillations} flips, straightness {t.straightness:.3f}" for t in adaptive)
+        + f" (GD {gd.straightness:.3f}, momentum {mom.straightness:.3f})",
+    )
 
 
 def _shrinking_average(traj: Trajectory, mean_of_sum: bool) -> tuple[float, float, float, float, int, int]:
@@ -268,8 +280,6 @@ def _valley_findings(trajs: list[Trajectory]) -> list[Finding]:
     rms, lecture = by_label["RMSprop lr=0.2"], by_label["AdaGrad (lecture) lr=0.5"]
     decayed = [t for t in trajs if "decay" in t.name]
     torch_adagrad = by_label["Adagrad lr=2 (torch)"]
-    # A quadratic wall of curvature c is stable under the step lr/sqrt(v) only below 2/c.
-    curvature = 10.0
     findings = [
         Finding(
             "RMSprop and the lecture's AdaGrad take sudden large sideways steps on the valley floor",
@@ -283,47 +293,55 @@ def _valley_findings(trajs: list[Trajectory]) -> list[Finding]:
         )
     ]
     if all(sideways_bursts(t) and t.second_moment is not None for t in (rms, lecture)):
-        parts, holds = [], True
-        for traj, mean_of_sum in ((rms, False), (lecture, True)):
-            peak, low, peak_rate, rate, low_step, first = _shrinking_average(traj, mean_of_sum)
-            holds = holds and low < 0.5 * peak and peak_rate < 2.0 / curvature < rate
-            parts.append(
-                f"{traj.name}: the across squared-gradient average fell from {peak:.3g} to {low:.3g} "
-                f"(step {low_step}) before the first burst at step {first}, so lr/sqrt(v) rose from "
-                f"{peak_rate:.3g} to {rate:.3g}"
-            )
-        findings.append(
-            Finding(
-                "the bursts come when the accumulated squared gradients have shrunk",
-                holds,
-                "; ".join(parts)
-                + f" - past the wall's stability limit 2/{curvature:g} = {2 / curvature:.3g}",
-            )
-        )
-    findings.append(
-        Finding(
-            "a decay schedule removes the bursts",
-            all(
-                not sideways_bursts(t) and late_max_across_step(t) < 0.05 and t.steps_to_tol is not None
-                for t in decayed
-            ),
-            "; ".join(
-                f"{t.name}: {len(sideways_bursts(t))} bursts, largest late sideways step "
-                f"{late_max_across_step(t):.3g}, arrives in {_fmt_steps(t.steps_to_tol)}"
-                for t in decayed
-            )
-            + f" (constant lr: RMSprop arrives in {_fmt_steps(rms.steps_to_tol)}, "
-            f"AdaGrad in {_fmt_steps(lecture.steps_to_tol)})",
-        )
-    )
+        findings.append(_burst_cause(rms, lecture))
+    findings.append(_decay_finding(decayed, rms, lecture))
     if torch_adagrad.second_moment is not None:
         sums = torch_adagrad.second_moment[:, torch_adagrad.surface.across_axis]
-        findings.append(
-            Finding(
-                "torch's Adagrad divides by a running sum that never shrinks, so it does not burst",
-                bool(np.all(np.diff(sums) >= 0)) and not sideways_bursts(torch_adagrad),
-                f"{len(sideways_bursts(torch_adagrad))} bursts; its across sum only grows "
-                f"({sums[0]:.3g} -> {sums[-1]:.3g})",
-            )
-        )
+        findings.append(_torch_adagrad_finding(torch_adagrad, sums))
     return findings
+
+
+def _burst_cause(rms: Trajectory, lecture: Trajectory) -> Finding:
+    """The bursts follow a shrinking squared-gradient average: lr/sqrt(v) past the wall's limit."""
+    curvature = 10.0  # a quadratic wall of curvature c is stable under the step lr/sqrt(v) only below 2/c
+    parts, holds = [], True
+    for traj, mean_of_sum in ((rms, False), (lecture, True)):
+        peak, low, peak_rate, rate, low_step, first = _shrinking_average(traj, mean_of_sum)
+        holds = holds and low < 0.5 * peak and peak_rate < 2.0 / curvature < rate
+        parts.append(
+            f"{traj.name}: the across squared-gradient average fell from {peak:.3g} to {low:.3g} "
+            f"(step {low_step}) before the first burst at step {first}, so lr/sqrt(v) rose from "
+            f"{peak_rate:.3g} to {rate:.3g}"
+        )
+    return Finding(
+        "the bursts come when the accumulated squared gradients have shrunk",
+        holds,
+        "; ".join(parts) + f" - past the wall's stability limit 2/{curvature:g} = {2 / curvature:.3g}",
+    )
+
+
+def _decay_finding(decayed: Sequence[Trajectory], rms: Trajectory, lecture: Trajectory) -> Finding:
+    return Finding(
+        "a decay schedule removes the bursts",
+        all(
+            not sideways_bursts(t) and late_max_across_step(t) < 0.05 and t.steps_to_tol is not None
+            for t in decayed
+        ),
+        "; ".join(
+            f"{t.name}: {len(sideways_bursts(t))} bursts, largest late sideways step "
+            f"{late_max_across_step(t):.3g}, arrives in {_fmt_steps(t.steps_to_tol)}"
+            for t in decayed
+        )
+        + f" (constant lr: RMSprop arrives in {_fmt_steps(rms.steps_to_tol)}, "
+        f"AdaGrad in {_fmt_steps(lecture.steps_to_tol)})",
+    )
+
+
+def _torch_adagrad_finding(torch_adagrad: Trajectory, sums: np.ndarray) -> Finding:
+    """``sums``: torch's Adagrad's running sum of squared gradients across the valley."""
+    return Finding(
+        "torch's Adagrad divides by a running sum that never shrinks, so it does not burst",
+        bool(np.all(np.diff(sums) >= 0)) and not sideways_bursts(torch_adagrad),
+        f"{len(sideways_bursts(torch_adagrad))} bursts; its across sum only grows "
+        f"({sums[0]:.3g} -> {sums[-1]:.3g})",
+    )

@@ -24,6 +24,7 @@ import torch
 from lrlab.optim.grammar import OPTIMIZER_ALIASES, OPTIMIZER_CLASSES, make_optimizer, parse_optimizer
 from lrlab.schedules import Schedule
 from lrlab.surfaces.catalog import Surface, get_surface
+from lrlab.torch import LRScheduler
 
 __all__ = ["OPTIMIZER_NAMES", "Trajectory", "as_surface", "run_trajectories", "run_trajectory"]
 
@@ -231,25 +232,17 @@ def run_trajectory(
     A run stops early, marked diverged, when the loss or point is non-finite or the point
     escapes ``escape_factor`` box diagonals from the box.
     """
-    if steps < 0:
-        raise ValueError(f"steps must be >= 0, got {steps}")
-    if not (tol >= 0 and math.isfinite(tol)):
-        raise ValueError(f"tol must be a finite number >= 0, got {tol}")
+    _check_run(steps, tol)
     surf = as_surface(surface, start=start)
     _key, kwargs = parse_optimizer(optimizer, allow_lr=True, allow_closure=True)
     begin = surf.start if start is None else _start_point(start)
     point = torch.tensor(begin, dtype=torch.float64, requires_grad=True)
     opt = make_optimizer(optimizer, [point], allow_lr=True, allow_closure=True)
-    scheduler = None
-    if schedule is not None:
-        from lrlab.torch import LRScheduler
-
-        if scale_schedule and kwargs.get("lr") is not None:
-            peak = float(np.max(schedule(np.arange(max(steps, 1), dtype=np.float64))))
-            if peak <= 0:
-                raise ValueError(f"schedule {schedule} is never positive over {steps} steps")
-            opt.param_groups[0]["lr_mult"] = float(kwargs["lr"]) / peak
-        scheduler = LRScheduler(opt, schedule)
+    scheduler = (
+        None
+        if schedule is None
+        else _scheduler(opt, schedule, steps, kwargs.get("lr") if scale_schedule else None)
+    )
 
     def closure() -> torch.Tensor:
         opt.zero_grad()
@@ -274,8 +267,8 @@ def run_trajectory(
             losses.append(float(surf(point)))
         moments.append(_second_moment(opt, point))
         del loss
-        if not (np.all(np.isfinite(current)) and math.isfinite(losses[-1])) or (
-            np.hypot(*(current - center)) > escape
+        if not (np.all(np.isfinite(current)) and math.isfinite(losses[-1])) or _escaped(
+            current, center, escape
         ):
             diverged_step = step + 1
             break
@@ -293,6 +286,28 @@ def run_trajectory(
         tol=float(tol),
         diverged_step=diverged_step,
     )
+
+
+def _check_run(steps: int, tol: float) -> None:
+    if steps < 0:
+        raise ValueError(f"steps must be >= 0, got {steps}")
+    if not (tol >= 0 and math.isfinite(tol)):
+        raise ValueError(f"tol must be a finite number >= 0, got {tol}")
+
+
+def _scheduler(opt: torch.optim.Optimizer, schedule: Schedule, steps: int, peak_lr: Any) -> LRScheduler:
+    """``schedule`` driving ``opt``; with ``peak_lr`` (the spec's ``lr``, when the schedule is
+    scaled) through the group's ``lr_mult``, so that the schedule's peak over ``steps`` is it."""
+    if peak_lr is not None:
+        peak = float(np.max(schedule(np.arange(max(steps, 1), dtype=np.float64))))
+        if peak <= 0:
+            raise ValueError(f"schedule {schedule} is never positive over {steps} steps")
+        opt.param_groups[0]["lr_mult"] = float(peak_lr) / peak
+    return LRScheduler(opt, schedule)
+
+
+def _escaped(point: np.ndarray, center: np.ndarray, escape: float) -> bool:
+    return bool(np.hypot(*(point - center)) > escape)
 
 
 def run_trajectories(
