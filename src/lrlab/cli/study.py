@@ -94,6 +94,8 @@ class _Display:
                 self._say(f"range test {safe(event.detail)}")
             elif event.phase == "sweep":
                 self._advance(f"range test {safe(event.detail)} done; training its schedules")
+            elif event.phase == "no-range-test":
+                self._advance(f"{safe(event.detail)} estimates its own LR (no range test); training it at lr=1")
             else:
                 self._say(event.phase)
         elif isinstance(event, SweepProgress) and event.event == "start" and event.skipped:
@@ -241,11 +243,19 @@ def _print_summary(result: Any) -> None:
         note = _optimizer_note(name)
         if note:
             console.print(f"  {escape(note)}", highlight=False)
+    from lrlab.study.summary import lr_free_family, no_range_test_line
+
+    for name in result.lr_free.steps if result.lr_free is not None else ():
+        if lr_free_family(name) == "estimator":
+            console.print(escape(no_range_test_line(name, result.total_steps)), highlight=False)
     finalists, seeds = verdict.compute.finalists, verdict.compute.seeds
+    contenders = result.extras.get("contenders") or 0
     if finalists:
         console.print(
-            f"successive halving: every configuration trained with seed {seeds[0]}; the best {finalists} "
-            f"also with seeds {', '.join(str(s) for s in seeds[1:])} (same batches and initial weights per seed), "
+            f"successive halving: every configuration trained with seed {seeds[0]}; the best {finalists - contenders}"
+            + (f" and {contenders} LR-free contender(s) (the best configuration of an LR-free optimizer that "
+               "missed the cut)" if contenders else "")
+            + f" also with seeds {', '.join(str(s) for s in seeds[1:])} (same batches and initial weights per seed), "
             "ranked by their mean",
             highlight=False,
         )

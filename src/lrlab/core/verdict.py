@@ -22,6 +22,7 @@ __all__ = [
     "TIE_RULE",
     "Compute",
     "LeaderboardRow",
+    "LrFreeLine",
     "Margin",
     "RangeTestLine",
     "StudyVerdict",
@@ -140,6 +141,65 @@ class Compute:
 
 
 @dataclass(frozen=True)
+class LrFreeLine:
+    """An LR-free optimizer of the study (schedule-free, Prodigy, D-Adaptation) against the
+    recommendation: its best configuration, the margin judged against the paired seed noise,
+    the compute it took and, for an LR estimator, how far its estimate moved.
+
+    ``margin`` is the recommendation's score advantage over it (positive: the LR-free one is
+    behind); when the LR-free configuration *is* the recommendation, ``versus`` names the best
+    configuration of an ordinary optimizer and ``margin`` is its advantage over that one.
+    ``verdict`` is ``"ties"``, ``"behind"``, ``"ahead"``, ``"unknown"`` (fewer than two
+    shared seeds) or ``"none"`` (no configuration finished). ``steps`` counts its optimizer
+    steps (runs and range test), ``study_steps`` the whole study's. ``estimate_first`` and
+    ``estimate_last`` are the LR the estimator used at its first and last step (its estimate
+    times the schedule's multiplier removed: ``d * lr`` over the multiplier), ``estimate_tail``
+    their growth over the last tenth of the run; None for schedule-free optimizers. ``text``
+    is the line as printed (also in :attr:`StudyVerdict.lines`)."""
+
+    optimizer: str
+    family: str  # "schedule-free" or "estimator"
+    schedule: str = ""
+    lr: float | None = None
+    score: float | None = None
+    sd: float | None = None
+    seeds: int = 0
+    versus: str = ""
+    margin: Margin = field(default_factory=Margin)
+    verdict: str = "none"
+    promoted: bool = False  # promoted to every seed as a contender (it missed the cut)
+    steps: int = 0
+    study_steps: int = 0
+    estimate_first: float | None = None
+    estimate_last: float | None = None
+    estimate_tail: float | None = None
+    text: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "optimizer": self.optimizer, "family": self.family, "schedule": self.schedule, "lr": self.lr,
+            "score": self.score, "sd": self.sd, "seeds": self.seeds, "versus": self.versus,
+            "margin": self.margin.value, "noise": self.margin.noise, "shared_seeds": self.margin.shared_seeds,
+            "verdict": self.verdict, "promoted": self.promoted, "steps": self.steps,
+            "study_steps": self.study_steps, "estimate_first": self.estimate_first,
+            "estimate_last": self.estimate_last, "estimate_tail": self.estimate_tail, "text": self.text,
+        }  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> LrFreeLine:
+        return cls(
+            optimizer=str(d["optimizer"]), family=str(d["family"]), schedule=str(d["schedule"]),
+            lr=_float_or_none(d["lr"]), score=_float_or_none(d["score"]), sd=_float_or_none(d["sd"]),
+            seeds=int(d["seeds"]), versus=str(d["versus"]),
+            margin=Margin(_float_or_none(d["margin"]), _float_or_none(d["noise"]), int(d["shared_seeds"])),
+            verdict=str(d["verdict"]), promoted=bool(d["promoted"]), steps=int(d["steps"]),
+            study_steps=int(d["study_steps"]), estimate_first=_float_or_none(d["estimate_first"]),
+            estimate_last=_float_or_none(d["estimate_last"]), estimate_tail=_float_or_none(d["estimate_tail"]),
+            text=str(d["text"]),
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
 class StudyVerdict:
     """The study's verdict: its words (``lines``), its leaderboard, the tie rule, the
     margin of the top two against the seed noise, the compute spent and the range tests.
@@ -162,6 +222,7 @@ class StudyVerdict:
     top_two: Margin = field(default_factory=Margin)  # the best finalist over the runner-up
     compute: Compute = field(default_factory=Compute)
     range_tests: tuple[RangeTestLine, ...] = ()
+    lr_free: tuple[LrFreeLine, ...] = ()  # one per LR-free optimizer in the study (their lines end ``lines``)
 
     @property
     def headline(self) -> str:
@@ -184,8 +245,9 @@ class StudyVerdict:
         return next((row for row in self.leaderboard if row.recommended), None)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON values, in the form the study's sweep record has always held."""
-        return {
+        """Plain JSON values, in the form the study's sweep record has always held (``lr_free``
+        only where the study had an LR-free optimizer, so older records write back unchanged)."""
+        out = {
             "name": self.name, "task": self.task, "budget": self.budget, "epochs": self.epochs,
             "total_steps": self.total_steps, "metric": self.metric, "metric_words": self.metric_words,
             "higher_is_better": self.higher_is_better, "lines": list(self.lines),
@@ -199,6 +261,9 @@ class StudyVerdict:
             "range_tests": {t.optimizer: {"lr": t.lr, "rule": t.rule, "iterations": t.iterations}
                             for t in self.range_tests},
         }  # fmt: skip
+        if self.lr_free:
+            out["lr_free"] = [line.to_dict() for line in self.lr_free]
+        return out
 
     @classmethod
     def from_dict(cls, record: Mapping[str, Any]) -> StudyVerdict:
@@ -228,6 +293,7 @@ class StudyVerdict:
                               None if t["iterations"] is None else int(t["iterations"]))
                 for name, t in d["range_tests"].items()
             ),
+            lr_free=tuple(LrFreeLine.from_dict(line) for line in d.get("lr_free", ())),  # absent before
         )  # fmt: skip
 
 

@@ -247,17 +247,41 @@ CHECKED_OPTIMIZERS = ("SGD", "Adam", "AdamW")
 MEASURED_LOW = {"RMSprop": (1.9, 16.0), "Adagrad": (3.6, 26.0)}
 
 
+# LR-free optimizers (lrlab.optim.lr_free), by grammar name; their class names map to them.
+_LR_FREE_CLASSES = {
+    "AdamWScheduleFree": "schedulefree_adamw", "SGDScheduleFree": "schedulefree_sgd", "Prodigy": "prodigy",
+    "DAdaptAdam": "dadapt_adam", "DAdaptSGD": "dadapt_sgd",
+}  # fmt: skip
+_ESTIMATOR_NOTE = (
+    "{name} estimates its own LR (its lr is a multiplier on that estimate, 1.0): no range test is needed, "
+    "and its curve says nothing about the LR to use"
+)
+_SCHEDULE_FREE_NOTE = (
+    "{name} is schedule-free: the range test's LR is for a constant LR (no schedule; its own warmup_steps "
+    "aside), and evaluate after optimizer.eval()"
+)
+_LR_FREE_NOTES = {
+    key: (_SCHEDULE_FREE_NOTE if key.startswith("schedulefree") else _ESTIMATOR_NOTE).format(name=key)
+    for key in _LR_FREE_CLASSES.values()
+}
+
+
 def optimizer_note(name: str) -> str | None:
     """What lrlab's benchmark says of the default rule for the optimizer class ``name``:
     nothing (None) for one it was fitted or checked on, a note to check the LR otherwise.
 
     >>> optimizer_note("Adam") is None
     True
+    >>> optimizer_note("Prodigy")
+    'prodigy estimates its own LR (its lr is a multiplier on that estimate, 1.0): no range test is needed, and its curve says nothing about the LR to use'
     >>> optimizer_note("Adagrad")
     "Adagrad: the rule was fitted on Adam; on lrlab's benchmark pairs with Adagrad it lay 3.6x to 26x below the best LR: check it with a sweep over a wider range (lrlab tune)"
     """
     if name in CHECKED_OPTIMIZERS:
         return None
+    lr_free = _LR_FREE_NOTES.get(name) or _LR_FREE_NOTES.get(_LR_FREE_CLASSES.get(name, ""))
+    if lr_free is not None:
+        return lr_free
     if name in MEASURED_LOW:
         low, high = MEASURED_LOW[name]
         return (f"{name}: the rule was fitted on Adam; on lrlab's benchmark pairs with {name} it lay "

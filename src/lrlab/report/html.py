@@ -133,7 +133,9 @@ def _study_answer(data: ReportData, study: StudyVerdict) -> str:
     parts = ['<section id="answer"><h2 id="leaderboard">The answer</h2>']
     if study.lines:
         parts.append(f'<p class="answer" id="best">{"<br>".join(esc(line) for line in study.answer)}</p>')
-        parts.append('<ul id="verdict">' + "".join(f"<li>{esc(line)}</li>" for line in study.details) + "</ul>")
+        lr_free = {line.text for line in study.lr_free}  # an LR-free optimizer's line against the recommendation
+        items = (('<li class="lr-free">' if line in lr_free else "<li>") + f"{esc(line)}</li>" for line in study.details)
+        parts.append('<ul id="verdict">' + "".join(items) + "</ul>")
     parts.append(f'<p class="sub" id="compute">{esc(_compute_words(data, study))}</p>')
     rows = study.leaderboard
     parts.append(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from lrlab.optim.lr_free import LR_FREE_OPTIMIZERS, SCHEDULE_FREE
 from lrlab.schedules import Schedule, from_dict, parse
 
 __all__ = ["hf_snippet", "keras_snippet", "lightning_snippet", "schedule_for", "step_template", "torch_snippet"]
@@ -126,7 +127,10 @@ def _torch_optimizer(optimizer: str, schedule: str, params: str) -> tuple[str, s
     start = float(f"{parse(schedule)(0):.6g}")  # overwritten by the scheduler at once
     name, kwargs = parse_optimizer(optimizer)
     cls = OPTIMIZER_CLASSES[name].__name__
-    if getattr(torch.optim, cls, None) is OPTIMIZER_CLASSES[name]:
+    if name in LR_FREE_OPTIMIZERS:  # from its own library
+        entry = LR_FREE_OPTIMIZERS[name]
+        imports, ref = f"from {entry.package} import {entry.class_name}\n", entry.class_name
+    elif getattr(torch.optim, cls, None) is OPTIMIZER_CLASSES[name]:
         imports, ref = "import torch\n", f"torch.optim.{cls}"
     else:  # one of lrlab's own optimizers
         imports, ref = f"from lrlab.optim import {cls}\n", cls
@@ -140,6 +144,8 @@ def torch_snippet(optimizer: str, schedule: str, *, study_steps: int | None = No
     >>> print(torch_snippet("sgd(momentum=0.9)", "cosine(lr=0.1, total_steps=1000)").splitlines()[4])
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     """
+    if _schedule_free(optimizer):
+        return _schedule_free_torch(optimizer, schedule)
     imports, make = _torch_optimizer(optimizer, schedule, "model.parameters()")
     lines, built = _schedule_lines(schedule, study_steps, "len(train_loader) * epochs")
     return (
@@ -166,6 +172,8 @@ def lightning_snippet(optimizer: str, schedule: str, *, study_steps: int | None 
     >>> "interval" in lightning_snippet("adam", "cosine(lr=0.01, total_steps=100)", study_steps=100)
     True
     """
+    if _schedule_free(optimizer):
+        return _schedule_free_lightning(optimizer, schedule)
     imports, make = _torch_optimizer(optimizer, schedule, "self.parameters()")
     lines, built = _schedule_lines(schedule, study_steps, "int(self.trainer.estimated_stepping_batches)")
     body = "".join(f"        {line}\n" for line in lines.splitlines())
@@ -189,6 +197,8 @@ def hf_snippet(optimizer: str, schedule: str, *, study_steps: int | None = None)
     >>> "optimizers=(optimizer, scheduler)" in hf_snippet("adamw", "constant(lr=0.001)")
     True
     """
+    if _schedule_free(optimizer):
+        return _schedule_free_hf(optimizer, schedule)
     imports, make = _torch_optimizer(optimizer, schedule, "model.parameters()")
     steps = (
         "math.ceil(len(train_dataset) / (args.per_device_train_batch_size * args.gradient_accumulation_steps))"
@@ -231,6 +241,12 @@ def keras_snippet(
 
     parse(schedule)
     name, kwargs = parse_optimizer(optimizer)
+    if name in LR_FREE_OPTIMIZERS:
+        entry = LR_FREE_OPTIMIZERS[name]
+        return (
+            f"# Keras has no {entry.class_name}: it is a PyTorch optimizer ({entry.package}); use the PyTorch code,\n"
+            "# or the best configuration of an ordinary optimizer in recommendation.md\n"
+        )
     cls = _KERAS_SPELLING.get(name, OPTIMIZER_CLASSES[name].__name__) if name in _KERAS_HAS else None
     args, dropped = [], []
     for key, value in kwargs.items():
@@ -257,4 +273,71 @@ def keras_snippet(
         f"schedule = LearningRateSchedule({built})\n"
         f"optimizer = keras.optimizers.{cls}(learning_rate=schedule{extra}){note}\n"
         f"model.compile(optimizer=optimizer, loss={compiled})\n"
+    )
+
+
+# ------------------------------------------------------------------ schedule-free optimizers
+# They replace the schedule (no LRScheduler: the LR stays constant, their own warmup_steps
+# aside) and keep two points: optimizer.train() wherever the model trains, optimizer.eval()
+# before every evaluation and before the weights are saved (lrlab.optim.lr_free).
+
+
+def _schedule_free(optimizer: str) -> bool:
+    from lrlab.optim.grammar import parse_optimizer
+
+    return parse_optimizer(optimizer)[0] in SCHEDULE_FREE
+
+
+_BN_NOTE = (
+    "# with BatchNorm, recompute its statistics at the evaluation point first:\n"
+    "# lrlab.optim.recompute_batchnorm(model, optimizer, train_loader)\n"
+)
+
+
+def _schedule_free_torch(optimizer: str, schedule: str) -> str:
+    """A plain loop with a schedule-free optimizer: no scheduler, ``train()``/``eval()``."""
+    imports, make = _torch_optimizer(optimizer, schedule, "model.parameters()")
+    return (
+        f"{imports}\n"
+        f"optimizer = {make}  # schedule-free: no LR scheduler\n\n"
+        "for epoch in range(epochs):\n"
+        "    model.train()\n"
+        "    optimizer.train()  # wherever the model goes to train()\n"
+        "    for inputs, targets in train_loader:\n"
+        "        optimizer.zero_grad()\n"
+        "        loss_fn(model(inputs), targets).backward()\n"
+        "        optimizer.step()\n"
+        "    model.eval()\n"
+        "    optimizer.eval()  # before every evaluation and before saving the weights\n"
+        + "".join(f"    {line}\n" for line in _BN_NOTE.splitlines())
+    )
+
+
+def _schedule_free_lightning(optimizer: str, schedule: str) -> str:
+    imports, make = _torch_optimizer(optimizer, schedule, "self.parameters()")
+    return (
+        f"{imports}\n\n"
+        "# methods of your LightningModule (schedule-free: no LR scheduler)\n"
+        "    def configure_optimizers(self):\n"
+        f"        return {make}\n\n"
+        "    def on_train_batch_start(self, batch, batch_idx):\n"
+        "        self.optimizers().train()  # a no-op when it already is\n\n"
+        "    def on_validation_epoch_start(self):\n"
+        "        self.optimizers().eval()\n\n"
+        "    def on_save_checkpoint(self, checkpoint):\n"
+        "        self.optimizers().eval()  # the weights saved at the evaluation point\n"
+    )
+
+
+def _schedule_free_hf(optimizer: str, schedule: str) -> str:
+    imports, make = _torch_optimizer(optimizer, schedule, "model.parameters()")
+    return (
+        "import torch\n"
+        f"{imports}"
+        "from transformers import Trainer\n\n"
+        f"optimizer = {make}\n"
+        "# schedule-free: a constant LR (without a scheduler the Trainer would add its linear decay);\n"
+        "# the Trainer calls optimizer.train() and optimizer.eval() itself\n"
+        "scheduler = torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)\n"
+        "trainer = Trainer(model=model, args=args, train_dataset=train_dataset, optimizers=(optimizer, scheduler))\n"
     )

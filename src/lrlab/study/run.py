@@ -18,11 +18,19 @@ from typing import TYPE_CHECKING, Any
 from lrlab.core.records import FinderRecord, RunConfig, RunRecord, RunStatus
 from lrlab.core.verdict import StudyVerdict
 from lrlab.optim.grammar import optimizer_key, resolve_optimizer
-from lrlab.schedules import Schedule
+from lrlab.optim.lr_free import RUN_LR
+from lrlab.schedules import Schedule, constant, cosine
 from lrlab.store.sqlite import Store
 from lrlab.study.plan import BUDGETS, SCHEDULE_NAMES, Budget, factor_label, study_schedules
 from lrlab.study.recommend import Recommendation, recommend
-from lrlab.study.summary import markdown, study_verdict
+from lrlab.study.summary import (
+    EstimatePath,
+    LrFreeEvidence,
+    estimate_path,
+    lr_free_family,
+    markdown,
+    study_verdict,
+)
 
 if TYPE_CHECKING:
     from lrlab.training.tasks import Task
@@ -77,6 +85,7 @@ class StudyResult:
     epochs: int
     files: StudyFiles | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+    lr_free: LrFreeEvidence | None = None  # the study's LR-free optimizers, from the store (None: none)
 
     @cached_property
     def verdict(self) -> StudyVerdict:
@@ -157,6 +166,8 @@ def _plans(
     for factor in setup.plan.lr_factors:
         lr = anchor * factor
         named = study_schedules(lr, base_lr * factor, max_lr * factor, setup.total_steps)
+        if lr_free_family(spec) == "schedule-free":  # it replaces the schedule: a constant LR only
+            named = {"constant": named["constant"]}
         schedule_names.update({v: k for k, v in named.items()})
         sweep = f"{setup.name}-{optimizer_key(spec)}" + ("" if factor == 1.0 else f"-{factor_label(factor)}")
         plans = [
@@ -172,14 +183,65 @@ def _plans(
     return out
 
 
+ESTIMATOR_SCHEDULES = ("constant", "cosine")
+"""The schedules an LR estimator (Prodigy, D-Adaptation) trains with, at lr=1: its authors
+recommend cosine; constant is the estimate alone."""
+
+
+def _estimator_plan(
+    setup: _Setup, spec: str, schedule_names: dict[Schedule, str]
+) -> tuple[str, list[Any], dict[str, Any]]:
+    """The first rung of an LR estimator: no range test, lr = ``RUN_LR`` (1.0, a multiplier on
+    its own estimate) with a constant and a cosine schedule, the first seed."""
+    from lrlab.sweeps import RunPlan
+
+    lr = RUN_LR.get(parse_key(spec)) or 1.0
+    named = {"constant": constant(lr), "cosine": cosine(lr, total_steps=setup.total_steps)}
+    schedule_names.update({v: k for k, v in named.items()})
+    seed = setup.plan.seeds[0]
+    sweep = f"{setup.name}-{optimizer_key(spec)}"
+    plans = [
+        RunPlan.of(sweep, RunConfig(task=setup.ref, lr=lr, optimizer=spec, schedule=schedule, seed=seed,
+                                    epochs=setup.epochs, batch_size=setup.batch_size))
+        for schedule in named.values()
+    ]  # fmt: skip
+    described = {
+        "name": sweep, "task": setup.ref, "epochs": setup.epochs, "batch_size": setup.batch_size, "seeds": [seed],
+        "grid": {"lr": [lr], "optimizer": [spec], "schedule": [str(s) for s in named.values()]},
+    }  # fmt: skip
+    return sweep, plans, described
+
+
+def parse_key(spec: str) -> str:
+    """The grammar name of an optimizer spec (``"prodigy(d_coef=2)"`` -> ``"prodigy"``)."""
+    from lrlab.optim.grammar import parse_optimizer
+
+    return parse_optimizer(spec)[0]
+
+
+def _configurations(spec: str, plan: Budget) -> int:
+    """How many configurations the first rung trains for ``spec``."""
+    family = lr_free_family(spec)
+    if family == "estimator":
+        return len(ESTIMATOR_SCHEDULES)
+    return len(plan.lr_factors) * (1 if family == "schedule-free" else len(SCHEDULE_NAMES))
+
+
 def _first_rung(
     setup: _Setup, specs: list[str], schedule_names: dict[Schedule, str]
 ) -> tuple[dict[str, FinderRecord], list[str], list[RunRecord]]:
-    """A range test per optimizer, then every configuration derived from it, first seed."""
+    """A range test per optimizer, then every configuration derived from it, first seed (an
+    LR estimator has no range test: :func:`_estimator_plan`)."""
     finders: dict[str, FinderRecord] = {}
     sweeps: list[str] = []
     runs: list[RunRecord] = []
     for index, spec in enumerate(specs):
+        if lr_free_family(spec) == "estimator":
+            setup.report(StudyEvent("no-range-test", spec, index, len(specs)))
+            sweep, plans, described = _estimator_plan(setup, spec, schedule_names)
+            runs += setup.train(plans, sweep, described)
+            sweeps.append(sweep)
+            continue
         setup.report(StudyEvent("finder", spec, index, len(specs)))
         finders[spec] = _finder(setup, spec)
         setup.report(StudyEvent("sweep", spec, index, len(specs)))
@@ -219,6 +281,24 @@ def promote(runs: Sequence[RunRecord], epochs_by_run: Any, plan: Budget) -> list
     finished = [r for r in runs if r.status is RunStatus.DONE]
     ranked = rank(finished, epochs_by_run) if finished else []
     return [entry.runs[0] for entry in ranked[: plan.finalists(len(ranked))]]
+
+
+def contenders(runs: Sequence[RunRecord], epochs_by_run: Any, chosen: Sequence[RunRecord]) -> list[RunRecord]:
+    """The first-rung run of the best configuration of each LR-free optimizer none of whose
+    configurations is among ``chosen`` (the finalists): promoted to every seed as well, so
+    that the verdict can judge it against the recommendation within the paired seed noise."""
+    from lrlab.core.ranking import rank
+
+    finished = [r for r in runs if r.status is RunStatus.DONE]
+    present = {r.config.optimizer for r in chosen}
+    out: list[RunRecord] = []
+    for spec in dict.fromkeys(r.config.optimizer for r in finished):
+        if spec in present or lr_free_family(spec) is None:
+            continue
+        ranked = rank([r for r in finished if r.config.optimizer == spec], epochs_by_run)
+        if ranked:
+            out.append(ranked[0].runs[0])
+    return out
 
 
 def run_study(
@@ -262,15 +342,20 @@ def run_study(
                  "vectorize": vectorize}  # fmt: skip
     setup = _setup(task, store, plan, epochs, execution, progress or (lambda _event: None))
     name, report = setup.name, setup.report
-    first_rung = len(specs) * len(plan.lr_factors) * len(SCHEDULE_NAMES)
-    second_rung = plan.finalists(first_rung) * (len(plan.seeds) - 1)
-    report(StudyEvent("plan", f"{len(specs)} range tests and {first_rung} + up to {second_rung} runs", 0,
+    first_rung = sum(_configurations(spec, plan) for spec in specs)
+    lr_free = [spec for spec in specs if lr_free_family(spec) is not None]
+    second_rung = (plan.finalists(first_rung) + len(lr_free)) * (len(plan.seeds) - 1)
+    range_tests = sum(1 for spec in specs if lr_free_family(spec) != "estimator")
+    report(StudyEvent("plan", f"{range_tests} range tests and {first_rung} + up to {second_rung} runs", 0,
                       len(specs) + first_rung + second_rung))  # fmt: skip
     schedule_names: dict[Schedule, str] = {}
     finders, sweeps, runs = _first_rung(setup, specs, schedule_names)
-    chosen = promote(runs, store.epochs_for([r.id for r in runs]), plan)
+    first_epochs = store.epochs_for([r.id for r in runs])
+    chosen = promote(runs, first_epochs, plan)
     if not chosen:
         raise StudyFailed(_nothing_finished(runs, finders))
+    promoted = contenders(runs, first_epochs, chosen)
+    chosen = chosen + promoted
     more_sweeps, more_runs = _more_seeds(setup, chosen)
     sweeps, runs = sweeps + more_sweeps, runs + more_runs
     epochs_by_run = store.epochs_for([r.id for r in runs])
@@ -281,7 +366,9 @@ def run_study(
         raise StudyFailed(f"{exc}; try another optimizer or --budget large (LRs ten times smaller)") from None
     result = StudyResult(
         name, setup.ref, budget, finders, sweeps, runs, schedule_names, verdict, setup.total_steps, setup.epochs,
-        extras={"finalists": len(chosen), "seeds": list(plan.seeds)},
+        extras={"finalists": len(chosen), "seeds": list(plan.seeds), "contenders": len(promoted)},
+        lr_free=_lr_free_evidence(store, lr_free, runs, finders, verdict,
+                                  {r.config.optimizer for r in promoted}) if lr_free else None,
     )  # fmt: skip
     save_verdict(store, result)
     if out_dir is not None:
@@ -289,6 +376,42 @@ def run_study(
         result = _write_outputs(result, store, out_dir)
     report(StudyEvent("done", name, len(specs), len(specs)))
     return result
+
+
+def _range_test_steps(finder: FinderRecord) -> int:
+    """The optimizer steps a range test took (its recorded iterations, else its curve's points)."""
+    iterations = finder.config.get("iterations_run")
+    return int(iterations) if iterations is not None else len(finder.lrs)
+
+
+def _lr_free_evidence(
+    store: Store,
+    specs: Sequence[str],
+    runs: Sequence[RunRecord],
+    finders: dict[str, FinderRecord],
+    rec: Recommendation,
+    promoted: set[str],
+) -> LrFreeEvidence:
+    """What the store says of the study's LR-free optimizers: the optimizer steps of each and
+    of the whole study (runs as stored, range tests included), and each estimator's path on
+    its best configuration's first seed."""
+    steps = {r.id: store.step_count(r.id) for r in runs}
+    by_spec = {spec: sum(steps[r.id] for r in runs if r.config.optimizer == spec) for spec in specs}
+    for spec in specs:
+        if spec in finders:
+            by_spec[spec] += _range_test_steps(finders[spec])
+    study_steps = sum(steps.values()) + sum(_range_test_steps(f) for f in finders.values())
+    estimates: dict[str, EstimatePath] = {}
+    for spec in specs:
+        cand = next((c for c in rec.candidates if c.optimizer == spec and c.seeds > 0), None)
+        if lr_free_family(spec) != "estimator" or cand is None:
+            continue
+        first = min((r for r in runs if r.id in cand.run_ids), key=lambda r: r.config.seed)
+        series = store.steps(first.id)
+        path = estimate_path(series.lr, cand.schedule(series.step.astype(float)), first.config.seed)
+        if path is not None:
+            estimates[spec] = path
+    return LrFreeEvidence(study_steps, by_spec, estimates, frozenset(promoted))
 
 
 def _check_arguments(

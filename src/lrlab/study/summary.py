@@ -7,7 +7,11 @@ Pure functions of a :class:`~lrlab.study.run.StudyResult`; the code to paste com
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from lrlab.core.records import Objective
 from lrlab.core.verdict import (
@@ -15,12 +19,15 @@ from lrlab.core.verdict import (
     TIE_RULE,
     Compute,
     LeaderboardRow,
+    LrFreeLine,
     Margin,
     RangeTestLine,
     StudyVerdict,
     TieRule,
 )
 from lrlab.formatting import num, pct
+from lrlab.optim.grammar import parse_optimizer
+from lrlab.optim.lr_free import LR_ESTIMATORS, SCHEDULE_FREE
 from lrlab.schedules import Schedule
 from lrlab.schedules.summary import key_points
 from lrlab.study.codegen import hf_snippet, keras_snippet, lightning_snippet, step_template, torch_snippet
@@ -37,11 +44,17 @@ if TYPE_CHECKING:
     from lrlab.study.run import StudyResult
 
 __all__ = [
+    "EstimatePath",
+    "LrFreeEvidence",
     "all_snippets",
     "code_snippets",
     "column_name",
+    "estimate_path",
+    "lr_free_family",
+    "lr_free_lines",
     "markdown",
     "metric_name",
+    "no_range_test_line",
     "objective_of",
     "peak",
     "study_verdict",
@@ -106,6 +119,7 @@ def verdict_lines(result: StudyResult) -> list[str]:
         )
     if rec.diverged:
         lines.append(f"{rec.diverged} run(s) diverged")
+    lines += [line.text for line in lr_free_lines(result)]
     return lines
 
 
@@ -121,7 +135,21 @@ def all_snippets(result: StudyResult) -> dict[str, str]:
         "Lightning": lightning_snippet(best.optimizer, spec, study_steps=steps),
         "Hugging Face": hf_snippet(best.optimizer, spec, study_steps=steps),
         "Keras": keras_snippet(best.optimizer, spec, study_steps=steps, kind=kind, loss=None if builtin else "loss_fn"),
-    }
+    } | _contender_snippets(result)
+
+
+def _contender_snippets(result: Any) -> dict[str, str]:
+    """PyTorch code for each LR-free contender's best configuration that is not the
+    recommendation (from its own library)."""
+    rec, evidence = result.recommendation, getattr(result, "lr_free", None)
+    out: dict[str, str] = {}
+    for spec in evidence.steps if evidence is not None else ():
+        cand = next((c for c in rec.candidates if c.optimizer == spec and c.seeds > 0), None)
+        if cand is not None and cand is not rec.best:
+            out[f"PyTorch: {spec}, the LR-free contender"] = torch_snippet(
+                spec, str(cand.schedule), study_steps=result.total_steps
+            )
+    return out
 
 
 def code_snippets(result: StudyResult) -> tuple[str, str]:
@@ -179,6 +207,7 @@ def study_verdict(result: StudyResult) -> StudyVerdict:
                         tuple(result.extras.get("seeds") or ()), rec.diverged),
         range_tests=tuple(RangeTestLine(name, f.lr, f.config.get("rule"), f.config.get("iterations_run"))
                           for name, f in result.finders.items()),
+        lr_free=tuple(lr_free_lines(result)),
     )  # fmt: skip
 
 
@@ -207,3 +236,197 @@ def _margin_to(cand: Candidate, following: Candidate, higher_is_better: bool) ->
     diff = rounded_margin(diff, cand.score)
     noise = NOISE_SE * se
     return Margin(-diff if higher_is_better else diff, noise if math.isfinite(noise) else None, shared)
+
+
+# ------------------------------------------------------------------ LR-free contenders
+
+TAIL = 0.1
+"""The last tenth of a run: where an LR estimate still rising is told from one settled."""
+STILL_RISING = 1.05
+"""An estimate that grew by more than 5% over the last tenth of the run is still rising."""
+STUCK = 2.0
+"""An estimate that ended below twice its start never left it (Prodigy's d0 is 1e-6)."""
+
+
+def lr_free_family(spec: str) -> str | None:
+    """``"schedule-free"`` or ``"estimator"`` for an LR-free optimizer spec, else None.
+
+    >>> lr_free_family("prodigy"), lr_free_family("schedulefree_adamw(warmup_steps=10)"), lr_free_family("adam")
+    ('estimator', 'schedule-free', None)
+    """
+    try:
+        key = parse_optimizer(spec)[0]
+    except ValueError:
+        key = spec.split("(")[0].strip().lower()
+    if key in SCHEDULE_FREE:
+        return "schedule-free"
+    return "estimator" if key in LR_ESTIMATORS else None
+
+
+def no_range_test_line(spec: str, total_steps: int) -> str:
+    """What the study says where the range tests are listed, for an LR estimator."""
+    return (
+        f"{spec}: no range test (it estimates its own LR, so a range test over its lr, a multiplier on that "
+        f"estimate, means nothing); trained at lr=1 with constant(lr=1.0) and cosine(lr=1.0, total_steps="
+        f"{total_steps}), as its authors recommend"
+    )
+
+
+@dataclass(frozen=True)
+class EstimatePath:
+    """How an LR estimator's estimate moved over one run: the LR it used at the first and
+    the last step (the recorded LR over the schedule's multiplier), and its growth over the
+    last :data:`TAIL` of the run; ``seed`` is the run's."""
+
+    first: float
+    last: float
+    tail: float
+    seed: int = 0
+
+    @property
+    def ratio(self) -> float:
+        return self.last / self.first if self.first > 0 else math.inf
+
+    def words(self) -> str:
+        """``"still rising at the end (x1.3 over the last tenth of the run)"``, ``"settled ..."``
+        or ``"stayed near its start"``."""
+        if self.ratio < STUCK:
+            return "stayed near its start (the estimate never grew)"
+        over = f"(x{self.tail:.2f} over the last tenth of the run)"
+        return f"still rising at the end {over}" if self.tail > STILL_RISING else f"settled {over}"
+
+
+def _times(ratio: float) -> str:
+    """``x8,300`` for a large factor, ``x1.6`` for a small one."""
+    return f"x{ratio:,.0f}" if ratio >= 100 else f"x{ratio:.2g}"
+
+
+def estimate_path(lrs: Sequence[float], multipliers: Sequence[float], seed: int = 0) -> EstimatePath | None:
+    """The estimate's path from a run's recorded per-step LRs (``d * lr``) and the schedule's
+    value at each of those steps (the ``lr`` multiplier): their ratio, the estimate alone,
+    where the multiplier is > 0. None when no step qualifies.
+
+    >>> p = estimate_path([1e-6, 1e-3, 2e-3, 2e-3 * 0.5], [1.0, 1.0, 1.0, 0.5])
+    >>> p.first, p.last, p.tail
+    (1e-06, 0.002, 1.0)
+    """
+    lr, mult = np.asarray(lrs, dtype=np.float64), np.asarray(multipliers, dtype=np.float64)
+    keep = np.isfinite(lr) & np.isfinite(mult) & (mult > 0)
+    d = lr[keep] / mult[keep]
+    if d.size == 0:
+        return None
+    start = d[min(d.size - 1, math.floor(d.size * (1 - TAIL)))]
+    tail = float(d[-1] / start) if start > 0 else math.inf
+    return EstimatePath(float(d[0]), float(d[-1]), tail, seed)
+
+
+@dataclass(frozen=True)
+class LrFreeEvidence:
+    """What the store holds of a study's LR-free optimizers, gathered once by the study:
+    the optimizer steps of each (its runs and its range test) and of the whole study, the
+    estimators' paths (their best configuration's first seed), and which ones were promoted
+    to every seed as contenders (their best configuration missed the cut)."""
+
+    study_steps: int
+    steps: Mapping[str, int] = field(default_factory=dict)
+    estimates: Mapping[str, EstimatePath] = field(default_factory=dict)
+    promoted: frozenset[str] = frozenset()
+
+
+def _short(c: Candidate) -> str:
+    spread = f" ± {num(c.sd, 2)}" if c.seeds > 1 else ""
+    return f"{c.optimizer} + {c.schedule_name} at lr={c.lr:.3g}: {num(c.score)}{spread}"
+
+
+def _reference(rec: Recommendation, cand: Candidate, specs: Collection[str]) -> Candidate | None:
+    """What an LR-free configuration is judged against: the recommendation, or, when it is
+    the recommendation, the best configuration of an ordinary optimizer (a finalist first)."""
+    if cand is not rec.best:
+        return rec.best
+    others = [c for c in rec.candidates if c.optimizer not in specs and c.seeds > 0]
+    return next((c for c in others if c.finalist), others[0] if others else None)
+
+
+def _judged(rec: Recommendation, cand: Candidate, ref: Candidate) -> tuple[Margin, str]:
+    """``ref``'s advantage over ``cand`` against the paired seed noise, and the verdict word."""
+    diff, se, shared = paired_noise(ref, cand)  # mean over shared seeds of cand - ref
+    diff = rounded_margin(diff, ref.score)
+    advantage = -diff if rec.higher_is_better else diff
+    noise = NOISE_SE * se
+    if not math.isfinite(noise):
+        return Margin(advantage, None, shared), "unknown"
+    if abs(advantage) <= noise:
+        return Margin(advantage, noise, shared), "ties"
+    return Margin(advantage, noise, shared), "behind" if advantage > 0 else "ahead"
+
+
+def _verdict_words(verdict: str, margin: Margin, ref: Candidate, is_best: bool) -> str:
+    value = num(abs(margin.value or 0.0))
+    whom = (
+        f"the best configuration of the other optimizers ({_short(ref)})" if is_best
+        else f"the recommendation ({_short(ref)})"
+    )  # fmt: skip
+    lead = "is the recommendation; " if is_best else ""
+    if verdict == "unknown":
+        side = "behind" if (margin.value or 0.0) > 0 else "ahead of"
+        return (f"{lead}{value} {side} {whom}; they share {margin.shared_seeds} seed(s), too few to estimate "
+                "the seed noise")  # fmt: skip
+    noise = f"the paired seed noise {num(margin.noise or 0.0)} ({NOISE_SE:g} standard errors over {margin.shared_seeds} shared seeds)"
+    if verdict == "ties":
+        return f"{lead}ties with {whom} within the paired seed noise: margin {value} <= {noise}"
+    side = "behind" if verdict == "behind" else "ahead of"
+    return f"{lead}is {side} {whom} by {value}, more than {noise}"
+
+
+def _compute_words(steps: int, study_steps: int) -> str:
+    share = f"{steps / study_steps:.1%}" if study_steps else "?"
+    return f"{steps:,} optimizer steps, {share} of the study's {study_steps:,} (range tests included)"
+
+
+def _lr_free_line(result: Any, spec: str, evidence: LrFreeEvidence, what: str) -> LrFreeLine:
+    rec: Recommendation = result.recommendation
+    family = lr_free_family(spec) or "estimator"
+    specs = set(evidence.steps)
+    steps = evidence.steps.get(spec, 0)
+    compute = _compute_words(steps, evidence.study_steps)
+    cand = next((c for c in rec.candidates if c.optimizer == spec and c.seeds > 0), None)
+    kind = "schedule-free" if family == "schedule-free" else "estimates its own LR"
+    if cand is None:
+        text = f"LR-free {spec} ({kind}): no configuration finished; {compute}"
+        return LrFreeLine(spec, family, steps=steps, study_steps=evidence.study_steps, text=text)
+    ref = _reference(rec, cand, specs)
+    margin, verdict = (Margin(), "none") if ref is None else _judged(rec, cand, ref)
+    lr = "lr=1 x its estimate" if family == "estimator" else f"lr={cand.lr:.3g}"
+    spread = f" ± {num(cand.sd, 2)}" if cand.seeds > 1 else ""
+    promoted = spec in evidence.promoted
+    parts = [
+        f"LR-free {spec} ({kind}): best {cand.schedule_name} at {lr}, final {what} {num(cand.score)}{spread} over "
+        f"{cand.seeds} seed(s)" + (" (promoted to every seed as a contender)" if promoted else ""),
+    ]
+    if ref is not None:
+        parts.append(_verdict_words(verdict, margin, ref, cand is rec.best))
+    parts.append(compute)
+    path = evidence.estimates.get(spec)
+    if path is not None:
+        parts.append(
+            f"its LR estimate (d*lr at lr=1) moved from {path.first:.3g} to {path.last:.3g} "
+            f"({_times(path.ratio)}, seed {path.seed}), {path.words()}"
+        )
+    return LrFreeLine(
+        spec, family, cand.schedule_name, cand.lr, cand.score, cand.sd, cand.seeds,
+        "" if ref is None else _short(ref), margin, verdict, promoted, steps, evidence.study_steps,
+        None if path is None else path.first, None if path is None else path.last,
+        None if path is None else path.tail, "; ".join(parts),
+    )  # fmt: skip
+
+
+def lr_free_lines(result: Any) -> list[LrFreeLine]:
+    """One :class:`~lrlab.core.verdict.LrFreeLine` per LR-free optimizer of the study (none
+    without): its best configuration against the recommendation within the paired seed
+    noise (:func:`~lrlab.study.recommend.paired_noise`, as the tie rule judges the top two),
+    its compute against the study's, and an estimator's path."""
+    evidence = getattr(result, "lr_free", None)
+    if evidence is None or not evidence.steps:
+        return []
+    what = metric_name(result.recommendation.metric, objective_of(result))
+    return [_lr_free_line(result, spec, evidence, what) for spec in evidence.steps]
