@@ -13,6 +13,7 @@ import contextlib
 import math
 import multiprocessing
 import os
+import pickle
 import queue
 import signal
 import sys
@@ -209,11 +210,20 @@ def _init_worker(store: Store, events: Any, parent: int, task: Task | None, buil
 
 def _for_workers(task: Task | None, plans: Sequence[RunPlan]) -> tuple[Task | None, bool]:
     """The task the workers get, and whether each builds it once from the runs' reference
-    instead: a forked worker inherits the object (never pickled); a spawned one gets a
-    task built in Python pickled, and builds one named by a reference itself."""
-    if task is None or _START_METHOD == "fork" or not is_reference(plans[0].config.task):
+    instead: a forked worker inherits the object (never pickled); a spawned one builds a
+    task named by a reference itself, and gets a task built in Python pickled."""
+    if task is None or _START_METHOD == "fork":
         return task, False
-    return None, True
+    if is_reference(plans[0].config.task):
+        return None, True
+    try:
+        pickle.dumps(task)
+    except (pickle.PicklingError, TypeError, AttributeError) as exc:
+        raise ValueError(
+            f"task {task.name!r} was built in Python and does not pickle ({exc}), so worker processes, which "
+            "start afresh here, cannot get it: use jobs=1, or a task file ('file.py:function')"
+        ) from None
+    return task, False
 
 
 def _worker_task(config: RunConfig) -> Task | None:
@@ -260,11 +270,12 @@ def _drain(events: Any, report: ProgressFn) -> None:
 def _run_processes(todo: list[RunPlan], target: _Target, jobs: int) -> None:
     if target.store.path == ":memory:":
         raise ValueError("jobs > 1 needs a store on disk, not ':memory:'")
+    shipped, build = _for_workers(target.task, todo)
     context = multiprocessing.get_context(_START_METHOD)
     events = context.Queue()
     workers = min(jobs, len(todo))  # never more workers than runs
     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
-                               initargs=(target.store, events, os.getpid(), *_for_workers(target.task, todo)))  # fmt: skip
+                               initargs=(target.store, events, os.getpid(), shipped, build))  # fmt: skip
     pending: set[Future[tuple[str, str]]] = set()
     try:
         for plan in todo:
