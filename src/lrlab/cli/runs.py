@@ -78,6 +78,11 @@ def list_runs(
     title = f"{len(runs)} runs in {db}" + (f", task {next(iter(tasks))}" if one_task else "")
     # the title above the table, not in it: a long store path wraps instead of cutting the task off
     console.print(_text(title), highlight=False, justify="center")
+    console.print(_runs_table(runs, finals, one_task))
+
+
+def _runs_table(runs, finals, one_task: bool) -> Table:  # runs: list[RunRecord], finals: their epochs
+    """One row per run: its final validation metrics; the task column only for several tasks."""
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)  # room for the names at 80 columns
     columns = ["id", "sweep", "status", *([] if one_task else ["task"]), "optimizer", "schedule", "lr", "seed",
                "val loss", "val acc"]  # fmt: skip
@@ -93,7 +98,7 @@ def list_runs(
                  _text(c.optimizer), _text(c.schedule), num(c.lr), str(r.seed), num(last and last.val_loss),
                  num(last and last.val_accuracy, 3)]  # fmt: skip
         table.add_row(*cells)
-    console.print(table)
+    return table
 
 
 def _resolve(store, run_id: str) -> str:

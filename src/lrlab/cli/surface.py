@@ -17,6 +17,7 @@ from lrlab.formatting import num
 
 if TYPE_CHECKING:
     from lrlab.schedules import Schedule
+    from lrlab.surfaces import Surface
 
 EXAMPLES = """
 
@@ -190,6 +191,27 @@ def _run_scenario(name: str, out: Path | None, as_json: bool, frames: int) -> No
 MAX_STEPS = 100_000  # about a minute per trajectory; more is a typo
 
 
+def _checked_surface(name: str | None, opt: list[str], steps: int, tol: float) -> Surface:
+    """The surface named, once the optimizers, steps and tolerance are checked (exit 2 if not)."""
+    from lrlab.surfaces import get_surface
+
+    if name is None:
+        bad_input("give a surface name (see 'lrlab surface --list') or --scenario")
+    try:
+        surf = get_surface(name)
+    except ValueError as exc:
+        bad_input(str(exc))
+    if not opt:
+        bad_input('no optimizer given: add --opt SPEC, e.g. --opt "sgd(lr=0.01)"')
+    for text in opt:
+        _reject_old_form(text)
+    if not 1 <= steps <= MAX_STEPS:
+        bad_input(f"--steps must be from 1 to {MAX_STEPS:,}, got {steps}")
+    if not (tol >= 0 and math.isfinite(tol)):
+        bad_input(f"--tol must be a finite number >= 0, got {tol}")
+    return surf
+
+
 @app.command(help="Optimizer trajectories on 2-D error surfaces: contour map, animation, table." + EXAMPLES)
 def surface(
     name: str | None = typer.Argument(
@@ -229,22 +251,9 @@ def surface(
     if scenario is not None:
         _run_scenario(scenario, out, as_json, frames)
         return
-    from lrlab.surfaces import get_surface, run_trajectory
+    from lrlab.surfaces import run_trajectory
 
-    if name is None:
-        bad_input("give a surface name (see 'lrlab surface --list') or --scenario")
-    try:
-        surf = get_surface(name)
-    except ValueError as exc:
-        bad_input(str(exc))
-    if not opt:
-        bad_input('no optimizer given: add --opt SPEC, e.g. --opt "sgd(lr=0.01)"')
-    for text in opt:
-        _reject_old_form(text)
-    if not 1 <= steps <= MAX_STEPS:
-        bad_input(f"--steps must be from 1 to {MAX_STEPS:,}, got {steps}")
-    if not (tol >= 0 and math.isfinite(tol)):
-        bad_input(f"--tol must be a finite number >= 0, got {tol}")
+    surf = _checked_surface(name, opt, steps, tol)
     begin = _parse_start(start) if start is not None else None
     schedules = _schedules(schedule, len(opt))
     shared = schedules[0] if len(schedule) == 1 else None

@@ -116,33 +116,11 @@ def tune(
     device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda[:N]."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
 ) -> None:
-    from lrlab.tune.spec import TuneSpecError, load_tune
-
-    if backend not in ("local", "ray"):
-        bad_input(f"--backend must be local or ray, got {backend!r}")
-    if jobs < 1:
-        bad_input(f"--jobs must be >= 1, got {jobs}")
-    if jobs > 1 and backend != "ray":
-        bad_input("--jobs above 1 needs --backend ray (a local tune trains one trial at a time)")
-    if address is not None and backend != "ray":
-        bad_input("--address needs --backend ray")
-    try:
-        spec = load_tune(file)
-    except TuneSpecError as exc:
-        bad_input(str(exc))
+    _check_backend(backend, jobs, address)
+    spec = _load(file, storage)
     out = out or Path(f"lrlab-tune-{spec.name}")
     if out.exists() and not out.is_dir():
         bad_input(f"--out must be a folder, got the file {str(out)!r}")
-    try:
-        from lrlab.training.tasks import get_task
-
-        get_task(spec.task, **spec.task_options)
-        if storage is not None or spec.storage is not None:
-            from lrlab.tune.storage import open_storage
-
-            open_storage(storage or spec.storage or "")
-    except ValueError as exc:
-        bad_input(str(exc).splitlines()[0])
     store = open_store(db)
     with _Display(live=sys.stderr.isatty(), quiet=quiet) as display:
         try:
@@ -166,6 +144,39 @@ def tune(
         _print_pbt(pbt, db)
         return
     _print_result(result, db)
+
+
+def _check_backend(backend: str, jobs: int, address: str | None) -> None:
+    if backend not in ("local", "ray"):
+        bad_input(f"--backend must be local or ray, got {backend!r}")
+    if jobs < 1:
+        bad_input(f"--jobs must be >= 1, got {jobs}")
+    if jobs > 1 and backend != "ray":
+        bad_input("--jobs above 1 needs --backend ray (a local tune trains one trial at a time)")
+    if address is not None and backend != "ray":
+        bad_input("--address needs --backend ray")
+
+
+def _load(file: Path, storage: str | None) -> Any:  # -> TuneSpec
+    """The tune file, its task built once and its Optuna storage opened once, so that a bad
+    one is bad input (exit 2) before anything is trained."""
+    from lrlab.tune.spec import TuneSpecError, load_tune
+
+    try:
+        spec = load_tune(file)
+    except TuneSpecError as exc:
+        bad_input(str(exc))
+    try:
+        from lrlab.training.tasks import get_task
+
+        get_task(spec.task, **spec.task_options)
+        if storage is not None or spec.storage is not None:
+            from lrlab.tune.storage import open_storage
+
+            open_storage(storage or spec.storage or "")
+    except ValueError as exc:
+        bad_input(str(exc).splitlines()[0])
+    return spec
 
 
 def _print_result(result: Any, db: Path) -> None:
