@@ -170,6 +170,9 @@ class RunConfig:
             values["finetune"] = {k: v for k, v in self.finetune.items() if v is not None}
         if not isinstance(values["task_options"], dict):
             raise ValueError(f"task_options must be a table, got {self.task_options!r}")
+        twice = double_warmup(self.optimizer, values["schedule"])
+        if twice is not None:
+            raise ValueError(twice)
         for key, value in values.items():
             object.__setattr__(self, key, value)
 
@@ -228,6 +231,78 @@ class RunConfig:
     def schedule_family(self) -> str:
         """Names of the schedule's families, outermost first: ``warmup+cosine``."""
         return schedule_family(self.schedule)
+
+
+# The schedule-free optimizers of the grammar (``lrlab.optim.lr_free.SCHEDULE_FREE``, which
+# imports torch; a test keeps the two equal): they take a ``warmup_steps`` of their own.
+_SCHEDULE_FREE = ("schedulefree_adamw", "schedulefree_sgd")
+
+
+def _optimizer_warmup(spec: str) -> tuple[str, float] | None:
+    """``(name, warmup_steps)`` of a schedule-free optimizer spec, read without torch; None
+    for any other spec, and for one that does not parse (the optimizer grammar reports it)."""
+    from lrlab.schedules.spec import _Parser
+
+    try:
+        parser = _Parser(spec)
+        kind, name, _ = parser.take()
+        if kind != "name" or name.lower() not in _SCHEDULE_FREE:
+            return None
+        arguments: dict[str, Any] = {}
+        if parser.peek()[1] == "(":
+            parser.take()
+            while parser.peek()[1] not in (")", ""):
+                key = parser.take()[1]
+                parser.expect("=")
+                arguments[key] = parser.value()
+                if parser.peek()[1] == ",":
+                    parser.take()
+    except ValueError:
+        return None
+    warmup = arguments.get("warmup_steps", 0)
+    if isinstance(warmup, bool) or not isinstance(warmup, (int, float)):
+        return None
+    return name.lower(), float(warmup)
+
+
+def schedule_warmups(schedule: Schedule) -> list[str]:
+    """The parts of ``schedule`` that warm up (a ramp up from a lower LR at the start):
+    ``warmup(...)``, one_cycle's rise, wsd's and inverse_sqrt's warmup, as short phrases."""
+    found: list[str] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, Schedule):
+            name = value.name
+            if name == "warmup" and value.steps > 0:  # type: ignore[attr-defined]
+                found.append(f"warmup(..., steps={value.steps:g})")  # type: ignore[attr-defined]
+            elif name == "one_cycle" and value.div_factor > 1:  # type: ignore[attr-defined]
+                found.append("one_cycle's rise (pct_start)")
+            elif name in ("wsd", "inverse_sqrt") and value.warmup_steps > 0:  # type: ignore[attr-defined]
+                found.append(f"{name}'s warmup_steps={value.warmup_steps:g}")  # type: ignore[attr-defined]
+            for f in fields(value):  # type: ignore[arg-type]
+                walk(getattr(value, f.name))
+        elif isinstance(value, tuple):
+            for item in value:
+                walk(item)
+
+    walk(schedule)
+    return found
+
+
+def double_warmup(optimizer: str, schedule: Schedule) -> str | None:
+    """One line when a schedule-free optimizer with ``warmup_steps`` > 0 is given a schedule
+    that warms up too (the run would warm up twice), else None."""
+    own = _optimizer_warmup(optimizer)
+    if own is None or own[1] <= 0:
+        return None
+    ramps = schedule_warmups(schedule)
+    if not ramps:
+        return None
+    return (
+        f"optimizer {optimizer!r} warms up by itself (warmup_steps={own[1]:g}) and schedule {str(schedule)!r} "
+        f"warms up too ({ramps[0]}): the run would warm up twice; drop warmup_steps from the optimizer "
+        "or the warmup from the schedule"
+    )
 
 
 def schedule_family(schedule: Schedule) -> str:

@@ -13,6 +13,12 @@ schedule-free optimizer gets its contract (:mod:`lrlab.optim.lr_free`): ``train(
 each epoch's steps, ``eval()`` before every evaluation and when the run stops, and
 BatchNorm statistics recomputed at its evaluation point before evaluating.
 
+A schedule with a ``plateau(...)`` node is driven by an epoch metric
+(:func:`~lrlab.training.resolve.plateau_metric`: the validation loss, or the objective
+the task declares): the scheduler's last step of each epoch waits for the evaluation and
+is ``scheduler.step(metric)``, so the steps are still counted once per optimizer step,
+``warmup(plateau(...))`` warms up per step and the plateau reduces per epoch.
+
 The run is a :class:`~lrlab.core.records.RunConfig`; :func:`~lrlab.training.resolve.resolve`
 decides its defaults once.
 """
@@ -24,6 +30,7 @@ import math
 import sqlite3
 import time
 import traceback
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -73,6 +80,23 @@ def _param_groups(model: torch.nn.Module, config: RunConfig, lr: float) -> tuple
     every = finetune.get("unfreeze_every")
     unfreezer = GradualUnfreezer(model, every=int(every)) if every else None
     return groups, unfreezer
+
+
+def _step_before_metric(scheduler: LRScheduler) -> None:
+    """A step of a plateau-driven run inside an epoch: the loop gives the metric at the
+    epoch's end, so the scheduler's reminder that no metric came yet is not for this loop."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="the schedule has a plateau", category=UserWarning)
+        scheduler.step()
+
+
+def _step_on_metric(scheduler: LRScheduler, value: float | None) -> None:
+    """The epoch's last scheduler step, with the epoch's metric for the plateau node(s);
+    an epoch whose metric is missing (None) only advances."""
+    if value is None:
+        scheduler.step()
+    else:
+        scheduler.step(float(value))
 
 
 def train_run(
@@ -185,6 +209,8 @@ def _epochs(
     has_momentum = group_momentum(groups[0]) is not None
     on_accelerator = device.type != "cpu"
     factor = run.divergence_factor
+    plateau_metric = run.plateau_metric  # None: every step advances the schedule at once
+    per_epoch = run.steps_per_epoch
     step, initial_loss, last_report = 0, None, time.monotonic()
     try:
         for epoch in range(1, epochs + 1):
@@ -212,7 +238,10 @@ def _epochs(
                 if why is not None:
                     return RunStatus.DIVERGED, f"{why} at step {step}", step
                 optimizer.step()
-                scheduler.step()
+                if plateau_metric is None:
+                    scheduler.step()
+                elif step + 1 < epoch * per_epoch:  # the epoch's last step waits for its metric
+                    _step_before_metric(scheduler)
                 loss_sum += loss
                 loss_count += 1
                 step += 1
@@ -238,6 +267,8 @@ def _epochs(
             val_loss = metrics.get("val_loss")
             if val_loss is not None and not math.isfinite(val_loss):
                 return RunStatus.DIVERGED, f"non-finite validation loss after epoch {epoch}", step
+            if plateau_metric is not None:
+                _step_on_metric(scheduler, metrics.get(plateau_metric))
     finally:
         eval_mode(optimizer)  # a run ends with a schedule-free model at its evaluation point
         recorder.flush()

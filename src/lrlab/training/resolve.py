@@ -20,13 +20,14 @@ import torch
 
 from lrlab.core.records import DEFAULT_THREADS, RunConfig
 from lrlab.schedules import Schedule
+from lrlab.schedules.plateau import find_plateaus
 
 if TYPE_CHECKING:
     from torch.utils.data import DataLoader
 
     from lrlab.training.tasks import Task
 
-__all__ = ["ResolvedRun", "resolve", "resolve_device", "steps_per_epoch"]
+__all__ = ["ResolvedRun", "check_plateau", "plateau_metric", "resolve", "resolve_device", "steps_per_epoch"]
 
 # The validation loader's batch: at least this, or the training batch when larger.
 VAL_BATCH_SIZE = 256
@@ -56,6 +57,31 @@ def steps_per_epoch(task: Task, batch_size: int) -> int:
     return len(task.train_loader(batch_size, 0))
 
 
+def plateau_metric(task: Task) -> tuple[str, bool]:
+    """The epoch metric that drives a ``plateau(...)`` node of a run's schedule, and whether
+    higher is better: the objective the task declares (``Task(objective=...)``), else the
+    validation loss (torch's ``ReduceLROnPlateau`` convention; a built-in task's objective,
+    the validation error, moves in steps of one example)."""
+    if getattr(task, "objective_metric", None):
+        objective = task.objective
+        return objective.metric, objective.higher_is_better
+    return "val_loss", False
+
+
+def check_plateau(schedule: Schedule, task: Task) -> None:
+    """``ValueError`` in one line when a plateau node of ``schedule`` cannot be driven on
+    ``task``: its ``mode`` goes against the direction of the metric that drives it."""
+    metric, higher = plateau_metric(task)
+    wanted = "max" if higher else "min"
+    for node in find_plateaus(schedule):
+        if node.mode != wanted:
+            direction = "higher" if higher else "lower"
+            raise ValueError(
+                f"plateau(mode={node.mode!r}) is driven by {metric}, where {direction} is better on task "
+                f"{getattr(task, 'name', type(task).__name__)!r}: use mode={wanted!r}"
+            )
+
+
 @dataclass(frozen=True)
 class ResolvedRun:
     """A :class:`RunConfig` with every default decided and its objects built.
@@ -81,6 +107,12 @@ class ResolvedRun:
     @property
     def divergence_factor(self) -> float | None:
         return self.config.divergence_factor
+
+    @property
+    def plateau_metric(self) -> str | None:
+        """The epoch metric fed to the schedule's plateau node(s) (:func:`plateau_metric`),
+        None when the schedule has none."""
+        return plateau_metric(self.task)[0] if find_plateaus(self.schedule) else None
 
     def environment(self) -> dict[str, Any]:
         """What the run was trained with, for the run's extras."""
@@ -109,6 +141,7 @@ def resolve(
 
     if task is None:
         task = get_task(config.task, **dict(config.task_options))
+    check_plateau(config.schedule, task)
     epochs = config.epochs or task.default_epochs
     batch_size = config.batch_size or task.default_batch_size
     seed = config.seed if data_seed is None else int(data_seed)

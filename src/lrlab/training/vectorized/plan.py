@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from lrlab.core.records import RunConfig
+from lrlab.schedules.plateau import find_plateaus
 from lrlab.training.vectorized.optim import supports
 
 __all__ = ["DEFAULT_MAX_GROUP", "GROUP_AXES", "group_key", "plan_groups", "why_not_vectorized"]
@@ -27,6 +28,10 @@ def why_not_vectorized(config: RunConfig) -> str | None:
         return "config key 'lr_mult' is not vectorised"
     if config.finetune:
         return "config key 'finetune' is not vectorised"
+    if find_plateaus(config.schedule):
+        # The stacked trainer evaluates each member's schedule at the step, with no metric:
+        # a plateau would run as a constant. It trains alone, driven by its validation metric.
+        return "a plateau(...) schedule is driven by each run's own metric, one run at a time"
     return supports(config.optimizer)
 
 
