@@ -106,6 +106,37 @@ def _mean(values: Sequence[float | None]) -> float | None:
     return float(np.mean(present)) if present else None
 
 
+def _entry(
+    key: str,
+    members: Sequence[RunRecord],
+    epochs: Mapping[str, Sequence[EpochRecord]],
+    metric: str,
+    sign: float,
+    diverged: int,
+) -> Ranked | None:
+    """One configuration's finished seeds that report ``metric``, summed up (None: none do)."""
+    scored = [(r, final_metric(epochs.get(r.id, ()), metric)) for r in members]
+    scored = [(r, v) for r, v in scored if v is not None]
+    if not scored:
+        return None
+    values = np.asarray([v for _, v in scored])
+    kept = tuple(r for r, _ in scored)
+    return Ranked(
+        key=key,
+        config=kept[0].config,
+        runs=kept,
+        metric=metric,
+        mean=float(values.mean()),
+        sd=float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+        low=float(values.min()),
+        high=float(values.max()),
+        val_loss=_mean([final_metric(epochs.get(r.id, ()), "val_loss") for r in kept]),
+        accuracy=_mean([final_metric(epochs.get(r.id, ()), "val_accuracy") for r in kept]),
+        higher_is_better=sign < 0,
+        diverged=diverged,
+    )
+
+
 def rank(
     runs: Sequence[RunRecord],
     epochs: Mapping[str, Sequence[EpochRecord]],
@@ -124,28 +155,9 @@ def rank(
             diverged[run.configuration] = diverged.get(run.configuration, 0) + 1
     ranked: list[tuple[bool, float, float, int, Ranked]] = []
     for order, (key, members) in enumerate(groups.items()):
-        scored = [(r, final_metric(epochs.get(r.id, ()), metric)) for r in members]
-        scored = [(r, v) for r, v in scored if v is not None]
-        if not scored:
-            continue
-        values = np.asarray([v for _, v in scored])
-        kept = tuple(r for r, _ in scored)
-        val_loss = _mean([final_metric(epochs.get(r.id, ()), "val_loss") for r in kept])
-        entry = Ranked(
-            key=key,
-            config=kept[0].config,
-            runs=kept,
-            metric=metric,
-            mean=float(values.mean()),
-            sd=float(values.std(ddof=1)) if len(values) > 1 else 0.0,
-            low=float(values.min()),
-            high=float(values.max()),
-            val_loss=val_loss,
-            accuracy=_mean([final_metric(epochs.get(r.id, ()), "val_accuracy") for r in kept]),
-            higher_is_better=sign < 0,
-            diverged=diverged.get(key, 0),
-        )
-        ranked.append((entry.diverged > 0, sign * entry.mean, val_loss if val_loss is not None else math.inf,
-                       order, entry))  # fmt: skip
+        entry = _entry(key, members, epochs, metric, sign, diverged.get(key, 0))
+        if entry is not None:
+            val_loss = entry.val_loss if entry.val_loss is not None else math.inf
+            ranked.append((entry.diverged > 0, sign * entry.mean, val_loss, order, entry))
     ranked.sort(key=lambda item: item[:4])
     return [entry for *_, entry in ranked]
