@@ -41,22 +41,38 @@ def _bmm_layers(model: nn.Module) -> list[nn.Module] | None:
     return layers
 
 
+def _checked_layers(models: Sequence[nn.Module], mode: str) -> list[nn.Module] | None:
+    """The first model's layers for the bmm forward (None: vmap), once the models and
+    ``mode`` are checked (``ValueError`` naming what cannot be stacked)."""
+    if not models:
+        raise ValueError("models must not be empty")
+    if mode not in ("auto", "bmm", "vmap"):
+        raise ValueError(f"mode must be auto, bmm or vmap, got {mode!r}")
+    template = models[0]
+    if any(not p.requires_grad for p in template.parameters()):
+        raise ValueError("models with frozen parameters are not vectorised")
+    layers = _bmm_layers(template)
+    if mode == "bmm" and layers is None:
+        raise ValueError(f"mode 'bmm' needs a Linear or a Sequential of Linear/activations, got {template}")
+    return layers
+
+
+def _vmapped(base: nn.Module) -> Callable[..., Tensor]:
+    """``base``'s forward mapped over stacked parameters and buffers (the batch shared)."""
+    from torch.func import functional_call, vmap
+
+    def call(params: dict[str, Tensor], buffers: dict[str, Tensor], x: Tensor) -> Tensor:
+        return functional_call(base, (params, buffers), (x,))
+
+    return vmap(call, in_dims=(0, 0, None))
+
+
 class StackedModel:
     """The members' parameters, stacked, and a forward over all members at once."""
 
     def __init__(self, models: Sequence[nn.Module], mode: str = "auto") -> None:
-        if not models:
-            raise ValueError("models must not be empty")
-        if mode not in ("auto", "bmm", "vmap"):
-            raise ValueError(f"mode must be auto, bmm or vmap, got {mode!r}")
+        layers = _checked_layers(models, mode)
         template = models[0]
-        if any(not p.requires_grad for p in template.parameters()):
-            raise ValueError("models with frozen parameters are not vectorised")
-        layers = _bmm_layers(template)
-        if mode == "bmm" and layers is None:
-            raise ValueError(
-                f"mode 'bmm' needs a Linear or a Sequential of Linear/activations, got {template}"
-            )
         self.mode = "bmm" if layers is not None and mode != "vmap" else "vmap"
         self.template = copy.deepcopy(template)
         self.names = [name for name, _ in template.named_parameters()]
@@ -71,16 +87,7 @@ class StackedModel:
                 for name in self.buffer_names
             ]
         self._layers = layers
-        self._vmapped = None
-        if self.mode == "vmap":
-            from torch.func import functional_call, vmap
-
-            base = self.template
-
-            def call(params: dict[str, Tensor], buffers: dict[str, Tensor], x: Tensor) -> Tensor:
-                return functional_call(base, (params, buffers), (x,))
-
-            self._vmapped = vmap(call, in_dims=(0, 0, None))
+        self._vmapped = _vmapped(self.template) if self.mode == "vmap" else None
 
     @property
     def members(self) -> int:

@@ -393,23 +393,7 @@ def train_vectorized(
     already (else it is built from the configs' reference).
     """
     configs, run_ids = list(configs), list(run_ids)
-    if not configs or len(configs) != len(run_ids):
-        raise ValueError(
-            f"configs and run_ids must be non-empty and of equal length, got {len(configs)} and {len(run_ids)}"
-        )
-    if len(set(run_ids)) != len(run_ids):
-        raise ValueError("run_ids must be distinct")
-    if mode not in ("auto", "bmm", "vmap"):
-        raise ValueError(f"mode must be auto, bmm or vmap, got {mode!r}")
-    keys = [group_key(c) for c in configs]
-    if keys[0] is None:
-        raise ValueError(f"run {run_ids[0]!r} cannot be vectorised: {why_not_vectorized(configs[0])}")
-    for rid, key in zip(run_ids, keys):
-        if key != keys[0]:
-            raise ValueError(
-                f"run {rid!r} differs from run {run_ids[0]!r} in more than {', '.join(GROUP_AXES)} "
-                "(or cannot be vectorised); group runs with plan_groups()"
-            )
+    _check_group(configs, run_ids, mode)
     data_seed = min(c.seed for c in configs) if data_seed is None else int(data_seed)
     first = resolve(configs[0], task, device=device, data_seed=data_seed)
     runs = [first, *(resolve(c, first.task, device=first.device, data_seed=data_seed) for c in configs[1:])]
@@ -432,6 +416,27 @@ def train_vectorized(
             recorders = [recorders[i] for i in keep]
         _train_group(group, recorders, progress)
     return [store.run(rid) for rid in run_ids]
+
+
+def _check_group(configs: list[RunConfig], run_ids: list[str], mode: str) -> None:
+    """``ValueError`` unless the runs are one group (see :func:`group_key`) with distinct ids."""
+    if not configs or len(configs) != len(run_ids):
+        raise ValueError(
+            f"configs and run_ids must be non-empty and of equal length, got {len(configs)} and {len(run_ids)}"
+        )
+    if len(set(run_ids)) != len(run_ids):
+        raise ValueError("run_ids must be distinct")
+    if mode not in ("auto", "bmm", "vmap"):
+        raise ValueError(f"mode must be auto, bmm or vmap, got {mode!r}")
+    keys = [group_key(c) for c in configs]
+    if keys[0] is None:
+        raise ValueError(f"run {run_ids[0]!r} cannot be vectorised: {why_not_vectorized(configs[0])}")
+    for rid, key in zip(run_ids, keys):
+        if key != keys[0]:
+            raise ValueError(
+                f"run {rid!r} differs from run {run_ids[0]!r} in more than {', '.join(GROUP_AXES)} "
+                "(or cannot be vectorised); group runs with plan_groups()"
+            )
 
 
 def _train_group(group: _Group, recorders: list[Recorder], progress: ProgressFn | None) -> None:
