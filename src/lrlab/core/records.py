@@ -289,9 +289,10 @@ def schedule_warmups(schedule: Schedule) -> list[str]:
     return found
 
 
-def double_warmup(optimizer: str, schedule: Schedule) -> str | None:
+def double_warmup(optimizer: str, schedule: Schedule, written: str | None = None) -> str | None:
     """One line when a schedule-free optimizer with ``warmup_steps`` > 0 is given a schedule
-    that warms up too (the run would warm up twice), else None."""
+    that warms up too (the run would warm up twice), else None; ``written`` is the schedule
+    as the user wrote it (a sweep's spec with placeholders), quoted in the line."""
     own = _optimizer_warmup(optimizer)
     if own is None or own[1] <= 0:
         return None
@@ -299,7 +300,7 @@ def double_warmup(optimizer: str, schedule: Schedule) -> str | None:
     if not ramps:
         return None
     return (
-        f"optimizer {optimizer!r} warms up by itself (warmup_steps={own[1]:g}) and schedule {str(schedule)!r} "
+        f"optimizer {optimizer!r} warms up by itself (warmup_steps={own[1]:g}) and schedule {written or str(schedule)!r} "
         f"warms up too ({ramps[0]}): the run would warm up twice; drop warmup_steps from the optimizer "
         "or the warmup from the schedule"
     )

@@ -197,6 +197,25 @@ class Grid(BaseModel):
             raise ValueError(f"expected a non-empty list of batch sizes from 1 to {MAX_BATCH_SIZE}")
         return value
 
+    @model_validator(mode="after")
+    def _one_warmup(self) -> Grid:
+        from lrlab.core.records import double_warmup
+        from lrlab.schedules import parse
+
+        for optimizer in self.optimizer:
+            for spec in self.schedule:
+                twice = double_warmup(optimizer, parse(substitute(spec, **_CHECK)), spec)
+                if twice is not None:
+                    raise ValueError(twice)
+        return self
+
+    def plateaus(self) -> list[str]:
+        """The schedule specs of the grid that hold a ``plateau(...)`` node."""
+        from lrlab.schedules import parse
+        from lrlab.schedules.plateau import find_plateaus
+
+        return [spec for spec in self.schedule if find_plateaus(parse(substitute(spec, **_CHECK)))]
+
     def size(self) -> int:
         """How many runs one seed of this grid has (computed without expanding it)."""
         count = len(self.lrs())
@@ -256,6 +275,26 @@ class SweepSpec(BaseModel):
         runs = self.grid.size() * len(self.seeds)
         if runs > MAX_RUNS:
             raise ValueError(f"the grid has {runs} runs; at most {MAX_RUNS} are allowed in one sweep")
+        return self
+
+    @model_validator(mode="after")
+    def _plateau_metric(self) -> SweepSpec:
+        """A plateau schedule is driven by the task's validation metric: its ``mode`` must
+        follow that metric's direction (the task is built for the check only when the grid
+        has a plateau; one that cannot be built is reported where the sweep builds it)."""
+        plateaus = self.grid.plateaus()
+        if not plateaus:
+            return self
+        from lrlab.schedules import parse
+        from lrlab.training.resolve import check_plateau
+        from lrlab.training.tasks import get_task
+
+        try:
+            task = get_task(self.task, **self.task_options)
+        except Exception:  # reported, in one line, where the sweep builds it (build_task)
+            return self
+        for spec in plateaus:
+            check_plateau(parse(substitute(spec, **_CHECK)), task)
         return self
 
 
