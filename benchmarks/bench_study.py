@@ -9,6 +9,13 @@ the same three seeds and the same epochs. Both are ranked by the one scorer
 study's pick and the grid's best (mean over the three seeds), the gap (accuracy points,
 nats, or relative MSE), and the compute of each in optimizer steps (range tests included).
 
+LR-free contenders (``--lrfree``, a section of its own): for each task, the study of its optimizer
+again with ``prodigy`` and ``schedulefree_adamw`` beside it, in a store of its own (a copy of the
+task's study store, so the optimizer's own runs are reused; both in ``lrlab-runs/bench_study/lrfree/``,
+so the comparison above is unchanged):
+the study's pick, each LR-free optimizer's best configuration with its seeds, tie or not with the
+recommendation within the paired seed noise, and its compute against the tuned study's.
+
 It also times the README's ``lrlab study`` (digits-mlp, sgd, sgdm and adam) in a fresh store,
 with the machine's load average beside it.
 
@@ -154,6 +161,103 @@ def bench_task(label: str, jobs: int, times: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+LR_FREE_CONTENDERS = ("prodigy", "schedulefree_adamw")
+LR_FREE_CACHE = CACHE / "lrfree"  # stores of their own: the comparison above is never touched
+
+
+def _study_store(label: str, jobs: int, times: dict[str, Any]) -> tuple[Any, Path]:
+    """The task's own study (the comparison's), from its cached store, and its store."""
+    ref, optimizer = TASKS[label]
+    db = LR_FREE_CACHE / f"{label}-study.db"
+    result, _seconds = _timed(
+        times, f"{label}/lrfree-base", lambda: run_study(ref, Store(db), budget="small", optimizers=[optimizer], jobs=jobs)
+    )
+    return result, db
+
+
+def bench_lrfree(label: str, jobs: int, times: dict[str, Any]) -> dict[str, Any]:
+    """The task's study with the LR-free contenders beside its optimizer, in a copy of its store."""
+    import shutil
+
+    ref, optimizer = TASKS[label]
+    base, base_db = _study_store(label, jobs, times)
+    base_steps = _steps(base_db, [r.id for r in base.runs]) + sum(len(f.lrs) for f in base.finders.values())
+    db = LR_FREE_CACHE / f"{label}-lrfree.db"
+    if not db.exists():
+        shutil.copyfile(base_db, db)
+    optimizers = [optimizer, *LR_FREE_CONTENDERS]
+    result, seconds = _timed(
+        times, f"{label}/lrfree", lambda: run_study(ref, Store(db), budget="small", optimizers=optimizers, jobs=jobs)
+    )
+    best = result.recommendation.best
+    return {
+        "task": label, "optimizer": optimizer, "kind": get_task(ref).kind, "metric": result.recommendation.metric,
+        "base_pick": f"{base.recommendation.best.schedule_name} lr={base.recommendation.best.lr:.3g}",
+        "base_score": base.recommendation.best.score, "base_sd": base.recommendation.best.sd,
+        "pick": f"{best.optimizer} + {best.schedule_name} lr={best.lr:.3g}", "pick_score": best.score,
+        "pick_sd": best.sd, "base_steps": base_steps, "seconds": seconds,
+        "lines": [line.to_dict() for line in result.verdict.lr_free],
+    }  # fmt: skip
+
+
+def lrfree_section(labels: list[str], jobs: int, times: dict[str, Any], times_file: Path) -> None:
+    """Run the LR-free comparison on ``labels`` and write its section of docs/benchmarks.md."""
+    rows = []
+    for name in labels:
+        rows.append(bench_lrfree(name, jobs, times))
+        times_file.write_text(json.dumps(times, indent=1))
+        print(rows[-1], flush=True)
+    lines = [
+        "## LR-free contenders in the study (`python -m benchmarks.bench_study --lrfree`)",
+        "",
+        "For each task, the study above with `prodigy` and `schedulefree_adamw` beside its optimizer "
+        "(`run_study(budget=\"small\", optimizers=[its optimizer, \"prodigy\", \"schedulefree_adamw\"])`, in a "
+        "store of its own so the comparison above is unchanged). Prodigy has no range test and trains at lr=1 "
+        "(a multiplier on its own estimate) with a constant and a cosine schedule; schedule-free AdamW gets its "
+        "range test and a constant LR at the study's three LR factors. They go through the same successive "
+        "halving; the best configuration of an LR-free optimizer that missed the cut is promoted to seeds 1 "
+        "and 2 as well. Each LR-free optimizer's best configuration is judged against the study's "
+        "recommendation (or, where it is the recommendation, against the best configuration of the task's "
+        "optimizer) on the paired seed noise: per-seed differences over seeds 0, 1, 2, a tie when the mean "
+        "difference is within two standard errors. Compute: its optimizer steps (runs and range test) against "
+        "those of the task's study without it. Scores are the task's objective (validation error, validation "
+        "loss in nats, validation MSE), mean ± sd over 3 seeds; lower is better.",
+        "",
+        "| task | study pick without them | study pick with them | LR-free optimizer | its best (mean ± sd, seeds) "
+        "| against the recommendation | margin (noise) | compute / the tuned study's | its estimate (d*lr) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        for line in r["lines"]:
+            score = "-" if line["score"] is None else f"{line['score']:.4f} ± {line['sd']:.4f} ({line['seeds']})"
+            verdict = {"ties": "ties within the noise", "behind": "behind by more than the noise",
+                       "ahead": "ahead by more than the noise"}.get(line["verdict"], line["verdict"])  # fmt: skip
+            if line["versus"] and not line["versus"].startswith(r["pick"].split(" lr=")[0]):
+                verdict += " (it is the recommendation)" if r["pick"].startswith(line["optimizer"]) else ""
+            margin = "-" if line["margin"] is None else (
+                f"{line['margin']:+.4f} ({line['noise']:.4f})" if line["noise"] is not None else f"{line['margin']:+.4f}"
+            )  # fmt: skip
+            estimate = "-" if line["estimate_first"] is None else (
+                f"{line['estimate_first']:.3g} -> {line['estimate_last']:.3g}, x{line['estimate_tail']:.2f} over the last tenth"
+            )  # fmt: skip
+            lines.append(
+                f"| {r['task']} | {r['optimizer']} {r['base_pick']}: {r['base_score']:.4f} ± {r['base_sd']:.4f} "
+                f"| {r['pick']}: {r['pick_score']:.4f} ± {r['pick_sd']:.4f} | {line['optimizer']} "
+                f"| {line['schedule']}: {score} | {verdict} | {margin} "
+                f"| {line['steps'] / r['base_steps']:.3f} ({line['steps']:,} steps) | {estimate} |"
+            )
+    lines += [
+        "",
+        "Margin: the recommendation's mean advantage over the LR-free configuration, per seed paired "
+        "(negative: the LR-free one scored better); noise: two standard errors of the per-seed differences. "
+        "Wall time of the four LR-free studies (their new runs only; LR-free optimizers train one run at a time, "
+        f"not stacked): {sum(r['seconds'] for r in rows) / 60:.1f} minutes.",
+    ]
+    body = "\n".join(lines)
+    print(body)
+    write_section("study-lrfree", body)
+
+
 def time_readme(times: dict[str, Any]) -> dict[str, Any]:
     """The README's ``lrlab study`` in a fresh store and folder (cached after the first run)."""
     if "readme" not in times:
@@ -214,9 +318,17 @@ def main() -> None:
     parser.add_argument("--no-readme", action="store_true", help="Do not time the README's lrlab study.")
     parser.add_argument("--readme-only", type=int, metavar="N", default=0,
                         help="Only time the README's lrlab study, N times in fresh stores.")  # fmt: skip
+    parser.add_argument("--lrfree", action="store_true",
+                        help="Only the LR-free contenders (prodigy, schedulefree_adamw) in each task's study.")  # fmt: skip
     args = parser.parse_args()
     if args.readme_only:
         readme_section(args.readme_only)
+        return
+    if args.lrfree:
+        LR_FREE_CACHE.mkdir(parents=True, exist_ok=True)
+        times_file = LR_FREE_CACHE / "times.json"
+        times = json.loads(times_file.read_text()) if times_file.exists() else {}
+        lrfree_section(args.tasks.split(","), args.jobs, times, times_file)
         return
     CACHE.mkdir(parents=True, exist_ok=True)
     times_file = CACHE / "times.json"
