@@ -27,7 +27,7 @@ from lrlab.schedules.decay import (
     polynomial,
     step_decay,
 )
-from lrlab.schedules.one_cycle import OneCycle, one_cycle
+from lrlab.schedules.one_cycle import OneCycle, OneCycleMomentum, momentum_for, one_cycle, one_cycle_momentum
 from lrlab.schedules.plateau import Plateau, PlateauState, observe, plateau
 from lrlab.schedules.spec import SpecError, from_dict, parse
 from lrlab.schedules.wsd import WarmupStableDecay, wsd
@@ -62,6 +62,7 @@ __all__ = [
     "Linear",
     "Multistep",
     "OneCycle",
+    "OneCycleMomentum",
     "Plateau",
     "PlateauState",
     "Polynomial",
@@ -80,9 +81,11 @@ __all__ = [
     "inverse_sqrt",
     "inverse_time",
     "linear",
+    "momentum_for",
     "multistep",
     "observe",
     "one_cycle",
+    "one_cycle_momentum",
     "parse",
     "plateau",
     "polynomial",
