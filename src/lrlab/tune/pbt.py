@@ -18,6 +18,7 @@ that replay into the store and checks it.
 from __future__ import annotations
 
 import copy
+import json
 import math
 import random
 from collections.abc import Callable, Sequence
@@ -25,11 +26,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
 
 from lrlab.core.records import RunConfig, RunRecord
+from lrlab.optim.grammar import make_optimizer
 from lrlab.schedules import Schedule, constant, sequence
 from lrlab.store.sqlite import Store
+from lrlab.sweeps import RunPlan, run_plans
+from lrlab.torch_utils import torch_threads
+from lrlab.training.resolve import resolve
+from lrlab.tune.space import SpaceError, _param
 from lrlab.tune.spec import TuneSpec, load_tune
+from lrlab.tune.trial import objective_of, score
+from lrlab.tune.tuner import range_test_lr
 
 __all__ = ["PbtEvent", "PbtResult", "lineage_schedule", "run_pbt"]
 
@@ -99,8 +108,6 @@ class _Member:
 
 
 def _initial_lrs(spec: TuneSpec, finder_lr: float | None) -> list[float]:
-    from lrlab.tune.space import SpaceError, _param
-
     assert spec.pbt is not None
     value = spec.pbt.lr if spec.pbt.lr is not None else {"from_finder": [0.1, 3.0]}
     param = _param("pbt", "lr", value, "pbt.lr")
@@ -126,14 +133,6 @@ def run_pbt(
 ) -> PbtResult:
     """Train the population of ``spec`` (``method = "pbt"`` and a ``[pbt]`` table), replay
     the winner's lineage as an ordinary run in ``store``, and return both."""
-    import torch
-
-    from lrlab.optim.grammar import make_optimizer
-    from lrlab.sweeps import RunPlan, run_plans
-    from lrlab.torch_utils import torch_threads
-    from lrlab.training.resolve import resolve
-    from lrlab.tune.trial import objective_of
-
     if not isinstance(spec, TuneSpec):
         spec = load_tune(spec)
     if spec.pbt is None:
@@ -164,15 +163,8 @@ def run_pbt(
         step = 0
         for _epoch in range(run.epochs):
             for inputs, targets in run.train_loader:
-                inputs, targets = inputs.to(run.device), targets.to(run.device)
+                _step(members, task, inputs.to(run.device), targets.to(run.device))
                 for index, member in enumerate(members):
-                    torch.set_rng_state(member.rng)
-                    for group in member.optimizer.param_groups:
-                        group["lr"] = member.lr
-                    member.optimizer.zero_grad(set_to_none=True)
-                    task.loss_fn(member.model(inputs), targets).backward()
-                    member.optimizer.step()
-                    member.rng = torch.get_rng_state()
                     used[index][step] = member.lr
                 step += 1
                 if step % interval == 0 and step < run.total_steps:
@@ -196,8 +188,6 @@ def run_pbt(
     (record,) = run_plans([plan], store, spec.name, _json(described), progress=progress, device=device)
     replayed = store.steps(plan.id).lr
     exact = len(replayed) == len(lrs) and bool(np.array_equal(replayed, lrs))
-    from lrlab.tune.trial import score
-
     return PbtResult(
         name=spec.name, metric=metric, direction=direction, schedule=schedule, optimizer=cfg.optimizer,
         winner=winner, winner_score=scores[winner], scores=tuple(scores), history=tuple(history), lrs=lrs,
@@ -206,23 +196,25 @@ def run_pbt(
     )  # fmt: skip
 
 
+def _step(members: Sequence[_Member], task: Any, inputs: Any, targets: Any) -> None:
+    """One optimizer step of every member on the same batch, each at its own LR and with its
+    own random state (dropout draws as in a run of its own)."""
+    for member in members:
+        torch.set_rng_state(member.rng)
+        for group in member.optimizer.param_groups:
+            group["lr"] = member.lr
+        member.optimizer.zero_grad(set_to_none=True)
+        task.loss_fn(member.model(inputs), targets).backward()
+        member.optimizer.step()
+        member.rng = torch.get_rng_state()
+
+
 def _finder(spec: TuneSpec, store: Store, task: Any, batch_size: int, device: str) -> tuple[float | None, int]:
     assert spec.pbt is not None
     value = spec.pbt.lr if spec.pbt.lr is not None else {"from_finder": [0.1, 3.0]}
     if not (isinstance(value, dict) and "from_finder" in value):
         return None, 0
-    optimizer = spec.pbt.optimizer
-    for record in store.finder_results(sweep=spec.name):
-        if record.optimizer == optimizer and record.config.get("task") == spec.task:
-            return float(record.lr), len(record.lrs)
-    from lrlab.study.range_tests import task_range_test
-
-    _, record = task_range_test(task, spec.task, optimizer, batch_size=batch_size, seed=spec.seeds[0],
-                                device=device, sweep=spec.name, num_iter=spec.finder_iters)  # fmt: skip
-    if not (math.isfinite(record.lr) and record.lr > 0):
-        raise RuntimeError(f"the range test for {optimizer} could not suggest an LR: {record.reason}")
-    store.save_finder_result(record)
-    return float(record.lr), len(record.lrs)
+    return range_test_lr(store, spec, task, spec.pbt.optimizer, batch_size, device)
 
 
 def _scores(members: Sequence[_Member], task: Any, loader: Any, metric: str) -> list[float]:
@@ -265,6 +257,4 @@ def _exploit(
 
 
 def _json(value: Any) -> Any:
-    import json
-
     return json.loads(json.dumps(value, default=float, allow_nan=True).replace("NaN", "null"))

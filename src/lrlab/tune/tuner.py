@@ -34,7 +34,7 @@ from lrlab.tune.trial import (
     train_trial,
 )
 
-__all__ = ["RESUMABLE_KEYS", "BadDraw", "Job", "TuneEvent", "Tuner", "best_value", "finished"]
+__all__ = ["RESUMABLE_KEYS", "BadDraw", "Job", "TuneEvent", "Tuner", "best_value", "finished", "range_test_lr"]
 
 # Spec keys that may change between a tune and its resumption (the budget, the audit).
 RESUMABLE_KEYS = ("trials", "max_steps", "audit_pruned", "storage")
@@ -165,22 +165,9 @@ class Tuner:
             return
         for optimizer in space.optimizers:
             self.report(TuneEvent("finder", detail=optimizer))
-            record = self._finder(optimizer)
-            if not (math.isfinite(record.lr) and record.lr > 0):
-                raise RuntimeError(f"the range test for {optimizer} could not suggest an LR: {record.reason}")
-            self.finder_lrs[optimizer] = float(record.lr)
-            self.finder_steps += len(record.lrs)
-
-    def _finder(self, optimizer: str) -> Any:
-        for record in self.store.finder_results(sweep=self.spec.name):
-            if record.optimizer == optimizer and record.config.get("task") == self.spec.task:
-                return record
-        _, record = task_range_test(
-            self.task, self.spec.task, optimizer, batch_size=self.batch_size, seed=self.spec.seeds[0],
-            device=self.device, sweep=self.spec.name, num_iter=self.spec.finder_iters,
-        )  # fmt: skip
-        self.store.save_finder_result(record)
-        return record
+            lr, steps = range_test_lr(self.store, self.spec, self.task, optimizer, self.batch_size, self.device)
+            self.finder_lrs[optimizer] = lr
+            self.finder_steps += steps
 
     # -------------------------------------------------------- trials
 
@@ -364,6 +351,27 @@ class Tuner:
                          pruned=sum(t.state == "pruned" for t in outcomes), best=best_value(outcomes, self.direction),
                          state=outcome.state, value=outcome.value, number=outcome.number,
                          steps=self.finder_steps + sum(t.steps for t in outcomes))  # fmt: skip
+
+
+def range_test_lr(
+    store: Store, spec: TuneSpec, task: Any, optimizer: str, batch_size: int, device: str
+) -> tuple[float, int]:
+    """The range test's LR for ``optimizer`` on the tune's task and its steps: the one stored
+    under the tune's name, else a new one, stored. ``RuntimeError`` when it gives no LR."""
+    record = next(
+        (r for r in store.finder_results(sweep=spec.name)
+         if r.optimizer == optimizer and r.config.get("task") == spec.task),
+        None,
+    )  # fmt: skip
+    fresh = record is None
+    if record is None:
+        _, record = task_range_test(task, spec.task, optimizer, batch_size=batch_size, seed=spec.seeds[0],
+                                    device=device, sweep=spec.name, num_iter=spec.finder_iters)  # fmt: skip
+    if not (math.isfinite(record.lr) and record.lr > 0):
+        raise RuntimeError(f"the range test for {optimizer} could not suggest an LR: {record.reason}")
+    if fresh:
+        store.save_finder_result(record)
+    return float(record.lr), len(record.lrs)
 
 
 class BadDraw(ValueError):
