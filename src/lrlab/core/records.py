@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from lrlab.schedules import Schedule, constant, parse
+from lrlab.schedules import Schedule, constant, momentum_for, parse
 
 __all__ = [
     "DEFAULT_DIVERGENCE_FACTOR",
@@ -30,6 +30,7 @@ __all__ = [
     "RunRecord",
     "RunStatus",
     "StepSeries",
+    "default_momentum",
 ]
 
 DEFAULT_OPTIMIZER = "sgd"
@@ -111,7 +112,10 @@ class RunConfig:
 
     ``schedule`` drives the learning rate (default ``constant(lr)``); ``epochs`` and
     ``batch_size`` left at None take the task's defaults when the run is resolved
-    (``lrlab.training.resolve``); ``threads`` None means ``DEFAULT_THREADS``.
+    (``lrlab.training.resolve``); ``threads`` None means ``DEFAULT_THREADS``. ``momentum``
+    left at None is :func:`default_momentum`: a one-cycle ``schedule`` with an optimizer
+    that has a momentum cycles it 0.95 -> 0.85 -> 0.95, as torch's OneCycleLR does (None
+    otherwise: the optimizer's own).
     ``finetune`` holds ``rules``, ``layer_decay``, ``freeze``, ``unfreeze_every``,
     ``weight_decay`` and ``no_decay`` (see ``lrlab.finetune``). A schedule may be given as
     a spec string or a ``to_dict()`` dict; it is stored as a ``Schedule``.
@@ -173,6 +177,8 @@ class RunConfig:
         twice = double_warmup(self.optimizer, values["schedule"])
         if twice is not None:
             raise ValueError(twice)
+        if values["momentum"] is None:
+            values["momentum"] = default_momentum(self.optimizer, values["schedule"])
         for key, value in values.items():
             object.__setattr__(self, key, value)
 
@@ -212,14 +218,19 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunConfig:
-        """Read ``to_dict()`` back; an unknown key is an error that names it."""
+        """Read ``to_dict()`` back; an unknown key is an error that names it. A stored config
+        is what ran: no default momentum is added to one stored without it (a one-cycle run
+        recorded before one-cycle cycled momentum by default)."""
         if not isinstance(data, Mapping):
             raise ValueError(f"a run config must be a table, got {data!r}")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown run config key {unknown[0]!r} (known: {', '.join(sorted(known))})")
-        return cls(**dict(data))
+        config = cls(**dict(data))
+        if data.get("momentum") is None and config.momentum is not None:
+            object.__setattr__(config, "momentum", None)
+        return config
 
     def key(self, without: tuple[str, ...] = ("seed",)) -> str:
         """The config without the fields ``without``, as a canonical string: runs with
@@ -263,6 +274,64 @@ def _optimizer_warmup(spec: str) -> tuple[str, float] | None:
     if isinstance(warmup, bool) or not isinstance(warmup, (int, float)):
         return None
     return name.lower(), float(warmup)
+
+
+# Optimizers whose momentum a one-cycle cycles by default, read without torch (a test keeps
+# them equal to the optimizers the grammar builds): the Adam family's betas[0], and a
+# ``momentum`` argument > 0 (its default here; an alias's own). Schedule-free optimizers
+# are left out: their momentum is an averaging weight, and they need no schedule.
+_BETAS_OPTIMIZERS = frozenset({"adam", "adamw", "adamax", "nadam", "radam", "prodigy", "dadapt_adam"})
+_MOMENTUM_OPTIMIZERS = {
+    "sgd": 0.0, "rmsprop": 0.0, "muon": 0.95, "dadapt_sgd": 0.0, "deltabardelta": 0.0,
+    "gd": 0.0, "dbd": 0.0, "sgdm": 0.9, "momentum": 0.9, "nesterov": 0.9, "nag": 0.9,
+}  # fmt: skip
+
+
+def _optimizer_momentum(spec: str) -> bool:
+    """Whether the optimizer ``spec`` has a momentum to cycle (betas, or momentum > 0);
+    False for a spec that does not parse (the optimizer grammar reports it)."""
+    from lrlab.schedules.spec import _Parser
+
+    try:
+        parser = _Parser(spec)
+        kind, name, _ = parser.take()
+        arguments: dict[str, Any] = {}
+        if parser.peek()[1] == "(":
+            parser.take()
+            while parser.peek()[1] not in (")", ""):
+                key = parser.take()[1]
+                parser.expect("=")
+                arguments[key] = parser.value()
+                if parser.peek()[1] == ",":
+                    parser.take()
+    except ValueError:
+        return False
+    name = name.lower()
+    if kind != "name":
+        return False
+    if name in _BETAS_OPTIMIZERS:
+        return True
+    momentum = arguments.get("momentum", _MOMENTUM_OPTIMIZERS.get(name))
+    return isinstance(momentum, (int, float)) and not isinstance(momentum, bool) and momentum > 0
+
+
+def default_momentum(optimizer: str, schedule: Schedule) -> Schedule | None:
+    """The momentum schedule a run gets when it sets none: with a one-cycle LR schedule and
+    an optimizer that has a momentum (SGD's ``momentum`` > 0, the Adam family's
+    ``betas[0]``), the one-cycle's momentum 0.95 -> 0.85 -> 0.95
+    (:func:`~lrlab.schedules.momentum_for`), as torch's ``OneCycleLR`` and fastai's
+    ``fit_one_cycle`` do; otherwise None (the optimizer's own momentum). A run opts out by
+    giving a momentum schedule itself, e.g. ``constant(0.9)``.
+
+    >>> print(default_momentum("adam", parse("one_cycle(max_lr=0.01, total_steps=100)")))
+    one_cycle_momentum(total_steps=100)
+    >>> default_momentum("sgd", parse("one_cycle(max_lr=0.01, total_steps=100)")) is None
+    True
+    """
+    cycled = momentum_for(schedule)
+    if cycled is None or not _optimizer_momentum(optimizer):
+        return None
+    return cycled
 
 
 def schedule_warmups(schedule: Schedule) -> list[str]:
