@@ -30,6 +30,7 @@ Where torch users differ:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
 import warnings
@@ -40,10 +41,10 @@ import numpy as np
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler as _TorchLRScheduler
 
-from lrlab.schedules import Schedule, from_dict, parse
+from lrlab.schedules import Schedule, SequenceSchedule, Warmup, from_dict, parse
 from lrlab.schedules.plateau import PlateauState, active_plateaus, initial_states, observe
 
-__all__ = ["LRScheduler", "group_momentum", "momentum_key"]
+__all__ = ["LRScheduler", "group_momentum", "horizon", "momentum_key"]
 
 
 def _group_momentum_key(group: Mapping[str, Any]) -> str | None:
@@ -159,6 +160,14 @@ class LRScheduler(_TorchLRScheduler):
         # One state per plateau node (none without one): best metric, bad epochs, cooldown.
         self._plateau_states: tuple[PlateauState, ...] = initial_states(schedule)
         self._awaiting_metric = True
+        # Warned once when stepped past the schedule's horizon (its total_steps).
+        self._horizon_of: Schedule | None = None
+        self._horizon: float | None = None
+        self._past_horizon_warned = False
+        if isinstance(last_epoch, bool) or not isinstance(last_epoch, numbers.Integral) or last_epoch < -1:
+            raise ValueError(f"last_epoch must be a whole number >= -1 (-1: a new run), got {last_epoch!r}")
+        for index, group in enumerate(optimizer.param_groups):
+            _lr_mult(index, group)
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:  # type: ignore[override]
@@ -167,9 +176,28 @@ class LRScheduler(_TorchLRScheduler):
             cache = self._lr_values = _Chunked(self.schedule)
         value = cache(self.last_epoch)
         return [
-            value * float(group["lr_mult"]) if "lr_mult" in group else value
-            for group in self.optimizer.param_groups
+            value * mult if (mult := _lr_mult(index, group)) is not None else value
+            for index, group in enumerate(self.optimizer.param_groups)
         ]
+
+    def _check_horizon(self) -> None:
+        """Warn once when the scheduler has gone past the schedule's horizon (``total_steps``
+        of a cosine, one-cycle, polynomial, linear or wsd, shifted by warmups and sequences):
+        torch's ``OneCycleLR`` raises there; the schedule holds its final value."""
+        if self._past_horizon_warned:
+            return
+        if self._horizon_of is not self.schedule:
+            self._horizon_of, self._horizon = self.schedule, horizon(self.schedule)
+        if self._horizon is not None and self.last_epoch > self._horizon:
+            self._past_horizon_warned = True
+            value = float(self.schedule(self.last_epoch))
+            warnings.warn(
+                f"the schedule {self.schedule} was stepped past its horizon: step {self.last_epoch:g} > "
+                f"{self._horizon:g} steps, and it holds {value:.4g} from there on (torch's OneCycleLR raises "
+                "here); build the schedule with your run's total number of steps",
+                UserWarning,
+                stacklevel=3,
+            )
 
     def _get_closed_form_lr(self) -> list[float]:
         return self.get_lr()
@@ -193,6 +221,7 @@ class LRScheduler(_TorchLRScheduler):
             self.last_epoch = int(epoch) if float(epoch).is_integer() else float(epoch)
             self._apply(self.get_lr())
         self._apply_momentum()
+        self._check_horizon()
 
     def _observe(self, metric: Any) -> None:
         """Feed ``metric`` to the plateau node(s) in effect now (warn once if none ever comes)."""
@@ -239,15 +268,18 @@ class LRScheduler(_TorchLRScheduler):
         state = super().state_dict()
         # Plain data, so checkpoints load with torch.load(weights_only=True); the value
         # caches are rebuilt on demand.
-        state.pop("_lr_values", None)
-        state.pop("_momentum_values", None)
+        for cache in _CACHES:
+            state.pop(cache, None)
         state["schedule"] = self.schedule.to_dict()  # the plateau nodes' reductions so far
         state["_plateau_states"] = [plateau.to_dict() for plateau in self._plateau_states]
         state["momentum"] = None if self.momentum is None else self.momentum.to_dict()
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        state = {k: v for k, v in state_dict.items() if k not in ("_lr_values", "_momentum_values")}
+        if not isinstance(state_dict, Mapping):
+            raise ValueError(f"state_dict must be a dict from LRScheduler.state_dict(), got {type(state_dict).__name__}")
+        _check_state(state_dict)  # before any change: a bad state leaves the scheduler as it was
+        state = {k: v for k, v in state_dict.items() if k not in _CACHES}
         schedule, momentum = state.pop("schedule", None), state.pop("momentum", None)
         loaded = from_dict(schedule) if schedule is not None else self.schedule
         plateaus = _plateau_states(loaded, state.pop("_plateau_states", None))  # checked before any change
@@ -262,6 +294,61 @@ class LRScheduler(_TorchLRScheduler):
         if self.last_epoch >= 0:
             self._apply(self.get_lr())
             self._apply_momentum()
+
+
+# Caches rebuilt on demand, never saved: the value chunks and the schedule whose horizon is known.
+_CACHES = ("_lr_values", "_momentum_values", "_horizon_of", "_horizon")
+
+
+def _lr_mult(index: int, group: Mapping[str, Any]) -> float | None:
+    """The ``lr_mult`` of param group ``index`` (None without one): a finite number >= 0."""
+    if "lr_mult" not in group:
+        return None
+    value = group["lr_mult"]
+    mult = math.nan
+    if not isinstance(value, (bool, str, bytes)):
+        with contextlib.suppress(TypeError, ValueError, RuntimeError):
+            mult = float(value)
+    if not (math.isfinite(mult) and mult >= 0):
+        raise ValueError(f"param group {index}: lr_mult must be a finite number >= 0, got {value!r}")
+    return mult
+
+
+def _check_state(state: Mapping[str, Any]) -> None:
+    """``ValueError`` naming the field of a scheduler state that no scheduler could have saved."""
+    epoch = state.get("last_epoch", -1)
+    if isinstance(epoch, bool) or not isinstance(epoch, numbers.Real):
+        raise ValueError(f"the state's last_epoch must be a number, got {epoch!r}")
+    if not (math.isfinite(epoch) and (epoch >= 0 or epoch == -1)) or (epoch < 0 and not float(epoch).is_integer()):
+        raise ValueError(f"the state's last_epoch must be a finite number >= 0 (or -1), got {epoch!r}")
+    count = state.get("_step_count", 0)
+    if isinstance(count, bool) or not isinstance(count, numbers.Integral) or count < 0:
+        raise ValueError(f"the state's _step_count must be a whole number >= 0, got {count!r}")
+    for key in ("schedule", "momentum"):
+        if state.get(key) is not None and not isinstance(state[key], Mapping):
+            raise ValueError(f"the state's {key} must be a schedule's to_dict() or None, got {state[key]!r}")
+    saved = state.get("_plateau_states")
+    if saved is not None and not (isinstance(saved, list) and all(isinstance(s, Mapping) for s in saved)):
+        raise ValueError(f"the state's _plateau_states must be a list of dicts, got {saved!r}")
+
+
+def horizon(schedule: Schedule) -> float | None:
+    """The step after which ``schedule`` only holds its final value (its ``total_steps``,
+    after warmups and sequence boundaries), or None for a schedule without one
+    (constant, step decays, restarts, cyclic...).
+
+    >>> from lrlab.schedules import cosine, warmup
+    >>> horizon(warmup(cosine(0.1, total_steps=100), steps=10)), horizon(parse("constant(lr=0.1)"))
+    (110.0, None)
+    """
+    if isinstance(schedule, Warmup):
+        inner = horizon(schedule.schedule)
+        return None if inner is None else float(schedule.steps) + inner
+    if isinstance(schedule, SequenceSchedule):
+        last = horizon(schedule.schedules[-1])
+        return None if last is None else float(schedule.boundaries[-1]) + last
+    total = getattr(schedule, "total_steps", None)
+    return float(total) if isinstance(total, numbers.Real) and not isinstance(total, bool) else None
 
 
 def _plateau_states(schedule: Schedule, saved: list[dict[str, Any]] | None) -> tuple[PlateauState, ...]:

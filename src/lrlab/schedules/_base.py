@@ -93,10 +93,7 @@ class Schedule:
     def __call__(self, t: npt.ArrayLike) -> FloatArray: ...
 
     def __call__(self, t: Any) -> Any:
-        try:
-            steps = np.asarray(t, dtype=np.float64)
-        except (OverflowError, TypeError):
-            raise ValueError(f"step t must be finite and >= 0, got {t!r}") from None
+        steps = _as_steps(t)
         if steps.ndim == 0:
             return self._scalar(float(steps), t)
         # min and max are two passes without temporaries; NaN fails both comparisons.
@@ -144,6 +141,30 @@ class Schedule:
         from lrlab.schedules.spec import format_spec
 
         return format_spec(self)
+
+
+def _as_steps(t: Any) -> FloatArray:
+    """``t`` as float64 steps; a string, a bool or an array of them (or of complex numbers,
+    dates...) is a ``ValueError``: ``np.asarray("5", float)`` would read a number into it."""
+    if type(t) is not int and type(t) is not float:  # the common case, taken straight
+        _check_step_type(t)
+    try:
+        return np.asarray(t, dtype=np.float64)
+    except (OverflowError, TypeError, ValueError):
+        raise ValueError(f"step t must be finite and >= 0, got {t!r}") from None
+
+
+def _check_step_type(t: Any) -> None:
+    if isinstance(t, (str, bytes, bool, np.bool_)):
+        raise ValueError(f"step t must be a number or an array of numbers, got {t!r}")
+    kind = getattr(t, "dtype", None)
+    if kind is None and not isinstance(t, (int, float, np.number)):
+        try:
+            kind = np.asarray(t).dtype  # a list or tuple: what numpy reads it as
+        except (ValueError, TypeError, OverflowError):
+            kind = None
+    if kind is not None and getattr(kind, "kind", "f") not in "iufO":
+        raise ValueError(f"step t must be a number or an array of numbers, got {t!r}")
 
 
 def _only_value(values: Any) -> float:
