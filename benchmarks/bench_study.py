@@ -232,8 +232,8 @@ def lrfree_section(labels: list[str], jobs: int, times: dict[str, Any], times_fi
             score = "-" if line["score"] is None else f"{line['score']:.4f} ± {line['sd']:.4f} ({line['seeds']})"
             verdict = {"ties": "ties within the noise", "behind": "behind by more than the noise",
                        "ahead": "ahead by more than the noise"}.get(line["verdict"], line["verdict"])  # fmt: skip
-            if line["versus"] and not line["versus"].startswith(r["pick"].split(" lr=")[0]):
-                verdict += " (it is the recommendation)" if r["pick"].startswith(line["optimizer"]) else ""
+            if r["pick"].startswith(f"{line['optimizer']} + "):  # judged against the best of the task's optimizer
+                verdict = f"is the recommendation; {verdict} against the best {r['optimizer']}"
             margin = "-" if line["margin"] is None else (
                 f"{line['margin']:+.4f} ({line['noise']:.4f})" if line["noise"] is not None else f"{line['margin']:+.4f}"
             )  # fmt: skip

@@ -9,6 +9,7 @@ import torch
 
 from lrlab.optim import DeltaBarDelta, grammar
 from lrlab.optim.grammar import OPTIMIZER_CLASSES, OPTIMIZER_NAMES
+from lrlab.optim.lr_free import LR_FREE_OPTIMIZERS
 from lrlab.schedules import parse
 from lrlab.study import plan
 from lrlab.study.codegen import keras_snippet, torch_snippet
@@ -54,6 +55,9 @@ def test_the_torch_class_comes_from_the_grammars_registry(name):
     optimizer_line = next(text for text in line if text.startswith("optimizer = "))
     if getattr(torch.optim, cls.__name__, None) is cls:
         assert optimizer_line.startswith(f"optimizer = torch.optim.{cls.__name__}(model.parameters(), lr=0.1")
+    elif name in LR_FREE_OPTIMIZERS:  # an LR-free optimizer from its own library
+        assert f"from {LR_FREE_OPTIMIZERS[name].package} import {cls.__name__}" in line
+        assert optimizer_line.startswith(f"optimizer = {cls.__name__}(model.parameters(), lr=0.1")
     else:  # lrlab's own optimizers are imported from lrlab.optim
         assert f"from lrlab.optim import {cls.__name__}" in line
         assert optimizer_line.startswith(f"optimizer = {cls.__name__}(model.parameters(), lr=0.1")
