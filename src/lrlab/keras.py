@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from lrlab.schedules import Schedule, from_dict, parse
+from lrlab.schedules.plateau import PlateauState, find_plateaus, observe
 
 
 def _check_backend() -> None:
@@ -56,7 +57,7 @@ _check_backend()
 
 import keras  # noqa: E402  (after checking the backend)
 
-__all__ = ["LearningRateSchedule", "Recorder"]
+__all__ = ["LearningRateSchedule", "PlateauCallback", "Recorder"]
 
 
 @keras.saving.register_keras_serializable(package="lrlab")
@@ -118,6 +119,52 @@ class LearningRateSchedule(keras.optimizers.schedules.LearningRateSchedule):
 
     def __repr__(self) -> str:
         return f"LearningRateSchedule({self.schedule})"
+
+
+class PlateauCallback(keras.callbacks.Callback):
+    """Drive the ``plateau(...)`` node of the optimizer's :class:`LearningRateSchedule` with the
+    metric ``model.fit`` monitors (``val_loss`` by default), as Keras' ``ReduceLROnPlateau``.
+
+    At each epoch's end the monitored value goes to the plateau node in effect at the
+    epoch's last step (:func:`lrlab.schedules.observe`); the schedule keeps counting
+    optimizer steps, so ``warmup(plateau(...), steps=500)`` warms up per step and reduces
+    per epoch. The plateau's ``mode`` must follow the metric (``"max"`` for an accuracy).
+
+    Example::
+
+        schedule = LearningRateSchedule("warmup(plateau(lr=0.01, patience=3), steps=100)")
+        model.compile(optimizer=keras.optimizers.SGD(learning_rate=schedule), loss=...)
+        model.fit(x, y, validation_data=(x_val, y_val), callbacks=[PlateauCallback()])
+    """
+
+    def __init__(self, monitor: str = "val_loss") -> None:
+        super().__init__()
+        self.monitor = monitor
+        self.states: tuple[PlateauState, ...] | None = None
+
+    def _schedule(self) -> LearningRateSchedule:
+        schedule = getattr(self.model.optimizer, "_learning_rate", None)
+        if not isinstance(schedule, LearningRateSchedule) or not find_plateaus(schedule.schedule):
+            raise ValueError(
+                "lrlab.keras.PlateauCallback needs an optimizer whose learning_rate is an "
+                "lrlab.keras.LearningRateSchedule with a plateau(...) node"
+            )
+        return schedule
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        self._schedule()
+        self.states = None
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        logs = logs or {}
+        if self.monitor not in logs:
+            raise ValueError(
+                f"lrlab.keras.PlateauCallback monitors {self.monitor!r}, which model.fit did not report "
+                f"(it has: {', '.join(sorted(logs))}); pass validation_data (or validation_split) to fit"
+            )
+        schedule = self._schedule()
+        step = max(int(_float(self.model.optimizer.iterations)) - 1, 0)
+        schedule.schedule, self.states = observe(schedule.schedule, step, float(logs[self.monitor]), self.states)
 
 
 def _float(value: Any) -> float:

@@ -21,13 +21,39 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
+from lrlab.schedules.plateau import find_plateaus
 from lrlab.store.sqlite import DEFAULT_DB, Store
-from lrlab.torch import group_momentum
+from lrlab.torch import LRScheduler, group_momentum
 from lrlab.track import Run
 
-__all__ = ["LRFinder", "Recorder"]
+__all__ = ["LRFinder", "Recorder", "scheduler_config"]
 
 log = logging.getLogger("lrlab.lightning")
+
+
+def scheduler_config(scheduler: LRScheduler, *, monitor: str = "val_loss") -> dict[str, Any]:
+    """The ``lr_scheduler`` entry for ``configure_optimizers`` that drives an lrlab
+    :class:`~lrlab.torch.LRScheduler` as it expects.
+
+    Without a ``plateau(...)`` node: stepped after every optimizer step
+    (``{"scheduler": s, "interval": "step"}``). With one: stepped once per epoch with the
+    metric the module logs as ``monitor`` (``"reduce_on_plateau": True``, ``"monitor"``,
+    ``"interval": "epoch"``), as Lightning steps torch's ``ReduceLROnPlateau``; the
+    schedule's steps then count epochs (``warmup(plateau(...), steps=2)`` warms up over two).
+
+    Example::
+
+        def configure_optimizers(self):
+            optimizer = torch.optim.SGD(self.parameters(), lr=0.1)
+            scheduler = LRScheduler(optimizer, "plateau(lr=0.1, factor=0.5, patience=3)")
+            return {"optimizer": optimizer, "lr_scheduler": scheduler_config(scheduler)}
+    """
+    if not isinstance(scheduler, LRScheduler):
+        raise TypeError(f"scheduler must be an lrlab.torch.LRScheduler, got {type(scheduler).__name__}")
+    if not find_plateaus(scheduler.schedule):
+        return {"scheduler": scheduler, "interval": "step"}
+    return {"scheduler": scheduler, "interval": "epoch", "frequency": 1, "reduce_on_plateau": True,
+            "monitor": monitor}  # fmt: skip
 
 
 def _group_lrs(optimizer: torch.optim.Optimizer) -> list[float]:

@@ -23,11 +23,12 @@ from typing import Any
 import torch
 from transformers import Trainer, TrainerCallback
 
+from lrlab.schedules.plateau import PlateauState, find_plateaus, observe
 from lrlab.store.sqlite import DEFAULT_DB, Store
-from lrlab.torch import group_momentum
+from lrlab.torch import LRScheduler, group_momentum
 from lrlab.track import Run, end_left_open
 
-__all__ = ["Recorder", "find_lr"]
+__all__ = ["PlateauCallback", "Recorder", "find_lr"]
 
 log = logging.getLogger("lrlab.transformers")
 _SKIP = ("runtime", "per_second", "epoch")
@@ -108,6 +109,93 @@ class Recorder(TrainerCallback):
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self.run is not None:
             self.run.end()
+
+
+class PlateauCallback(TrainerCallback):
+    """Drive the ``plateau(...)`` node of an lrlab scheduler with the ``Trainer``'s evaluations.
+
+    The Trainer steps the scheduler after every optimizer step, as any scheduler; at each
+    evaluation this callback gives the metric (``args.metric_for_best_model`` when set, else
+    ``eval_loss``) to the plateau node in effect, as ``LRScheduler.step(metric)`` does, but
+    without a step of its own: the scheduler's steps stay the optimizer's. So
+    ``warmup(plateau(...), steps=500)`` warms up per step and reduces per evaluation.
+
+    Example::
+
+        optimizer = torch.optim.AdamW(model.parameters(), lr=3e-4)
+        scheduler = LRScheduler(optimizer, "warmup(plateau(lr=3e-4, patience=2), steps=500)")
+        trainer = Trainer(model, TrainingArguments("out", eval_strategy="epoch", ...),
+                          optimizers=(optimizer, scheduler), callbacks=[PlateauCallback()], ...)
+    """
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        scheduler = _plateau_scheduler(kwargs.get("lr_scheduler"))
+        if scheduler is None:
+            return
+        if str(getattr(args.eval_strategy, "value", args.eval_strategy)) == "no":
+            raise ValueError(
+                "lrlab.transformers.PlateauCallback: the schedule's plateau(...) is driven by evaluations, "
+                "but eval_strategy is 'no': set eval_strategy='epoch' (or 'steps') and an eval_dataset"
+            )
+        metric, higher = _metric(args)
+        wanted = "max" if higher else "min"
+        for node in find_plateaus(scheduler.schedule):
+            if node.mode != wanted:
+                direction = "higher" if higher else "lower"
+                raise ValueError(
+                    f"plateau(mode={node.mode!r}) is driven by {metric}, where {direction} is better "
+                    f"(greater_is_better={higher}): use mode={wanted!r}"
+                )
+        # The metrics come at evaluations: the scheduler's reminder that none came is not for us.
+        state = scheduler.state_dict()
+        state["_awaiting_metric"] = False
+        scheduler.load_state_dict(state)
+
+    def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict[str, Any] | None = None,
+                    **kwargs: Any) -> None:  # fmt: skip
+        scheduler = _plateau_scheduler(kwargs.get("lr_scheduler"))
+        if scheduler is None or not metrics:
+            return
+        metric, _ = _metric(args)
+        if metric not in metrics:
+            raise ValueError(
+                f"lrlab.transformers.PlateauCallback: the evaluation has no {metric!r} (it has: "
+                f"{', '.join(sorted(metrics))}); set metric_for_best_model to one of them"
+            )
+        feed_metric(scheduler, float(metrics[metric]))
+
+
+def _plateau_scheduler(scheduler: Any) -> LRScheduler | None:
+    """The lrlab scheduler the Trainer steps, when its schedule has a plateau node."""
+    if isinstance(scheduler, LRScheduler) and find_plateaus(scheduler.schedule):
+        return scheduler
+    return None
+
+
+def _metric(args: Any) -> tuple[str, bool]:
+    """The evaluation metric that drives the plateau and whether higher is better: the
+    Trainer's ``metric_for_best_model`` (with its ``eval_`` prefix and ``greater_is_better``),
+    else ``eval_loss``."""
+    name = getattr(args, "metric_for_best_model", None)
+    if not name:
+        return "eval_loss", False
+    name = name if name.startswith("eval_") else f"eval_{name}"
+    higher = args.greater_is_better
+    return name, bool(higher) if higher is not None else not name.endswith("loss")
+
+
+def feed_metric(scheduler: LRScheduler, metric: float) -> None:
+    """Give ``metric`` to the plateau node of ``scheduler`` in effect at its last step, without
+    advancing it (the Trainer has stepped it for that optimizer step already); the optimizer's
+    LR is set to the result, through the scheduler's own state dict."""
+    state = scheduler.state_dict()
+    saved = state.get("_plateau_states") or []
+    states = [PlateauState.from_dict(s) for s in saved] if saved else None
+    schedule, new_states = observe(scheduler.schedule, max(scheduler.last_epoch - 1, 0), metric, states)
+    state["schedule"] = schedule.to_dict()
+    state["_plateau_states"] = [s.to_dict() for s in new_states]
+    state["_awaiting_metric"] = False  # a metric came: no reminder that none did
+    scheduler.load_state_dict(state)
 
 
 def find_lr(trainer: Trainer, *, figure: str | Path | None = None, **options: Any) -> Any:
