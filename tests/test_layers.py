@@ -47,7 +47,7 @@ print("ok")
 
 # Lower layers first; a module may import its own layer and the layers below (ARCHITECTURE.md).
 LAYERS = [
-    {"schedules", "formatting", "deprecation"},
+    {"schedules", "formatting", "deprecation", "files"},
     {"core", "optim", "torch", "torch_utils"},
     {"store", "plot"},
     {"training", "finder", "surfaces", "finetune", "track", "lightning", "transformers", "keras"},

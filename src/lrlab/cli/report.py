@@ -23,6 +23,19 @@ Examples:
 
 
 
+def _check_out(out: Path, png: Path | None) -> None:
+    """Bad input (exit 2) when the page or the figures cannot be written where asked,
+    before anything is read or drawn."""
+    from lrlab.files import check_out_path
+
+    try:
+        check_out_path(out, "--out")
+        if png is not None:
+            check_out_path(png / "report.png", "--png")
+    except ValueError as exc:
+        bad_input(str(exc))
+
+
 def _split_ids(values: list[str] | None) -> list[str]:
     ids: list[str] = []
     for value in values or []:
@@ -52,6 +65,7 @@ def report(
         bad_input("--svg needs --png DIR (the folder for the figures)")
     if png is not None and png.exists() and not png.is_dir():
         bad_input(f"--png must be a folder, {str(png)!r} is a file")
+    _check_out(out, png)
     ids = _split_ids(runs)
     if sweep is not None and ids:
         bad_input("give either --sweep or --runs, not both")
@@ -80,7 +94,7 @@ def report(
         files = write_report(data, out, image_dir=png, formats=formats, log_y=log_y)
     size_mb = out.stat().st_size / 1e6
     console.print(
-        f"wrote [bold]{out}[/] ({size_mb:.1f} MB, {len(files.figures)} figures, "
+        f"wrote [bold]{escape(safe(out))}[/] ({size_mb:.1f} MB, {len(files.figures)} figures, "
         f"{len(data.runs)} runs in {len(data.configs)} configurations)",
         highlight=False,
     )
@@ -112,4 +126,4 @@ def report(
         more = f" (+{len(items) - 1} more in the page)" if len(items) > 1 else ""
         console.print(f"  [dim]{escape(safe(first.message))}{more}[/]", highlight=False)
     if files.images:
-        console.print(f"wrote {len(files.images)} figure files into {png}", highlight=False)
+        console.print(f"wrote {len(files.images)} figure files into {safe(png)}", markup=False, highlight=False)

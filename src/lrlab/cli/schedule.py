@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from lrlab.cli._common import bad_input, console
+from lrlab.cli._common import bad_input, console, safe
 from lrlab.cli.app import app
 from lrlab.formatting import num
 from lrlab.schedules import Schedule, SpecError, parse
@@ -35,6 +36,10 @@ def schedule_arg(spec: str) -> Schedule:
         bad_input(f"bad schedule spec {spec!r}: {exc}")
 
 
+# The most steps evaluated: each schedule's LR at every step is one float64 array.
+MAX_STEPS = 10_000_000
+
+
 def _parse_all(specs: list[str]) -> list[Schedule]:
     return [schedule_arg(spec) for spec in specs]
 
@@ -52,14 +57,24 @@ def schedule(
 ) -> None:
     if steps < 1:
         bad_input(f"--steps must be >= 1, got {steps}")
+    if steps > MAX_STEPS:
+        bad_input(
+            f"--steps must be between 1 and {MAX_STEPS:,} (every step is evaluated exactly, "
+            f"{8 * MAX_STEPS // 10**6} MB per schedule at the most), got {steps:,}"
+        )
     schedules = _parse_all(specs)
     if out is not None:
+        from lrlab.files import check_out_path
         from lrlab.plot.schedules import FIGURE_SUFFIXES, write_schedule_figure
 
         if out.suffix.lower() not in FIGURE_SUFFIXES:
-            bad_input(f"--out must end in one of {', '.join(FIGURE_SUFFIXES)}, got {out.name!r}")
+            bad_input(f"--out must end in one of {', '.join(FIGURE_SUFFIXES)}, got {safe(out.name)!r}")
+        try:
+            check_out_path(out)
+        except ValueError as exc:
+            bad_input(str(exc))
         write_schedule_figure(schedules, steps, out, log_y=log_y)
-        console.print(f"wrote {out}")
+        console.print(f"wrote {safe(out)}", markup=False, highlight=False)
         return
     table = Table(title=f"Key points over {steps} steps")
     for column in ("schedule", "start", "peak (step)", "minimum (step)", "end", "peak / end"):
@@ -67,7 +82,7 @@ def schedule(
     for _spec, sched in zip(specs, schedules):
         kp = key_points(sched, steps)
         table.add_row(
-            str(sched),
+            escape(safe(sched)),
             num(kp.start),
             f"{num(kp.peak)} ({kp.peak_step})",
             f"{num(kp.minimum)} ({kp.minimum_step})",

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 from rich.markup import escape
 
-from lrlab.cli._common import bad_input, console, db_option, err_console, open_store
+from lrlab.cli._common import bad_input, console, db_option, err_console, open_store, safe
 from lrlab.cli.app import app
 from lrlab.core.records import RunConfig
 from lrlab.formatting import num
@@ -79,7 +79,7 @@ class _Display:
             table.add_column(column)
         for run_id, state in self.current.items():
             table.add_row(
-                run_id[:8], escape(self.labels.get(run_id, "")), f"{state['epoch']}/{state['epochs']}",
+                run_id[:8], escape(safe(self.labels.get(run_id, ""))), f"{state['epoch']}/{state['epochs']}",
                 num(state.get("loss")), num(state.get("val_loss")),
             )  # fmt: skip
         return Group(self._progress, table)
@@ -95,7 +95,7 @@ class _Display:
                     self._start_live()
                 elif not self.quiet:
                     skipped = f" ({event.skipped} already finished)" if event.skipped else ""
-                    console.print(f"sweep {event.sweep}: {event.total} runs{skipped}", highlight=False)
+                    console.print(f"sweep {safe(event.sweep)}: {event.total} runs{skipped}", highlight=False, markup=False)
             return
         if not isinstance(event, RunProgress):
             return
@@ -212,6 +212,6 @@ def sweep(
         counts[record.status.value] = counts.get(record.status.value, 0) + 1
     if not quiet:
         summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
-        console.print(f"sweep {spec.name}: {summary} -> {db}", highlight=False)
+        console.print(f"sweep {safe(spec.name)}: {summary} -> {safe(db)}", highlight=False, markup=False)
     if counts.get("failed"):
         raise typer.Exit(code=1)

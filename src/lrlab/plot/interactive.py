@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lrlab.files import write_text
 from lrlab.plot.spec import Contour, FigureSpec, Panel, Trace
 
 _DASH = {"solid": "solid", "dash": "dash", "dot": "dot"}
@@ -347,9 +348,7 @@ def figure_page(spec: FigureSpec) -> str:
 
 
 def write_figure_page(spec: FigureSpec, out: Path) -> Path:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(figure_page(spec), encoding="utf-8")
-    return out
+    return write_text(out, figure_page(spec))  # atomically: the old page or the new one
 
 
 PAGE_CSS = """

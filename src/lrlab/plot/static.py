@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from lrlab.files import atomic_path
 from lrlab.plot.spec import Contour, FigureSpec, Panel, Trace, legend_ranks
 
 IMAGE_SUFFIXES = (".png", ".svg")
@@ -63,9 +64,8 @@ def write_figure(spec: FigureSpec, out: Path, dpi: int = 150) -> Path:
     if suffix not in IMAGE_SUFFIXES:
         raise ValueError(f"out must end in .png or .svg, got {out.name!r}")
     fig = draw_figure(spec)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with _rc():
-        fig.savefig(out, dpi=dpi)
+    with _rc(), atomic_path(out) as tmp:  # the old file or the new one, never half of one
+        fig.savefig(tmp, dpi=dpi, format=suffix[1:])
     return out
 
 
@@ -83,8 +83,8 @@ def write_gif(spec: FigureSpec, out: Path, dpi: int = 80, fps: int = 12) -> Path
         canvas.draw()
         width, height = canvas.get_width_height()
         frames.append(Image.frombuffer("RGBA", (width, height), canvas.buffer_rgba(), "raw", "RGBA", 0, 1))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    frames[0].save(out, save_all=True, append_images=frames[1:], duration=int(1000 / fps), loop=0)
+    with atomic_path(out) as tmp:
+        frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:], duration=int(1000 / fps), loop=0)
     return out
 
 

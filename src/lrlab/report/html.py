@@ -315,6 +315,6 @@ def _cell(value: float | None) -> str:
 
 
 def write_html(data: ReportData, figures: list[FigureSpec], out: Path) -> Path:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render_page(data, figures), encoding="utf-8")
-    return out
+    from lrlab.files import write_text
+
+    return write_text(out, render_page(data, figures))  # atomically: the old page or the new one

@@ -23,6 +23,7 @@ import os
 import sqlite3
 import time
 import urllib.parse
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -48,6 +49,45 @@ __all__ = [
     "StoreError",
     "new_owner",
 ]
+
+
+def _create_store_file(file: Path, name: str) -> None:
+    """Make a new store at ``file`` without a moment where another process could find it
+    half made: the schema is written into a temporary file beside it, which is then
+    hard-linked to ``file`` (atomic, and it fails when ``file`` exists: then another process
+    made it first and its store is used). Where hard links are not supported it is renamed
+    into place unless ``file`` appeared meanwhile."""
+    try:
+        for parent in file.parents:  # the first folder that exists must be a folder
+            if parent.exists():
+                if not parent.is_dir():
+                    raise StoreError(f"cannot make a run store at {name}: {parent} is a file, not a folder")
+                break
+        file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = file.with_name(f".{file.name}.{uuid.uuid4().hex[:12]}.new")
+        try:
+            conn = sqlite3.connect(tmp, isolation_level=None)
+            try:
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("BEGIN IMMEDIATE")
+                migrate(conn)
+                conn.execute("COMMIT")
+            finally:
+                conn.close()  # the last connection: the log is folded in and removed
+            try:
+                os.link(tmp, file)
+            except FileExistsError:
+                pass  # another process made it first: that store is used
+            except OSError:  # no hard links on this file system
+                if not file.exists():
+                    os.replace(tmp, file)
+        finally:
+            for leftover in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm"), Path(f"{tmp}-journal")):
+                with contextlib.suppress(FileNotFoundError):
+                    leftover.unlink()
+    except (OSError, sqlite3.Error) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise StoreError(f"cannot make a run store at {name} ({reason}): pass another --db") from None
 
 
 class Store:
@@ -90,11 +130,11 @@ class Store:
             raise StoreError(f"{self.path} is a folder, not a run store: pass the path of a .db file")
         if self.readonly and not file.is_file():
             raise StoreError(f"no run store at {self.path} (run 'lrlab sweep' first or pass --db)")
+        if not file.exists():
+            _create_store_file(file, self.path)
+            self._checked = True  # made here (or by a process that won the race): nothing to check
         if file.is_file() and file.stat().st_size == 0:
             raise StoreError(f"{self.path} is an empty file, not a run store: delete it or pass another --db")
-        if not file.exists():
-            file.parent.mkdir(parents=True, exist_ok=True)
-            self._checked = True  # made here: nothing to check
 
     # ------------------------------------------------------------ connection
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from lrlab.core.records import FinderRecord, RunConfig, RunRecord, RunStatus
 from lrlab.core.verdict import StudyVerdict
+from lrlab.files import write_text
 from lrlab.optim.grammar import optimizer_key, resolve_optimizer
 from lrlab.optim.lr_free import RUN_LR
 from lrlab.schedules import Schedule, constant, cosine
@@ -503,7 +504,7 @@ def _write_outputs(result: StudyResult, store: Store, out: Path) -> StudyResult:
     data = load_report_data(store, sweep=result.name)  # the study's record: its runs and its verdict
     files = write_report(data, out / "report.html", image_dir=out / "figures")
     recommendation = out / "recommendation.md"
-    recommendation.write_text(markdown(result), encoding="utf-8")
+    write_text(recommendation, markdown(result))  # atomically (lrlab.files)
     return replace(result, files=StudyFiles(out / "report.html", files.images, recommendation))
 
 

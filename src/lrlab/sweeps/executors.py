@@ -166,7 +166,8 @@ def _register(plans: Sequence[RunPlan], store: Store, sweep: str, spec: dict[str
     store.upsert_sweep(sweep, spec)
     store.create_runs([p.queued(sweep) for p in plans])
     status = {r.id: r.status for r in store.runs(ids=[p.id for p in plans])}
-    return [p for p in plans if not status[p.id].is_finished]
+    # A run another process removed meanwhile (lrlab runs rm) is skipped when its turn comes.
+    return [p for p in plans if p.id not in status or not status[p.id].is_finished]
 
 
 def _counts(records: Sequence[RunRecord]) -> dict[str, int]:
@@ -186,8 +187,30 @@ def _run_inline(todo: list[RunPlan], target: _Target) -> None:
     from lrlab.training.loop import train_run
 
     for plan in todo:
-        train_run(plan.config, target.store, plan.id, progress=target.report, device=target.device,
-                  sweep=target.sweep, owner=target.owner, task=target.task)  # fmt: skip
+        _train_unless_removed(
+            target.store, plan.id, target.report,
+            lambda plan=plan: train_run(plan.config, target.store, plan.id, progress=target.report,
+                                        device=target.device, sweep=target.sweep, owner=target.owner,
+                                        task=target.task),
+        )  # fmt: skip
+
+
+REMOVED = "removed"  # the status a progress callback is told for a run another process removed
+
+
+def _train_unless_removed(store: Store, run_id: str, report: ProgressFn, train: Callable[[], RunRecord]) -> str:
+    """Train a run with ``train`` unless another process removed it from the store (``lrlab
+    runs rm``) before or while it trained: then it is skipped, ``report`` is told so in one
+    line, and the sweep goes on. Returns the run's status (``REMOVED`` when skipped)."""
+    if store.has_run(run_id):
+        try:
+            return train().status.value
+        except KeyError:  # the run was deleted under the training loop
+            if store.has_run(run_id):
+                raise
+    report(RunProgress("end", run_id, 0, 0, 0, 0, status=REMOVED,
+                       error="removed from the store by another process: skipped"))  # fmt: skip
+    return REMOVED
 
 
 # "fork" where it exists: the workers start at once with torch, the task's data and
@@ -254,9 +277,13 @@ def _die_with_parent(parent: int) -> None:
 def _worker_run(run_id: str, config: RunConfig, device: str, sweep: str, owner: str) -> tuple[str, str]:
     from lrlab.training.loop import train_run
 
-    record = train_run(config, _WORKER["store"], run_id, progress=_WORKER["events"].put, device=device,
-                       sweep=sweep, owner=owner, task=_worker_task(config))  # fmt: skip
-    return run_id, record.status.value
+    store, events = _WORKER["store"], _WORKER["events"]
+    status = _train_unless_removed(
+        store, run_id, events.put,
+        lambda: train_run(config, store, run_id, progress=events.put, device=device, sweep=sweep, owner=owner,
+                          task=_worker_task(config)),
+    )  # fmt: skip
+    return run_id, status
 
 
 def _drain(events: Any, report: ProgressFn) -> None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from lrlab.files import atomic_path, write_text
 from lrlab.formatting import num, pct
 from lrlab.store.sqlite import Store
 
@@ -116,7 +117,8 @@ def _pngs(study: Any, out: Path) -> list[Path]:
         figure.set_size_inches(9, 4.8)
         figure.tight_layout()
         path = out / f"tune_{key}.png"
-        figure.savefig(path, dpi=110)
+        with atomic_path(path) as tmp:
+            figure.savefig(tmp, dpi=110, format="png")
         plt.close(figure)
         paths.append(path)
     return paths
@@ -178,7 +180,7 @@ def write_outputs(result: Any, study: Any, store: Store, out: Path) -> Any:
     figures_dir = out / "figures"
     figures_dir.mkdir(exist_ok=True)
     page_path = out / "tune.html"
-    page_path.write_text(page(result, study), encoding="utf-8")
+    write_text(page_path, page(result, study))  # atomically (lrlab.files)
     images = _pngs(study, figures_dir)
     best = result.recommendation.best
     images.append(write_schedule_figure([best.schedule], result.total_steps, figures_dir / "tune_schedule.png",
@@ -187,5 +189,5 @@ def write_outputs(result: Any, study: Any, store: Store, out: Path) -> Any:
     data = load_report_data(store, run_ids=full)
     write_report(data, out / "runs.html")
     recommendation = out / "recommendation.md"
-    recommendation.write_text(markdown(result), encoding="utf-8")
+    write_text(recommendation, markdown(result))
     return replace(result, files=TuneFiles(page_path, out / "runs.html", images, recommendation))
