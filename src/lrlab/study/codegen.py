@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from lrlab.core.records import default_momentum
 from lrlab.optim.lr_free import LR_FREE_OPTIMIZERS, SCHEDULE_FREE
-from lrlab.schedules import Schedule, from_dict, parse
+from lrlab.schedules import Schedule, from_dict, momentum_for, parse
 
 __all__ = ["hf_snippet", "keras_snippet", "lightning_snippet", "schedule_for", "step_template", "torch_snippet"]
 
@@ -108,6 +109,44 @@ def _schedule_lines(schedule: str, study_steps: int | None, steps_expr: str) -> 
     return lines, "schedule"
 
 
+def _with_momentum(
+    optimizer: str, schedule: str, momentum: str | None, study_steps: int | None, steps_expr: str
+) -> tuple[str, str, str]:
+    """The lines that define the schedule (and the momentum schedule, if the run has one),
+    the schedule's expression and ``LRScheduler``'s ``momentum=`` argument (``""`` without).
+
+    The momentum is ``momentum``, else the default of a run of ``optimizer`` and
+    ``schedule`` (:func:`~lrlab.core.records.default_momentum`: a one-cycle's momentum
+    0.95 -> 0.85 -> 0.95 with an optimizer that has one), so the code drives what ran.
+    """
+    lines, built = _schedule_lines(schedule, study_steps, steps_expr)
+    lr = parse(schedule)
+    drive = parse(momentum) if momentum is not None else default_momentum(optimizer, lr)
+    if drive is None:
+        return lines, built, ""
+    if built != "schedule":  # named once, for the LR and the momentum
+        lines, built = lines + f"schedule = {built}\n", "schedule"
+    if drive == momentum_for(lr):
+        return lines + "momentum = momentum_for(schedule)  # 0.95 -> 0.85 -> 0.95, inverse to the LR\n", built, (
+            ", momentum=momentum"
+        )
+    own, made = _schedule_lines(str(drive), study_steps, steps_expr)
+    for line in own.splitlines(keepends=True):
+        if line.startswith("schedule = "):
+            lines += "momentum = " + line[len("schedule = ") :]
+        elif line not in lines:  # the run's total_steps, when the LR schedule did not need it
+            lines = line + lines
+    if made != "schedule":
+        lines += f"momentum = {made}\n"
+    return lines, built, ", momentum=momentum"
+
+
+def _schedule_import(driven: str) -> str:
+    return "from lrlab.schedules import momentum_for, parse\n" if "momentum_for" in driven else (
+        "from lrlab.schedules import parse\n"
+    )
+
+
 def _py(value: Any) -> str:
     if isinstance(value, tuple):
         return "(" + ", ".join(_py(v) for v in value) + ")"
@@ -137,9 +176,13 @@ def _torch_optimizer(optimizer: str, schedule: str, params: str) -> tuple[str, s
     return imports, f"{ref}({params}, lr={start!r}{_torch_kwargs(kwargs)})"
 
 
-def torch_snippet(optimizer: str, schedule: str, *, study_steps: int | None = None) -> str:
+def torch_snippet(
+    optimizer: str, schedule: str, *, study_steps: int | None = None, momentum: str | None = None
+) -> str:
     """PyTorch code that reproduces ``optimizer`` driven by ``schedule`` in the user's loop
-    (``model``, ``train_loader``, ``loss_fn`` and ``epochs`` are the user's).
+    (``model``, ``train_loader``, ``loss_fn`` and ``epochs`` are the user's). ``momentum`` is
+    the run's momentum schedule; None: the run's default (a one-cycle with an optimizer
+    that has a momentum cycles it, and the code then drives it too).
 
     >>> print(torch_snippet("sgd(momentum=0.9)", "cosine(lr=0.1, total_steps=1000)").splitlines()[4])
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
@@ -147,14 +190,14 @@ def torch_snippet(optimizer: str, schedule: str, *, study_steps: int | None = No
     if _schedule_free(optimizer):
         return _schedule_free_torch(optimizer, schedule)
     imports, make = _torch_optimizer(optimizer, schedule, "model.parameters()")
-    lines, built = _schedule_lines(schedule, study_steps, "len(train_loader) * epochs")
+    lines, built, driven = _with_momentum(optimizer, schedule, momentum, study_steps, "len(train_loader) * epochs")
     return (
         f"{imports}"
-        "from lrlab.schedules import parse\n"
+        f"{_schedule_import(lines)}"
         "from lrlab.torch import LRScheduler\n\n"
         f"optimizer = {make}\n"
         f"{lines}"
-        f"scheduler = LRScheduler(optimizer, {built})\n\n"
+        f"scheduler = LRScheduler(optimizer, {built}{driven})\n\n"
         "for epoch in range(epochs):\n"
         "    for inputs, targets in train_loader:\n"
         "        optimizer.zero_grad()\n"
@@ -164,7 +207,9 @@ def torch_snippet(optimizer: str, schedule: str, *, study_steps: int | None = No
     )
 
 
-def lightning_snippet(optimizer: str, schedule: str, *, study_steps: int | None = None) -> str:
+def lightning_snippet(
+    optimizer: str, schedule: str, *, study_steps: int | None = None, momentum: str | None = None
+) -> str:
     """A LightningModule's ``configure_optimizers`` with the schedule stepped every batch;
     the run's length is Lightning's ``estimated_stepping_batches`` (loader length x
     ``max_epochs``, over gradient accumulation).
@@ -175,22 +220,26 @@ def lightning_snippet(optimizer: str, schedule: str, *, study_steps: int | None 
     if _schedule_free(optimizer):
         return _schedule_free_lightning(optimizer, schedule)
     imports, make = _torch_optimizer(optimizer, schedule, "self.parameters()")
-    lines, built = _schedule_lines(schedule, study_steps, "int(self.trainer.estimated_stepping_batches)")
+    lines, built, driven = _with_momentum(
+        optimizer, schedule, momentum, study_steps, "int(self.trainer.estimated_stepping_batches)"
+    )
     body = "".join(f"        {line}\n" for line in lines.splitlines())
     return (
         f"{imports}"
-        "from lrlab.schedules import parse\n"
+        f"{_schedule_import(lines)}"
         "from lrlab.torch import LRScheduler\n\n\n"
         "# a method of your LightningModule\n"
         "    def configure_optimizers(self):\n"
         f"        optimizer = {make}\n"
         f"{body}"
-        f"        scheduler = LRScheduler(optimizer, {built})\n"
+        f"        scheduler = LRScheduler(optimizer, {built}{driven})\n"
         '        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}\n'
     )
 
 
-def hf_snippet(optimizer: str, schedule: str, *, study_steps: int | None = None) -> str:
+def hf_snippet(
+    optimizer: str, schedule: str, *, study_steps: int | None = None, momentum: str | None = None
+) -> str:
     """A Hugging Face ``Trainer`` given the optimizer and the schedule (``optimizers=``);
     ``model``, ``args`` (``TrainingArguments``) and ``train_dataset`` are the user's.
 
@@ -204,16 +253,16 @@ def hf_snippet(optimizer: str, schedule: str, *, study_steps: int | None = None)
         "math.ceil(len(train_dataset) / (args.per_device_train_batch_size * args.gradient_accumulation_steps))"
         " * int(args.num_train_epochs)"
     )
-    lines, built = _schedule_lines(schedule, study_steps, steps)
+    lines, built, driven = _with_momentum(optimizer, schedule, momentum, study_steps, steps)
     return (
         "import math\n\n"
         f"{imports}"
         "from transformers import Trainer\n\n"
-        "from lrlab.schedules import parse\n"
+        f"{_schedule_import(lines)}"
         "from lrlab.torch import LRScheduler\n\n"
         f"optimizer = {make}\n"
         f"{lines}"
-        f"scheduler = LRScheduler(optimizer, {built})  # the Trainer steps it once per optimizer step\n"
+        f"scheduler = LRScheduler(optimizer, {built}{driven})  # the Trainer steps it once per optimizer step\n"
         "trainer = Trainer(model=model, args=args, train_dataset=train_dataset, optimizers=(optimizer, scheduler))\n"
     )
 
@@ -227,7 +276,7 @@ _KERAS_LOSS = {
 
 def keras_snippet(
     optimizer: str, schedule: str, *, study_steps: int | None = None, kind: str = "classification",
-    loss: str | None = None,
+    loss: str | None = None, momentum: str | None = None,
 ) -> str:
     """Keras 3 code with the same schedule driving the equivalent optimizer. It runs as
     pasted without TensorFlow: it picks the torch backend unless ``KERAS_BACKEND`` says
@@ -260,19 +309,33 @@ def keras_snippet(
     note = f"  # no Keras equivalent for: {', '.join(dropped)}" if dropped else ""
     if cls is None:
         cls, note = "SGD", f"  # Keras has no {name}; SGD shown instead"
-    lines, built = _schedule_lines(schedule, study_steps, "math.ceil(len(x_train) / batch_size) * epochs")
+    steps_expr = "math.ceil(len(x_train) / batch_size) * epochs"
+    if note.startswith("  # Keras has no"):  # another optimizer: no momentum of the run's to drive
+        (lines, built), driven = _schedule_lines(schedule, study_steps, steps_expr), ""
+    else:
+        lines, built, driven = _with_momentum(optimizer, schedule, momentum, study_steps, steps_expr)
     compiled = f"{loss}" if loss else _KERAS_LOSS.get(kind, _KERAS_LOSS["classification"])
-    return (
+    code = (
         "import math\n"
         "import os\n\n"
         'os.environ.setdefault("KERAS_BACKEND", "torch")  # before keras is first imported\n'
         "import keras\n\n"
         "from lrlab.keras import LearningRateSchedule\n"
-        "from lrlab.schedules import parse\n\n"
+        f"{_schedule_import(lines)}\n"
         f"{lines}"
         f"schedule = LearningRateSchedule({built})\n"
         f"optimizer = keras.optimizers.{cls}(learning_rate=schedule{extra}){note}\n"
         f"model.compile(optimizer=optimizer, loss={compiled})\n"
+    )
+    if not driven:
+        return code
+    attribute = "momentum" if name in ("sgd", "rmsprop") else "beta_1"
+    return code + (
+        "\n\nclass Momentum(keras.callbacks.Callback):\n"
+        f'    """Sets the optimizer\'s {attribute} from the momentum schedule before each step."""\n\n'
+        "    def on_train_batch_begin(self, batch, logs=None):\n"
+        f"        optimizer.{attribute} = float(momentum(int(optimizer.iterations)))\n\n\n"
+        "# model.fit(x_train, y_train, batch_size=batch_size, epochs=epochs, callbacks=[Momentum()])\n"
     )
 
 
