@@ -18,6 +18,11 @@ the optimizers::
     max_lr = { log = [0.01, 1.0] }                 # log-uniform
     pct_start = { uniform = [0.1, 0.5] }
 
+    [space.plateau]                                # reduce on plateau, driven by each trial's
+    lr = { from_finder = [0.3, 3] }                # validation loss at every epoch's end
+    factor = { uniform = [0.1, 0.7] }
+    patience = { int = [0, 3] }                    # epochs: a trial runs a few
+
 A value is a number or string (fixed), a list (categorical), or a table with one of
 ``log``, ``uniform``, ``int``, ``from_finder``, ``ratio`` (learning rates other than the
 peak), ``epochs``, ``run`` (a fraction in (0, 1]) or ``steps`` (step counts). Parameters
@@ -35,7 +40,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from lrlab.schedules import Schedule, warmup
+from lrlab.schedules import Schedule, parse, warmup
 from lrlab.schedules._base import REGISTRY
 
 __all__ = ["FORMS", "Choice", "Context", "Param", "Space", "SpaceError", "parse_space"]
@@ -54,6 +59,10 @@ _AUTO = ("total_steps",)
 # Families a space cannot search (combinators are built by the space itself).
 _NOT_SEARCHABLE = ("warmup", "sequence", "multistep")
 _RESERVED = ("optimizer", "warmup")
+# The largest step count a space may name (far beyond any run: a larger one is a typo).
+MAX_STEP_COUNT = 10**12
+# The most epochs an ``epochs`` range may name (a sweep file's limit).
+MAX_EPOCH_COUNT = 100_000
 
 
 class SpaceError(ValueError):
@@ -151,6 +160,12 @@ class Space:
             if warm is not None and warm.searched:
                 names.append(f"{family.name}.warmup")
         return names
+
+    def check(self, context: Context, where: str = "space") -> None:
+        """Build every family at the corners of its ranges with the run's numbers
+        (``context``): :class:`SpaceError` naming the family when one refuses, so that a
+        space the run cannot use fails before anything trains."""
+        _probe(self, where, context)
 
     def sample(self, trial: Trial, context: Context) -> Choice:
         """Draw one configuration through ``trial`` (an ``optuna.Trial``)."""
@@ -281,6 +296,11 @@ def _family(name: str, table: Any, where: str) -> Family:
         raise SpaceError(f"{where}: unknown schedule family {name!r} (families: {', '.join(searchable)})")
     if not isinstance(table, Mapping):
         raise SpaceError(f"{where} must be a table of the family's parameters, got {table!r}")
+    if name == "plateau" and "reductions" in table:
+        raise SpaceError(
+            f"{where}.reductions: the reductions are what a run's validation loss does to the LR, not a knob "
+            "(search lr, factor, patience, threshold, cooldown, min_lr)"
+        )
     fields = [f for f in dataclasses.fields(REGISTRY[name])]  # type: ignore[arg-type]
     params, warm = _family_params(name, table, {f.name for f in fields}, where)
     required = [f.name for f in fields if f.default is dataclasses.MISSING and f.name not in _AUTO]
@@ -338,22 +358,36 @@ def _check_lr_order(name: str, params: Mapping[str, Param], where: str) -> None:
 
 def _param(family: str, key: str, value: Any, where: str) -> Param:
     """One parameter of a table: a list (a choice), a number or string (fixed) or a range table."""
+    is_steps = key in _STEP_PARAMS or (family, key) == ("warmup", "steps")
     if isinstance(value, list):
         if not value or not all(isinstance(v, (str, int, float, bool)) for v in value):
             raise SpaceError(f"{where}: a list is a categorical choice and needs one or more numbers or strings")
+        for item in value:
+            _check_fixed(item, is_steps, where)
         return Param(key, "choice", tuple(dict.fromkeys(value)))
     if isinstance(value, (str, int, float, bool)):
+        _check_fixed(value, is_steps, where)
         return Param(key, "fixed", (value,))
     if not isinstance(value, Mapping):
         raise SpaceError(f"{where}: expected a value, a list of choices or a range table, got {value!r}")
     form, low, high = _range_table(value, where)
     _check_range(
-        _Range(key, form, low, high, is_lr=key in _LR_PARAMS,
-               is_steps=key in _STEP_PARAMS or (family, key) == ("warmup", "steps"),
-               is_decay=(family, key) in _DECAYS),
+        _Range(key, form, low, high, is_lr=key in _LR_PARAMS, is_steps=is_steps, is_decay=(family, key) in _DECAYS),
         where,
     )  # fmt: skip
+    if form in ("int", "steps"):  # whole numbers as ints: a family that wants an int gets one
+        return Param(key, form, (int(low), int(high)))
     return Param(key, form, (low, high))
+
+
+def _check_fixed(value: Any, is_steps: bool, where: str) -> None:
+    """A fixed or categorical number is finite, and a step count a whole number in range."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    if not math.isfinite(value):
+        raise SpaceError(f"{where}: expected a finite number, got {value!r}")
+    if is_steps and not 0 <= value <= MAX_STEP_COUNT:
+        raise SpaceError(f"{where}: a step count lies from 0 to {MAX_STEP_COUNT:.0e}, got {value!r}")
 
 
 def _range_table(value: Mapping[str, Any], where: str) -> tuple[str, float, float]:
@@ -402,6 +436,10 @@ _RANGE_RULES: tuple[tuple[Callable[[_Range], bool], str], ...] = (
     (lambda r: r.form in ("epochs", "steps", "int") and r.low < 0, "{form} needs low >= 0, got {low:g}"),
     (lambda r: r.form in ("int", "steps") and not (r.low.is_integer() and r.high.is_integer()),
      "{form} = [low, high] needs whole numbers, got [{low:g}, {high:g}]"),
+    (lambda r: r.form == "epochs" and r.high > MAX_EPOCH_COUNT,
+     "epochs = [low, high] is at most " + f"{MAX_EPOCH_COUNT:,}" + " epochs (more than any run trains), got high {high:g}"),
+    (lambda r: r.form in ("steps", "int") and r.high > MAX_STEP_COUNT,
+     "{form} = [low, high] is at most " + f"{MAX_STEP_COUNT:.0e}" + " (more than any run trains), got high {high:g}"),
     (lambda r: r.is_decay and not (r.low > 0 and r.high <= 1), "a decay lies in (0, 1], got [{low:g}, {high:g}]"),
     (lambda r: r.form == "uniform" and r.is_lr and r.low <= 0, "learning rates must be > 0, got low {low:g}"),
 )  # fmt: skip
@@ -413,24 +451,30 @@ def _check_range(bounds: _Range, where: str) -> None:
             raise SpaceError(f"{where}: " + message.format(**dataclasses.asdict(bounds)))
 
 
-def _probe(space: Space, where: str) -> None:
+def _probe(space: Space, where: str, context: Context | None = None) -> None:
     """Build every family at the corners of its ranges and at every categorical value, with
-    stand-in run numbers: a value the family refuses fails now, with the family's message."""
-    context = Context(steps_per_epoch=50, total_steps=1000, finder_lrs={o: 0.1 for o in space.optimizers})
+    the run's numbers (stand-ins without ``context``): a value the family refuses fails now,
+    with the family's message."""
+    if context is None:
+        context = Context(steps_per_epoch=50, total_steps=1000)
+    finder = {o: float(context.finder_lrs.get(o, 0.1)) for o in space.optimizers}
+    context = dataclasses.replace(context, finder_lrs=finder)
     for family in space.families.values():
         choices = {k: p for k, p in family.params.items() if p.form == "choice"}
         warm = family.warmup or space.warmup
-        warm_value = None if warm is None else (warm.values[0] if warm.form in ("fixed", "choice") else 0)
         for corner in (0, 1):
+            warm_value = None if warm is None else (
+                warm.values[0] if warm.form in ("fixed", "choice") else warm.values[corner])
             raw = _corner(family, corner)
             variants = [raw] + [
                 {**raw, f"{family.name}.{k}": v} for k, p in choices.items() for v in p.values[1:]
             ]
             for values in variants:
                 try:
-                    build(family, space.optimizers[0], values, warm, warm_value, context)
-                except (ValueError, TypeError) as exc:
-                    raise SpaceError(f"{where}.{family.name}: {exc}") from None
+                    schedule, _lr = build(family, space.optimizers[0], values, warm, warm_value, context)
+                    parse(str(schedule))  # what the store and the printed code read back
+                except (ValueError, TypeError, ArithmeticError) as exc:
+                    raise SpaceError(f"{where}.{family.name}: {exc}".splitlines()[0]) from None
 
 
 def _corner(family: Family, corner: int) -> dict[str, Any]:
