@@ -93,6 +93,8 @@ def find(
     options = {"start_lr": start_lr, "end_lr": end_lr, "num_iter": num_iter, "mode": mode, "amp": amp,
                "halving": halving, "confirm": confirm, "repeats": repeats}  # fmt: skip
     result, record = _range_test(the_task, task, optimizer, size, seed, device, sweep, options)
+    if not math.isfinite(result.lr):  # no LR to act on or to store: one line, nothing printed or stored
+        bad_input(_as_flags(f"the range test found no LR: {result.problem or result.reason}"))
     _print_result(result, the_task.name, optimizer, size)
     if out is not None:
         result.plot(out, title=f"LR range test: {the_task.name}, {optimizer}")
@@ -124,10 +126,11 @@ def _task(task: str, device: str, optimizer: str, seed: int) -> Task:
     """The task, built once, after the device, the optimizer and the seed are checked."""
     from lrlab.optim.grammar import parse_optimizer
     from lrlab.training.resolve import resolve_device
-    from lrlab.training.tasks import get_task
+    from lrlab.training.tasks import check_task, get_task
 
     try:
         the_task = get_task(task)
+        check_task(the_task, task)
         resolve_device(device)
     except ValueError as exc:
         bad_input(str(exc))

@@ -143,8 +143,10 @@ def study(
         bad_input(f"--budget must be one of {', '.join(BUDGETS)}, got {budget!r}")
     if jobs < 1:
         bad_input(f"--jobs must be >= 1, got {jobs}")
-    if epochs is not None and epochs < 1:
-        bad_input(f"--epochs must be >= 1, got {epochs}")
+    from lrlab.study.run import MAX_EPOCHS
+
+    if epochs is not None and not 1 <= epochs <= MAX_EPOCHS:
+        bad_input(f"--epochs must be from 1 to {MAX_EPOCHS:,}, got {epochs:,}")
     if backend not in ("local", "ray"):
         bad_input(f"--backend must be local or ray, got {backend!r}")
     if address is not None and backend != "ray":
@@ -158,10 +160,10 @@ def study(
     from lrlab.optim.grammar import parse_optimizer, resolve_optimizer
     from lrlab.study import run_study
     from lrlab.study.run import StudyFailed
-    from lrlab.training.tasks import get_task
+    from lrlab.training.tasks import check_task, get_task
 
     try:
-        get_task(task)
+        check_task(get_task(task), task)
         for name in names:
             parse_optimizer(resolve_optimizer(name))
     except ValueError as exc:

@@ -29,9 +29,14 @@ from lrlab.finder.result import FinderResult
 from lrlab.finder.stepper import Stepper, check_count
 from lrlab.torch_utils import cycle
 
-__all__ = ["find_lr", "lr_at"]
+__all__ = ["MAX_NUM_ITER", "MAX_REPEATS", "find_lr", "lr_at"]
 
 Progress = Callable[[int, int, float, float], None]
+
+# The most optimizer steps a range test takes (Smith's tests take a few hundred), and the most
+# repeats: beyond them a test would run for days; a bound says so at once.
+MAX_NUM_ITER = 100_000
+MAX_REPEATS = 100
 
 # After this many non-finite losses in a row the weights themselves are broken: stop.
 _MAX_NONFINITE_IN_A_ROW = 5
@@ -67,11 +72,15 @@ class _Ramp:
     diverge: float
 
     def __post_init__(self) -> None:
+        for name in ("start_lr", "end_lr", "smooth", "diverge"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
         if not (math.isfinite(self.start_lr) and self.start_lr > 0):
             raise ValueError(f"start_lr must be a finite number > 0, got {self.start_lr}")
         if not (math.isfinite(self.end_lr) and self.end_lr > self.start_lr):
             raise ValueError(f"end_lr must be finite and > start_lr ({self.start_lr}), got {self.end_lr}")
-        check_count("num_iter", self.num_iter, 2)
+        check_count("num_iter", self.num_iter, 2, "optimizer steps of the test", maximum=MAX_NUM_ITER)
         if self.mode not in ("exp", "linear"):
             raise ValueError(f"mode must be 'exp' or 'linear', got {self.mode!r}")
         if not 0.0 <= self.smooth < 1.0:
@@ -223,11 +232,12 @@ def find_lr(
         >>> 1e-3 < result.lr < 1.0, result.problem
         (True, None)
     """
+    _check_objects(model, optimizer, loss_fn, batch_fn, progress, {"amp": amp, "halving": halving})
     ramp = _Ramp(start_lr, end_lr, num_iter, mode, smooth, diverge)
-    check_count("accumulation_steps", accumulation_steps, 1)
-    check_count("repeats", repeats, 1, "range tests to average")
+    check_count("accumulation_steps", accumulation_steps, 1, "batches per step", maximum=MAX_NUM_ITER)
+    check_count("repeats", repeats, 1, "range tests to average", maximum=MAX_REPEATS)
     confirm_steps = suggest.DEFAULT_CONFIRM_STEPS if confirm is None else confirm
-    check_count("confirm", confirm_steps, 0, "steps per candidate; 0 turns it off")
+    check_count("confirm", confirm_steps, 0, "steps per candidate; 0 turns it off", maximum=MAX_NUM_ITER)
     check_reiterable(train_loader, "train_loader")
     check_reiterable(val_loader, "val_loader")
     reader = BatchReader(loss_fn, batch_fn, inputs, targets)
@@ -235,6 +245,7 @@ def find_lr(
     regression = _is_regression(regression, loss_fn)
     trainee = _Trainee(model, optimizer, loss_fn, train_loader, val_loader, reader, accumulation_steps, amp)
     saved = capture(model, optimizer, [train_loader] + ([val_loader] if val_loader is not None else []))
+    _check_first_batch(stepper, train_loader, saved)
     started = time.perf_counter()
     tests = [
         _range_test(stepper, saved, train_loader, val_loader, ramp, _shifted(progress, k * num_iter, num_iter * repeats),
@@ -274,6 +285,69 @@ def find_lr(
     measured = FinderRecord(id="", task="", optimizer="", lrs=lr_array, losses=loss_array, smoothed=smoothed_array,
                             suggestions=suggestions, lr=lr, reason=reason, config=config)  # fmt: skip
     return FinderResult(measured, rule, diverged, time.perf_counter() - started, verdict.problem)
+
+
+def _check_objects(
+    model: Any, optimizer: Any, loss_fn: Any, batch_fn: Any, progress: Any, flags: dict[str, Any]
+) -> None:
+    """``TypeError``/``ValueError`` naming the argument, before anything trains: a model that
+    is no module, an optimizer that is none or holds none of the model's parameters, a loss,
+    batch_fn or progress that cannot be called, a flag that is not True or False."""
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(
+            f"optimizer must be a torch.optim.Optimizer built on the model's parameters, got {type(optimizer).__name__}"
+        )
+    owned = {id(p) for p in model.parameters()}
+    held = [p for group in optimizer.param_groups for p in group["params"]]
+    if owned and not any(id(p) in owned for p in held):
+        raise ValueError(
+            "optimizer holds none of the model's parameters (built on another model?): build it on model.parameters()"
+        )
+    for name, fn in (("loss_fn", loss_fn), ("batch_fn", batch_fn), ("progress", progress)):
+        if fn is not None and not callable(fn):
+            raise TypeError(f"{name} must be a function or None, got {type(fn).__name__} {fn!r}")
+    for name, flag in flags.items():
+        if not isinstance(flag, bool):
+            raise TypeError(f"{name} must be True or False, got {flag!r}")
+
+
+def _check_first_batch(stepper: Stepper, train_loader: Iterable[Any], saved: TrainingState) -> None:
+    """The model's forward pass on ``train_loader``'s first batch (no step; everything it
+    touched put back): inputs that do not fit the model are a ``ValueError`` naming
+    ``train_loader`` and the shapes, before any training."""
+    from lrlab.finder.batches import _call
+    from lrlab.torch_utils import to_device
+
+    try:
+        batch = next(iter(train_loader))
+    except StopIteration:
+        saved.restore()
+        raise ValueError("train_loader yielded no batches") from None
+    model_inputs: Any = batch
+    try:
+        model_inputs, _ = stepper.reader.split(batch)
+        with torch.no_grad(), stepper.autocast():
+            _call(stepper.model, to_device(model_inputs, stepper.device))
+    except ValueError:
+        raise
+    except Exception as exc:
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise ValueError(
+            f"train_loader: the model fails on the first batch (inputs {_describe(model_inputs)}): "
+            f"{type(exc).__name__}: {text}; give the model inputs of the shape its first layer takes"
+        ) from None
+    finally:
+        saved.restore()
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"shape {tuple(value.shape)}, {str(value.dtype).removeprefix('torch.')}"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_describe(v)}" for k, v in value.items()) + "}"
+    return type(value).__name__
 
 
 def _is_regression(regression: bool | None, loss_fn: Any) -> bool:

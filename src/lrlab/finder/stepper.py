@@ -18,20 +18,38 @@ import torch
 from lrlab.finder.batches import BatchReader
 from lrlab.torch_utils import model_device
 
-__all__ = ["Stepper", "check_count"]
+__all__ = ["Stepper", "check_count", "scalar_loss"]
 
 
-def check_count(name: str, value: Any, minimum: int, why: str = "") -> None:
-    """``ValueError`` unless ``value`` is an integer (not a bool) >= ``minimum``; ``why``
-    says in the message what the number counts.
+def check_count(name: str, value: Any, minimum: int, why: str = "", maximum: int | None = None) -> None:
+    """``ValueError`` unless ``value`` is an integer (not a bool) >= ``minimum`` (and <=
+    ``maximum`` when given); ``why`` says in the message what the number counts.
 
     >>> check_count("repeats", 0, 1, "range tests to average")
     Traceback (most recent call last):
     ValueError: repeats must be an integer >= 1 (range tests to average), got 0
+    >>> check_count("num_iter", 10**9, 2, "optimizer steps of the test", maximum=100_000)
+    Traceback (most recent call last):
+    ValueError: num_iter must be an integer >= 2 (optimizer steps of the test) and at most 100000, got 1000000000
     """
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    too_big = maximum is not None and isinstance(value, int) and value > maximum
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum or too_big:
         note = f" ({why})" if why else ""
-        raise ValueError(f"{name} must be an integer >= {minimum}{note}, got {value!r}")
+        bound = "" if maximum is None else f" and at most {maximum}"
+        raise ValueError(f"{name} must be an integer >= {minimum}{note}{bound}, got {value!r}")
+
+
+def scalar_loss(loss: Any) -> Any:
+    """``loss`` when it is one number (a tensor of one element); else a ``ValueError`` that
+    says what it is and how to reduce it (instead of torch's "only one element tensors")."""
+    if not isinstance(loss, torch.Tensor):
+        raise ValueError(f"loss_fn must return a torch tensor, got {type(loss).__name__}")
+    if loss.numel() != 1:
+        raise ValueError(
+            f"loss_fn must return one number per batch (a mean), got a tensor of shape {tuple(loss.shape)}: "
+            "reduce it, e.g. with .mean() or reduction='mean'"
+        )
+    return loss
 
 
 class Stepper:
@@ -73,7 +91,7 @@ class Stepper:
         for _ in range(self.accumulation_steps):
             with self.autocast():
                 loss, _ = self.reader.loss(self.model, next(batches), self.device)
-            value = float(loss.detach())
+            value = float(scalar_loss(loss).detach())
             if not math.isfinite(value):
                 finite = False
                 break
@@ -99,7 +117,7 @@ class Stepper:
             for batch in loader:
                 with self.autocast():
                     loss, size = self.reader.loss(self.model, batch, self.device)
-                total += float(loss) * size
+                total += float(scalar_loss(loss)) * size
                 weight += size
         finally:
             self.model.train()

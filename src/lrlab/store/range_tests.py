@@ -4,6 +4,7 @@ float64 blobs and its suggestions as JSON."""
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 import time
 from typing import Any
@@ -64,7 +65,17 @@ def select_range_tests(
 
 
 def save_range_test(tx: sqlite3.Connection, record: FinderRecord) -> None:
-    """Store (or replace, by id) a range test."""
+    """Store (or replace, by id) a range test; one without a finite LR is refused
+    (``ValueError``): a test that found no LR is no result to keep."""
+    try:
+        finite = math.isfinite(float(record.lr))
+    except (TypeError, ValueError):
+        finite = False
+    if not finite:
+        raise ValueError(
+            f"range test {record.id!r}: lr must be a finite number to be stored, got {record.lr!r} "
+            "(a test that found no LR is not stored)"
+        )
     tx.execute(
         _SAVE,
         (

@@ -133,6 +133,7 @@ def study(
     device: str = "auto",
     out: str | Path | None = None,
     progress: Callable[[Any], None] | None = None,
+    fresh: bool = False,
 ) -> UserStudy:
     """Run lrlab's learning-rate study on ``model_fn()`` (called after ``torch.manual_seed``)
     with the user's ``train`` and ``val`` data (datasets, ``DataLoader`` objects or
@@ -142,7 +143,10 @@ def study(
     it is read off the targets (floating point: regression, integers: classification).
     ``loss_fn``, ``metrics``, ``objective`` and ``higher_is_better`` make a custom task
     (see :class:`~lrlab.training.tasks.Task`). ``name`` names the task and its sweeps
-    (default: ``model_fn``'s name); a study of the same name in the same store resumes.
+    (default: ``model_fn``'s name); a study of the same name in the same store resumes, if
+    its model (architecture and parameter shapes), data (sizes and a few rows) and task
+    options are the same: otherwise it is a ``ValueError`` that says what changed, and
+    ``fresh=True`` replaces the stored study (a new ``name`` keeps both).
     ``epochs`` is each run's length (default: the budget's share of 10), ``optimizers``
     specs or aliases, ``budget`` one of ``lrlab.study.BUDGETS``. ``device`` is ``"auto"``
     (CUDA when there is one), ``"cpu"`` or ``"cuda"``. With ``out`` (a folder) it also
@@ -156,13 +160,17 @@ def study(
                      higher_is_better=higher_is_better, kind=kind, name=name, epochs=epochs,
                      batch_size=batch_size)  # fmt: skip
     where = str(resolve_device(device))
+    if not isinstance(store, Store | str | Path):
+        raise ValueError(f"store must be a path (str or Path) or a Store, got {type(store).__name__}")
+    if isinstance(optimizers, str):
+        optimizers = (optimizers,)  # one name, not its letters
     owned = not isinstance(store, Store)
     the_store = Store(Path(store)) if owned else store
     if owned:
         Path(store).parent.mkdir(parents=True, exist_ok=True)  # type: ignore[arg-type]
     try:
         result = run_study(task, the_store, budget=budget, optimizers=tuple(optimizers), device=where,
-                           epochs=epochs, out=out, progress=progress)  # fmt: skip
+                           epochs=epochs, out=out, progress=progress, fresh=fresh)  # fmt: skip
         path = Path(the_store.path)
     finally:
         if owned:
@@ -175,7 +183,7 @@ def user_task(model_fn: Callable[[], nn.Module], train: Any, val: Any, **options
     ``train`` and ``val``, and :func:`study`'s keywords that describe the task
     (``TASK_KEYWORDS``: ``loss_fn``, ``metrics``, ``objective``, ``higher_is_better``,
     ``kind``, ``name``, ``epochs``, ``batch_size``)."""
-    from lrlab.study.run import check_whole_number
+    from lrlab.study.run import MAX_EPOCHS, check_whole_number
     from lrlab.training.tasks import TensorPairs
 
     unknown = sorted(set(options) - set(TASK_KEYWORDS))
@@ -184,8 +192,11 @@ def user_task(model_fn: Callable[[], nn.Module], train: Any, val: Any, **options
     if not callable(model_fn):
         raise ValueError(f"model_fn must be a function returning a fresh torch module, got {model_fn!r}")
     name = _task_name(model_fn, options.get("name"))
-    for label in ("epochs", "batch_size"):
-        check_whole_number(label, options.get(label))
+    check_whole_number("epochs", options.get("epochs"), MAX_EPOCHS)
+    check_whole_number("batch_size", options.get("batch_size"), 2**31 - 1)
+    metrics = options.get("metrics")
+    if metrics is not None and not isinstance(metrics, dict):
+        raise ValueError(f"metrics must be a dict of name -> function(output, target), got {type(metrics).__name__}")
     data = [_dataset_or_loader(label, value, TensorPairs) for label, value in (("train", train), ("val", val))]
     kind = options.get("kind") or _infer_kind(data[0])
     custom = {k: options[k] for k in _CUSTOM if options.get(k) is not None}

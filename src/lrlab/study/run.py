@@ -116,6 +116,8 @@ class _Setup:
     store: Store
     execution: dict[str, Any]
     report: Callable[[Any], None]
+    fingerprint: dict[str, Any] | None = None  # the task's (stored with its range tests)
+    stale: frozenset[str] = frozenset()  # ids of stored range tests a fresh study replaces
 
     def train(self, plans: list[Any], sweep: str, described: dict[str, Any]) -> list[RunRecord]:
         """Train ``plans`` as the sweep ``sweep``, every run on the study's task object."""
@@ -126,9 +128,12 @@ class _Setup:
 
 def _finder(setup: _Setup, optimizer: str) -> FinderRecord:
     """The stored range test of this study for ``optimizer``, or a new one."""
+    replaced = None
     for record in setup.store.finder_results(sweep=setup.name):
         if record.optimizer == optimizer and record.config.get("task") == setup.ref:
-            return record
+            if record.id not in setup.stale:
+                return record
+            replaced = record.id
     from lrlab.study.range_tests import task_range_test
 
     result, record = task_range_test(
@@ -140,6 +145,7 @@ def _finder(setup: _Setup, optimizer: str) -> FinderRecord:
             f"the range test for {optimizer} could not suggest an LR ({result.reason}); try another optimizer "
             "or `lrlab find` with a wider --start-lr/--end-lr"
         )
+    record = replace(record, id=replaced or record.id, config={**record.config, "fingerprint": setup.fingerprint})
     setup.store.save_finder_result(record)
     return record
 
@@ -316,6 +322,7 @@ def run_study(
     out: str | Path | None = None,
     progress: Callable[[Any], None] | None = None,
     vectorize: bool = True,
+    fresh: bool = False,
 ) -> StudyResult:
     """Run the whole study of ``task`` and return what it found (see the module doc).
 
@@ -337,11 +344,18 @@ def run_study(
     With ``out`` (a folder) the study also writes ``report.html``, ``figures/*.png`` and
     ``recommendation.md`` there (``StudyResult.files``). Raises ``ValueError`` for bad
     arguments and :class:`StudyFailed` when no trustworthy answer comes out.
+
+    A study stored under the same name with another model, data or task options (its
+    fingerprint, :func:`~lrlab.training.tasks._base.task_fingerprint`) is a
+    :class:`~lrlab.sweeps.executors.TaskChanged` error in one line, before anything
+    trains; ``fresh`` replaces the stored study (its runs and range tests) instead.
     """
     plan, specs, out_dir = _check_arguments(budget, optimizers, out, epochs)
+    _check_execution(jobs, backend, address, progress)
     execution = {"jobs": jobs, "backend": backend, "progress": progress, "device": device, "address": address,
                  "vectorize": vectorize}  # fmt: skip
     setup = _setup(task, store, plan, epochs, execution, progress or (lambda _event: None))
+    setup = _resume_check(setup, fresh)
     name, report = setup.name, setup.report
     first_rung = sum(_configurations(spec, plan) for spec in specs)
     lr_free = [spec for spec in specs if lr_free_family(spec) is not None]
@@ -424,22 +438,60 @@ def _check_arguments(
 
     if budget not in BUDGETS:
         raise ValueError(f"budget must be one of {', '.join(BUDGETS)}, got {budget!r}")
+    if isinstance(optimizers, str):
+        raise ValueError(f"optimizers must be a list of optimizer names or specs, got the string {optimizers!r} "
+                         f"(write [{optimizers!r}])")  # fmt: skip
     if not optimizers:
         raise ValueError("optimizers must name at least one optimizer (e.g. sgd,sgdm,adam)")
+    for name in optimizers:
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"optimizers must be optimizer names or specs (e.g. 'sgd', 'adam(betas=[0.9, 0.99])'), "
+                             f"got {name!r}")  # fmt: skip
     out_dir = None if out is None else Path(out)
     if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"out must be a folder, got the file {str(out_dir)!r}")
     specs = [resolve_optimizer(o) for o in optimizers]
     for spec in specs:
         parse_optimizer(spec)  # a bad name fails before any training
-    check_whole_number("epochs", epochs)
+    check_whole_number("epochs", epochs, MAX_EPOCHS)
     return BUDGETS[budget], specs, out_dir
 
 
-def check_whole_number(label: str, value: Any) -> None:
-    """``ValueError`` unless ``value`` is None or a whole number >= 1 (not a bool)."""
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-        raise ValueError(f"{label} must be a whole number >= 1, got {value!r}")
+def _check_execution(jobs: Any, backend: Any, address: Any, progress: Any) -> None:
+    """How the runs train, checked before anything is stored: ``jobs``, the backend, and for
+    Ray a cluster that answers (within seconds, not after the local runs trained)."""
+    check_whole_number("jobs", jobs, 1024)
+    if backend not in ("local", "ray"):
+        raise ValueError(f"backend must be local or ray, got {backend!r}")
+    if address is not None and (backend != "ray" or not isinstance(address, str)):
+        raise ValueError(f"address (a Ray cluster's, a string) goes with backend='ray', got {address!r}")
+    if progress is not None and not callable(progress):
+        raise ValueError(f"progress must be a function of one event, or None, got {type(progress).__name__}")
+    if backend == "ray":
+        from lrlab.sweeps.executors import connect_ray
+
+        if address is None:
+            import importlib.util
+
+            if importlib.util.find_spec("ray") is None:
+                raise ValueError("the ray backend needs Ray: pip install 'lrlab[ray]'")
+        else:
+            connect_ray(address, jobs).close()  # no cluster: one line now, not after the local runs
+
+
+# The largest run a study plans: beyond these a run would outlast any machine, and the
+# arrays of its schedules (one number per step) would not fit in memory.
+MAX_EPOCHS = 100_000
+MAX_STEPS = 10_000_000
+
+
+def check_whole_number(label: str, value: Any, maximum: int | None = None) -> None:
+    """``ValueError`` unless ``value`` is None or a whole number >= 1 (not a bool), and at
+    most ``maximum`` when given."""
+    bad = isinstance(value, bool) or not isinstance(value, int) or value < 1
+    if value is not None and (bad or (maximum is not None and value > maximum)):
+        bound = "" if maximum is None else f" and at most {maximum:,}"
+        raise ValueError(f"{label} must be a whole number >= 1{bound}, got {value!r}")
 
 
 def study_task(task: str | Task) -> tuple[str, Task]:
@@ -447,10 +499,12 @@ def study_task(task: str | Task) -> tuple[str, Task]:
     built once. A reference is built with ``get_task``; a :class:`Task` built in Python is
     taken as it is, under its ``name``, which must not be a reference (a built-in task's
     name, or one with a ``:``): its runs would pass for that task's."""
-    from lrlab.training.tasks import BUILTIN_TASKS, Task, get_task, is_reference
+    from lrlab.training.tasks import BUILTIN_TASKS, Task, check_task, get_task, is_reference
 
     if isinstance(task, str):
-        return task, get_task(task)
+        built = get_task(task)
+        check_task(built, task)  # a model that does not fit its data: one line before anything is stored
+        return task, built
     if not isinstance(task, Task):
         raise ValueError(f"task must be a task reference or a Task, got {type(task).__name__}")
     if not task.name or is_reference(task.name):
@@ -458,6 +512,7 @@ def study_task(task: str | Task) -> tuple[str, Task]:
             f"task name {task.name!r} is taken or not a plain name (built-in: {', '.join(BUILTIN_TASKS)}; "
             "no ':')"
         )
+    check_task(task)
     return task.name, task
 
 
@@ -477,6 +532,11 @@ def _setup(
     batch_size = the_task.default_batch_size
     per_epoch = steps_per_epoch(the_task, batch_size)
     total_steps = epochs * per_epoch
+    if total_steps > MAX_STEPS:
+        raise ValueError(
+            f"epochs: {epochs:,} epoch(s) x {per_epoch:,} batch(es) = {total_steps:,} steps per run, more than a "
+            f"study trains ({MAX_STEPS:,}); lower epochs or raise the batch size"
+        )
     if total_steps < MIN_STEPS:
         raise StudyFailed(
             f"too few batches: {epochs} epoch(s) x {per_epoch} batch(es) = {total_steps} steps per run, and the "
@@ -484,6 +544,43 @@ def _setup(
         )
     name = study_name(the_task.name if ":" in ref else ref, plan.name)  # a user task: its own name
     return _Setup(ref, the_task, name, plan, epochs, batch_size, total_steps, store, execution, report)
+
+
+def _resume_check(setup: _Setup, fresh: bool) -> _Setup:
+    """The study's fingerprint, checked against what the store holds under its name: its
+    sweeps (``TaskChanged`` when one holds finished runs of another model, data or task
+    options) and its range tests (one of another task is never reused). With ``fresh`` the
+    stored sweeps are deleted and the range tests marked to be replaced."""
+    from lrlab.sweeps.executors import TaskChanged
+    from lrlab.training.tasks import is_reference
+    from lrlab.training.tasks._base import fingerprint_change, task_fingerprint
+
+    store, fingerprint = setup.store, task_fingerprint(setup.task)
+    sweeps = {}
+    for sweep in store.sweeps():
+        if sweep == setup.name or sweep.startswith(f"{setup.name}-"):
+            spec = store.sweep_spec(sweep)
+            if spec.get("task") == setup.ref:
+                sweeps[sweep] = spec.get("fingerprint")
+    finders = [f for f in store.finder_results(sweep=setup.name) if f.config.get("task") == setup.ref]
+    if fresh:
+        for sweep in sweeps:
+            store.delete_sweep(sweep)
+        return replace(setup, fingerprint=fingerprint, stale=frozenset(f.id for f in finders))
+    stored = [old for name, old in sweeps.items() if any(r.status.is_finished for r in store.runs(sweep=name))]
+    stored += [f.config.get("fingerprint") for f in finders]
+    for old in stored:
+        change = fingerprint_change(old, fingerprint)
+        if change is not None:
+            what, how = change
+            label = setup.ref
+            keep = "use another store (--store) to keep both" if is_reference(label) else (
+                f"pass name='{label}-2' to keep both")  # fmt: skip
+            raise TaskChanged(
+                f"{what} changed since study {label!r} was stored ({how}); {keep}, or fresh=True / --fresh to "
+                "replace it"
+            )
+    return replace(setup, fingerprint=fingerprint)
 
 
 def _nothing_finished(runs: Sequence[RunRecord], finders: dict[str, FinderRecord]) -> str:

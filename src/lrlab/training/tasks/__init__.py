@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from lrlab.training.tasks._base import TASK_KINDS, Task, TensorPairs, batch_count
+from lrlab.training.tasks.check import check_task, first_line, user_frame
 
-__all__ = ["BUILTIN_TASKS", "REGISTRY", "TASK_KINDS", "Task", "TensorPairs", "batch_count", "get_task", "is_reference"]
+__all__ = ["BUILTIN_TASKS", "REGISTRY", "TASK_KINDS", "Task", "TensorPairs", "batch_count", "check_task", "get_task",
+           "is_reference"]  # fmt: skip
 
 # Built-in names -> "module:function", imported on first use.
 REGISTRY: dict[str, str] = {
@@ -53,10 +55,7 @@ def get_task(ref: str, **options: Any) -> Task:
             "or 'package.module:function' or 'path/to/file.py:function')"
         )
     factory = _import(REGISTRY.get(ref, ref), ref)
-    try:
-        task = factory(**options)
-    except TypeError as exc:
-        raise ValueError(f"task {ref!r}: bad options {options!r}: {exc}") from None
+    task = _call(factory, ref, options)
     missing = [m for m in _TASK_METHODS if not callable(getattr(task, m, None))]
     if missing:
         raise ValueError(
@@ -76,10 +75,70 @@ def _import(target: str, ref: str) -> Any:
             module = importlib.import_module(location)
     except ImportError as exc:
         raise ValueError(f"cannot import task {ref!r}: {exc}") from None
+    except SyntaxError as exc:
+        where = f"{Path(exc.filename or location).name} line {exc.lineno}" if exc.lineno else location
+        raise ValueError(f"task {ref!r}: syntax error in {where}: {exc.msg}; fix the file") from None
+    except SystemExit as exc:
+        raise ValueError(
+            f"task {ref!r}: importing {location} called sys.exit({exc.code!r}); a task file must only define "
+            "its functions at import (put script code under `if __name__ == \"__main__\":`)"
+        ) from None
+    except Exception as exc:
+        raise ValueError(f"task {ref!r}: importing {location} raised {_first_line(exc)}{_where(exc)}; "
+                         "fix the file") from None  # fmt: skip
     try:
         return getattr(module, attribute)
     except AttributeError:
         raise ValueError(f"task {ref!r}: {location} has no attribute {attribute!r}") from None
+
+
+def _call(factory: Any, ref: str, options: dict[str, Any]) -> Any:
+    """``factory(**options)``; options it does not take, or a factory that raises: one
+    ``ValueError`` naming the task, the options and what went wrong."""
+    import inspect
+
+    name = getattr(factory, "__name__", ref.rpartition(":")[2])
+    if not callable(factory):
+        raise ValueError(
+            f"task {ref!r}: {name} is {type(factory).__name__} {factory!r}, not a function that returns a Task"
+        )
+    try:
+        inspect.signature(factory).bind(**options)
+    except TypeError as exc:
+        takes = _parameters(factory)
+        raise ValueError(f"task {ref!r}: bad options {options!r}: {exc} (it takes: {takes})") from None
+    except ValueError:  # no signature to read (a builtin): the call itself says
+        pass
+    try:
+        return factory(**options)
+    except (KeyboardInterrupt, MemoryError):
+        raise
+    except SystemExit as exc:
+        raise ValueError(f"task {ref!r}: {name}() called sys.exit({exc.code!r}); it must return a Task") from None
+    except BaseException as exc:
+        given = ", ".join(f"{k}={v!r}" for k, v in options.items())
+        if ref in REGISTRY and isinstance(exc, ValueError):
+            raise ValueError(f"task {ref!r}: {exc}") from None  # the built-in's own check names the option
+        raise ValueError(f"task {ref!r}: {name}({given}) raised {_first_line(exc)}{_where(exc)}") from None
+
+
+def _parameters(factory: Any) -> str:
+    import inspect
+
+    try:
+        names = [p.name for p in inspect.signature(factory).parameters.values()
+                 if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]  # fmt: skip
+    except (TypeError, ValueError):
+        return "unknown"
+    return ", ".join(names) or "no options"
+
+
+def _first_line(exc: BaseException) -> str:
+    return first_line(exc)
+
+
+def _where(exc: BaseException) -> str:
+    return user_frame(exc)
 
 
 def _load_file(path: Path, ref: str) -> Any:
