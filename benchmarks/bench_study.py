@@ -177,14 +177,16 @@ def _study_store(label: str, jobs: int, times: dict[str, Any]) -> tuple[Any, Pat
 
 def bench_lrfree(label: str, jobs: int, times: dict[str, Any]) -> dict[str, Any]:
     """The task's study with the LR-free contenders beside its optimizer, in a copy of its store."""
-    import shutil
+    import sqlite3
+    from contextlib import closing
 
     ref, optimizer = TASKS[label]
     base, base_db = _study_store(label, jobs, times)
     base_steps = _steps(base_db, [r.id for r in base.runs]) + sum(len(f.lrs) for f in base.finders.values())
     db = LR_FREE_CACHE / f"{label}-lrfree.db"
-    if not db.exists():
-        shutil.copyfile(base_db, db)
+    if not db.exists():  # SQLite's backup: a plain file copy would miss what is still in the WAL
+        with closing(sqlite3.connect(base_db)) as source, closing(sqlite3.connect(db)) as target:
+            source.backup(target)
     optimizers = [optimizer, *LR_FREE_CONTENDERS]
     result, seconds = _timed(
         times, f"{label}/lrfree", lambda: run_study(ref, Store(db), budget="small", optimizers=optimizers, jobs=jobs)
