@@ -55,7 +55,8 @@ __all__ = [
 class StudyEvent:
     """A phase of the study for a ``progress`` callback: ``phase`` is ``"plan"`` (first:
     ``total`` is every step of the plan, one per range test and one per run), ``"finder"``,
-    ``"sweep"``, ``"report"`` or ``"done"``; ``detail`` says which optimizer."""
+    ``"sweep"``, ``"no-range-test"`` (an LR estimator: its runs start without one), ``"seeds"``,
+    ``"report"`` or ``"done"``; ``detail`` says which optimizer."""
 
     phase: str
     detail: str
@@ -340,6 +341,13 @@ def run_study(
     With ``vectorize`` (the default) the runs of one optimizer and seed that differ only in
     LR and schedule train stacked in one process (:mod:`lrlab.training.vectorized`), on the
     batches of that seed.
+
+    LR-free optimizers (:data:`lrlab.optim.lr_free.LR_FREE`) are contenders like any other:
+    Prodigy and D-Adaptation have no range test and train at ``RUN_LR`` (1.0, a multiplier on
+    their own estimate) with a constant and a cosine schedule; schedule-free optimizers get
+    their range test and a constant LR at the budget's factors. The best configuration of an
+    LR-free optimizer that missed the cut is promoted to every seed too, so that the verdict
+    (``StudyVerdict.lr_free``) judges it against the recommendation within the paired seed noise.
 
     With ``out`` (a folder) the study also writes ``report.html``, ``figures/*.png`` and
     ``recommendation.md`` there (``StudyResult.files``). Raises ``ValueError`` for bad
