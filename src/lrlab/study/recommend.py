@@ -106,6 +106,9 @@ class Recommendation:
     :data:`NOISE_SE` paired standard errors of the margin (NaN: fewer than two shared seeds).
     When the margin is within a known noise, ``tie`` is true and ``best`` is the simpler of
     the two (:data:`TIE_RULE`), so it may be the second-scored; ``runner_up`` is then the other.
+    When the top two reach the very same objective on every shared seed (a saturated metric:
+    every finalist at 0% validation error), the objective cannot tell them apart and the
+    noise is 0: ``saturated`` is true and ``best`` is the one of lower validation loss.
     """
 
     metric: str
@@ -120,6 +123,7 @@ class Recommendation:
     noise: float = math.nan
     shared_seeds: int = 0
     tie: bool = False
+    saturated: bool = False
 
     def _better_by(self, worse: Candidate, better: Candidate) -> float:
         sign = -1.0 if self.higher_is_better else 1.0
@@ -233,6 +237,7 @@ class _Judgement(NamedTuple):
     noise: float = math.nan
     shared_seeds: int = 0
     tie: bool = False
+    saturated: bool = False
 
 
 def _judge(top: Candidate, second: Candidate | None, higher: bool, break_ties: bool) -> _Judgement:
@@ -244,9 +249,31 @@ def _judge(top: Candidate, second: Candidate | None, higher: bool, break_ties: b
     margin = -diff if higher else diff
     noise = NOISE_SE * se
     tie = math.isfinite(noise) and margin <= noise
+    if tie and _saturated(top, second):
+        # The objective says nothing here: the validation loss decides (rank has ordered
+        # equal means by it already; checked again here).
+        best, runner_up = (second, top) if second.val_loss < top.val_loss else (top, second)  # type: ignore[operator]
+        return _Judgement(best, runner_up, margin, noise, shared, tie, saturated=True)
     swap = tie and break_ties and simplicity(second) < simplicity(top)
     best, runner_up = (second, top) if swap else (top, second)
     return _Judgement(best, runner_up, margin, noise, shared, tie)
+
+
+def _saturated(a: Candidate, b: Candidate) -> bool:
+    """Whether ``a`` and ``b`` reach the very same objective on each of at least two shared
+    seeds (and on no other), so that their margin and its noise are both 0, while their
+    validation losses differ: the objective is saturated and the loss can still tell."""
+    first, second = dict(a.per_seed), dict(b.per_seed)
+    return (
+        len(first) >= 2
+        and first == second
+        and a.diverged == b.diverged
+        and a.val_loss is not None
+        and b.val_loss is not None
+        and math.isfinite(a.val_loss)
+        and math.isfinite(b.val_loss)
+        and a.val_loss != b.val_loss
+    )
 
 
 def _fmt(value: float, digits: int = 4) -> str:
@@ -273,6 +300,11 @@ def tie_reason(rec: Recommendation) -> str:
     """Why ``rec.best`` was chosen over ``rec.runner_up`` in a tie, by :data:`TIE_RULE`."""
     best, other = rec.best, rec.runner_up
     assert other is not None
+    if rec.saturated:
+        return (
+            f"both reach {rec.metric} {_fmt(best.score)} on each of the {rec.shared_seeds} shared seeds, so the "
+            f"lower validation loss decides ({_fmt(best.val_loss or 0.0)} vs {_fmt(other.val_loss or 0.0)})"
+        )
     mine, theirs = simplicity(best), simplicity(other)
     if mine[0] < theirs[0]:
         why = (f"{other.schedule_name} at lr={_peak(other):.3g} diverged on {other.diverged} seed(s), "
@@ -311,6 +343,14 @@ def margin_lines(rec: Recommendation, what: str) -> list[str]:
     )
     if not rec.tie:
         return [f"beats the runner-up {_label(up)} by {_fmt(margin)} in {what}, more than {noise}"]
+    if rec.saturated:
+        best = rec.best
+        return [
+            f"ties with {_label(up)} in {what}: both reach {_fmt(best.score)} on each of the {rec.shared_seeds} "
+            "shared seeds (the metric is saturated)",
+            f"so the validation loss decides: {_fmt(best.val_loss or 0.0)} vs {_fmt(up.val_loss or 0.0)} for the "
+            "runner-up",
+        ]
     return [
         f"ties with {_label(up)}: the margin {_fmt(margin)} in {what} is within {noise}",
         f"so it recommends the simpler or steadier of the two: {tie_reason(rec)}",

@@ -32,7 +32,7 @@ from lrlab.sweeps.spec import SweepSpec, load_sweep
 from lrlab.training.recorder import RunProgress
 from lrlab.training.tasks import Task, get_task, is_reference
 
-__all__ = ["BACKENDS", "SweepProgress", "run_plans", "run_sweep"]
+__all__ = ["BACKENDS", "SweepProgress", "TaskChanged", "run_plans", "run_sweep"]
 
 BACKENDS = ("local", "ray")
 
@@ -70,8 +70,8 @@ def run_sweep(
     tasks in flight for ``ray``). ``progress`` receives ``SweepProgress`` and
     ``RunProgress`` events, in the calling thread. Ctrl-C stops the workers, puts the
     runs in flight back in the queue and re-raises ``KeyboardInterrupt``. ``execution``
-    takes :func:`run_plans`'s ``device``, ``address``, ``gpus_per_run``, ``vectorize`` and
-    ``max_group`` (the last two default to the sweep file's). The sweep's task is built
+    takes :func:`run_plans`'s ``device``, ``address``, ``gpus_per_run``, ``vectorize``,
+    ``max_group`` (these two default to the sweep file's) and ``fresh``. The sweep's task is built
     once (or is ``task``, when the caller built it with :func:`~lrlab.sweeps.grid.build_task`)
     and every run trains that object.
     """
@@ -123,9 +123,16 @@ def run_plans(
     vectorize: bool = False,
     max_group: int | None = None,
     task: Task | None = None,
+    fresh: bool = False,
 ) -> list[RunRecord]:
     """Register ``plans`` as the sweep ``sweep`` (its ``spec`` stored for people), train the
     unfinished ones, and return every plan's record in plan order.
+
+    With ``task``, its fingerprint (model, data, options:
+    :func:`~lrlab.training.tasks._base.task_fingerprint`) is stored with the sweep, and a
+    sweep stored with finished runs of another model, data or options is a
+    :class:`TaskChanged` error in one line, before anything trains; ``fresh`` deletes the
+    stored sweep and its runs first, and trains every run again.
 
     ``task`` is the task every plan's ``config.task`` names, when the caller holds it (a
     study's, a sweep's): every run trains that one object (worker processes inherit it
@@ -133,7 +140,7 @@ def run_plans(
     one named by a reference is built once in each). Without it each run builds its own.
     """
     _check_execution(backend, jobs, gpus_per_run)
-    todo = _register(plans, store, sweep, spec)
+    todo = _register(plans, store, sweep, _fingerprinted(store, sweep, spec, task, fresh))
     report = progress or (lambda _event: None)
     report(SweepProgress("start", sweep, len(plans), skipped=len(plans) - len(todo)))
     # Every run is claimed before it trains: a second process on the same sweep trains only
@@ -159,6 +166,36 @@ def run_plans(
     records.sort(key=lambda r: order[r.id])
     report(SweepProgress("end", sweep, len(plans), skipped=len(plans) - len(todo), counts=_counts(records)))
     return records
+
+
+class TaskChanged(ValueError):
+    """A study, sweep or tune was stored under this name with another model, data or task
+    options: its results are not this task's, so nothing resumes into them."""
+
+
+def _fingerprinted(store: Store, sweep: str, spec: dict[str, Any], task: Task | None, fresh: bool) -> dict[str, Any]:
+    """``spec`` with the task's fingerprint, after the resume check: ``TaskChanged`` when the
+    sweep was stored with finished runs of another model, data or options; with ``fresh``
+    the stored sweep and its runs are deleted instead."""
+    from lrlab.training.tasks._base import fingerprint_change, task_fingerprint
+
+    if fresh:
+        store.delete_sweep(sweep)
+    if task is None:
+        return spec
+    fingerprint = task_fingerprint(task)
+    try:
+        stored = store.sweep_spec(sweep).get("fingerprint")
+    except KeyError:
+        stored = None
+    change = fingerprint_change(stored, fingerprint)
+    if change is not None and any(r.status.is_finished for r in store.runs(sweep=sweep)):
+        what, how = change
+        raise TaskChanged(
+            f"{what} changed since sweep {sweep!r} was stored ({how}); give the sweep another name to keep both, "
+            "or fresh=True / --fresh to replace it"
+        )
+    return {**spec, "fingerprint": fingerprint}
 
 
 def _register(plans: Sequence[RunPlan], store: Store, sweep: str, spec: dict[str, Any]) -> list[RunPlan]:

@@ -13,7 +13,7 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, S
 
 from lrlab.core.records import Objective
 
-__all__ = ["TASK_KINDS", "Task", "TensorPairs", "batch_count"]
+__all__ = ["TASK_KINDS", "Task", "TensorPairs", "batch_count", "fingerprint_change", "task_fingerprint"]
 
 TASK_KINDS = ("classification", "language_model", "regression")
 
@@ -343,3 +343,142 @@ class _LoaderTask(Task):
     def val_loader(self, batch_size: int) -> DataLoader:
         given = self.loaders[1]
         return DataLoader(given.dataset, batch_size=batch_size, shuffle=False, collate_fn=given.collate_fn)
+
+
+# ---------------------------------------------------------------- fingerprint
+
+FINGERPRINT_SAMPLES = 8  # rows of each dataset hashed (evenly spaced, first and last included)
+
+
+def task_fingerprint(task: Task) -> dict[str, Any]:
+    """What a run's config cannot see of ``task``, as plain data to store beside its runs:
+    the model (parameter count, names and shapes of parameters and buffers, the module
+    tree's classes), the data (sizes, and a hash of a few evenly spaced rows) and the
+    options (kind, objective, metrics, loss, ``options``). A study, sweep or tune whose
+    task's fingerprint changed under the same name does not resume into old results
+    (:func:`fingerprint_change` says what changed). Cheap: one model built (the global
+    RNG state is kept) and at most ``FINGERPRINT_SAMPLES`` rows read per dataset."""
+    import hashlib
+    import json
+
+    key = (id(task.model_factory), id(task.train_data), id(task.val_data), task.kind, id(task.custom_loss))
+    cached = getattr(task, "_fingerprint", None)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    with torch.random.fork_rng(devices=[]):
+        model = task.make_model(0)
+    shapes = [(name, tuple(p.shape), str(p.dtype)) for name, p in model.named_parameters()]
+    shapes += [(name, tuple(b.shape), str(b.dtype)) for name, b in model.named_buffers()]
+    tree = [(name, type(module).__qualname__) for name, module in model.named_modules()]
+
+    def digest(value: Any) -> str:
+        return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    objective = task.objective
+    fingerprint = {
+        "model": {
+            "parameters": int(sum(p.numel() for p in model.parameters())),
+            "shapes": digest(shapes),
+            "architecture": digest(tree),
+        },
+        "data": {
+            "train": _size(task.train_data),
+            "val": _size(task.val_data),
+            "rows": digest([_rows(task.train_data), _rows(task.val_data)]),
+        },
+        "options": {
+            "kind": task.kind,
+            "objective": f"{objective.metric} ({'higher' if objective.higher_is_better else 'lower'} is better)",
+            "loss": objective.loss,
+            "metrics": ", ".join(task.metric_names),
+            "task_options": digest(task.options),
+        },
+    }
+    vars(task)["_fingerprint"] = (key, fingerprint)  # one model built per task object, however many sweeps ask
+    return fingerprint
+
+
+def fingerprint_change(stored: Any, current: dict[str, Any]) -> tuple[str, str] | None:
+    """What changed from the ``stored`` fingerprint to ``current`` and how, in words
+    (``("the model", "parameters 4,801 -> 49: shapes differ")``), or None when nothing did
+    (or when ``stored`` is no fingerprint: results stored before fingerprints resume as
+    before)."""
+    if not isinstance(stored, dict) or not all(isinstance(stored.get(k), dict) for k in current):
+        return None
+    old_model, model = stored["model"], current["model"]
+    if old_model != model:
+        if old_model.get("shapes") != model["shapes"]:
+            why = "shapes differ"
+        elif old_model.get("architecture") != model["architecture"]:
+            why = "same shapes, other layers"
+        else:
+            why = "another model"
+        if old_model.get("parameters") != model["parameters"]:
+            why = f"parameters {_count(old_model.get('parameters'))} -> {_count(model['parameters'])}: {why}"
+        return "the model", why
+    old_data, data = stored["data"], current["data"]
+    if old_data != data:
+        sizes = [f"{label} examples {_count(old_data.get(key))} -> {_count(data[key])}"
+                 for key, label in (("train", "training"), ("val", "validation"))
+                 if old_data.get(key) != data[key]]  # fmt: skip
+        return "the data", ", ".join(sizes) if sizes else "same sizes, other rows"
+    old_options, options = stored["options"], current["options"]
+    changed = [f"{key} {old_options.get(key)} -> {value}" for key, value in options.items()
+               if old_options.get(key) != value and key != "task_options"]  # fmt: skip
+    if old_options.get("task_options") != options["task_options"]:
+        changed.append("its options")
+    return ("the task", "; ".join(changed)) if changed else None
+
+
+def _count(value: Any) -> str:
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def _size(data: Any) -> int | None:
+    try:
+        return len(data)
+    except Exception:  # an iterable dataset: no length to compare
+        return None
+
+
+def _rows(data: Any) -> list[str]:
+    """Hashes of up to ``FINGERPRINT_SAMPLES`` evenly spaced rows of ``data`` (none when it
+    cannot be indexed)."""
+    import hashlib
+
+    size = _size(data)
+    if not size or not hasattr(data, "__getitem__"):
+        return []
+    count = min(size, FINGERPRINT_SAMPLES)
+    picks = sorted({round(i * (size - 1) / max(count - 1, 1)) for i in range(count)})
+    out = []
+    for index in picks:
+        try:
+            row = data[index]
+        except Exception:
+            return []
+        out.append(hashlib.sha256(_row_bytes(row)).hexdigest()[:16])
+    return out
+
+
+def _row_bytes(value: Any) -> bytes:
+    """The bytes of a row: its tensors' and arrays' values, numbers and strings as written;
+    other objects by their type only (their repr may hold an address)."""
+    import numpy as np
+
+    if isinstance(value, Tensor):
+        t = value.detach().cpu().contiguous()
+        try:
+            body = t.reshape(-1).view(torch.uint8).numpy().tobytes()
+        except (RuntimeError, TypeError):
+            body = repr(t.tolist()).encode()
+        return f"tensor{tuple(t.shape)}{t.dtype}".encode() + body
+    if isinstance(value, np.ndarray):
+        return f"array{value.shape}{value.dtype}".encode() + np.ascontiguousarray(value).tobytes()
+    if isinstance(value, (tuple, list)):
+        return b"(" + b",".join(_row_bytes(v) for v in value) + b")"
+    if isinstance(value, dict):
+        return b"{" + b",".join(repr(k).encode() + b":" + _row_bytes(v) for k, v in sorted(value.items(), key=str)) + b"}"
+    if value is None or isinstance(value, (bool, int, float, str, bytes, np.generic)):
+        return repr(value).encode()
+    return type(value).__qualname__.encode()
