@@ -117,18 +117,19 @@ def tune(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
 ) -> None:
     _check_backend(backend, jobs, address)
-    spec = _load(file, storage)
+    spec = _load(file)
+    # Every option is checked before the task is built, a storage opened or the store made.
+    if spec.method == "pbt" and (backend != "local" or resume or storage):
+        bad_input("method = \"pbt\" trains in one process: no --backend ray, --resume or --storage")
     out = out or Path(f"lrlab-tune-{spec.name}")
-    if out.exists() and not out.is_dir():
-        bad_input(f"--out must be a folder, got the file {str(out)!r}")
+    _check_options(out, device, backend)
+    _ready(spec, storage)
     store = open_store(db)
     with _Display(live=sys.stderr.isatty(), quiet=quiet) as display:
         try:
             if spec.method == "pbt":
                 from lrlab.tune.pbt import run_pbt
 
-                if backend != "local" or resume or storage:
-                    bad_input("method = \"pbt\" trains in one process: no --backend ray, --resume or --storage")
                 pbt = run_pbt(spec, store, device=device, progress=display)
             else:
                 from lrlab.tune import tune as run_tune
@@ -138,7 +139,8 @@ def tune(
         except ValueError as exc:
             bad_input(str(exc).splitlines()[0])
         except RuntimeError as exc:
-            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            err_console.print(f"[bold red]error:[/] {escape(safe(first))}", highlight=False, soft_wrap=True)
             raise typer.Exit(code=1) from None
     if spec.method == "pbt":
         _print_pbt(pbt, db)
@@ -157,26 +159,48 @@ def _check_backend(backend: str, jobs: int, address: str | None) -> None:
         bad_input("--address needs --backend ray")
 
 
-def _load(file: Path, storage: str | None) -> Any:  # -> TuneSpec
-    """The tune file, its task built once and its Optuna storage opened once, so that a bad
-    one is bad input (exit 2) before anything is trained."""
+def _load(file: Path) -> Any:  # -> TuneSpec
+    """The tune file, validated; bad input (exit 2) otherwise."""
     from lrlab.tune.spec import TuneSpecError, load_tune
 
     try:
-        spec = load_tune(file)
+        return load_tune(file)
     except TuneSpecError as exc:
         bad_input(str(exc))
+
+
+def _check_options(out: Path, device: str, backend: str) -> None:
+    """--out (a folder that can be made and written) and --device (one torch has)."""
+    from lrlab.tune.engine import check_folder
+    from lrlab.tune.tuner import check_device
+
+    try:
+        check_folder(out, "--out")
+        check_device(device, backend)
+    except ValueError as exc:
+        bad_input(str(exc).splitlines()[0])
+
+
+def _ready(spec: Any, storage: str | None) -> None:
+    """The task built once, the space checked against its runs' numbers and the Optuna
+    storage opened once, so that a bad one is bad input (exit 2) before anything is trained."""
     try:
         from lrlab.training.tasks import get_task
+        from lrlab.tune.tuner import run_numbers
 
-        get_task(spec.task, **spec.task_options)
+        try:
+            task = get_task(spec.task, **spec.task_options)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(str(exc)) from None
+        except Exception as exc:  # the task's own code raised
+            raise ValueError(f"task {spec.task!r} could not be built: {type(exc).__name__}: {exc}") from None
+        run_numbers(spec, task)
         if storage is not None or spec.storage is not None:
             from lrlab.tune.storage import open_storage
 
             open_storage(storage or spec.storage or "")
     except ValueError as exc:
         bad_input(str(exc).splitlines()[0])
-    return spec
 
 
 def _print_result(result: Any, db: Path) -> None:
@@ -212,6 +236,6 @@ def _print_pbt(result: Any, db: Path) -> None:
         f"compute: {result.compute_steps} optimizer steps",
     ]
     console.print(Panel("\n".join(escape(line) for line in lines), title="Population-based training"))
-    console.print(Panel(Syntax(torch_snippet(result.optimizer, str(result.schedule)), "python", word_wrap=True),
+    console.print(Panel(Syntax(torch_snippet(result.optimizer, str(result.schedule), study_steps=result.total_steps), "python", word_wrap=True),
                         title="PyTorch"))  # fmt: skip
     console.print(f"runs in {escape(str(db))} (sweep {escape(result.name)})", highlight=False)

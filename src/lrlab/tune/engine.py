@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -44,7 +45,7 @@ from lrlab.tune.report import write_outputs
 from lrlab.tune.spec import TuneSpec, load_tune
 from lrlab.tune.storage import default_storage
 from lrlab.tune.trial import ProgressFn, Pruned, TrialOutcome, requeue, train_trial
-from lrlab.tune.tuner import TuneEvent, Tuner, best_value, finished
+from lrlab.tune.tuner import TuneEvent, Tuner, best_value, check_device, finished
 
 __all__ = [
     "BACKENDS",
@@ -143,6 +144,7 @@ def tune(
     """
     spec = spec if isinstance(spec, TuneSpec) else load_tune(spec)
     out_dir = _checked(spec, backend, jobs, address, out)
+    check_device(device, backend)
     url = storage or spec.storage or default_storage(store.path)
     tuner = Tuner(spec, store, url, progress, device)
     # A cluster that is not there fails before anything is stored.
@@ -178,9 +180,24 @@ def _checked(spec: TuneSpec, backend: str, jobs: int, address: str | None, out: 
     if spec.method == "pbt":
         raise ValueError("method = \"pbt\" is trained by lrlab.tune.pbt.run_pbt (lrlab tune runs it for you)")
     out_dir = None if out is None else Path(out)
-    if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
-        raise ValueError(f"out must be a folder, got the file {str(out_dir)!r}")
+    if out_dir is not None:
+        check_folder(out_dir, "out")
     return out_dir
+
+
+def check_folder(folder: Path, what: str) -> None:
+    """``ValueError`` in one line when ``folder`` cannot be made or written: it is a file,
+    a folder on its way is a file, or the nearest folder that exists is read-only."""
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"{what} must be a folder, got the file {str(folder)!r}")
+    for parent in (folder, *folder.parents):
+        if not parent.exists():
+            continue
+        if not parent.is_dir():
+            raise ValueError(f"{what} {str(folder)!r} is under {str(parent)!r}, which is a file, not a folder")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise ValueError(f"{what} {str(folder)!r} cannot be written: {str(parent)!r} is read-only")
+        return
 
 
 def _search(tuner: Tuner, study: Any, jobs: int, ray_session: RaySession | None) -> list[TrialOutcome]:
@@ -203,7 +220,7 @@ def _plain_tables(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def _run_local(tuner: Tuner, study: Any, outcomes: list[TrialOutcome]) -> None:
-    while tuner.budget_left(outcomes):
+    while tuner.budget_left(outcomes, study=study):
         job = tuner.ask_drawable(study)
         try:
             if not job.reused:

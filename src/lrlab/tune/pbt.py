@@ -35,10 +35,10 @@ from lrlab.store.sqlite import Store
 from lrlab.sweeps import RunPlan, run_plans
 from lrlab.torch_utils import torch_threads
 from lrlab.training.resolve import resolve
-from lrlab.tune.space import SpaceError, _param
+from lrlab.tune.space import lr_param
 from lrlab.tune.spec import TuneSpec, load_tune
 from lrlab.tune.trial import objective_of, score
-from lrlab.tune.tuner import range_test_lr
+from lrlab.tune.tuner import check_device, range_test_lr
 
 __all__ = ["PbtEvent", "PbtResult", "lineage_schedule", "run_pbt"]
 
@@ -110,9 +110,7 @@ class _Member:
 def _initial_lrs(spec: TuneSpec, finder_lr: float | None) -> list[float]:
     assert spec.pbt is not None
     value = spec.pbt.lr if spec.pbt.lr is not None else {"from_finder": [0.1, 3.0]}
-    param = _param("pbt", "lr", value, "pbt.lr")
-    if param.form not in ("log", "from_finder", "fixed", "choice"):
-        raise SpaceError("pbt.lr: expected {log = [a, b]}, {from_finder = [a, b]}, a number or a list")
+    param = lr_param(value, "pbt.lr")
     count = spec.pbt.population
     if param.form in ("fixed", "choice"):
         values = [float(v) for v in param.values]
@@ -137,6 +135,7 @@ def run_pbt(
         spec = load_tune(spec)
     if spec.pbt is None:
         raise ValueError("population-based training needs a [pbt] table (population, interval, lr)")
+    check_device(device)
     cfg = spec.pbt
     report = progress or (lambda _event: None)
     seed = spec.seeds[0]

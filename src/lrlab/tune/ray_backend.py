@@ -63,7 +63,7 @@ def run_ray(tuner: Tuner, study: Any, outcomes: list[TrialOutcome], jobs: int, s
     in_flight: dict[Any, Job] = {}
     try:
         while True:
-            while len(in_flight) < jobs and tuner.budget_left(outcomes, len(in_flight)):
+            while len(in_flight) < jobs and tuner.budget_left(outcomes, len(in_flight), study):
                 job = tuner.ask_drawable(study)
                 if not _send(remote, ray, job, in_flight, tuner, study, outcomes):
                     tuner.settle(study, job, outcomes)

@@ -61,7 +61,11 @@ def code(result: Any) -> tuple[str, str]:
     from lrlab.study.codegen import keras_snippet, torch_snippet
 
     best = result.recommendation.best
-    return torch_snippet(best.optimizer, str(best.schedule)), keras_snippet(best.optimizer, str(best.schedule))
+    # Step counts as fractions of the user's run, as the study's code: the tune's own step
+    # counts would hold a one-cycle's last LR from the tune's length on.
+    steps = result.total_steps
+    return (torch_snippet(best.optimizer, str(best.schedule), study_steps=steps),
+            keras_snippet(best.optimizer, str(best.schedule), study_steps=steps))  # fmt: skip
 
 
 def markdown(result: Any) -> str:

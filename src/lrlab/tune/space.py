@@ -43,7 +43,7 @@ from typing import Any, Protocol
 from lrlab.schedules import Schedule, parse, warmup
 from lrlab.schedules._base import REGISTRY
 
-__all__ = ["FORMS", "Choice", "Context", "Param", "Space", "SpaceError", "parse_space"]
+__all__ = ["FORMS", "Choice", "Context", "Param", "Space", "SpaceError", "lr_param", "parse_space"]
 
 FORMS = ("log", "uniform", "int", "from_finder", "ratio", "epochs", "run", "steps")
 # Learning-rate parameters, the peak one of each family first.
@@ -288,6 +288,19 @@ def parse_space(data: Mapping[str, Any], where: str = "space") -> Space:
     space = Space(tuple(dict.fromkeys(optimizers)), families, top_warmup)
     _probe(space, where)
     return space
+
+
+def lr_param(value: Any, where: str) -> Param:
+    """Learning rates given as a number, a list of numbers, ``{log = [a, b]}`` or
+    ``{from_finder = [a, b]}`` (PBT's initial LRs); :class:`SpaceError` naming ``where``."""
+    param = _param("pbt", "lr", value, where)
+    if param.form not in ("log", "from_finder", "fixed", "choice"):
+        raise SpaceError(f"{where}: expected {{log = [a, b]}}, {{from_finder = [a, b]}}, a number or a list of numbers")
+    if param.form in ("fixed", "choice") and not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in param.values
+    ):
+        raise SpaceError(f"{where}: learning rates are numbers > 0, got {value!r}")
+    return param
 
 
 def _family(name: str, table: Any, where: str) -> Family:

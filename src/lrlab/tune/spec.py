@@ -20,6 +20,7 @@ The ``[space]`` table is :mod:`lrlab.tune.space`'s.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,7 @@ from lrlab.sweeps.spec import (
     check_task,
     read_toml,
 )
-from lrlab.tune.space import Space, SpaceError, parse_space
+from lrlab.tune.space import Space, SpaceError, lr_param, parse_space
 
 __all__ = ["METHODS", "PRUNERS", "SAMPLERS", "TuneSpec", "TuneSpecError", "load_tune"]
 
@@ -51,6 +52,7 @@ PRUNERS = ("hyperband", "halving", "none")
 METHODS = ("optuna", "pbt")
 _CHOICES = {"method": METHODS, "sampler": SAMPLERS, "pruner": PRUNERS}
 MAX_TRIALS = 10_000
+MAX_DEPTH = 8  # tables and lists inside a tune file
 
 
 class TuneSpecError(ValueError):
@@ -64,8 +66,8 @@ class Pbt(BaseModel):
     model_config = ConfigDict(extra="forbid")
     optimizer: str = "sgd(momentum=0.9)"
     population: int = Field(default=8, ge=2, le=256)
-    interval: float = Field(default=1.0, gt=0)  # epochs between exploit/explore steps
-    quantile: float = Field(default=0.25, gt=0, le=0.5)
+    interval: float = Field(default=1.0, gt=0, le=MAX_EPOCHS, allow_inf_nan=False)  # epochs between exploit steps
+    quantile: float = Field(default=0.25, gt=0, le=0.5, allow_inf_nan=False)
     perturb: tuple[float, float] = (0.8, 1.25)
     lr: Any = None  # the initial LRs: {log = [a, b]} or {from_finder = [a, b]}
 
@@ -78,8 +80,18 @@ class Pbt(BaseModel):
     @field_validator("perturb")
     @classmethod
     def _perturb(cls, value: tuple[float, float]) -> tuple[float, float]:
-        if not all(v > 0 for v in value):
-            raise ValueError(f"perturbation factors must be > 0, got {list(value)}")
+        if not all(math.isfinite(v) and v > 0 for v in value):
+            raise ValueError(f"perturbation factors must be finite numbers > 0, got {list(value)}")
+        return value
+
+    @field_validator("lr")
+    @classmethod
+    def _lr(cls, value: Any) -> Any:
+        if value is not None:
+            try:
+                lr_param(value, "pbt.lr")
+            except SpaceError as exc:
+                raise ValueError(str(exc).removeprefix("pbt.lr: ")) from None
         return value
 
 
@@ -145,7 +157,11 @@ class TuneSpec(BaseModel):
 
 def load_tune(source: str | Path | dict[str, Any]) -> TuneSpec:
     """Read and validate a tune file (TOML) or a dict; raises :class:`TuneSpecError`."""
-    data, where = read_toml(source, "tune", TuneSpecError)
+    try:
+        data, where = read_toml(source, "tune", TuneSpecError)
+    except RecursionError:
+        raise TuneSpecError(f"{source}: values nested too deeply to read (at most {MAX_DEPTH} levels)") from None
+    _check_depth(data, where)
     try:
         spec = TuneSpec.model_validate(data)
     except ValidationError as exc:
@@ -156,6 +172,21 @@ def load_tune(source: str | Path | dict[str, Any]) -> TuneSpec:
     if spec.method == "pbt" and spec.pbt is None:
         raise TuneSpecError(f"{where}: method = \"pbt\" needs a [pbt] table (population, interval, lr)")
     return spec
+
+
+def _check_depth(data: Any, where: str) -> None:
+    """Tables and lists nested at most :data:`MAX_DEPTH` deep (a tune file needs four), read
+    without recursion: deeper is a mistake, and would overflow the stack further on."""
+    stack: list[tuple[Any, str, int]] = [(data, "", 0)]
+    while stack:
+        value, key, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise TuneSpecError(f"{where}: {key or 'the file'} is nested more than {MAX_DEPTH} levels deep "
+                                f"(tables and lists nest at most {MAX_DEPTH} levels)")  # fmt: skip
+        if isinstance(value, dict):
+            stack += [(v, f"{key}.{k}" if key else str(k), depth + 1) for k, v in value.items()]
+        elif isinstance(value, (list, tuple)):
+            stack += [(v, key, depth + 1) for v in value]
 
 
 def _format_space_errors(error: ValidationError, where: str) -> str:

@@ -10,6 +10,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
+import re
+import socket
+import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,7 +25,7 @@ from lrlab.study.range_tests import task_range_test
 from lrlab.sweeps.grid import RunPlan
 from lrlab.training.resolve import steps_per_epoch
 from lrlab.training.tasks import get_task
-from lrlab.tune.space import Context
+from lrlab.tune.space import Context, SpaceError
 from lrlab.tune.spec import TuneSpec
 from lrlab.tune.storage import open_storage, storage_env
 from lrlab.tune.trial import (
@@ -34,10 +38,40 @@ from lrlab.tune.trial import (
     train_trial,
 )
 
-__all__ = ["RESUMABLE_KEYS", "BadDraw", "Job", "TuneEvent", "Tuner", "best_value", "finished", "range_test_lr"]
+__all__ = [
+    "RESUMABLE_KEYS", "BadDraw", "Job", "TuneEvent", "Tuner", "best_value", "check_device", "finished",
+    "range_test_lr", "run_numbers",
+]  # fmt: skip
 
 # Spec keys that may change between a tune and its resumption (the budget, the audit).
 RESUMABLE_KEYS = ("trials", "max_steps", "audit_pruned", "storage")
+# Trials failing one after another (an exception, not a bad score) stop the tune: the cause
+# is the setup, and every further trial would fail the same way.
+MAX_FAILED_IN_ROW = 3
+# A trial in flight on another machine is left to it for this long after it began (the
+# store's claim lease); after that, its runs' claims tell whether it is alive.
+LEASE_SECONDS = 120.0
+_DEVICE = re.compile(r"cpu|auto|cuda(:[0-9]+)?")
+
+
+def check_device(device: Any, backend: str = "local") -> str:
+    """``device`` checked before anything is stored: ``cpu``, ``auto``, ``cuda`` or
+    ``cuda:N``, and for a local tune one that torch has. ``ValueError`` in one line."""
+    if not isinstance(device, str) or not _DEVICE.fullmatch(device):
+        raise ValueError(f"device must be cpu, cuda, cuda:N or auto, got {device!r}")
+    if backend != "local":  # the workers' machines have their own devices
+        return device
+    from lrlab.training.resolve import resolve_device
+
+    resolved = resolve_device(device)
+    if resolved.type == "cuda" and resolved.index is not None:
+        import torch
+
+        count = torch.cuda.device_count()
+        if resolved.index >= count:
+            raise ValueError(f"device {device!r} asked for, but torch sees {count} CUDA device(s) "
+                             f"(cuda:0 to cuda:{count - 1}, cpu or auto)")  # fmt: skip
+    return device
 
 
 @dataclass(frozen=True)
@@ -88,15 +122,14 @@ class Tuner:
             raise
         except Exception as exc:
             raise ValueError(f"task {spec.task!r} could not be built: {type(exc).__name__}: {exc}") from None
-        self.epochs = spec.epochs or self.task.default_epochs
-        self.batch_size = spec.batch_size or self.task.default_batch_size
-        self.steps_per_epoch = steps_per_epoch(self.task, self.batch_size)
+        self.epochs, self.batch_size, self.steps_per_epoch = run_numbers(spec, self.task)
         self.total_steps = self.epochs * self.steps_per_epoch
+        self.finder_lrs: dict[str, float] = {}
         self.metric, self.direction = objective_of(self.task)
         self.owner = new_owner()
-        self.finder_lrs: dict[str, float] = {}
         self.finder_steps = 0
         self.bad_draws = 0
+        self.failed_in_row = 0
 
     # -------------------------------------------------------- Optuna
 
@@ -108,19 +141,7 @@ class Tuner:
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
         storage = open_storage(self.storage_url)
         spec = self.spec
-        try:
-            earlier = len(optuna.load_study(study_name=spec.name, storage=storage).trials)
-        except KeyError:
-            earlier = 0
-        # Seeded past the trials already made: a resumed tune draws new configurations, not
-        # the first ones again.
-        seed = spec.sampler_seed + earlier
-        sampler = (
-            optuna.samplers.TPESampler(multivariate=True, group=True, seed=seed,
-                                       n_startup_trials=min(10, max(3, spec.trials // 4)))
-            if spec.sampler == "tpe"
-            else optuna.samplers.RandomSampler(seed=seed)
-        )  # fmt: skip
+        sampler = self.sampler(0)  # each trial is drawn by its own (ask)
         pruner: Any
         if spec.pruner == "hyperband":
             pruner = optuna.pruners.HyperbandPruner(min_resource=1, max_resource=self.epochs, reduction_factor=3)
@@ -146,12 +167,29 @@ class Tuner:
                     "may change on --resume); give it another name to start afresh"
                 )
             study = existing
-        else:
+        else:  # another process may create it at the same moment: then it is loaded
             study = optuna.create_study(study_name=spec.name, storage=storage, sampler=sampler, pruner=pruner,
-                                        direction=self.direction)  # fmt: skip
+                                        direction=self.direction, load_if_exists=True)  # fmt: skip
+            stored = study.user_attrs.get("fingerprint")
+            if stored is not None and stored != fingerprint:
+                raise ValueError(f"the tune {spec.name!r} was begun at this moment by another process with "
+                                 "another tune file; give this one another name")  # fmt: skip
         study.set_user_attr("fingerprint", fingerprint)
         study.set_user_attr("metric", self.metric)
         return study
+
+    def sampler(self, number: int) -> Any:
+        """The sampler that draws trial ``number``, seeded by the tune's ``sampler_seed`` and
+        the trial's number: the same draws whichever process asks, distinct draws for two
+        processes that share a storage, new ones on a resumed tune."""
+        import optuna
+
+        digest = hashlib.sha256(f"{self.spec.sampler_seed}:{number}".encode()).digest()
+        seed = int.from_bytes(digest[:4], "big")
+        if self.spec.sampler == "tpe":
+            return optuna.samplers.TPESampler(multivariate=True, group=True, seed=seed,
+                                              n_startup_trials=min(10, max(3, self.spec.trials // 4)))  # fmt: skip
+        return optuna.samplers.RandomSampler(seed=seed)
 
     def fingerprint(self) -> str:
         data = {k: v for k, v in self.spec.raw.items() if k not in RESUMABLE_KEYS}
@@ -185,6 +223,8 @@ class Tuner:
     def ask(self, study: Any) -> Job:
         assert self.spec.space is not None
         trial = study.ask()
+        trial.set_user_attr("owner", self.owner)  # a live process holds it (see recover)
+        study.sampler = self.sampler(trial.number)  # Optuna draws lazily, at the first suggest
         try:
             choice = self.spec.space.sample(trial, self.context())
         except ValueError as exc:  # a draw the family refuses (a cycle longer than the run...)
@@ -214,10 +254,22 @@ class Tuner:
         import optuna
 
         State = optuna.trial.TrialState
+        trial = job.trial
+        now = study.get_trials(deepcopy=False)[trial.number]
+        if now.state.is_finished():  # told by another process (which took it for dead)
+            self.report(TuneEvent("skipped", number=trial.number,
+                                  detail=f"trial {trial.number} was ended by another process; skipped"))  # fmt: skip
+            return self.outcome(now)
         records = self.store.runs(ids=[p.id for p in job.plans])
+        holder = self._held_by_other(records)
+        if holder is not None:  # the same draw is being trained by another process
+            trial.set_user_attr("error", f"its run {holder} is trained by another process")
+            study.tell(trial, state=State.FAIL, skip_if_finished=True)
+            self.report(TuneEvent("skipped", number=trial.number,
+                                  detail=f"trial {trial.number}: its run is trained by another process; skipped"))
+            return self.outcome(study.get_trials(deepcopy=False)[trial.number])
         steps = 0 if job.reused else sum(self.store.step_count(r.id) for r in records)
         state, value = self._ended_as(job, records)
-        trial = job.trial
         trial.set_user_attr("steps", steps)
         if state == "pruned":
             study.tell(trial, state=State.PRUNED)
@@ -228,7 +280,19 @@ class Tuner:
             error = next((r.error for r in records if r.error), None) or "no run finished"
             trial.set_user_attr("error", error[:500])
             study.tell(trial, state=State.FAIL)
+            self.failed_in_row += 1
+            if self.failed_in_row >= MAX_FAILED_IN_ROW:
+                raise RuntimeError(f"{self.failed_in_row} trials in a row failed, the last with: "
+                                   f"{error.splitlines()[0][:300]}")  # fmt: skip
+            return self.outcome(study.get_trials(deepcopy=False)[trial.number])
+        self.failed_in_row = 0
         return self.outcome(study.get_trials(deepcopy=False)[trial.number])
+
+    @staticmethod
+    def _held_by_other(records: Sequence[RunRecord]) -> str | None:
+        """The id of a run of ``records`` still running once this process is done with the
+        trial: another process holds its claim (training left none of this process's running)."""
+        return next((r.id for r in records if r.status is RunStatus.RUNNING), None)
 
     def _ended_as(self, job: Job, records: Sequence[RunRecord]) -> tuple[str, float | None]:
         """The trial's state (``pruned``, ``diverged``, ``complete`` or ``failed``) and value;
@@ -270,6 +334,8 @@ class Tuner:
 
         State = optuna.trial.TrialState
         for frozen in study.get_trials(deepcopy=False, states=(State.RUNNING,)):
+            if self._in_flight_elsewhere(frozen):
+                continue  # another process is training it now
             run_id = frozen.user_attrs.get("run_id")
             ids = frozen.user_attrs.get("run_ids") or ([run_id] if run_id else [])
             records = self.store.runs(ids=ids) if ids else []
@@ -284,6 +350,20 @@ class Tuner:
             study.tell(frozen.number, state=State.FAIL, skip_if_finished=True)
             if frozen.params:
                 study.enqueue_trial(frozen.params, user_attrs={"retry_of": frozen.number})
+
+    def _in_flight_elsewhere(self, frozen: Any) -> bool:
+        """Whether a trial left ``running`` is held by another live process: its owner's
+        process is alive on this machine, or, on another machine, the trial or its runs have
+        begun within the lease. A trial that names no owner (an older tune) is judged by its
+        runs' claims alone, as before."""
+        owner = frozen.user_attrs.get("owner")
+        if not owner or owner == self.owner:
+            return False
+        if _local(owner):
+            return _alive(owner)
+        # On another machine: alive while recent (then its runs' claims, checked by recover, tell).
+        started = frozen.datetime_start.timestamp() if frozen.datetime_start else 0.0
+        return time.time() - started < LEASE_SECONDS
 
     def _claim_free(self, records: Sequence[RunRecord]) -> bool:
         """No live process holds these runs (claiming them shows it; the claim is released)."""
@@ -340,10 +420,23 @@ class Tuner:
         outcomes.append(outcome)
         self.report(self.trial_event(outcomes, outcome))
 
-    def budget_left(self, outcomes: Sequence[TrialOutcome], in_flight: int = 0) -> bool:
-        if finished(outcomes) + in_flight >= self.spec.trials:
+    def budget_left(self, outcomes: Sequence[TrialOutcome], in_flight: int = 0, study: Any = None) -> bool:
+        """Whether another trial fits the budget. With ``study``, every process's trials
+        count: those finished and those another live process is training now."""
+        steps = sum(t.steps for t in outcomes)
+        done = finished(outcomes)
+        if study is not None:
+            import optuna
+
+            State = optuna.trial.TrialState
+            trials = study.get_trials(deepcopy=False, states=(State.COMPLETE, State.PRUNED, State.RUNNING))
+            ended = [t for t in trials if t.state.is_finished()]
+            elsewhere = [t for t in trials if t.state is State.RUNNING and self._in_flight_elsewhere(t)]
+            done = len(ended) + len(elsewhere)
+            steps = sum(int(t.user_attrs.get("steps", 0)) for t in ended)
+        if done + in_flight >= self.spec.trials:
             return False
-        spent = self.finder_steps + sum(t.steps for t in outcomes)
+        spent = self.finder_steps + steps
         return self.spec.max_steps is None or spent < self.spec.max_steps
 
     def trial_event(self, outcomes: Sequence[TrialOutcome], outcome: TrialOutcome) -> TuneEvent:
@@ -351,6 +444,23 @@ class Tuner:
                          pruned=sum(t.state == "pruned" for t in outcomes), best=best_value(outcomes, self.direction),
                          state=outcome.state, value=outcome.value, number=outcome.number,
                          steps=self.finder_steps + sum(t.steps for t in outcomes))  # fmt: skip
+
+
+def run_numbers(spec: TuneSpec, task: Any) -> tuple[int, int, int]:
+    """The epochs, batch size and steps per epoch of the tune's runs on ``task``, with the
+    space built at its corners against them: ``ValueError`` in one line, before anything
+    trains, when the run has no step or the space a value the run cannot use."""
+    epochs = spec.epochs or task.default_epochs
+    batch_size = spec.batch_size or task.default_batch_size
+    per_epoch = steps_per_epoch(task, batch_size)
+    if per_epoch < 1:
+        raise ValueError(f"task {spec.task!r} has no training batch at batch_size {batch_size}")
+    if spec.space is not None:
+        try:
+            spec.space.check(Context(per_epoch, epochs * per_epoch))
+        except SpaceError as exc:
+            raise ValueError(f"{exc} (in a run of {epochs * per_epoch} steps, {per_epoch} an epoch)") from None
+    return epochs, batch_size, per_epoch
 
 
 def range_test_lr(
@@ -376,6 +486,25 @@ def range_test_lr(
 
 class BadDraw(ValueError):
     """A draw the schedule families refuse (a cycle longer than the run...)."""
+
+
+def _local(owner: str) -> bool:
+    """Whether a claim owner (``host:pid:token``) ran on this machine."""
+    host, _, rest = owner.partition(":")
+    return host == socket.gethostname() and rest.partition(":")[0].isdigit()
+
+
+def _alive(owner: str) -> bool:
+    """False when the owner's process ran on this machine and is gone."""
+    if not _local(owner):
+        return True
+    try:
+        os.kill(int(owner.split(":")[1]), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _pruned(record: RunRecord) -> bool:
