@@ -69,7 +69,7 @@ def report(
     ids = _split_ids(runs)
     if sweep is not None and ids:
         bad_input("give either --sweep or --runs, not both")
-    if not db.is_file():
+    if not db.exists():  # a folder or a bad file: open_store names what it is
         bad_input(f"no run store at {str(db)!r} (run `lrlab sweep` first or pass --db)")
 
     from lrlab.report import load_report_data, write_report

@@ -177,7 +177,7 @@ def rm(
 ) -> None:
     if not run_ids and sweep is None:
         bad_input("give run ids or --sweep NAME")
-    if not db.is_file():
+    if not db.exists():  # rm never makes a store (a folder or a bad file: open_store names it)
         bad_input(f"no run store at {str(db)!r} (run 'lrlab sweep' first or pass --db)")
     store = _store(db, readonly=False)
     ids = [_resolve(store, rid) for rid in run_ids or []]

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from lrlab.core.records import EpochRecord, RunRecord
+from lrlab.store.errors import StoreError
 from lrlab.store.location import resolve_default_db
 from lrlab.store.sqlite import Store
 
@@ -44,6 +45,8 @@ def open_store(db: str | Path | Store | None = None, *, readonly: bool = True) -
     if isinstance(db, Store):
         return db
     path = resolve_default_db(db)
+    if path.is_dir():
+        raise StoreError(f"{path} is a folder, not a run store: pass the path of a .db file")
     if readonly and not path.is_file():
         raise FileNotFoundError(f"no run store at {str(path)!r} (run 'lrlab sweep' first or pass --db)")
     return Store(path, readonly=readonly, _resolved=True)
