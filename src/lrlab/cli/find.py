@@ -87,6 +87,8 @@ def find(
     out: Path | None = typer.Option(None, "--out", "-o", help="Write the figure: .png, .svg or .html."),
 ) -> None:
     _check_options(out, batch_size, mode, confirm, repeats)
+    if not (math.isfinite(start_lr) and start_lr > 0):  # before the optimizer is built with it
+        bad_input(f"--start-lr must be a finite number > 0, got {start_lr}")
     the_task = _task(task, device, optimizer, seed)
     size = batch_size or the_task.default_batch_size
     the_store = open_store(db) if store else None  # checked before anything trains
@@ -112,6 +114,11 @@ def _check_options(out: Path | None, batch_size: int | None, mode: str, confirm:
         bad_input(f"--out must be a file path ending in {', '.join(FIGURE_SUFFIXES)}, {str(out)!r} is a folder")
     if out is not None and out.suffix.lower() not in FIGURE_SUFFIXES:
         bad_input(f"--out must end in one of {', '.join(FIGURE_SUFFIXES)}, got {out.name!r}")
+    for parent in out.parents if out is not None else ():
+        if parent.exists():  # the nearest folder that exists: the figure's folder is made under it
+            if not parent.is_dir():
+                bad_input(f"--out {str(out)!r} is under {str(parent)!r}, which is a file, not a folder")
+            break
     if batch_size is not None and batch_size < 1:
         bad_input(f"--batch-size must be >= 1, got {batch_size}")
     if mode not in ("exp", "linear"):
