@@ -250,6 +250,8 @@ def _dataset_or_loader(label: str, value: Any, pairs: type) -> Any:
     import torch
 
     if isinstance(value, tuple | list) and len(value) == 2 and all(isinstance(v, torch.Tensor) for v in value):
+        if len(value[0]) == 0:
+            raise ValueError(f"{label} is empty (no examples): give it at least one (inputs, targets) example")
         return pairs(value[0], value[1])
     if hasattr(value, "__len__") and (hasattr(value, "__getitem__") or hasattr(value, "__iter__")):
         if len(value) == 0:
