@@ -27,6 +27,8 @@ Examples:
 
   lrlab study --task chars-transformer --optimizers adam,adamw --jobs 2
 
+  lrlab study --schedules constant,cosine,one-cycle,plateau
+
   lrlab study --task my_tasks.py:make_task --backend ray --address auto
 
 Re-running the same study skips what is finished (range tests and runs are in the store).
@@ -136,8 +138,13 @@ def study(
         True, "--vectorize/--no-vectorize",
         help="Train the runs that differ only in LR and schedule stacked in one process (same batches).",
     ),
+    schedules: str | None = typer.Option(
+        None, "--schedules",
+        help="Comma-separated schedule families (default: the nine above); 'plateau' lowers the LR when "
+        "the validation metric stalls.",
+    ),
 ) -> None:
-    from lrlab.study.plan import BUDGETS
+    from lrlab.study.plan import BUDGETS, SCHEDULE_NAMES, check_families
 
     if budget not in BUDGETS:
         bad_input(f"--budget must be one of {', '.join(BUDGETS)}, got {budget!r}")
@@ -156,6 +163,10 @@ def study(
         bad_input("--optimizers must name at least one optimizer, e.g. sgd,sgdm,adam")
     if out.exists() and not out.is_dir():
         bad_input(f"--out must be a folder, got the file {str(out)!r}")
+    try:
+        families = SCHEDULE_NAMES if schedules is None else check_families(schedules.split(","))
+    except ValueError as exc:
+        bad_input(f"--{exc}")
 
     from lrlab.optim.grammar import parse_optimizer, resolve_optimizer
     from lrlab.study import run_study
@@ -173,7 +184,7 @@ def study(
         try:
             result = run_study(task, store, budget=budget, optimizers=names, jobs=jobs, backend=backend,
                                device=device, address=address, epochs=epochs, out=out,
-                               progress=display, vectorize=vectorize)  # fmt: skip
+                               progress=display, vectorize=vectorize, schedules=families)  # fmt: skip
         except (ValueError, StudyFailed) as exc:  # no trustworthy answer: one line, exit 2, the store kept
             bad_input(str(exc).splitlines()[0])
         except RuntimeError as exc:

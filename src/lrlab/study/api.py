@@ -134,6 +134,7 @@ def study(
     out: str | Path | None = None,
     progress: Callable[[Any], None] | None = None,
     fresh: bool = False,
+    schedules: Sequence[str] | None = None,
 ) -> UserStudy:
     """Run lrlab's learning-rate study on ``model_fn()`` (called after ``torch.manual_seed``)
     with the user's ``train`` and ``val`` data (datasets, ``DataLoader`` objects or
@@ -150,9 +151,13 @@ def study(
     ``epochs`` is each run's length (default: the budget's share of 10), ``optimizers``
     specs or aliases, ``budget`` one of ``lrlab.study.BUDGETS``. ``device`` is ``"auto"``
     (CUDA when there is one), ``"cpu"`` or ``"cuda"``. With ``out`` (a folder) it also
-    writes ``report.html``, ``figures/`` and ``recommendation.md`` there.
+    writes ``report.html``, ``figures/`` and ``recommendation.md`` there. ``schedules``
+    names the schedule families to train (default: the nine of
+    ``lrlab.study.plan.SCHEDULE_NAMES``; ``"plateau"`` is there on request, see
+    ``lrlab.study.plan.STUDY_FAMILIES``).
     """
     from lrlab.store.sqlite import Store
+    from lrlab.study.plan import SCHEDULE_NAMES
     from lrlab.study.run import run_study
     from lrlab.training.resolve import resolve_device
 
@@ -170,7 +175,8 @@ def study(
         Path(store).parent.mkdir(parents=True, exist_ok=True)  # type: ignore[arg-type]
     try:
         result = run_study(task, the_store, budget=budget, optimizers=tuple(optimizers), device=where,
-                           epochs=epochs, out=out, progress=progress, fresh=fresh)  # fmt: skip
+                           epochs=epochs, out=out, progress=progress, fresh=fresh,
+                           schedules=SCHEDULE_NAMES if schedules is None else tuple(schedules))  # fmt: skip
         path = Path(the_store.path)
     finally:
         if owned:

@@ -6,6 +6,7 @@ Pure functions of numbers (optimizer names and aliases are ``lrlab.optim.grammar
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from lrlab.formatting import round_sig
@@ -16,6 +17,7 @@ from lrlab.schedules import (
     cyclic,
     exponential,
     one_cycle,
+    plateau,
     step_decay,
     warmup,
 )
@@ -31,6 +33,25 @@ SCHEDULE_NAMES = (
     "sine-decay",
     "one-cycle",
 )
+"""The families a study trains by default."""
+
+STUDY_FAMILIES = (*SCHEDULE_NAMES, "plateau")
+"""Every family a study can train (``schedules=``): the default nine and ``plateau``, the
+LR lowered by half when the validation metric stalls for a quarter of the epochs."""
+
+
+def check_families(names: Sequence[str]) -> tuple[str, ...]:
+    """``names`` as a tuple in :data:`STUDY_FAMILIES`' order, or ``ValueError`` in one line.
+
+    >>> check_families(["plateau", "constant"])
+    ('constant', 'plateau')
+    """
+    wanted = [str(n).strip() for n in names]
+    unknown = [n for n in wanted if n not in STUDY_FAMILIES]
+    if unknown or not wanted:
+        got = ", ".join(unknown) if unknown else "none"
+        raise ValueError(f"schedules must be among {', '.join(STUDY_FAMILIES)}, got {got}")
+    return tuple(n for n in STUDY_FAMILIES if n in wanted)
 
 
 @dataclass(frozen=True)
@@ -85,14 +106,25 @@ def factor_label(factor: float) -> str:
 
 
 def study_schedules(
-    lr: float, base_lr: float, max_lr: float, total_steps: int, cycles: int = 3
+    lr: float,
+    base_lr: float,
+    max_lr: float,
+    total_steps: int,
+    cycles: int = 3,
+    *,
+    families: Sequence[str] = SCHEDULE_NAMES,
+    epochs: int = 4,
+    higher_is_better: bool = False,
 ) -> dict[str, Schedule]:
     """The schedules a study compares, derived from a range test.
 
     ``lr`` drives the monotone schedules; the cyclic ones run between ``base_lr`` and
     ``max_lr`` (Smith's bounds) over ``cycles`` whole cycles; one-cycle peaks at ``max_lr``.
     The decaying schedules fall about 100x by the end (the article's rule of thumb), cosine
-    to zero. The LRs are rounded to 4 significant digits, so that the specs read well.
+    to zero. ``plateau`` (only when ``families`` names it) starts at ``lr`` and halves it when
+    the validation metric has not improved for a quarter of the ``epochs`` (at least one; its
+    ``mode`` follows ``higher_is_better``). The LRs are rounded to 4 significant digits, so
+    that the specs read well.
 
     >>> specs = study_schedules(0.1, 0.05, 0.2, total_steps=600)
     >>> str(specs["step"]), str(specs["triangular"])
@@ -109,7 +141,7 @@ def study_schedules(
     third = math.ceil(total_steps / 3)
     warm = max(1, round(total_steps * 0.05))
     half_cycle = max(1, total_steps // (2 * cycles))
-    return {
+    every = {
         "constant": constant(lr_),
         "step": step_decay(lr_, step_size=third, gamma=0.1),
         "exponential": exponential(lr_, decay_rate=0.01, decay_steps=total_steps),
@@ -119,4 +151,6 @@ def study_schedules(
         "triangular2": cyclic(base, peak, step_size=half_cycle, mode="triangular2"),
         "sine-decay": cyclic(base, peak, step_size=half_cycle, shape="sine", cycle_decay=0.5),
         "one-cycle": one_cycle(peak, total_steps=total_steps),
+        "plateau": plateau(lr_, factor=0.5, patience=max(1, epochs // 4), mode="max" if higher_is_better else "min"),
     }
+    return {name: every[name] for name in check_families(families)}

@@ -22,7 +22,7 @@ from lrlab.optim.grammar import optimizer_key, resolve_optimizer
 from lrlab.optim.lr_free import RUN_LR
 from lrlab.schedules import Schedule, constant, cosine
 from lrlab.store.sqlite import Store
-from lrlab.study.plan import BUDGETS, SCHEDULE_NAMES, Budget, factor_label, study_schedules
+from lrlab.study.plan import BUDGETS, SCHEDULE_NAMES, Budget, check_families, factor_label, study_schedules
 from lrlab.study.recommend import Recommendation, recommend
 from lrlab.study.summary import (
     EstimatePath,
@@ -119,6 +119,7 @@ class _Setup:
     report: Callable[[Any], None]
     fingerprint: dict[str, Any] | None = None  # the task's (stored with its range tests)
     stale: frozenset[str] = frozenset()  # ids of stored range tests a fresh study replaces
+    families: tuple[str, ...] = SCHEDULE_NAMES  # the schedule families of the first rung
 
     def train(self, plans: list[Any], sweep: str, described: dict[str, Any]) -> list[RunRecord]:
         """Train ``plans`` as the sweep ``sweep``, every run on the study's task object."""
@@ -163,8 +164,10 @@ MIN_STEPS = 6  # three whole cycles of the cyclic schedules need at least 2 x 3 
 def _plans(
     setup: _Setup, spec: str, finder: FinderRecord, schedule_names: dict[Schedule, str]
 ) -> list[tuple[str, list[Any], dict[str, Any]]]:
-    """The first rung for ``spec``: one sweep per LR factor, nine schedules, the first seed."""
+    """The first rung for ``spec``: one sweep per LR factor, the study's schedule families
+    (nine by default), the first seed."""
     from lrlab.sweeps import RunPlan
+    from lrlab.training.resolve import plateau_metric
 
     base_lr, max_lr = _bounds(finder)
     anchor = anchor_lr(finder)
@@ -173,7 +176,9 @@ def _plans(
     out = []
     for factor in setup.plan.lr_factors:
         lr = anchor * factor
-        named = study_schedules(lr, base_lr * factor, max_lr * factor, setup.total_steps)
+        named = study_schedules(lr, base_lr * factor, max_lr * factor, setup.total_steps,
+                                families=setup.families, epochs=setup.epochs,
+                                higher_is_better=plateau_metric(setup.task)[1])  # fmt: skip
         if lr_free_family(spec) == "schedule-free":  # it replaces the schedule: a constant LR only
             named = {"constant": named["constant"]}
         schedule_names.update({v: k for k, v in named.items()})
@@ -227,12 +232,12 @@ def parse_key(spec: str) -> str:
     return parse_optimizer(spec)[0]
 
 
-def _configurations(spec: str, plan: Budget) -> int:
+def _configurations(spec: str, plan: Budget, families: Sequence[str] = SCHEDULE_NAMES) -> int:
     """How many configurations the first rung trains for ``spec``."""
     family = lr_free_family(spec)
     if family == "estimator":
         return len(ESTIMATOR_SCHEDULES)
-    return len(plan.lr_factors) * (1 if family == "schedule-free" else len(SCHEDULE_NAMES))
+    return len(plan.lr_factors) * (1 if family == "schedule-free" else len(families))
 
 
 def _first_rung(
@@ -324,6 +329,7 @@ def run_study(
     progress: Callable[[Any], None] | None = None,
     vectorize: bool = True,
     fresh: bool = False,
+    schedules: Sequence[str] = SCHEDULE_NAMES,
 ) -> StudyResult:
     """Run the whole study of ``task`` and return what it found (see the module doc).
 
@@ -357,15 +363,20 @@ def run_study(
     fingerprint, :func:`~lrlab.training.tasks._base.task_fingerprint`) is a
     :class:`~lrlab.sweeps.executors.TaskChanged` error in one line, before anything
     trains; ``fresh`` replaces the stored study (its runs and range tests) instead.
+
+    ``schedules`` names the schedule families of the first rung, among
+    :data:`~lrlab.study.plan.STUDY_FAMILIES`: the nine of :data:`~lrlab.study.plan.SCHEDULE_NAMES`
+    by default, and ``plateau`` (the LR halved when the validation metric stalls) on request.
     """
     plan, specs, out_dir = _check_arguments(budget, optimizers, out, epochs)
+    families = check_families(schedules)
     _check_execution(jobs, backend, address, progress)
     execution = {"jobs": jobs, "backend": backend, "progress": progress, "device": device, "address": address,
                  "vectorize": vectorize}  # fmt: skip
     setup = _setup(task, store, plan, epochs, execution, progress or (lambda _event: None))
-    setup = _resume_check(setup, fresh)
+    setup = replace(_resume_check(setup, fresh), families=families)
     name, report = setup.name, setup.report
-    first_rung = sum(_configurations(spec, plan) for spec in specs)
+    first_rung = sum(_configurations(spec, plan, families) for spec in specs)
     lr_free = [spec for spec in specs if lr_free_family(spec) is not None]
     second_rung = (plan.finalists(first_rung) + len(lr_free)) * (len(plan.seeds) - 1)
     range_tests = sum(1 for spec in specs if lr_free_family(spec) != "estimator")
