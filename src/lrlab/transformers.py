@@ -16,6 +16,7 @@ Importing this module imports ``transformers``.
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 from typing import Any
@@ -23,12 +24,13 @@ from typing import Any
 import torch
 from transformers import Trainer, TrainerCallback
 
+from lrlab.schedules import Schedule, constant, cosine, linear, polynomial, warmup
 from lrlab.schedules.plateau import PlateauState, find_plateaus, observe
 from lrlab.store.sqlite import DEFAULT_DB, Store
 from lrlab.torch import LRScheduler, group_momentum
 from lrlab.track import Run, end_left_open
 
-__all__ = ["PlateauCallback", "Recorder", "find_lr"]
+__all__ = ["UNKNOWN_SCHEDULE", "PlateauCallback", "Recorder", "find_lr", "trainer_schedule"]
 
 log = logging.getLogger("lrlab.transformers")
 _SKIP = ("runtime", "per_second", "epoch")
@@ -71,6 +73,12 @@ class Recorder(TrainerCallback):
         options.setdefault("epochs", int(args.num_train_epochs) if args.num_train_epochs >= 1 else None)
         options.setdefault("seed", int(args.seed))
         options.setdefault("batch_size", int(args.per_device_train_batch_size))
+        if "schedule" not in options:  # the schedule that runs, not the constant first LR
+            ran = trainer_schedule(kwargs.get("lr_scheduler"))
+            if ran is None:
+                options["config"] = {**dict(options.get("config") or {}), "schedule": UNKNOWN_SCHEDULE}
+            else:
+                options["schedule"] = ran
         self.run = Run(optimizer, name=self.name, db=self.db, **options).begin()
         setattr(optimizer, _RECORDERS, [self])
 
@@ -109,6 +117,56 @@ class Recorder(TrainerCallback):
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self.run is not None:
             self.run.end()
+
+
+UNKNOWN_SCHEDULE = "unknown (LR recorded per step)"
+"""What a :class:`Recorder` stores (in the run's ``config``) for a scheduler it cannot read
+as an lrlab schedule; the LRs of every step are recorded all the same."""
+
+
+def trainer_schedule(scheduler: Any) -> Schedule | None:
+    """The lrlab schedule a ``Trainer``'s ``lr_scheduler`` runs (for its first param group),
+    read off the scheduler itself: an lrlab :class:`~lrlab.torch.LRScheduler`'s own; for
+    the schedulers ``transformers.get_scheduler`` makes (``lr_scheduler_type`` ``constant``,
+    ``constant_with_warmup``, ``linear``, ``cosine`` with half a cycle (and ``min_lr_rate``),
+    ``polynomial``), their warmup and decay, as their lambdas compute them; None for any
+    other (its LR is recorded per step all the same).
+
+    >>> import torch
+    >>> from transformers import get_scheduler
+    >>> opt = torch.optim.SGD(torch.nn.Linear(2, 1).parameters(), lr=0.1)
+    >>> str(trainer_schedule(get_scheduler("linear", opt, num_warmup_steps=10, num_training_steps=100)))
+    'warmup(linear(start_lr=0.1, end_lr=0.0, total_steps=90), steps=10)'
+    """
+    if isinstance(scheduler, LRScheduler):
+        return scheduler.schedule
+    lambdas = getattr(scheduler, "lr_lambdas", None)
+    if not lambdas or not getattr(scheduler, "base_lrs", None):
+        return None
+    rule_fn, kw = (lambdas[0].func, lambdas[0].keywords) if isinstance(lambdas[0], functools.partial) else (
+        lambdas[0], {})  # fmt: skip
+    if getattr(rule_fn, "__module__", "") != "transformers.optimization":
+        return None
+    rule = getattr(rule_fn, "__name__", "")
+    lr = float(scheduler.base_lrs[0])
+    if rule == "_get_constant_lambda":
+        return constant(lr)
+    warm = int(kw.get("num_warmup_steps", 0) or 0)
+    total = kw.get("num_training_steps")
+    if rule == "_get_constant_schedule_with_warmup_lr_lambda":
+        return warmup(constant(lr), steps=warm) if warm > 0 else constant(lr)
+    if not isinstance(total, int) or total - warm < 1 or warm < 0:
+        return None
+    decay: Schedule | None = None
+    if rule == "_get_linear_schedule_with_warmup_lr_lambda":
+        decay = linear(lr, 0.0, total_steps=total - warm)
+    elif rule == "_get_cosine_schedule_with_warmup_lr_lambda" and float(kw.get("num_cycles", 0.5)) == 0.5:
+        decay = cosine(lr, total_steps=total - warm, final_lr=lr * float(kw.get("min_lr_rate") or 0.0))
+    elif rule == "_get_polynomial_decay_schedule_with_warmup_lr_lambda" and float(kw.get("lr_init", lr)) == lr:
+        decay = polynomial(lr, total_steps=total - warm, final_lr=float(kw["lr_end"]), power=float(kw["power"]))
+    if decay is None:
+        return None
+    return warmup(decay, steps=warm) if warm > 0 else decay
 
 
 class PlateauCallback(TrainerCallback):
