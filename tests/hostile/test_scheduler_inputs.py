@@ -262,3 +262,61 @@ def test_a_schedule_spec_with_garbage_is_one_line():
         LRScheduler(_opt(), "cosine(lr=0.1, total_steps='x')")
     with pytest.raises(ValueError):
         parse("cosine(lr=nan, total_steps=10)")
+
+
+# ------------------------------------------------------------ properties (hypothesis)
+
+ANY_FLOAT = st.floats(allow_nan=True, allow_infinity=True, width=64)
+
+
+@settings(max_examples=80, deadline=None)
+@given(ANY_FLOAT)
+def test_any_lr_mult_is_either_applied_or_refused(mult):
+    opt = _opt(lr_mult=mult)
+    if math.isfinite(mult) and mult >= 0:
+        sched = LRScheduler(opt, constant(0.1))
+        assert sched.get_last_lr() == [0.1 * mult]
+    else:
+        with pytest.raises(ValueError, match="lr_mult must be a finite number >= 0"):
+            LRScheduler(opt, constant(0.1))
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.one_of(ANY_FLOAT, st.integers(min_value=-10**6, max_value=10**6)))
+def test_any_loaded_last_epoch_either_loads_and_steps_or_is_refused(epoch):
+    opt = _opt()
+    sched = LRScheduler(opt, cosine(0.1, total_steps=100))
+    state = {**sched.state_dict(), "last_epoch": epoch}
+    valid = math.isfinite(epoch) and (epoch >= 0 or epoch == -1)
+    if not valid:
+        with pytest.raises(ValueError, match="last_epoch"):
+            sched.load_state_dict(state)
+        assert sched.last_epoch == 0
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # past the horizon: warned, and tested above
+        sched.load_state_dict(state)
+        opt.step()
+        sched.step()
+    assert math.isfinite(sched.get_last_lr()[0]) and sched.get_last_lr()[0] >= 0
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.floats(allow_nan=True, allow_infinity=True, width=64), min_size=1, max_size=8))
+def test_any_array_of_steps_is_either_evaluated_or_refused(steps):
+    schedule = one_cycle(0.1, total_steps=50)
+    if all(math.isfinite(t) and t >= 0 for t in steps):
+        values = schedule(np.asarray(steps))
+        assert np.isfinite(values).all() and (values >= 0).all()
+        assert values.tolist() == [schedule(t) for t in steps]
+    else:
+        with pytest.raises(ValueError, match="step t must be finite and >= 0"):
+            schedule(steps)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(min_value=4, max_value=60), st.integers(min_value=0, max_value=30))
+def test_the_horizon_warning_comes_exactly_when_torch_would_raise(total, extra):
+    """OneCycleLR raises at the (total + 1)-th step; lrlab warns there, once, and not before."""
+    _, past = _stepped(one_cycle(0.1, total_steps=total), total + extra)
+    assert len(past) == (1 if extra > 0 else 0)
