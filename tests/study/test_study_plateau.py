@@ -27,12 +27,12 @@ def test_the_default_families_are_the_nine_and_plateau_is_on_request():
     assert node.mode == "min"
     higher = study_schedules(0.1, 0.05, 0.2, total_steps=600, families=["plateau"], higher_is_better=True)
     assert higher["plateau"].mode == "max"
-    assert STUDY_FAMILIES == (*SCHEDULE_NAMES, "plateau")
+    assert (*SCHEDULE_NAMES, "plateau") == STUDY_FAMILIES
 
 
 @pytest.mark.parametrize("names", [["plateu"], [], ["constant", "cosine-restarts"]])
 def test_an_unknown_family_names_the_allowed_ones(names):
-    with pytest.raises(ValueError, match="schedules must be among constant, step, .*plateau, got"):
+    with pytest.raises(ValueError, match=r"schedules must be among constant, step, .*plateau, got"):
         check_families(names)
 
 
