@@ -197,3 +197,14 @@ def test_schedule_steps_at_the_limit_still_tabulate(tmp_path):
                            env={"COLUMNS": "200"})  # fmt: skip
     assert result.exit_code == 0, result.output
     assert f"Key points over {MAX_STEPS} steps" in result.output
+
+
+@pytest.mark.parametrize("kind", ["trajectories", "scenario"])
+def test_surface_out_with_markup_characters_writes_and_says_so(tmp_path, kind):
+    out = tmp_path / "r[/x].png"
+    args = (["surface", "ravine", "--opt", "sgd(lr=0.1)", "--steps", "20"] if kind == "trajectories"
+            else ["surface", "--scenario", "valley-story", "--steps", "20"])  # fmt: skip
+    result = runner.invoke(app, [*args, "--out", str(out)], env={"COLUMNS": "400"})
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert f"wrote {out}" in result.output
+    assert out.is_file() and out.stat().st_size > 1000

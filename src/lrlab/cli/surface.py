@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from lrlab.cli._common import bad_input, console, err_console
+from lrlab.cli._common import bad_input, console, err_console, safe
 from lrlab.cli.app import app
 from lrlab.cli.schedule import schedule_arg
 from lrlab.formatting import num
@@ -181,9 +182,9 @@ def _run_scenario(name: str, out: Path | None, as_json: bool, frames: int) -> No
         )
         for finding in result.findings:
             mark = "[green]✓[/]" if finding.holds else "[red]✗[/]"
-            console.print(f"{mark} {finding.claim}: {finding.evidence}", highlight=False)
+            console.print(f"{mark} {escape(finding.claim)}: {escape(finding.evidence)}", highlight=False)
         if out is not None:
-            console.print(f"wrote {out}")
+            console.print(f"wrote {escape(safe(out))}", highlight=False)
     if not all(f.holds for f in result.findings):
         raise typer.Exit(code=1)
 
@@ -288,4 +289,4 @@ def surface(
         style="dim",
     )
     if out is not None:
-        console.print(f"wrote {out}")
+        console.print(f"wrote {escape(safe(out))}", highlight=False)
