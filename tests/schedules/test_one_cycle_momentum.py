@@ -12,7 +12,8 @@ import torch
 from torch.optim import lr_scheduler as L
 
 from lrlab import schedules as S
-from lrlab.core.records import RunConfig, _optimizer_momentum, default_momentum
+from lrlab.core.defaults import _optimizer_momentum
+from lrlab.core.records import RunConfig, default_momentum
 from lrlab.optim.grammar import OPTIMIZER_ALIASES, OPTIMIZER_NAMES, make_optimizer
 from lrlab.optim.lr_free import is_schedule_free
 from lrlab.store.sqlite import Store

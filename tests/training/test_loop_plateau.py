@@ -166,7 +166,7 @@ def test_one_warmup_only_is_accepted(optimizer, schedule):
 
 
 def test_the_torch_free_schedule_free_names_are_the_optimizers():
-    from lrlab.core.records import _SCHEDULE_FREE
+    from lrlab.core.defaults import _SCHEDULE_FREE
 
     assert set(_SCHEDULE_FREE) == SCHEDULE_FREE
 

@@ -13,7 +13,8 @@ string, ``true``/``false``/``None`` or a list ``[0.9, 0.99]``. A name is, in any
   package is installed (``pip install lrlab[lrfree]``); a spec naming one whose package is
   missing says which to install. Their contract with a loop is in :mod:`lrlab.optim.lr_free`;
 - an alias of :data:`OPTIMIZER_ALIASES` (``sgdm`` -> ``sgd(momentum=0.9)``); arguments
-  written after an alias override its own: ``nesterov(lr=0.05, momentum=0.8)``.
+  written after an alias override its own: ``nesterov(lr=0.05, momentum=0.8)``. The table
+  is written once, torch-free, in :mod:`lrlab.core.grammar` (the core reads specs too).
 
 Where a spec is used decides two things, the caller says which:
 
@@ -36,6 +37,7 @@ from typing import Any
 
 import torch
 
+from lrlab.core.grammar import OPTIMIZER_ALIASES
 from lrlab.optim.adagrad_mean import AdaGradMean
 from lrlab.optim.delta_bar_delta import DeltaBarDelta
 from lrlab.optim.lr_free import LR_FREE_OPTIMIZERS, installed_classes, is_schedule_free, missing_package
@@ -83,21 +85,6 @@ its grammar name, e.g. ``prodigy``, when its package is installed)."""
 
 OPTIMIZER_NAMES: tuple[str, ...] = tuple(n for n in OPTIMIZER_CLASSES if n not in NEEDS_CLOSURE)
 """The class names a training loop can drive (every class but those needing a closure)."""
-
-OPTIMIZER_ALIASES: dict[str, str] = {
-    "gd": "sgd",
-    "sgdm": "sgd(momentum=0.9)",
-    "momentum": "sgd(momentum=0.9)",
-    "nesterov": "sgd(momentum=0.9, nesterov=true)",
-    "nag": "sgd(momentum=0.9, nesterov=true)",
-    # torch's own default, written out because Keras' AdamW defaults to 0.004: the
-    # generated Keras code then gets the decay the run had.
-    "adamw": "adamw(weight_decay=0.01)",
-    "dbd": "deltabardelta",
-}
-"""The one alias table: alias -> canonical spec (whose name is a class name).
-Where two aliases name the same spec, the first is its short name (:func:`optimizer_key`)."""
-
 
 def resolve_optimizer(name: str) -> str:
     """An alias (``sgdm``) -> its spec (``"sgd(momentum=0.9)"``); any other spec unchanged.
