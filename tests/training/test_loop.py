@@ -92,7 +92,8 @@ def test_a_raising_task_marks_the_run_failed(store, tmp_path):
     path.write_text("def make():\n    raise RuntimeError('no data here')\n")
     record = train_run(_config(task=f"{path}:make", task_options={}), store, "x")
     assert record.status == "failed"
-    assert record.error == "RuntimeError: no data here"
+    # One line naming the task, its factory and what the factory raised (lrlab.training.tasks).
+    assert record.error == f"ValueError: task '{path}:make': make() raised RuntimeError: no data here (bad_task.py line 2)"
     assert "Traceback" in record.extras["traceback"]
 
 
