@@ -293,3 +293,12 @@ def test_lrlab_sweep_says_it_in_one_line_with_exit_2(tmp_path):
     assert len(lines) == 1, lines
     assert "the model changed since sweep 'filesweep' was stored (parameters 129 -> 33" in lines[0]
     assert _snapshot(path) == before
+    fresh = subprocess.run([sys.executable, "-m", "lrlab", "sweep", str(_sweep_files(tmp_path, 4)), "--db",
+                            str(path), "--quiet", "--device", "cpu", "--fresh"],
+                           capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
+    assert fresh.returncode == 0, fresh.stderr
+    store = Store(path)
+    try:
+        assert store.sweep_spec("filesweep")["fingerprint"]["model"]["parameters"] == 33
+    finally:
+        store.close()

@@ -138,6 +138,9 @@ def study(
         True, "--vectorize/--no-vectorize",
         help="Train the runs that differ only in LR and schedule stacked in one process (same batches).",
     ),
+    fresh: bool = typer.Option(
+        False, "--fresh", help="Replace a stored study of this name trained on another model, data or task options."
+    ),
     schedules: str | None = typer.Option(
         None, "--schedules",
         help="Comma-separated schedule families (default: the nine above); 'plateau' lowers the LR when "
@@ -184,7 +187,8 @@ def study(
         try:
             result = run_study(task, store, budget=budget, optimizers=names, jobs=jobs, backend=backend,
                                device=device, address=address, epochs=epochs, out=out,
-                               progress=display, vectorize=vectorize, schedules=families)  # fmt: skip
+                               progress=display, vectorize=vectorize, schedules=families,
+                               fresh=fresh)  # fmt: skip
         except (ValueError, StudyFailed) as exc:  # no trustworthy answer: one line, exit 2, the store kept
             bad_input(str(exc).splitlines()[0])
         except RuntimeError as exc:

@@ -190,6 +190,9 @@ def sweep(
         False, "--vectorize", help="Train runs differing in lr/schedule/seed together."
     ),
     max_group: int | None = typer.Option(None, "--max-group", help="Most runs per vectorised group (32)."),
+    fresh: bool = typer.Option(
+        False, "--fresh", help="Replace a stored sweep of this name trained on another model, data or task options."
+    ),
 ) -> None:
     from lrlab.sweeps import run_sweep
 
@@ -201,7 +204,7 @@ def sweep(
         with display:
             records = run_sweep(spec, store, jobs=jobs, backend=backend, progress=display, task=task,
                                 device=device, address=address, gpus_per_run=gpus_per_run, vectorize=vectorize,
-                                max_group=max_group)  # fmt: skip
+                                max_group=max_group, fresh=fresh)  # fmt: skip
     except KeyboardInterrupt:
         err_console.print("interrupted: runs in flight go back to the queue; run the same command to resume")
         raise typer.Exit(code=130) from None
