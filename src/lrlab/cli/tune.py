@@ -84,6 +84,8 @@ class _Display:
                     self._say(state + last)
             elif event.event == "audit":
                 self._say(f"audit: pruned trial {event.number} trained to full length")
+            elif event.event == "skipped":
+                self._say(safe(event.detail))
         elif isinstance(event, PbtEvent):
             if event.event == "exploit":
                 self._say(f"PBT step {event.step}/{event.total_steps}: best {num(event.best)}, "

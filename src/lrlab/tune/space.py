@@ -376,10 +376,10 @@ def _param(family: str, key: str, value: Any, where: str) -> Param:
         if not value or not all(isinstance(v, (str, int, float, bool)) for v in value):
             raise SpaceError(f"{where}: a list is a categorical choice and needs one or more numbers or strings")
         for item in value:
-            _check_fixed(item, is_steps, where)
+            _check_fixed(item, key, is_steps, where)
         return Param(key, "choice", tuple(dict.fromkeys(value)))
     if isinstance(value, (str, int, float, bool)):
-        _check_fixed(value, is_steps, where)
+        _check_fixed(value, key, is_steps, where)
         return Param(key, "fixed", (value,))
     if not isinstance(value, Mapping):
         raise SpaceError(f"{where}: expected a value, a list of choices or a range table, got {value!r}")
@@ -393,9 +393,13 @@ def _param(family: str, key: str, value: Any, where: str) -> Param:
     return Param(key, form, (low, high))
 
 
-def _check_fixed(value: Any, is_steps: bool, where: str) -> None:
-    """A fixed or categorical number is finite, and a step count a whole number in range."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+def _check_fixed(value: Any, key: str, is_steps: bool, where: str) -> None:
+    """A fixed or categorical number is finite, a learning rate a number and a step count
+    in range."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if key in _LR_PARAMS and not number:
+        raise SpaceError(f"{where}: a learning rate is a number > 0, got {value!r}")
+    if not number:
         return
     if not math.isfinite(value):
         raise SpaceError(f"{where}: expected a finite number, got {value!r}")

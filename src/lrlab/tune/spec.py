@@ -160,7 +160,8 @@ def load_tune(source: str | Path | dict[str, Any]) -> TuneSpec:
     try:
         data, where = read_toml(source, "tune", TuneSpecError)
     except RecursionError:
-        raise TuneSpecError(f"{source}: values nested too deeply to read (at most {MAX_DEPTH} levels)") from None
+        raise TuneSpecError(f"{source}: values are nested more than {MAX_DEPTH} levels deep "
+                            f"(tables and lists nest at most {MAX_DEPTH} levels)") from None
     _check_depth(data, where)
     try:
         spec = TuneSpec.model_validate(data)
