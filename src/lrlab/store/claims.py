@@ -18,7 +18,7 @@ import uuid
 
 from lrlab.core.records import RunStatus
 
-__all__ = ["LEASE_SECONDS", "ClaimLost", "claimable", "hold", "new_owner"]
+__all__ = ["LEASE_SECONDS", "ClaimLost", "RunRemoved", "claimable", "hold", "new_owner"]
 
 # A claim whose owner has not written for this long may be taken over by another process.
 LEASE_SECONDS = 120.0
@@ -26,6 +26,15 @@ LEASE_SECONDS = 120.0
 
 class ClaimLost(RuntimeError):
     """A process wrote to a run whose claim another process has taken over."""
+
+
+class RunRemoved(KeyError):
+    """The run a process trained was removed from the store by another process meanwhile
+    (``lrlab runs rm``): nothing of it is left to record or return. A ``KeyError``, as a
+    run looked up by id that is not in the store."""
+
+    def __str__(self) -> str:  # one line, not KeyError's quoted repr
+        return str(self.args[0]) if self.args else ""
 
 
 def new_owner() -> str:

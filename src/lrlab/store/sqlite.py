@@ -32,7 +32,7 @@ from typing import Any
 from lrlab.core.records import EpochRecord, FinderRecord, RunRecord, RunStatus, StepSeries
 from lrlab.store import codec
 from lrlab.store import runs as run_table
-from lrlab.store.claims import LEASE_SECONDS, ClaimLost, claimable, hold, new_owner
+from lrlab.store.claims import LEASE_SECONDS, ClaimLost, RunRemoved, claimable, hold, new_owner
 from lrlab.store.codec import StepRow
 from lrlab.store.errors import StoreError
 from lrlab.store.location import DEFAULT_DB, is_default_db, resolve_default_db
@@ -44,6 +44,7 @@ __all__ = [
     "LEASE_SECONDS",
     "SCHEMA_VERSION",
     "ClaimLost",
+    "RunRemoved",
     "StepRow",
     "Store",
     "StoreError",

@@ -29,7 +29,7 @@ from lrlab.core.records import RunConfig, RunRecord, RunStatus
 from lrlab.store.sqlite import ClaimLost, Store, new_owner
 from lrlab.sweeps.grid import RunPlan, build_task, expand
 from lrlab.sweeps.spec import SweepSpec, load_sweep
-from lrlab.training.recorder import RunProgress
+from lrlab.training.recorder import REMOVED, REMOVED_LINE, RunProgress
 from lrlab.training.tasks import Task, get_task, is_reference
 
 __all__ = ["BACKENDS", "SweepProgress", "TaskChanged", "run_plans", "run_sweep"]
@@ -232,9 +232,6 @@ def _run_inline(todo: list[RunPlan], target: _Target) -> None:
         )  # fmt: skip
 
 
-REMOVED = "removed"  # the status a progress callback is told for a run another process removed
-
-
 def _train_unless_removed(store: Store, run_id: str, report: ProgressFn, train: Callable[[], RunRecord]) -> str:
     """Train a run with ``train`` unless another process removed it from the store (``lrlab
     runs rm``) before or while it trained: then it is skipped, ``report`` is told so in one
@@ -245,8 +242,7 @@ def _train_unless_removed(store: Store, run_id: str, report: ProgressFn, train: 
         except KeyError:  # the run was deleted under the training loop
             if store.has_run(run_id):
                 raise
-    report(RunProgress("end", run_id, 0, 0, 0, 0, status=REMOVED,
-                       error="removed from the store by another process: skipped"))  # fmt: skip
+    report(RunProgress("end", run_id, 0, 0, 0, 0, status=REMOVED, error=REMOVED_LINE))
     return REMOVED
 
 

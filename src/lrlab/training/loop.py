@@ -46,7 +46,7 @@ from lrlab.optim.lr_free import (
     step_lrs,
     train_mode,
 )
-from lrlab.store.sqlite import ClaimLost, Store
+from lrlab.store.sqlite import ClaimLost, RunRemoved, Store
 from lrlab.torch import LRScheduler, group_momentum
 from lrlab.torch_utils import torch_threads
 from lrlab.training.recorder import ProgressFn, Recorder, RunProgress, divergence_reason
@@ -124,7 +124,8 @@ def train_run(
     ``task`` is the task ``config.task`` names, when the caller holds it already (a study's
     or a sweep's, built once); without it the task is built from that reference.
 
-    Returns the stored :class:`RunRecord`.
+    Returns the stored :class:`RunRecord`; raises :class:`~lrlab.store.sqlite.RunRemoved` (a
+    ``KeyError``) when another process removed the run from the store while it trained.
     """
     recorder = Recorder(store, run_id, config, sweep=sweep, owner=owner)
     if not recorder.begin():
@@ -140,8 +141,10 @@ def train_run(
         recorder.end(RunStatus.QUEUED, error="interrupted")
         raise
     except ClaimLost:
-        return store.run(run_id)  # another process took the run over: it is theirs to record
+        return stored_run(store, run_id)  # another process took the run over: theirs to record
     except sqlite3.Error as exc:
+        if _removed(store, run_id):  # its rows refused because another process removed it
+            return stored_run(store, run_id)
         # The store itself failed (a full disk, an I/O error): end this run as failed with
         # the reason where the store still allows it, then stop; nothing else can be recorded.
         store.release_space()
@@ -153,11 +156,28 @@ def train_run(
         extras["traceback"] = traceback.format_exc(limit=8)
     try:
         recorder.end(status, error=error, diverged_step=diverged_step, extras=extras)
-    except ClaimLost:
-        return store.run(run_id)
+    except (ClaimLost, KeyError):
+        return stored_run(store, run_id)
     if progress is not None:
         epochs = int(extras.get("epochs") or config.epochs or 0)
         progress(RunProgress("end", run_id, epochs, epochs, 0, 0, status=status.value, error=error))
+    return stored_run(store, run_id)
+
+
+def _removed(store: Store, run_id: str) -> bool:
+    """Whether the run is gone from a store that still answers (False where it does not)."""
+    try:
+        return not store.has_run(run_id)
+    except sqlite3.Error:
+        return False
+
+
+def stored_run(store: Store, run_id: str) -> RunRecord:
+    """The stored record of a run this process trained, or :class:`~lrlab.store.sqlite.RunRemoved`
+    (a ``KeyError``) when another process removed it meanwhile: the sweep executors skip it
+    with one line (``lrlab runs rm`` during a sweep) and the sweep goes on."""
+    if not store.has_run(run_id):
+        raise RunRemoved(f"run {run_id!r} was removed from {store.path} by another process while it trained")
     return store.run(run_id)
 
 

@@ -19,7 +19,10 @@ import torch
 from lrlab.core.records import EpochRecord, RunConfig, RunRecord, RunStatus
 from lrlab.store.sqlite import StepRow, Store
 
-__all__ = ["FLUSH_EVERY", "FLUSH_SECONDS", "Recorder", "RunProgress", "divergence_reason", "versions"]
+__all__ = ["FLUSH_EVERY", "FLUSH_SECONDS", "REMOVED", "REMOVED_LINE", "Recorder", "RunProgress", "divergence_reason", "versions"]
+
+REMOVED = "removed"  # the status a progress callback is told for a run another process removed
+REMOVED_LINE = "removed from the store by another process: skipped"
 
 FLUSH_EVERY = 1000  # step rows per write transaction at most
 FLUSH_SECONDS = 1.0  # epochs (and their steps) are written at least this often

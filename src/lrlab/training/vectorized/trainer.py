@@ -43,9 +43,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from lrlab.core.records import EpochRecord, RunConfig, RunRecord, RunStatus
-from lrlab.store.sqlite import Store
+from lrlab.store.sqlite import ClaimLost, RunRemoved, Store
 from lrlab.torch_utils import torch_threads
-from lrlab.training.recorder import Recorder, RunProgress, divergence_reason
+from lrlab.training.recorder import REMOVED, REMOVED_LINE, Recorder, RunProgress, divergence_reason
 from lrlab.training.resolve import ResolvedRun, resolve
 from lrlab.training.vectorized.model import StackedModel
 from lrlab.training.vectorized.optim import StackedOptimizer, stacked_optimizer
@@ -199,7 +199,8 @@ class _Trainer:
         self.report = progress or (lambda _event: None)
         self.has_progress = progress is not None
         self.alive = list(range(len(self.run_ids)))  # global member index of each stacked slot
-        self.finished: dict[int, RunStatus] = {}  # global index -> final status
+        # global index -> final status; None: taken over or removed by another process
+        self.finished: dict[int, RunStatus | None] = {}
         self.initial = np.full(len(self.run_ids), np.nan)  # host copy of each member's first loss
         self.pending: list[tuple[int, int, Tensor, Tensor]] = []  # step, epoch, losses, norms
 
@@ -291,7 +292,8 @@ class _Trainer:
                  float(losses[i, slot]), float(norms[i, slot]))
                 for i in range(count)
             ]  # fmt: skip
-            self.recorders[index].rows(rows)
+            if not self._record(index, lambda index=index, rows=rows: self.recorders[index].rows(rows)):
+                continue
             applied = count - 1 if stop[slot] >= 0 else count
             self.loss_sum[index] += float(losses[:applied, slot].sum())
             self.loss_count[index] += applied
@@ -319,9 +321,9 @@ class _Trainer:
             train_loss = float(self.loss_sum[index] / count) if count else None
             m = metrics[slot]
             rid = self.run_ids[index]
-            self.recorders[index].epoch(
-                EpochRecord.of(rid, epoch, step, train_loss, m, wall)
-            )
+            record = EpochRecord.of(rid, epoch, step, train_loss, m, wall)
+            if not self._record(index, lambda index=index, record=record: self.recorders[index].epoch(record)):
+                continue
             self.report(
                 RunProgress("epoch", rid, epoch, g.epochs, step, g.total_steps, loss=train_loss,
                             val_loss=m.get("val_loss"), val_accuracy=m.get("val_accuracy"))
@@ -343,6 +345,22 @@ class _Trainer:
         assert initial is not None
         return active[where], diverged_at[where], initial[where]
 
+    def _record(self, index: int, write: Callable[[], None]) -> bool:
+        """Do one write of member ``index``; False when another process took its run over
+        (``ClaimLost``: theirs to record) or removed it (``lrlab runs rm``: skipped, in one
+        line to the progress callback). Either way the member is dropped and the others go on."""
+        try:
+            write()
+            return True
+        except (ClaimLost, KeyError) as exc:
+            rid, store = self.run_ids[index], self.recorders[index].store
+            if not store.has_run(rid):
+                self.report(RunProgress("end", rid, 0, 0, 0, 0, status=REMOVED, error=REMOVED_LINE))
+            elif not isinstance(exc, ClaimLost):
+                raise
+            self.finished[index] = None
+            return False
+
     def _finish(
         self,
         index: int,
@@ -351,8 +369,10 @@ class _Trainer:
         diverged_step: int | None,
         extras: dict[str, Any] | None = None,
     ) -> None:
+        end = self.recorders[index].end
+        if not self._record(index, lambda: end(status, error=error, diverged_step=diverged_step, extras=extras)):
+            return
         self.finished[index] = status
-        self.recorders[index].end(status, error=error, diverged_step=diverged_step, extras=extras)
         g = self.group
         self.report(
             RunProgress("end", self.run_ids[index], g.epochs, g.epochs, 0, 0, status=status.value, error=error)
@@ -388,8 +408,10 @@ def train_vectorized(
     Runs are created if missing and left ``done``, ``diverged`` or ``failed``, as
     ``train_run`` leaves them; Ctrl-C puts the unfinished ones back to ``queued`` and is
     re-raised. With ``owner`` each run is claimed first (``Store.begin_run``); the runs that
-    are finished or held by another live process are left alone. Returns the stored
-    records, in the order of ``run_ids``. ``task`` is their task when the caller holds it
+    are finished or held by another live process are left alone; a run another process
+    removes meanwhile (``lrlab runs rm``) is dropped from the group, the progress callback
+    told so in one line, and the others go on. Returns the stored records, in the order of
+    ``run_ids`` (less the removed). ``task`` is their task when the caller holds it
     already (else it is built from the configs' reference).
     """
     configs, run_ids = list(configs), list(run_ids)
@@ -411,11 +433,16 @@ def train_vectorized(
         if not all(claimed):  # train only what this process holds
             keep = [i for i, ok in enumerate(claimed) if ok]
             if not keep:
-                return [store.run(rid) for rid in run_ids]
+                return _stored(store, run_ids)
             group = _Group([runs[i] for i in keep], mode)
             recorders = [recorders[i] for i in keep]
         _train_group(group, recorders, progress)
-    return [store.run(rid) for rid in run_ids]
+    return _stored(store, run_ids)
+
+
+def _stored(store: Store, run_ids: list[str]) -> list[RunRecord]:
+    """The stored records of ``run_ids``, in order, less those another process removed."""
+    return [store.run(rid) for rid in run_ids if store.has_run(rid)]
 
 
 def _check_group(configs: list[RunConfig], run_ids: list[str], mode: str) -> None:
@@ -473,7 +500,12 @@ def _train_alone(
 
     records = []
     for config, rid in zip(configs, run_ids):
-        record = train_run(config, store, rid, progress, device=device, sweep=sweep, owner=owner, task=task)
+        try:
+            record = train_run(config, store, rid, progress, device=device, sweep=sweep, owner=owner, task=task)
+        except RunRemoved:
+            if progress is not None:
+                progress(RunProgress("end", rid, 0, 0, 0, 0, status=REMOVED, error=REMOVED_LINE))
+            continue
         if record.status.is_ended and record.extras.get("vectorized_fallback") is None:
             store.end_run(rid, record.status, error=record.error, diverged_step=record.diverged_step,
                           extras={"vectorized_fallback": reason})  # fmt: skip
