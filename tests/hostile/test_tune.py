@@ -438,3 +438,27 @@ def test_pbts_printed_code_is_in_the_users_units(tmp_path, monkeypatch, capsys):
     if "boundaries=[" in schedule:  # a lineage with pieces: its boundaries follow the user's run
         assert "boundaries=[" not in snippet.replace("boundaries=[{", "")
     _check_stretched(snippet, schedule, steps)
+
+
+def test_a_tune_whose_trials_keep_failing_stops_in_one_line(tmp_path, monkeypatch, capsys):
+    """Trials that fail for a reason of the setup (a loss that raises) stop the tune after
+    three, in one line, instead of adding failed runs until the process is killed."""
+    (tmp_path / "failing.py").write_text(
+        "from lrlab.training.tasks import get_task\n\n\n"
+        "def make(**options):\n"
+        "    task = get_task('digits-linear', train_size=128, val_size=64)\n\n"
+        "    def loss_fn(output, target):\n"
+        "        raise RuntimeError('this loss cannot be computed')\n\n"
+        "    task.loss_fn = loss_fn\n"
+        "    return task\n"
+    )
+    text = GOOD.replace('task = "digits-linear"', f'task = "{tmp_path / "failing.py"}:make"')
+    (tmp_path / "t.toml").write_text(text.replace("trials = 2", "trials = 50"))
+    code, out, err = _run(["tune", str(tmp_path / "t.toml"), "--db", str(tmp_path / "r.db"), "-q"], monkeypatch,
+                          capsys)  # fmt: skip
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert code == 1 and "Traceback" not in out + err
+    assert lines == ["error: 3 trials in a row failed, the last with: RuntimeError: this loss cannot be computed"]
+    from lrlab.store import Store
+
+    assert len(Store(tmp_path / "r.db").runs(sweep="hostile")) == 3
