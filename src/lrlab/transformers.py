@@ -73,6 +73,9 @@ class Recorder(TrainerCallback):
         options.setdefault("epochs", int(args.num_train_epochs) if args.num_train_epochs >= 1 else None)
         options.setdefault("seed", int(args.seed))
         options.setdefault("batch_size", int(args.per_device_train_batch_size))
+        scheduler = kwargs.get("lr_scheduler")
+        if isinstance(scheduler, LRScheduler) and scheduler.momentum is not None:  # the momentum it drives
+            options.setdefault("momentum", scheduler.momentum)
         if "schedule" not in options:  # the schedule that runs, not the constant first LR
             ran = trainer_schedule(kwargs.get("lr_scheduler"))
             if ran is None:

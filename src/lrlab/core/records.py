@@ -231,8 +231,22 @@ class RunConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown run config key {unknown[0]!r} (known: {', '.join(sorted(known))})")
-        config = cls(**dict(data))
-        if data.get("momentum") is None and config.momentum is not None:
+        return cls.as_ran(**dict(data))
+
+    @classmethod
+    def as_ran(cls, **values: Any) -> RunConfig:
+        """A config that describes a run as it ran, not one lrlab is about to build: validated
+        as any, but no default is added. ``momentum`` None then means the optimizer's own
+        momentum, driven by no schedule (its value per step is in the step series), where a
+        new run would cycle it with a one-cycle (:func:`default_momentum`). ``from_dict``
+        and the recorders of users' runs (``lrlab.track``, the trainer callbacks) use it.
+
+        >>> RunConfig.as_ran(task="t", lr=0.01, optimizer="adam",
+        ...                  schedule="one_cycle(max_lr=0.01, total_steps=100)").momentum is None
+        True
+        """
+        config = cls(**values)
+        if values.get("momentum") is None and config.momentum is not None:
             object.__setattr__(config, "momentum", None)
         return config
 

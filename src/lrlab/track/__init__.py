@@ -54,7 +54,7 @@ import torch
 from lrlab.core.records import EpochRecord, Objective, RunConfig, RunStatus
 from lrlab.schedules import Schedule
 from lrlab.store.sqlite import DEFAULT_DB, Store
-from lrlab.torch import group_momentum
+from lrlab.torch import LRScheduler, group_momentum
 from lrlab.track._live import live_findings
 from lrlab.track._norms import StepNorms
 from lrlab.training.recorder import Recorder
@@ -177,6 +177,8 @@ class Run:
         db: str | Path | Store = DEFAULT_DB,
         lr: float | None = None,
         schedule: Schedule | str | None = None,
+        momentum: Schedule | str | None = None,
+        scheduler: Any = None,
         seed: int = 0,
         epochs: int | None = None,
         batch_size: int | None = None,
@@ -201,9 +203,16 @@ class Run:
         self.objective = _objective(objective, higher_is_better, loss_name, loss_unit)
         self.name, self.sweep = name, sweep if sweep is not None else name
         self.run_id = run_id or f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
-        self.config = RunConfig(
+        if scheduler is not None:  # an lrlab LRScheduler: the schedules it drives, unless given
+            if not isinstance(scheduler, LRScheduler):
+                raise TypeError(f"scheduler must be an lrlab.torch.LRScheduler, got {type(scheduler).__name__}")
+            schedule = scheduler.schedule if schedule is None else schedule
+            momentum = scheduler.momentum if momentum is None else momentum
+        # What ran: no momentum schedule is recorded that the user's loop did not drive.
+        self.config = RunConfig.as_ran(
             task=name, lr=float(lr), optimizer=optimizer_name or (type(optimizer).__name__.lower() if optimizer else "sgd"),
-            schedule=schedule, seed=seed, epochs=epochs, batch_size=batch_size, divergence_factor=None,
+            schedule=schedule, momentum=momentum, seed=seed, epochs=epochs, batch_size=batch_size,
+            divergence_factor=None,
         )  # fmt: skip
         self.user_config = dict(config or {})
         self.total_steps = total_steps
@@ -426,7 +435,10 @@ def track(
     ``name`` labels the run (its task); ``sweep`` groups runs for ``lrlab report --sweep``
     (default: ``name``); ``config`` (any JSON-ready mapping) is stored with the run. Other
     options: ``schedule`` (an lrlab schedule or spec; default the constant first-group LR),
-    ``seed``, ``epochs``, ``batch_size``, ``total_steps`` (the planned length, for the
+    ``momentum`` (the momentum schedule the loop drives, if any: none is recorded unless
+    given, whatever the schedule; the momentum of every step is recorded all the same),
+    ``scheduler`` (an :class:`lrlab.torch.LRScheduler`: its schedule and momentum schedule
+    are recorded, unless given), ``seed``, ``epochs``, ``batch_size``, ``total_steps`` (the planned length, for the
     decay diagnostic), ``objective``/``higher_is_better`` (the metric the report ranks by;
     one the first validated epoch lacks stops the run in one line), ``loss_name``/``loss_unit``
     (the training loss's name on the report's axes, e.g. ``"MSE"``; default cross-entropy in
