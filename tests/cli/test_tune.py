@@ -115,3 +115,27 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(place, args, expected,
     assert expected in lines[0]
     assert "secret" not in err
     assert _digests(place) == before
+
+
+def test_a_resumed_tune_whose_task_file_changed_is_one_line(tmp_path, monkeypatch, capsys):
+    """The tune file may stay the same while the task file it names changes (a wider model):
+    its old trials must not mix with new ones."""
+    task_file = tmp_path / "task_file.py"
+    body = ("from lrlab.training.tasks.digits import digits_linear\n"
+            "def make():\n    return digits_linear(train_size={n}, val_size=64)\n")  # fmt: skip
+    task_file.write_text(body.format(n=128))
+    tune_file = tmp_path / "t.toml"
+    tune_file.write_text(GOOD.replace('task = "digits-linear"\ntask_options = { train_size = 128, val_size = 64 }',
+                                      f'task = "{task_file}:make"').replace("trials = 3", "trials = 2"))
+    db = tmp_path / "runs.db"
+    code, _out, err = _run(["tune", str(tune_file), "--db", str(db), "-q"], monkeypatch, capsys)
+    assert code == 0, err
+    for name in [m for m in sys.modules if m.startswith("_lrlab_user_task_")]:
+        del sys.modules[name]  # a new process would import the edited file
+    task_file.write_text(body.format(n=96))
+    before = _digests(tmp_path)
+    code, _out, err = _run(["tune", str(tune_file), "--db", str(db), "--resume", "-q"], monkeypatch, capsys)
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "the data changed since the tune 'cli-tune' began" in lines[0], lines
+    assert _digests(tmp_path) == before

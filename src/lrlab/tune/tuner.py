@@ -25,6 +25,7 @@ from lrlab.study.range_tests import task_range_test
 from lrlab.sweeps.grid import RunPlan
 from lrlab.training.resolve import steps_per_epoch
 from lrlab.training.tasks import get_task
+from lrlab.training.tasks._base import fingerprint_change, task_fingerprint
 from lrlab.tune.space import Context, SpaceError
 from lrlab.tune.spec import TuneSpec
 from lrlab.tune.storage import open_storage, storage_env
@@ -136,7 +137,6 @@ class Tuner:
     def open_study(self, resume: bool) -> Any:
         import optuna
 
-
         storage_env()
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
         storage = open_storage(self.storage_url)
@@ -166,6 +166,7 @@ class Tuner:
                     f"the tune file {spec.name!r} changed since the tune began (only {', '.join(RESUMABLE_KEYS)} "
                     "may change on --resume); give it another name to start afresh"
                 )
+            self._check_task(existing)
             study = existing
         else:  # another process may create it at the same moment: then it is loaded
             study = optuna.create_study(study_name=spec.name, storage=storage, sampler=sampler, pruner=pruner,
@@ -175,8 +176,18 @@ class Tuner:
                 raise ValueError(f"the tune {spec.name!r} was begun at this moment by another process with "
                                  "another tune file; give this one another name")  # fmt: skip
         study.set_user_attr("fingerprint", fingerprint)
+        study.set_user_attr("task_fingerprint", task_fingerprint(self.task))
         study.set_user_attr("metric", self.metric)
         return study
+
+    def _check_task(self, study: Any) -> None:
+        """``ValueError`` in one line when the task (its model, data or options: what the tune
+        file cannot see of a task file) changed since the tune began: its trials would mix."""
+        change = fingerprint_change(study.user_attrs.get("task_fingerprint"), task_fingerprint(self.task))
+        if change is not None:
+            what, how = change
+            raise ValueError(f"{what} changed since the tune {self.spec.name!r} began ({how}); "
+                             "give the tune another name to keep both")  # fmt: skip
 
     def sampler(self, number: int) -> Any:
         """The sampler that draws trial ``number``, seeded by the tune's ``sampler_seed`` and
