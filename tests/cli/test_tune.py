@@ -128,13 +128,15 @@ def test_a_resumed_tune_whose_task_file_changed_is_one_line(tmp_path, monkeypatc
     tune_file.write_text(GOOD.replace('task = "digits-linear"\ntask_options = { train_size = 128, val_size = 64 }',
                                       f'task = "{task_file}:make"').replace("trials = 3", "trials = 2"))
     db = tmp_path / "runs.db"
-    code, _out, err = _run(["tune", str(tune_file), "--db", str(db), "-q"], monkeypatch, capsys)
+    code, _out, err = _run(["tune", str(tune_file), "--db", str(db), "-q", "--out", str(tmp_path / "out")],
+                           monkeypatch, capsys)  # fmt: skip
     assert code == 0, err
     for name in [m for m in sys.modules if m.startswith("_lrlab_user_task_")]:
         del sys.modules[name]  # a new process would import the edited file
     task_file.write_text(body.format(n=96))
     before = _digests(tmp_path)
-    code, _out, err = _run(["tune", str(tune_file), "--db", str(db), "--resume", "-q"], monkeypatch, capsys)
+    code, _out, err = _run(["tune", str(tune_file), "--db", str(db), "--resume", "-q", "--out",
+                            str(tmp_path / "out")], monkeypatch, capsys)  # fmt: skip
     assert code == 2, err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "the data changed since the tune 'cli-tune' began" in lines[0], lines
