@@ -107,7 +107,7 @@ def _forward_backward_step(task: Any, members: int, batch: int, repeats: int = 4
     """Seconds of the group's stacked forward and backward on one batch (the best of
     ``repeats``): what every step of the group costs before any optimizer update, data
     loading or recording."""
-    from lrlab.training.vectorized import _member_losses
+    from lrlab.training.vectorized.group import _member_losses
     from lrlab.training.vectorized.model import stack_models
 
     model = stack_models([task.make_model(i) for i in range(members)])
