@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
 
 from lrlab.cli._common import bad_input, console, db_option, err_console, open_store, safe
 from lrlab.cli.app import app
+
+if TYPE_CHECKING:
+    from lrlab.report import ReportData
 
 EXAMPLES = """
 
@@ -59,19 +63,7 @@ def report(
     log_y: bool = typer.Option(False, "--log-y", help="Start the loss axes logarithmic."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
 ) -> None:
-    if out.suffix.lower() not in (".html", ".htm"):
-        bad_input(f"--out must end in .html, got {out.name!r}")
-    if svg and png is None:
-        bad_input("--svg needs --png DIR (the folder for the figures)")
-    if png is not None and png.exists() and not png.is_dir():
-        bad_input(f"--png must be a folder, {str(png)!r} is a file")
-    _check_out(out, png)
-    ids = _split_ids(runs)
-    if sweep is not None and ids:
-        bad_input("give either --sweep or --runs, not both")
-    if not db.exists():  # a folder or a bad file: open_store names what it is
-        bad_input(f"no run store at {str(db)!r} (run `lrlab sweep` first or pass --db)")
-
+    ids = _check_options(out, db, sweep, runs, png, svg)
     from lrlab.report import load_report_data, write_report
 
     store = open_store(db, readonly=True)
@@ -98,8 +90,32 @@ def report(
         f"{len(data.runs)} runs in {len(data.configs)} configurations)",
         highlight=False,
     )
-    from lrlab.core.diagnostics import kind_summary
+    _print_verdicts(data)
+    _print_findings(data)
+    if files.images:
+        console.print(f"wrote {len(files.images)} figure files into {safe(png)}", markup=False, highlight=False)
 
+
+def _check_options(out: Path, db: Path, sweep: str | None, runs: list[str] | None, png: Path | None,
+                   svg: bool) -> list[str]:  # fmt: skip
+    """The run ids asked for, once every option is checked (one line and exit 2 otherwise)."""
+    if out.suffix.lower() not in (".html", ".htm"):
+        bad_input(f"--out must end in .html, got {out.name!r}")
+    if svg and png is None:
+        bad_input("--svg needs --png DIR (the folder for the figures)")
+    if png is not None and png.exists() and not png.is_dir():
+        bad_input(f"--png must be a folder, {str(png)!r} is a file")
+    _check_out(out, png)
+    ids = _split_ids(runs)
+    if sweep is not None and ids:
+        bad_input("give either --sweep or --runs, not both")
+    if not db.exists():  # a folder or a bad file: open_store names what it is
+        bad_input(f"no run store at {str(db)!r} (run `lrlab sweep` first or pass --db)")
+    return ids
+
+
+def _print_verdicts(data: ReportData) -> None:
+    """A study's verdict, or the pointer from one of its sweeps to it, as `lrlab study` said it."""
     if data.part_of is not None:  # one sweep of a study: the study's verdict comes first
         parent = data.part_of
         head = f": {parent.headline}" if parent.lines else ""
@@ -111,6 +127,12 @@ def report(
     if data.study is not None:  # a study: its own verdict, as `lrlab study` printed it
         for line in data.study.lines:
             console.print(f"[green]*[/] {escape(safe(line))}", highlight=False)
+
+
+def _print_findings(data: ReportData) -> None:
+    """One line per kind of finding (the runs it concerns), then its first note."""
+    from lrlab.core.diagnostics import kind_summary
+
     by_kind: dict[str, list] = {}
     for finding in data.findings:
         if not (data.study is not None and finding.kind == "best"):
@@ -125,5 +147,3 @@ def report(
                       highlight=False)  # fmt: skip
         more = f" (+{len(items) - 1} more in the page)" if len(items) > 1 else ""
         console.print(f"  [dim]{escape(safe(first.message))}{more}[/]", highlight=False)
-    if files.images:
-        console.print(f"wrote {len(files.images)} figure files into {safe(png)}", markup=False, highlight=False)
