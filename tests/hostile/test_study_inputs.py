@@ -92,13 +92,13 @@ def _model():
 
 
 PY_CASES = [
-    ({"epochs": 7_000_000_000_000}, "epochs must be a whole number >= 1 and at most 100,000, got 7000000000000"),
-    ({"epochs": "fast"}, "epochs must be a whole number >= 1 and at most 100,000, got 'fast'"),
-    ({"epochs": math.nan}, "epochs must be a whole number >= 1 and at most 100,000, got nan"),
+    ({"epochs": 7_000_000_000_000}, r"epochs must be a whole number >= 1, got 7000000000000 \(at most 100,000\)"),
+    ({"epochs": "fast"}, r"epochs must be a whole number >= 1, got 'fast' \(at most 100,000\)"),
+    ({"epochs": math.nan}, r"epochs must be a whole number >= 1, got nan \(at most 100,000\)"),
     ({"epochs": True}, "epochs must be a whole number"),
     ({"batch_size": 0}, "batch_size must be a whole number >= 1"),
     ({"batch_size": 2.5}, "batch_size must be a whole number >= 1"),
-    ({"batch_size": 10**12}, "batch_size must be a whole number >= 1 and at most"),
+    ({"batch_size": 10**12}, r"batch_size must be a whole number >= 1, got 1000000000000 \(at most 2,147,483,647\)"),
     ({"budget": "huge"}, "budget must be one of small, medium, large, got 'huge'"),
     ({"optimizers": [3]}, "optimizers must be optimizer names or specs .* got 3"),
     ({"optimizers": []}, "optimizers must name at least one optimizer"),

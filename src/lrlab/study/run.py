@@ -509,8 +509,8 @@ def check_whole_number(label: str, value: Any, maximum: int | None = None) -> No
     most ``maximum`` when given."""
     bad = isinstance(value, bool) or not isinstance(value, int) or value < 1
     if value is not None and (bad or (maximum is not None and value > maximum)):
-        bound = "" if maximum is None else f" and at most {maximum:,}"
-        raise ValueError(f"{label} must be a whole number >= 1{bound}, got {value!r}")
+        bound = "" if maximum is None else f" (at most {maximum:,})"
+        raise ValueError(f"{label} must be a whole number >= 1, got {value!r}{bound}")
 
 
 def study_task(task: str | Task) -> tuple[str, Task]:
