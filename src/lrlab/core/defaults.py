@@ -7,9 +7,6 @@ construction; they are importable from ``lrlab.core.records`` too.
 
 from __future__ import annotations
 
-from dataclasses import fields
-from typing import Any
-
 from lrlab.core.grammar import read_optimizer
 from lrlab.schedules import Schedule, momentum_for
 
@@ -76,23 +73,14 @@ def schedule_warmups(schedule: Schedule) -> list[str]:
     """The parts of ``schedule`` that warm up (a ramp up from a lower LR at the start):
     ``warmup(...)``, one_cycle's rise, wsd's and inverse_sqrt's warmup, as short phrases."""
     found: list[str] = []
-
-    def walk(value: Any) -> None:
-        if isinstance(value, Schedule):
-            name = value.name
-            if name == "warmup" and value.steps > 0:  # type: ignore[attr-defined]
-                found.append(f"warmup(..., steps={value.steps:g})")  # type: ignore[attr-defined]
-            elif name == "one_cycle" and value.div_factor > 1:  # type: ignore[attr-defined]
-                found.append("one_cycle's rise (pct_start)")
-            elif name in ("wsd", "inverse_sqrt") and value.warmup_steps > 0:  # type: ignore[attr-defined]
-                found.append(f"{name}'s warmup_steps={value.warmup_steps:g}")  # type: ignore[attr-defined]
-            for f in fields(value):  # type: ignore[arg-type]
-                walk(getattr(value, f.name))
-        elif isinstance(value, tuple):
-            for item in value:
-                walk(item)
-
-    walk(schedule)
+    for node in schedule.nodes():
+        name = node.name
+        if name == "warmup" and node.steps > 0:  # type: ignore[attr-defined]
+            found.append(f"warmup(..., steps={node.steps:g})")  # type: ignore[attr-defined]
+        elif name == "one_cycle" and node.div_factor > 1:  # type: ignore[attr-defined]
+            found.append("one_cycle's rise (pct_start)")
+        elif name in ("wsd", "inverse_sqrt") and node.warmup_steps > 0:  # type: ignore[attr-defined]
+            found.append(f"{name}'s warmup_steps={node.warmup_steps:g}")  # type: ignore[attr-defined]
     return found
 
 

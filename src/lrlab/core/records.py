@@ -264,19 +264,7 @@ class RunConfig:
 
 def schedule_family(schedule: Schedule) -> str:
     """``warmup(cosine(...))`` -> ``"warmup+cosine"``, read from the schedule object."""
-    names: list[str] = []
-
-    def walk(value: Any) -> None:
-        if isinstance(value, Schedule):
-            names.append(value.name)
-            for f in fields(value):  # type: ignore[arg-type]
-                walk(getattr(value, f.name))
-        elif isinstance(value, tuple):
-            for item in value:
-                walk(item)
-
-    walk(schedule)
-    return "+".join(names)
+    return "+".join(node.name for node in schedule.nodes())
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar, overload
 
 import numpy as np
@@ -136,6 +136,21 @@ class Schedule:
         for field in dataclasses.fields(self):  # type: ignore[arg-type]
             out[field.name] = _to_plain(getattr(self, field.name))
         return out
+
+    def nodes(self) -> Iterator[Schedule]:
+        """This schedule and every schedule inside it, depth first in field order
+        (``warmup(sequence([a, b], ...))`` gives the warmup, the sequence, ``a``, ``b``).
+
+        >>> from lrlab.schedules import cosine, warmup
+        >>> [n.name for n in warmup(cosine(1.0, total_steps=10), steps=2).nodes()]
+        ['warmup', 'cosine']
+        """
+        yield self
+        for field in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, field.name)
+            for item in value if isinstance(value, tuple) else (value,):
+                if isinstance(item, Schedule):
+                    yield from item.nodes()
 
     def __str__(self) -> str:
         from lrlab.schedules.spec import format_spec
