@@ -18,8 +18,9 @@ from lrlab.finder.suggest import optimizer_note
 from lrlab.schedules import parse
 from lrlab.store.sqlite import Store
 from lrlab.study.codegen import hf_snippet, keras_snippet, lightning_snippet, torch_snippet
+from lrlab.study.contenders import contenders
 from lrlab.study.recommend import NOISE_SE, recommend
-from lrlab.study.run import StudyResult, contenders, run_study
+from lrlab.study.run import StudyResult, run_study
 from lrlab.study.summary import (
     EstimatePath,
     LrFreeEvidence,

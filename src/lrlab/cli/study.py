@@ -153,7 +153,7 @@ def study(
         bad_input(f"--budget must be one of {', '.join(BUDGETS)}, got {budget!r}")
     if jobs < 1:
         bad_input(f"--jobs must be >= 1, got {jobs}")
-    from lrlab.study.run import MAX_EPOCHS
+    from lrlab.study.checks import MAX_EPOCHS
 
     if epochs is not None and not 1 <= epochs <= MAX_EPOCHS:
         bad_input(f"--epochs must be from 1 to {MAX_EPOCHS:,}, got {epochs:,}")

@@ -189,7 +189,7 @@ def user_task(model_fn: Callable[[], nn.Module], train: Any, val: Any, **options
     ``train`` and ``val``, and :func:`study`'s keywords that describe the task
     (``TASK_KEYWORDS``: ``loss_fn``, ``metrics``, ``objective``, ``higher_is_better``,
     ``kind``, ``name``, ``epochs``, ``batch_size``)."""
-    from lrlab.study.run import MAX_EPOCHS, check_whole_number
+    from lrlab.study.checks import MAX_EPOCHS, check_whole_number
     from lrlab.training.tasks import TensorPairs
 
     unknown = sorted(set(options) - set(TASK_KEYWORDS))

@@ -18,16 +18,22 @@ from typing import TYPE_CHECKING, Any
 from lrlab.core.records import FinderRecord, RunConfig, RunRecord, RunStatus
 from lrlab.core.verdict import StudyVerdict
 from lrlab.files import write_text
-from lrlab.optim.grammar import optimizer_key, resolve_optimizer
+from lrlab.optim.grammar import optimizer_key
 from lrlab.optim.lr_free import RUN_LR
 from lrlab.schedules import Schedule, constant, cosine
 from lrlab.store.sqlite import Store
-from lrlab.study.plan import BUDGETS, SCHEDULE_NAMES, Budget, check_families, factor_label, study_schedules
+from lrlab.study.checks import (
+    MAX_STEPS,
+    check_arguments,
+    check_execution,
+    check_whole_number,
+    study_task,
+)
+from lrlab.study.contenders import contenders, lr_free_evidence
+from lrlab.study.plan import SCHEDULE_NAMES, Budget, check_families, factor_label, study_schedules
 from lrlab.study.recommend import Recommendation, recommend
 from lrlab.study.summary import (
-    EstimatePath,
     LrFreeEvidence,
-    estimate_path,
     lr_free_family,
     markdown,
     study_verdict,
@@ -296,24 +302,6 @@ def promote(runs: Sequence[RunRecord], epochs_by_run: Any, plan: Budget) -> list
     return [entry.runs[0] for entry in ranked[: plan.finalists(len(ranked))]]
 
 
-def contenders(runs: Sequence[RunRecord], epochs_by_run: Any, chosen: Sequence[RunRecord]) -> list[RunRecord]:
-    """The first-rung run of the best configuration of each LR-free optimizer none of whose
-    configurations is among ``chosen`` (the finalists): promoted to every seed as well, so
-    that the verdict can judge it against the recommendation within the paired seed noise."""
-    from lrlab.core.ranking import rank
-
-    finished = [r for r in runs if r.status is RunStatus.DONE]
-    present = {r.config.optimizer for r in chosen}
-    out: list[RunRecord] = []
-    for spec in dict.fromkeys(r.config.optimizer for r in finished):
-        if spec in present or lr_free_family(spec) is None:
-            continue
-        ranked = rank([r for r in finished if r.config.optimizer == spec], epochs_by_run)
-        if ranked:
-            out.append(ranked[0].runs[0])
-    return out
-
-
 def run_study(
     task: str | Task,
     store: Store,
@@ -368,9 +356,9 @@ def run_study(
     :data:`~lrlab.study.plan.STUDY_FAMILIES`: the nine of :data:`~lrlab.study.plan.SCHEDULE_NAMES`
     by default, and ``plateau`` (the LR halved when the validation metric stalls) on request.
     """
-    plan, specs, out_dir = _check_arguments(budget, optimizers, out, epochs)
+    plan, specs, out_dir = check_arguments(budget, optimizers, out, epochs)
     families = check_families(schedules)
-    _check_execution(jobs, backend, address, progress)
+    check_execution(jobs, backend, address, progress)
     execution = {"jobs": jobs, "backend": backend, "progress": progress, "device": device, "address": address,
                  "vectorize": vectorize}  # fmt: skip
     setup = _setup(task, store, plan, epochs, execution, progress or (lambda _event: None))
@@ -401,7 +389,7 @@ def run_study(
     result = StudyResult(
         name, setup.ref, budget, finders, sweeps, runs, schedule_names, verdict, setup.total_steps, setup.epochs,
         extras={"finalists": len(chosen), "seeds": list(plan.seeds), "contenders": len(promoted)},
-        lr_free=_lr_free_evidence(store, lr_free, runs, finders, verdict,
+        lr_free=lr_free_evidence(store, lr_free, runs, finders, verdict,
                                   {r.config.optimizer for r in promoted}) if lr_free else None,
     )  # fmt: skip
     save_verdict(store, result)
@@ -410,129 +398,6 @@ def run_study(
         result = _write_outputs(result, store, out_dir)
     report(StudyEvent("done", name, len(specs), len(specs)))
     return result
-
-
-def _range_test_steps(finder: FinderRecord) -> int:
-    """The optimizer steps a range test took (its recorded iterations, else its curve's points)."""
-    iterations = finder.config.get("iterations_run")
-    return int(iterations) if iterations is not None else len(finder.lrs)
-
-
-def _lr_free_evidence(
-    store: Store,
-    specs: Sequence[str],
-    runs: Sequence[RunRecord],
-    finders: dict[str, FinderRecord],
-    rec: Recommendation,
-    promoted: set[str],
-) -> LrFreeEvidence:
-    """What the store says of the study's LR-free optimizers: the optimizer steps of each and
-    of the whole study (runs as stored, range tests included), and each estimator's path on
-    its best configuration's first seed."""
-    steps = {r.id: store.step_count(r.id) for r in runs}
-    by_spec = {spec: sum(steps[r.id] for r in runs if r.config.optimizer == spec) for spec in specs}
-    for spec in specs:
-        if spec in finders:
-            by_spec[spec] += _range_test_steps(finders[spec])
-    study_steps = sum(steps.values()) + sum(_range_test_steps(f) for f in finders.values())
-    estimates: dict[str, EstimatePath] = {}
-    for spec in specs:
-        cand = next((c for c in rec.candidates if c.optimizer == spec and c.seeds > 0), None)
-        if lr_free_family(spec) != "estimator" or cand is None:
-            continue
-        first = min((r for r in runs if r.id in cand.run_ids), key=lambda r: r.config.seed)
-        series = store.steps(first.id)
-        path = estimate_path(series.lr, cand.schedule(series.step.astype(float)), first.config.seed)
-        if path is not None:
-            estimates[spec] = path
-    return LrFreeEvidence(study_steps, by_spec, estimates, frozenset(promoted))
-
-
-def _check_arguments(
-    budget: str, optimizers: Sequence[str], out: str | Path | None, epochs: int | None
-) -> tuple[Budget, list[str], Path | None]:
-    """The budget, the optimizer specs and the output folder, or ``ValueError`` before
-    anything is built or trained."""
-    from lrlab.optim.grammar import parse_optimizer
-
-    if budget not in BUDGETS:
-        raise ValueError(f"budget must be one of {', '.join(BUDGETS)}, got {budget!r}")
-    if isinstance(optimizers, str):
-        raise ValueError(f"optimizers must be a list of optimizer names or specs, got the string {optimizers!r} "
-                         f"(write [{optimizers!r}])")  # fmt: skip
-    if not optimizers:
-        raise ValueError("optimizers must name at least one optimizer (e.g. sgd,sgdm,adam)")
-    for name in optimizers:
-        if not isinstance(name, str) or not name.strip():
-            raise ValueError(f"optimizers must be optimizer names or specs (e.g. 'sgd', 'adam(betas=[0.9, 0.99])'), "
-                             f"got {name!r}")  # fmt: skip
-    out_dir = None if out is None else Path(out)
-    if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
-        raise ValueError(f"out must be a folder, got the file {str(out_dir)!r}")
-    specs = [resolve_optimizer(o) for o in optimizers]
-    for spec in specs:
-        parse_optimizer(spec)  # a bad name fails before any training
-    check_whole_number("epochs", epochs, MAX_EPOCHS)
-    return BUDGETS[budget], specs, out_dir
-
-
-def _check_execution(jobs: Any, backend: Any, address: Any, progress: Any) -> None:
-    """How the runs train, checked before anything is stored: ``jobs``, the backend, and for
-    Ray a cluster that answers (within seconds, not after the local runs trained)."""
-    check_whole_number("jobs", jobs, 1024)
-    if backend not in ("local", "ray"):
-        raise ValueError(f"backend must be local or ray, got {backend!r}")
-    if address is not None and (backend != "ray" or not isinstance(address, str)):
-        raise ValueError(f"address (a Ray cluster's, a string) goes with backend='ray', got {address!r}")
-    if progress is not None and not callable(progress):
-        raise ValueError(f"progress must be a function of one event, or None, got {type(progress).__name__}")
-    if backend == "ray":
-        from lrlab.sweeps.executors import connect_ray
-
-        if address is None:
-            import importlib.util
-
-            if importlib.util.find_spec("ray") is None:
-                raise ValueError("the ray backend needs Ray: pip install 'lrlab[ray]'")
-        else:
-            connect_ray(address, jobs).close()  # no cluster: one line now, not after the local runs
-
-
-# The largest run a study plans: beyond these a run would outlast any machine, and the
-# arrays of its schedules (one number per step) would not fit in memory.
-MAX_EPOCHS = 100_000
-MAX_STEPS = 10_000_000
-
-
-def check_whole_number(label: str, value: Any, maximum: int | None = None) -> None:
-    """``ValueError`` unless ``value`` is None or a whole number >= 1 (not a bool), and at
-    most ``maximum`` when given."""
-    bad = isinstance(value, bool) or not isinstance(value, int) or value < 1
-    if value is not None and (bad or (maximum is not None and value > maximum)):
-        bound = "" if maximum is None else f" (at most {maximum:,})"
-        raise ValueError(f"{label} must be a whole number >= 1, got {value!r}{bound}")
-
-
-def study_task(task: str | Task) -> tuple[str, Task]:
-    """``(ref, task)``: the name a study's runs store (``RunConfig.task``) and the task,
-    built once. A reference is built with ``get_task``; a :class:`Task` built in Python is
-    taken as it is, under its ``name``, which must not be a reference (a built-in task's
-    name, or one with a ``:``): its runs would pass for that task's."""
-    from lrlab.training.tasks import BUILTIN_TASKS, Task, check_task, get_task, is_reference
-
-    if isinstance(task, str):
-        built = get_task(task)
-        check_task(built, task)  # a model that does not fit its data: one line before anything is stored
-        return task, built
-    if not isinstance(task, Task):
-        raise ValueError(f"task must be a task reference or a Task, got {type(task).__name__}")
-    if not task.name or is_reference(task.name):
-        raise ValueError(
-            f"task name {task.name!r} is taken or not a plain name (built-in: {', '.join(BUILTIN_TASKS)}; "
-            "no ':')"
-        )
-    check_task(task)
-    return task.name, task
 
 
 def _setup(
