@@ -149,6 +149,7 @@ def _load(file: Path, backend: str, device: str) -> tuple[SweepSpec, Task, dict[
     for each run; bad input in one line."""
     from lrlab.sweeps import SweepSpecError, build_task, expand, load_sweep
     from lrlab.training.resolve import resolve_device
+    from lrlab.training.tasks import check_task
 
     try:
         if backend == "local":
@@ -157,6 +158,7 @@ def _load(file: Path, backend: str, device: str) -> tuple[SweepSpec, Task, dict[
             raise ValueError(f"device must be cpu, cuda or auto, got {device!r}")
         spec = load_sweep(file)
         task = build_task(spec)
+        check_task(task, spec.task, spec.batch_size)  # a model that does not fit its data: one line, not N failed runs
         return spec, task, {plan.id: _label(plan.config) for plan in expand(spec, task)}
     except SweepSpecError as exc:
         bad_input(str(exc))

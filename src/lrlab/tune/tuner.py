@@ -24,7 +24,7 @@ from lrlab.store.sqlite import Store, new_owner
 from lrlab.study.range_tests import task_range_test
 from lrlab.sweeps.grid import RunPlan
 from lrlab.training.resolve import steps_per_epoch
-from lrlab.training.tasks import get_task
+from lrlab.training.tasks import check_task, get_task
 from lrlab.training.tasks._base import fingerprint_change, task_fingerprint
 from lrlab.tune.space import Context, SpaceError
 from lrlab.tune.spec import TuneSpec
@@ -119,6 +119,7 @@ class Tuner:
         self.report = progress or (lambda _event: None)
         try:
             self.task = get_task(spec.task, **spec.task_options)
+            check_task(self.task, spec.task)  # a model that does not fit its data: one line, not failed trials
         except ValueError:
             raise
         except Exception as exc:
