@@ -51,10 +51,16 @@ def test_sweep_runs_records_and_resumes(sweep_file, tmp_path):
 def test_failed_run_exits_1(tmp_path):
     task = tmp_path / "broken.py"
     task.write_text(
+        "import itertools\n"
+        "import torch.nn.functional as F\n"
         "from lrlab.training.tasks.digits import digits_linear\n"
+        "calls = itertools.count()\n"
+        "def loss(output, target):\n"
+        "    # fits its data (the task check before the sweep passes), then fails in training\n"
+        "    return F.cross_entropy(output, target) if next(calls) < 2 else 1 / 0\n"
         "def make():\n"
         "    task = digits_linear(train_size=32, val_size=16)\n"
-        "    task.loss_fn = lambda output, target: 1 / 0\n"
+        "    task.loss_fn = loss\n"
         "    return task\n"
     )
     sweep = tmp_path / "s.toml"
