@@ -444,10 +444,15 @@ def test_a_tune_whose_trials_keep_failing_stops_in_one_line(tmp_path, monkeypatc
     """Trials that fail for a reason of the setup (a loss that raises) stop the tune after
     three, in one line, instead of adding failed runs until the process is killed."""
     (tmp_path / "failing.py").write_text(
-        "from lrlab.training.tasks import get_task\n\n\n"
+        "import itertools\n\n"
+        "import torch.nn.functional as F\n\n"
+        "from lrlab.training.tasks import get_task\n\n"
+        "calls = itertools.count()\n\n\n"
         "def make(**options):\n"
         "    task = get_task('digits-linear', train_size=128, val_size=64)\n\n"
-        "    def loss_fn(output, target):\n"
+        "    def loss_fn(output, target):  # fits its data (the task check passes), then fails in training\n"
+        "        if next(calls) < 1:\n"
+        "            return F.cross_entropy(output, target)\n"
         "        raise RuntimeError('this loss cannot be computed')\n\n"
         "    task.loss_fn = loss_fn\n"
         "    return task\n"
