@@ -42,14 +42,18 @@ def new_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-def _owner_alive(owner: str) -> bool:
-    """False when the owner's process ran on this machine and is gone."""
+def owner_is_local(owner: str) -> bool:
+    """Whether a claim owner (``host:pid:token``) ran on this machine."""
     host, _, rest = owner.partition(":")
-    pid_text = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
+    return host == socket.gethostname() and rest.partition(":")[0].isdigit()
+
+
+def owner_alive(owner: str) -> bool:
+    """False when the owner's process ran on this machine and is gone."""
+    if not owner_is_local(owner):
         return True  # another machine: only its heartbeat can tell
     try:
-        os.kill(int(pid_text), 0)
+        os.kill(int(owner.split(":")[1]), 0)
     except ProcessLookupError:
         return False
     except PermissionError:
@@ -68,7 +72,7 @@ def claimable(tx: sqlite3.Connection, run_id: str, owner: str) -> bool:
         return False
     if status is not RunStatus.RUNNING or holder is None or holder == owner:
         return True
-    return not _owner_alive(holder) or beat is None or time.time() - beat > LEASE_SECONDS
+    return not owner_alive(holder) or beat is None or time.time() - beat > LEASE_SECONDS
 
 
 def hold(tx: sqlite3.Connection, run_id: str, owner: str | None) -> None:

@@ -10,9 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import re
-import socket
 import time
 import warnings
 from collections.abc import Sequence
@@ -20,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lrlab.core.records import RunConfig, RunRecord, RunStatus
+from lrlab.store.claims import owner_alive, owner_is_local
 from lrlab.store.sqlite import Store, new_owner
 from lrlab.study.range_tests import task_range_test
 from lrlab.sweeps.grid import RunPlan
@@ -371,8 +370,8 @@ class Tuner:
         owner = frozen.user_attrs.get("owner")
         if not owner or owner == self.owner:
             return False
-        if _local(owner):
-            return _alive(owner)
+        if owner_is_local(owner):
+            return owner_alive(owner)
         # On another machine: alive while recent (then its runs' claims, checked by recover, tell).
         started = frozen.datetime_start.timestamp() if frozen.datetime_start else 0.0
         return time.time() - started < LEASE_SECONDS
@@ -498,25 +497,6 @@ def range_test_lr(
 
 class BadDraw(ValueError):
     """A draw the schedule families refuse (a cycle longer than the run...)."""
-
-
-def _local(owner: str) -> bool:
-    """Whether a claim owner (``host:pid:token``) ran on this machine."""
-    host, _, rest = owner.partition(":")
-    return host == socket.gethostname() and rest.partition(":")[0].isdigit()
-
-
-def _alive(owner: str) -> bool:
-    """False when the owner's process ran on this machine and is gone."""
-    if not _local(owner):
-        return True
-    try:
-        os.kill(int(owner.split(":")[1]), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _pruned(record: RunRecord) -> bool:
