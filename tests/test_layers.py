@@ -48,12 +48,12 @@ print("ok")
 # Lower layers first; a module may import its own layer and the layers below (ARCHITECTURE.md).
 LAYERS = [
     {"schedules", "formatting", "deprecation", "files"},
-    {"core", "optim", "torch", "torch_utils"},
+    {"core", "optim", "torch", "torch_utils", "instruments"},
     {"store", "plot"},
-    {"training", "finder", "surfaces", "finetune", "track", "lightning", "transformers", "keras"},
+    {"training", "finder", "surfaces", "finetune", "track", "lightning", "transformers", "keras", "export"},
     {"sweeps"},
     {"report"},
-    {"study", "tune"},
+    {"study", "tune", "transfer"},
     {"cli"},
 ]
 LEVEL = {name: level for level, names in enumerate(LAYERS) for name in names}

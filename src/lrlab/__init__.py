@@ -13,6 +13,7 @@ _LAZY = {
     "find_lr": "lrlab.finder",
     "study": "lrlab.study",  # the package is callable: lrlab.study(model_fn, train, val, ...)
     "track": "lrlab.track",  # the module is callable: lrlab.track(optimizer, name=...)
+    "transfer": "lrlab.transfer",  # the package is callable: lrlab.transfer(factory, axis=..., ...)
 }
 
 __all__ = ["__version__", *_LAZY]
