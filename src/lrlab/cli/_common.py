@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -63,3 +63,29 @@ def close_stores() -> None:
     call it when the command ends, whichever way)."""
     while _opened:
         _opened.pop().close()
+
+
+# ---------------------------------------------------------------- task options
+
+TASK_OPTION_HELP = (
+    "A task option key=value, repeatable; values are TOML scalars (hidden=32, dropout=0.1, bidirectional=true, "
+    "cell=gru or cell='gru'), checked against the task function's keyword arguments."
+)
+
+
+def task_option_flag() -> Any:
+    """The ``--task-option`` option (repeatable) of ``find``, ``study``, ``tune`` and ``transfer``."""
+    return typer.Option(None, "--task-option", help=TASK_OPTION_HELP, show_default=False)
+
+
+def task_options(values: list[str] | None) -> dict[str, Any]:
+    """``--task-option key=value`` values read into ``{key: value}`` (TOML scalars; a bare word is
+    a string); a malformed one is bad input (one line, exit 2). Whether the task takes these keys
+    and types is checked where the task is built (``get_task(ref, **options)`` raises
+    ``ValueError`` in one line naming the keys it takes)."""
+    from lrlab.training.tasks.options import parse_options
+
+    try:
+        return parse_options(values or [])
+    except ValueError as exc:
+        bad_input(f"--task-option: {exc}")

@@ -17,9 +17,10 @@ from typing import Any
 
 from lrlab.training.tasks._base import TASK_KINDS, Task, TensorPairs, batch_count
 from lrlab.training.tasks.check import check_task, first_line, user_frame
+from lrlab.training.tasks.options import check_options, parse_options
 
-__all__ = ["BUILTIN_TASKS", "REGISTRY", "TASK_KINDS", "Task", "TensorPairs", "batch_count", "check_task", "get_task",
-           "is_reference"]  # fmt: skip
+__all__ = ["BUILTIN_TASKS", "REGISTRY", "TASK_KINDS", "Task", "TensorPairs", "batch_count", "check_options", "check_task",
+           "get_task", "is_reference", "parse_options"]  # fmt: skip
 
 # Built-in names -> "module:function", imported on first use.
 REGISTRY: dict[str, str] = {
@@ -102,6 +103,7 @@ def _call(factory: Any, ref: str, options: dict[str, Any]) -> Any:
         raise ValueError(
             f"task {ref!r}: {name} is {type(factory).__name__} {factory!r}, not a function that returns a Task"
         )
+    options = check_options(factory, ref, options)  # an unknown key or a wrong type: one line
     try:
         inspect.signature(factory).bind(**options)
     except TypeError as exc:
@@ -110,7 +112,7 @@ def _call(factory: Any, ref: str, options: dict[str, Any]) -> Any:
     except ValueError:  # no signature to read (a builtin): the call itself says
         pass
     try:
-        return factory(**options)
+        return _recorded(factory(**options), options)
     except (KeyboardInterrupt, MemoryError):
         raise
     except SystemExit as exc:
@@ -120,6 +122,15 @@ def _call(factory: Any, ref: str, options: dict[str, Any]) -> Any:
         if ref in REGISTRY and isinstance(exc, ValueError):
             raise ValueError(f"task {ref!r}: {exc}") from None  # the built-in's own check names the option
         raise ValueError(f"task {ref!r}: {name}({given}) raised {_first_line(exc)}{_where(exc)}") from None
+
+
+def _recorded(task: Any, options: dict[str, Any]) -> Any:
+    """``task`` with the options it was built with in its ``options`` (those its function did
+    not record itself), so that its fingerprint tells two variants of one function apart."""
+    known = getattr(task, "options", None)
+    if options and isinstance(known, dict):
+        task.options = {**options, **known}
+    return task
 
 
 def _parameters(factory: Any) -> str:
