@@ -14,6 +14,9 @@ _LAZY = {
     "study": "lrlab.study",  # the package is callable: lrlab.study(model_fn, train, val, ...)
     "track": "lrlab.track",  # the module is callable: lrlab.track(optimizer, name=...)
     "transfer": "lrlab.transfer",  # the package is callable: lrlab.transfer(factory, axis=..., ...)
+    "trainable": "lrlab.training.trial",  # @lrlab.trainable(objective=..., epochs=..., steps_per_epoch=...)
+    "Trial": "lrlab.training.trial",
+    "Pruned": "lrlab.training.trial",
 }
 
 __all__ = ["__version__", *_LAZY]

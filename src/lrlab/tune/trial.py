@@ -21,6 +21,7 @@ from lrlab.store.sqlite import Store
 from lrlab.sweeps.grid import RunPlan
 from lrlab.training.loop import train_run
 from lrlab.training.recorder import RunProgress
+from lrlab.training.trial import Pruned  # raised from a run's progress callback when Optuna's pruner stops it
 
 __all__ = [
     "PRUNED_PREFIX",
@@ -38,10 +39,6 @@ __all__ = [
 PRUNED_PREFIX = "Pruned: "
 
 ProgressFn = Callable[[Any], None]
-
-
-class Pruned(Exception):
-    """Raised from a run's progress callback when Optuna's pruner stops the trial."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +76,9 @@ def objective_of(task: Any) -> tuple[str, str]:
 def epoch_value(event: RunProgress, metric: str) -> float | None:
     """The objective at an epoch event, where the event carries it (validation error is
     one minus the accuracy; validation loss as such)."""
+    reported = getattr(event, "metrics", None)  # a trainable function's report carries every metric
+    if reported and metric in reported:
+        return float(reported[metric])
     if metric == "val_error" and event.val_accuracy is not None:
         return 1.0 - float(event.val_accuracy)
     if metric == "val_loss" and event.val_loss is not None:

@@ -18,6 +18,7 @@ from typing import Any
 from lrlab.training.tasks._base import TASK_KINDS, Task, TensorPairs, batch_count
 from lrlab.training.tasks.check import check_task, first_line, user_frame
 from lrlab.training.tasks.options import check_options, parse_options
+from lrlab.training.trial_task import as_task, is_trainable
 
 __all__ = ["BUILTIN_TASKS", "REGISTRY", "TASK_KINDS", "Task", "TensorPairs", "batch_count", "check_options", "check_task",
            "get_task", "is_reference", "parse_options"]  # fmt: skip
@@ -30,6 +31,9 @@ REGISTRY: dict[str, str] = {
     "chars-lstm": "lrlab.training.tasks.chars:chars_lstm",
     "chars-transformer": "lrlab.training.tasks.chars:chars_transformer",
     "digits-transfer": "lrlab.training.tasks.transfer:digits_transfer",
+    "sunspots-lstm": "lrlab.training.tasks.series:sunspots_lstm",
+    "sunspots-gru": "lrlab.training.tasks.series:sunspots_gru",
+    "sunspots": "lrlab.training.tasks.series:sunspots",
 }
 BUILTIN_TASKS: tuple[str, ...] = tuple(REGISTRY)
 
@@ -56,6 +60,8 @@ def get_task(ref: str, **options: Any) -> Task:
             "or 'package.module:function' or 'path/to/file.py:function')"
         )
     factory = _import(REGISTRY.get(ref, ref), ref)
+    if is_trainable(factory):  # a function declared with @lrlab.trainable: its options are its own
+        return as_task(factory, options)
     task = _call(factory, ref, options)
     missing = [m for m in _TASK_METHODS if not callable(getattr(task, m, None))]
     if missing:

@@ -57,14 +57,19 @@ def _length(data: Any) -> int | None:
         return None
 
 
-def check_task(task: Task, ref: str | None = None, batch_size: int | None = None) -> None:
+def check_task(task: Task, ref: str | None = None, batch_size: int | None = None) -> str | None:
     """``ValueError`` (one line naming the task, what is wrong and what to do) unless
     ``task``'s training and validation data each give a batch and its model's output on a
     training batch goes through its loss to one finite-shaped number with a gradient.
 
+    A trainable function (``@lrlab.trainable``) has no batch to try: only its options are
+    checked, and the one line returned says that it was not run.
+
     >>> from lrlab.training.tasks import get_task
     >>> check_task(get_task("digits-linear", train_size=32, val_size=16))
     """
+    if getattr(task, "range_test", True) is False and callable(getattr(task, "check", None)):
+        return str(task.check(ref))  # type: ignore[attr-defined]
     label = f"task {ref or task.name!r}"
     for role, data in (("training", task.train_data), ("validation", task.val_data)):
         if _length(data) == 0:
@@ -96,6 +101,7 @@ def check_task(task: Task, ref: str | None = None, batch_size: int | None = None
                 f"{first_line(exc)}{user_frame(exc)}"
             ) from None
         _check_loss(label, loss, model)
+    return None
 
 
 def _first_batch(label: str, role: str, loader: Any) -> tuple[Any, Any]:
