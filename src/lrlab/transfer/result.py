@@ -1,0 +1,151 @@
+"""What a transfer found: the predicted LR at the target with its interval, the fitted slope,
+each proxy's optimum, the prediction in words, the code and the report."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from lrlab.formatting import num, round_sig
+
+if TYPE_CHECKING:
+    from lrlab.core.bracket import Optimum, PowerLaw
+    from lrlab.schedules import Schedule
+
+__all__ = ["TransferResult"]
+
+
+@dataclass(frozen=True)
+class TransferResult:
+    """A transfer's prediction. ``law`` is the fitted power law (``lrlab.core.bracket``),
+    ``scales`` the proxies' values on the axis and ``proxies`` their optima, in that order;
+    ``target_steps`` the target run's optimizer steps and ``proxy_steps`` each proxy's."""
+
+    name: str
+    axis: str
+    target: float
+    optimizer: str
+    schedule: str
+    seeds: int
+    parametrization: str
+    law: PowerLaw
+    scales: tuple[float, ...]
+    proxies: tuple[Optimum, ...]
+    target_steps: int
+    proxy_steps: tuple[int, ...]
+    store_path: Path
+    sweeps: tuple[str, ...]
+
+    @property
+    def lr(self) -> float:
+        """The predicted optimal peak LR at the target."""
+        return float(self.law.lr)
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        """The prediction's interval at ``level`` (80 % by default): (low, high)."""
+        return float(self.law.low), float(self.law.high)
+
+    @property
+    def level(self) -> float:
+        return float(self.law.level)
+
+    @property
+    def slope(self) -> float:
+        """The slope of log LR* against log scale: LR* moves as scale**slope."""
+        return float(self.law.slope)
+
+    @property
+    def slope_interval(self) -> tuple[float, float]:
+        return float(self.law.slope_low), float(self.law.slope_high)
+
+    @property
+    def transfers_unchanged(self) -> bool:
+        """Whether the slope's interval contains 0: the proxies' LR holds at the target."""
+        return bool(self.law.transfers_unchanged)
+
+    def lr_at(self, scale: float) -> float:
+        """The fitted law's optimum at another ``scale`` of the axis."""
+        return self.law.predict(float(scale))
+
+    def schedule_for(self, total_steps: int | None = None) -> Schedule:
+        """The schedule at the predicted LR over ``total_steps`` optimizer steps (default: the
+        target run's). On the ``steps`` axis the LR is the law's at that run length, with a
+        warning when it lies beyond the target that was predicted."""
+        from lrlab.transfer.proxies import build_schedule
+
+        steps = self.target_steps if total_steps is None else total_steps
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"total_steps must be a whole number >= 1, got {total_steps!r}")
+        lr = self.lr
+        if self.axis == "steps" and steps != self.target_steps:
+            lr = self.lr_at(self.target * steps / self.target_steps)
+            if steps > self.target_steps:
+                warnings.warn(
+                    f"a run of {steps} steps is longer than the {self.target_steps} the transfer predicted: its LR "
+                    f"{num(lr)} extrapolates the law (slope {num(self.slope, 3)}) further",
+                    stacklevel=2,
+                )
+        per_epoch = (
+            max(1, self.proxy_steps[-1] // max(1, int(self.scales[-1]))) if self.axis == "steps" else 1
+        )
+        return build_schedule(self.schedule, round_sig(lr), steps, per_epoch)
+
+    def code(self) -> dict[str, str]:
+        """Code to paste for PyTorch, Lightning, Hugging Face and Keras, at the predicted LR,
+        the schedule's step counts written as fractions of the user's run."""
+        from lrlab.study.codegen import hf_snippet, keras_snippet, lightning_snippet, torch_snippet
+
+        spec, steps = str(self.schedule_for()), self.target_steps
+        note = f"# {self.sentence()}\n"
+        return {
+            "PyTorch": note + torch_snippet(self.optimizer, spec, study_steps=steps),
+            "Lightning": note + lightning_snippet(self.optimizer, spec, study_steps=steps),
+            "Hugging Face": note + hf_snippet(self.optimizer, spec, study_steps=steps),
+            "Keras": note + keras_snippet(self.optimizer, spec, study_steps=steps),
+        }
+
+    def sentence(self) -> str:
+        """The prediction in one line."""
+        low, high = self.interval
+        return (
+            f"predicted optimal LR at {self.axis} {num(self.target)}: {num(self.lr, 3)} "
+            f"({self.level:.0%} interval {num(low, 3)} to {num(high, 3)}) for {self.optimizer} with {self.schedule}"
+        )
+
+    def lines(self) -> list[str]:
+        """The prediction in words: the LR, the slope and whether the LR transfers unchanged."""
+        slope_low, slope_high = self.slope_interval
+        proxies = ", ".join(num(s) for s in self.scales)
+        slope = (
+            f"LR* ~ {self.axis}^{num(self.slope, 2)} ({self.level:.0%} interval {num(slope_low, 2)} to "
+            f"{num(slope_high, 2)}), fitted on {self.axis} {proxies}, {self.seeds} seed(s) each"
+        )
+        first = self.sentence()
+        out = [first[0].upper() + first[1:], slope]
+        if self.transfers_unchanged:
+            out.append(
+                "the LR transfers unchanged: the slope's interval contains 0, so the proxies' optimum "
+                f"(about {num(self.proxies[-1].lr, 3)}) holds at the target within what was measured"
+            )
+        else:
+            reuse = self.proxies[-1].lr
+            out.append(
+                f"reusing the largest proxy's optimum ({num(reuse, 3)}) at the target would be "
+                f"{num(reuse / self.lr, 2)}x the prediction"
+            )
+        if self.parametrization != "standard":
+            out.append(f"parametrization: {self.parametrization}")
+        return out
+
+    def __str__(self) -> str:
+        return "\n".join(self.lines())
+
+    def report(self, path: str | Path) -> Path:
+        """Write the HTML report (the figure, the proxies' table, the prediction and the
+        code) to ``path``, and the figure as a PNG beside it (``<stem>.png``)."""
+        from lrlab.transfer.figure import write_report
+
+        return write_report(self, Path(path))
