@@ -11,7 +11,15 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from lrlab.cli._common import bad_input, console, db_option, err_console, open_store
+from lrlab.cli._common import (
+    bad_input,
+    console,
+    db_option,
+    err_console,
+    open_store,
+    task_option_flag,
+    task_options,
+)
 from lrlab.cli.app import app
 from lrlab.formatting import num
 
@@ -33,6 +41,8 @@ Examples:
   lrlab find --task digits-cnn --halving --db runs.db --sweep cnn-study
 
   lrlab find --task digits-mlp --optimizer adam --repeats 3
+
+  lrlab find --task sunspots-gru --task-option window=33 --task-option hidden=64 --optimizer adam
 
 Exit codes: 0 a recommendation; 2 bad input, or a range test that cannot give a trustworthy
 LR (every LR diverged, a flat curve, too few steps): one line says why and what to try.
@@ -85,11 +95,12 @@ def find(
     sweep: str | None = typer.Option(None, "--sweep", help="Tag the stored result with this sweep name."),
     store: bool = typer.Option(True, "--store/--no-store", help="Store the result for the report."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Write the figure: .png, .svg or .html."),
+    task_option: list[str] | None = task_option_flag(),
 ) -> None:
     _check_options(out, batch_size, mode, confirm, repeats)
     if not (math.isfinite(start_lr) and start_lr > 0):  # before the optimizer is built with it
         bad_input(f"--start-lr must be a finite number > 0, got {start_lr}")
-    the_task = _task(task, device, optimizer, seed)
+    the_task = _task(task, device, optimizer, seed, task_options(task_option))
     size = batch_size or the_task.default_batch_size
     the_store = open_store(db) if store else None  # checked before anything trains
     options = {"start_lr": start_lr, "end_lr": end_lr, "num_iter": num_iter, "mode": mode, "amp": amp,
@@ -129,14 +140,15 @@ def _check_options(out: Path | None, batch_size: int | None, mode: str, confirm:
         bad_input(f"--repeats must be >= 1 (range tests to average), got {repeats}")
 
 
-def _task(task: str, device: str, optimizer: str, seed: int) -> Task:
-    """The task, built once, after the device, the optimizer and the seed are checked."""
+def _task(task: str, device: str, optimizer: str, seed: int, options: dict[str, Any]) -> Task:
+    """The task, built once with its ``--task-option`` values, after the device, the optimizer
+    and the seed are checked."""
     from lrlab.optim.grammar import parse_optimizer
     from lrlab.training.resolve import resolve_device
     from lrlab.training.tasks import check_task, get_task
 
     try:
-        the_task = get_task(task)
+        the_task = get_task(task, **options)
         check_task(the_task, task)
         resolve_device(device)
     except ValueError as exc:
