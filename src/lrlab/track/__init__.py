@@ -190,6 +190,7 @@ class Run:
         live: bool = False,
         run_id: str | None = None,
         optimizer_name: str | None = None,
+        export: Sequence[Any] = (),
     ) -> None:
         if not isinstance(name, str) or not name.strip():
             raise ValueError(f"name must be a non-empty string (the run's task label), got {name!r}")
@@ -217,7 +218,7 @@ class Run:
         self.user_config = dict(config or {})
         self.total_steps = total_steps
         self.store = db if isinstance(db, Store) else Store(db)
-        self.recorder = Recorder(self.store, self.run_id, self.config, sweep=self.sweep)
+        self.recorder = Recorder(self.store, self.run_id, self.config, sweep=self.sweep, listeners=export)
         self.live = live
         self.steps = 0
         self.last_step = 0
@@ -442,7 +443,9 @@ def track(
     decay diagnostic), ``objective``/``higher_is_better`` (the metric the report ranks by;
     one the first validated epoch lacks stops the run in one line), ``loss_name``/``loss_unit``
     (the training loss's name on the report's axes, e.g. ``"MSE"``; default cross-entropy in
-    nats), ``live=True`` (diagnostics as training goes, each logged once through ``logging``).
+    nats), ``live=True`` (diagnostics as training goes, each logged once through ``logging``),
+    ``export=[lrlab.export.TensorBoard(dir), lrlab.export.MLflow(uri)]`` (the steps and epochs
+    sent there as they are written to the store; instruments, findings and config at the end).
     The run ends ``done``, ``diverged`` (a non-finite loss) or ``failed`` with the error.
     """
     return Run(optimizer, name=name, sweep=sweep, config=config, db=db, **options)

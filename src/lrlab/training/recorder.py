@@ -8,6 +8,7 @@ Each store call is one transaction (``Store.begin_run`` / ``append_metrics`` / `
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -26,6 +27,7 @@ REMOVED_LINE = "removed from the store by another process: skipped"
 
 FLUSH_EVERY = 1000  # step rows per write transaction at most
 FLUSH_SECONDS = 1.0  # epochs (and their steps) are written at least this often
+log = logging.getLogger("lrlab.export")
 HEARTBEAT_SECONDS = 20.0  # a claimed run writes at least this often (its lease is LEASE_SECONDS)
 
 
@@ -94,8 +96,10 @@ class Recorder:
         flush_every: int = FLUSH_EVERY,
         flush_seconds: float = FLUSH_SECONDS,
         owner: str | None = None,
+        listeners: Sequence[Any] = (),
     ) -> None:
         self.store, self.run_id, self.config, self.sweep = store, run_id, config, sweep
+        self.listeners = list(listeners)  # exporters told what is written (see _tell)
         self.owner = owner  # with an owner the run is claimed (see Store.begin_run)
         self.flush_every, self.flush_seconds = flush_every, flush_seconds
         self._head: list[tuple[int, int, list[float], float | None, float]] = []
@@ -118,6 +122,7 @@ class Recorder:
         )  # fmt: skip
         if not self.store.begin_run(record, extras, owner=self.owner):
             return False
+        self._tell("begin", record)
         self.status = RunStatus.RUNNING
         self._last_flush = self._last_beat = time.monotonic()
         return True
@@ -136,6 +141,7 @@ class Recorder:
             self.run_id, status, error=error, diverged_step=diverged_step, extras=extras, owner=self.owner
         )
         self.status = RunStatus(status)
+        self._tell("ended", self.store, self.run_id)
 
     def abandon(self, status: RunStatus, *, error: str, extras: dict[str, Any] | None = None) -> None:
         """End the run without writing what is buffered (the store could not take it: a full
@@ -155,7 +161,9 @@ class Recorder:
         self._head.append((step, epoch, lrs, momentum, loss))
         self._norms.append(norms)
         if len(self._head) >= self.flush_every:
-            self.store.append_metrics(self.run_id, self._take(), owner=self.owner)
+            rows = self._take()
+            self.store.append_metrics(self.run_id, rows, owner=self.owner)
+            self._tell("written", self.run_id, rows, [])
             self._last_beat = time.monotonic()
         elif self.owner is not None and time.monotonic() - self._last_beat > HEARTBEAT_SECONDS:
             self.flush()  # the write renews the claim
@@ -176,7 +184,22 @@ class Recorder:
         steps, epochs = self._take(), list(self._epochs)
         self._epochs.clear()
         self.store.append_metrics(self.run_id, steps, epochs, owner=self.owner)
+        if steps or epochs:
+            self._tell("written", self.run_id, steps, epochs)
         self._last_flush = self._last_beat = time.monotonic()
+
+    def _tell(self, event: str, *args: Any) -> None:
+        """Tell every listener (an exporter: ``lrlab.export.TensorBoard``, ``MLflow``) what the
+        store just took: ``begin(record)``, ``written(run_id, step_rows, epochs)``,
+        ``ended(store, run_id)``. A listener that fails is dropped with one warning; the run
+        goes on recording into the store, which stays the source of truth."""
+        for listener in list(self.listeners):
+            try:
+                getattr(listener, event)(*args)
+            except Exception as exc:
+                self.listeners.remove(listener)
+                log.warning("lrlab %s: export to %r stopped (%s: %s); the run is still recorded in the store",
+                            self.run_id, listener, type(exc).__name__, exc)  # fmt: skip
 
     def _take(self) -> list[StepRow]:
         count = len(self._head)
