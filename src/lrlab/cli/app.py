@@ -73,6 +73,7 @@ def _register() -> None:
         study,
         surface,
         sweep,
+        transfer,
         tune,
     )
 
