@@ -47,6 +47,13 @@ def task_range_test(
     result = find_lr(model, opt, task.loss_fn, task.train_loader(size, seed), progress=progress, **finder_options)
     record = result.to_record(
         task_ref, optimizer, sweep=sweep,
-        config={"task": task_ref, "batch_size": size, "seed": seed, "device": str(torch_device)},
+        config={"task": task_ref, **_options(task), "batch_size": size, "seed": seed, "device": str(torch_device)},
     )  # fmt: skip
     return result, record
+
+
+def _options(task: Task) -> dict[str, Any]:
+    """The task's options that are set (``{"task_options": {...}}``; nothing when none is),
+    so that a stored range test names the variant of the task it measured."""
+    options = {k: v for k, v in (getattr(task, "options", None) or {}).items() if v is not None}
+    return {"task_options": options} if options else {}
