@@ -21,6 +21,7 @@ __all__ = [
     "NOISE_SE",
     "TIE_RULE",
     "Compute",
+    "FamilyOptimum",
     "LeaderboardRow",
     "LrFreeLine",
     "Margin",
@@ -200,6 +201,57 @@ class LrFreeLine:
 
 
 @dataclass(frozen=True)
+class FamilyOptimum:
+    """Where one schedule family's best peak LR lies, for one optimizer: the vertex of a
+    quadratic in log LR fitted over the LRs the study tried (``lrlab.core.bracket``), with its
+    interval at ``level``.
+
+    ``seeds`` is how many seeds the fit used: every seed of the budget for the
+    recommendation's family (its interval is bootstrapped over them), one for the others
+    (their interval is the grid's resolution). ``bracketed`` says whether a worse (or
+    diverged) LR lies on both sides of the best tried one; ``edge`` (``"low"``/``"high"``)
+    where the best tried LR is the smallest/largest and nothing beyond it was worse.
+    ``tried`` are the peak LRs trained, ``extra`` how many of them the bracketing added
+    beyond the budget's factors. ``text`` is the family's line in words."""
+
+    optimizer: str
+    schedule: str
+    lr: float | None  # None: every LR diverged
+    low: float | None
+    high: float | None
+    level: float
+    bracketed: bool
+    edge: str | None
+    best_lr: float | None
+    seeds: int
+    tried: tuple[float, ...] = ()
+    extra: int = 0
+    recommended: bool = False
+    reason: str = ""
+    text: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "optimizer": self.optimizer, "schedule": self.schedule, "lr": self.lr, "low": self.low,
+            "high": self.high, "level": self.level, "bracketed": self.bracketed, "edge": self.edge,
+            "best_lr": self.best_lr, "seeds": self.seeds, "tried": list(self.tried), "extra": self.extra,
+            "recommended": self.recommended, "reason": self.reason, "text": self.text,
+        }  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> FamilyOptimum:
+        return cls(
+            optimizer=str(d["optimizer"]), schedule=str(d["schedule"]), lr=_float_or_none(d["lr"]),
+            low=_float_or_none(d["low"]), high=_float_or_none(d["high"]), level=float(d["level"]),
+            bracketed=bool(d["bracketed"]), edge=None if d["edge"] is None else str(d["edge"]),
+            best_lr=_float_or_none(d["best_lr"]), seeds=int(d["seeds"]),
+            tried=tuple(float(v) for v in d.get("tried", ())), extra=int(d.get("extra", 0)),
+            recommended=bool(d.get("recommended", False)), reason=str(d.get("reason", "")),
+            text=str(d.get("text", "")),
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
 class StudyVerdict:
     """The study's verdict: its words (``lines``), its leaderboard, the tie rule, the
     margin of the top two against the seed noise, the compute spent and the range tests.
@@ -223,6 +275,7 @@ class StudyVerdict:
     compute: Compute = field(default_factory=Compute)
     range_tests: tuple[RangeTestLine, ...] = ()
     lr_free: tuple[LrFreeLine, ...] = ()  # one per LR-free optimizer in the study (their lines end ``lines``)
+    optima: tuple[FamilyOptimum, ...] = ()  # each optimizer x family's optimum LR (none in older stores)
 
     @property
     def headline(self) -> str:
@@ -240,13 +293,19 @@ class StudyVerdict:
         return self.lines[2:]
 
     @property
+    def optimum(self) -> FamilyOptimum | None:
+        """The recommendation's family's optimum, fitted over every seed (None: not fitted)."""
+        return next((o for o in self.optima if o.recommended), None)
+
+    @property
     def recommended(self) -> LeaderboardRow | None:
         """The recommended configuration's row."""
         return next((row for row in self.leaderboard if row.recommended), None)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON values, in the form the study's sweep record has always held (``lr_free``
-        only where the study had an LR-free optimizer, so older records write back unchanged)."""
+        only where the study had an LR-free optimizer, ``optima`` only where it fitted them, so
+        older records write back unchanged)."""
         out = {
             "name": self.name, "task": self.task, "budget": self.budget, "epochs": self.epochs,
             "total_steps": self.total_steps, "metric": self.metric, "metric_words": self.metric_words,
@@ -263,6 +322,8 @@ class StudyVerdict:
         }  # fmt: skip
         if self.lr_free:
             out["lr_free"] = [line.to_dict() for line in self.lr_free]
+        if self.optima:
+            out["optima"] = [optimum.to_dict() for optimum in self.optima]
         return out
 
     @classmethod
@@ -294,6 +355,7 @@ class StudyVerdict:
                 for name, t in d["range_tests"].items()
             ),
             lr_free=tuple(LrFreeLine.from_dict(line) for line in d.get("lr_free", ())),  # absent before
+            optima=tuple(FamilyOptimum.from_dict(o) for o in d.get("optima", ())),  # absent before
         )  # fmt: skip
 
 

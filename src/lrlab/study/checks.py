@@ -8,13 +8,24 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lrlab.core.records import FinderRecord, RunRecord, RunStatus
 from lrlab.optim.grammar import resolve_optimizer
 from lrlab.study.plan import BUDGETS, Budget
 
 if TYPE_CHECKING:
+    from lrlab.store.sqlite import Store
     from lrlab.training.tasks import Task
 
-__all__ = ["MAX_EPOCHS", "MAX_STEPS", "check_arguments", "check_execution", "check_whole_number", "study_task"]
+__all__ = [
+    "MAX_EPOCHS",
+    "MAX_STEPS",
+    "check_arguments",
+    "check_execution",
+    "check_whole_number",
+    "nothing_finished",
+    "resume_check",
+    "study_task",
+]
 
 
 def check_arguments(
@@ -102,3 +113,57 @@ def study_task(task: str | Task) -> tuple[str, Task]:
         )
     check_task(task)
     return task.name, task
+
+
+def resume_check(
+    store: Store, task: Task, name: str, ref: str, fresh: bool
+) -> tuple[dict[str, Any], frozenset[str]]:
+    """The study's fingerprint, checked against what the store holds under its ``name``: its
+    sweeps (``TaskChanged`` when one holds finished runs of another model, data or task
+    options) and its range tests (one of another task is never reused). With ``fresh`` the
+    stored sweeps are deleted and the range tests' ids returned, to be replaced.
+
+    Returns ``(fingerprint, stale range-test ids)``."""
+    from lrlab.sweeps.executors import TaskChanged
+    from lrlab.training.tasks import is_reference
+    from lrlab.training.tasks._base import fingerprint_change, task_fingerprint
+
+    fingerprint = task_fingerprint(task)
+    sweeps = {}
+    for sweep in store.sweeps():
+        if sweep == name or sweep.startswith(f"{name}-"):
+            spec = store.sweep_spec(sweep)
+            if spec.get("task") == ref:
+                sweeps[sweep] = spec.get("fingerprint")
+    finders = [f for f in store.finder_results(sweep=name) if f.config.get("task") == ref]
+    if fresh:
+        for sweep in sweeps:
+            store.delete_sweep(sweep)
+        return fingerprint, frozenset(f.id for f in finders)
+    stored = [
+        old for sweep, old in sweeps.items() if any(r.status.is_finished for r in store.runs(sweep=sweep))
+    ]
+    stored += [f.config.get("fingerprint") for f in finders]
+    for old in stored:
+        change = fingerprint_change(old, fingerprint)
+        if change is not None:
+            what, how = change
+            keep = "use another store (--store) to keep both" if is_reference(ref) else (
+                f"pass name='{ref}-2' to keep both")  # fmt: skip
+            raise TaskChanged(
+                f"{what} changed since study {ref!r} was stored ({how}); {keep}, or fresh=True / --fresh to "
+                "replace it"
+            )
+    return fingerprint, frozenset()
+
+
+def nothing_finished(runs: Sequence[RunRecord], finders: dict[str, FinderRecord]) -> str:
+    """Why no run of the first rung can be promoted, and what to try, in one line."""
+    diverged = sum(1 for r in runs if r.status is RunStatus.DIVERGED)
+    lrs = sorted(r.config.lr for r in runs)
+    where = f" (LRs {lrs[0]:.3g}..{lrs[-1]:.3g})" if lrs else ""
+    return (
+        f"no trustworthy answer: {diverged} of {len(runs)} runs diverged and none finished{where}; try "
+        "--budget large (LRs down to a tenth of the range test's), another optimizer (adam), or `lrlab find` "
+        "to look at the curve"
+    )

@@ -15,29 +15,45 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lrlab.core.records import FinderRecord, RunConfig, RunRecord, RunStatus
-from lrlab.core.verdict import StudyVerdict
+from lrlab.core.records import FinderRecord, RunRecord, RunStatus
+from lrlab.core.verdict import FamilyOptimum, StudyVerdict
 from lrlab.files import write_text
-from lrlab.optim.grammar import optimizer_key
-from lrlab.optim.lr_free import RUN_LR
-from lrlab.schedules import Schedule, constant, cosine
+from lrlab.schedules import Schedule
 from lrlab.store.sqlite import Store
+from lrlab.study.bracketing import (
+    MAX_EXTRA,
+    Bracketing,
+    Grid,
+    grid_from_finder,
+    grid_without_range_test,
+    has_range_test,
+)
 from lrlab.study.checks import (
     MAX_STEPS,
     check_arguments,
     check_execution,
     check_whole_number,
+    nothing_finished,
+    resume_check,
     study_task,
 )
 from lrlab.study.contenders import contenders, lr_free_evidence
-from lrlab.study.plan import SCHEDULE_NAMES, Budget, check_families, factor_label, study_schedules
-from lrlab.study.recommend import Recommendation, recommend
-from lrlab.study.summary import (
-    LrFreeEvidence,
-    lr_free_family,
-    markdown,
-    study_verdict,
+from lrlab.study.plan import SCHEDULE_NAMES, Budget, check_families
+from lrlab.study.recommend import Recommendation
+from lrlab.study.rungs import (
+    MIN_STEPS,
+    Setup,
+    StudyEvent,
+    StudyFailed,
+    bracket_first_rung,
+    configurations,
+    estimator_plan,
+    family_optima_of,
+    first_rung_plans,
+    more_seeds,
+    neighbour_seeds,
 )
+from lrlab.study.summary import LrFreeEvidence, lr_free_family, markdown, study_verdict
 
 if TYPE_CHECKING:
     from lrlab.training.tasks import Task
@@ -55,19 +71,6 @@ __all__ = [
     "study_name",
     "study_task",
 ]
-
-
-@dataclass(frozen=True)
-class StudyEvent:
-    """A phase of the study for a ``progress`` callback: ``phase`` is ``"plan"`` (first:
-    ``total`` is every step of the plan, one per range test and one per run), ``"finder"``,
-    ``"sweep"``, ``"no-range-test"`` (an LR estimator: its runs start without one), ``"seeds"``,
-    ``"report"`` or ``"done"``; ``detail`` says which optimizer."""
-
-    phase: str
-    detail: str
-    index: int
-    total: int
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,9 @@ class StudyResult:
     files: StudyFiles | None = None
     extras: dict[str, Any] = field(default_factory=dict)
     lr_free: LrFreeEvidence | None = None  # the study's LR-free optimizers, from the store (None: none)
+    grids: dict[str, Grid] = field(default_factory=dict)  # each optimizer's LR grid (not LR estimators)
+    bracketing: Bracketing | None = None  # what the bracketing of the first rung did
+    optima: tuple[FamilyOptimum, ...] = ()  # each optimizer x family's optimum LR, the recommendation's first
 
     @cached_property
     def verdict(self) -> StudyVerdict:
@@ -107,34 +113,7 @@ def study_name(task: str, budget: str) -> str:
     return f"study-{safe}-{budget}"
 
 
-@dataclass(frozen=True)
-class _Setup:
-    """What every phase of one study shares: the task, built once, and ``ref``, the name its
-    runs store (``RunConfig.task``); the study's name, budget and run length; the store,
-    how runs train (``run_plans``'s options) and the progress callback."""
-
-    ref: str
-    task: Task
-    name: str
-    plan: Budget
-    epochs: int
-    batch_size: int
-    total_steps: int
-    store: Store
-    execution: dict[str, Any]
-    report: Callable[[Any], None]
-    fingerprint: dict[str, Any] | None = None  # the task's (stored with its range tests)
-    stale: frozenset[str] = frozenset()  # ids of stored range tests a fresh study replaces
-    families: tuple[str, ...] = SCHEDULE_NAMES  # the schedule families of the first rung
-
-    def train(self, plans: list[Any], sweep: str, described: dict[str, Any]) -> list[RunRecord]:
-        """Train ``plans`` as the sweep ``sweep``, every run on the study's task object."""
-        from lrlab.sweeps import run_plans
-
-        return run_plans(plans, self.store, sweep, described, task=self.task, **self.execution)
-
-
-def _finder(setup: _Setup, optimizer: str) -> FinderRecord:
+def _finder(setup: Setup, optimizer: str) -> FinderRecord:
     """The stored range test of this study for ``optimizer``, or a new one."""
     replaced = None
     for record in setup.store.finder_results(sweep=setup.name):
@@ -153,143 +132,46 @@ def _finder(setup: _Setup, optimizer: str) -> FinderRecord:
             f"the range test for {optimizer} could not suggest an LR ({result.reason}); try another optimizer "
             "or `lrlab find` with a wider --start-lr/--end-lr"
         )
-    record = replace(record, id=replaced or record.id, config={**record.config, "fingerprint": setup.fingerprint})
+    record = replace(
+        record, id=replaced or record.id, config={**record.config, "fingerprint": setup.fingerprint}
+    )
     setup.store.save_finder_result(record)
     return record
 
 
-class StudyFailed(RuntimeError):
-    """The study cannot give a trustworthy answer (every run diverged, a range test that
-    could not suggest an LR, too few steps); the message is one line and says what to try.
-    Everything trained so far stays in the store."""
-
-
-MIN_STEPS = 6  # three whole cycles of the cyclic schedules need at least 2 x 3 steps
-
-
-def _plans(
-    setup: _Setup, spec: str, finder: FinderRecord, schedule_names: dict[Schedule, str]
-) -> list[tuple[str, list[Any], dict[str, Any]]]:
-    """The first rung for ``spec``: one sweep per LR factor, the study's schedule families
-    (nine by default), the first seed."""
-    from lrlab.sweeps import RunPlan
-    from lrlab.training.resolve import plateau_metric
-
-    base_lr, max_lr = _bounds(finder)
-    anchor = anchor_lr(finder)
-    seed = setup.plan.seeds[0]
-    task, epochs, batch_size = setup.ref, setup.epochs, setup.batch_size
-    out = []
-    for factor in setup.plan.lr_factors:
-        lr = anchor * factor
-        named = study_schedules(lr, base_lr * factor, max_lr * factor, setup.total_steps,
-                                families=setup.families, epochs=setup.epochs,
-                                higher_is_better=plateau_metric(setup.task)[1])  # fmt: skip
-        if lr_free_family(spec) == "schedule-free":  # it replaces the schedule: a constant LR only
-            named = {"constant": named["constant"]}
-        schedule_names.update({v: k for k, v in named.items()})
-        sweep = f"{setup.name}-{optimizer_key(spec)}" + ("" if factor == 1.0 else f"-{factor_label(factor)}")
-        plans = [
-            RunPlan.of(sweep, RunConfig(task=task, lr=lr, optimizer=spec, schedule=schedule, seed=seed,
-                                        epochs=epochs, batch_size=batch_size))
-            for schedule in named.values()
-        ]  # fmt: skip
-        described = {
-            "name": sweep, "task": task, "epochs": epochs, "batch_size": batch_size, "seeds": [seed],
-            "grid": {"lr": [lr], "optimizer": [spec], "schedule": [str(s) for s in named.values()]},
-        }  # fmt: skip
-        out.append((sweep, plans, described))
-    return out
-
-
-ESTIMATOR_SCHEDULES = ("constant", "cosine")
-"""The schedules an LR estimator (Prodigy, D-Adaptation) trains with, at lr=1: its authors
-recommend cosine; constant is the estimate alone."""
-
-
-def _estimator_plan(
-    setup: _Setup, spec: str, schedule_names: dict[Schedule, str]
-) -> tuple[str, list[Any], dict[str, Any]]:
-    """The first rung of an LR estimator: no range test, lr = ``RUN_LR`` (1.0, a multiplier on
-    its own estimate) with a constant and a cosine schedule, the first seed."""
-    from lrlab.sweeps import RunPlan
-
-    lr = RUN_LR.get(parse_key(spec)) or 1.0
-    named = {"constant": constant(lr), "cosine": cosine(lr, total_steps=setup.total_steps)}
-    schedule_names.update({v: k for k, v in named.items()})
-    seed = setup.plan.seeds[0]
-    sweep = f"{setup.name}-{optimizer_key(spec)}"
-    plans = [
-        RunPlan.of(sweep, RunConfig(task=setup.ref, lr=lr, optimizer=spec, schedule=schedule, seed=seed,
-                                    epochs=setup.epochs, batch_size=setup.batch_size))
-        for schedule in named.values()
-    ]  # fmt: skip
-    described = {
-        "name": sweep, "task": setup.ref, "epochs": setup.epochs, "batch_size": setup.batch_size, "seeds": [seed],
-        "grid": {"lr": [lr], "optimizer": [spec], "schedule": [str(s) for s in named.values()]},
-    }  # fmt: skip
-    return sweep, plans, described
-
-
-def parse_key(spec: str) -> str:
-    """The grammar name of an optimizer spec (``"prodigy(d_coef=2)"`` -> ``"prodigy"``)."""
-    from lrlab.optim.grammar import parse_optimizer
-
-    return parse_optimizer(spec)[0]
-
-
-def _configurations(spec: str, plan: Budget, families: Sequence[str] = SCHEDULE_NAMES) -> int:
-    """How many configurations the first rung trains for ``spec``."""
-    family = lr_free_family(spec)
-    if family == "estimator":
-        return len(ESTIMATOR_SCHEDULES)
-    return len(plan.lr_factors) * (1 if family == "schedule-free" else len(families))
-
-
 def _first_rung(
-    setup: _Setup, specs: list[str], schedule_names: dict[Schedule, str]
-) -> tuple[dict[str, FinderRecord], list[str], list[RunRecord]]:
+    setup: Setup, specs: list[str], schedule_names: dict[Schedule, str]
+) -> tuple[dict[str, FinderRecord], dict[str, Grid], list[str], list[RunRecord]]:
     """A range test per optimizer, then every configuration derived from it, first seed (an
-    LR estimator has no range test: :func:`_estimator_plan`)."""
+    LR estimator has no range test: :func:`_estimator_plan`; a task without a range test
+    starts from its ``lr_range``: :func:`~lrlab.study.bracketing.grid_without_range_test`)."""
     finders: dict[str, FinderRecord] = {}
+    grids: dict[str, Grid] = {}
     sweeps: list[str] = []
     runs: list[RunRecord] = []
     for index, spec in enumerate(specs):
         if lr_free_family(spec) == "estimator":
             setup.report(StudyEvent("no-range-test", spec, index, len(specs)))
-            sweep, plans, described = _estimator_plan(setup, spec, schedule_names)
+            sweep, plans, described = estimator_plan(setup, spec, schedule_names)
             runs += setup.train(plans, sweep, described)
             sweeps.append(sweep)
             continue
-        setup.report(StudyEvent("finder", spec, index, len(specs)))
-        finders[spec] = _finder(setup, spec)
-        setup.report(StudyEvent("sweep", spec, index, len(specs)))
-        for sweep, plans, described in _plans(setup, spec, finders[spec], schedule_names):
+        if has_range_test(setup.task):
+            setup.report(StudyEvent("finder", spec, index, len(specs)))
+            finders[spec] = _finder(setup, spec)
+            grids[spec] = grid_from_finder(
+                spec, finders[spec], anchor_lr(finders[spec]), setup.plan.lr_factors
+            )
+            setup.report(StudyEvent("sweep", spec, index, len(specs)))
+        else:
+            grids[spec] = grid_without_range_test(
+                spec, getattr(setup.task, "lr_range", None), setup.plan.lr_factors
+            )
+            setup.report(StudyEvent("grid", grids[spec].words(), index, len(specs)))
+        for sweep, plans, described in first_rung_plans(setup, grids[spec], schedule_names):
             runs += setup.train(plans, sweep, described)
             sweeps.append(sweep)
-    return finders, sweeps, runs
-
-
-def _more_seeds(setup: _Setup, chosen: list[RunRecord]) -> tuple[list[str], list[RunRecord]]:
-    """The finalists ``chosen`` with every further seed of the budget: one sweep per seed,
-    so every run's batches come from its own seed."""
-    from lrlab.sweeps import RunPlan
-
-    seeds = setup.plan.seeds
-    if len(seeds) > 1:
-        setup.report(StudyEvent("seeds", f"{len(chosen)} finalists x {len(seeds) - 1} more seeds", 0, len(chosen)))
-    sweeps: list[str] = []
-    runs: list[RunRecord] = []
-    for seed in seeds[1:]:
-        sweep = f"{setup.name}-seed{seed}"
-        plans = [RunPlan.of(sweep, replace(r.config, seed=seed)) for r in chosen]
-        described = {
-            "name": sweep, "task": setup.ref, "epochs": setup.epochs, "batch_size": setup.batch_size,
-            "seeds": [seed], "finalists": [r.configuration for r in chosen],
-        }  # fmt: skip
-        runs += setup.train(plans, sweep, described)
-        sweeps.append(sweep)
-    return sweeps, runs
+    return finders, grids, sweeps, runs
 
 
 def promote(runs: Sequence[RunRecord], epochs_by_run: Any, plan: Budget) -> list[RunRecord]:
@@ -362,35 +244,49 @@ def run_study(
     execution = {"jobs": jobs, "backend": backend, "progress": progress, "device": device, "address": address,
                  "vectorize": vectorize}  # fmt: skip
     setup = _setup(task, store, plan, epochs, execution, progress or (lambda _event: None))
-    setup = replace(_resume_check(setup, fresh), families=families)
+    fingerprint, stale = resume_check(store, setup.task, setup.name, setup.ref, fresh)
+    setup = replace(setup, fingerprint=fingerprint, stale=stale, families=families)
     name, report = setup.name, setup.report
-    first_rung = sum(_configurations(spec, plan, families) for spec in specs)
+    first_rung = sum(configurations(spec, plan, families) for spec in specs)
     lr_free = [spec for spec in specs if lr_free_family(spec) is not None]
-    second_rung = (plan.finalists(first_rung) + len(lr_free)) * (len(plan.seeds) - 1)
-    range_tests = sum(1 for spec in specs if lr_free_family(spec) != "estimator")
-    report(StudyEvent("plan", f"{range_tests} range tests and {first_rung} + up to {second_rung} runs", 0,
-                      len(specs) + first_rung + second_rung))  # fmt: skip
+    laddered = sum(configurations(spec, plan, families) // len(plan.lr_factors) for spec in specs
+                   if lr_free_family(spec) != "estimator")  # the families with an LR grid  # fmt: skip
+    seeds = len(plan.seeds) - 1
+
+    def total(extra: int) -> int:  # the plan's steps after ``extra`` bracketing runs (neighbours: at most 2)
+        return (
+            len(specs) + first_rung + extra + (plan.finalists(first_rung + extra) + len(lr_free) + 2) * seeds
+        )
+
+    report(StudyEvent("plan", f"{_range_test_words(setup, specs)} and {first_rung} + up to {MAX_EXTRA * laddered} "
+                      f"bracketing (at most {MAX_EXTRA} more LRs per family whose best LR is at an edge) + up to "
+                      f"{total(MAX_EXTRA * laddered) - len(specs) - first_rung - MAX_EXTRA * laddered} runs", 0,
+                      total(MAX_EXTRA * laddered)))  # fmt: skip
     schedule_names: dict[Schedule, str] = {}
-    finders, sweeps, runs = _first_rung(setup, specs, schedule_names)
+    finders, grids, sweeps, runs = _first_rung(setup, specs, schedule_names)
+    bracketing, more_sweeps, more_runs = bracket_first_rung(setup, grids, runs, schedule_names, total)
+    sweeps, runs = sweeps + more_sweeps, runs + more_runs
+    report(StudyEvent("bracket", bracketing.words(), bracketing.rounds, total(bracketing.extra_runs)))
     first_epochs = store.epochs_for([r.id for r in runs])
     chosen = promote(runs, first_epochs, plan)
     if not chosen:
-        raise StudyFailed(_nothing_finished(runs, finders))
+        raise StudyFailed(nothing_finished(runs, finders))
     promoted = contenders(runs, first_epochs, chosen)
     chosen = chosen + promoted
-    more_sweeps, more_runs = _more_seeds(setup, chosen)
+    more_sweeps, more_runs = more_seeds(setup, chosen)
     sweeps, runs = sweeps + more_sweeps, runs + more_runs
-    epochs_by_run = store.epochs_for([r.id for r in runs])
-    try:
-        verdict = recommend(runs, epochs_by_run, schedule_names, finalists=[r.configuration for r in chosen],
-                            break_ties=True)  # fmt: skip
-    except ValueError as exc:
-        raise StudyFailed(f"{exc}; try another optimizer or --budget large (LRs ten times smaller)") from None
+    verdict, more_sweeps, more_runs, finalists = neighbour_seeds(
+        setup, runs, schedule_names, grids, [r.configuration for r in chosen]
+    )
+    sweeps, runs = sweeps + more_sweeps, runs + more_runs
     result = StudyResult(
         name, setup.ref, budget, finders, sweeps, runs, schedule_names, verdict, setup.total_steps, setup.epochs,
-        extras={"finalists": len(chosen), "seeds": list(plan.seeds), "contenders": len(promoted)},
+        extras={"finalists": len(finalists), "seeds": list(plan.seeds), "contenders": len(promoted),
+                "neighbours": len(finalists) - len(chosen)},
         lr_free=lr_free_evidence(store, lr_free, runs, finders, verdict,
                                   {r.config.optimizer for r in promoted}) if lr_free else None,
+        grids=grids, bracketing=bracketing,
+        optima=family_optima_of(setup, runs, schedule_names, grids, verdict, bracketing),
     )  # fmt: skip
     save_verdict(store, result)
     if out_dir is not None:
@@ -400,6 +296,12 @@ def run_study(
     return result
 
 
+def _range_test_words(setup: Setup, specs: Sequence[str]) -> str:
+    if not has_range_test(setup.task):
+        return "no range test (the task has none: its LRs span its lr_range)"
+    return f"{sum(1 for spec in specs if lr_free_family(spec) != 'estimator')} range tests"
+
+
 def _setup(
     task: str | Task,
     store: Store,
@@ -407,7 +309,7 @@ def _setup(
     epochs: int | None,
     execution: dict[str, Any],
     report: Callable[[Any], None],
-) -> _Setup:
+) -> Setup:
     """The study's task, built once, and the run length the budget gives it."""
     from lrlab.training.resolve import steps_per_epoch
 
@@ -427,55 +329,7 @@ def _setup(
             f"study's schedules need at least {MIN_STEPS}; try more --epochs or more training data"
         )
     name = study_name(the_task.name if ":" in ref else ref, plan.name)  # a user task: its own name
-    return _Setup(ref, the_task, name, plan, epochs, batch_size, total_steps, store, execution, report)
-
-
-def _resume_check(setup: _Setup, fresh: bool) -> _Setup:
-    """The study's fingerprint, checked against what the store holds under its name: its
-    sweeps (``TaskChanged`` when one holds finished runs of another model, data or task
-    options) and its range tests (one of another task is never reused). With ``fresh`` the
-    stored sweeps are deleted and the range tests marked to be replaced."""
-    from lrlab.sweeps.executors import TaskChanged
-    from lrlab.training.tasks import is_reference
-    from lrlab.training.tasks._base import fingerprint_change, task_fingerprint
-
-    store, fingerprint = setup.store, task_fingerprint(setup.task)
-    sweeps = {}
-    for sweep in store.sweeps():
-        if sweep == setup.name or sweep.startswith(f"{setup.name}-"):
-            spec = store.sweep_spec(sweep)
-            if spec.get("task") == setup.ref:
-                sweeps[sweep] = spec.get("fingerprint")
-    finders = [f for f in store.finder_results(sweep=setup.name) if f.config.get("task") == setup.ref]
-    if fresh:
-        for sweep in sweeps:
-            store.delete_sweep(sweep)
-        return replace(setup, fingerprint=fingerprint, stale=frozenset(f.id for f in finders))
-    stored = [old for name, old in sweeps.items() if any(r.status.is_finished for r in store.runs(sweep=name))]
-    stored += [f.config.get("fingerprint") for f in finders]
-    for old in stored:
-        change = fingerprint_change(old, fingerprint)
-        if change is not None:
-            what, how = change
-            label = setup.ref
-            keep = "use another store (--store) to keep both" if is_reference(label) else (
-                f"pass name='{label}-2' to keep both")  # fmt: skip
-            raise TaskChanged(
-                f"{what} changed since study {label!r} was stored ({how}); {keep}, or fresh=True / --fresh to "
-                "replace it"
-            )
-    return replace(setup, fingerprint=fingerprint)
-
-
-def _nothing_finished(runs: Sequence[RunRecord], finders: dict[str, FinderRecord]) -> str:
-    diverged = sum(1 for r in runs if r.status is RunStatus.DIVERGED)
-    lrs = sorted(r.config.lr for r in runs)
-    where = f" (LRs {lrs[0]:.3g}..{lrs[-1]:.3g})" if lrs else ""
-    return (
-        f"no trustworthy answer: {diverged} of {len(runs)} runs diverged and none finished{where}; try "
-        "--budget large (LRs down to a tenth of the range test's), another optimizer (adam), or `lrlab find` "
-        "to look at the curve"
-    )
+    return Setup(ref, the_task, name, plan, epochs, batch_size, total_steps, store, execution, report)
 
 
 def _write_outputs(result: StudyResult, store: Store, out: Path) -> StudyResult:
@@ -507,10 +361,3 @@ def anchor_lr(finder: FinderRecord) -> float:
     if not (math.isfinite(finder.lr) and finder.lr > 0):
         raise StudyFailed(f"the range test for {finder.optimizer} could not suggest an LR: {finder.reason}")
     return float(finder.lr)
-
-
-def _bounds(finder: FinderRecord) -> tuple[float, float]:
-    if finder.base_lr and finder.max_lr and math.isfinite(finder.base_lr) and math.isfinite(finder.max_lr):
-        return float(finder.base_lr), float(finder.max_lr)
-    # Without bounds from the curve, cycle around the recommendation (Smith: a factor of 3-4).
-    return finder.lr / 2, finder.lr * 2

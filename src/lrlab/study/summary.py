@@ -28,6 +28,7 @@ from lrlab.core.verdict import (
 from lrlab.formatting import num, pct
 from lrlab.optim.grammar import parse_optimizer
 from lrlab.optim.lr_free import LR_ESTIMATORS, SCHEDULE_FREE
+from lrlab.report.optima import optimum_words
 from lrlab.schedules import Schedule
 from lrlab.schedules.summary import key_points
 from lrlab.study.codegen import hf_snippet, keras_snippet, lightning_snippet, step_template, torch_snippet
@@ -47,6 +48,7 @@ __all__ = [
     "EstimatePath",
     "LrFreeEvidence",
     "all_snippets",
+    "bracketing_line",
     "code_snippets",
     "column_name",
     "estimate_path",
@@ -56,6 +58,7 @@ __all__ = [
     "metric_name",
     "no_range_test_line",
     "objective_of",
+    "optimum_line",
     "peak",
     "study_verdict",
     "verdict_lines",
@@ -111,6 +114,7 @@ def verdict_lines(result: StudyResult) -> list[str]:
     template = step_template(best.schedule, result.total_steps)
     if template.startswith("f"):  # step counts: say them as fractions of the user's run
         lines.append(f"for your run of total_steps optimizer steps (len(train_loader) * epochs): {template}")
+    lines += optimum_line(result)
     lines += margin_lines(rec, what)
     if rec.best_constant is not None:
         c = rec.best_constant
@@ -119,8 +123,40 @@ def verdict_lines(result: StudyResult) -> list[str]:
         )
     if rec.diverged:
         lines.append(f"{rec.diverged} run(s) diverged")
+    lines += bracketing_line(result)
     lines += [line.text for line in lr_free_lines(result)]
     return lines
+
+
+def optimum_line(result: Any) -> list[str]:
+    """The recommendation's optimum LR as an interval, or why it is open (none without a fit)."""
+    mine = next((o for o in getattr(result, "optima", ()) or () if o.recommended), None)
+    if mine is None:
+        return []
+    line = f"optimum of {mine.text}"
+    lr = peak(result.recommendation.best.schedule, result.total_steps)
+    if mine.bracketed and mine.low is not None and mine.high is not None and not mine.low <= lr <= mine.high:
+        side = "above" if lr > mine.high else "below"
+        line += (
+            f"; the recommended peak LR {lr:.4g} lies {side} it: it is the best LR tried, and the fit puts the "
+            "optimum between the LRs tried, where no run measured it"
+        )
+    return [line]
+
+
+def bracketing_line(result: Any) -> list[str]:
+    """What the bracketing did, naming the families it could not bracket (none without)."""
+    bracketing = getattr(result, "bracketing", None)
+    if bracketing is None:
+        return []
+    line = bracketing.words()
+    still = [o for o in getattr(result, "optima", ()) or () if not o.bracketed and o.edge is not None]
+    if still:
+        line += "; not bracketed: " + ", ".join(
+            f"{o.optimizer} + {o.schedule} (the optimum may lie {'higher' if o.edge == 'high' else 'lower'})"
+            for o in still
+        )
+    return [line]
 
 
 def all_snippets(result: StudyResult) -> dict[str, str]:
@@ -182,7 +218,25 @@ def markdown(result: StudyResult) -> str:
         f"({verdict.total_steps} steps) per run, {verdict.compute.runs} runs.\n\n## Recommendation\n\n{lines}\n\n"
         + "".join(f"## {where}\n\n```python\n{text}```\n\n" for where, text in code.items()) +
         f"## All configurations\n\n| optimizer | schedule | peak lr | {column_name(verdict.metric)} (mean ± sd) | seeds "
-        f"| accuracy | spec |\n|---|---|---|---|---|---|---|\n{rows}\n\nThe figures are in `report.html` and `figures/`.\n"
+        f"| accuracy | spec |\n|---|---|---|---|---|---|---|\n{rows}\n\n{optima_markdown(verdict)}"
+        "The figures are in `report.html` and `figures/`.\n"
+    )
+
+
+def optima_markdown(verdict: StudyVerdict) -> str:
+    """``recommendation.md``'s table of each family's optimum LR (empty for a study without)."""
+    if not verdict.optima:
+        return ""
+    rows = "\n".join(
+        f"| {o.optimizer} | {o.schedule}{' (recommended)' if o.recommended else ''} | {optimum_words(o)} | "
+        f"{o.seeds} | {len(o.tried)} ({o.extra} added) | {o.reason} |"
+        for o in verdict.optima
+    )
+    return (
+        "## Optimum LR per family\n\nThe vertex of a quadratic in log LR over the LRs tried, with its "
+        f"{verdict.optima[0].level:.0%} interval: bootstrapped over every seed for the recommendation's family, "
+        "the grid's resolution for the others (one seed).\n\n| optimizer | schedule | optimum peak lr (interval) "
+        f"| seeds | LRs tried | how |\n|---|---|---|---|---|---|\n{rows}\n\n"
     )
 
 
@@ -208,6 +262,7 @@ def study_verdict(result: StudyResult) -> StudyVerdict:
         range_tests=tuple(RangeTestLine(name, f.lr, f.config.get("rule"), f.config.get("iterations_run"))
                           for name, f in result.finders.items()),
         lr_free=tuple(lr_free_lines(result)),
+        optima=tuple(getattr(result, "optima", ()) or ()),
     )  # fmt: skip
 
 
