@@ -17,6 +17,7 @@ from lrlab.formatting import num
 from lrlab.plot.interactive import PAGE_CSS, PLOT_CONFIG, esc, plotly_figure
 from lrlab.plot.spec import FigureSpec
 from lrlab.report.data import ReportData
+from lrlab.report.optima import optima_section
 
 
 def _part_of(parent: StudyVerdict) -> str:
@@ -161,6 +162,7 @@ def _study_answer(data: ReportData, study: StudyVerdict) -> str:
             f'<p class="sub">and {len(rows) - LEADERBOARD_ROWS} more finished configurations (every one in '
             "recommendation.md; every run in the table at the end).</p>"
         )
+    parts.append(optima_section(study))
     parts.append(f'<p class="sub" id="tie-rule">{esc(_tie_rule_words(study))}</p></section>')
     return "".join(parts)
 
