@@ -98,6 +98,11 @@ class _Display:
                 self._advance(f"range test {safe(event.detail)} done; training its schedules")
             elif event.phase == "no-range-test":
                 self._advance(f"{safe(event.detail)} estimates its own LR (no range test); training it at lr=1")
+            elif event.phase == "grid":  # a task without a range test: its LRs in one line
+                self._advance(safe(event.detail))
+            elif event.phase == "bracket":  # a bracketing round: the plan's total is updated
+                self.total = event.total or self.total
+                self._say(safe(event.detail))
             else:
                 self._say(event.phase)
         elif isinstance(event, SweepProgress) and event.event == "start" and event.skipped:
@@ -247,6 +252,7 @@ def _print_summary(result: Any) -> None:
             pct(row.accuracy),
         )
     console.print(table)
+    _print_optima(verdict)
     factors = BUDGETS[result.budget].lr_factors
     for name, finder in result.finders.items():
         anchor = anchor_lr(finder)
@@ -260,6 +266,9 @@ def _print_summary(result: Any) -> None:
         note = _optimizer_note(name)
         if note:
             console.print(f"  {escape(note)}", highlight=False)
+    for name, grid in result.grids.items():
+        if name not in result.finders:  # a task without a range test
+            console.print(escape(grid.words()), highlight=False)
     from lrlab.study.summary import lr_free_family, no_range_test_line
 
     for name in result.lr_free.steps if result.lr_free is not None else ():
@@ -277,6 +286,28 @@ def _print_summary(result: Any) -> None:
             highlight=False,
         )
     console.print(Panel("\n".join(escape(line) for line in verdict.lines), title="Recommendation"))
+
+
+def _print_optima(verdict: Any) -> None:
+    """Each optimizer x family's optimum peak LR as an interval (the recommendation's first)."""
+    from lrlab.report.optima import optimum_words
+
+    if not verdict.optima:
+        return
+    level = f"{verdict.optima[0].level:.0%}"
+    table = Table(
+        title=f"Optimum peak LR per family ({level} interval)",
+        caption="a quadratic in log LR over the LRs tried: over every seed for the recommendation's family "
+        "(bootstrapped), over one seed for the others (the interval is the grid's resolution)",
+    )
+    for column in ("optimizer", "schedule", "optimum (interval)", "seeds", "LRs tried"):
+        table.add_column(column)
+    for o in verdict.optima:
+        table.add_row(
+            escape(o.optimizer), escape(o.schedule) + (" (recommended)" if o.recommended else ""),
+            escape(optimum_words(o)), str(o.seeds), f"{len(o.tried)} ({o.extra} added)" if o.extra else str(len(o.tried)),
+        )  # fmt: skip
+    console.print(table)
 
 
 def _optimizer_note(spec: str) -> str | None:
