@@ -6,6 +6,7 @@ import csv
 import io
 import json
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -79,7 +80,9 @@ def test_export_json_is_the_stable_record_format(db):
 def test_export_csv_has_stable_columns(db):
     result = runner.invoke(app, ["runs", "export", "--db", str(db), "--format", "csv"])
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
-    assert list(rows[0]) == list(EXPORT_COLUMNS)
+    assert list(rows[0])[: len(EXPORT_COLUMNS)] == list(EXPORT_COLUMNS)
+    assert list(rows[0])[len(EXPORT_COLUMNS) :] == ["objective", "objective_higher_is_better"]
+    assert {r["objective"] for r in rows} == {"val_error"}
     assert len(rows) == 4 and json.loads(rows[0]["config"])["task"] == "digits-linear"
 
 
@@ -141,3 +144,173 @@ def test_dataframes(db):
     done_id = runs.loc[runs["status"] == "done", "id"].iloc[0]
     steps = steps_frame(db, done_id)
     assert len(steps) == 2 * 3 and (steps["lr"] == 0.2).all()
+
+
+# ------------------------------------------------------------------ a study's worth of runs
+
+SCHEDULES = [
+    "constant(lr={lr})",
+    "cosine(lr={lr}, total_steps=400)",
+    "warmup(cosine(lr={lr}, total_steps=360, final_lr=0.0), steps=40)",
+    "one_cycle(max_lr={lr}, total_steps=400, pct_start=0.3)",
+    "cyclic(base_lr={low}, max_lr={lr}, step_size=50, mode='triangular2')",
+    "wsd(lr={lr}, total_steps=400, warmup_steps=40, decay_steps=80, decay_shape='1-sqrt')",
+    "step_decay(lr={lr}, step_size=100, gamma=0.5)",
+]
+OPTIMIZERS = ["sgd(momentum=0.9, nesterov=True)", "adamw(weight_decay=0.01)"]
+LRS = [10 ** (-4 + i * 0.4) for i in range(11)]  # 1e-4 .. 1: the top ones diverge
+
+
+@pytest.fixture(scope="module")
+def study_db(tmp_path_factory):
+    """154 runs in a real store, as a study of a regression task leaves them: 7 schedules x 11
+    LRs x 2 seeds (the optimizer alternating), the task's objective val_mae, val_r2 beside it."""
+    from lrlab.core.records import EpochRecord, Objective, RunConfig, RunRecord
+
+    path = tmp_path_factory.mktemp("study") / "study.db"
+    store = Store(path)
+    store.upsert_sweep("reg-study", {"name": "reg-study"})
+    objective = Objective("val_mae", False, "MSE", "", ("val_r2",)).to_dict()
+    count = 0
+    for s, schedule in enumerate(SCHEDULES):
+        for i, lr in enumerate(LRS):
+            for seed in (0, 1):
+                spec = schedule.format(lr=f"{lr:.4g}", low=f"{lr / 10:.4g}")
+                config = RunConfig(task="reg-custom", lr=float(f"{lr:.4g}"), schedule=spec, seed=seed,
+                                   optimizer=OPTIMIZERS[(s + i) % 2], epochs=2, batch_size=32)  # fmt: skip
+                run_id = f"{count:04d}" + "abcdef0123456789" * 2
+                store.begin_run(RunRecord(id=run_id, sweep="reg-study", status="queued", config=config, seed=seed),
+                                {"objective": objective})  # fmt: skip
+                diverged = i >= 9
+                loss = (
+                    [1.0 / (1 + lr * 10 * k) for k in range(1, 5)]
+                    if not diverged
+                    else [1.0, 5.0, float("nan")]
+                )
+                rows = [(k, 1, [lr], 0.9, v, 1.0) for k, v in enumerate(loss)]
+                epochs = [] if diverged else [
+                    EpochRecord.of(run_id, e, 2 * e, loss[2 * e - 1], {"val_loss": loss[2 * e - 1] * 1.1,
+                                   "val_mae": 0.5 * loss[2 * e - 1] + 0.01 * seed, "val_r2": 1 - loss[2 * e - 1]}, 0.1)
+                    for e in (1, 2)
+                ]  # fmt: skip
+                store.append_metrics(run_id, rows, epochs)
+                store.end_run(
+                    run_id, "diverged" if diverged else "done", diverged_step=2 if diverged else None
+                )
+                count += 1
+    assert count == 154
+    return path
+
+
+def _rows(output: str) -> list[str]:
+    return [line for line in output.splitlines() if " done " in line or " diverged " in line]
+
+
+def test_a_study_of_154_runs_lists_one_line_per_run_at_80_columns(study_db):
+    result = runner.invoke(app, ["runs", "list", "--db", str(study_db)], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert all(len(line) <= 80 for line in lines)
+    rows = _rows(result.output)
+    assert len(rows) == 154
+    assert len(lines) <= 154 + 8  # title (may wrap once), header, rule, footer
+    header = next(line for line in lines if line.lstrip().startswith("id"))
+    assert header.split()[-2:] == ["val_mae", "val_r2"]  # the task's objective, then its other metric
+    done = [line for line in rows if " done " in line]
+    for line in done:  # a number, not "-": the objective is the task's own metric
+        float(line.split()[-2])
+        float(line.split()[-1])
+    assert "objective val_mae (lower is better)" in " ".join(result.output.split())
+    assert "126 done, 28 diverged; val_loss with --wide" in result.output
+    assert any("warmup(cosine)" in line for line in rows)
+
+
+def test_wide_shows_whole_specs_and_every_metric_full_ids_whole_ids(study_db):
+    result = runner.invoke(
+        app, ["runs", "list", "--db", str(study_db), "--wide", "--full-ids"], env={"COLUMNS": "400"}
+    )
+    assert result.exit_code == 0, result.output
+    header = next(line for line in result.output.splitlines() if line.lstrip().startswith("id"))
+    assert header.split()[-3:] == ["val_mae", "val_r2", "val_loss"]
+    rows = _rows(result.output)
+    assert len(rows) == 154
+    store = Store(study_db, readonly=True)
+    assert {line.split()[0] for line in rows} == {r.id for r in store.runs()}
+    assert any("warmup(cosine(lr=" in line and "steps=40)" in line for line in rows)
+    assert any("adamw(weight_decay=0.01)" in line for line in rows)
+
+
+def test_show_and_every_export_format_carry_the_tasks_own_metric(study_db):
+    store = Store(study_db, readonly=True)
+    run = store.runs()[0]
+    last = store.epochs(run.id)[-1]
+    shown = runner.invoke(app, ["runs", "show", run.id[:6], "--db", str(study_db)], env={"COLUMNS": "200"})
+    assert shown.exit_code == 0, shown.output
+    assert "objective: val_mae (lower is better)" in shown.output
+    header = next(line for line in shown.output.splitlines() if "train_loss" in line)
+    assert "val_mae" in header and "val_r2" in header and "val_error" not in header
+    assert f"{last.metrics['val_mae']:.4g}" in shown.output
+    as_csv = runner.invoke(app, ["runs", "export", "--db", str(study_db), "--format", "csv"])
+    rows = list(csv.DictReader(io.StringIO(as_csv.stdout)))
+    assert len(rows) == 154 and {"final_val_mae", "final_val_r2", "objective"} <= set(rows[0])
+    by_id = {r["id"]: r for r in rows}
+    assert float(by_id[run.id]["final_val_mae"]) == last.metrics["val_mae"]
+    assert by_id[run.id]["objective"] == "val_mae"
+    as_json = json.loads(
+        runner.invoke(app, ["runs", "export", "--db", str(study_db), "--run", run.id[:6]]).stdout
+    )
+    assert len(as_json) == 1 and as_json[0]["final"]["val_mae"] == last.metrics["val_mae"]
+    assert as_json[0]["objective"]["metric"] == "val_mae"
+
+
+def test_export_to_tensorboard_and_mlflow_from_the_command_line(db, tmp_path):
+    from mlflow.tracking import MlflowClient
+    from tensorboard.backend.event_processing import event_accumulator
+    from tensorboard.util import tensor_util
+
+    store = Store(db, readonly=True)
+    result = runner.invoke(app, ["runs", "export", "--db", str(db), "--to", "tensorboard", str(tmp_path / "tb"),
+                                 "--sweep", "runs-cli"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "exported 4 run(s) to tensorboard" in result.output
+    for record in store.runs():
+        acc = event_accumulator.EventAccumulator(
+            str(tmp_path / "tb" / "runs-cli" / record.id), size_guidance={event_accumulator.TENSORS: 0}
+        )
+        acc.Reload()
+        loss = [float(tensor_util.make_ndarray(e.tensor_proto)) for e in acc.Tensors("loss")]
+        assert np.array_equal(loss, store.steps(record.id).loss, equal_nan=True)
+    one = store.runs()[0]
+    result = runner.invoke(app, ["runs", "export", "--db", str(db), "--to", "mlflow", str(tmp_path / "ml"),
+                                 "--run", one.id[:8]])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'ml' / 'mlflow.db'}")
+    (found,) = client.search_runs([client.get_experiment_by_name("runs-cli").experiment_id])
+    assert found.data.tags["lrlab.run_id"] == one.id
+    history = client.get_metric_history(found.info.run_id, "lr/group0")
+    assert sorted(m.step for m in history) == store.steps(one.id).step.tolist()
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        pytest.param(["--to", "wandb", "out"], "--to must be one of tensorboard, mlflow", id="to"),
+        pytest.param(["--to", "tensorboard"], "--to tensorboard needs a destination", id="no-dest"),
+        pytest.param(["out"], "needs --to tensorboard or --to mlflow", id="dest-without-to"),
+        pytest.param(["--to", "tensorboard", "out", "--run", "zzzz"], "no run 'zzzz'", id="run"),
+    ],
+)
+def test_export_to_bad_input_exits_2_and_writes_nothing(db, tmp_path, args, fragment):
+    result = runner.invoke(app, ["runs", "export", "--db", str(db), *[str(tmp_path / a) if a == "out" else a
+                                                                      for a in args]])  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert fragment in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_export_to_a_file_exits_2(db, tmp_path):
+    target = tmp_path / "a-file"
+    target.write_text("mine")
+    result = runner.invoke(app, ["runs", "export", "--db", str(db), "--to", "tensorboard", str(target)])
+    assert result.exit_code == 2 and "is a file, not a folder" in result.output
+    assert target.read_text() == "mine"

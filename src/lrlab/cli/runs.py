@@ -8,11 +8,12 @@ import sys
 from pathlib import Path
 
 import typer
-from rich import box
+from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from lrlab.cli._common import bad_input, console, db_option, open_store, safe
+from lrlab.cli._runs_table import STATUS_STYLE, ListOptions, metric_columns, runs_table
 from lrlab.cli.app import app
 from lrlab.formatting import num
 
@@ -33,7 +34,7 @@ runs_app = typer.Typer(help=HELP, no_args_is_help=True, rich_markup_mode="rich")
 app.add_typer(runs_app, name="runs")
 
 _DB = db_option()
-_STATUS_STYLE = {"done": "green", "diverged": "yellow", "failed": "red", "running": "cyan", "queued": "dim"}
+_STATUS_STYLE = STATUS_STYLE
 
 
 def _text(value: object) -> str:
@@ -51,17 +52,18 @@ def _check_sweep(store, db: Path, sweep: str | None) -> None:  # store: Store
         bad_input(f"no sweep {sweep!r} in {db} (sweeps: {', '.join(store.sweeps()) or 'none'})")
 
 
-_NUMERIC = ("lr", "seed", "val loss", "val acc")
-
-
 @runs_app.command(
     "list",
-    help="List runs with their final metrics.\n\nExamples:\n\n  lrlab runs list\n\n  lrlab runs list --sweep digits-lr --status diverged",
+    help="List runs, one line each, with the task's objective and metrics.\n\nAt the terminal's width each run keeps one line: schedules as their shape, optimizers by name, the objective and one more metric. --wide shows whole specs and every metric; --full-ids whole ids.\n\nExamples:\n\n  lrlab runs list\n\n  lrlab runs list --sweep digits-lr --status diverged\n\n  lrlab runs list --sweep digits-lr --wide --full-ids",
 )
 def list_runs(
     db: Path = _DB,
     sweep: str | None = typer.Option(None, "--sweep", help="Only this sweep."),
     status: str | None = typer.Option(None, "--status", help="Only runs with this status."),
+    wide: bool = typer.Option(False, "--wide", "-w", help="Whole specs, the sweep and task, every metric."),
+    full_ids: bool = typer.Option(
+        False, "--full-ids", help="Whole run ids (default: the first 8 characters)."
+    ),
 ) -> None:
     from lrlab.core.records import RunStatus
 
@@ -72,33 +74,42 @@ def list_runs(
     store = _store(db)
     _check_sweep(store, db, sweep)
     runs = store.runs(status=wanted) if sweep is None else store.sweep_runs(sweep, status=wanted)
-    finals = store.epochs_for([r.id for r in runs])
-    tasks = {r.config.task for r in runs}
-    one_task = len(tasks) == 1  # then it goes in the title, not in a column
-    title = f"{len(runs)} runs in {db}" + (f", task {next(iter(tasks))}" if one_task else "")
+    epochs = store.epochs_for([r.id for r in runs])
+    finals = {r.id: (epochs[r.id][-1] if epochs[r.id] else None) for r in runs}
     # the title above the table, not in it: a long store path wraps instead of cutting the task off
-    console.print(_text(title), highlight=False, justify="center")
-    console.print(_runs_table(runs, finals, one_task))
-
-
-def _runs_table(runs, finals, one_task: bool) -> Table:  # runs: list[RunRecord], finals: their epochs
-    """One row per run: its final validation metrics; the task column only for several tasks."""
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)  # room for the names at 80 columns
-    columns = ["id", "sweep", "status", *([] if one_task else ["task"]), "optimizer", "schedule", "lr", "seed",
-               "val loss", "val acc"]  # fmt: skip
-    for column in columns:  # names and specs fold; ids, statuses and numbers stay whole
-        whole = column not in ("sweep", "task", "optimizer", "schedule")
-        table.add_column(
-            column, overflow="fold", no_wrap=whole, justify="right" if column in _NUMERIC else "left"
+    console.print(_text(_list_title(runs, db, sweep)), highlight=False, justify="center")
+    table, left_out = runs_table(runs, finals, ListOptions(wide=wide, full_ids=full_ids))
+    if wide:  # whole cells, however wide: no folding at the terminal's edge (pipe to `less -S`)
+        width = max(
+            console.width, console.measure(table, options=console.options.update_width(10_000)).maximum
         )
+        Console(width=width, force_terminal=console.is_terminal, no_color=console.no_color).print(table)
+    else:
+        console.print(table)
+    console.print(_text(_list_footer(runs, left_out)), highlight=False)
+
+
+def _list_title(runs, db: Path, sweep: str | None) -> str:  # runs: list[RunRecord]
+    """``154 runs in DB, sweep S, task T; objective val_mae (lower is better)``."""
+    tasks = {r.config.task for r in runs}
+    title = f"{len(runs)} runs in {db}" + (f", sweep {sweep}" if sweep else "")
+    title += f", task {next(iter(tasks))}" if len(tasks) == 1 else ""
+    objectives = {(o.metric, o.higher_is_better) for r in runs if (o := r.objective) is not None}
+    if len(objectives) == 1:
+        metric, higher = next(iter(objectives))
+        title += f"; objective {metric} ({'higher' if higher else 'lower'} is better)"
+    return title
+
+
+def _list_footer(runs, left_out: list[str]) -> str:  # runs: list[RunRecord]
+    """The count of each status, and the metrics the table left out (shown by --wide)."""
+    counts: dict[str, int] = {}
     for r in runs:
-        c, last = r.config, (finals[r.id][-1] if finals[r.id] else None)
-        style = _STATUS_STYLE.get(r.status.value, "")
-        cells = [_text(r.id[:8]), _text(r.sweep or "-"), f"[{style}]{r.status}[/]", *([] if one_task else [_text(c.task)]),
-                 _text(c.optimizer), _text(c.schedule), num(c.lr), str(r.seed), num(last and last.val_loss),
-                 num(last and last.val_accuracy, 3)]  # fmt: skip
-        table.add_row(*cells)
-    return table
+        counts[r.status.value] = counts.get(r.status.value, 0) + 1
+    line = ", ".join(f"{n} {status}" for status, n in counts.items()) or "no runs"
+    if left_out:
+        line += f"; {', '.join(left_out)} with --wide"
+    return line
 
 
 def _resolve(store, run_id: str) -> str:
@@ -130,39 +141,105 @@ def show(
         console.print(f"wall time: {record.finished_at - record.started_at:.2f} s  "
                       f"lrlab {record.lrlab_version}  torch {record.torch_version}")  # fmt: skip
     console.print_json(json.dumps(record.config.to_dict(), sort_keys=True))
+    objective = record.objective
+    if objective is not None:
+        console.print(f"objective: {objective.metric} ({'higher' if objective.higher_is_better else 'lower'} "
+                      f"is better); loss {objective.loss_label}", markup=False, highlight=False)  # fmt: skip
     epochs = store.epochs(record.id)
+    metrics = metric_columns([record], {record.id: epochs[-1] if epochs else None})
+    metrics += [m for m in dict.fromkeys(k for e in epochs for k in e.metrics) if m not in metrics]
     table = Table(title=f"{len(epochs)} epochs, {store.step_count(record.id)} steps")
-    for column in ("epoch", "step", "train loss", "val loss", "val error", "val acc", "time (s)"):
+    for column in ("epoch", "step", "train_loss", *metrics, "time (s)"):
         table.add_column(column, justify="right")
     for e in epochs:
-        table.add_row(str(e.epoch), str(e.step), num(e.train_loss), num(e.val_loss), num(e.val_error, 3),
-                      num(e.val_accuracy, 3), f"{e.wall_time:.2f}")  # fmt: skip
+        values = [num(e.value(m), 3 if m in ("val_error", "val_accuracy") else 4) for m in metrics]
+        table.add_row(str(e.epoch), str(e.step), num(e.train_loss), *values, f"{e.wall_time:.2f}")
     console.print(table)
 
 
 @runs_app.command(
     "export",
-    help="Write runs to stdout, one record per run: a JSON array or CSV rows.\n\nFields: id, sweep, status, seed, config (the resolved spec), error, final {epoch, train_loss, val_loss, val_error, val_accuracy}.\n\nExamples:\n\n  lrlab runs export --format json > runs.json\n\n  lrlab runs export --sweep digits-lr --format csv > digits-lr.csv",
+    help="Write runs out: to stdout as JSON or CSV (one record per run), or to TensorBoard or MLflow.\n\nJSON/CSV fields: id, sweep, status, seed, config (the resolved spec), error, the objective the task declared, final {epoch, train_loss, val_loss, val_error, val_accuracy and every named metric such as val_mae} (CSV: final_<metric> columns).\n\n--to tensorboard DIR writes event files (DIR/<sweep>/<run id>; view with tensorboard --logdir DIR); --to mlflow DIR writes an MLflow store (DIR/mlflow.db; a tracking URI works too): LR per group, momentum, loss, grad norm, epoch metrics, instruments, findings and config.\n\nExamples:\n\n  lrlab runs export --format json > runs.json\n\n  lrlab runs export --sweep digits-lr --format csv > digits-lr.csv\n\n  lrlab runs export --to tensorboard tb --sweep digits-lr\n\n  lrlab runs export --to mlflow mlruns --run 3f2a9c1e",
 )
 def export(
+    dest: str | None = typer.Argument(
+        None, help="With --to: the folder (or MLflow tracking URI) to write to."
+    ),
     db: Path = _DB,
     sweep: str | None = typer.Option(None, "--sweep", help="Only this sweep."),
-    format: str = typer.Option("json", "--format", "-f", help="json or csv."),
+    run: list[str] = typer.Option(None, "--run", help="Only this run (a unique id prefix; repeatable)."),
+    format: str = typer.Option("json", "--format", "-f", help="json or csv (to stdout)."),
+    to: str | None = typer.Option(
+        None, "--to", help="tensorboard or mlflow: write there (DEST) instead of stdout."
+    ),
 ) -> None:
-    from lrlab.store.queries import EXPORT_COLUMNS, export_records, flat_record
-
+    if to is not None:
+        _export_to(to, dest, db, sweep, run or [])
+        return
+    if dest is not None:
+        bad_input(
+            f"a destination ({dest!r}) needs --to tensorboard or --to mlflow; JSON and CSV go to stdout"
+        )
     if format not in ("json", "csv"):
         bad_input(f"--format must be json or csv, got {format!r}")
+    from lrlab.store.queries import export_records
+
     store = _store(db)
     _check_sweep(store, db, sweep)
-    records = export_records(store, sweep)
+    ids = [_resolve(store, r) for r in run] if run else None
+    records = export_records(store, sweep, ids)
     if format == "json":
         sys.stdout.write(json.dumps(records, indent=2, sort_keys=False) + "\n")
         return
-    writer = csv.DictWriter(sys.stdout, fieldnames=list(EXPORT_COLUMNS), lineterminator="\n")
+    _write_csv(records)
+
+
+def _write_csv(records: list[dict]) -> None:
+    """The stable columns, then the objective and every named final metric (``final_val_mae``)."""
+    from lrlab.store.queries import EXPORT_COLUMNS, FINAL_METRICS, flat_record
+
+    named = list(
+        dict.fromkeys(k for r in records for k in (r["final"] or {}) if k not in ("epoch", *FINAL_METRICS))
+    )
+    columns = [*EXPORT_COLUMNS, "objective", "objective_higher_is_better", *(f"final_{k}" for k in named)]
+    writer = csv.DictWriter(sys.stdout, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     for record in records:
-        writer.writerow(flat_record(record))
+        objective = record.get("objective") or {}
+        final = record["final"] or {}
+        writer.writerow({**flat_record(record), "objective": objective.get("metric"),
+                         "objective_higher_is_better": objective.get("higher_is_better"),
+                         **{f"final_{k}": final.get(k) for k in named}})  # fmt: skip
+
+
+def _export_to(to: str, dest: str | None, db: Path, sweep: str | None, run: list[str]) -> None:
+    """``--to tensorboard|mlflow DEST``: every selected run written there, one line at the end."""
+    from lrlab.export import KINDS, export_runs, exporter
+
+    if to not in KINDS:
+        bad_input(f"--to must be one of {', '.join(KINDS)}, got {to!r}")
+    if not dest:
+        bad_input(f"--to {to} needs a destination: lrlab runs export --to {to} DIR")
+    if "://" not in dest and Path(dest).exists() and not Path(dest).is_dir():
+        bad_input(f"{dest!r} is a file, not a folder: give a folder to write the {to} export into")
+    store = _store(db)
+    _check_sweep(store, db, sweep)
+    ids = [_resolve(store, r) for r in run] if run else None
+    try:
+        writer = exporter(to, dest)
+    except ImportError as exc:
+        bad_input(str(exc))
+    count = export_runs(store, writer, sweep=sweep, ids=ids)
+    where = (
+        f"tensorboard --logdir {dest}"
+        if to == "tensorboard"
+        else f"mlflow ui --backend-store-uri {getattr(writer, 'uri', dest)}"
+    )
+    console.print(
+        f"exported {count} run(s) to {to} at {safe(dest)} (view: {safe(where)})",
+        markup=False,
+        highlight=False,
+    )
 
 
 @runs_app.command(
