@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
+    from lrlab.core.horizon import HorizonAdvice
     from lrlab.core.verdict import StudyVerdict
     from lrlab.schedules import Schedule
     from lrlab.store.sqlite import Store
@@ -76,10 +77,20 @@ class UserStudy:
     def schedule_for(self, total_steps: int) -> Schedule:
         """The recommended schedule for a run of ``total_steps`` optimizer steps
         (``len(train_loader) * epochs``): each step count (warmup, cycle, decay) keeps
-        its fraction of the run, the LRs stay."""
+        its fraction of the run, and the LRs follow the horizon law measured on the
+        run-length ladder (``lrlab.core.horizon``; :meth:`horizon` says which rule and why).
+        A run longer than the longest measured warns in one line."""
         from lrlab.study.codegen import schedule_for
 
         return schedule_for(self.schedule, self.result.total_steps, total_steps)
+
+    def horizon(self, total_steps: int) -> HorizonAdvice:
+        """What :meth:`schedule_for` does to the LR on a run of ``total_steps``: kept or scaled,
+        with the interval, the reason in words, and a warning when the run is longer than the
+        run lengths measured."""
+        from lrlab.core.horizon import horizon_advice
+
+        return horizon_advice(self.result.total_steps, total_steps)
 
     def code(self) -> dict[str, str]:
         """Code to paste for PyTorch, Lightning, Hugging Face and Keras."""

@@ -9,13 +9,24 @@ length and epochs. Without it, the schedule is pasted as measured, in absolute s
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
+from lrlab.core.horizon import HORIZON, HorizonLaw, horizon_advice
 from lrlab.core.records import default_momentum
 from lrlab.optim.lr_free import LR_FREE_OPTIMIZERS, SCHEDULE_FREE
 from lrlab.schedules import Schedule, from_dict, momentum_for, parse
 
-__all__ = ["hf_snippet", "keras_snippet", "lightning_snippet", "schedule_for", "step_template", "torch_snippet"]
+__all__ = [
+    "hf_snippet",
+    "horizon_note",
+    "keras_snippet",
+    "lightning_snippet",
+    "scale_lrs",
+    "schedule_for",
+    "step_template",
+    "torch_snippet",
+]
 
 # The torch class comes from the optimizer grammar; Keras 3 has only some of them, one
 # under its own spelling.
@@ -56,17 +67,59 @@ def _steps(fraction: float, total_steps: int) -> int:
     return total_steps if fraction == 1.0 else max(1, round(float(f"{fraction:.4g}") * total_steps))
 
 
-def schedule_for(schedule: Schedule | str, study_steps: int, total_steps: int) -> Schedule:
+def schedule_for(
+    schedule: Schedule | str, study_steps: int, total_steps: int, *, law: HorizonLaw | None = HORIZON
+) -> Schedule:
     """``schedule`` (measured over ``study_steps`` steps) stretched to a run of
-    ``total_steps``: every step count keeps its fraction of the run, every LR stays.
+    ``total_steps``: every step count keeps its fraction of the run, and the LRs follow the
+    horizon ``law`` measured on the run-length ladder (:mod:`lrlab.core.horizon`): kept where
+    the ladder cannot tell the optimum moved, else scaled by its factor. A run longer than the
+    longest measured warns in one line. ``law=None`` keeps the LRs without a word.
 
-    >>> str(schedule_for("warmup(cosine(lr=0.1, total_steps=570), steps=30)", 600, 6000))
+    >>> str(schedule_for("warmup(cosine(lr=0.1, total_steps=570), steps=30)", 600, 6000, law=None))
     'warmup(cosine(lr=0.1, total_steps=5700), steps=300)'
     """
     schedule = parse(schedule) if isinstance(schedule, str) else schedule
     if study_steps < 1 or total_steps < 1:
         raise ValueError(f"study_steps and total_steps must be >= 1, got {study_steps} and {total_steps}")
-    return from_dict(_walk(schedule.to_dict(), study_steps, lambda f: _steps(f, total_steps)))
+    stretched = from_dict(_walk(schedule.to_dict(), study_steps, lambda f: _steps(f, total_steps)))
+    if law is None:
+        return stretched
+    advice = horizon_advice(study_steps, total_steps, law)
+    if advice.warning is not None:
+        warnings.warn(advice.warning, UserWarning, stacklevel=2)
+    return stretched if advice.kept else scale_lrs(stretched, advice.factor)
+
+
+# Parameters that are learning rates (scaled when the horizon law corrects the LR).
+_LR_KEYS = frozenset({"lr", "base_lr", "max_lr", "final_lr", "start_lr", "end_lr"})
+
+
+def scale_lrs(schedule: Schedule, factor: float) -> Schedule:
+    """``schedule`` with every LR in it multiplied by ``factor`` (its shape and steps kept).
+
+    >>> str(scale_lrs(parse("cyclic(base_lr=0.01, max_lr=0.1, step_size=10)"), 0.5))
+    'cyclic(base_lr=0.005, max_lr=0.05, step_size=10)'
+    """
+
+    def scaled(data: Any) -> Any:
+        if isinstance(data, dict):
+            return {k: v * factor if k in _LR_KEYS and isinstance(v, int | float) and not isinstance(v, bool)
+                    else scaled(v) for k, v in data.items()}  # fmt: skip
+        return [scaled(v) for v in data] if isinstance(data, list) else data
+
+    return from_dict(scaled(schedule.to_dict()))
+
+
+def horizon_note(study_steps: int, law: HorizonLaw = HORIZON) -> str:
+    """The comment a snippet carries on the LR it keeps for the user's run length: which rule
+    and why, and up to which run length it was measured."""
+    advice = horizon_advice(study_steps, study_steps, law)
+    longest = round(law.longest * study_steps)
+    return (
+        f"# {advice.reason}.\n"
+        f"# Measured up to x{law.longest:g} the study's {study_steps} steps ({longest} steps); longer runs extrapolate.\n"
+    )
 
 
 def step_template(schedule: Schedule | str, study_steps: int) -> str:
@@ -104,6 +157,7 @@ def _schedule_lines(schedule: str, study_steps: int | None, steps_expr: str) -> 
         return "", f"parse({schedule!r})"
     lines = (
         f"total_steps = {steps_expr}  # your run's optimizer steps\n"
+        f"{horizon_note(study_steps)}"
         f"schedule = parse({template})  # step counts as fractions of your run\n"
     )
     return lines, "schedule"

@@ -79,6 +79,7 @@ def transfer(
     level: float = 0.8,
     device: str = "cpu",
     fresh: bool = False,
+    vectorize: bool = False,
 ) -> TransferResult:
     """Predict the optimal peak LR of ``optimizer`` with ``schedule`` at ``axis = target``.
 
@@ -93,7 +94,9 @@ def transfer(
     is one of :data:`~lrlab.transfer.checks.SCHEDULES` or a spec with ``{lr}`` and
     ``{total_steps}``. ``parametrization="mup"`` trains the proxies in μP
     (:func:`lrlab.transfer.mup.mup_setup`). Runs go to ``store`` (default: the lrlab store)
-    as sweeps ``{name}-{axis}{value}``; ``fresh`` deletes them first.
+    as sweeps ``{name}-{axis}{value}``; ``fresh`` deletes them first. ``vectorize`` trains a
+    grid's LRs stacked in one process (``lrlab.training.vectorized``: same batches, faster on
+    small models).
 
     Raises :class:`~lrlab.transfer.checks.TransferError` (one line) for fewer than three
     proxies, a target inside their range, an axis the factory does not take, optima that
@@ -111,7 +114,7 @@ def transfer(
                 for v in values]  # fmt: skip
         report(TransferEvent("plan", f"{len(made)} proxies of {axis}", 0, len(made)))
         start = lr if lr is not None else _starting_lr(the_store, name, made[0], optimizer, device, report)
-        execution = {"jobs": jobs, "device": device}
+        execution = {"jobs": jobs, "device": device, "vectorize": vectorize}
         optima = _optima(made, the_store, optimizer, schedule, tuple(range(seeds)), start, execution, max_extra,
                          level, report)  # fmt: skip
         _refuse_unusable(axis, made, optima)
