@@ -30,7 +30,7 @@ from lrlab.core.bracket import Optimum, bracket, fit_power_law, mean_losses
 from lrlab.formatting import round_sig
 from lrlab.store.location import DEFAULT_DB
 from lrlab.transfer.checks import RUN_AXES, SCHEDULES, TransferError, check_axis, check_proxies
-from lrlab.transfer.proxies import Proxy, ProxyTrainer, build_proxy
+from lrlab.transfer.proxies import Proxy, ProxyTrainer, build_proxy, task_of
 from lrlab.transfer.result import TransferResult
 
 if TYPE_CHECKING:
@@ -225,8 +225,11 @@ def _proxy(
         return proxy
     from lrlab.transfer.mup import mup_setup
 
+    def tasks(**kwargs: Any) -> Any:  # μP builds the model at the base width too: always as a task
+        return task_of(call(**kwargs), call)
+
     try:
-        setup = mup_setup(call, axis, int(value), base=int(base), optimizer=optimizer)
+        setup = mup_setup(tasks, axis, int(value), base=int(base), optimizer=optimizer)
     except ValueError as exc:
         raise TransferError(f"μP at {axis} {value:g}: {str(exc).splitlines()[0]}") from None
     task = setup.task if setup.task is not None else proxy.task

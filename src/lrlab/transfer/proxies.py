@@ -18,13 +18,14 @@ from lrlab.core.records import RunConfig, RunRecord, RunStatus
 from lrlab.schedules import Schedule, parse
 from lrlab.study.plan import study_schedules
 from lrlab.sweeps import RunPlan, run_plans, substitute
+from lrlab.training.trial_task import is_trainable
 from lrlab.transfer.checks import RUN_AXES, SCHEDULES, TransferError
 
 if TYPE_CHECKING:
     from lrlab.store.sqlite import Store
     from lrlab.training.tasks import Task
 
-__all__ = ["Proxy", "ProxyTrainer", "build_proxy", "build_schedule", "objective_of", "proxy_sweep"]
+__all__ = ["Proxy", "ProxyTrainer", "build_proxy", "build_schedule", "objective_of", "proxy_sweep", "task_of"]
 
 
 @dataclass(frozen=True)
@@ -55,12 +56,12 @@ def _label(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
-def _as_task(made: Any, factory: Callable[..., Any]) -> Task:
+def task_of(made: Any, factory: Callable[..., Any]) -> Task:
     """The factory's result as a task: a ``Task``, or the model function form of
     ``lrlab.study`` (``(model_fn, train, val)`` or a dict of ``lrlab.study``'s keywords)."""
     from lrlab.study.api import user_task
     from lrlab.training.tasks import Task
-    from lrlab.training.trial_task import as_task, is_trainable
+    from lrlab.training.trial_task import as_task
 
     if isinstance(made, Task):
         return made
@@ -107,10 +108,11 @@ def build_proxy(
             f"{_name(factory)}({'' if axis in RUN_AXES else f'{axis}={number!r}'}) raised "
             f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         ) from None
-    task = _as_task(made, factory)
+    task = task_of(made, factory)
     run_epochs = int(value) if axis == "steps" else (epochs or task.default_epochs)
     size = int(value) if axis == "batch_size" else (batch_size or task.default_batch_size)
-    options = {} if axis in RUN_AXES else {axis: number}
+    # A trainable's runs carry its own options (what its trial reads); a task's, the axis value.
+    options = dict(task.options) if is_trainable(task) else {} if axis in RUN_AXES else {axis: number}
     return Proxy(
         value, task, proxy_sweep(name, axis, value), run_epochs, size, steps_per_epoch(task, size), options
     )
