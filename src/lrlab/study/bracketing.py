@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from lrlab.core.bracket import LEVEL, Optimum, fit_optimum, next_lrs
+from lrlab.core.bracket import LEVEL, Optimum, fit_optimum, grid_factor, next_lrs
 from lrlab.core.ranking import final_metric, higher_is_better, objective
 from lrlab.core.records import EpochRecord, FinderRecord, RunRecord, RunStatus
 from lrlab.core.verdict import FamilyOptimum
@@ -44,6 +44,7 @@ __all__ = [
     "lacking_seeds",
     "neighbours",
     "next_round",
+    "open_edge",
 ]
 
 MAX_EXTRA = 2
@@ -294,6 +295,19 @@ def lacking_seeds(table: Mapping[float, Mapping[int, float]], lr: float, seeds: 
     return sorted(n for n in wanted if not _settled(table[n], seeds))
 
 
+def open_edge(table: Mapping[float, Mapping[int, float]], seeds: Sequence[int]) -> float | None:
+    """The LR one grid step beyond the best of the LRs settled for ``seeds``, when that best
+    is at their edge and nothing was tried beyond it (None otherwise): the family's
+    bracket over every seed needs it."""
+    settled = sorted(lr for lr, by_seed in table.items() if _settled(by_seed, seeds))
+    if not settled:
+        return None
+    rows = [[table[lr].get(s, math.nan) for s in seeds] for lr in settled]
+    wanted = next_lrs(settled, rows, factor=grid_factor(sorted(table)))
+    beyond = [lr for lr in wanted if not min(table) <= lr <= max(table)]
+    return beyond[0] if beyond else None
+
+
 def family_optima(
     table: Mapping[Key, Mapping[float, Mapping[int, float]]],
     schedules: Mapping[Key, Mapping[float, Schedule]],
@@ -318,7 +332,10 @@ def family_optima(
         if optimum is None:
             mine = False
             optimum = _fit(by_lr, seeds[:1], peak_of)
-        out.append(_record(key, optimum, key == recommended, len(seeds) if mine else 1, extra.get(key, 0)))
+        tried = tuple(sorted(peak_of.values()))
+        out.append(
+            _record(key, optimum, key == recommended, len(seeds) if mine else 1, extra.get(key, 0), tried)
+        )
     return out
 
 
@@ -326,11 +343,13 @@ def _finite(value: float) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-def _record(key: Key, optimum: Optimum, recommended: bool, seeds: int, extra: int) -> FamilyOptimum:
+def _record(
+    key: Key, optimum: Optimum, recommended: bool, seeds: int, extra: int, tried: tuple[float, ...]
+) -> FamilyOptimum:
     return FamilyOptimum(
         optimizer=key[0], schedule=key[1], lr=_finite(optimum.lr), low=_finite(optimum.low),
         high=_finite(optimum.high), level=optimum.level, bracketed=optimum.bracketed, edge=optimum.edge,
-        best_lr=_finite(optimum.best_lr), seeds=seeds, tried=optimum.lrs, extra=extra,
+        best_lr=_finite(optimum.best_lr), seeds=seeds, tried=tried, extra=extra,
         recommended=recommended, reason=optimum.reason, text=optimum_words(key, optimum, seeds, extra),
     )  # fmt: skip
 

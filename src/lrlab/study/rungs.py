@@ -7,7 +7,7 @@ neighbours, and each family's optimum (:mod:`lrlab.study.bracketing` holds the r
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from lrlab.core.records import RunConfig, RunRecord
@@ -25,6 +25,7 @@ from lrlab.study.bracketing import (
     family_optima,
     has_range_test,
     lacking_seeds,
+    open_edge,
 )
 from lrlab.study.plan import SCHEDULE_NAMES, Budget, factor_label, study_schedules
 from lrlab.study.recommend import Recommendation, recommend
@@ -86,6 +87,7 @@ class Setup:
     fingerprint: dict[str, Any] | None = None  # the task's (stored with its range tests)
     stale: frozenset[str] = frozenset()  # ids of stored range tests a fresh study replaces
     families: tuple[str, ...] = SCHEDULE_NAMES  # the schedule families of the first rung
+    options: dict[str, Any] = field(default_factory=dict)  # the task's options, in every run's config
 
     def train(self, plans: list[Any], sweep: str, described: dict[str, Any]) -> list[RunRecord]:
         """Train ``plans`` as the sweep ``sweep``, every run on the study's task object."""
@@ -127,8 +129,8 @@ def family_plans(
     schedule_names.update({v: k for k, v in named.items()})
     plans = []
     for schedule in named.values():
-        config = RunConfig(task=setup.ref, lr=lr, optimizer=grid.optimizer, schedule=schedule, seed=seed,
-                           epochs=setup.epochs, batch_size=setup.batch_size)  # fmt: skip
+        config = RunConfig(task=setup.ref, task_options=setup.options, lr=lr, optimizer=grid.optimizer,
+                           schedule=schedule, seed=seed, epochs=setup.epochs, batch_size=setup.batch_size)  # fmt: skip
         if not has_range_test(
             setup.task
         ):  # its loss may be any number (a negative return): only NaN/inf diverge
@@ -177,8 +179,8 @@ def estimator_plan(
     seed = setup.plan.seeds[0]
     sweep = f"{setup.name}-{optimizer_key(spec)}"
     plans = [
-        RunPlan.of(sweep, RunConfig(task=setup.ref, lr=lr, optimizer=spec, schedule=schedule, seed=seed,
-                                    epochs=setup.epochs, batch_size=setup.batch_size))
+        RunPlan.of(sweep, RunConfig(task=setup.ref, task_options=setup.options, lr=lr, optimizer=spec,
+                                    schedule=schedule, seed=seed, epochs=setup.epochs, batch_size=setup.batch_size))
         for schedule in named.values()
     ]  # fmt: skip
     described = {
@@ -298,13 +300,42 @@ def neighbour_seeds(
         lacking = lacking_seeds(table, best.lr, seeds)
         chosen = [r for r in runs if r.config.optimizer == best.optimizer and r.config.lr in lacking
                   and r.config.seed == seeds[0] and names.get(r.config.schedule) == best.schedule_name]  # fmt: skip
-        if not chosen:
-            break
-        more_sweeps, more_runs = more_seeds(setup, chosen, "bracket-seed", "neighbours")
+        if chosen:
+            more_sweeps, more_runs = more_seeds(setup, chosen, "bracket-seed", "neighbours")
+            finalists = finalists + [r.configuration for r in chosen]
+        else:  # the best over every seed is at the edge of what was tried: one LR further, every seed
+            beyond = open_edge(table, seeds) if len(table) - len(setup.plan.lr_factors) < MAX_EXTRA else None
+            if beyond is None:
+                break
+            more_sweeps, more_runs = _every_seed(
+                setup, grids[best.optimizer], beyond, best.schedule_name, names
+            )
+            finalists = finalists + [r.configuration for r in more_runs[:1]]
         sweeps += [s for s in more_sweeps if s not in sweeps]
         added += more_runs
-        finalists = finalists + [r.configuration for r in chosen]
     return rec, sweeps, added, finalists
+
+
+def _every_seed(
+    setup: Setup, grid: Grid, lr: float, family: str, names: dict[Schedule, str]
+) -> tuple[list[str], list[RunRecord]]:
+    """One family at one new LR with every seed of the budget (one sweep per seed)."""
+    sweeps, runs = [], []
+    setup.report(
+        StudyEvent(
+            "seeds", f"{grid.optimizer} + {family} at lr={lr:.3g} x {len(setup.plan.seeds)} seeds", 0, 1
+        )
+    )
+    for seed in setup.plan.seeds:
+        sweep = f"{setup.name}-bracket-seed{seed}"
+        plans = family_plans(setup, grid, lr, [family], seed, sweep, names)
+        described = {
+            "name": sweep, "task": setup.ref, "epochs": setup.epochs, "batch_size": setup.batch_size,
+            "seeds": [seed], "beyond": [p.config.key() for p in plans],
+        }  # fmt: skip
+        runs += setup.train(plans, sweep, described)
+        sweeps.append(sweep)
+    return sweeps, runs
 
 
 def recommend_finalists(
