@@ -21,12 +21,23 @@ RULE_COLORS = {
     "minimum/30": "#17becf",
     "halving": "#ff7f0e",
 }
-_RULE_MARKERS = ("circle", "diamond", "triangle-up", "square")  # the star marks the chosen rule
+# One marker per rule, none shared (the star marks the chosen rule, whichever it is), so that
+# with several range tests in one colour each the rules are still told apart by shape.
+RULE_MARKERS = {
+    "steepest": "triangle-up",
+    "valley": "diamond",
+    "minimum/10": "circle",
+    "minimum/3": "square",
+    "minimum/30": "triangle-down",
+    "minimum/7": "pentagon",
+    "halving": "hexagon",
+}
+OTHER_MARKERS = ("cross", "triangle-left", "triangle-right")  # rules of another name, in turn
 FINDER_CAPTION = (
     "The LR grows exponentially over a short run while the loss is recorded (thin: raw, thick: "
     "smoothed). The loss falls fastest well before it blows up; markers show each rule's "
-    "suggestion (a star the chosen one), the vertical line the chosen LR and the band the "
-    "suggested cyclic bounds."
+    "suggestion, one shape per rule (a star the chosen one), the dashed vertical line the chosen "
+    "LR and the shaded band the suggested cyclic bounds (both named in the legend)."
 )
 
 
@@ -90,7 +101,8 @@ def _range_test_layers(panel: Panel, test: RangeTest, c: str, *, by_rule: bool, 
     panel.traces.append(Trace(lrs, smoothed, test.name, group, c, width=2.0))
     chosen = _chosen_rule(test)
     can_place = len(lrs) > 0 and bool(np.isfinite(smoothed).any())
-    for j, (rule, lr) in enumerate(sorted(test.suggestions.items())):
+    others = iter(OTHER_MARKERS * len(test.suggestions))
+    for rule, lr in sorted(test.suggestions.items()):
         if not (lr and math.isfinite(lr) and lr > 0 and can_place):
             continue
         picked = rule == chosen
@@ -99,7 +111,7 @@ def _range_test_layers(panel: Panel, test: RangeTest, c: str, *, by_rule: bool, 
         panel.traces.append(
             Trace(np.asarray([lr]), np.asarray([y]), label, f"{group}: {rule}",
                   RULE_COLORS.get(rule, "#8c564b") if by_rule else c, mode="markers",
-                  marker="star" if picked else _RULE_MARKERS[j % len(_RULE_MARKERS)],
+                  marker="star" if picked else RULE_MARKERS.get(rule) or next(others),
                   marker_size=16 if picked else 10, hover=[f"{test.name} | {rule} suggests lr={lr:.3g}"])
         )  # fmt: skip
     if test.lr is not None and math.isfinite(test.lr) and test.lr > 0:

@@ -21,6 +21,12 @@ _MARKER = {
     "diamond": "D",
     "star": "*",
     "square": "s",
+    "triangle-down": "v",
+    "triangle-left": "<",
+    "triangle-right": ">",
+    "pentagon": "p",
+    "hexagon": "h",
+    "cross": "P",
     None: None,
 }
 _RC = {"font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "legend.fontsize": 8}
@@ -46,10 +52,12 @@ def draw_figure(spec: FigureSpec) -> Any:
         fig = Figure(figsize=size, layout="constrained")
         axes = fig.subplots(rows, columns, squeeze=False, gridspec_kw=grid)
         handles: dict[str, object] = {}
+        marks: dict[str, object] = {}  # the vertical lines and bands, named in the legend after the traces
         for ax, panel in zip(axes.flat, spec.panels):
-            _draw_panel(ax, panel, handles)
+            _draw_panel(ax, panel, handles, marks)
         ranks = legend_ranks(spec)
         handles = dict(sorted(handles.items(), key=lambda item: ranks.get(item[0], 0)))
+        handles.update((k, v) for k, v in marks.items() if k not in handles)
         for ax in list(axes.flat)[len(spec.panels) :]:
             ax.set_visible(False)
         fig.suptitle(plain(spec.title), fontsize=13)
@@ -127,27 +135,21 @@ def _draw_contour(ax, contour: Contour) -> None:  # type: ignore[no-untyped-def]
     ax.contour(contour.x, contour.y, z, levels=levels, colors="k", linewidths=0.3, alpha=0.35)
 
 
-def _draw_panel(ax, panel: Panel, handles: dict[str, object]) -> None:  # type: ignore[no-untyped-def]
+def _draw_panel(ax, panel: Panel, handles: dict[str, object], marks: dict[str, object]) -> None:  # type: ignore[no-untyped-def]
     if panel.contour is not None:
         _draw_contour(ax, panel.contour)
-    for span in panel.spans:
-        ax.axvspan(span.x0, span.x1, color=span.color, alpha=0.12, label=None)
+    for span in panel.spans:  # named in the legend: a label inside the axes sits on the curves
+        band = ax.axvspan(span.x0, span.x1, color=span.color, alpha=0.12, label=None)
+        if span.label:
+            marks.setdefault(span.label, band)
     bars = _ErrorBars()
     for trace in panel.traces:
         _draw_trace(ax, trace, handles, bars)
     bars.draw(ax)
     for vline in panel.vlines:
-        ax.axvline(vline.x, color=vline.color, linestyle=_DASH.get(vline.dash, "--"), linewidth=1.2)
-        ax.annotate(
-            plain(vline.label), (vline.x, 1.0), xycoords=("data", "axes fraction"), rotation=90, fontsize=7,
-            ha="right", va="top", color=vline.color,
-        )  # fmt: skip
-    for index, span in enumerate(panel.spans):  # one row each, so that overlapping bands stay legible
-        ax.annotate(
-            plain(span.label),
-            (np.sqrt(span.x0 * span.x1) if panel.xlog else (span.x0 + span.x1) / 2, 0.02 + 0.04 * index),
-            xycoords=("data", "axes fraction"), fontsize=7, ha="center", color=span.color,
-        )  # fmt: skip
+        line = ax.axvline(vline.x, color=vline.color, linestyle=_DASH.get(vline.dash, "--"), linewidth=1.2)
+        if vline.label:
+            marks.setdefault(vline.label, line)
     if panel.hline is not None:
         ax.axhline(panel.hline, color="#888888", linewidth=0.8)
     if panel.xlog:
