@@ -16,6 +16,7 @@ from typing import Any
 from lrlab.files import atomic_path, write_text
 from lrlab.formatting import num, pct
 from lrlab.store.sqlite import Store
+from lrlab.tune.parallel import parallel_figure
 
 __all__ = ["TuneFiles", "markdown", "verdict_lines", "write_outputs"]
 
@@ -109,8 +110,7 @@ def _pngs(study: Any, out: Path) -> list[Path]:
     import optuna.visualization.matplotlib as vis
 
     paths = []
-    for key, make in (("history", vis.plot_optimization_history), ("importances", vis.plot_param_importances),
-                      ("parallel", vis.plot_parallel_coordinate)):  # fmt: skip
+    for key, make in (("history", vis.plot_optimization_history), ("importances", vis.plot_param_importances)):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -125,7 +125,21 @@ def _pngs(study: Any, out: Path) -> list[Path]:
             figure.savefig(tmp, dpi=110, format="png")
         plt.close(figure)
         paths.append(path)
-    return paths
+    return [*paths, *_parallel_png(study, out / "tune_parallel.png")]
+
+
+def _parallel_png(study: Any, path: Path) -> list[Path]:
+    """lrlab's parallel coordinates (one row per family, no "None" for knobs a trial did not
+    draw; see ``tune.parallel``), or nothing before any trial completed."""
+    trials = study.get_trials(deepcopy=False)
+    if not any(t.value is not None for t in trials):
+        return []
+    maximize = getattr(study.direction, "name", "") == "MAXIMIZE"
+    figure = parallel_figure(trials, metric=metric_name(study.user_attrs.get("metric", "score")),
+                             higher_is_better=maximize)  # fmt: skip
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, dpi=110, format="png")
+    return [path]
 
 
 def _trial_table(result: Any) -> str:

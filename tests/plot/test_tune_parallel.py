@@ -1,0 +1,94 @@
+"""The tune's parallel coordinates from a real Optuna study with a conditional space (the
+knobs of a family drawn only with that family): no "None" tick, one row per family, tick
+labels that do not overlap, log knobs on a log axis."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import optuna
+import pytest
+
+from lrlab.tune.parallel import family_rows, parallel_figure
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def objective(trial: optuna.Trial) -> float:
+    """A schedule space shaped like ``examples/tune-digits.toml``: the knobs hang on the family."""
+    optimizer = trial.suggest_categorical("optimizer", ["sgd(momentum=0.9, nesterov=True)", "adam"])
+    family = trial.suggest_categorical("family", ["cosine", "cyclic", "one_cycle"])
+    if family == "cosine":
+        lr = trial.suggest_float("cosine.lr", 1e-3, 1.0, log=True)
+        trial.suggest_float("cosine.warmup", 0.0, 0.1)
+    elif family == "cyclic":
+        lr = trial.suggest_float("cyclic.max_lr", 1e-3, 1.0, log=True)
+        trial.suggest_float("cyclic.base_lr", 1e-4, 1e-1, log=True)
+        trial.suggest_categorical("cyclic.shape", ["triangle", "sine"])
+        trial.suggest_float("cyclic.cycle_decay", 0.3, 1.0)
+    else:
+        lr = trial.suggest_float("one_cycle.max_lr", 1e-3, 1.0, log=True)
+        trial.suggest_float("one_cycle.pct_start", 0.1, 0.5)
+    return (math.log10(lr) + 1.5) ** 2 + (0.1 if optimizer == "adam" else 0.0)
+
+
+@pytest.fixture(scope="module")
+def study() -> optuna.Study:
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    study.optimize(objective, n_trials=30)
+    study.add_trial(
+        optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL, params={}, distributions={})
+    )
+    return study
+
+
+def test_one_row_per_family_with_only_the_knobs_it_drew(study):
+    rows = {row.family: row for row in family_rows(study.trials)}
+    assert set(rows) == {"cosine", "cyclic", "one_cycle"}
+    assert [a.name for a in rows["cosine"].axes] == ["score", "lr", "warmup", "optimizer"]
+    assert [a.name for a in rows["cyclic"].axes] == [
+        "score",
+        "base_lr",
+        "cycle_decay",
+        "max_lr",
+        "shape",
+        "optimizer",
+    ]
+    assert sum(len(r.scores) for r in rows.values()) == 30  # the failed trial has no line
+    for row in rows.values():  # every trial of a family drew every knob of its row
+        assert all(np.isfinite(a.positions).all() for a in row.axes)
+        assert all(0.0 <= p <= 1.0 for a in row.axes for p in a.positions)
+
+
+def test_a_log_knob_is_placed_on_a_log_axis(study):
+    rows = {row.family: row for row in family_rows(study.trials)}
+    axis = next(a for a in rows["cosine"].axes if a.name == "lr")
+    lrs = np.array([t.params["cosine.lr"] for t in study.trials if t.params.get("family") == "cosine"])
+    expected = (np.log10(lrs) - np.log10(lrs.min())) / (np.log10(lrs.max()) - np.log10(lrs.min()))
+    np.testing.assert_allclose(axis.positions, expected)
+    assert float(axis.ticks[1][1]) == pytest.approx(math.sqrt(lrs.min() * lrs.max()), rel=1e-2)
+
+
+def test_the_drawn_figure_has_no_none_and_no_overlapping_labels(study):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig = parallel_figure(study.trials, metric="validation error")
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    texts = [t for ax in fig.axes for t in ax.texts]
+    labels = [t.get_text() for t in texts] + [t.get_text() for ax in fig.axes for t in ax.get_xticklabels()]
+    assert labels and all("None" not in label for label in labels)
+    for ax in fig.axes[:3]:  # the three family rows (the colour bar is the last axes)
+        boxes = [t.get_window_extent(renderer) for t in ax.texts]
+        boxes += [t.get_window_extent(renderer) for t in ax.get_xticklabels()]
+        overlaps = [(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1 :] if a.overlaps(b)]
+        assert overlaps == []
+
+
+def test_the_tune_report_writes_this_figure(study, tmp_path):
+    from lrlab.tune.report import _parallel_png
+
+    (path,) = _parallel_png(study, tmp_path / "tune_parallel.png")
+    assert path.stat().st_size > 20_000
