@@ -5,6 +5,10 @@
 finished (``RunStatus.is_finished``) are skipped; the others are (re)trained. Every
 executor records a run through the same store lifecycle (``begin_run`` /
 ``append_metrics`` / ``end_run``); a Ray result is imported in one transaction.
+
+A run whose task is a trainable function (``@lrlab.trainable``) is trained by calling the
+function with a trial (:func:`~lrlab.training.trial_run.train_any`), inline, in the worker
+processes or on Ray alike; the vectorised trainer is never used for one.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ from lrlab.sweeps.grid import RunPlan, build_task, expand
 from lrlab.sweeps.spec import SweepSpec, load_sweep
 from lrlab.training.recorder import REMOVED, REMOVED_LINE, RunProgress
 from lrlab.training.tasks import Task, get_task, is_reference
+from lrlab.training.trial_run import train_any
+from lrlab.training.trial_task import is_trainable
 
 __all__ = ["BACKENDS", "SweepProgress", "TaskChanged", "run_plans", "run_sweep"]
 
@@ -147,7 +153,7 @@ def run_plans(
     # what nobody holds, and a finished run is never touched again.
     target = _Target(store, sweep, report, device, new_owner(), task)
     try:
-        if vectorize:  # groups first (lrlab.training.vectorized), the rest as usual
+        if vectorize and not is_trainable(task):  # groups first (lrlab.training.vectorized), the rest as usual
             from lrlab.training.vectorized import run_vectorized
 
             todo = run_vectorized(todo, store, sweep, report, device=device, max_group=max_group,
@@ -221,12 +227,11 @@ def _requeue_running(store: Store, ids: Sequence[str], owner: str) -> None:
 
 
 def _run_inline(todo: list[RunPlan], target: _Target) -> None:
-    from lrlab.training.loop import train_run
 
     for plan in todo:
         _train_unless_removed(
             target.store, plan.id, target.report,
-            lambda plan=plan: train_run(plan.config, target.store, plan.id, progress=target.report,
+            lambda plan=plan: train_any(plan.config, target.store, plan.id, progress=target.report,
                                         device=target.device, sweep=target.sweep, owner=target.owner,
                                         task=target.task),
         )  # fmt: skip
@@ -308,12 +313,11 @@ def _die_with_parent(parent: int) -> None:
 
 
 def _worker_run(run_id: str, config: RunConfig, device: str, sweep: str, owner: str) -> tuple[str, str]:
-    from lrlab.training.loop import train_run
 
     store, events = _WORKER["store"], _WORKER["events"]
     status = _train_unless_removed(
         store, run_id, events.put,
-        lambda: train_run(config, store, run_id, progress=events.put, device=device, sweep=sweep, owner=owner,
+        lambda: train_any(config, store, run_id, progress=events.put, device=device, sweep=sweep, owner=owner,
                           task=_worker_task(config)),
     )  # fmt: skip
     return run_id, status
@@ -365,10 +369,9 @@ def _ray_train(run_id: str, config: RunConfig, device: str, sweep: str, task: Ta
     """Runs on a Ray worker: train into a private in-memory store, return everything.
     ``task`` is a task built in Python (shipped once with ``ray.put``); None: the worker
     builds the run's task from its reference."""
-    from lrlab.training.loop import train_run
 
     local = Store(":memory:")
-    record = train_run(config, local, run_id, device=device, sweep=sweep, task=task)
+    record = train_any(config, local, run_id, device=device, sweep=sweep, task=task)
     steps = local.steps(run_id)
     rows = [
         (int(s), int(e), [float(x) for x in lrs], None if math.isnan(m) else float(m), float(loss), float(g))

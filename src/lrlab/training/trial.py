@@ -307,7 +307,7 @@ class Trial:
         progress: ProgressFn | None = None,
     ) -> None:
         self.config, self.trainable = config, trainable
-        self.options: dict[str, Any] = dict(config.task_options)
+        self.options: dict[str, Any] = trainable.resolve_options(config.task_options)
         self.reports: list[dict[str, float]] = []
         self._recorder, self._progress = recorder, progress
         self._lock = threading.RLock()
@@ -318,7 +318,9 @@ class Trial:
         self._epoch_losses: list[float] = []
         self._steps = 0
         self._started = time.perf_counter()
-        self.last_activity = time.monotonic()
+        self.last_activity = (
+            time.monotonic()
+        )  # of the start or the last report: the time limit counts from it
 
     # -------------------------------------------------------- the configuration
 
@@ -377,7 +379,6 @@ class Trial:
             return
         value = _number("loss", loss, "trial.log")
         with self._lock:
-            self.last_activity = time.monotonic()
             pending = self._pending
             if pending is not None and math.isnan(pending.loss):
                 pending.loss = value
@@ -396,7 +397,9 @@ class Trial:
         objective = values[self.trainable.objective]
         with self._lock:
             self._check_stopped()
-            self.last_activity = time.monotonic()
+            self.last_activity = (
+                time.monotonic()
+            )  # of the start or the last report: the time limit counts from it
             self.reports.append({"epoch": float(epoch), **values})
             train_loss = sum(self._epoch_losses) / len(self._epoch_losses) if self._epoch_losses else None
             self._epoch_losses = []
@@ -434,7 +437,6 @@ class Trial:
         """The optimizer step pre-hook: the step's LRs, momentum and gradient norm."""
         self._check_stopped()
         with self._lock:
-            self.last_activity = time.monotonic()
             if self._recorder is not None:
                 self._flush_pending()
                 grads = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]

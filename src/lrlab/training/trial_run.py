@@ -67,12 +67,11 @@ def train_any(
 ) -> RunRecord:
     """Train ``config`` into ``store``: by calling its trainable function when ``task`` is
     one (or ``config.task`` names one), else with :func:`~lrlab.training.loop.train_run`."""
-    if task is None and ":" in config.task:
+    if task is None and ":" in config.task:  # a task file may hold a trainable: built once, here
         from lrlab.training.tasks import get_task
 
         with contextlib.suppress(ValueError):  # a task that does not build: train_run says so, recorded
-            built = get_task(config.task, **dict(config.task_options))
-            task = built if is_trainable(built) else None
+            task = get_task(config.task, **dict(config.task_options))
     if is_trainable(task):
         return train_trainable(
             config, store, run_id, progress, device=device, sweep=sweep, owner=owner, task=task
@@ -95,7 +94,7 @@ def train_trainable(
     stored record. ``device`` is recorded; where the function trains is its own choice."""
     from lrlab.training.trial_task import as_task
 
-    task = as_task(task, dict(config.task_options))
+    task = as_task(task)  # the options are the config's (the run's identity), resolved by the trial
     recorder = Recorder(store, run_id, config, sweep=sweep, owner=owner)
     if not recorder.begin():
         record = store.run(run_id)

@@ -35,6 +35,8 @@ from lrlab.store.sqlite import Store
 from lrlab.sweeps import RunPlan, run_plans
 from lrlab.torch_utils import torch_threads
 from lrlab.training.resolve import resolve
+from lrlab.training.tasks import get_task
+from lrlab.training.trial_task import is_trainable
 from lrlab.tune.space import lr_param
 from lrlab.tune.spec import TuneSpec, load_tune
 from lrlab.tune.trial import objective_of, score
@@ -122,6 +124,15 @@ def _initial_lrs(spec: TuneSpec, finder_lr: float | None) -> list[float]:
     return [float(f"{v:.6g}") for v in np.geomspace(low, high, count)]
 
 
+def _refuse_trainable(spec: TuneSpec) -> None:
+    """Population-based training steps models lrlab builds; a trainable function builds its own."""
+    if ":" not in spec.task:
+        return
+    if is_trainable(get_task(spec.task, **dict(spec.task_options))):
+        raise ValueError(f"method = \"pbt\" trains a population of models lrlab builds; task {spec.task!r} is a "
+                         "trainable function (it builds its own): use method = \"optuna\"")  # fmt: skip
+
+
 def run_pbt(
     spec: TuneSpec | dict[str, Any] | str,
     store: Store,
@@ -136,6 +147,7 @@ def run_pbt(
     if spec.pbt is None:
         raise ValueError("population-based training needs a [pbt] table (population, interval, lr)")
     check_device(device)
+    _refuse_trainable(spec)
     cfg = spec.pbt
     report = progress or (lambda _event: None)
     seed = spec.seeds[0]

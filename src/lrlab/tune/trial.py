@@ -19,9 +19,9 @@ from lrlab.core.records import Objective, RunRecord, RunStatus
 from lrlab.formatting import num
 from lrlab.store.sqlite import Store
 from lrlab.sweeps.grid import RunPlan
-from lrlab.training.loop import train_run
 from lrlab.training.recorder import RunProgress
 from lrlab.training.trial import Pruned  # raised from a run's progress callback when Optuna's pruner stops it
+from lrlab.training.trial_run import train_any
 
 __all__ = [
     "PRUNED_PREFIX",
@@ -140,7 +140,7 @@ def train_trial(
     records = []
     for index, plan in enumerate(plans):
         hook = pruning_hook(trial, metric, pruner, progress) if trial is not None and index == 0 else progress
-        record = train_run(plan.config, store, plan.id, progress=hook, device=device, sweep=sweep, owner=owner)
+        record = train_any(plan.config, store, plan.id, progress=hook, device=device, sweep=sweep, owner=owner)
         records.append(record)
         if record.status is not RunStatus.DONE:
             break

@@ -123,6 +123,7 @@ class Tuner:
             raise
         except Exception as exc:
             raise ValueError(f"task {spec.task!r} could not be built: {type(exc).__name__}: {exc}") from None
+        _check_trainable(spec, self.task)
         self.epochs, self.batch_size, self.steps_per_epoch = run_numbers(spec, self.task)
         self.total_steps = self.epochs * self.steps_per_epoch
         self.finder_lrs: dict[str, float] = {}
@@ -455,6 +456,16 @@ class Tuner:
                          pruned=sum(t.state == "pruned" for t in outcomes), best=best_value(outcomes, self.direction),
                          state=outcome.state, value=outcome.value, number=outcome.number,
                          steps=self.finder_steps + sum(t.steps for t in outcomes))  # fmt: skip
+
+
+def _check_trainable(spec: TuneSpec, task: Any) -> None:
+    """A trainable function has no range test: a space that multiplies the range test's LR
+    (``from_finder``) is refused in one line, before anything is stored."""
+    if getattr(task, "range_test", True) is False and spec.space is not None and spec.space.needs_finder:
+        lr_range = getattr(task, "lr_range", None)
+        hint = f" (it declares lr_range = {lr_range[0]:g} to {lr_range[1]:g})" if lr_range else ""
+        raise ValueError(f"task {spec.task!r} is a trainable function: it has no range test for from_finder to "
+                         f"multiply; give its LRs as {{log = [low, high]}}{hint}")  # fmt: skip
 
 
 def run_numbers(spec: TuneSpec, task: Any) -> tuple[int, int, int]:

@@ -357,10 +357,14 @@ def task_fingerprint(task: Task) -> dict[str, Any]:
     options (kind, objective, metrics, loss, ``options``). A study, sweep or tune whose
     task's fingerprint changed under the same name does not resume into old results
     (:func:`fingerprint_change` says what changed). Cheap: one model built (the global
-    RNG state is kept) and at most ``FINGERPRINT_SAMPLES`` rows read per dataset."""
+    RNG state is kept) and at most ``FINGERPRINT_SAMPLES`` rows read per dataset. A task
+    that fingerprints itself (a trainable function: its source and options) says its own."""
     import hashlib
     import json
 
+    own = getattr(task, "fingerprint", None)
+    if callable(own):
+        return own()
     key = (id(task.model_factory), id(task.train_data), id(task.val_data), task.kind, id(task.custom_loss))
     cached = getattr(task, "_fingerprint", None)
     if cached is not None and cached[0] == key:
