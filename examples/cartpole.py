@@ -10,7 +10,8 @@ Two trial functions on gymnasium's CartPole-v1 (no download; ``pip install -e ".
 Each takes the configuration being tried from the trial (``trial.optimizer``,
 ``trial.scheduler``, ``trial.seed``), logs the surrogate loss per step and reports, after
 every epoch, ``mean_return``: the mean return of the last 32 episodes finished (the maximum is
-500), and ``episodes``: how many episodes were played so far.
+500), ``episodes``: how many episodes were played so far, and ``env_steps``: how many
+environment steps they took (one reward per step).
 
     lrlab study --train examples/cartpole.py:reinforce
     lrlab study --train examples/cartpole.py:actor_critic
@@ -149,19 +150,20 @@ def reinforce(trial: lrlab.Trial) -> None:
     optimizer = trial.optimizer(policy.parameters())
     scheduler = trial.scheduler(optimizer)
     recent: deque[float] = deque(maxlen=LAST_EPISODES)
-    episodes = 0
+    episodes, env_steps = 0, 0
     for epoch in range(1, trial.epochs + 1):
         for _ in range(trial.steps_per_epoch):
             batch = play_episodes(envs, policy, generator)
             recent.extend(batch.returns())
             episodes += per_step
+            env_steps += int(batch.alive.sum())
             loss = reinforce_loss(policy, batch, gamma)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             scheduler.step()
             trial.log(loss=loss.item())
-        trial.report(epoch, mean_return=float(np.mean(recent)), episodes=episodes)
+        trial.report(epoch, mean_return=float(np.mean(recent)), episodes=episodes, env_steps=env_steps)
 
 
 # ---------------------------------------------------------------- actor-critic (A2C)
@@ -301,6 +303,6 @@ def actor_critic(trial: lrlab.Trial) -> None:
             scheduler.step()
             trial.log(loss=loss.item())
         recent = runner.finished[-LAST_EPISODES:]
-        trial.report(
-            epoch, mean_return=float(np.mean(recent)) if recent else 0.0, episodes=len(runner.finished)
-        )
+        env_steps = epoch * trial.steps_per_epoch * num_envs * rollout_steps
+        mean_return = float(np.mean(recent)) if recent else 0.0
+        trial.report(epoch, mean_return=mean_return, episodes=len(runner.finished), env_steps=env_steps)

@@ -1,0 +1,367 @@
+"""The study's answer for REINFORCE on CartPole-v1, checked on seeds the study never saw.
+
+    python examples/cartpole_heldout.py                  # writes docs/img/rl_*.png and docs/rl.md's results
+    python examples/cartpole_heldout.py --docs /tmp/rl   # the same elsewhere (rl.md created there)
+
+1. The study: ``lrlab.study`` of ``examples/cartpole.py:reinforce`` with Adam over the
+   constant, cyclic (triangular) and one-cycle families, on its own seeds (0, 1, 2).
+2. Held out: the study's recommendation, its best constant LR, and the best configuration
+   of each family (by the study's ranking), each trained again with 5 seeds the study never
+   used (100 to 104), exactly as the study ran them (same length, schedule, momentum).
+3. The comparison: the recommendation against the best constant, paired seed by seed; a
+   margin within two standard errors of the per-seed differences is said to be a tie.
+4. The pictures (``rl_schedules.png``: mean return against episodes, mean and the range over
+   the held-out seeds; ``rl_study.png``: the study's final return against the peak LR per
+   family; ``rl_heldout.png``: the paired comparison) and the text between the markers of
+   ``rl.md``. Everything is read back from the run store, as the report does.
+
+Re-running resumes: finished runs are read from the store (``--db``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lrlab.core.records import RunConfig, RunRecord, RunStatus
+from lrlab.files import write_text
+from lrlab.plot import save_figure
+from lrlab.plot.spec import FigureSpec, Panel, Trace, VLine, color
+from lrlab.schedules import Schedule
+from lrlab.store.sqlite import Store
+from lrlab.study.recommend import Candidate
+from lrlab.study.run import StudyResult, run_study
+from lrlab.sweeps.executors import run_plans
+from lrlab.sweeps.grid import RunPlan
+from lrlab.training.tasks import get_task
+
+HERE = Path(__file__).resolve().parent
+TRAIN = f"{HERE / 'cartpole.py'}:reinforce"
+FAMILIES = ("constant", "triangular", "one-cycle")
+HELDOUT_SEEDS = (100, 101, 102, 103, 104)
+SOLVED = 475.0  # CartPole-v1's reward threshold in gymnasium's registry
+NOISE_SE = 2.0  # a margin within this many paired standard errors is a tie
+SWEEP = "cartpole-heldout"
+BEGIN, END = "<!-- cartpole-heldout:begin -->", "<!-- cartpole-heldout:end -->"
+
+
+@dataclass(frozen=True)
+class Curves:
+    """One configuration on the held-out seeds: ``returns[seed, epoch]`` against ``episodes``."""
+
+    label: str
+    candidate: Candidate
+    episodes: np.ndarray
+    returns: np.ndarray
+    env_steps: np.ndarray
+
+    @property
+    def final(self) -> np.ndarray:
+        return self.returns[:, -1]
+
+
+# ---------------------------------------------------------------- running
+
+
+def study(store: Store, train: str, jobs: int, out: Path, fresh: bool) -> StudyResult:
+    """The study, as ``lrlab study --train TRAIN --optimizers adam --schedules constant,triangular,one-cycle
+    --epochs E`` runs it, E the function's own epochs (its whole length, not a budget's share)."""
+    epochs = get_task(train).trainable.epochs
+    return run_study(
+        train, store, optimizers=("adam",), schedules=FAMILIES, jobs=jobs, out=out, epochs=epochs, fresh=fresh
+    )
+
+
+def best_per_family(result: StudyResult) -> dict[str, Candidate]:
+    """Each family's best candidate by the study's own score (its seeds only)."""
+    sign = -1.0 if result.recommendation.higher_is_better else 1.0
+    best: dict[str, Candidate] = {}
+    for candidate in result.recommendation.candidates:
+        held = best.get(candidate.schedule_name)
+        if not math.isnan(candidate.score) and (held is None or sign * candidate.score < sign * held.score):
+            best[candidate.schedule_name] = candidate
+    return best
+
+
+def heldout_configs(store: Store, candidate: Candidate, seeds: Sequence[int]) -> list[RunConfig]:
+    """The candidate's own study run, again with each held-out seed."""
+    ran = store.run(candidate.run_ids[0]).config
+    return [ran.replace(seed=seed) for seed in seeds]
+
+
+def train_heldout(
+    store: Store, train: str, chosen: dict[str, Candidate], seeds: Sequence[int], jobs: int
+) -> dict[str, list[RunRecord]]:
+    """Every chosen candidate on every held-out seed, one sweep; records by label."""
+    configs = {label: heldout_configs(store, c, seeds) for label, c in chosen.items()}
+    plans = [RunPlan.of(SWEEP, cfg) for cfgs in configs.values() for cfg in cfgs]
+    spec = {"train": train, "seeds": list(seeds)}
+    records = run_plans(list(dict.fromkeys(plans)), store, SWEEP, spec, jobs=jobs, task=get_task(train))
+    by_id = {record.id: record for record in records}
+    return {label: [by_id[RunPlan.of(SWEEP, cfg).id] for cfg in cfgs] for label, cfgs in configs.items()}
+
+
+def curves(store: Store, label: str, candidate: Candidate, records: Sequence[RunRecord]) -> Curves:
+    """The reported epochs of a candidate's held-out runs, as arrays (every run must be done)."""
+    failed = [r for r in records if r.status is not RunStatus.DONE]
+    if failed:
+        raise SystemExit(f"{label}: {len(failed)} held-out run(s) did not finish: {failed[0].error}")
+    epochs = store.epochs_for([r.id for r in records])
+    table = [epochs[r.id] for r in records]
+
+    def column(metric: str) -> np.ndarray:
+        return np.array([[e.value(metric) for e in rows] for rows in table], dtype=float)
+
+    return Curves(
+        label, candidate, column("episodes").mean(axis=0), column("mean_return"), column("env_steps")
+    )
+
+
+# ---------------------------------------------------------------- numbers
+
+
+@dataclass(frozen=True)
+class Paired:
+    """``a - b`` seed by seed: the mean margin, its noise (``NOISE_SE`` standard errors)."""
+
+    margin: float
+    noise: float
+    per_seed: tuple[float, ...]
+
+    @property
+    def tie(self) -> bool:
+        return abs(self.margin) <= self.noise
+
+    @classmethod
+    def of(cls, a: np.ndarray, b: np.ndarray) -> Paired:
+        differences = a - b
+        se = differences.std(ddof=1) / math.sqrt(len(differences)) if len(differences) > 1 else math.nan
+        return cls(float(differences.mean()), NOISE_SE * se, tuple(differences.tolist()))
+
+
+def first_reaching(c: Curves, threshold: float) -> list[float]:
+    """Per seed, the episodes played when mean_return first reached ``threshold`` (NaN: never)."""
+    out = []
+    for row in c.returns:
+        hits = np.flatnonzero(row >= threshold)
+        out.append(float(c.episodes[hits[0]]) if hits.size else math.nan)
+    return out
+
+
+def reached_words(c: Curves, threshold: float) -> str:
+    hits = [e for e in first_reaching(c, threshold) if not math.isnan(e)]
+    if not hits:
+        return f"no seed reached {threshold:g}"
+    median = int(np.median(hits))
+    return f"{len(hits)} of {len(c.returns)} seeds reached {threshold:g}, after {median} episodes (median)"
+
+
+# ---------------------------------------------------------------- pictures
+
+
+def schedules_figure(all_curves: Sequence[Curves]) -> FigureSpec:
+    """Mean return against episodes, a line per family: mean over the held-out seeds, band = range."""
+    traces = []
+    for i, c in enumerate(all_curves):
+        low, high = c.returns.min(axis=0), c.returns.max(axis=0)
+        traces.append(Trace(c.episodes, c.returns.mean(axis=0), c.label, c.label, color(i), band=(low, high)))
+    panel = Panel("REINFORCE on CartPole-v1, held-out seeds", "episodes played",
+                  f"mean return of the last 32 episodes ({len(all_curves[0].returns)} seeds)", traces,
+                  ylim=(0, 520), hline=500.0)  # fmt: skip
+    caption = "Line: mean over the held-out seeds; band: lowest to highest seed. 500 is the maximum."
+    return FigureSpec("rl_schedules", "Constant, cyclic and one-cycle LR on CartPole", caption, [panel],
+                      legend="below", size=(8.0, 5.0), log_toggle=False)  # fmt: skip
+
+
+def study_figure(result: StudyResult, store: Store) -> FigureSpec:
+    """The study's final mean return against the peak LR, per family (mean over its seeds)."""
+    epochs = store.epochs_for([r.id for r in result.runs])
+    points: dict[str, dict[float, list[float]]] = {}
+    for run in result.runs:
+        rows = epochs.get(run.id) or []
+        name = result.schedule_names.get(run.config.schedule, "constant")
+        if run.status is RunStatus.DONE and rows:
+            peak = peak_lr(run.config.schedule, result.total_steps)
+            points.setdefault(name, {}).setdefault(peak, []).append(float(rows[-1].value("mean_return")))
+    traces = []
+    for i, (name, by_lr) in enumerate(sorted(points.items())):
+        lrs = np.array(sorted(by_lr))
+        means = np.array([np.mean(by_lr[lr]) for lr in lrs])
+        label = f"{name} (mean of its seeds)"
+        traces.append(Trace(lrs, means, label, name, color(i), mode="lines+markers", marker="circle"))
+    best = result.recommendation.best
+    peak = peak_lr(best.schedule, result.total_steps)
+    marks = [VLine(peak, f"recommended: {best.schedule_name} peaking at {peak:.3g}", "#d62728")]
+    panel = Panel("The study's runs (seeds 0-2)", "peak learning rate (Adam)", "final mean return", traces,
+                  xlog=True, ylim=(0, 520), vlines=marks)  # fmt: skip
+    caption = "Each point: a family at one peak LR, its final mean return averaged over the seeds it trained."
+    return FigureSpec("rl_study", "What the study tried", caption, [panel], legend="below", size=(8.0, 5.0),
+                      log_toggle=False)  # fmt: skip
+
+
+def heldout_figure(recommended: Curves, constant: Curves) -> FigureSpec:
+    """Final mean return per held-out seed: the recommendation and the best constant, side by side."""
+    seeds = np.array(HELDOUT_SEEDS[: len(recommended.final)], dtype=float)
+    traces = [
+        Trace(seeds - 0.08, constant.final, f"best constant: {constant.label}", "constant", color(0),
+              mode="markers", marker="circle", marker_size=9),
+        Trace(seeds + 0.08, recommended.final, f"recommended: {recommended.label}", "recommended", color(3),
+              mode="markers", marker="diamond", marker_size=9),
+    ]  # fmt: skip
+    panel = Panel("Final mean return per held-out seed", "held-out seed", "final mean return", traces,
+                  ylim=(0, 520), xlim=(seeds[0] - 0.5, seeds[-1] + 0.5))  # fmt: skip
+    caption = "Each seed trains both configurations: the comparison is paired seed by seed."
+    return FigureSpec("rl_heldout", "Held-out seeds: recommendation vs best constant", caption, [panel],
+                      legend="below", size=(7.5, 4.8), log_toggle=False)  # fmt: skip
+
+
+# ---------------------------------------------------------------- words
+
+
+def peak_lr(schedule: Schedule, total_steps: int) -> float:
+    """The highest LR ``schedule`` reaches over a run of ``total_steps`` optimizer steps."""
+    return float(np.max(schedule(np.arange(total_steps))))
+
+
+def label(candidate: Candidate, total_steps: int) -> str:
+    return f"{candidate.schedule_name}, Adam, peak LR {peak_lr(candidate.schedule, total_steps):.3g}"
+
+
+def study_lines(result: StudyResult, seconds: float) -> list[str]:
+    """What the study said, in its own terms (its seeds, its noise, its tie rule)."""
+    rec, steps = result.recommendation, result.total_steps
+    lines = [
+        f"The study ({seconds:.0f} s on this machine, {len(result.runs)} runs of {result.epochs} epochs, "
+        f"seeds 0-2) recommends **{label(rec.best, steps)}**: `{rec.best.schedule}`, final mean return "
+        f"{rec.best.score:.1f} ± {rec.best.sd:.1f} (sd over {rec.best.seeds} seeds)."
+    ]
+    if rec.tie and rec.runner_up is not None:
+        lines.append(
+            f"It found it ties with {label(rec.runner_up, steps)} ({rec.runner_up.score:.1f}) within its "
+            f"seed noise {rec.noise:.1f}, and took the one its tie rule prefers."
+        )
+    if rec.best_constant is not None:
+        constant = rec.best_constant
+        lines.append(f"Its best constant LR: {label(constant, steps)} ({constant.score:.1f}).")
+    return lines
+
+
+def table_lines(all_curves: dict[str, Curves]) -> list[str]:
+    """One row per configuration trained on the held-out seeds, with its roles."""
+    roles: dict[str, list[str]] = {}
+    for role, c in all_curves.items():
+        roles.setdefault(c.label, []).append(role)
+    lines = [
+        "| configuration | final mean return, per seed | mean | reached 475 |",
+        "|---|---|---|---|",
+    ]
+    for c in {c.label: c for c in all_curves.values()}.values():
+        per_seed = ", ".join(f"{v:.0f}" for v in c.final)
+        name = f"{c.label} ({', '.join(roles[c.label])})"
+        lines.append(f"| {name} | {per_seed} | {c.final.mean():.1f} | {reached_words(c, SOLVED)} |")
+    return lines
+
+
+def comparison_lines(recommended: Curves, constant: Curves) -> list[str]:
+    """The recommendation against the best constant, paired seed by seed; a tie said as one."""
+    paired = Paired.of(recommended.final, constant.final)
+    if paired.tie:
+        verdict = f"a tie: the margin {paired.margin:+.1f} is within the paired seed noise {paired.noise:.1f}"
+    else:
+        better = "better" if paired.margin > 0 else "worse"
+        verdict = (
+            f"the recommendation is {better} by {paired.margin:+.1f}, "
+            f"beyond the paired seed noise {paired.noise:.1f}"
+        )
+    differences = ", ".join(f"{d:+.0f}" for d in paired.per_seed)
+    episodes, env_steps = recommended.episodes[-1], recommended.env_steps[:, -1].mean()
+    return [
+        f"Recommendation minus best constant, seed by seed: {differences}; {verdict} ({NOISE_SE:g} "
+        f"standard errors of the {len(paired.per_seed)} paired differences).",
+        "",
+        f"The recommended configuration played {episodes:.0f} episodes ({env_steps:,.0f} environment "
+        f"steps on average) per run; {reached_words(recommended, 500.0)}.",
+    ]
+
+
+def results_markdown(result: StudyResult, all_curves: dict[str, Curves], seconds: dict[str, float]) -> str:
+    """The section of rl.md this script owns: what the study said, and what held-out seeds said."""
+    seeds = ", ".join(map(str, HELDOUT_SEEDS))
+    lines = [
+        *study_lines(result, seconds["study"]),
+        "",
+        f"Held-out seeds {seeds} ({seconds['heldout']:.0f} s):",
+        "",
+    ]
+    lines += [*table_lines(all_curves), ""]
+    lines += comparison_lines(all_curves["recommended"], all_curves["best constant"])
+    return "\n".join(lines)
+
+
+def write_section(doc: Path, text: str) -> None:
+    """Replace the text between the markers of ``doc`` (the markers alone if it has none)."""
+    old = doc.read_text() if doc.exists() else f"# CartPole\n\n{BEGIN}\n{END}\n"
+    if BEGIN not in old or END not in old:
+        raise SystemExit(f"{doc} has no {BEGIN} ... {END} markers to write between")
+    head, rest = old.split(BEGIN, 1)
+    tail = rest.split(END, 1)[1]
+    write_text(doc, f"{head}{BEGIN}\n{text}\n{END}{tail}")
+
+
+# ---------------------------------------------------------------- main
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--train", default=TRAIN, help="the trainable, FILE.py:function")
+    parser.add_argument("--db", default="lrlab-runs/cartpole.db", help="the run store")
+    parser.add_argument("--docs", default=str(HERE.parent / "docs"), help="where rl.md and img/ are")
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--fresh", action="store_true", help="replace a stored study of another function")
+    args = parser.parse_args(argv)
+    docs = Path(args.docs)
+    Path(args.db).parent.mkdir(parents=True, exist_ok=True)
+    store = Store(Path(args.db))
+    try:
+        started = time.perf_counter()
+        result = study(store, args.train, args.jobs, Path(args.db).parent / "cartpole-study", args.fresh)
+        seconds = {"study": time.perf_counter() - started}
+        rec = result.recommendation
+        if rec.best_constant is None:
+            raise SystemExit("the study has no constant-LR configuration to compare with")
+        roles = {"recommended": rec.best, "best constant": rec.best_constant}
+        roles.update({f"best {name}": c for name, c in best_per_family(result).items()})
+        used = {r.config.seed for r in result.runs}
+        if used & set(HELDOUT_SEEDS):
+            raise SystemExit(f"the study used seeds {sorted(used)}: not held out")
+        started = time.perf_counter()
+        chosen = {label(c, result.total_steps): c for c in roles.values()}  # one entry per configuration
+        records = train_heldout(store, args.train, chosen, HELDOUT_SEEDS, args.jobs)
+        seconds["heldout"] = time.perf_counter() - started
+        by_label = {name: curves(store, name, c, records[name]) for name, c in chosen.items()}
+        all_curves = {role: by_label[label(c, result.total_steps)] for role, c in roles.items()}
+        img = docs / "img"
+        img.mkdir(parents=True, exist_ok=True)
+        families = [all_curves[f"best {name}"] for name in FAMILIES if f"best {name}" in all_curves]
+        save_figure(schedules_figure(families), img / "rl_schedules.png")
+        save_figure(study_figure(result, store), img / "rl_study.png")
+        save_figure(
+            heldout_figure(all_curves["recommended"], all_curves["best constant"]), img / "rl_heldout.png"
+        )
+        text = results_markdown(result, all_curves, seconds)
+        write_section(docs / "rl.md", text)
+        print(text)
+    finally:
+        store.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
