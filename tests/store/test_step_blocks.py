@@ -243,7 +243,7 @@ def test_a_version_4_store_migrates_in_place_keeping_every_value_bit_for_bit(tmp
     np.testing.assert_array_equal(single.loss[:-10], [row[4] for row in written["single"][:-10]])
 
     store = Store(path)  # a writer migrates
-    assert store.schema_version == SCHEMA_VERSION == 5
+    assert store.schema_version == SCHEMA_VERSION == 6
     with closing(sqlite3.connect(path)) as conn:
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         assert "step_metrics" not in tables and "step_blocks" in tables

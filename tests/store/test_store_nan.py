@@ -58,5 +58,5 @@ def test_a_version_1_store_migrates_and_keeps_its_rows(tmp_path):
     store.append_metrics("r", [(1, 1, [0.1], None, float("nan"), float("nan"))])
     assert np.isnan(store.steps("r").loss[1])
     with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

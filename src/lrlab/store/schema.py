@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from lrlab.store.codec import INSERT_BLOCK, block_row, legacy_series
 from lrlab.store.errors import StoreError
+from lrlab.store.instruments import MIGRATION as _INSTRUMENTS
 
 __all__ = ["SCHEMA_VERSION", "check_schema", "migrate", "tables"]
 
@@ -154,6 +155,8 @@ _MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
     """,
     # 4 -> 5: step rows become columnar step blocks (see the module docstring).
     _steps_to_blocks,
+    # 5 -> 6: instrument series (as blocks) and findings made while a run trains.
+    _INSTRUMENTS,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 

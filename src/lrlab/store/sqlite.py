@@ -24,17 +24,20 @@ import sqlite3
 import time
 import urllib.parse
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from lrlab.core.diagnostics import Finding
 from lrlab.core.records import EpochRecord, FinderRecord, RunRecord, RunStatus, StepSeries
 from lrlab.store import codec
+from lrlab.store import instruments as instrument_table
 from lrlab.store import runs as run_table
 from lrlab.store.claims import LEASE_SECONDS, ClaimLost, RunRemoved, claimable, hold, new_owner
 from lrlab.store.codec import StepRow
 from lrlab.store.errors import StoreError
+from lrlab.store.instruments import InstrumentSeries
 from lrlab.store.location import DEFAULT_DB, is_default_db, resolve_default_db
 from lrlab.store.range_tests import save_range_test, select_range_tests
 from lrlab.store.schema import SCHEMA_VERSION, check_schema, migrate, tables
@@ -44,6 +47,7 @@ __all__ = [
     "LEASE_SECONDS",
     "SCHEMA_VERSION",
     "ClaimLost",
+    "InstrumentSeries",
     "RunRemoved",
     "StepRow",
     "Store",
@@ -315,6 +319,17 @@ class Store:
             return {rid: codec.legacy_series(conn, rid) for rid in dict.fromkeys(run_ids)}
         return codec.steps_for(conn, run_ids)
 
+    def instruments(self, run_id: str) -> dict[str, InstrumentSeries]:
+        """The instrument series of a run (``update_ratio/group0``, ``lr_audit/group0``,
+        ``sharpness``, ``sharpness_limit``, ``noise_scale``, ``critical_batch``, ...), each with
+        ``steps`` and ``values``; empty for a run recorded without them or an older store."""
+        return instrument_table.series(self._connection(), run_id)
+
+    def findings(self, run_id: str) -> list[Finding]:
+        """The findings the instruments made while the run trained, in order (each with its
+        ``step``, ``kind``, ``message`` and ``evidence``)."""
+        return instrument_table.findings(self._connection(), run_id)
+
     def step_count(self, run_id: str) -> int:
         """How many distinct steps of the run are stored (from the blocks' bounds alone when
         they do not overlap, as for every run written in step order)."""
@@ -344,6 +359,7 @@ class Store:
             if owner is not None and not claimable(tx, record.id, owner):
                 return False
             run_table.begin(tx, record, extras or {}, owner)
+            instrument_table.forget(tx, record.id)
         return True
 
     def release_space(self) -> None:
@@ -359,14 +375,19 @@ class Store:
         epochs: Sequence[EpochRecord] = (),
         *,
         owner: str | None = None,
+        series: Mapping[str, tuple[Sequence[int], Sequence[float]]] | None = None,
+        findings: Sequence[Finding] = (),
     ) -> None:
         """Step rows ``(step, epoch, lrs, momentum, loss, grad_norm)`` and epoch records of
-        one run, in one transaction (with ``owner``: only while it holds the run, which also
-        renews its heartbeat; else ``ClaimLost``)."""
-        if steps or epochs or owner is not None:
+        one run, with its instruments' new ``series`` points (``{name: (steps, values)}``) and
+        ``findings``, in one transaction (with ``owner``: only while it holds the run, which
+        also renews its heartbeat; else ``ClaimLost``)."""
+        if steps or epochs or series or findings or owner is not None:
             with self._write() as tx:
                 hold(tx, run_id, owner)
                 run_table.append(tx, run_id, steps, epochs)
+                if series or findings:
+                    instrument_table.append(tx, run_id, series or {}, findings)
 
     def end_run(
         self,

@@ -51,10 +51,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from lrlab.core.diagnostics import Finding
 from lrlab.core.records import EpochRecord, Objective, RunConfig, RunStatus
 from lrlab.schedules import Schedule
 from lrlab.store.sqlite import DEFAULT_DB, Store
 from lrlab.torch import LRScheduler, group_momentum
+from lrlab.track._instruments import Watch as _Watch
 from lrlab.track._live import live_findings
 from lrlab.track._norms import StepNorms
 from lrlab.training.recorder import Recorder
@@ -190,6 +192,10 @@ class Run:
         live: bool = False,
         run_id: str | None = None,
         optimizer_name: str | None = None,
+        instruments: Any = None,
+        model: torch.nn.Module | None = None,
+        lr_mults: Sequence[float] | None = None,
+        sharpness_loss: Any = None,
         export: Sequence[Any] = (),
     ) -> None:
         if not isinstance(name, str) or not name.strip():
@@ -218,8 +224,11 @@ class Run:
         self.user_config = dict(config or {})
         self.total_steps = total_steps
         self.store = db if isinstance(db, Store) else Store(db)
-        self.recorder = Recorder(self.store, self.run_id, self.config, sweep=self.sweep, listeners=export)
         self.live = live
+        self.instrument_findings: list[Finding] = []
+        self.recorder = Recorder(self.store, self.run_id, self.config, sweep=self.sweep, listeners=export,
+                                 instruments=instruments, on_finding=self._instrument_finding)  # fmt: skip
+        self._watch = _Watch(schedule is not None, model, lr_mults, sharpness_loss)
         self.steps = 0
         self.last_step = 0
         self.status = RunStatus.QUEUED.value
@@ -268,6 +277,7 @@ class Run:
         if self.optimizer is not None:
             setattr(self.optimizer, _ACTIVE, self.run_id)
             self._norms.attach(self.optimizer)
+            self._watch.attach(self.recorder, self.optimizer, self.config)
         self.status = RunStatus.RUNNING.value
         self._open = True
         _RECORDING.add(self)
@@ -329,6 +339,7 @@ class Run:
         elif isinstance(step, bool) or not isinstance(step, numbers.Integral):
             raise TypeError(f"step must be an integer, got {type(step).__name__}: {step!r:.60}")
         step = int(step)
+        self.recorder.instruments.align(step)  # the instruments' step numbers follow the logged ones
         self._unread.append((step, self._epoch, list(lrs), momentum, value, norms))
         self.steps += 1
         self.last_step = step
@@ -403,9 +414,21 @@ class Run:
 
     # -------------------------------------------------------- live diagnostics
 
+    def noise(self, small_sq: float, big_sq: float, small_batch: int, big_batch: int) -> None:
+        """The squared gradient norms of the last step at two batch sizes (a micro-batch's and
+        the accumulated one's, e.g. from :class:`lrlab.instruments.MicroBatchNorms`), for the
+        ``noise_scale`` instrument (the gradient noise scale and critical batch size)."""
+        self.recorder.instruments.observe_noise(self.last_step, small_sq, big_sq, small_batch, big_batch)
+
     def _check_live(self, final: bool = False) -> None:
+        self.recorder.instruments.collect()  # the instruments' findings of the steps read so far
         for kind, message in live_findings(self._history, self._initial_loss, self.total_steps, final, self.run_id):
             self._finding(kind, message)
+
+    def _instrument_finding(self, finding: Finding) -> None:
+        self.instrument_findings.append(finding)
+        if self.live:
+            log.warning("lrlab %s: %s", self.run_id, finding.message)
 
     def _finding(self, kind: str, message: str) -> None:
         if kind in self.findings:
@@ -444,6 +467,11 @@ def track(
     one the first validated epoch lacks stops the run in one line), ``loss_name``/``loss_unit``
     (the training loss's name on the report's axes, e.g. ``"MSE"``; default cross-entropy in
     nats), ``live=True`` (diagnostics as training goes, each logged once through ``logging``),
+    ``instruments`` (which instruments run: default the cheap ones, ``"default,sharpness"``,
+    ``"all"``, ``False``; see :mod:`lrlab.instruments`), ``model`` (for the schedule-free
+    evaluation check and per-layer names), ``lr_mults`` (the LR multiplier intended per param
+    group, for the LR audit), ``sharpness_loss`` (a closure returning the loss on a fixed batch,
+    for the sharpness instrument),
     ``export=[lrlab.export.TensorBoard(dir), lrlab.export.MLflow(uri)]`` (the steps and epochs
     sent there as they are written to the store; instruments, findings and config at the end).
     The run ends ``done``, ``diverged`` (a non-finite loss) or ``failed`` with the error.

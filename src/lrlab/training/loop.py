@@ -214,6 +214,8 @@ def _epochs(
     optimizer = make_optimizer(run.config.optimizer, params, run.config.lr)
     scheduler = LRScheduler(optimizer, run.schedule, momentum=run.momentum)
     extras["param_groups"] = len(optimizer.param_groups)
+    mults = [float(g.get("lr_mult", 1.0)) for g in optimizer.param_groups]  # the groups as built: the intent
+    recorder.watch(optimizer, schedule=run.schedule, lr_mults=mults, model=model)
     # BatchNorm statistics of a schedule-free run are recomputed on a loader of their own,
     # so that the training batches keep their order.
     bn_batches = (

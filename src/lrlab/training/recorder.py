@@ -17,7 +17,9 @@ from typing import Any
 
 import torch
 
+from lrlab.core.diagnostics import Finding
 from lrlab.core.records import EpochRecord, RunConfig, RunRecord, RunStatus
+from lrlab.instruments import Instruments, InstrumentSettings
 from lrlab.store.sqlite import StepRow, Store
 
 __all__ = ["FLUSH_EVERY", "FLUSH_SECONDS", "REMOVED", "REMOVED_LINE", "Recorder", "RunProgress", "divergence_reason", "versions"]
@@ -97,6 +99,8 @@ class Recorder:
         flush_seconds: float = FLUSH_SECONDS,
         owner: str | None = None,
         listeners: Sequence[Any] = (),
+        instruments: InstrumentSettings | str | bool | Sequence[str] | None = None,
+        on_finding: Callable[[Finding], None] | None = None,
     ) -> None:
         self.store, self.run_id, self.config, self.sweep = store, run_id, config, sweep
         self.listeners = list(listeners)  # exporters told what is written (see _tell)
@@ -107,6 +111,8 @@ class Recorder:
         self._epochs: list[EpochRecord] = []
         self._last_flush = self._last_beat = time.monotonic()
         self.status: RunStatus = RunStatus.QUEUED
+        # the run's instruments: fed every step; hooked on an optimizer by watch()
+        self.instruments = Instruments(instruments, on_finding=on_finding)
 
     # -------------------------------------------------------- lifecycle
 
@@ -141,6 +147,7 @@ class Recorder:
             self.run_id, status, error=error, diverged_step=diverged_step, extras=extras, owner=self.owner
         )
         self.status = RunStatus(status)
+        self.instruments.detach()
         self._tell("ended", self.store, self.run_id)
 
     def abandon(self, status: RunStatus, *, error: str, extras: dict[str, Any] | None = None) -> None:
@@ -149,6 +156,7 @@ class Recorder:
         self._head.clear()
         self._norms.clear()
         self._epochs.clear()
+        self.instruments.detach()
         self.store.end_run(self.run_id, status, error=error, extras=extras, owner=self.owner)
         self.status = RunStatus(status)
 
@@ -160,9 +168,11 @@ class Recorder:
         """One optimizer step; ``norms`` is the gradient norm or per-tensor norm tensors."""
         self._head.append((step, epoch, lrs, momentum, loss))
         self._norms.append(norms)
+        self.instruments.observe_step(step, loss)
         if len(self._head) >= self.flush_every:
             rows = self._take()
-            self.store.append_metrics(self.run_id, rows, owner=self.owner)
+            series, findings = self.instruments.take()
+            self.store.append_metrics(self.run_id, rows, owner=self.owner, series=series, findings=findings)
             self._tell("written", self.run_id, rows, [])
             self._last_beat = time.monotonic()
         elif self.owner is not None and time.monotonic() - self._last_beat > HEARTBEAT_SECONDS:
@@ -176,6 +186,7 @@ class Recorder:
     def epoch(self, record: EpochRecord) -> None:
         """An epoch's metrics; written with the buffered steps about once a second at most."""
         self._epochs.append(record)
+        self.instruments.observe_epoch(record.step)
         if time.monotonic() - self._last_flush >= self.flush_seconds:
             self.flush()
 
@@ -183,10 +194,27 @@ class Recorder:
         """Write every buffered step and epoch in one transaction."""
         steps, epochs = self._take(), list(self._epochs)
         self._epochs.clear()
-        self.store.append_metrics(self.run_id, steps, epochs, owner=self.owner)
+        series, findings = self.instruments.take()
+        self.store.append_metrics(self.run_id, steps, epochs, owner=self.owner, series=series, findings=findings)
         if steps or epochs:
             self._tell("written", self.run_id, steps, epochs)
         self._last_flush = self._last_beat = time.monotonic()
+
+    def watch(
+        self,
+        optimizer: torch.optim.Optimizer,
+        *,
+        schedule: Any = None,
+        lr_mults: Sequence[float] | None = None,
+        model: torch.nn.Module | None = None,
+        loss_fn: Callable[[], torch.Tensor] | None = None,
+    ) -> Instruments:
+        """Hook the run's instruments on ``optimizer``: the update ratio, the LR audit against
+        ``schedule`` (times ``lr_mults`` per group; no audit without a schedule), the
+        schedule-free evaluation check on ``model``'s evaluation forwards, the sharpness of
+        ``loss_fn`` when it is on. Returns the instruments."""
+        self.instruments.expect(schedule, lr_mults)
+        return self.instruments.attach(optimizer, loss_fn=loss_fn, model=model)
 
     def _tell(self, event: str, *args: Any) -> None:
         """Tell every listener (an exporter: ``lrlab.export.TensorBoard``, ``MLflow``) what the

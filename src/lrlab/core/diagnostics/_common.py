@@ -19,8 +19,12 @@ from lrlab.schedules.summary import key_points
 
 @dataclass(frozen=True)
 class Finding:
-    """One diagnostic: ``kind`` (best, divergence, stuck, slow, unstable, overfitting, schedule_decay),
-    ``severity`` (``info`` or ``warning``), a sentence, and the numbers it rests on."""
+    """One diagnostic: ``kind`` (best, divergence, stuck, slow, unstable, overfitting, schedule_decay,
+    or an instrument's: update_ratio, sharpness, spike, warmup, lr_audit, noise_scale, eval_mode),
+    ``severity`` (``info`` or ``warning``), a sentence, and the numbers it rests on.
+
+    A finding made while a run trains (an instrument's) carries the ``step`` it was made at
+    and its run's id; :attr:`evidence` is its numbers (the name the stored findings use)."""
 
     kind: str
     severity: str
@@ -28,6 +32,18 @@ class Finding:
     numbers: dict[str, Any] = field(default_factory=dict)
     labels: tuple[str, ...] = ()
     run_ids: tuple[str, ...] = ()
+    step: int | None = None
+
+    @property
+    def evidence(self) -> dict[str, Any]:
+        """The numbers the finding rests on (the same dict as :attr:`numbers`)."""
+        return self.numbers
+
+    @classmethod
+    def at_step(cls, step: int, kind: str, message: str, evidence: dict[str, Any] | None = None,
+                severity: str = "warning") -> Finding:  # fmt: skip
+        """An instrument's finding: made at optimizer ``step`` of one run."""
+        return cls(kind, severity, message, dict(evidence or {}), step=int(step))
 
 
 def display(value: float | None) -> str:

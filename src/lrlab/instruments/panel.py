@@ -1,0 +1,327 @@
+"""The instrument panel of one run: every instrument behind one object the recorder feeds.
+
+:class:`Instruments` hooks the optimizer (the update ratio, the LR each group used, the
+sharpness when due) and is fed the recorded steps (losses, for the spikes) and evaluations
+(the schedule-free mode). The heavy reading is batched: :meth:`Instruments.collect` turns the
+hooks' tensors into series and runs the rules over the new steps, and :meth:`take` hands the
+new series points and findings to the store. Each finding is also passed to ``on_finding``
+when it is made (``live=True`` logs it).
+
+Steps: the optimizer steps the hooks count are 0-based; the first recorded step fixes the
+offset between that count and the caller's step numbers (0-based in lrlab's loop, 1-based in
+``lrlab.track`` and the trainers' callbacks, the global step of a resumed run), so the series,
+the findings and the schedule index all use the caller's numbering.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from lrlab.core.diagnostics import Finding
+from lrlab.instruments import words
+from lrlab.instruments.audit import LRAudit, auditable
+from lrlab.instruments.noise import NoiseScale
+from lrlab.instruments.ratio import UpdateRatio
+from lrlab.instruments.settings import InstrumentSettings
+from lrlab.instruments.sharpness import Sharpness
+from lrlab.instruments.spikes import OLMO, SpikeDetector, SpikeRule
+from lrlab.optim.lr_free import is_schedule_free
+from lrlab.schedules import Schedule
+
+__all__ = ["RATIO_HIGH", "RATIO_LOW", "RATIO_WINDOW", "Instruments", "Series"]
+
+RATIO_HIGH = 1e-2  # ten times the usual update ratio: a finding
+RATIO_LOW = 1e-4  # a tenth of it
+RATIO_WINDOW = 20  # measured steps whose median is judged
+RATIO_MIN_STEPS = 50  # a low ratio is judged only after this many measured steps
+WARMUP_EARLY = 10  # the first measured steps of the warmup check
+WARMUP_LATER = (50, 100)  # the measured steps it compares them with
+WARMUP_FACTOR = 3.0  # early median this many times the later one ...
+WARMUP_RATIO = 1e-2  # ... and above this: a finding, when the LR did not warm up
+SPIKE_REPEAT = 100  # steps after a reported spike before another is reported
+
+Series = dict[str, tuple[list[int], list[float]]]
+
+
+class Instruments:
+    """The instruments of one run (see the module docstring)."""
+
+    def __init__(
+        self,
+        settings: InstrumentSettings | str | bool | Sequence[str] | None = None,
+        *,
+        schedule: Schedule | None = None,
+        lr_mults: Sequence[float] | None = None,
+        spike_rule: SpikeRule = OLMO,
+        on_finding: Callable[[Finding], None] | None = None,
+    ) -> None:
+        self.settings = InstrumentSettings.parse(settings)
+        self.on_finding = on_finding
+        self.audit: LRAudit | None = None
+        self.expect(schedule, lr_mults)
+        self.ratio = UpdateRatio(self.settings.update_every, per_tensor="per_layer" in self.settings)
+        self.spikes = SpikeDetector(spike_rule) if "spikes" in self.settings else None
+        self.noise = NoiseScale() if "noise_scale" in self.settings else None
+        self.sharpness: Sharpness | None = None
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.group_names: list[str] = []
+        self.tensor_names: list[str] = []
+        self.offset: int | None = None  # caller's step = hook count + offset
+        self._series: Series = {}
+        self._findings: list[Finding] = []
+        self._lrs: list[tuple[int, list[float]]] = []  # (hook count, LR per group) awaiting the audit
+        self._losses: list[tuple[int, float]] = []
+        self._ratio_history: dict[int, list[float]] = {}
+        self._ratio_reported: set[int] = set()
+        self._warmup_done = "warmup" not in self.settings
+        self._first_lrs: list[float] = []
+        self._spike_count, self._last_spike = 0, -(10**9)
+        self._pending_sharpness: list[tuple[int, float, float, bool]] = []
+        self._hooks: list[Any] = []
+        self._own_count = 0  # optimizer steps, counted here when the update-ratio hooks are off
+        self._once: set[str] = set()
+        self._model_watched = False
+
+    # ------------------------------------------------------------ attaching
+
+    def expect(self, schedule: Schedule | None, lr_mults: Sequence[float] | None = None) -> None:
+        """The schedule the run is meant to follow (times ``lr_mults`` per group): the LR audit
+        compares every group's LR with it (no audit without one, or for a plateau schedule)."""
+        on = "lr_audit" in self.settings and isinstance(schedule, Schedule) and auditable(schedule)
+        self.audit = LRAudit(schedule, list(lr_mults) if lr_mults is not None else None) if on else None
+
+    def attach(
+        self,
+        optimizer: torch.optim.Optimizer,
+        *,
+        loss_fn: Callable[[], torch.Tensor] | None = None,
+        model: torch.nn.Module | None = None,
+    ) -> Instruments:
+        """Hook ``optimizer``; ``loss_fn`` (a closure computing the loss on a fixed batch) is
+        needed for the sharpness, ``model`` names the tensors of per-layer ratios."""
+        self.detach()
+        self.optimizer = optimizer
+        self._model_watched = model is not None
+        self.group_names = [str(g.get("name") or f"group{i}") for i, g in enumerate(optimizer.param_groups)]
+        if model is not None:
+            names = {id(p): n for n, p in model.named_parameters()}
+            self.tensor_names = [names.get(id(p), f"param{i}") for i, p in
+                                 enumerate(p for g in optimizer.param_groups for p in g["params"] if p.requires_grad)]  # fmt: skip
+        if "sharpness" in self.settings:
+            if loss_fn is None:
+                raise ValueError(
+                    "the sharpness instrument needs loss_fn= (a closure returning the loss on a fixed batch)"
+                )
+            self.sharpness = Sharpness(loss_fn, self.settings.sharpness_every, self.settings.sharpness_iters)
+        if "update_ratio" in self.settings or "warmup" in self.settings or "per_layer" in self.settings:
+            self.ratio.attach(optimizer)
+        self._hooks = [
+            optimizer.register_step_pre_hook(self._pre),
+            optimizer.register_step_post_hook(self._post),
+        ]
+        if model is not None and "eval_mode" in self.settings and is_schedule_free(optimizer):
+            self._hooks.append(model.register_forward_pre_hook(self._forward))
+        return self
+
+    def _forward(self, module: torch.nn.Module, args: Any) -> None:
+        # an evaluation forward (eval mode or no gradient) while the optimizer is in train mode
+        if (not module.training or not torch.is_grad_enabled()) and _schedule_free_in_train_mode(
+            self.optimizer
+        ):
+            self._found(words.eval_mode_finding(self._count() + (self.offset or 0)), once="eval_mode")
+
+    def detach(self) -> None:
+        self.ratio.detach()
+        for hook in self._hooks:
+            hook.remove()
+        self._hooks = []
+
+    @property
+    def steps_taken(self) -> int:
+        return self.ratio.step
+
+    def _pre(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        if self.audit is not None or not self._warmup_done:
+            self._lrs.append((self._count(), [_lr(g) for g in optimizer.param_groups]))
+
+    def _count(self) -> int:
+        # the update-ratio hook runs first and advances the count in its post-hook
+        return self.ratio.step if self.ratio.attached else self._own_count
+
+    def _post(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        if not self.ratio.attached:
+            self._own_count += 1
+        step = self._count() - 1
+        if self.sharpness is not None and self.sharpness.due(step):
+            value, limit, pre = self.sharpness.measure(optimizer)
+            self._pending_sharpness.append((step, value, limit, pre))
+
+    # ------------------------------------------------------------ feeding
+
+    def align(self, step: int) -> None:
+        """The caller's number of the step just taken (or about to be): fixes the offset once."""
+        if self.offset is None:
+            self.offset = int(step) - self._count()
+
+    def observe_step(self, step: int, loss: float) -> None:
+        """A recorded step (its caller's number) and its loss."""
+        self.align(step)
+        self._losses.append((int(step), float(loss)))
+
+    def observe_epoch(self, step: int) -> None:
+        """An epoch's metrics recorded at ``step``: without a model to watch, a schedule-free
+        optimizer still in train mode then was evaluated in it."""
+        if "eval_mode" not in self.settings or self.optimizer is None or self._model_watched:
+            return
+        if _schedule_free_in_train_mode(self.optimizer):
+            self._found(words.eval_mode_finding(step), once="eval_mode")
+
+    def observe_noise(self, step: int, small_sq: float, big_sq: float, b_small: float, b_big: float) -> None:
+        """One pair of squared gradient norms at two batch sizes (see :mod:`lrlab.instruments.noise`)."""
+        if self.noise is None:
+            return
+        value = self.noise.observe(small_sq, big_sq, b_small, b_big)
+        self._point("noise_scale", step, value)
+        self._point("critical_batch", step, value)
+
+    # ------------------------------------------------------------ reading
+
+    def collect(self) -> None:
+        """Read the hooks' values and run every rule over the steps recorded since the last call."""
+        offset = self.offset or 0
+        self._collect_ratios(offset)
+        self._collect_audit(offset)
+        self._collect_spikes()
+        for step, value, limit, pre in self._pending_sharpness:
+            self._point("sharpness", step + offset, value)
+            self._point("sharpness_limit", step + offset, limit)
+            if math.isfinite(value) and value > limit:
+                self._found(words.sharpness_finding(step + offset, value, limit, pre), once="sharpness")
+        self._pending_sharpness = []
+
+    def take(self) -> tuple[Series, list[Finding]]:
+        """The series points and findings made since the last call (after :meth:`collect`)."""
+        self.collect()
+        series, findings = self._series, self._findings
+        self._series, self._findings = {}, []
+        return series, findings
+
+    # ------------------------------------------------------------ rules
+
+    def _collect_ratios(self, offset: int) -> None:
+        steps, rows = self.ratio.take()
+        groups = len(self.group_names)
+        for step, row in zip(steps, rows):
+            at = step + offset
+            for g in range(min(groups, len(row))):
+                if "update_ratio" in self.settings:
+                    self._point(f"update_ratio/group{g}", at, row[g])
+                self._ratio_history.setdefault(g, []).append(row[g])
+            for t, name in enumerate(self.tensor_names[: max(0, len(row) - groups)]):
+                self._point(f"update_ratio/{name}", at, row[groups + t])
+            if "update_ratio" in self.settings:
+                self._judge_ratios(at)
+            if not self._warmup_done:
+                self._judge_warmup(at)
+
+    def _judge_ratios(self, step: int) -> None:
+        for g, history in self._ratio_history.items():
+            if g in self._ratio_reported or len(history) < RATIO_WINDOW:
+                continue
+            recent = [v for v in history[-RATIO_WINDOW:] if math.isfinite(v)]
+            if not recent:
+                continue
+            median = float(np.median(recent))
+            high = median > RATIO_HIGH
+            low = len(history) >= RATIO_MIN_STEPS and 0 < median < RATIO_LOW
+            if high or low:
+                self._ratio_reported.add(g)
+                self._found(words.ratio_finding(step, self.group_names[g], median, high))
+
+    def _judge_warmup(self, step: int) -> None:
+        counts = {len(h) for h in self._ratio_history.values()}
+        if not counts or max(counts) < WARMUP_LATER[1]:
+            return
+        self._warmup_done = True
+        early = max(_median(h[:WARMUP_EARLY]) for h in self._ratio_history.values())
+        later = max(_median(h[WARMUP_LATER[0] : WARMUP_LATER[1]]) for h in self._ratio_history.values())
+        lrs = [max(v) for _s, v in self._first_lrs[: WARMUP_LATER[1]] if v] if self._first_lrs else []
+        warmed = bool(lrs) and lrs[0] < 0.5 * max(lrs)
+        if not warmed and early > WARMUP_FACTOR * later and early > WARMUP_RATIO:
+            self._found(words.warmup_finding(step, early, later, WARMUP_EARLY))
+
+    def _collect_audit(self, offset: int) -> None:
+        entries, self._lrs = self._lrs, []
+        if not self._warmup_done and len(self._first_lrs) < WARMUP_LATER[1]:
+            self._first_lrs += entries[: WARMUP_LATER[1] - len(self._first_lrs)]
+        if self.audit is None or not entries:
+            return
+        for count, lrs in entries:
+            at = max(count + offset, 0)
+            ratios, found = self.audit.observe(at, lrs)
+            for g, value in enumerate(ratios):
+                self._point(f"lr_audit/group{g}", at, value)
+            for miss in found:
+                name = (
+                    self.group_names[miss.group]
+                    if miss.group < len(self.group_names)
+                    else f"group{miss.group}"
+                )
+                self._found(
+                    words.audit_finding(
+                        miss.step, name, miss.actual, miss.intended, self.audit.mult(miss.group)
+                    )
+                )
+
+    def _collect_spikes(self) -> None:
+        losses, self._losses = self._losses, []
+        if self.spikes is None:
+            return
+        for step, loss in losses:
+            limit = self.spikes.observe(loss)
+            if limit is None:
+                continue
+            self._spike_count += 1
+            if step - self._last_spike >= SPIKE_REPEAT:
+                self._last_spike = step
+                self._found(
+                    words.spike_finding(step, loss, limit, self.spikes.rule.describe(), self._spike_count)
+                )
+
+    # ------------------------------------------------------------ plumbing
+
+    def _point(self, name: str, step: int, value: float) -> None:
+        steps, values = self._series.setdefault(name, ([], []))
+        steps.append(int(step))
+        values.append(float(value))
+
+    def _found(self, finding: Finding, once: str | None = None) -> None:
+        if once is not None:
+            if once in self._once:
+                return
+            self._once.add(once)
+        self._findings.append(finding)
+        if self.on_finding is not None:
+            self.on_finding(finding)
+
+
+def _lr(group: dict[str, Any]) -> float:
+    lr = group["lr"]
+    return float(lr.detach()) if isinstance(lr, torch.Tensor) else float(lr)
+
+
+def _median(values: Sequence[float]) -> float:
+    finite = [v for v in values if math.isfinite(v)]
+    return float(np.median(finite)) if finite else math.nan
+
+
+def _schedule_free_in_train_mode(optimizer: Any) -> bool:
+    if not is_schedule_free(optimizer):
+        return False
+    groups = getattr(optimizer, "param_groups", None) or [{}]
+    return bool(groups[0].get("train_mode", getattr(optimizer, "train_mode", False)))

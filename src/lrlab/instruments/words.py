@@ -1,0 +1,108 @@
+"""One line per instrument finding: the step, the evidence and what to change."""
+
+from __future__ import annotations
+
+from lrlab.core.diagnostics import Finding
+from lrlab.formatting import num
+
+__all__ = [
+    "audit_finding",
+    "eval_mode_finding",
+    "ratio_finding",
+    "sharpness_finding",
+    "spike_finding",
+    "times",
+    "warmup_finding",
+]
+
+USUAL_RATIO = 1e-3  # the update-to-weight ratio of a healthy step
+
+_WORDS = {
+    2: "twice",
+    3: "three times",
+    10: "ten times",
+    20: "twenty times",
+    30: "thirty times",
+    100: "a hundred times",
+}
+
+
+def times(factor: float) -> str:
+    """A factor in words where it is round ("thirty times"), else in digits ("37x")."""
+    rounded = round(factor)
+    if rounded in _WORDS and abs(factor - rounded) < 0.05 * rounded:
+        return _WORDS[rounded]
+    return f"{factor:.0f}x" if factor >= 10 else f"{factor:.2g}x"
+
+
+def ratio_finding(step: int, group: str, ratio: float, high: bool) -> Finding:
+    if high:
+        factor = ratio / USUAL_RATIO
+        advice = "lower the LR or warm up longer"
+        what = f"{times(factor)} the usual {USUAL_RATIO:.0e}"
+    else:
+        factor = USUAL_RATIO / ratio if ratio > 0 else float("inf")
+        advice = "the LR of this group is likely too small: raise it"
+        what = f"{times(factor)} below the usual {USUAL_RATIO:.0e}"
+    message = f"step {step}: the update ratio of group '{group}' is {ratio:.1e}, {what}: {advice}"
+    return Finding.at_step(
+        step, "update_ratio", message, {"group": group, "ratio": ratio, "usual": USUAL_RATIO, "high": high}
+    )
+
+
+def warmup_finding(step: int, early: float, later: float, early_steps: int) -> Finding:
+    message = (
+        f"step {step}: the first {early_steps} steps moved the weights by {early:.1e} of their size per step, "
+        f"{times(early / later)} the {later:.1e} that followed, with no warmup: warm up the LR over the first "
+        "few hundred steps (or lower the peak LR)"
+    )
+    return Finding.at_step(
+        step, "warmup", message, {"early_ratio": early, "later_ratio": later, "early_steps": early_steps}
+    )
+
+
+def audit_finding(step: int, group: str, actual: float, intended: float, mult: float) -> Finding:
+    ratio = actual / intended if intended else float("inf")
+    if abs(ratio - 1.0 / mult) < 0.01 / mult and mult != 1.0:
+        cause = f"its lr_mult {num(mult)} was lost (a resume or an optimizer rebuilt without it)"
+    elif ratio > 1.5 or ratio < 1 / 1.5:
+        cause = "a per-group LR or multiplier other than intended, or a schedule stepped at the wrong rate"
+    else:
+        cause = "the scheduler is not stepped once per optimizer step (per epoch?), or restarted from step 0"
+    message = (
+        f"step {step}: group '{group}' trained at lr {num(actual)} where the schedule gives {num(intended)} "
+        f"({num(ratio)}x): {cause}; step the scheduler after every optimizer step and restore its state after "
+        "building it"
+    )
+    return Finding.at_step(
+        step, "lr_audit", message, {"group": group, "actual": actual, "intended": intended, "ratio": ratio}
+    )
+
+
+def spike_finding(step: int, loss: float, limit: float, rule: str, count: int) -> Finding:
+    more = f" ({count} spikes so far)" if count > 1 else ""
+    message = (
+        f"step {step}: the loss {num(loss)} spiked above {num(limit)} ({rule}){more}: lower the LR, warm up "
+        "longer or clip the gradient norm"
+    )
+    return Finding.at_step(
+        step, "spike", message, {"loss": loss, "limit": limit, "rule": rule, "count": count}
+    )
+
+
+def sharpness_finding(step: int, value: float, limit: float, preconditioned: bool) -> Finding:
+    what = "the preconditioned sharpness" if preconditioned else "the sharpness"
+    message = (
+        f"step {step}: {what} {num(value)} is {times(value / limit)} the stability limit {num(limit)} of this LR: "
+        "the LR is past the edge of stability; lower it or decay it sooner"
+    )
+    return Finding.at_step(step, "sharpness", message,
+                           {"sharpness": value, "limit": limit, "preconditioned": preconditioned})  # fmt: skip
+
+
+def eval_mode_finding(step: int) -> Finding:
+    message = (
+        f"step {step}: evaluated with the schedule-free optimizer still in train mode (its weights at the "
+        "gradient point, not the average): call optimizer.eval() before evaluating and optimizer.train() after"
+    )
+    return Finding.at_step(step, "eval_mode", message, {"train_mode": True})
