@@ -50,7 +50,7 @@ HORIZON = HorizonLaw(
     slope_low=-0.1139,
     slope_high=0.0434,
     longest=16.0,
-    measured_on="digits-mlp, adam, cosine; x1 = 3 epochs (benchmarks/bench_horizon.py)",
+    measured_on="digits-mlp, adam, cosine, x1 = 3 epochs: benchmarks/bench_horizon.py",
 )
 """The law measured on the run-length ladder (docs/benchmarks.md, section ``horizon``)."""
 

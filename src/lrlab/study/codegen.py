@@ -114,12 +114,15 @@ def scale_lrs(schedule: Schedule, factor: float) -> Schedule:
 def horizon_note(study_steps: int, law: HorizonLaw = HORIZON) -> str:
     """The comment a snippet carries on the LR it keeps for the user's run length: which rule
     and why, and up to which run length it was measured."""
+    import textwrap
+
     advice = horizon_advice(study_steps, study_steps, law)
     longest = round(law.longest * study_steps)
-    return (
-        f"# {advice.reason}.\n"
-        f"# Measured up to x{law.longest:g} the study's {study_steps} steps ({longest} steps); longer runs extrapolate.\n"
+    text = (
+        f"{advice.reason}. Measured up to x{law.longest:g} the study's {study_steps} steps ({longest} steps); "
+        "longer runs extrapolate."
     )
+    return "".join(f"# {line}\n" for line in textwrap.wrap(text, 96))
 
 
 def step_template(schedule: Schedule | str, study_steps: int) -> str:
