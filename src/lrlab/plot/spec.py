@@ -125,6 +125,7 @@ class Panel:
     xlim: tuple[float, float] | None = None
     contour: Contour | None = None
     width: float = 1.0  # relative width of the panel's column
+    height: float = 1.0  # relative height of the panel's row (a row takes its tallest panel's)
 
 
 @dataclass

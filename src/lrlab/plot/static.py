@@ -44,13 +44,18 @@ def draw_figure(spec: FigureSpec) -> Any:
     from matplotlib.figure import Figure
 
     columns = spec.columns
-    rows = (len(spec.panels) + columns - 1) // columns
-    size = spec.size or (7.0 * columns + 3.2, 4.2 * rows + 0.6)
+    heights = _row_heights(spec)
+    rows = len(heights)
+    size = spec.size or (7.0 * columns + 3.2, 4.2 * sum(heights) + 0.6)
     widths = [p.width for p in spec.panels[:columns]]
-    grid = {"width_ratios": widths} if len(widths) == columns and set(widths) != {1.0} else None
+    grid: dict[str, list[float]] = {}
+    if len(widths) == columns and set(widths) != {1.0}:
+        grid["width_ratios"] = widths
+    if set(heights) != {1.0}:  # a panel of a few flat lines takes less room than the one it serves
+        grid["height_ratios"] = heights
     with _rc():
         fig = Figure(figsize=size, layout="constrained")
-        axes = fig.subplots(rows, columns, squeeze=False, gridspec_kw=grid)
+        axes = fig.subplots(rows, columns, squeeze=False, gridspec_kw=grid or None)
         handles: dict[str, object] = {}
         marks: dict[str, object] = {}  # the vertical lines and bands, named in the legend after the traces
         for ax, panel in zip(axes.flat, spec.panels):
@@ -96,6 +101,13 @@ def write_gif(spec: FigureSpec, out: Path, dpi: int = 80, fps: int = 12) -> Path
     return out
 
 
+def _row_heights(spec: FigureSpec) -> list[float]:
+    """The relative height of each row of panels: its tallest panel's."""
+    columns = spec.columns
+    rows = (len(spec.panels) + columns - 1) // columns
+    return [max(p.height for p in spec.panels[r * columns : (r + 1) * columns]) for r in range(rows)]
+
+
 def _rc():  # type: ignore[no-untyped-def]
     import matplotlib
 
@@ -106,7 +118,7 @@ def _legend(fig, spec: FigureSpec, handles: dict[str, object]) -> None:  # type:
     """Every legend entry of the spec, none left out: at the right while they fit beside the
     panels, else below the figure in as many columns as the longest name allows."""
     labels = list(handles)
-    rows = 4.2 * ((len(spec.panels) + spec.columns - 1) // spec.columns) / 0.19  # entries that fit at the right
+    rows = 4.2 * sum(_row_heights(spec)) / 0.19  # entries that fit at the right
     longest = max(len(k) for k in labels)
     if spec.legend == "below" or len(labels) > rows:
         width = 90 if longest > 45 else 45

@@ -59,7 +59,8 @@ def build_figures(data: ReportData, log_y: bool = False) -> list[FigureSpec]:
 def loss_figure(data: ReportData, log_y: bool = False) -> FigureSpec:
     panel = Panel("Loss vs epoch (solid: training, dashed: validation)", "epoch", loss_label(data=data), ylog=log_y)
     look = data.looks
-    kept: list[np.ndarray] = []
+    kept: list[np.ndarray] = []  # the curves of configurations that did not diverge
+    best: list[np.ndarray] = []  # ... of those drawn in colour: the axis is theirs
     shown: set[str] = set()
     for cfg in drawing_order(data):
         lk = look[cfg.key]
@@ -84,18 +85,30 @@ def loss_figure(data: ReportData, log_y: bool = False) -> FigureSpec:
             )  # fmt: skip
             if not cfg.diverged:  # its curves set the axes
                 kept.append(y)
+                if lk.highlighted:
+                    best.append(y)
         _add_divergence_markers(data, cfg, panel, lk, shown)
-    if not log_y:
-        fit_y(panel, kept or [t.y for t in panel.traces if t.marker != "x"], floor=0.0)
+    focus = best or kept or [t.y for t in panel.traces if t.marker != "x"]
+    panel.ylog = log_y or spans_a_decade(focus)
+    fit_y(panel, focus, floor=0.0)
     return legend_order(data, FigureSpec(
         "loss",
         "Loss vs epoch",
         "Training loss solid, validation loss dashed; with several seeds the line is their mean and "
         "the band their range. " + COLOUR_WORDS + " A cross marks where a run diverged (its loss "
-        "became non-finite or exploded); the y axis covers the runs that did not diverge, so a "
-        "cross off the chart sits on its top edge. Use the log-y button to compare small losses.",
+        "became non-finite or exploded). The y axis covers the configurations drawn in colour, on a "
+        "log scale when their losses span more than tenfold: grey curves that leave it are cut at "
+        "its edge, and a cross off the chart sits on its top edge.",
         [panel],
     ))
+
+
+def spans_a_decade(curves: list[np.ndarray]) -> bool:
+    """Whether the positive finite values of ``curves`` span more than a factor of ten: then a
+    linear axis squashes the lowest losses, the ones a reader compares, at its bottom."""
+    values = np.concatenate([np.asarray(c, dtype=np.float64) for c in curves]) if curves else np.zeros(0)
+    values = values[np.isfinite(values) & (values > 0)]
+    return bool(len(values)) and float(values.max()) > 10 * float(values.min())
 
 
 def _extend_to_divergence(

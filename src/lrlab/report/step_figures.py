@@ -72,17 +72,37 @@ def lr_figure(data: ReportData) -> FigureSpec:
         lr_panel.ylog = True
         lr_panel.ylim = (min(peaks) / 1e3, max(peaks) * 2)
     panels = [lr_panel]
-    if mom_panel.traces:
+    constant = constant_momenta(mom_panel.traces)
+    if constant:  # flat lines say nothing a number does not: the values in the title instead
+        lr_panel.title += f" (momentum constant: {', '.join(constant)})"
+    elif mom_panel.traces:
+        mom_panel.height = MOMENTUM_HEIGHT
         panels.append(mom_panel)
     return legend_order(data, FigureSpec(
         "lr",
         "Learning rate and momentum vs step",
         "The LR each configuration actually used, as recorded at every optimizer step (first "
-        "param group solid, other groups dotted), and the momentum when the optimizer has one. "
+        "param group solid, other groups dotted), and the momentum when the optimizer has one "
+        "(in the title when it never changed). "
         "The article's rule of thumb: by the end the LR should have decayed about 100x. "
         + COLOUR_WORDS,
         panels,
     ))
+
+
+MOMENTUM_HEIGHT = 0.45  # the momentum panel's height, a share of the LR panel's
+
+
+def constant_momenta(traces: list[Trace]) -> list[str]:
+    """The momentum values, written, when every trace holds one value throughout; else []."""
+    values: set[float] = set()
+    for trace in traces:
+        finite = np.asarray(trace.y, dtype=np.float64)
+        finite = finite[np.isfinite(finite)]
+        if len(finite) and float(finite.max() - finite.min()) > 1e-9:
+            return []
+        values.update(float(v) for v in finite[:1])
+    return [f"{v:g}" for v in sorted(values)]
 
 
 # ---------------------------------------------------------------- steps: loss and gradient norm
