@@ -15,7 +15,7 @@ from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.util import tensor_util
 
 from lrlab.export import MLflow, TensorBoard, export_runs
-from lrlab.export.series import RunExport, load_exports, read_export, scalars
+from lrlab.export.series import read_export, scalars
 from lrlab.export.tensorboard_writer import run_folder
 from lrlab.store.sqlite import Store
 
@@ -172,18 +172,28 @@ def test_a_failing_exporter_never_stops_the_run(tmp_path, caplog, train):
     assert "export to" in caplog.text and "no space left on device" in caplog.text
 
 
-def test_instruments_and_findings_are_exported(filled, tmp_path):
-    """Instrument series and findings as the store gives them reach both tools."""
+def test_instruments_and_findings_reach_both_tools_equal_to_the_store(filled, mlflow_export, tmp_path):
+    """The tracked run's instruments (update ratio per group, on by default) and the findings
+    they made, as the store holds them, read back from TensorBoard and MLflow."""
     path, run_id = filled
     store = Store(path, readonly=True)
-    run = next(iter(load_exports(store, ids=[run_id])))
-    instruments = {name: series for name, series in run.instruments.items()}
-    findings = list(run.findings)
-    if not instruments:
-        pytest.skip("this store records no instruments yet")
-    with_parts = RunExport(run.record, run.steps, run.epochs, instruments, findings)
-    TensorBoard(tmp_path / "tb").write_run(with_parts)
-    values, _ = read_tensorboard(run_folder(tmp_path / "tb", run.record))
+    instruments, findings = store.instruments(run_id), store.findings(run_id)
+    assert {"update_ratio/group0", "update_ratio/group1"} <= set(instruments) and findings
+    export_runs(store, TensorBoard(tmp_path), ids=[run_id])
+    values, texts = read_tensorboard(run_folder(tmp_path, store.run(run_id)))
+    client = MlflowClient(tracking_uri=mlflow_export.uri)
+    found = mlflow_run(client, run_id)
     for name, series in instruments.items():
         assert values[f"instruments/{name}"][0] == list(series.steps)
         assert same(values[f"instruments/{name}"][1], list(series.values))
+        history = sorted(
+            client.get_metric_history(found.info.run_id, f"instruments/{name}"), key=lambda m: m.step
+        )
+        assert [m.step for m in history] == list(series.steps)
+        assert same([m.value for m in history], list(series.values), mlflow=True)
+    board_text = texts["findings"][0]
+    mlflow_text = Path(client.download_artifacts(found.info.run_id, "findings.txt")).read_text()
+    for finding in findings:
+        line = f"step {finding.step} [{finding.kind}, {finding.severity}] {finding.message}"
+        assert line in board_text and line in mlflow_text
+    assert len(board_text.splitlines()) == len(findings)

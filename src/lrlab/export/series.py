@@ -20,7 +20,9 @@ from typing import Any
 
 import numpy as np
 
+from lrlab.core.diagnostics import Finding
 from lrlab.core.records import EpochRecord, RunRecord, StepSeries
+from lrlab.store.instruments import InstrumentSeries
 from lrlab.store.sqlite import StepRow, Store
 
 __all__ = [
@@ -54,8 +56,8 @@ class RunExport:
     record: RunRecord
     steps: StepSeries
     epochs: list[EpochRecord]
-    instruments: Mapping[str, Any] = field(default_factory=dict)  # name -> series with steps and values
-    findings: Sequence[Any] = ()  # lrlab.core.diagnostics findings, in step order
+    instruments: Mapping[str, InstrumentSeries] = field(default_factory=dict)
+    findings: Sequence[Finding] = ()  # the instruments' findings, in the order they were made
 
     @property
     def run_id(self) -> str:
@@ -83,15 +85,9 @@ def read_export(store: Store, record: RunRecord, *, steps: bool = True) -> RunEx
         record=record,
         steps=store.steps(record.id) if steps else StepSeries.empty(record.id),
         epochs=store.epochs(record.id),
-        instruments=_stored(store, "instruments", record.id, {}),
-        findings=_stored(store, "findings", record.id, []),
+        instruments=store.instruments(record.id),
+        findings=store.findings(record.id),
     )
-
-
-def _stored(store: Store, what: str, run_id: str, empty: Any) -> Any:
-    # TRANSITIONAL until the store's instruments land
-    reader = getattr(store, what, None)
-    return empty if reader is None else reader(run_id)
 
 
 def rows_to_series(run_id: str, rows: Sequence[StepRow]) -> StepSeries:
@@ -139,7 +135,7 @@ def epoch_scalars(epochs: Sequence[EpochRecord]) -> list[Scalar]:
     return out
 
 
-def instrument_scalars(instruments: Mapping[str, Any]) -> list[Scalar]:
+def instrument_scalars(instruments: Mapping[str, InstrumentSeries]) -> list[Scalar]:
     """``instruments/<name>`` for every stored instrument series."""
     return [
         Scalar(
@@ -187,15 +183,16 @@ def summary_metrics(run: RunExport) -> dict[str, float]:
     return {f"final/{k}": float(v) for k, v in values.items() if v is not None and math.isfinite(float(v))}
 
 
-def findings_text(findings: Sequence[Any]) -> str:
-    """One line per finding (``step 120 [spike] message``), or a line saying there were none."""
+def findings_text(findings: Sequence[Finding]) -> str:
+    """One line per finding (``step 120 [spike, warning] message {evidence}``), or a line
+    saying there were none."""
     if not findings:
         return "no findings"
     lines = []
     for finding in findings:
-        step = getattr(finding, "step", None)
-        where = f"step {step} " if step is not None else ""
-        lines.append(f"{where}[{finding.kind}] {finding.message}")
+        where = f"step {finding.step} " if finding.step is not None else ""
+        evidence = f" {json.dumps(finding.evidence, sort_keys=True, default=str)}" if finding.evidence else ""
+        lines.append(f"{where}[{finding.kind}, {finding.severity}] {finding.message}{evidence}")
     return "\n".join(lines)
 
 
