@@ -13,7 +13,16 @@ from rich.panel import Panel
 from rich.syntax import Syntax
 from rich.table import Table
 
-from lrlab.cli._common import bad_input, console, db_option, err_console, open_store, safe
+from lrlab.cli._common import (
+    bad_input,
+    console,
+    db_option,
+    err_console,
+    open_store,
+    safe,
+    task_option_flag,
+    task_options,
+)
 from lrlab.cli.app import app
 from lrlab.formatting import num, pct
 
@@ -30,6 +39,8 @@ Examples:
   lrlab study --schedules constant,cosine,one-cycle,plateau
 
   lrlab study --task my_tasks.py:make_task --backend ray --address auto
+
+  lrlab study --task sunspots-gru --task-option window=33 --task-option hidden=64
 
 Re-running the same study skips what is finished (range tests and runs are in the store).
 """
@@ -151,8 +162,11 @@ def study(
         help="Comma-separated schedule families (default: the nine above); 'plateau' lowers the LR when "
         "the validation metric stalls.",
     ),
+    task_option: list[str] | None = task_option_flag(),
 ) -> None:
     from lrlab.study.plan import BUDGETS, SCHEDULE_NAMES, check_families
+
+    options = task_options(task_option)  # a variant of the task is a study of its own name
 
     if budget not in BUDGETS:
         bad_input(f"--budget must be one of {', '.join(BUDGETS)}, got {budget!r}")
@@ -182,7 +196,7 @@ def study(
     from lrlab.training.tasks import check_task, get_task
 
     try:
-        check_task(get_task(task), task)
+        check_task(get_task(task, **options), task)
         for name in names:
             parse_optimizer(resolve_optimizer(name))
     except ValueError as exc:
@@ -193,7 +207,7 @@ def study(
             result = run_study(task, store, budget=budget, optimizers=names, jobs=jobs, backend=backend,
                                device=device, address=address, epochs=epochs, out=out,
                                progress=display, vectorize=vectorize, schedules=families,
-                               fresh=fresh)  # fmt: skip
+                               fresh=fresh, task_options=options)  # fmt: skip
         except (ValueError, StudyFailed) as exc:  # no trustworthy answer: one line, exit 2, the store kept
             bad_input(str(exc).splitlines()[0])
         except RuntimeError as exc:

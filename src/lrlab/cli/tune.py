@@ -13,7 +13,16 @@ from rich.panel import Panel
 from rich.syntax import Syntax
 from rich.table import Table
 
-from lrlab.cli._common import bad_input, console, db_option, err_console, open_store, safe
+from lrlab.cli._common import (
+    bad_input,
+    console,
+    db_option,
+    err_console,
+    open_store,
+    safe,
+    task_option_flag,
+    task_options,
+)
 from lrlab.cli.app import app
 from lrlab.formatting import num
 
@@ -30,6 +39,8 @@ Examples:
   lrlab tune examples/tune-digits.toml --storage postgresql://user@host/optuna --backend ray --address auto
 
   lrlab tune examples/tune-pbt.toml
+
+  lrlab tune examples/tune-sunspots.toml --task-option cell=gru
 
 After Ctrl-C or a killed process, the same command with --resume continues: finished trials
 are kept, the trial in flight is trained again, none twice.
@@ -117,9 +128,10 @@ def tune(
     address: str | None = typer.Option(None, "--address", help="Ray cluster address (with --backend ray)."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda[:N]."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
+    task_option: list[str] | None = task_option_flag(),
 ) -> None:
     _check_backend(backend, jobs, address)
-    spec = _load(file)
+    spec = _with_task_options(_load(file), task_options(task_option))
     # Every option is checked before the task is built, a storage opened or the store made.
     if spec.method == "pbt" and (backend != "local" or resume or storage):
         bad_input("method = \"pbt\" trains in one process: no --backend ray, --resume or --storage")
@@ -169,6 +181,20 @@ def _load(file: Path) -> Any:  # -> TuneSpec
         return load_tune(file)
     except TuneSpecError as exc:
         bad_input(str(exc))
+
+
+def _with_task_options(spec: Any, options: dict[str, Any]) -> Any:
+    """The tune file's spec with ``--task-option`` values over its ``task_options``, under its own
+    name (``NAME-hidden-64``): a variant of the task never resumes into, or mixes with, the
+    trials of another (the tune's fingerprint and each run's config carry the options too)."""
+    if not options:
+        return spec
+    from lrlab.training.tasks.options import options_label
+
+    merged = {**spec.task_options, **options}
+    variant = spec.model_copy(update={"name": f"{spec.name}-{options_label(options)}", "task_options": merged})
+    variant._raw = {**spec.raw, "name": variant.name, "task_options": merged}  # what the fingerprint reads
+    return variant
 
 
 def _check_options(out: Path, device: str, backend: str) -> None:

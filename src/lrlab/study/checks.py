@@ -93,19 +93,24 @@ def check_whole_number(label: str, value: Any, maximum: int | None = None) -> No
         raise ValueError(f"{label} must be a whole number >= 1, got {value!r}{bound}")
 
 
-def study_task(task: str | Task) -> tuple[str, Task]:
+def study_task(task: str | Task, options: dict[str, Any] | None = None) -> tuple[str, Task]:
     """``(ref, task)``: the name a study's runs store (``RunConfig.task``) and the task,
-    built once. A reference is built with ``get_task``; a :class:`Task` built in Python is
-    taken as it is, under its ``name``, which must not be a reference (a built-in task's
-    name, or one with a ``:``): its runs would pass for that task's."""
+    built once. A reference is built with ``get_task(ref, **options)``; a :class:`Task` built
+    in Python is taken as it is (its options are set where it is built), under its ``name``,
+    which must not be a reference (a built-in task's name, or one with a ``:``): its runs
+    would pass for that task's."""
     from lrlab.training.tasks import BUILTIN_TASKS, Task, check_task, get_task, is_reference
 
     if isinstance(task, str):
-        built = get_task(task)
+        built = get_task(task, **(options or {}))
         check_task(built, task)  # a model that does not fit its data: one line before anything is stored
         return task, built
     if not isinstance(task, Task):
         raise ValueError(f"task must be a task reference or a Task, got {type(task).__name__}")
+    if options:
+        raise ValueError(
+            f"task options go with a task reference; the Task {task.name!r} takes them where it is built"
+        )
     if not task.name or is_reference(task.name):
         raise ValueError(
             f"task name {task.name!r} is taken or not a plain name (built-in: {', '.join(BUILTIN_TASKS)}; "

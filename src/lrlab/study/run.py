@@ -200,6 +200,7 @@ def run_study(
     vectorize: bool = True,
     fresh: bool = False,
     schedules: Sequence[str] = SCHEDULE_NAMES,
+    task_options: dict[str, Any] | None = None,
 ) -> StudyResult:
     """Run the whole study of ``task`` and return what it found (see the module doc).
 
@@ -243,7 +244,7 @@ def run_study(
     check_execution(jobs, backend, address, progress)
     execution = {"jobs": jobs, "backend": backend, "progress": progress, "device": device, "address": address,
                  "vectorize": vectorize}  # fmt: skip
-    setup = _setup(task, store, plan, epochs, execution, progress or (lambda _event: None))
+    setup = _setup(task, store, plan, epochs, execution, progress or (lambda _event: None), task_options or {})
     fingerprint, stale = resume_check(store, setup.task, setup.name, setup.ref, fresh)
     setup = replace(setup, fingerprint=fingerprint, stale=stale, families=families)
     name, report = setup.name, setup.report
@@ -309,11 +310,13 @@ def _setup(
     epochs: int | None,
     execution: dict[str, Any],
     report: Callable[[Any], None],
+    options: dict[str, Any],
 ) -> Setup:
-    """The study's task, built once, and the run length the budget gives it."""
+    """The study's task, built once (with ``options``), and the run length the budget gives it."""
     from lrlab.training.resolve import steps_per_epoch
+    from lrlab.training.tasks.options import options_label
 
-    ref, the_task = study_task(task)
+    ref, the_task = study_task(task, options)
     epochs = epochs or plan.epochs(the_task.default_epochs)
     batch_size = the_task.default_batch_size
     per_epoch = steps_per_epoch(the_task, batch_size)
@@ -328,8 +331,11 @@ def _setup(
             f"too few batches: {epochs} epoch(s) x {per_epoch} batch(es) = {total_steps} steps per run, and the "
             f"study's schedules need at least {MIN_STEPS}; try more --epochs or more training data"
         )
-    name = study_name(the_task.name if ":" in ref else ref, plan.name)  # a user task: its own name
-    return Setup(ref, the_task, name, plan, epochs, batch_size, total_steps, store, execution, report)
+    base = the_task.name if ":" in ref else ref  # a user task: its own name
+    # A variant of the task (other options) is a study of its own name: it never resumes into another's runs.
+    name = study_name("-".join(filter(None, (base, options_label(options)))), plan.name)
+    return Setup(ref, the_task, name, plan, epochs, batch_size, total_steps, store, execution, report,
+                 options=dict(options))  # fmt: skip
 
 
 def _write_outputs(result: StudyResult, store: Store, out: Path) -> StudyResult:
