@@ -3,6 +3,7 @@ bracketed and stored, the power law fitted, a re-run that trains nothing, a part
 trains only what is missing, and the refusals (changed model, unbracketed, diverged)."""
 
 import math
+import warnings
 
 import pytest
 from torch import nn
@@ -118,8 +119,9 @@ def test_a_changed_model_under_the_same_name_is_refused_in_one_line(done):
 
 def test_schedule_for_and_code_carry_the_predicted_lr(done):
     result, _, _ = done
-    schedule = result.schedule_for(1000)
-    assert str(schedule).startswith("cosine(") and "total_steps=1000" in str(schedule)
+    steps = result.target_steps * 4
+    schedule = result.schedule_for(steps)
+    assert str(schedule).startswith("cosine(") and f"total_steps={steps}" in str(schedule)
     assert schedule(0) == pytest.approx(result.lr, rel=1e-3)
     code = result.code()
     assert set(code) == {"PyTorch", "Lightning", "Hugging Face", "Keras"}
@@ -164,3 +166,23 @@ def test_the_run_length_axis_scales_the_epochs(tmp_path, one_thread):
     with pytest.warns(UserWarning, match="longer than the"):
         longer = result.schedule_for(24 * per_epoch)
     assert longer(0) == pytest.approx(result.lr_at(24), rel=1e-3)
+
+
+def test_a_longer_run_than_the_proxies_follows_the_run_length_law_and_warns_past_it(done):
+    result, _, _ = done
+    steps = result.target_steps
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert result.schedule_for(steps * 16)(0) == pytest.approx(result.lr, rel=1e-3)  # the law keeps it
+    with pytest.warns(
+        UserWarning, match=r"x20 the transfer's runs, longer than the longest run length measured"
+    ):
+        result.schedule_for(steps * 20)
+
+
+@pytest.mark.slow
+def test_two_jobs_give_the_same_numbers_as_one(done, tmp_path):
+    result, _, _ = done
+    twice = lrlab.transfer(mlp, store=tmp_path / "r.db", jobs=2, **KW)
+    assert [o.losses for o in twice.proxies] == [o.losses for o in result.proxies]
+    assert twice.lr == result.lr

@@ -81,3 +81,12 @@ def test_checked_proxies_are_three_or_more_sorted_distinct_with_the_target_outsi
         return
     assert len(values) >= 3 and list(values) == sorted(set(values))
     assert goal < values[0] or goal > values[-1]
+
+
+def test_a_schedule_spec_with_placeholders_peaks_at_each_lr():
+    from lrlab.transfer.proxies import build_schedule
+
+    spec = "warmup(cosine(lr={lr}, total_steps={total_steps}), steps={steps_per_epoch})"
+    schedule = build_schedule(spec, 0.1, 100, 10)
+    assert str(schedule) == "warmup(cosine(lr=0.1, total_steps=100), steps=10)"
+    assert build_schedule("cosine", 0.05, 40, 4)(0) == pytest.approx(0.05)

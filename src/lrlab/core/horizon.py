@@ -70,8 +70,11 @@ class HorizonAdvice:
     warning: str | None
 
 
-def horizon_advice(study_steps: int, total_steps: int, law: HorizonLaw = HORIZON) -> HorizonAdvice:
-    """The rule for stretching a study of ``study_steps`` to a run of ``total_steps``.
+def horizon_advice(
+    study_steps: int, total_steps: int, law: HorizonLaw = HORIZON, *, measured: str = "the study's"
+) -> HorizonAdvice:
+    """The rule for stretching a study of ``study_steps`` to a run of ``total_steps``
+    (``measured`` names what ran ``study_steps`` in the warning).
 
     >>> law = HorizonLaw(-0.02, -0.1, 0.06, 16.0, "a ladder")
     >>> advice = horizon_advice(600, 6000, law)
@@ -91,7 +94,7 @@ def horizon_advice(study_steps: int, total_steps: int, law: HorizonLaw = HORIZON
     warning = None
     if ratio > law.longest:
         warning = (
-            f"your run is x{ratio:.3g} the study's, longer than the longest run length measured "
+            f"your run is x{ratio:.3g} {measured}, longer than the longest run length measured "
             f"(x{law.longest:g}): the LR rule is extrapolated"
         )
     if law.kept:

@@ -72,26 +72,39 @@ class TransferResult:
 
     def schedule_for(self, total_steps: int | None = None) -> Schedule:
         """The schedule at the predicted LR over ``total_steps`` optimizer steps (default: the
-        target run's). On the ``steps`` axis the LR is the law's at that run length, with a
-        warning when it lies beyond the target that was predicted."""
+        target run's). A run of another length takes the LR its length calls for: on the
+        ``steps`` axis the fitted law's, on the others the run-length law
+        (:mod:`lrlab.core.horizon`, from the proxies' run length); either warns in one line
+        when the run is longer than what was measured."""
         from lrlab.transfer.proxies import build_schedule
 
         steps = self.target_steps if total_steps is None else total_steps
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
             raise ValueError(f"total_steps must be a whole number >= 1, got {total_steps!r}")
-        lr = self.lr
-        if self.axis == "steps" and steps != self.target_steps:
+        per_epoch = (
+            max(1, self.proxy_steps[-1] // max(1, int(self.scales[-1]))) if self.axis == "steps" else 1
+        )
+        return build_schedule(self.schedule, round_sig(self._lr_for(steps)), steps, per_epoch)
+
+    def _lr_for(self, steps: int) -> float:
+        """The predicted LR for a run of ``steps`` optimizer steps (see :meth:`schedule_for`)."""
+        if steps == self.target_steps:
+            return self.lr
+        if self.axis == "steps":
             lr = self.lr_at(self.target * steps / self.target_steps)
             if steps > self.target_steps:
                 warnings.warn(
                     f"a run of {steps} steps is longer than the {self.target_steps} the transfer predicted: its LR "
                     f"{num(lr)} extrapolates the law (slope {num(self.slope, 3)}) further",
-                    stacklevel=2,
+                    stacklevel=3,
                 )
-        per_epoch = (
-            max(1, self.proxy_steps[-1] // max(1, int(self.scales[-1]))) if self.axis == "steps" else 1
-        )
-        return build_schedule(self.schedule, round_sig(lr), steps, per_epoch)
+            return lr
+        from lrlab.core.horizon import horizon_advice
+
+        advice = horizon_advice(self.target_steps, steps, measured="the transfer's runs")
+        if advice.warning is not None:
+            warnings.warn(advice.warning, stacklevel=3)
+        return self.lr * advice.factor
 
     def code(self) -> dict[str, str]:
         """Code to paste for PyTorch, Lightning, Hugging Face and Keras, at the predicted LR,
