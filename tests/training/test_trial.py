@@ -159,6 +159,27 @@ def test_the_one_ranking_uses_the_declared_objective_and_direction() -> None:
     assert ranked[0].seeds == 2
 
 
+def test_a_run_shorter_than_declared_trains_and_reports_its_own_epochs() -> None:
+    store = Store(":memory:")
+    record = run(
+        quadratic, config(0.1, epochs=2, schedule=f"cosine(lr=0.1, total_steps={2 * PER_EPOCH})"), store
+    )
+    assert record.status is RunStatus.DONE
+    assert (record.extras["epochs"], record.extras["total_steps"], record.extras["declared_epochs"]) == (
+        2,
+        8,
+        3,
+    )
+    assert len(store.steps("r")) == 2 * PER_EPOCH and [e.epoch for e in store.epochs("r")] == [1, 2]
+
+
+def test_options_the_function_did_not_declare_fail_the_run_in_one_line() -> None:
+    store = Store(":memory:")
+    record = train_trainable(config(0.1, task_options={"depth": 3}), store, "o", task=quadratic.task())
+    assert record.status is RunStatus.FAILED
+    assert record.error == "trainable 'quadratic' has no option 'depth' (its options: log_first, size)"
+
+
 def test_a_negative_loss_is_not_a_divergence() -> None:
     @lrlab.trainable(objective="gain", direction="maximize", epochs=2, steps_per_epoch=3)
     def surrogate(trial: lrlab.Trial) -> None:

@@ -334,7 +334,9 @@ class Trial:
 
     @property
     def epochs(self) -> int:
-        return self.trainable.epochs
+        """The run's epochs: the config's (a study may train shorter runs than declared),
+        else the declared ones. The schedules are built over ``epochs * steps_per_epoch``."""
+        return self.config.epochs or self.trainable.epochs
 
     @property
     def steps_per_epoch(self) -> int:
@@ -342,7 +344,7 @@ class Trial:
 
     @property
     def total_steps(self) -> int:
-        return self.trainable.total_steps
+        return self.epochs * self.steps_per_epoch
 
     @property
     def steps(self) -> int:
@@ -421,7 +423,7 @@ class Trial:
             raise ValueError(f"trial.report: epoch must be a whole number, got {epoch!r}")
         last = int(self.reports[-1]["epoch"]) if self.reports else 0
         if not last < epoch <= self.epochs:
-            raise ValueError(f"trial.report: epoch must run from {last + 1} to {self.epochs} (the trainable's epochs), "
+            raise ValueError(f"trial.report: epoch must run from {last + 1} to {self.epochs} (the run's epochs), "
                              f"got {epoch}")  # fmt: skip
         objective = self.trainable.objective
         if objective not in metrics:

@@ -103,14 +103,18 @@ def train_trainable(
                                  error="claimed by another process"))  # fmt: skip
         return record
     trainable = task.trainable
+    try:
+        trial = Trial(config, trainable, recorder=recorder, progress=progress)
+    except ValueError as exc:  # options the function did not declare: one line, the run failed
+        recorder.end(RunStatus.FAILED, error=str(exc).splitlines()[0])
+        return stored_run(store, run_id)
     extras: dict[str, Any] = {
-        "device": device, "threads": config.threads or 1, "epochs": trainable.epochs,
-        "steps_per_epoch": trainable.steps_per_epoch, "total_steps": trainable.total_steps,
+        "device": device, "threads": config.threads or 1, "epochs": trial.epochs,
+        "steps_per_epoch": trial.steps_per_epoch, "total_steps": trial.total_steps, "declared_epochs": trainable.epochs,
         "task_kind": task.kind, "objective": task.objective.to_dict(), "trainable": trainable.name,
     }  # fmt: skip
-    trial = Trial(config, trainable, recorder=recorder, progress=progress)
     report = progress or (lambda _event: None)
-    report(RunProgress("start", run_id, 0, trainable.epochs, 0, trainable.total_steps))
+    report(RunProgress("start", run_id, 0, trial.epochs, 0, trial.total_steps))
     started = time.perf_counter()
     try:
         status, error, diverged_step = _run(trial, config, trainable.timeout_s, extras)
@@ -126,7 +130,7 @@ def train_trainable(
         _end(trial, recorder, status, error, diverged_step, extras)
     except (ClaimLost, KeyError):
         return stored_run(store, run_id)
-    report(RunProgress("end", run_id, len(trial.reports), trainable.epochs, trial.steps, trainable.total_steps,
+    report(RunProgress("end", run_id, len(trial.reports), trial.epochs, trial.steps, trial.total_steps,
                        status=status.value, error=error))  # fmt: skip
     return stored_run(store, run_id)
 
