@@ -54,3 +54,36 @@ def test_the_report_writes_the_page_and_the_png(result, tmp_path):
     assert "LR* ~ width^" in text and "torch.optim.Adam" in text
     with pytest.raises(ValueError, match=r"must end in \.html"):
         result.report(tmp_path / "transfer.png")
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium")
+def test_the_page_shows_the_figure_and_the_table_offline_in_a_browser(result, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    page_path = result.report(tmp_path / "transfer.html")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        page = browser.new_page()
+        errors: list[str] = []
+        outside: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on(
+            "request", lambda r: outside.append(r.url) if not r.url.startswith(("file:", "data:")) else None
+        )
+        page.goto(page_path.as_uri(), wait_until="load")
+        width, height = page.evaluate(
+            "() => [document.images[0].naturalWidth, document.images[0].naturalHeight]"
+        )
+        rows = page.evaluate("() => document.querySelectorAll('table tr').length")
+        verdict = page.inner_text("ul.verdict")
+        browser.close()
+    assert (errors, outside) == ([], [])
+    assert width > 800 and height > 300  # the PNG decoded
+    assert rows == 4
+    assert verdict.startswith("Predicted optimal LR at width 1024")
