@@ -11,7 +11,8 @@ Each takes the configuration being tried from the trial (``trial.optimizer``,
 ``trial.scheduler``, ``trial.seed``), logs the surrogate loss per step and reports, after
 every epoch, ``mean_return``: the mean return of the last 32 episodes finished (the maximum is
 500), ``episodes``: how many episodes were played so far, and ``env_steps``: how many
-environment steps they took (one reward per step).
+environment steps they took (one reward per step); after the last epoch also
+``greedy_return``, the mean return of the greedy policy over 16 evaluation episodes.
 
     lrlab study --train examples/cartpole.py:reinforce
     lrlab study --train examples/cartpole.py:actor_critic
@@ -34,6 +35,8 @@ import lrlab
 
 LAST_EPISODES = 32  # mean_return is the mean over this many of the latest finished episodes
 MAX_RETURN = 500.0  # CartPole-v1 truncates an episode at 500 steps, one reward per step
+EVAL_EPISODES = 16  # greedy episodes played after the last epoch (greedy_return)
+EVAL_SEED_OFFSET = 10_000  # evaluation environments start apart from the training ones
 
 
 def make_envs(num_envs: int, seed: int) -> CartPoleVectorEnv:
@@ -48,8 +51,11 @@ def mlp(hidden: int, outputs: int) -> nn.Module:
     return nn.Sequential(nn.Linear(4, hidden), nn.Tanh(), nn.Linear(hidden, outputs))
 
 
-def sample_actions(policy: nn.Module, observations: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """One action (0 or 1) per environment, drawn from the policy's softmax.
+def sample_actions(
+    policy: nn.Module, observations: torch.Tensor, generator: torch.Generator | None
+) -> torch.Tensor:
+    """One action (0 or 1) per environment, drawn from the policy's softmax; the most
+    probable one when ``generator`` is None (the greedy policy, for evaluation).
 
     Drawn as ``uniform < p(right)`` rather than through ``torch.distributions``: the same
     distribution at a quarter of the cost, which matters at one call per environment step.
@@ -58,6 +64,8 @@ def sample_actions(policy: nn.Module, observations: torch.Tensor, generator: tor
     """
     with torch.no_grad():
         prob_right = torch.softmax(policy(observations), dim=-1)[:, 1]
+        if generator is None:
+            return (prob_right > 0.5).long()
         return (torch.rand(prob_right.shape, generator=generator) < prob_right).long()
 
 
@@ -85,8 +93,9 @@ class Episodes:
         return self.rewards.sum(dim=0).tolist()
 
 
-def play_episodes(envs: CartPoleVectorEnv, policy: nn.Module, generator: torch.Generator) -> Episodes:
-    """Plays one whole episode in each environment; steps after an episode's end are masked."""
+def play_episodes(envs: CartPoleVectorEnv, policy: nn.Module, generator: torch.Generator | None) -> Episodes:
+    """Plays one whole episode in each environment; steps after an episode's end are masked.
+    ``generator`` None plays the greedy policy."""
     observations, _ = envs.reset()
     alive = np.ones(envs.num_envs, dtype=bool)
     steps: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] = []
@@ -98,6 +107,15 @@ def play_episodes(envs: CartPoleVectorEnv, policy: nn.Module, generator: torch.G
         alive = alive & ~(terminated | truncated)
     obs_t, actions_t, rewards_t, alive_t = (torch.stack(column) for column in zip(*steps))
     return Episodes(obs_t, actions_t, rewards_t, alive_t)
+
+
+def greedy_return(policy: nn.Module, seed: int) -> float:
+    """The mean return of the greedy policy (the most probable action) over
+    ``EVAL_EPISODES`` episodes in environments of their own: the measure rl-baselines3-zoo's
+    benchmark reports (a deterministic policy after training), where ``mean_return`` is the
+    sampling policy while it trains."""
+    envs = make_envs(EVAL_EPISODES, seed + EVAL_SEED_OFFSET)
+    return float(np.mean(play_episodes(envs, policy, None).returns()))
 
 
 def returns_to_go(rewards: torch.Tensor, gamma: float) -> torch.Tensor:
@@ -163,7 +181,10 @@ def reinforce(trial: lrlab.Trial) -> None:
             optimizer.step()
             scheduler.step()
             trial.log(loss=loss.item())
-        trial.report(epoch, mean_return=float(np.mean(recent)), episodes=episodes, env_steps=env_steps)
+        final = {"greedy_return": greedy_return(policy, trial.seed)} if epoch == trial.epochs else {}
+        trial.report(
+            epoch, mean_return=float(np.mean(recent)), episodes=episodes, env_steps=env_steps, **final
+        )
 
 
 # ---------------------------------------------------------------- actor-critic (A2C)
@@ -305,4 +326,7 @@ def actor_critic(trial: lrlab.Trial) -> None:
         recent = runner.finished[-LAST_EPISODES:]
         env_steps = epoch * trial.steps_per_epoch * num_envs * rollout_steps
         mean_return = float(np.mean(recent)) if recent else 0.0
-        trial.report(epoch, mean_return=mean_return, episodes=len(runner.finished), env_steps=env_steps)
+        final = {"greedy_return": greedy_return(model.actor, trial.seed)} if epoch == trial.epochs else {}
+        trial.report(
+            epoch, mean_return=mean_return, episodes=len(runner.finished), env_steps=env_steps, **final
+        )
