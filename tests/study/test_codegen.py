@@ -73,10 +73,10 @@ def test_lrlabs_own_optimizer_snippet_runs():
 
 def test_study_and_codegen_use_the_one_alias_table():
     from lrlab.study import checks as study_checks
-    from lrlab.study import run as study_run
+    from lrlab.study import rungs as study_rungs
 
     assert study_checks.resolve_optimizer is grammar.resolve_optimizer
-    assert study_run.optimizer_key is grammar.optimizer_key
+    assert study_rungs.optimizer_key is grammar.optimizer_key
     assert not hasattr(plan, "OPTIMIZER_ALIASES")  # the study keeps no table of its own
     for alias, spec in grammar.OPTIMIZER_ALIASES.items():
         assert torch_snippet(alias, SPEC) == torch_snippet(spec, SPEC)

@@ -208,7 +208,7 @@ def study(tmp_path_factory):
 def test_a_real_study_trains_lr_free_optimizers_as_contenders(study):
     result, store, _folder = study
     assert set(result.finders) == {"sgd(momentum=0.9)", "schedulefree_adamw"}  # Prodigy has no range test
-    first = [r for r in result.runs if r.config.seed == 0]
+    first = [r for r in result.runs if r.config.seed == 0 and "-bracket" not in (r.sweep or "")]  # the first rung
     prodigy = [r for r in first if r.config.optimizer == "prodigy"]
     assert sorted(str(r.config.schedule) for r in prodigy) == [
         "constant(lr=1.0)", f"cosine(lr=1.0, total_steps={result.total_steps})"
@@ -218,6 +218,11 @@ def test_a_real_study_trains_lr_free_optimizers_as_contenders(study):
     assert all(str(r.config.schedule).startswith("constant(") for r in free)
     assert sorted(r.config.lr for r in free) == pytest.approx([anchor / 3, anchor, 3 * anchor], rel=1e-12)
     assert len(first) == 27 + 2 + 3
+    extended = [r for r in result.runs if (r.sweep or "").rsplit("-", 1)[-1] in ("bracket1", "bracket2")]
+    for run in extended:  # the bracketing rounds: one grid step beyond the first rung at a time
+        assert run.config.optimizer != "prodigy"  # an LR estimator has no LR grid to extend
+        steps = math.log(run.config.lr / result.grids[run.config.optimizer].anchor) / math.log(3)
+        assert abs(steps - round(steps)) < 1e-9 and abs(round(steps)) in (2, 3)
     lines = {line.optimizer: line for line in result.verdict.lr_free}
     assert set(lines) == {"prodigy", "schedulefree_adamw"}
     for spec, line in lines.items():
