@@ -42,6 +42,8 @@ Examples:
 
   lrlab study --task sunspots-gru --task-option window=33 --task-option hidden=64
 
+  lrlab study --train examples/cartpole.py:reinforce --optimizers adam
+
 Re-running the same study skips what is finished (range tests and runs are in the store).
 """
 
@@ -132,6 +134,12 @@ def study(
     task: str = typer.Option(
         "digits-mlp", "--task", "-t", help="Built-in task, 'pkg.module:function' or 'file.py:function'."
     ),
+    train: str | None = typer.Option(
+        None,
+        "--train",
+        help="A training function declared with @lrlab.trainable, 'file.py:function' "
+        "(studied in place of --task: no range test, the LR bracketed by short trials from its lr_range).",
+    ),
     budget: str = typer.Option("small", "--budget", "-b", help="small, medium or large."),
     optimizers: str = typer.Option(
         "sgd,sgdm,adam",
@@ -194,13 +202,22 @@ def study(
     from lrlab.study import run_study
     from lrlab.study.run import StudyFailed
     from lrlab.training.tasks import check_task, get_task
+    from lrlab.training.trial_task import is_trainable
 
+    if train is not None:
+        task = train
     try:
-        check_task(get_task(task, **options), task)
+        built = get_task(task, **options)
+        if train is not None and not is_trainable(built):
+            raise ValueError(f"--train wants a function declared with @lrlab.trainable ('file.py:function'), "
+                             f"got {train!r}; give a task function with --task")  # fmt: skip
+        skipped = check_task(built, task)
         for name in names:
             parse_optimizer(resolve_optimizer(name))
     except ValueError as exc:
         bad_input(str(exc).splitlines()[0])
+    if skipped and not quiet:
+        err_console.print(escape(skipped), highlight=False, soft_wrap=True)
     store = open_store(db)
     with _Display(live=sys.stderr.isatty(), quiet=quiet) as display:
         try:

@@ -42,6 +42,8 @@ Examples:
 
   lrlab tune examples/tune-sunspots.toml --task-option cell=gru
 
+  lrlab tune my-tune.toml --train my_loop.py:train
+
 After Ctrl-C or a killed process, the same command with --resume continues: finished trials
 are kept, the trial in flight is trained again, none twice.
 """
@@ -128,10 +130,16 @@ def tune(
     address: str | None = typer.Option(None, "--address", help="Ray cluster address (with --backend ray)."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda[:N]."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
+    train: str | None = typer.Option(
+        None,
+        "--train",
+        help="A training function declared with @lrlab.trainable, 'file.py:function': "
+        "tuned in place of the file's task (the file may then leave out task).",
+    ),
     task_option: list[str] | None = task_option_flag(),
 ) -> None:
     _check_backend(backend, jobs, address)
-    spec = _with_task_options(_load(file), task_options(task_option))
+    spec = _with_task_options(_load(file, train), task_options(task_option))
     # Every option is checked before the task is built, a storage opened or the store made.
     if spec.method == "pbt" and (backend != "local" or resume or storage):
         bad_input("method = \"pbt\" trains in one process: no --backend ray, --resume or --storage")
@@ -173,14 +181,34 @@ def _check_backend(backend: str, jobs: int, address: str | None) -> None:
         bad_input("--address needs --backend ray")
 
 
-def _load(file: Path) -> Any:  # -> TuneSpec
-    """The tune file, validated; bad input (exit 2) otherwise."""
+def _load(file: Path, train: str | None = None) -> Any:  # -> TuneSpec
+    """The tune file, validated (its task replaced by ``--train``'s function); bad input
+    (exit 2) otherwise."""
+    from lrlab.sweeps.spec import read_toml
     from lrlab.tune.spec import TuneSpecError, load_tune
 
     try:
-        return load_tune(file)
-    except TuneSpecError as exc:
-        bad_input(str(exc))
+        if train is None:
+            return load_tune(file)
+        data, _ = read_toml(file, "tune", TuneSpecError)
+        _check_train(train)
+        return load_tune({**data, "task": train})
+    except (TuneSpecError, ValueError) as exc:
+        bad_input(str(exc).splitlines()[0])
+
+
+def _check_train(train: str) -> None:
+    """``--train`` names a function declared with ``@lrlab.trainable`` (``ValueError`` otherwise)."""
+    from lrlab.training.tasks import get_task
+    from lrlab.training.trial_task import is_trainable
+
+    try:
+        trainable = ":" in train and is_trainable(get_task(train))
+    except ValueError as exc:
+        raise ValueError(f"--train wants a function declared with @lrlab.trainable ('file.py:function'): {exc}") from None
+    if not trainable:
+        raise ValueError(f"--train wants a function declared with @lrlab.trainable ('file.py:function'), got "
+                         f"{train!r}; a task function goes in the file's task (or --task of lrlab study)")  # fmt: skip
 
 
 def _with_task_options(spec: Any, options: dict[str, Any]) -> Any:
@@ -192,7 +220,9 @@ def _with_task_options(spec: Any, options: dict[str, Any]) -> Any:
     from lrlab.training.tasks.options import options_label
 
     merged = {**spec.task_options, **options}
-    variant = spec.model_copy(update={"name": f"{spec.name}-{options_label(options)}", "task_options": merged})
+    variant = spec.model_copy(
+        update={"name": f"{spec.name}-{options_label(options)}", "task_options": merged}
+    )
     variant._raw = {**spec.raw, "name": variant.name, "task_options": merged}  # what the fingerprint reads
     return variant
 
