@@ -67,3 +67,21 @@ def test_several_tests_keep_one_shape_per_rule_across_tests():
         if t.marker != "star":
             by_rule.setdefault(rule, set()).add(t.marker)
     assert all(markers == {RULE_MARKERS[rule]} for rule, markers in by_rule.items())
+
+
+def test_several_panels_name_their_own_lines_under_their_x_label():
+    from lrlab.plot.spec import FigureSpec, Panel, Span, Trace, VLine
+
+    panels = [
+        Panel(f"p{i}", "peak learning rate", "loss", traces=[Trace(np.array([0.1, 1.0]), np.array([1.0, 2.0]),
+              "a", "a", "#1f77b4")], vlines=[VLine(0.3 * (i + 1), f"range test: lr={0.3 * (i + 1):g}")],
+              spans=[Span(0.2, 0.5, "cyclic bounds 0.2-0.5")], xlog=True)
+        for i in range(2)
+    ]  # fmt: skip
+    fig = draw_figure(FigureSpec("u", "U", "", panels, columns=2))
+    for i, ax in enumerate(fig.axes[:2]):
+        assert len(ax.texts) == 0
+        assert ax.get_xlabel() == (
+            f"peak learning rate\ndashed: range test: lr={0.3 * (i + 1):g}; band: cyclic bounds 0.2-0.5"
+        )
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["a"]

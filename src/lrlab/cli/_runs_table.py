@@ -25,6 +25,7 @@ __all__ = ["ListOptions", "metric_columns", "runs_table", "short_optimizer", "sh
 STATUS_STYLE = {"done": "green", "diverged": "yellow", "failed": "red", "running": "cyan", "queued": "dim"}
 NARROW_METRICS = 2  # metric columns at the default width: the objective and one more
 ID_CHARS = 8
+_COMPLEMENT = frozenset({"val_accuracy"})  # 1 - val_error: its column comes last
 _CALL = re.compile(r"[A-Za-z_]\w*(?=\s*\()|[(),\[\]]")
 
 
@@ -78,11 +79,12 @@ def _objectives(runs: Sequence[RunRecord]) -> list[Objective]:
 
 def metric_columns(runs: Sequence[RunRecord], finals: Mapping[str, EpochRecord | None]) -> list[str]:
     """The metrics to show, best first: each objective the runs' tasks declared, their other
-    declared metrics, then ``val_loss``, ``val_error``, ``val_accuracy`` and any other named
-    metric; only those some run recorded. Runs stored without an objective: ``val_loss`` first."""
+    declared metrics (but the accuracy, one minus the error beside it), then ``val_loss``,
+    ``val_error``, ``val_accuracy`` and any other named metric; only those some run recorded.
+    Runs stored without an objective: ``val_loss`` first."""
     order: list[str] = []
     for objective in _objectives(runs):
-        order += [objective.metric, *objective.metrics]
+        order += [objective.metric, *(m for m in objective.metrics if m not in _COMPLEMENT)]
     order += ["val_loss", "val_error", "val_accuracy"]
     order += sorted({name for last in finals.values() if last is not None for name in last.metrics})
     recorded = [name for name in dict.fromkeys(order) if any(_has(last, name) for last in finals.values())]

@@ -57,9 +57,9 @@ def draw_figure(spec: FigureSpec) -> Any:
         fig = Figure(figsize=size, layout="constrained")
         axes = fig.subplots(rows, columns, squeeze=False, gridspec_kw=grid or None)
         handles: dict[str, object] = {}
-        marks: dict[str, object] = {}  # the vertical lines and bands, named in the legend after the traces
+        marks: dict[str, object] = {}  # the vertical lines and bands, named off the curves (see _name_marks)
         for ax, panel in zip(axes.flat, spec.panels):
-            _draw_panel(ax, panel, handles, marks)
+            _draw_panel(ax, panel, handles, marks if len(spec.panels) == 1 else None)
         ranks = legend_ranks(spec)
         handles = dict(sorted(handles.items(), key=lambda item: ranks.get(item[0], 0)))
         handles.update((k, v) for k, v in marks.items() if k not in handles)
@@ -147,13 +147,16 @@ def _draw_contour(ax, contour: Contour) -> None:  # type: ignore[no-untyped-def]
     ax.contour(contour.x, contour.y, z, levels=levels, colors="k", linewidths=0.3, alpha=0.35)
 
 
-def _draw_panel(ax, panel: Panel, handles: dict[str, object], marks: dict[str, object]) -> None:  # type: ignore[no-untyped-def]
+def _draw_panel(ax, panel: Panel, handles: dict[str, object], marks: dict[str, object] | None) -> None:  # type: ignore[no-untyped-def]
+    """One panel; its vertical lines and bands are named in ``marks`` (the figure's legend) or,
+    with ``marks`` None (several panels, each with lines of its own), under its x label."""
     if panel.contour is not None:
         _draw_contour(ax, panel.contour)
-    for span in panel.spans:  # named in the legend: a label inside the axes sits on the curves
+    named: dict[str, object] = {}  # a label written inside the axes would sit on the curves
+    for span in panel.spans:
         band = ax.axvspan(span.x0, span.x1, color=span.color, alpha=0.12, label=None)
         if span.label:
-            marks.setdefault(span.label, band)
+            named.setdefault(span.label, band)
     bars = _ErrorBars()
     for trace in panel.traces:
         _draw_trace(ax, trace, handles, bars)
@@ -161,7 +164,12 @@ def _draw_panel(ax, panel: Panel, handles: dict[str, object], marks: dict[str, o
     for vline in panel.vlines:
         line = ax.axvline(vline.x, color=vline.color, linestyle=_DASH.get(vline.dash, "--"), linewidth=1.2)
         if vline.label:
-            marks.setdefault(vline.label, line)
+            named.setdefault(vline.label, line)
+    xlabel = plain(panel.xlabel)
+    if marks is not None:
+        marks.update((k, v) for k, v in named.items() if k not in marks)
+    elif named:
+        xlabel += "\n" + _wrap(_mark_words(panel), 90)
     if panel.hline is not None:
         ax.axhline(panel.hline, color="#888888", linewidth=0.8)
     if panel.xlog:
@@ -177,7 +185,7 @@ def _draw_panel(ax, panel: Panel, handles: dict[str, object], marks: dict[str, o
     if panel.ylog:
         _log_ticks(ax.yaxis, ax.get_ylim())
     ax.set_title(plain(panel.title))
-    ax.set_xlabel(plain(panel.xlabel))
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(plain(panel.ylabel))
     if panel.contour is None:  # the contour lines are the map's grid
         ax.grid(True, alpha=0.3, which="both" if panel.ylog or panel.xlog else "major")
@@ -185,6 +193,14 @@ def _draw_panel(ax, panel: Panel, handles: dict[str, object], marks: dict[str, o
         ax.text(
             0.5, 0.5, plain(panel.note), transform=ax.transAxes, ha="center", va="center", color="#666666"
         )
+
+
+def _mark_words(panel: Panel) -> str:
+    """The panel's lines and bands in words: ``dashed: range test: lr=0.3; band: cyclic bounds 0.1-0.4``."""
+    words = [f"{'dashed' if v.dash == 'dash' else 'dotted' if v.dash == 'dot' else 'line'}: {v.label}"
+             for v in panel.vlines if v.label]  # fmt: skip
+    words += [f"band: {s.label}" for s in panel.spans if s.label]
+    return plain("; ".join(words))
 
 
 def _log_ticks(axis, limits: tuple[float, float]) -> None:  # type: ignore[no-untyped-def]
