@@ -80,3 +80,33 @@ def test_the_model_function_form_and_mup_store_each_widths_multipliers(tmp_path,
     assert wide["2.weight"] == pytest.approx(4 / 16)  # hidden matrix: Adam's LR / fan-in multiplier
     assert wide["0.weight"] == pytest.approx(1.0)  # input weights: one width dimension, Adam keeps 1
     assert wide["4.weight"] == pytest.approx(1.0)  # the readout: its output is divided instead (MuReadout)
+
+
+@lrlab.trainable(objective="val_loss", direction="minimize", epochs=2, steps_per_epoch=10, lr_range=(1e-3, 1e-1),
+                 options={"width": 8})  # fmt: skip
+def sine_trainable(trial):
+    """``sine_fit``'s loop with its width a declared option."""
+    sine_fit(trial.options["width"]).fn(trial)
+
+
+def test_a_trainable_takes_the_axis_as_one_of_its_options_and_names_them_otherwise():
+    from lrlab.transfer.checks import check_axis
+
+    check_axis(sine_trainable, "width")
+    check_axis(sine_trainable, "steps")
+    with pytest.raises(lrlab.transfer.TransferError, match=r"has no option 'depth' \(its options: width\)"):
+        check_axis(sine_trainable, "depth")
+
+
+@pytest.mark.slow
+def test_a_trainable_on_the_run_length_axis_trains_each_length(tmp_path, one_thread):
+    result = lrlab.transfer(sine_trainable, axis="steps", proxies=[1, 2, 3], target=12, seeds=2,
+                            store=tmp_path / "r.db")  # fmt: skip
+    assert result.proxy_steps == (10, 20, 30) and result.target_steps == 120
+    store = Store(tmp_path / "r.db")
+    try:
+        epochs = {r.config.epochs for r in store.runs(sweep=result.sweeps[-1])}
+        assert epochs == {3}
+        assert all(r.config.task_options == {"width": 8} for r in store.runs())
+    finally:
+        store.close()

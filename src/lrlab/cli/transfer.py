@@ -91,7 +91,7 @@ class _Display:
                 if self.runs + self.skipped
                 else ""
             )
-            self._say(f"{label} {safe(event.detail)}{runs}", event.index, event.total)
+            self._say(f"{label} {safe(event.detail)}{runs}", event.index, event.total or None)
         elif isinstance(event, SweepProgress) and event.event == "start":
             self.skipped += event.skipped
         elif isinstance(event, RunProgress) and event.event == "end":
@@ -143,6 +143,9 @@ def transfer(
     ),
     jobs: int = typer.Option(1, "--jobs", "-j", help="Runs trained at once."),
     fresh: bool = typer.Option(False, "--fresh", help="Delete this transfer's stored runs first."),
+    vectorize: bool = typer.Option(
+        False, "--vectorize/--no-vectorize", help="Train a grid's LRs stacked in one process (same batches)."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
     task_option: list[str] | None = task_option_flag(),
 ) -> None:
@@ -165,7 +168,7 @@ def transfer(
             result = run_transfer(
                 factory, axis, values, target, optimizer, schedule, seeds, parametrization, store, epochs, jobs,
                 display, name=name, batch_size=batch_size, lr=lr, options=options, max_extra=max_extra,
-                fresh=fresh,
+                fresh=fresh, vectorize=vectorize,
             )  # fmt: skip
         except ValueError as exc:  # TransferError, TaskChanged, a bad option: one line, the store kept
             bad_input(str(exc).splitlines()[0])

@@ -249,7 +249,7 @@ def _starting_lr(store: Store, name: str, proxy: Proxy, optimizer: str, device: 
         same = record.optimizer == optimizer and record.config.get("fingerprint") == fingerprint
         if same and math.isfinite(record.lr) and record.lr > 0:
             return float(record.lr)
-    report(TransferEvent("range-test", f"{optimizer} on {proxy.sweep}", 0, 1))
+    report(TransferEvent("range-test", f"{optimizer} on {proxy.sweep}", 0, 0))
     result, record = task_range_test(proxy.task, proxy.task.name, optimizer, batch_size=proxy.batch_size,
                                      device=device, sweep=name, num_iter=100)  # fmt: skip
     if not (math.isfinite(result.lr) and result.lr > 0):

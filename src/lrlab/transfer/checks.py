@@ -8,6 +8,8 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from lrlab.training.trial_task import is_trainable
+
 __all__ = [
     "RUN_AXES",
     "SCHEDULES",
@@ -102,6 +104,15 @@ def check_axis(factory: Callable[..., Any], axis: str) -> None:
         )
     if axis in RUN_AXES:
         return
+    if is_trainable(factory):  # the axis is one of its declared options
+        declared = factory.options  # type: ignore[attr-defined]
+        if axis in declared:
+            return
+        takes = ", ".join(declared) or "no options"
+        raise TransferError(
+            f"trainable {getattr(factory, '__name__', '')!r} has no option {axis!r} (its options: {takes}); the "
+            f"axis must be one of them or {' / '.join(RUN_AXES)}"
+        )
     names, anything = factory_keywords(factory)
     if axis in names or anything:
         return

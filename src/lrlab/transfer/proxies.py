@@ -100,7 +100,7 @@ def build_proxy(
 
     number = int(value) if float(value).is_integer() else value
     try:
-        made = factory() if axis in RUN_AXES else factory(**{axis: number})
+        made = _call(factory, axis, number)
     except TransferError:
         raise
     except Exception as exc:
@@ -116,6 +116,14 @@ def build_proxy(
     return Proxy(
         value, task, proxy_sweep(name, axis, value), run_epochs, size, steps_per_epoch(task, size), options
     )
+
+
+def _call(factory: Callable[..., Any], axis: str, number: float) -> Any:
+    """The factory's result at ``axis = number``; a trainable itself is no factory: the value
+    is one of its declared options (or, on a run axis, nothing to pass)."""
+    if is_trainable(factory):
+        return factory.task(**({} if axis in RUN_AXES else {axis: number}))  # type: ignore[attr-defined]
+    return factory() if axis in RUN_AXES else factory(**{axis: number})
 
 
 def build_schedule(schedule: str, lr: float, total_steps: int, steps_per_epoch: int) -> Schedule:
