@@ -111,6 +111,20 @@ def test_the_runner_tallies_every_valid_reward_into_exactly_one_episode(seed, st
     assert all(1 <= r <= cartpole.MAX_RETURN for r in runner.finished)
 
 
+def test_the_greedy_policy_plays_the_more_probable_action():
+    policy = torch.nn.Linear(4, 2)
+    with torch.no_grad():
+        policy.weight.zero_()
+        policy.weight[1, 2] = 1.0  # logit of "right" = the pole's angle: push right when it leans right
+        policy.bias.zero_()
+    observations = torch.tensor([[0.0, 0.0, 0.1, 0.0], [0.0, 0.0, -0.1, 0.0]])
+    assert cartpole.sample_actions(policy, observations, None).tolist() == [1, 0]
+    greedy = cartpole.play_episodes(cartpole.make_envs(4, 0), policy, None)
+    # Sampled, the same policy is close to a coin toss (its logits differ by the angle, < 0.21).
+    sampled = cartpole.play_episodes(cartpole.make_envs(4, 0), policy, torch.Generator().manual_seed(0))
+    assert np.mean(greedy.returns()) > np.mean(sampled.returns())
+
+
 def test_a_batch_of_episodes_masks_the_steps_after_each_end():
     torch.manual_seed(0)
     episodes = cartpole.play_episodes(cartpole.make_envs(5, 0), cartpole.mlp(8, 2), torch.Generator())
@@ -146,6 +160,8 @@ def test_a_trainable_records_its_returns_steps_and_lrs_into_the_store(fn, tmp_pa
     assert episodes[0] >= 1 and episodes[1] > episodes[0]
     if fn is short_reinforce:
         assert episodes == [8, 16]  # 2 steps x 4 episodes per epoch
+    greedy = [e.value("greedy_return") for e in epochs]  # evaluated after the last epoch only
+    assert greedy[0] is None and 1 <= greedy[1] <= cartpole.MAX_RETURN
     steps = store.steps(run_id)
     assert list(steps.step) == list(range(fn.total_steps))
     expected = lrlab.schedules.parse(schedule)(np.arange(fn.total_steps))
