@@ -62,6 +62,11 @@ def test_the_api_refuses_before_anything_is_stored(tmp_path):
         lrlab.transfer(mlp, axis="width", proxies=[4, 8, 16], target=64, seeds=0, store=db)
     with pytest.raises(TransferError, match="parametrization must be one of standard, mup"):
         lrlab.transfer(mlp, axis="width", proxies=[4, 8, 16], target=64, parametrization="ntk", store=db)
+    for bad, message in [({"epochs": 0}, "epochs must be a whole number >= 1"), ({"lr": -1.0}, "lr must be a number > 0"),
+                         ({"max_extra": -1}, "max_extra must be"), ({"level": 1.5}, "level must be a number between"),
+                         ({"batch_size": 2.5}, "batch_size must be a whole number")]:  # fmt: skip
+        with pytest.raises(TransferError, match=message):
+            lrlab.transfer(mlp, axis="width", proxies=[4, 8, 16], target=64, store=db, **bad)
     with pytest.raises(TransferError, match="schedule must be one of"):
         lrlab.transfer(mlp, axis="width", proxies=[4, 8, 16], target=64, schedule="zigzag", store=db)
     assert not db.exists()

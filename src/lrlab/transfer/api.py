@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from lrlab.core.bracket import Optimum, bracket, fit_power_law, mean_losses
 from lrlab.formatting import round_sig
 from lrlab.store.location import DEFAULT_DB
-from lrlab.transfer.checks import RUN_AXES, SCHEDULES, TransferError, check_axis, check_proxies
+from lrlab.transfer.checks import RUN_AXES, SCHEDULES, TransferError, check_axis, check_numbers, check_proxies
 from lrlab.transfer.proxies import Proxy, ProxyTrainer, build_proxy, task_of
 from lrlab.transfer.result import TransferResult
 
@@ -102,7 +102,9 @@ def transfer(
     proxies, a target inside their range, an axis the factory does not take, optima that
     could not be bracketed, or a fit through diverged runs; what trained stays stored.
     """
-    values, goal = _checked(factory, axis, proxies, target, optimizer, schedule, seeds, parametrization, jobs)
+    numbers = {"seeds": seeds, "jobs": jobs, "epochs": epochs, "batch_size": batch_size, "max_extra": max_extra,
+               "lr": lr, "level": level}  # fmt: skip
+    values, goal = _checked(factory, axis, proxies, target, optimizer, schedule, parametrization, numbers)
     optimizer = _optimizer(optimizer)
     name = name or _default_name(factory, axis)
     report = progress or (lambda _event: None)
@@ -138,16 +140,12 @@ def _checked(
     target: Any,
     optimizer: Any,
     schedule: Any,
-    seeds: Any,
     parametrization: Any,
-    jobs: Any,
+    numbers: dict[str, Any],
 ) -> tuple[tuple[float, ...], float]:
     check_axis(factory, axis)
     values, goal = check_proxies(proxies, target, axis)
-    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
-        raise TransferError(f"seeds must be a whole number >= 1, got {seeds!r}")
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise TransferError(f"jobs must be a whole number >= 1, got {jobs!r}")
+    check_numbers(**numbers)
     if parametrization not in PARAMETRIZATIONS:
         raise TransferError(
             f"parametrization must be one of {', '.join(PARAMETRIZATIONS)}, got {parametrization!r}"

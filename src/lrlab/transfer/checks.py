@@ -15,6 +15,7 @@ __all__ = [
     "SCHEDULES",
     "TransferError",
     "check_axis",
+    "check_numbers",
     "check_proxies",
     "factory_keywords",
 ]
@@ -122,3 +123,23 @@ def check_axis(factory: Callable[..., Any], axis: str) -> None:
         f"{name}() takes no keyword {axis!r} (it takes: {takes}); the axis must be one of its keywords "
         f"or {' / '.join(RUN_AXES)}"
     )
+
+
+def check_numbers(
+    *, seeds: Any, jobs: Any, epochs: Any, batch_size: Any, max_extra: Any, lr: Any, level: Any
+) -> None:
+    """``TransferError`` naming the first of the run's numbers that is not what it must be."""
+    whole = {"seeds": (seeds, 1, False), "jobs": (jobs, 1, False), "epochs": (epochs, 1, True),
+             "batch_size": (batch_size, 1, True), "max_extra": (max_extra, 0, False)}  # fmt: skip
+    for name, (value, least, optional) in whole.items():
+        if value is None and optional:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            unset = " (or None: the task's)" if optional else ""
+            raise TransferError(f"{name} must be a whole number >= {least}{unset}, got {value!r}")
+    if lr is not None and (
+        isinstance(lr, bool) or not isinstance(lr, int | float) or not math.isfinite(lr) or lr <= 0
+    ):
+        raise TransferError(f"lr must be a number > 0 (or None: a range test), got {lr!r}")
+    if isinstance(level, bool) or not isinstance(level, int | float) or not 0 < level < 1:
+        raise TransferError(f"level must be a number between 0 and 1 (0.8: an 80% interval), got {level!r}")
