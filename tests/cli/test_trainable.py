@@ -91,3 +91,20 @@ def test_a_train_that_is_not_a_trainable_is_one_line_exit_2(place: Path, monkeyp
     assert len(lines) <= 2 and "Traceback" not in err  # one line (rich may wrap it once)
     assert "trainable" in err or "no attribute" in err or "no option" in err
     assert not (place / "runs.db").exists()
+
+
+def test_the_failed_runs_are_counted_in_one_line_with_their_reasons() -> None:
+    from lrlab.cli.study import failed_line
+    from lrlab.core.records import RunConfig, RunRecord, RunStatus
+
+    def record(index: int, status: RunStatus, error: str | None = None) -> RunRecord:
+        return RunRecord(f"r{index}", "s", status, RunConfig(task="t", lr=0.1 * (index + 1)), 0, error=error)
+
+    timeout = "no report within 2 s (timeout_s=2): stopped"
+    runs = [record(0, RunStatus.DONE), record(1, RunStatus.FAILED, timeout), record(2, RunStatus.FAILED, timeout),
+            record(3, RunStatus.FAILED, "RuntimeError: env refused (loop.py line 8)"), record(4, RunStatus.DIVERGED)]  # fmt: skip
+    assert failed_line(runs) == (
+        f"3 of 5 runs failed and are left out of the ranking: {timeout} (2x); RuntimeError: env refused "
+        "(loop.py line 8) (1x) (lrlab runs list --status failed)"
+    )
+    assert failed_line(runs[:1] + runs[4:]) is None

@@ -317,6 +317,24 @@ def _print_summary(result: Any) -> None:
             highlight=False,
         )
     console.print(Panel("\n".join(escape(line) for line in verdict.lines), title="Recommendation"))
+    failed = failed_line(result.runs)
+    if failed:
+        console.print(escape(failed), highlight=False)
+
+
+def failed_line(runs: Any) -> str | None:
+    """How many runs failed and why, in one line (None when none did): a failed run is left
+    out of every ranking, so the reader is told it happened."""
+    from collections import Counter
+
+    reasons = Counter((r.error or "no reason recorded") for r in runs if r.status.value == "failed")
+    if not reasons:
+        return None
+    count = sum(reasons.values())
+    shown = "; ".join(f"{reason} ({n}x)" for reason, n in reasons.most_common(2))
+    more = f"; {len(reasons) - 2} other reason(s)" if len(reasons) > 2 else ""
+    return (f"{count} of {len(runs)} runs failed and are left out of the ranking: {shown}{more} "
+            "(lrlab runs list --status failed)")  # fmt: skip
 
 
 def _print_optima(verdict: Any) -> None:
