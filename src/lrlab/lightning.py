@@ -99,6 +99,7 @@ class Recorder(pl.Callback):
         total = trainer.estimated_stepping_batches
         if isinstance(total, int) or (isinstance(total, float) and total != float("inf")):
             options.setdefault("total_steps", int(total))
+        options.setdefault("model", pl_module)  # the instruments' schedule-free evaluation check
         self.run = Run(optimizer, name=self.name, db=self.db, **options).begin()
 
     def on_before_optimizer_step(

@@ -82,6 +82,8 @@ class Recorder(TrainerCallback):
                 options["config"] = {**dict(options.get("config") or {}), "schedule": UNKNOWN_SCHEDULE}
             else:
                 options["schedule"] = ran
+        if isinstance(kwargs.get("model"), torch.nn.Module):  # the schedule-free evaluation check
+            options.setdefault("model", kwargs["model"])
         self.run = Run(optimizer, name=self.name, db=self.db, **options).begin()
         setattr(optimizer, _RECORDERS, [self])
 

@@ -63,16 +63,17 @@ def warmup_finding(step: int, early: float, later: float, early_steps: int) -> F
 
 def audit_finding(step: int, group: str, actual: float, intended: float, mult: float) -> Finding:
     ratio = actual / intended if intended else float("inf")
-    if abs(ratio - 1.0 / mult) < 0.01 / mult and mult != 1.0:
-        cause = f"its lr_mult {num(mult)} was lost (a resume or an optimizer rebuilt without it)"
-    elif ratio > 1.5 or ratio < 1 / 1.5:
-        cause = "a per-group LR or multiplier other than intended, or a schedule stepped at the wrong rate"
+    if mult != 1.0 and abs(ratio - 1.0 / mult) < 0.01 / mult:
+        cause = f"its lr_mult {num(mult)} was lost (a resume, or an optimizer rebuilt without it): restore it"
     else:
-        cause = "the scheduler is not stepped once per optimizer step (per epoch?), or restarted from step 0"
+        cause = (
+            "a scheduler stepped per epoch instead of per step, restarted from step 0 on a resume or built "
+            "after its state was loaded, or a group's LR set apart from its multiplier: step the scheduler "
+            "after every optimizer step, restore its state after building it, set group LRs through lr_mult"
+        )
     message = (
         f"step {step}: group '{group}' trained at lr {num(actual)} where the schedule gives {num(intended)} "
-        f"({num(ratio)}x): {cause}; step the scheduler after every optimizer step and restore its state after "
-        "building it"
+        f"({num(ratio)}x the intended LR): {cause}"
     )
     return Finding.at_step(
         step, "lr_audit", message, {"group": group, "actual": actual, "intended": intended, "ratio": ratio}

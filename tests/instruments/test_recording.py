@@ -1,0 +1,86 @@
+"""The instruments inside the recorders: lrlab's loop, ``lrlab.track`` with ``live=True`` and
+the schedule-free evaluation check."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+
+import lrlab
+from lrlab.core.records import RunConfig
+from lrlab.schedules import constant
+from lrlab.store.sqlite import Store
+from lrlab.training.loop import train_run
+
+schedulefree = pytest.importorskip("schedulefree")
+
+
+def test_a_sweep_run_stores_its_update_ratio_and_audit_per_step(tmp_path):
+    store = Store(tmp_path / "s.db")
+    config = RunConfig(
+        task="digits-linear", lr=0.05, optimizer="sgd", schedule=constant(0.05), epochs=1, seed=0
+    )
+    record = train_run(config, store, "loop")
+    series = store.instruments("loop")
+    steps = store.steps("loop").step.tolist()
+    assert record.status.value == "done"
+    assert series["update_ratio/group0"].steps == steps and series["lr_audit/group0"].steps == steps
+    assert series["lr_audit/group0"].values == pytest.approx([1.0] * len(steps))
+    assert all(0 < v < 1 for v in series["update_ratio/group0"].values)
+    assert store.findings("loop") == []
+
+
+def _schedule_free_run(db, switch: bool):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1))
+    opt = schedulefree.AdamWScheduleFree(model.parameters(), lr=1e-2)
+    x, y = torch.randn(32, 4), torch.randn(32, 1)
+    with lrlab.track(opt, name="sf", db=db, model=model, live=True) as run:
+        for _epoch in range(2):
+            model.train()
+            opt.train()
+            for _ in range(5):
+                opt.zero_grad()
+                loss = torch.nn.functional.mse_loss(model(x), y)
+                loss.backward()
+                opt.step()
+                run.log(loss=loss)
+            model.eval()
+            if switch:
+                opt.eval()
+            with torch.no_grad():
+                val = torch.nn.functional.mse_loss(model(x), y)
+            run.epoch(val_loss=val)
+    return run
+
+
+def test_evaluating_a_schedule_free_optimizer_in_train_mode_is_a_live_finding(tmp_path, caplog):
+    with caplog.at_level(logging.WARNING, logger="lrlab.track"):
+        run = _schedule_free_run(tmp_path / "a.db", switch=False)
+    (found,) = Store(tmp_path / "a.db").findings(run.run_id)
+    assert found.kind == "eval_mode" and found.step == 5 and "call optimizer.eval()" in found.message
+    assert [
+        r.getMessage()
+        for r in caplog.records
+        if "eval_mode" in r.getMessage() or "optimizer.eval" in r.getMessage()
+    ]
+    assert run.instrument_findings[0].message == found.message
+
+
+def test_switching_to_eval_mode_is_not_flagged(tmp_path):
+    run = _schedule_free_run(tmp_path / "b.db", switch=True)
+    assert Store(tmp_path / "b.db").findings(run.run_id) == []
+
+
+def test_instruments_off_records_no_series(tmp_path):
+    model = torch.nn.Linear(3, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with lrlab.track(opt, name="off", db=tmp_path / "c.db", instruments=False) as run:
+        for _ in range(3):
+            opt.zero_grad()
+            model(torch.ones(2, 3)).sum().backward()
+            opt.step()
+            run.log(loss=1.0)
+    assert Store(tmp_path / "c.db").instruments(run.run_id) == {}
