@@ -122,3 +122,17 @@ def test_bad_input_is_one_line(kwargs, message):
     arguments = {"widths": WIDTHS[:3], "lr": 0.01, **kwargs}
     with pytest.raises(ValueError, match=message):
         coord_check(digits_mlp, "hidden", **arguments)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"lr": 0.0}, r"lr must be a finite number > 0, got 0.0"),
+        ({"lr": float("nan")}, r"lr must be a finite number > 0, got nan"),
+        ({"widths": [64, 128.5, 256]}, r"widths must be whole numbers >= 1, got \[64, 128.5, 256\]"),
+    ],
+)
+def test_bad_lr_or_widths_are_one_line(kwargs, message):
+    arguments = {"widths": WIDTHS[:3], "lr": 0.01, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        coord_check(digits_mlp, "hidden", **arguments)

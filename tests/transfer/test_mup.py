@@ -170,3 +170,30 @@ def test_two_heads_work_when_one_is_named_and_the_other_is_refused_by_mup():
         mup_model(TwoHeads(64), TwoHeads(16), TwoHeads(32), readout="left", method="mup")
     _, setup = mup_model(TwoHeads(64), TwoHeads(16), TwoHeads(32), readout="left", method="lrlab")
     assert setup.readout == "left" and setup.width_mult == 4.0
+
+
+def _study_form(width: int):
+    """``lrlab.study``'s model-function form: (model_fn, train, val)."""
+    x, y = torch.randn(64, 8, generator=torch.Generator().manual_seed(0)), torch.arange(64) % 3
+    return (lambda: mlp(width)), (x[:48], y[:48]), (x[48:], y[48:])
+
+
+def test_the_model_function_form_is_built_in_mup():
+    setup = mup_setup(_study_form, "width", 128, base=32)
+    assert setup.task is not None and setup.width_mult == 4.0
+    model = setup.task.make_model(0)
+    assert isinstance(model[4], MuReadout) and model[4].width_mult() == 4.0
+
+
+def test_a_trainable_is_refused_in_one_line():
+    import lrlab
+
+    def factory(width: int):
+        @lrlab.trainable(objective="loss", direction="minimize", epochs=1, steps_per_epoch=1)
+        def train(trial):  # pragma: no cover - never trained here
+            trial.report(1, loss=0.0)
+
+        return train
+
+    with pytest.raises(ValueError, match=r"μP needs a model lrlab builds, and a trainable builds its own"):
+        mup_setup(factory, "width", 64, base=16)

@@ -23,6 +23,7 @@ standard parametrization, with lrlab's optimizer grammar and param groups.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -286,6 +287,10 @@ def coord_check(
         raise ValueError(
             f"parametrization must be one of {', '.join(PARAMETRIZATIONS)}, got {parametrization!r}"
         )
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
+        raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
+    if any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in widths):
+        raise ValueError(f"widths must be whole numbers >= 1, got {list(widths)}")
     widths = sorted(widths)
     task = factory(**{axis: widths[0]})
     if not isinstance(task, Task):

@@ -39,8 +39,9 @@ The entry point for :mod:`lrlab.transfer`::
     mup_setup(factory, axis, value, *, base, delta=None, optimizer="adam",
               readout=None, method="auto") -> MupSetup
 
-``factory(**{axis: value})`` returns a :class:`~lrlab.training.tasks.Task` (or an
-``nn.Module``); the result carries ``task`` (a copy whose models are built in μP),
+``factory(**{axis: value})`` returns a :class:`~lrlab.training.tasks.Task`, the model
+function form of ``lrlab.study`` (``(model_fn, train, val)`` or a dict of its keywords) or
+an ``nn.Module``; the result carries ``task`` (a copy whose models are built in μP),
 ``lr_mult`` (``{parameter name: multiplier}`` for ``RunConfig.lr_mult``), ``width_mult``,
 ``readout`` and ``method``. ``mup_model(model, base_model, delta_model, ...)`` does the
 same for a model built by hand (a user's own loop), returning the model and the multipliers.
@@ -59,6 +60,8 @@ from torch import nn
 
 from lrlab.core.grammar import read_optimizer
 from lrlab.training.tasks import Task
+from lrlab.training.trial_task import is_trainable
+from lrlab.transfer.proxies import task_of
 
 __all__ = ["MupSetup", "WidthShape", "family_of", "mup_lr_mult", "mup_model", "mup_setup", "width_shapes"]
 
@@ -290,6 +293,19 @@ def mup_model(
     return model, setup
 
 
+def _as_task(built: object, factory: Callable[..., Any]) -> object:
+    """A Task or an nn.Module as it is; ``lrlab.study``'s model-function forms as their Task
+    (the transfer's own reading of them); a trainable refused: it builds its own model."""
+    if isinstance(built, (Task, nn.Module)):
+        return built
+    if is_trainable(built):
+        raise ValueError(
+            "μP needs a model lrlab builds, and a trainable builds its own: call "
+            "lrlab.transfer.mup.mup_model(model, base, delta) inside it and train with its lr_mult"
+        )
+    return task_of(built, factory)  # the transfer's one reading of the forms a factory returns
+
+
 def _model_of(built: object, what: str) -> nn.Module:
     if isinstance(built, nn.Module):
         return built
@@ -347,9 +363,9 @@ def mup_setup(
     delta = 2 * base if delta is None else delta
     if delta == base:
         raise ValueError(f"delta must differ from base ({base}) so the width dimensions show")
-    built = factory(**{axis: value})
-    base_model = _model_of(factory(**{axis: base}), f"{axis}={base}")
-    delta_model = _model_of(factory(**{axis: delta}), f"{axis}={delta}")
+    built = _as_task(factory(**{axis: value}), factory)
+    base_model = _model_of(_as_task(factory(**{axis: base}), factory), f"{axis}={base}")
+    delta_model = _model_of(_as_task(factory(**{axis: delta}), factory), f"{axis}={delta}")
     probe, setup = mup_model(_model_of(built, f"{axis}={value}"), base_model, delta_model,
                              optimizer=optimizer, readout=readout, method=method)  # fmt: skip
     del probe
