@@ -66,7 +66,8 @@ def test_windows_are_the_years_before_their_targets(window, horizon):
         np.testing.assert_allclose(split.val_targets[i], z[t : t + horizon])
     first_train_target = window
     np.testing.assert_allclose(split.train_targets[0], z[first_train_target : first_train_target + horizon])
-    assert window + len(split.train_targets) - 1 + horizon <= end  # the last training target ends before the span
+    # the last training target ends before the validation span
+    assert window + len(split.train_targets) - 1 + horizon <= end
 
 
 @pytest.mark.parametrize(
@@ -101,7 +102,10 @@ def test_variants_have_different_fingerprints():
     assert fingerprint_change(lstm, task_fingerprint(get_task("sunspots", cell="lstm", hidden=8))) is None
     assert fingerprint_change(lstm, task_fingerprint(get_task("sunspots-gru", hidden=8)))[0] == "the model"
     assert fingerprint_change(lstm, task_fingerprint(get_task("sunspots-lstm", hidden=16)))[0] == "the model"
-    assert fingerprint_change(lstm, task_fingerprint(get_task("sunspots-lstm", hidden=8, window=12)))[0] == "the data"
+    assert (
+        fingerprint_change(lstm, task_fingerprint(get_task("sunspots-lstm", hidden=8, window=12)))[0]
+        == "the data"
+    )
 
 
 def _mean_predictor_mse(window: int) -> float:
