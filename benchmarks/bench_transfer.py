@@ -40,7 +40,7 @@ from torch import nn
 import lrlab
 from lrlab.core.bracket import Optimum, bracket, fit_power_law
 from lrlab.core.ranking import final_metric
-from lrlab.files import write_text
+from lrlab.files import atomic_path, write_text
 from lrlab.store.sqlite import Store
 from lrlab.sweeps import run_plans
 from lrlab.training.tasks import Task, TensorPairs
@@ -434,7 +434,59 @@ def render_coordinates(coords: dict[str, dict[str, float]], lr: float) -> str:
             + " | ".join(f"{row[n]:+.2f}" for n in layers)
             + f" | {'yes' if passes else 'no'} |"
         )
+    lines += [
+        "",
+        'The same check on your model, before trusting μP: `lrlab.transfer.coord.coord_check(factory, "width", '
+        "[64, 128, 256, 512], lr=...).check()` raises one line naming the layer whose scale moves with width.",
+    ]
     return "\n".join(lines)
+
+
+FIGURE = ROOT / "docs" / "img" / "bench_transfer.png"
+
+
+def figure(rows: list[dict[str, Any]]) -> Path:
+    """One panel per ladder: the proxies' optima (80 % intervals) and the fitted line carried
+    to the target, the prediction with its interval, and the target's own grid optimum."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, axes = plt.subplots(2, 3, figsize=(12, 7), constrained_layout=True)
+    for ax, row in zip(axes.flat, rows, strict=False):
+        scales = np.array(row["proxies"], float)
+        optima = np.array(row["proxy_optima"], float)
+        target, pred = float(row["target"]), float(row["predicted"])
+        ax.errorbar(scales, optima[:, 0], yerr=[optima[:, 0] - optima[:, 1], optima[:, 2] - optima[:, 0]],
+                    fmt="o", color="tab:blue", capsize=3, label="proxy optimum (80 %)")  # fmt: skip
+        line = np.geomspace(scales[0], target, 50)
+        ax.plot(
+            line, pred * (line / target) ** row["slope"], "--", color="tab:blue", lw=1, label="fitted law"
+        )
+        low, high = row["interval"]
+        ax.errorbar([target / 1.15], [pred], yerr=[[pred - low], [high - pred]], fmt="s", mfc="white",
+                    color="tab:blue", capsize=3, label="predicted (80 %)")  # fmt: skip
+        g = row["grid"]
+        ax.errorbar([target * 1.15], [g["lr"]], yerr=[[g["lr"] - g["low"]], [g["high"] - g["lr"]]], fmt="*",
+                    ms=10, color="black", capsize=3, label="target's grid optimum (3 seeds)")  # fmt: skip
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_title(row["title"], fontsize=9)
+        ax.set_xlabel({"steps": "run length (epochs)", "batch_size": "batch size"}.get(row["axis"], row["axis"]),
+                      fontsize=8)  # fmt: skip
+        ax.set_ylabel("optimal peak LR", fontsize=8)
+        ax.tick_params(which="both", labelsize=7)
+        ax.grid(True, which="major", alpha=0.3)
+    for ax in list(axes.flat)[len(rows) :]:
+        ax.set_visible(False)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=4, fontsize=8, frameon=False)
+    with atomic_path(FIGURE) as tmp:
+        fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    return FIGURE
 
 
 # ---- the script -------------------------------------------------------------------------------
@@ -451,9 +503,13 @@ def write_docs(rows: list[dict[str, Any]]) -> None:
         "points, or nats of validation loss). Cost: the proxies' training seconds (every run, as stored) over "
         "one target run's (the median of the grid's runs), same machine, same run.\n\n"
     )
+    figure(rows)
+    picture = "![Each ladder: the proxies' optima, the law carried to the target, the target's own optimum]"
+    picture += "(img/bench_transfer.png)\n\n"
+    head += picture
     write_section("bench_transfer", head + body)
     text = TRANSFER_MD.read_text() if TRANSFER_MD.exists() else "# Transfer\n"
-    block = f"{MARK}\n## Measured\n\n{body}\n\n_From `benchmarks/bench_transfer.py`; see docs/benchmarks.md._\n{END}"
+    block = f"{MARK}\n## Measured\n\n{picture}{body}\n\n_From `benchmarks/bench_transfer.py`; see docs/benchmarks.md._\n{END}"
     if MARK in text and END in text:
         text = text[: text.index(MARK)] + block + text[text.index(END) + len(END) :]
     else:
