@@ -127,8 +127,8 @@ class UserStudy:
 
 def study(
     model_fn: Callable[[], nn.Module],
-    train: Any,
-    val: Any,
+    train: Any = None,
+    val: Any = None,
     *,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     metrics: dict[str, Callable[..., Any]] | None = None,
@@ -166,15 +166,20 @@ def study(
     names the schedule families to train (default: the nine of
     ``lrlab.study.plan.SCHEDULE_NAMES``; ``"plateau"`` is there on request, see
     ``lrlab.study.plan.STUDY_FAMILIES``).
+
+    ``model_fn`` may instead be a training function declared with ``@lrlab.trainable`` (or
+    its ``.task(**options)``): it builds its own model and data, so ``train`` and ``val``
+    are left out, and the study brackets the LR by short trials from its ``lr_range``.
     """
     from lrlab.store.sqlite import Store
     from lrlab.study.plan import SCHEDULE_NAMES
     from lrlab.study.run import run_study
     from lrlab.training.resolve import resolve_device
 
-    task = user_task(model_fn, train, val, loss_fn=loss_fn, metrics=metrics, objective=objective,
-                     higher_is_better=higher_is_better, kind=kind, name=name, epochs=epochs,
-                     batch_size=batch_size)  # fmt: skip
+    task = _trainable_task(model_fn, train, val, name) or user_task(
+        model_fn, train, val, loss_fn=loss_fn, metrics=metrics, objective=objective,
+        higher_is_better=higher_is_better, kind=kind, name=name, epochs=epochs, batch_size=batch_size,
+    )  # fmt: skip
     where = str(resolve_device(device))
     if not isinstance(store, Store | str | Path):
         raise ValueError(f"store must be a path (str or Path) or a Store, got {type(store).__name__}")
@@ -193,6 +198,25 @@ def study(
         if owned:
             the_store.close()
     return UserStudy(result, task, path)
+
+
+def _trainable_task(fn: Any, train: Any, val: Any, name: str | None = None) -> Any:
+    """The task of a function declared with ``@lrlab.trainable`` (None for anything else):
+    it builds its own model and data, so ``train`` and ``val`` must be left out."""
+    import dataclasses
+
+    from lrlab.training.trial_task import as_task, is_trainable
+
+    if not is_trainable(fn):
+        if train is None or val is None:
+            raise ValueError("study() needs train and val data for model_fn, or a function declared with "
+                             "@lrlab.trainable in its place")  # fmt: skip
+        return None
+    if train is not None or val is not None:
+        raise ValueError("a function declared with @lrlab.trainable builds its own data: call study(fn) "
+                         "without train and val")  # fmt: skip
+    task = as_task(fn)
+    return dataclasses.replace(task, name=name) if name else task
 
 
 def user_task(model_fn: Callable[[], nn.Module], train: Any, val: Any, **options: Any) -> Task:

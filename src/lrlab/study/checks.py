@@ -105,7 +105,9 @@ def study_task(task: str | Task, options: dict[str, Any] | None = None) -> tuple
         built = get_task(task, **(options or {}))
         check_task(built, task)  # a model that does not fit its data: one line before anything is stored
         return task, built
-    if not isinstance(task, Task):
+    from lrlab.training.trial_task import is_trainable
+
+    if not isinstance(task, Task) and not is_trainable(task):  # a trainable function's task stands for one
         raise ValueError(f"task must be a task reference or a Task, got {type(task).__name__}")
     if options:
         raise ValueError(
