@@ -110,3 +110,13 @@ def test_a_trainable_on_the_run_length_axis_trains_each_length(tmp_path, one_thr
         assert all(r.config.task_options == {"width": 8} for r in store.runs())
     finally:
         store.close()
+
+
+def test_the_batch_size_axis_of_a_trainable_is_refused_before_anything_trains(tmp_path):
+    with pytest.raises(lrlab.transfer.TransferError, match=r"makes its own batches.*declare the batch size"):
+        lrlab.transfer(
+            sine_trainable, axis="batch_size", proxies=[8, 16, 32], target=256, store=tmp_path / "r.db"
+        )
+    store = Store(tmp_path / "r.db")
+    assert store.runs() == []
+    store.close()

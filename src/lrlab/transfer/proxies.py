@@ -109,6 +109,11 @@ def build_proxy(
             f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         ) from None
     task = task_of(made, factory)
+    if axis == "batch_size" and is_trainable(task):
+        raise TransferError(
+            f"{_name(factory)} is a trainable: it makes its own batches, so the batch_size axis does not reach it; "
+            "declare the batch size as one of its options and use that as the axis"
+        )
     run_epochs = int(value) if axis == "steps" else (epochs or task.default_epochs)
     size = int(value) if axis == "batch_size" else (batch_size or task.default_batch_size)
     # A trainable's runs carry its own options (what its trial reads); a task's, the axis value.
