@@ -186,3 +186,22 @@ def test_two_jobs_give_the_same_numbers_as_one(done, tmp_path):
     twice = lrlab.transfer(mlp, store=tmp_path / "r.db", jobs=2, **KW)
     assert [o.losses for o in twice.proxies] == [o.losses for o in result.proxies]
     assert twice.lr == result.lr
+
+
+@pytest.mark.slow
+def test_the_batch_size_axis_sets_each_runs_batch_size(tmp_path, one_thread):
+    def linear():
+        return lrlab.training.tasks.get_task("digits-linear", train_size=320, val_size=150)
+
+    result = lrlab.transfer(linear, axis="batch_size", proxies=[16, 32, 64], target=256, epochs=1, seeds=2, lr=0.3,
+                            optimizer="sgd", schedule="constant", store=tmp_path / "r.db")  # fmt: skip
+    assert (
+        result.proxy_steps == (20, 10, 5) and result.target_steps == 2
+    )  # 320 examples a batch of 256: 2 steps
+    store = Store(tmp_path / "r.db")
+    try:
+        sizes = [{r.config.batch_size for r in store.runs(sweep=sweep)} for sweep in result.sweeps]
+    finally:
+        store.close()
+    assert sizes == [{16}, {32}, {64}]
+    assert all(o.bracketed for o in result.proxies)
