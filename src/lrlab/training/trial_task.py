@@ -138,8 +138,11 @@ class TrainableTask:
     # -------------------------------------------------------- what a trainable has not
 
     def _none(self, what: str) -> ValueError:
-        return ValueError(f"task {self.name!r} is a trainable function: it builds its own {what}, lrlab does not "
-                          "(it has no range test, and trains by calling the function)")  # fmt: skip
+        return ValueError(
+            f"task {self.name!r} is a trainable function: it builds its own {what}, so lrlab has none to run a "
+            "range test or a batch through; lrlab study --train brackets its LR by short trials instead, and "
+            "lrlab tune --train searches it"
+        )
 
     def make_model(self, seed: int) -> Any:
         raise self._none("model")
