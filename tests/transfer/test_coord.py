@@ -17,6 +17,8 @@ from lrlab.training.tasks.digits import digits_mlp
 from lrlab.transfer.coord import coord_check, coord_data, growth_exponent
 from lrlab.transfer.mup import mup_setup
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one thread is faster
+
 WIDTHS = [64, 128, 256, 512]
 
 

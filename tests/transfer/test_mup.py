@@ -16,6 +16,8 @@ from lrlab.optim.grammar import make_optimizer
 from lrlab.training.tasks.digits import digits_mlp
 from lrlab.transfer.mup import family_of, mup_model, mup_setup
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one thread is faster
+
 
 def mlp(width: int) -> nn.Sequential:
     return nn.Sequential(
