@@ -91,6 +91,8 @@ class Instruments:
         self._own_count = 0  # optimizer steps, counted here when the update-ratio hooks are off
         self._once: set[str] = set()
         self._model_watched = False
+        self._lr_now = self._lr_peak = 0.0  # the LR of the last step and the largest so far
+        self._decayed: dict[int, bool] = {}  # measured step -> its LR below half the peak so far
 
     # ------------------------------------------------------------ attaching
 
@@ -151,8 +153,11 @@ class Instruments:
         return self.ratio.step
 
     def _pre(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        lrs = [_lr(g) for g in optimizer.param_groups]
+        self._lr_now = max(lrs, default=0.0)
+        self._lr_peak = max(self._lr_peak, self._lr_now)
         if self.audit is not None or not self._warmup_done:
-            self._lrs.append((self._count(), [_lr(g) for g in optimizer.param_groups]))
+            self._lrs.append((self._count(), lrs))
 
     def _count(self) -> int:
         # the update-ratio hook runs first and advances the count in its post-hook
@@ -162,6 +167,8 @@ class Instruments:
         if not self.ratio.attached:
             self._own_count += 1
         step = self._count() - 1
+        if self.ratio.attached and step % self.ratio.every == 0:  # a step the ratio was measured at
+            self._decayed[step] = self._lr_now < 0.5 * self._lr_peak
         if self.sharpness is not None and self.sharpness.due(step):
             value, limit, pre = self.sharpness.measure(optimizer)
             self._pending_sharpness.append((step, value, limit, pre))
@@ -223,6 +230,7 @@ class Instruments:
         groups = len(self.group_names)
         for step, row in zip(steps, rows):
             at = step + offset
+            decayed = self._decayed.pop(step, False)
             for g in range(min(groups, len(row))):
                 if "update_ratio" in self.settings:
                     self._point(f"update_ratio/group{g}", at, row[g])
@@ -230,11 +238,13 @@ class Instruments:
             for t, name in enumerate(self.tensor_names[: max(0, len(row) - groups)]):
                 self._point(f"update_ratio/{name}", at, row[groups + t])
             if "update_ratio" in self.settings:
-                self._judge_ratios(at)
+                self._judge_ratios(at, decayed)
             if not self._warmup_done:
                 self._judge_warmup(at)
 
-    def _judge_ratios(self, step: int) -> None:
+    def _judge_ratios(self, step: int, decayed: bool) -> None:
+        """A high ratio whenever; a low one only while the LR is at least half its peak so far
+        (a schedule's warmup or decay lowers the ratio on purpose)."""
         for g, history in self._ratio_history.items():
             settled = len(history) >= RATIO_SETTLED
             window = RATIO_WINDOW if settled else RATIO_WINDOW_EARLY
@@ -243,7 +253,7 @@ class Instruments:
             # a non-finite ratio (weights gone NaN or inf) counts as an infinite one
             median = float(np.median([v if math.isfinite(v) else math.inf for v in history[-window:]]))
             high = median > (RATIO_HIGH if settled else RATIO_HIGH_EARLY)
-            low = settled and 0 < median < RATIO_LOW
+            low = settled and not decayed and 0 < median < RATIO_LOW
             if high or low:
                 self._ratio_reported.add(g)
                 self._found(words.ratio_finding(step, self.group_names[g], median, high))

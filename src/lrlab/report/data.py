@@ -21,10 +21,11 @@ from lrlab.core.ranking import Ranked
 from lrlab.core.records import EpochRecord, FinderRecord, RunRecord, StepSeries
 from lrlab.core.verdict import StudyVerdict
 from lrlab.plot.downsample import DEFAULT_MAX_POINTS, downsample_indices, sorted_unique
+from lrlab.report.instruments import load_instruments
 from lrlab.report.looks import LegendNames, Look, compute_looks, legend_names
 
 if TYPE_CHECKING:
-    from lrlab.store.sqlite import Store
+    from lrlab.store.sqlite import InstrumentSeries, Store
 
 
 @dataclass
@@ -49,6 +50,7 @@ class ReportData:
     shared: dict[str, str] = field(default_factory=dict)
     study: StudyVerdict | None = None  # the report of a study: its stored verdict
     part_of: StudyVerdict | None = None  # the report of one sweep of a study: that study's verdict
+    instruments: dict[str, dict[str, InstrumentSeries]] = field(default_factory=dict)  # drawn runs' series
 
     @property
     def is_classification(self) -> bool:
@@ -242,6 +244,7 @@ def load_report_data(
         finders = [f for f in finders if f.sweep in (None, sweep)]
     data = build_report_data(runs, epochs, steps, finders, title=title, max_points=max_points)
     data.study = study
+    load_instruments(store, data)  # the instruments' series of the best runs, every run's findings
     if sweep is not None and study is None:
         data.part_of = _parent_study(store, {r.id for r in runs})
     return data

@@ -21,6 +21,7 @@ from lrlab.formatting import num
 from lrlab.plot.spec import FigureSpec, Panel, Trace
 from lrlab.report.axes import LOSS_NAME, fit_y, loss_label
 from lrlab.report.data import ReportData, divergence_index
+from lrlab.report.instruments import instruments_figure
 from lrlab.report.looks import COLOUR_WORDS, Look, drawing_order, hover_texts, legend_once, legend_order
 from lrlab.report.lr_figures import finder_figure, ucurve_figure
 from lrlab.report.step_figures import SMOOTH_FRACTION, ema, lr_figure, steps_figure
@@ -50,6 +51,7 @@ def build_figures(data: ReportData, log_y: bool = False) -> list[FigureSpec]:
     if data.finders:
         figures.append(finder_figure(data))
     figures.append(steps_figure(data, log_y))
+    figures.append(instruments_figure(data))
     return [f for f in figures if not f.is_empty()]
 
 
