@@ -52,6 +52,7 @@ def test_the_report_writes_the_page_and_the_png(result, tmp_path):
     text = page.read_text()
     assert "data:image/png;base64," in text and text.count("<tr>") == 4  # header + three proxies
     assert "LR* ~ width^" in text and "torch.optim.Adam" in text
+    assert "the proxies&#x27; 500 steps" in text.replace("\n# ", " ") and "the study" not in text
     with pytest.raises(ValueError, match=r"must end in \.html"):
         result.report(tmp_path / "transfer.png")
 

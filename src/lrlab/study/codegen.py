@@ -111,15 +111,16 @@ def scale_lrs(schedule: Schedule, factor: float) -> Schedule:
     return from_dict(scaled(schedule.to_dict()))
 
 
-def horizon_note(study_steps: int, law: HorizonLaw = HORIZON) -> str:
+def horizon_note(study_steps: int, law: HorizonLaw = HORIZON, *, measured: str = "the study's") -> str:
     """The comment a snippet carries on the LR it keeps for the user's run length: which rule
-    and why, and up to which run length it was measured."""
+    and why, and up to which run length it was measured (``measured`` names the runs that
+    were ``study_steps`` long)."""
     import textwrap
 
     advice = horizon_advice(study_steps, study_steps, law)
     longest = round(law.longest * study_steps)
     text = (
-        f"{advice.reason}. Measured up to x{law.longest:g} the study's {study_steps} steps ({longest} steps); "
+        f"{advice.reason}. Measured up to x{law.longest:g} {measured} {study_steps} steps ({longest} steps); "
         "longer runs extrapolate."
     )
     return "".join(f"# {line}\n" for line in textwrap.wrap(text, 96))

@@ -109,16 +109,25 @@ class TransferResult:
     def code(self) -> dict[str, str]:
         """Code to paste for PyTorch, Lightning, Hugging Face and Keras, at the predicted LR,
         the schedule's step counts written as fractions of the user's run."""
-        from lrlab.study.codegen import hf_snippet, keras_snippet, lightning_snippet, torch_snippet
+        from lrlab.study.codegen import (
+            hf_snippet,
+            horizon_note,
+            keras_snippet,
+            lightning_snippet,
+            torch_snippet,
+        )
 
         spec, steps = str(self.schedule_for()), self.target_steps
         note = f"# {self.sentence()}\n"
-        return {
-            "PyTorch": note + torch_snippet(self.optimizer, spec, study_steps=steps),
-            "Lightning": note + lightning_snippet(self.optimizer, spec, study_steps=steps),
-            "Hugging Face": note + hf_snippet(self.optimizer, spec, study_steps=steps),
-            "Keras": note + keras_snippet(self.optimizer, spec, study_steps=steps),
+        snippets = {
+            "PyTorch": torch_snippet(self.optimizer, spec, study_steps=steps),
+            "Lightning": lightning_snippet(self.optimizer, spec, study_steps=steps),
+            "Hugging Face": hf_snippet(self.optimizer, spec, study_steps=steps),
+            "Keras": keras_snippet(self.optimizer, spec, study_steps=steps),
         }
+        # The run-length note speaks of the study's runs: here the runs measured are the proxies'.
+        study, proxies = horizon_note(steps), horizon_note(steps, measured="the proxies'")
+        return {k: note + v.replace(study, proxies) for k, v in snippets.items()}
 
     def sentence(self) -> str:
         """The prediction in one line."""
