@@ -12,7 +12,7 @@ import pytest
 from lrlab.cli import main
 from lrlab.store.sqlite import Store
 
-LOOP = '''
+LOOP = """
 import math
 import lrlab
 import torch
@@ -32,7 +32,7 @@ def peaked(trial):
 
 def plain():
     raise RuntimeError("a task function, not a trainable")
-'''
+"""
 
 TUNE = """name = "cli-trainable"
 trials = 3
@@ -45,7 +45,9 @@ lr = { log = [0.001, 10.0] }
 """
 
 
-def _run(args: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+def _run(
+    args: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> tuple[int, str, str]:
     monkeypatch.setattr(sys, "argv", ["lrlab", *args])
     monkeypatch.setenv("COLUMNS", "300")
     with pytest.raises(SystemExit) as info:
@@ -81,7 +83,9 @@ def test_tune_train_tunes_the_function_by_its_declared_objective(place: Path, mo
         pytest.param(["tune", "tune.toml", "--train", "digits-mlp"], id="tune-built-in-task"),
         pytest.param(["study", "--train", "loop.py:plain", "-q"], id="study-plain-function"),
         pytest.param(["study", "--train", "loop.py:missing", "-q"], id="study-missing-function"),
-        pytest.param(["tune", "tune.toml", "--train", "loop.py:peaked", "--task-option", "width=3"], id="undeclared"),
+        pytest.param(
+            ["tune", "tune.toml", "--train", "loop.py:peaked", "--task-option", "width=3"], id="undeclared"
+        ),
     ],
 )
 def test_a_train_that_is_not_a_trainable_is_one_line_exit_2(place: Path, monkeypatch, capsys, args) -> None:  # type: ignore[no-untyped-def]

@@ -14,7 +14,7 @@ from lrlab.sweeps import RunPlan, run_plans
 from lrlab.training.tasks import get_task
 
 # A tiny regression trained by a loop of its own; an LR of 0.7 or more raises on purpose.
-LOOP = '''
+LOOP = """
 import lrlab
 import torch
 
@@ -38,7 +38,7 @@ def fit(trial):
             trial.log(loss=loss)
         with torch.no_grad():
             trial.report(epoch, val_mse=float(torch.nn.functional.mse_loss(model(x), y)))
-'''
+"""
 
 
 @pytest.fixture
@@ -74,7 +74,9 @@ def test_the_same_numbers_whatever_jobs(tmp_path: Path, loop_file: str) -> None:
     assert first[0] != first[1]  # the seeds differ, so the test could fail
 
 
-def test_a_reference_alone_is_built_by_each_run_and_vectorize_is_ignored(tmp_path: Path, loop_file: str) -> None:
+def test_a_reference_alone_is_built_by_each_run_and_vectorize_is_ignored(
+    tmp_path: Path, loop_file: str
+) -> None:
     store = Store(tmp_path / "runs.db")
     records = run_plans(plans(loop_file, (0.02,), seeds=(0,)), store, "tr", {}, vectorize=True)
     assert [r.status for r in records] == [RunStatus.DONE]

@@ -41,7 +41,9 @@ def test_study_refuses_data_for_a_trainable_and_a_model_without_data() -> None:
 
 @pytest.mark.slow
 def test_study_of_a_trainable_recommends_by_its_declared_objective(tmp_path: Path) -> None:
-    result = lrlab.study(climb, optimizers=["sgd"], store=tmp_path / "runs.db", schedules=["constant", "cosine"])
+    result = lrlab.study(
+        climb, optimizers=["sgd"], store=tmp_path / "runs.db", schedules=["constant", "cosine"]
+    )
     recommendation = result.result.recommendation
     assert recommendation.metric == "gain" and recommendation.higher_is_better
     assert 0.003 <= recommendation.best.lr <= 0.03  # around the gain's peak at 0.01

@@ -18,7 +18,7 @@ from lrlab.tune.tuner import PRUNED_PREFIX
 
 # The score peaks at lr = 0.1 (in log LR) and grows with the epochs: a maximised objective
 # with a known optimum, from a loop that steps a real optimizer.
-LOOP = '''
+LOOP = """
 import math
 import lrlab
 import torch
@@ -34,7 +34,7 @@ def peaked(trial):
             opt.zero_grad(); loss.backward(); opt.step(); sched.step()
             trial.log(loss=loss)
         trial.report(epoch, score=epoch * (1.0 - (math.log10(trial.lr) + 1.0) ** 2))
-'''
+"""
 
 
 def spec(tmp_path: Path, **changes: Any) -> dict[str, Any]:
@@ -70,7 +70,9 @@ def test_a_tune_maximises_the_declared_objective_and_prunes_through_report(tmp_p
 def test_a_trainable_has_no_range_test_for_from_finder(tmp_path: Path) -> None:
     values = spec(tmp_path, space={"optimizer": ["sgd"], "constant": {"lr": {"from_finder": [0.3, 3]}}})
     store = Store(tmp_path / "runs.db")
-    with pytest.raises(ValueError, match=r"is a trainable function: it has no range test .* \{log = \[low, high\]\}"):
+    with pytest.raises(
+        ValueError, match=r"is a trainable function: it has no range test .* \{log = \[low, high\]\}"
+    ):
         tune(values, store, storage=f"sqlite:///{tmp_path / 'optuna.db'}")
     assert store.runs() == []
 

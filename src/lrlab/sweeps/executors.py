@@ -153,7 +153,7 @@ def run_plans(
     # what nobody holds, and a finished run is never touched again.
     target = _Target(store, sweep, report, device, new_owner(), task)
     try:
-        if vectorize and not is_trainable(task):  # groups first (lrlab.training.vectorized), the rest as usual
+        if vectorize and not is_trainable(task):  # groups first (training.vectorized), the rest as usual
             from lrlab.training.vectorized import run_vectorized
 
             todo = run_vectorized(todo, store, sweep, report, device=device, max_group=max_group,
