@@ -1,6 +1,7 @@
 """``lrlab study`` end to end on a real task, resuming, and its bad-input errors."""
 
 import json
+import math
 import subprocess
 import sys
 
@@ -37,20 +38,25 @@ def test_study_trains_reports_recommends_and_resumes(tmp_path):
     assert first.returncode == 0, first.stderr
     store = Store(db)
     runs = store.runs()
-    first_rung = [r for r in runs if r.config.seed == 0]
+    first_rung = [r for r in runs if r.config.seed == 0 and "-bracket" not in r.sweep]
     assert len(first_rung) == 27  # one optimizer x three LRs (the finder's, a third of it, 3x) x nine schedules
     assert {r.status for r in runs} <= {"done", "diverged"}
-    finished = sum(1 for r in first_rung if r.status == "done")
+    extended = [r for r in runs if r.sweep.endswith(("-bracket1", "-bracket2"))]  # the bracketing rounds
+    assert len(extended) <= 2 * 9  # at most two more LRs per schedule
+    finished = sum(1 for r in first_rung + extended if r.status == "done")
     finalists = max(3, -(-finished // 4))  # successive halving: the best quarter, at least three
-    assert len(runs) == 27 + 2 * finalists
-    promoted = {r.configuration for r in runs if r.config.seed > 0}
-    assert len(promoted) == finalists and all(
+    promoted = {r.configuration for r in runs if r.config.seed > 0}  # the finalists and the bracket neighbours
+    assert len(promoted) >= finalists and all(
         sorted(r.config.seed for r in runs if r.configuration == key) == [0, 1, 2] for key in promoted
     )
+    assert len(runs) == sum(1 for r in runs if r.config.seed == 0) + 2 * len(promoted)
     (finder,) = store.finder_results()
     assert finder.config["rule"] == "minimum/3" or finder.config["rule"]  # the finder's own default for SGD
-    lrs = sorted({r.config.lr for r in runs})
+    lrs = sorted({r.config.lr for r in first_rung})
     assert lrs == pytest.approx([finder.lr / 3, finder.lr, 3 * finder.lr], rel=1e-12)  # it trains what it prints
+    for run in runs:  # the bracketing continues the grid: whole factors of 3 beyond it
+        steps = math.log(run.config.lr / finder.lr, 3)
+        assert abs(steps - round(steps)) < 1e-9 and abs(round(steps)) <= 3
     printed = " ".join(first.stdout.split())
     trained = f"study LRs {finder.lr / 3:.3g}, {finder.lr:.3g}, {3 * finder.lr:.3g}"
     assert f"recommends lr {finder.lr:.3g} ({finder.config['rule']}); {trained}" in printed
@@ -172,12 +178,13 @@ def test_a_study_where_every_run_diverges_says_so_in_one_line_exits_2_and_keeps_
             "--no-vectorize", "--quiet"]  # fmt: skip
     result = _study(*args, cwd=tmp_path)
     assert result.returncode == 2, result.stderr
-    assert "no trustworthy answer: 27 of 27 runs diverged and none finished" in result.stderr
+    # 27 first-rung runs, then two LRs below the smallest for each of the nine schedules: all diverge
+    assert "no trustworthy answer: 45 of 45 runs diverged and none finished" in result.stderr
     assert "try --budget large" in result.stderr and "another optimizer" in result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
     store = Store(db)
     assert len(store.finder_results()) == 1  # the range test and every diverged run are kept
-    assert [r.status for r in store.runs()] == ["diverged"] * 27
+    assert [r.status for r in store.runs()] == ["diverged"] * 45
 
 
 def test_the_range_test_line_carries_the_finders_word_on_an_unchecked_optimizer():
