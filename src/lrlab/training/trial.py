@@ -163,8 +163,9 @@ class Trainable:
         return self.epochs * self.steps_per_epoch
 
     def objective_record(self) -> Objective:
-        """The objective stored with every run (the one ranking reads it)."""
-        return Objective(self.objective, self.higher_is_better, "loss", "")
+        """The objective stored with every run (the one ranking reads it); the loss is the
+        function's own, labelled ``loss (as logged)``."""
+        return Objective(self.objective, self.higher_is_better, "as logged", "")
 
     def resolve_options(self, given: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """The declared option defaults updated by ``given``; ``ValueError`` in one line for
