@@ -143,6 +143,21 @@ def test_each_report_is_an_epoch_record_and_the_objective_is_stored() -> None:
     objective = record.objective
     assert objective is not None and (objective.metric, objective.higher_is_better) == ("score", True)
     assert record.extras["total_steps"] == EPOCHS * PER_EPOCH
+    assert record.extras["device"] == "cpu"  # trial.device: where lrlab was asked to train
+
+
+def test_trial_device_is_the_device_asked_for_resolved() -> None:
+    seen: list[object] = []
+
+    def where(trial: lrlab.Trial) -> None:
+        seen.append(trial.device)
+        trial.report(1, score=1.0)
+
+    store = Store(":memory:")
+    fn = lrlab.trainable(objective="score", epochs=1, steps_per_epoch=1)(where)
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    record = train_trainable(RunConfig(task="w", lr=0.1), store, "w", device="auto", task=fn.task())
+    assert record.status is RunStatus.DONE and seen == [torch.device(expected)]
 
 
 def test_the_one_ranking_uses_the_declared_objective_and_direction() -> None:

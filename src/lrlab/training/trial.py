@@ -296,7 +296,9 @@ class Trial:
     from, and where it reports. See the module docstring.
 
     ``config`` is the run's :class:`~lrlab.core.records.RunConfig`; ``options`` the
-    function's options; ``reports`` every report so far (``{"epoch": n, metric: value}``).
+    function's options; ``device`` the device lrlab was asked to train on (``--device``;
+    the function decides where its tensors go); ``reports`` every report so far
+    (``{"epoch": n, metric: value}``).
     """
 
     def __init__(
@@ -306,8 +308,12 @@ class Trial:
         *,
         recorder: Recorder | None = None,
         progress: ProgressFn | None = None,
+        device: str | torch.device = "cpu",
     ) -> None:
         self.config, self.trainable = config, trainable
+        self.device = torch.device(
+            device
+        )  # where lrlab was asked to train: the function may move its model there
         self.options: dict[str, Any] = trainable.resolve_options(config.task_options)
         self.reports: list[dict[str, float]] = []
         self._recorder, self._progress = recorder, progress

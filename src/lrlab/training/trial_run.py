@@ -41,6 +41,7 @@ from lrlab.store.sqlite import ClaimLost, Store
 from lrlab.torch_utils import torch_threads
 from lrlab.training.loop import stored_run, train_run
 from lrlab.training.recorder import ProgressFn, Recorder, RunProgress
+from lrlab.training.resolve import resolve_device
 from lrlab.training.tasks.check import first_line, user_frame
 from lrlab.training.trial import Pruned, Trial, TrialStopped
 from lrlab.training.trial_task import TrainableTask, is_trainable
@@ -91,7 +92,8 @@ def train_trainable(
     task: Task | TrainableTask | Any = None,
 ) -> RunRecord:
     """Run the trainable ``task`` for ``config`` (see the module docstring) and return the
-    stored record. ``device`` is recorded; where the function trains is its own choice."""
+    stored record. ``device`` (``cpu``, ``cuda``, ``auto``) is ``trial.device`` and is
+    recorded; where the function trains is its own choice."""
     from lrlab.training.trial_task import as_task
 
     task = as_task(task)  # the options are the config's (the run's identity), resolved by the trial
@@ -104,12 +106,12 @@ def train_trainable(
         return record
     trainable = task.trainable
     try:
-        trial = Trial(config, trainable, recorder=recorder, progress=progress)
+        trial = Trial(config, trainable, recorder=recorder, progress=progress, device=resolve_device(device))
     except ValueError as exc:  # options the function did not declare: one line, the run failed
         recorder.end(RunStatus.FAILED, error=str(exc).splitlines()[0])
         return stored_run(store, run_id)
     extras: dict[str, Any] = {
-        "device": device, "threads": config.threads or 1, "epochs": trial.epochs,
+        "device": str(trial.device), "threads": config.threads or 1, "epochs": trial.epochs,
         "steps_per_epoch": trial.steps_per_epoch, "total_steps": trial.total_steps, "declared_epochs": trainable.epochs,
         "task_kind": task.kind, "objective": task.objective.to_dict(), "trainable": trainable.name,
     }  # fmt: skip
