@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,6 +127,14 @@ def curves(store: Store, label: str, candidate: Candidate, records: Sequence[Run
 # ---------------------------------------------------------------- numbers
 
 
+def elapsed(records: Sequence[RunRecord]) -> float:
+    """Seconds from the first run's start to the last one's end, as stored (a resumed script
+    reports the time its runs took, not the time it took to read them back)."""
+    starts = [r.started_at for r in records if r.started_at is not None]
+    ends = [r.finished_at for r in records if r.finished_at is not None]
+    return max(ends) - min(starts) if starts and ends else math.nan
+
+
 @dataclass(frozen=True)
 class Paired:
     """``a - b`` seed by seed: the mean margin, its noise (``NOISE_SE`` standard errors)."""
@@ -176,60 +183,95 @@ def reached_words(c: Curves, threshold: float) -> str:
 # ---------------------------------------------------------------- pictures
 
 
-def schedules_figure(all_curves: Sequence[Curves]) -> FigureSpec:
-    """Mean return against episodes, a line per family: mean over the held-out seeds, band = range."""
-    traces = []
-    for i, c in enumerate(all_curves):
+def family_color(name: str) -> str:
+    """One colour per family in every figure."""
+    return color(FAMILIES.index(name)) if name in FAMILIES else color(len(FAMILIES))
+
+
+def schedules_figure(all_curves: Sequence[Curves], total_steps: int) -> FigureSpec:
+    """Mean return against episodes, a line per family (mean over the held-out seeds, band =
+    their range), and below it each family's LR against the same episodes."""
+    returns, lrs = [], []
+    for c in all_curves:
+        tint = family_color(c.candidate.schedule_name)
         low, high = c.returns.min(axis=0), c.returns.max(axis=0)
-        traces.append(Trace(c.episodes, c.returns.mean(axis=0), c.label, c.label, color(i), band=(low, high)))
-    panel = Panel("REINFORCE on CartPole-v1, held-out seeds", "episodes played",
-                  f"mean return of the last 32 episodes ({len(all_curves[0].returns)} seeds)", traces,
-                  ylim=(0, 520), hline=500.0)  # fmt: skip
-    caption = "Line: mean over the held-out seeds; band: lowest to highest seed. 500 is the maximum."
-    return FigureSpec("rl_schedules", "Constant, cyclic and one-cycle LR on CartPole", caption, [panel],
-                      legend="below", size=(8.0, 5.0), log_toggle=False)  # fmt: skip
+        returns.append(Trace(c.episodes, c.returns.mean(axis=0), c.label, c.label, tint, band=(low, high)))
+        steps = np.arange(total_steps)
+        per_step = c.episodes[-1] / total_steps  # episodes played per optimizer step
+        lr = Trace(
+            (steps + 1) * per_step, c.candidate.schedule(steps), c.label, c.label, tint, show_legend=False
+        )
+        lrs.append(lr)
+    seeds = len(all_curves[0].returns)
+    ylabel = f"mean return, last 32 episodes ({seeds} seeds)"
+    top = Panel("REINFORCE on CartPole-v1, held-out seeds", "episodes played", ylabel, returns, ylim=(0, 520),
+                hline=500.0)  # fmt: skip
+    bottom = Panel("The learning rate (Adam)", "episodes played", "learning rate", lrs)
+    caption = (
+        "Top: mean over the held-out seeds, band from the lowest to the highest seed; 500 is the maximum."
+    )
+    return FigureSpec("rl_schedules", "Constant, cyclic and one-cycle LR on CartPole", caption, [top, bottom],
+                      legend="below", size=(8.0, 8.0), log_toggle=False)  # fmt: skip
 
 
-def study_figure(result: StudyResult, store: Store) -> FigureSpec:
-    """The study's final mean return against the peak LR, per family (mean over its seeds)."""
+def study_points(result: StudyResult, store: Store) -> dict[str, dict[float, list[float]]]:
+    """Family -> peak LR -> the final mean return of every seed the study trained there."""
     epochs = store.epochs_for([r.id for r in result.runs])
     points: dict[str, dict[float, list[float]]] = {}
     for run in result.runs:
         rows = epochs.get(run.id) or []
-        name = result.schedule_names.get(run.config.schedule, "constant")
         if run.status is RunStatus.DONE and rows:
+            name = result.schedule_names.get(run.config.schedule, "constant")
             peak = peak_lr(run.config.schedule, result.total_steps)
             points.setdefault(name, {}).setdefault(peak, []).append(float(rows[-1].value("mean_return")))
+    return points
+
+
+def study_figure(result: StudyResult, store: Store) -> FigureSpec:
+    """The study's final mean return against the peak LR, per family: each seed a dot, the
+    line through their means."""
     traces = []
-    for i, (name, by_lr) in enumerate(sorted(points.items())):
+    for name, by_lr in sorted(study_points(result, store).items(), key=lambda item: family_color(item[0])):
         lrs = np.array(sorted(by_lr))
         means = np.array([np.mean(by_lr[lr]) for lr in lrs])
-        label = f"{name} (mean of its seeds)"
-        traces.append(Trace(lrs, means, label, name, color(i), mode="lines+markers", marker="circle"))
+        tint = family_color(name)
+        traces.append(Trace(lrs, means, f"{name}: mean over seeds", name, tint, mode="lines"))
+        x = np.array([lr for lr in lrs for _ in by_lr[lr]])
+        y = np.array([v for lr in lrs for v in by_lr[lr]])
+        traces.append(Trace(x, y, f"{name}: one seed", name, tint, mode="markers", marker="circle",
+                            marker_size=5, opacity=0.6, show_legend=False))  # fmt: skip
     best = result.recommendation.best
     peak = peak_lr(best.schedule, result.total_steps)
     marks = [VLine(peak, f"recommended: {best.schedule_name} peaking at {peak:.3g}", "#d62728")]
     panel = Panel("The study's runs (seeds 0-2)", "peak learning rate (Adam)", "final mean return", traces,
                   xlog=True, ylim=(0, 520), vlines=marks)  # fmt: skip
-    caption = "Each point: a family at one peak LR, its final mean return averaged over the seeds it trained."
+    caption = "Dots: one seed's final mean return; line: the mean over the seeds the study trained there."
     return FigureSpec("rl_study", "What the study tried", caption, [panel], legend="below", size=(8.0, 5.0),
                       log_toggle=False)  # fmt: skip
 
 
 def heldout_figure(recommended: Curves, constant: Curves) -> FigureSpec:
-    """Final mean return per held-out seed: the recommendation and the best constant, side by side."""
+    """Per held-out seed, the recommendation and the best constant side by side: the training
+    return and the greedy policy's return."""
     seeds = np.array(HELDOUT_SEEDS[: len(recommended.final)], dtype=float)
-    traces = [
-        Trace(seeds - 0.08, constant.final, f"best constant: {constant.label}", "constant", color(0),
-              mode="markers", marker="circle", marker_size=9),
-        Trace(seeds + 0.08, recommended.final, f"recommended: {recommended.label}", "recommended", color(3),
-              mode="markers", marker="diamond", marker_size=9),
-    ]  # fmt: skip
-    panel = Panel("Final mean return per held-out seed", "held-out seed", "final mean return", traces,
-                  ylim=(0, 520), xlim=(seeds[0] - 0.5, seeds[-1] + 0.5))  # fmt: skip
-    caption = "Each seed trains both configurations: the comparison is paired seed by seed."
-    return FigureSpec("rl_heldout", "Held-out seeds: recommendation vs best constant", caption, [panel],
-                      legend="below", size=(7.5, 4.8), log_toggle=False)  # fmt: skip
+    panels = []
+    for title, pick in (("Training: last 32 episodes", "final"), ("Greedy policy: 16 episodes", "greedy")):
+        a, b = getattr(constant, pick), getattr(recommended, pick)
+        tint = family_color(constant.candidate.schedule_name)
+        traces = [
+            Trace(seeds - 0.1, a, f"best constant: {constant.label}", "constant", tint, mode="markers",
+                  marker="circle", marker_size=9),
+            Trace(seeds + 0.1, b, f"recommended: {recommended.label}", "recommended", "#d62728",
+                  mode="markers", marker="diamond", marker_size=9),
+        ]  # fmt: skip
+        low = 10 * math.floor(min(float(np.min(a)), float(np.min(b))) / 10) - 10
+        xlim = (seeds[0] - 0.5, seeds[-1] + 0.5)
+        panels.append(
+            Panel(title, "held-out seed", "mean return", traces, hline=500.0, ylim=(low, 510), xlim=xlim)
+        )
+    caption = "Each held-out seed trains both configurations: the comparison is paired seed by seed."
+    return FigureSpec("rl_heldout", "Held-out seeds: recommendation vs best constant", caption, panels,
+                      columns=2, legend="below", size=(10.0, 4.8), log_toggle=False)  # fmt: skip
 
 
 # ---------------------------------------------------------------- words
@@ -248,7 +290,7 @@ def study_lines(result: StudyResult, seconds: float) -> list[str]:
     """What the study said, in its own terms (its seeds, its noise, its tie rule)."""
     rec, steps = result.recommendation, result.total_steps
     lines = [
-        f"The study ({seconds:.0f} s on this machine, {len(result.runs)} runs of {result.epochs} epochs, "
+        f"The study ({len(result.runs)} runs of {result.epochs} epochs in {seconds:.0f} s, "
         f"seeds 0-2) recommends **{label(rec.best, steps)}**: `{rec.best.schedule}`, final mean return "
         f"{rec.best.score:.1f} ± {rec.best.sd:.1f} (sd over {rec.best.seeds} seeds)."
     ]
@@ -257,6 +299,11 @@ def study_lines(result: StudyResult, seconds: float) -> list[str]:
             f"It found it ties with {label(rec.runner_up, steps)} ({rec.runner_up.score:.1f}) within its "
             f"seed noise {rec.noise:.1f}, and took the one its tie rule prefers."
         )
+    lines += [
+        f"Its words for the LR: {optimum.text}"
+        for optimum in result.optima
+        if optimum.recommended and optimum.text
+    ]
     if rec.best_constant is not None:
         constant = rec.best_constant
         lines.append(f"Its best constant LR: {label(constant, steps)} ({constant.score:.1f}).")
@@ -280,21 +327,27 @@ def table_lines(all_curves: dict[str, Curves]) -> list[str]:
     return lines
 
 
-def comparison_lines(recommended: Curves, constant: Curves) -> list[str]:
-    """The recommendation against the best constant, paired seed by seed; a tie said as one."""
-    paired = Paired.of(recommended.final, constant.final)
+def paired_words(paired: Paired) -> str:
+    """A paired margin in words: a tie when it is within the noise."""
     if paired.tie:
-        verdict = f"a tie: the margin {paired.margin:+.1f} is within the paired seed noise {paired.noise:.1f}"
-    else:
-        better = "better" if paired.margin > 0 else "worse"
-        verdict = (
-            f"the recommendation is {better} by {paired.margin:+.1f}, "
-            f"beyond the paired seed noise {paired.noise:.1f}"
-        )
+        return f"a tie: the margin {paired.margin:+.1f} is within the paired seed noise {paired.noise:.1f}"
+    better = "better" if paired.margin > 0 else "worse"
+    noise = f"the paired seed noise {paired.noise:.1f}"
+    return f"the recommendation is {better} by {paired.margin:+.1f}, beyond {noise}"
+
+
+def comparison_lines(recommended: Curves, constant: Curves) -> list[str]:
+    """The recommendation against the best constant, paired seed by seed, on the objective the
+    study ranked by and on the greedy policy's return; a tie said as one."""
+    paired = Paired.of(recommended.final, constant.final)
+    greedy = Paired.of(recommended.greedy, constant.greedy)
     differences = ", ".join(f"{d:+.0f}" for d in paired.per_seed)
+    greedy_differences = ", ".join(f"{d:+.0f}" for d in greedy.per_seed)
     return [
-        f"Recommendation minus best constant, seed by seed: {differences}; {verdict} ({NOISE_SE:g} "
-        f"standard errors of the {len(paired.per_seed)} paired differences).",
+        f"Recommendation minus best constant, seed by seed, in the final mean return the study ranks by: "
+        f"{differences}; {paired_words(paired)} ({NOISE_SE:g} standard errors of the "
+        f"{len(paired.per_seed)} paired differences). In the greedy policy's return: {greedy_differences}; "
+        f"{paired_words(greedy)}.",
     ]
 
 
@@ -303,7 +356,7 @@ def reference_lines(recommended: Curves) -> list[str]:
     episodes, env_steps = recommended.episodes[-1], recommended.env_steps[:, -1].mean()
     perfect = int(np.sum(recommended.greedy >= 500.0))
     at_500 = [s for s in steps_reaching(recommended, 500.0) if not math.isnan(s)]
-    when = f" (median {np.median(at_500):,.0f} environment steps)" if at_500 else ""
+    when = f", {np.median(at_500):,.0f} environment steps" if at_500 else ""
     return [
         f"Against the published reference (500, evaluated greedily, after 100,000 environment steps for "
         f"PPO and 50,000 for DQN): the recommended configuration plays {episodes:.0f} episodes, "
@@ -353,9 +406,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     Path(args.db).parent.mkdir(parents=True, exist_ok=True)
     store = Store(Path(args.db))
     try:
-        started = time.perf_counter()
         result = study(store, args.train, args.jobs, Path(args.db).parent / "cartpole-study", args.fresh)
-        seconds = {"study": time.perf_counter() - started}
+        seconds = {"study": elapsed(result.runs)}
         rec = result.recommendation
         if rec.best_constant is None:
             raise SystemExit("the study has no constant-LR configuration to compare with")
@@ -364,16 +416,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         used = {r.config.seed for r in result.runs}
         if used & set(HELDOUT_SEEDS):
             raise SystemExit(f"the study used seeds {sorted(used)}: not held out")
-        started = time.perf_counter()
         chosen = {label(c, result.total_steps): c for c in roles.values()}  # one entry per configuration
         records = train_heldout(store, args.train, chosen, HELDOUT_SEEDS, args.jobs)
-        seconds["heldout"] = time.perf_counter() - started
+        seconds["heldout"] = elapsed([r for runs in records.values() for r in runs])
         by_label = {name: curves(store, name, c, records[name]) for name, c in chosen.items()}
         all_curves = {role: by_label[label(c, result.total_steps)] for role, c in roles.items()}
         img = docs / "img"
         img.mkdir(parents=True, exist_ok=True)
         families = [all_curves[f"best {name}"] for name in FAMILIES if f"best {name}" in all_curves]
-        save_figure(schedules_figure(families), img / "rl_schedules.png")
+        save_figure(schedules_figure(families, result.total_steps), img / "rl_schedules.png")
         save_figure(study_figure(result, store), img / "rl_study.png")
         save_figure(
             heldout_figure(all_curves["recommended"], all_curves["best constant"]), img / "rl_heldout.png"
