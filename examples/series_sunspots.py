@@ -63,14 +63,14 @@ def arima_forecasts(values: np.ndarray, start: int) -> tuple[np.ndarray, tuple[i
     return np.asarray(applied.predict(start=start, end=len(values) - 1)), order
 
 
-def run_study(task: str, db: Path, jobs: int):
+def study_of(task: str, db: Path, jobs: int):
     """The study of ``task`` (resumed from ``db`` when it is there)."""
     from lrlab.store.sqlite import Store
-    from lrlab.study import run_study as study
+    from lrlab.study import run_study
 
     db.parent.mkdir(parents=True, exist_ok=True)
     store = Store(db)
-    return study(task, store, budget="small", jobs=jobs, device="cpu"), store
+    return run_study(task, store, budget="small", jobs=jobs, device="cpu"), store
 
 
 def held_out(result, store, task_ref: str) -> tuple[list[float], np.ndarray]:
@@ -157,7 +157,7 @@ def main() -> None:
     split = sunspots_split()  # the task's defaults: window 24, horizon 1
     start, values, std = split.train_end, split.values, split.std
     actual = values[start:]
-    result, store = run_study(args.task, args.db, args.jobs)
+    result, store = study_of(args.task, args.db, args.jobs)
     best = result.recommendation
     losses, forecasts = held_out(result, store, args.task)
     network = split.restore(forecasts)
