@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -138,3 +139,45 @@ def test_bad_lr_or_widths_are_one_line(kwargs, message):
     arguments = {"widths": WIDTHS[:3], "lr": 0.01, **kwargs}
     with pytest.raises(ValueError, match=message):
         coord_check(digits_mlp, "hidden", **arguments)
+
+
+class _NoisyMLP(torch.nn.Module):
+    """Dropout, BatchNorm and an in-place ReLU: what a recording could disturb."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.inp = torch.nn.Linear(64, width)
+        self.norm = torch.nn.BatchNorm1d(width)
+        self.drop = torch.nn.Dropout(0.3)
+        self.act = torch.nn.ReLU(inplace=True)
+        self.out = torch.nn.Linear(width, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.drop(self.act(self.norm(self.inp(x)))))
+
+
+def test_recording_leaves_training_as_it_was_and_sees_no_change_before_the_first_update():
+    task = digits_mlp(hidden=64)
+    batch = next(iter(task.train_loader(32, 0)))
+    built: dict[int, torch.nn.Module] = {}
+
+    def build(width: int) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+        built[width] = model = _NoisyMLP(width)
+        return model, torch.optim.Adam(model.parameters(), lr=0.01)
+
+    check = coord_data(build, [16, 32, 64], batch, task.loss_fn, steps=3, seeds=(0,))
+    for name, update in check.update.items():
+        assert np.all(update[0] == 0.0), name  # step 1: the same weights, the same dropout mask
+    assert np.all(check.update["out"][1:] > 0)
+
+    recorded = built[64]
+    torch.manual_seed(0)
+    plain, optimizer = build(64)
+    for _ in range(3):
+        loss = task.loss_fn(plain(batch[0]), batch[1])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert recorded is not plain
+    for (name, a), b in zip(recorded.state_dict().items(), plain.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name  # weights and BatchNorm's running statistics alike

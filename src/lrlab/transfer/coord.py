@@ -132,7 +132,9 @@ class _Recorder:
     """Forward hooks recording, per layer and forward pass, ``mean |output|`` and the
     change its own parameters' updates made: ``f(W_t, x_t) - f(W_1, x_t)`` at today's input.
     The second is computed by :meth:`measure` after the backward pass (swapping weights
-    in place before it would break autograd)."""
+    in place before it would break autograd), with the random state the layer saw (the
+    same dropout masks) and its buffers kept (BatchNorm's running statistics untouched):
+    recording does not change the training it watches."""
 
     def __init__(self, model: nn.Module) -> None:
         self.l1: dict[str, list[float]] = {}
@@ -142,12 +144,24 @@ class _Recorder:
             name: {k: v.detach().clone() for k, v in module.named_parameters()}
             for name, module in self._modules.items()
         }
-        self._seen: list[tuple[str, tuple[object, ...], dict[str, object], torch.Tensor]] = []
+        self._seen: list[tuple[str, tuple[object, ...], dict[str, object], torch.Tensor, torch.Tensor]] = []
+        self._rng: dict[str, torch.Tensor] = {}
         self._busy = False
         self._handles = [
-            module.register_forward_hook(self._hook(name), with_kwargs=True)
+            handle
             for name, module in self._modules.items()
+            for handle in (
+                module.register_forward_pre_hook(self._pre_hook(name)),
+                module.register_forward_hook(self._hook(name), with_kwargs=True),
+            )
         ]
+
+    def _pre_hook(self, name: str) -> Callable[..., None]:
+        def pre_hook(module: nn.Module, args: tuple[object, ...]) -> None:
+            if not self._busy:
+                self._rng[name] = torch.get_rng_state()
+
+        return pre_hook
 
     def _hook(self, name: str) -> Callable[..., None]:
         def hook(
@@ -157,7 +171,10 @@ class _Recorder:
             if self._busy or tensor is None:
                 return
             self.l1.setdefault(name, []).append(float(tensor.detach().abs().mean()))
-            self._seen.append((name, _detached(args), _detached(kwargs), tensor.detach()))
+            # copies: a later in-place operation (ReLU(inplace=True)) must not change them
+            self._seen.append(
+                (name, _copied(args), _copied(kwargs), tensor.detach().clone(), self._rng[name])
+            )
 
         return hook
 
@@ -165,8 +182,10 @@ class _Recorder:
         """The update-made change of each layer seen since the last call."""
         self._busy = True  # the calls below run the hooks again
         try:
-            for name, args, kwargs, output in self._seen:
-                before = _first_tensor(_call_with(self._modules[name], self._initial[name], args, kwargs))
+            for name, args, kwargs, output, rng in self._seen:
+                with torch.random.fork_rng(devices=[]):
+                    torch.set_rng_state(rng)
+                    before = _first_tensor(_call_with(self._modules[name], self._initial[name], args, kwargs))
                 self.update.setdefault(name, []).append(float((output - before).abs().mean()))
         finally:
             self._busy = False
@@ -177,22 +196,25 @@ class _Recorder:
             handle.remove()
 
 
-def _detached(value: object) -> object:
+def _copied(value: object) -> object:
     if isinstance(value, torch.Tensor):
-        return value.detach()
+        return value.detach().clone()
     if isinstance(value, tuple):
-        return tuple(_detached(v) for v in value)
+        return tuple(_copied(v) for v in value)
     if isinstance(value, dict):
-        return {k: _detached(v) for k, v in value.items()}
+        return {k: _copied(v) for k, v in value.items()}
     return value
 
 
 def _call_with(module: nn.Module, values: dict[str, torch.Tensor], args: tuple[object, ...],
                kwargs: dict[str, object]) -> object:  # fmt: skip
     """``module(*args, **kwargs)`` with its parameters' values swapped for ``values`` (the
-    parameter objects are kept, so attributes such as mup's ``infshape`` stay)."""
+    parameter objects are kept, so attributes such as mup's ``infshape`` stay), its
+    parameters and buffers as they were afterwards."""
     params = dict(module.named_parameters())
+    buffers = dict(module.named_buffers())
     saved = {name: p.detach().clone() for name, p in params.items()}
+    saved_buffers = {name: b.clone() for name, b in buffers.items()}
     with torch.no_grad():
         try:
             for name, p in params.items():
@@ -201,6 +223,8 @@ def _call_with(module: nn.Module, values: dict[str, torch.Tensor], args: tuple[o
         finally:
             for name, p in params.items():
                 p.copy_(saved[name])
+            for name, b in buffers.items():
+                b.copy_(saved_buffers[name])
 
 
 def _train_recording(build: Build, width: int, batch: tuple[torch.Tensor, torch.Tensor], loss_fn: LossFn,
