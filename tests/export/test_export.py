@@ -98,7 +98,7 @@ def test_exporting_again_replaces_the_run_instead_of_doubling_it(filled, tmp_pat
 def mlflow_run(client: MlflowClient, run_id: str):
     found = client.search_runs(
         [e.experiment_id for e in client.search_experiments()],
-        filter_string=f"tags.`lrlab.run_id` = '{run_id}'",
+        filter_string=f"tags.`lrlab_run_id` = '{run_id}'",
     )
     assert len(found) == 1, f"{len(found)} MLflow runs for {run_id}"
     return found[0]
@@ -121,7 +121,7 @@ def test_every_stored_run_reads_back_from_mlflow_equal_to_the_store(filled, mlfl
     client = MlflowClient(tracking_uri=mlflow_export.uri)
     for record in store.runs():
         found = mlflow_run(client, record.id)
-        assert found.data.tags["lrlab.status"] == record.status.value
+        assert found.data.tags["lrlab_status"] == record.status.value
         assert found.data.params["lr"] == str(record.config.lr)
         assert found.data.params["schedule"] == str(record.config.schedule)
         for name, (steps, numbers) in expected(store, record.id).items():
@@ -154,7 +154,7 @@ def test_a_tracked_run_exports_live_equal_to_what_it_stored(tmp_path, train):
         history = sorted(client.get_metric_history(found.info.run_id, name), key=lambda m: m.step)
         assert [m.step for m in history] == steps and same([m.value for m in history], numbers), name
     assert len(values["epoch/val_mae"][1]) == 3 and "findings" in texts
-    assert found.info.status == "FINISHED" and found.data.tags["lrlab.status"] == "done"
+    assert found.info.status == "FINISHED" and found.data.tags["lrlab_status"] == "done"
 
 
 class Broken:
@@ -173,12 +173,14 @@ def test_a_failing_exporter_never_stops_the_run(tmp_path, caplog, train):
 
 
 def test_instruments_and_findings_reach_both_tools_equal_to_the_store(filled, mlflow_export, tmp_path):
-    """The tracked run's instruments (update ratio per group, on by default) and the findings
-    they made, as the store holds them, read back from TensorBoard and MLflow."""
+    """The tracked run's instruments (update ratio and LR audit per group, on by default) and
+    the findings they made (its schedule never stepped), as the store holds them, read back
+    from TensorBoard and MLflow."""
     path, run_id = filled
     store = Store(path, readonly=True)
     instruments, findings = store.instruments(run_id), store.findings(run_id)
-    assert {"update_ratio/group0", "update_ratio/group1"} <= set(instruments) and findings
+    assert {"update_ratio/group0", "lr_audit/group1"} <= set(instruments)
+    assert {f.kind for f in findings} == {"lr_audit"}
     export_runs(store, TensorBoard(tmp_path), ids=[run_id])
     values, texts = read_tensorboard(run_folder(tmp_path, store.run(run_id)))
     client = MlflowClient(tracking_uri=mlflow_export.uri)
