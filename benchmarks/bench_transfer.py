@@ -306,9 +306,9 @@ def render(rows: list[dict[str, Any]]) -> str:
     """The markdown: one line per target, the coverage table, the bars over all targets."""
     judged = [(row, judge(row)) for row in rows]
     lines = [
-        "| ladder | proxies -> target | predicted (80 % interval) | grid optimum (seed spread) | ratio | "
+        "| ladder | proxies -> target | predicted (80 % interval) | grid optimum (seed spread) | covered | ratio | "
         "reuse proxy LR: ratio | gap at predicted | gap reusing | proxies' cost / one target run |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row, j in judged:
         g = row["grid"]
@@ -319,7 +319,7 @@ def render(rows: list[dict[str, Any]]) -> str:
             f"| {row['title']} | {row['axis']} {','.join(map(str, row['proxies']))} -> {row['target']} | "
             f"{row['predicted']:.3g} ({row['interval'][0]:.3g}-{row['interval'][1]:.3g}) | "
             f"{g['lr']:.3g} ({g['low']:.3g}-{g['high']:.3g}, x{j['own_spread']:.2f}) | "
-            f"x{j['ratios']['predicted']:.2f} | x{j['ratios']['reuse']:.2f}{extra} | {_gap(j, 'predicted')} | "
+            f"{'yes' if j['covered'] else 'no'} | x{j['ratios']['predicted']:.2f} | x{j['ratios']['reuse']:.2f}{extra} | {_gap(j, 'predicted')} | "
             f"{_gap(j, 'reuse')} | {j['cost_ratio']:.1f} |"
         )
     lines += ["", *summary(judged), "", in_words(judged)]
@@ -356,6 +356,12 @@ def in_words(judged: list[tuple[dict[str, Any], dict[str, Any]]]) -> str:
             "Each miss is the straight line in log-log fitted over the proxies carried 8x beyond them: the "
             "target's optimum did not follow the proxies' slope."
         )
+    widths = [row["interval"][1] / row["interval"][0] for row, _ in judged]
+    parts.append(
+        f"The predicted 80 % intervals span x{min(widths):.1f} to x{max(widths):.1f} (high / low, median "
+        f"x{statistics.median(widths):.1f}): where one covers the target's optimum, it is honest about the "
+        "extrapolation, not precise."
+    )
     costs = [j["cost_ratio"] for _, j in judged]
     parts.append(
         f"The proxies are about {runs:.0f} runs per ladder (every proxy's bracket, {PROXY_SEEDS} seeds); their "
