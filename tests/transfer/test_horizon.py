@@ -64,7 +64,9 @@ def test_schedule_for_keeps_the_measured_lr_and_warns_past_the_longest_run_measu
 def test_the_snippet_says_which_rule_it_applies_and_how_far_it_was_measured():
     code = torch_snippet("adam", "cosine(lr=0.01, total_steps=69)", study_steps=69)
     note = horizon_note(69)
-    assert note.startswith("# the LR is kept: on the run-length ladder the optimum moved by x") and note in code
+    assert (
+        note.startswith("# the LR is kept: on the run-length ladder the optimum moved by x") and note in code
+    )
     assert "Measured up to x16 the study's 69 steps (1104 steps); longer runs extrapolate." in " ".join(
         line.removeprefix("# ") for line in note.splitlines()
     )
