@@ -65,7 +65,9 @@ class Budget:
     The factors bracket the finder's recommendation by half a decade on each side: the
     recommendation is tuned for one constant LR over a whole run, and the decaying
     schedules tolerate a larger peak (``benchmarks/bench_study.py`` measures the result
-    against a full LR x schedule grid).
+    against a full LR x schedule grid). Where a schedule's best LR is the smallest or largest
+    factor, the study goes on outward by the same factor (:mod:`lrlab.study.bracketing`, at
+    most ``MAX_EXTRA`` more LRs per schedule).
     """
 
     name: str
