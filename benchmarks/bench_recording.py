@@ -16,6 +16,7 @@ docs/benchmarks.md; ``--only recording`` or ``--only finder``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -24,6 +25,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -126,6 +128,87 @@ def recording(repeats: int = 7, steps: int = 300, warmup: int = 30) -> dict:
     }
 
 
+INSTRUMENT_ARMS = (
+    ("track, instruments off", False),
+    ("track, default instruments", None),
+    ("update_ratio alone", "update_ratio"),
+    ("lr_audit alone", "lr_audit"),
+    ("spikes alone", "spikes"),
+    ("sharpness every 100 steps (off by default)", "sharpness"),
+)
+
+
+def instrument_costs(repeats: int = 3, steps: int = 150, warmup: int = 20) -> dict:
+    """The share of a step each instrument costs: the MLP of :func:`recording` in one copy per
+    arm (unrecorded; recorded by ``lrlab.track`` with no instruments, the default ones, each
+    default one alone, the sharpness every 100 steps), stepped in turn in a random order per
+    step; per arm the median step over the unrecorded median step, median over repeats. An
+    instrument's share is its arm's overhead minus that of tracking with no instruments."""
+    import lrlab
+    from lrlab.schedules import constant
+
+    torch.set_num_threads(1)
+    _m, _o, plain = _mlp_step_fn()
+    arms: list[tuple[str, Any]] = [("unrecorded", plain)]
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        for index, (label, which) in enumerate(INSTRUMENT_ARMS):
+            model, opt, step_fn = _mlp_step_fn()
+            x, y = torch.randn(128, 784), torch.randint(0, 10, (128,))
+
+            def probe(model=model, x=x, y=y):
+                return torch.nn.functional.cross_entropy(model(x), y)
+
+            run = stack.enter_context(lrlab.track(
+                opt, name="bench", db=Path(tmp) / f"r{index}.db", instruments=which, schedule=constant(0.01),
+                sharpness_loss=probe if which == "sharpness" else None,
+            ))  # fmt: skip
+            arms.append((label, lambda run=run, step_fn=step_fn: run.log(loss=step_fn())))
+        shuffle = random.Random(0)
+        for _ in range(warmup):
+            for _arm, fn in arms:
+                fn()
+        rows = []
+        for _ in range(repeats):
+            wall: dict[str, list[float]] = {arm: [] for arm, _fn in arms}
+            for _i in range(steps):
+                order = list(arms)
+                shuffle.shuffle(order)
+                for arm, fn in order:
+                    t0 = time.perf_counter()
+                    fn()
+                    wall[arm].append(time.perf_counter() - t0)
+            base = statistics.median(wall["unrecorded"])
+            rows.append(
+                {arm: statistics.median(v) / base - 1 for arm, v in wall.items()} | {"step_ms": base * 1e3}
+            )
+    result = {arm: statistics.median(r[arm] for r in rows) for arm, _fn in arms}
+    result["step_ms"] = statistics.median(r["step_ms"] for r in rows)
+    result["repeats"], result["steps"] = repeats, steps
+    return result
+
+
+def _instrument_section(r: dict) -> str:
+    off = r["track, instruments off"]
+    lines = [
+        "## What each instrument costs (`python -m benchmarks.bench_recording --only instruments`)\n",
+        "The MLP of the section above (one thread, SGD momentum 0.9, batch 128), one copy per arm, stepped in "
+        f"turn in a random order per step, {r['repeats']} repeats of {r['steps']} steps; the median step of each "
+        f"arm over the unrecorded median step ({r['step_ms']:.2f} ms). An instrument's share is its arm's "
+        "overhead minus that of `lrlab.track` with `instruments=False`.\n",
+        "| arm | overhead over an unrecorded step | the instrument's share of a step |",
+        "|---|---|---|",
+    ]
+    for label, _which in INSTRUMENT_ARMS:
+        share = "-" if label == "track, instruments off" else f"{r[label] - off:+.1%}"
+        lines.append(f"| {label} | {r[label]:+.1%} | {share} |")
+    lines.append(
+        "\nThe update ratio copies the weights before each step and takes two fused norms after it; the LR "
+        "audit and the spike rule read numbers already on the host, in batches. `warmup` and `eval_mode` "
+        "add no work of their own (they read the update ratio and a flag)."
+    )
+    return "\n".join(lines)
+
+
 def _digits(seed: int):
     from sklearn.datasets import load_digits
     from torch.utils.data import DataLoader, TensorDataset
@@ -205,11 +288,16 @@ def finder(seeds=(0, 1, 2)) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-write", action="store_true")
-    parser.add_argument("--only", choices=["recording", "finder"])
+    parser.add_argument("--only", choices=["recording", "finder", "instruments"])
     args = parser.parse_args()
     logging.getLogger("lightning").setLevel(logging.ERROR)
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     CACHE.mkdir(parents=True, exist_ok=True)
+    if args.only in (None, "instruments"):
+        body = _instrument_section(instrument_costs())
+        print(body)
+        if not args.no_write:
+            write_section("instrument-costs", body)
     if args.only in (None, "recording"):
         r = recording()
 

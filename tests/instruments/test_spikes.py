@@ -24,7 +24,7 @@ def test_a_non_finite_loss_is_a_spike_and_the_rules_differ_on_a_noisy_run():
     assert find_spikes(losses, OLMO) == [100]
     noisy = [1.0] * 60 + [2.5] + [1.0] * 5  # 2.5x the mean but the window has no spread: both flag it
     assert find_spikes(noisy, FOUNDRY) == [60] and find_spikes(noisy, OLMO) == [60]
-    wide = list(np.tile([0.5, 1.5], 60)) + [2.2]  # within 6 sigma, above 2x the mean of 1.0
+    wide = [*np.tile([0.5, 1.5], 60).tolist(), 2.2]  # within 6 sigma, above 2x the mean of 1.0
     assert find_spikes(wide, OLMO) == [] and find_spikes(wide, FOUNDRY) == [120]
 
 
