@@ -371,6 +371,9 @@ class Trial:
         if self._optimizer is None:
             self._optimizer = optimizer
             optimizer.register_step_pre_hook(self._on_step)
+            if self._recorder is not None:  # the recorder's instruments watch it as they do the loop's
+                mults = [float(g.get("lr_mult", 1.0)) for g in optimizer.param_groups]
+                self._recorder.watch(optimizer, schedule=self.config.schedule, lr_mults=mults)
         return optimizer
 
     def scheduler(self, optimizer: torch.optim.Optimizer) -> LRScheduler:
