@@ -52,7 +52,7 @@ def test_a_window_below_the_optimum_is_extended_outward_until_the_budget_runs_ou
     first = [1e-4, math.sqrt(1e-4 * 1e-3), 1e-3]
     seed0 = sorted(r.config.lr for r in result.runs if r.config.seed == 0)
     step = math.sqrt(10)
-    assert seed0 == pytest.approx([*first, 0.001 * step, 0.001 * step ** 2])  # two more LRs, one grid step each
+    assert seed0 == pytest.approx([*first, 0.001 * step, 0.001 * step**2])  # two more LRs, one grid step each
     assert all(r.status is RunStatus.DONE for r in result.runs)
     assert result.bracketing.extra_runs == MAX_EXTRA and result.bracketing.rounds == MAX_EXTRA
     assert (result.bracketing.edge_before, result.bracketing.edge_after) == (1, 1)

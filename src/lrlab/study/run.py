@@ -244,7 +244,9 @@ def run_study(
     check_execution(jobs, backend, address, progress)
     execution = {"jobs": jobs, "backend": backend, "progress": progress, "device": device, "address": address,
                  "vectorize": vectorize}  # fmt: skip
-    setup = _setup(task, store, plan, epochs, execution, progress or (lambda _event: None), task_options or {})
+    setup = _setup(
+        task, store, plan, epochs, execution, progress or (lambda _event: None), task_options or {}
+    )
     fingerprint, stale = resume_check(store, setup.task, setup.name, setup.ref, fresh)
     setup = replace(setup, fingerprint=fingerprint, stale=stale, families=families)
     name, report = setup.name, setup.report

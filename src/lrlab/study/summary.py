@@ -96,7 +96,9 @@ def objective_of(result: StudyResult) -> Objective:
 
 
 def _kind(result: StudyResult) -> str:
-    return next((str(r.extras["task_kind"]) for r in result.runs if "task_kind" in r.extras), "classification")
+    return next(
+        (str(r.extras["task_kind"]) for r in result.runs if "task_kind" in r.extras), "classification"
+    )
 
 
 def verdict_lines(result: StudyResult) -> list[str]:
@@ -107,7 +109,8 @@ def verdict_lines(result: StudyResult) -> list[str]:
     lines = [
         f"Recommended: {best.optimizer} with {best.schedule_name} peaking at "
         f"lr={peak(best.schedule, result.total_steps):.4g}: {best.schedule}",
-        f"final {what} {num(best.score)}" + (f" ± {num(best.sd, 2)} (sd)" if best.seeds > 1 else "")
+        f"final {what} {num(best.score)}"
+        + (f" ± {num(best.sd, 2)} (sd)" if best.seeds > 1 else "")
         + (f" (accuracy {pct(best.accuracy)})" if best.accuracy is not None else "")
         + f", mean of {best.seeds} seed(s)",
     ]
@@ -170,7 +173,9 @@ def all_snippets(result: StudyResult) -> dict[str, str]:
         "PyTorch": torch_snippet(best.optimizer, spec, study_steps=steps),
         "Lightning": lightning_snippet(best.optimizer, spec, study_steps=steps),
         "Hugging Face": hf_snippet(best.optimizer, spec, study_steps=steps),
-        "Keras": keras_snippet(best.optimizer, spec, study_steps=steps, kind=kind, loss=None if builtin else "loss_fn"),
+        "Keras": keras_snippet(
+            best.optimizer, spec, study_steps=steps, kind=kind, loss=None if builtin else "loss_fn"
+        ),
     } | _contender_snippets(result)
 
 
@@ -216,8 +221,8 @@ def markdown(result: StudyResult) -> str:
     return (
         f"# Study {verdict.name}\n\nTask `{verdict.task}`, budget `{verdict.budget}`, {verdict.epochs} epochs "
         f"({verdict.total_steps} steps) per run, {verdict.compute.runs} runs.\n\n## Recommendation\n\n{lines}\n\n"
-        + "".join(f"## {where}\n\n```python\n{text}```\n\n" for where, text in code.items()) +
-        f"## All configurations\n\n| optimizer | schedule | peak lr | {column_name(verdict.metric)} (mean ± sd) | seeds "
+        + "".join(f"## {where}\n\n```python\n{text}```\n\n" for where, text in code.items())
+        + f"## All configurations\n\n| optimizer | schedule | peak lr | {column_name(verdict.metric)} (mean ± sd) | seeds "
         f"| accuracy | spec |\n|---|---|---|---|---|---|---|\n{rows}\n\n{optima_markdown(verdict)}"
         "The figures are in `report.html` and `figures/`.\n"
     )
