@@ -267,6 +267,14 @@ def nan_loss(trial: lrlab.Trial) -> None:
     raise AssertionError("never reached")
 
 
+def swallows(trial: lrlab.Trial) -> None:
+    trial.report(1, score=1.0)
+    try:
+        trial.report(2, score=float("inf"))
+    except BaseException:  # a function that hides lrlab's stop from itself still ends diverged
+        return
+
+
 def no_objective(trial: lrlab.Trial) -> None:
     trial.report(1, loss=0.5)
 
@@ -282,6 +290,7 @@ def backwards(trial: lrlab.Trial) -> None:
         pytest.param(raises, RunStatus.FAILED, "RuntimeError: the environment crashed (test_trial.py line", id="raises"),
         pytest.param(silent, RunStatus.FAILED, NO_METRICS, id="reports-nothing"),
         pytest.param(nan_objective, RunStatus.DIVERGED, "score is nan at epoch 2", id="nan-objective"),
+        pytest.param(swallows, RunStatus.DIVERGED, "score is inf at epoch 2", id="swallowed-stop"),
         pytest.param(nan_loss, RunStatus.DIVERGED, "non-finite loss at step 0", id="nan-loss"),
         pytest.param(no_objective, RunStatus.FAILED, "has no score, the declared objective (got: loss)", id="no-objective"),
         pytest.param(backwards, RunStatus.FAILED, "epoch must run from 3 to 2", id="epochs-backwards"),

@@ -311,9 +311,8 @@ class Trial:
         device: str | torch.device = "cpu",
     ) -> None:
         self.config, self.trainable = config, trainable
-        self.device = torch.device(
-            device
-        )  # where lrlab was asked to train: the function may move its model there
+        # Where lrlab was asked to train: the function may move its model there.
+        self.device = torch.device(device)
         self.options: dict[str, Any] = trainable.resolve_options(config.task_options)
         self.reports: list[dict[str, float]] = []
         self._recorder, self._progress = recorder, progress
@@ -325,9 +324,7 @@ class Trial:
         self._epoch_losses: list[float] = []
         self._steps = 0
         self._started = time.perf_counter()
-        self.last_activity = (
-            time.monotonic()
-        )  # of the start or the last report: the time limit counts from it
+        self.last_activity = time.monotonic()  # the start or the last report: timeout_s counts from it
 
     # -------------------------------------------------------- the configuration
 
@@ -409,9 +406,7 @@ class Trial:
         objective = values[self.trainable.objective]
         with self._lock:
             self._check_stopped()
-            self.last_activity = (
-                time.monotonic()
-            )  # of the start or the last report: the time limit counts from it
+            self.last_activity = time.monotonic()
             self.reports.append({"epoch": float(epoch), **values})
             train_loss = sum(self._epoch_losses) / len(self._epoch_losses) if self._epoch_losses else None
             self._epoch_losses = []

@@ -196,6 +196,8 @@ def _ended_as(
     trial: Trial, error: BaseException | None, extras: dict[str, Any]
 ) -> tuple[RunStatus, str | None, int | None]:
     """How a function that came back ended: its exception, its reports."""
+    if trial.stopped is not None:  # ended by lrlab, even if the function swallowed the exception
+        error = trial.stopped
     if isinstance(error, TrialStopped):
         status = RunStatus(error.status) if error.status in ("diverged", "failed") else RunStatus.FAILED
         step = max(trial.steps - 1, 0) if status is RunStatus.DIVERGED else None
