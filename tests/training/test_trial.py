@@ -236,6 +236,36 @@ def test_the_lr_recorded_is_the_schedule_at_every_step(lr: float, family: str) -
     assert np.all(np.isfinite(steps.grad_norm)) and np.all(np.isfinite(steps.momentum))
 
 
+@settings(max_examples=25, deadline=None)
+@given(log_before=st.booleans(), logged=st.lists(st.booleans(), min_size=EPOCHS * PER_EPOCH,
+                                                 max_size=EPOCHS * PER_EPOCH))  # fmt: skip
+def test_each_logged_loss_lands_on_its_own_step(log_before: bool, logged: list[bool]) -> None:
+    """Whichever side of the step a function logs on, and whichever steps it leaves out,
+    each loss is recorded at the step it belongs to and the others have none."""
+    logged[0] = True  # the first log tells the order
+
+    def steps(trial: lrlab.Trial) -> None:
+        weight = torch.nn.Parameter(torch.ones(1))
+        opt = trial.optimizer([weight])
+        for epoch in range(1, EPOCHS + 1):
+            for _ in range(PER_EPOCH):
+                step = trial.steps
+                if log_before and logged[step]:
+                    trial.log(loss=float(step))
+                weight.grad = torch.ones(1)
+                opt.step()
+                if not log_before and logged[step]:
+                    trial.log(loss=float(step))
+            trial.report(epoch, score=1.0)
+
+    store = Store(":memory:")
+    fn = lrlab.trainable(objective="score", epochs=EPOCHS, steps_per_epoch=PER_EPOCH)(steps)
+    record = train_trainable(RunConfig(task="l", lr=0.01), store, "l", task=fn.task())
+    assert record.status is RunStatus.DONE
+    expected = [float(t) if logged[t] else math.nan for t in range(EPOCHS * PER_EPOCH)]
+    np.testing.assert_array_equal(store.steps("l").loss, expected)
+
+
 # ---------------------------------------------------------------- every way to end
 
 

@@ -321,6 +321,7 @@ class Trial:
         self._optimizer: torch.optim.Optimizer | None = None
         self._pending: _Step | None = None
         self._held_loss: float | None = None
+        self._log_before: bool | None = None  # whether the function logs a step's loss before the step
         self._epoch_losses: list[float] = []
         self._steps = 0
         self._started = time.perf_counter()
@@ -381,18 +382,21 @@ class Trial:
     # -------------------------------------------------------- what the function says
 
     def log(self, loss: float | torch.Tensor | None = None) -> None:
-        """The loss of the step just taken (or of the next, when logged before it); a loss
-        that is not finite ends the run as diverged. Optional: a function may log nothing."""
+        """The loss of the step just taken, or of the next one when the function logs before
+        its steps (read from its first ``log``: before any step, or after one); a step
+        without a log has no loss. A loss that is not finite ends the run as diverged.
+        Optional: a function may log nothing."""
         self._check_stopped()
         if loss is None:
             return
         value = _number("loss", loss, "trial.log")
         with self._lock:
-            pending = self._pending
-            if pending is not None and math.isnan(pending.loss):
-                pending.loss = value
-            else:
+            if self._log_before is None:  # the function's order, read once: log then step, or step then log
+                self._log_before = self._steps == 0
+            if self._log_before:
                 self._held_loss = value
+            elif self._pending is not None:
+                self._pending.loss = value
             self._epoch_losses.append(value)
         if not math.isfinite(value):
             raise self._end("diverged", f"non-finite loss at step {max(self._steps - 1, 0)}")
