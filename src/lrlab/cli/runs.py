@@ -230,13 +230,8 @@ def _export_to(to: str, dest: str | None, db: Path, sweep: str | None, run: list
     except ImportError as exc:
         bad_input(str(exc))
     count = export_runs(store, writer, sweep=sweep, ids=ids)
-    where = (
-        f"tensorboard --logdir {dest}"
-        if to == "tensorboard"
-        else f"mlflow ui --backend-store-uri {getattr(writer, 'uri', dest)}"
-    )
     console.print(
-        f"exported {count} run(s) to {to} at {safe(dest)} (view: {safe(where)})",
+        f"exported {count} run(s) to {to} at {safe(dest)} (view: {safe(writer.view_command())})",
         markup=False,
         highlight=False,
     )

@@ -38,6 +38,8 @@ class RunWriter(Protocol):
 
     def write_run(self, run: RunExport) -> Any: ...
 
+    def view_command(self) -> str: ...
+
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:

@@ -1,7 +1,7 @@
 """Runs as MLflow runs, written through ``mlflow.tracking.MlflowClient``.
 
 Each lrlab run is one MLflow run in the experiment named after its sweep (``lrlab`` without
-one), tagged ``lrlab.run_id`` and ``lrlab.status``: the config as params, every series of
+one), tagged ``lrlab_run_id`` and ``lrlab_status``: the config as params, every series of
 :mod:`lrlab.export.series` as metrics at their steps, the findings and the config as text
 artifacts (``findings.txt``, ``config.json``). Exporting a run again replaces the MLflow run
 made from it (the old one is deleted, MLflow's soft delete), so the experiment never holds
@@ -104,8 +104,12 @@ class MLflow:
 
     def runs_of(self, run_id: str, experiment_id: str) -> list[str]:
         """The MLflow runs made from lrlab run ``run_id`` in the experiment."""
-        found = self.client.search_runs([experiment_id], filter_string=f"tags.`lrlab.run_id` = '{run_id}'")
+        found = self.client.search_runs([experiment_id], filter_string=f"tags.`lrlab_run_id` = '{run_id}'")
         return [r.info.run_id for r in found]
+
+    def view_command(self) -> str:
+        """The command that shows what was written."""
+        return f"mlflow ui --backend-store-uri {self.uri}"
 
     # -------------------------------------------------------- stored runs
 
@@ -121,9 +125,9 @@ class MLflow:
 
     def _create(self, record: RunRecord, experiment: str) -> str:
         tags = {
-            "lrlab.run_id": record.id,
-            "lrlab.status": record.status.value,
-            "lrlab.sweep": record.sweep or "",
+            "lrlab_run_id": record.id,
+            "lrlab_status": record.status.value,
+            "lrlab_sweep": record.sweep or "",
         }
         start = None if record.started_at is None else int(record.started_at * 1000)
         created = self.client.create_run(experiment, start_time=start, tags=tags, run_name=record.id[:40])
@@ -149,7 +153,7 @@ class MLflow:
         stamp = int((run.record.finished_at or run.record.started_at or 0) * 1000)
         finals = [Metric(k, v, stamp, last) for k, v in summary_metrics(run).items()]
         self.client.log_batch(
-            mlflow_id, metrics=finals, tags=[RunTag("lrlab.status", run.record.status.value)]
+            mlflow_id, metrics=finals, tags=[RunTag("lrlab_status", run.record.status.value)]
         )
         self.client.log_text(mlflow_id, findings_text(run.findings) + "\n", "findings.txt")
         self.client.log_text(mlflow_id, config_text(run.record) + "\n", "config.json")

@@ -92,6 +92,10 @@ class TensorBoard:
     def __repr__(self) -> str:
         return f"TensorBoard({str(self.log_dir)!r})"
 
+    def view_command(self) -> str:
+        """The command that shows what was written."""
+        return f"tensorboard --logdir {self.log_dir}"
+
     # -------------------------------------------------------- stored runs
 
     def write_run(self, run: RunExport) -> Path:
