@@ -286,7 +286,7 @@ def test_export_to_tensorboard_and_mlflow_from_the_command_line(db, tmp_path):
     assert result.exit_code == 0, result.output
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'ml' / 'mlflow.db'}")
     (found,) = client.search_runs([client.get_experiment_by_name("runs-cli").experiment_id])
-    assert found.data.tags["lrlab.run_id"] == one.id
+    assert found.data.tags["lrlab_run_id"] == one.id
     history = client.get_metric_history(found.info.run_id, "lr/group0")
     assert sorted(m.step for m in history) == store.steps(one.id).step.tolist()
 
@@ -314,3 +314,31 @@ def test_export_to_a_file_exits_2(db, tmp_path):
     result = runner.invoke(app, ["runs", "export", "--db", str(db), "--to", "tensorboard", str(target)])
     assert result.exit_code == 2 and "is a file, not a folder" in result.output
     assert target.read_text() == "mine"
+
+
+def test_a_study_across_long_sweep_names_keeps_ids_and_numbers_whole_at_80_columns(tmp_path):
+    from lrlab.core.records import EpochRecord, RunConfig, RunRecord
+
+    path = tmp_path / "sweeps.db"
+    store = Store(path)
+    values = {}
+    for s, sweep in enumerate(
+        ["study-digits-mlp-small-sgd-x1/3", "study-digits-mlp-small-adam", "study-digits-mlp-small-seed1"]
+    ):
+        store.upsert_sweep(sweep, {"name": sweep})
+        config = RunConfig(task="digits-mlp", lr=0.0001234 * (s + 1), optimizer="sgd(momentum=0.9, nesterov=True)",
+                           schedule=f"warmup(cosine(lr={0.0001234 * (s + 1)}, total_steps=400), steps=40)")  # fmt: skip
+        run_id = f"{s}" * 16
+        store.begin_run(RunRecord(id=run_id, sweep=sweep, status="queued", config=config, seed=0))
+        values[run_id[:8]] = 0.012345 + s
+        store.append_metrics(run_id, [(0, 1, [config.lr], 0.9, 2.0, 1.0)],
+                             [EpochRecord.of(run_id, 1, 1, 2.0, {"val_loss": values[run_id[:8]]}, 0.1)])  # fmt: skip
+        store.end_run(run_id, "done")
+    result = runner.invoke(app, ["runs", "list", "--db", str(path)], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    assert all(len(line) <= 80 for line in result.output.splitlines())
+    rows = _rows(result.output)
+    assert {line.split()[0]: float(line.split()[-1]) for line in rows} == {
+        k: float(f"{v:.4g}") for k, v in values.items()
+    }
+    assert {line.split()[1] for line in rows} == {"\u2026sgd-x1/3", "\u2026adam", "\u2026seed1"}

@@ -13,14 +13,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from rich import box
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from lrlab.cli._common import safe
 from lrlab.core.records import EpochRecord, Objective, RunRecord
 from lrlab.formatting import num
 
-__all__ = ["ListOptions", "metric_columns", "runs_table", "short_optimizer", "short_schedule"]
+__all__ = ["ListOptions", "fit_widths", "metric_columns", "runs_table", "short_optimizer", "short_schedule"]
 
 STATUS_STYLE = {"done": "green", "diverged": "yellow", "failed": "red", "running": "cyan", "queued": "dim"}
 NARROW_METRICS = 2  # metric columns at the default width: the objective and one more
@@ -95,14 +95,15 @@ def _has(last: EpochRecord | None, name: str) -> bool:
     return last is not None and last.value(name) is not None
 
 
-def _text(value: object) -> str:
-    return escape(safe(value))
+NAMES = ("sweep", "task", "optimizer", "schedule")  # the columns that give way at a narrow width
+MIN_NAME = 5  # a name column keeps at least this many characters (an ellipsis included)
 
 
 def runs_table(
-    runs: Sequence[RunRecord], finals: Mapping[str, EpochRecord | None], options: ListOptions
+    runs: Sequence[RunRecord], finals: Mapping[str, EpochRecord | None], options: ListOptions, width: int = 80
 ) -> tuple[Table, list[str]]:
-    """The table, and the metric columns left out of it (to name under it)."""
+    """The table at ``width`` characters (ignored with ``wide``), and the metric columns left
+    out of it (to name under it)."""
     tasks = {r.config.task for r in runs}
     sweeps = {r.sweep for r in runs}
     metrics = metric_columns(runs, finals)
@@ -110,38 +111,76 @@ def runs_table(
     names = ["id", *(["sweep"] if options.wide or len(sweeps) > 1 else []), "status",
              *(["task"] if options.wide or len(tasks) > 1 else []), "optimizer", "schedule", "lr", "seed",
              *shown]  # fmt: skip
+    prefix = "" if options.wide else _shared_prefix([r.sweep or "-" for r in runs])
+    rows = [_cells(run, finals.get(run.id), names, shown, options, prefix) for run in runs]
+    natural = {name: max([len(name), *(len(row[i]) for row in rows)]) for i, name in enumerate(names)}
+    widths = dict(natural) if options.wide else fit_widths(natural, width)
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, padding=0)  # one space between columns
     for name in names:
         numeric = name in ("lr", "seed") or name in shown
-        whole = numeric or name in ("id", "status")
-        overflow = "fold" if options.wide else "ellipsis"
-        table.add_column(name, justify="right" if numeric else "left", no_wrap=whole or not options.wide,
-                         overflow="fold" if whole else overflow, min_width=_min_width(name, options))  # fmt: skip
-    for run in runs:
-        table.add_row(*_cells(run, finals.get(run.id), names, shown, options))
+        table.add_column(name, justify="right" if numeric else "left", no_wrap=True, overflow="ellipsis",
+                         width=widths[name])  # fmt: skip
+    for run, row in zip(runs, rows):
+        style = STATUS_STYLE.get(run.status.value, "")
+        table.add_row(
+            *(Text(cell, style=style if name == "status" else "") for name, cell in zip(names, row))
+        )
     return table, [m for m in metrics if m not in shown]
 
 
-def _min_width(name: str, options: ListOptions) -> int | None:
-    if name == "id":
-        return None
-    if name in ("optimizer", "schedule", "sweep", "task"):
-        return None if options.wide else min(len(name), 6)
-    return len(name)
+def fit_widths(natural: Mapping[str, int], width: int) -> dict[str, int]:
+    """Column widths that fit ``width`` (one space between columns): ids, statuses and numbers
+    whole; the name columns share what is left, the shortest first, none under ``MIN_NAME``.
+
+    >>> fit_widths({"id": 8, "schedule": 30, "lr": 6}, 30)
+    {'id': 8, 'schedule': 14, 'lr': 6}
+    """
+    widths = dict(natural)
+    flexible = sorted((n for n in natural if n in NAMES), key=lambda n: natural[n])
+    room = width - (len(natural) - 1) - sum(w for n, w in natural.items() if n not in NAMES)
+    for index, name in enumerate(flexible):
+        share = max(room // (len(flexible) - index), MIN_NAME)
+        widths[name] = min(natural[name], share)
+        room -= widths[name]
+    return widths
+
+
+def _shared_prefix(sweeps: Sequence[str]) -> str:
+    """What the names of several sweeps share at their start, up to a ``-`` (a study's sweeps
+    are ``study-digits-mlp-small-sgd``, ``...-adam``): left out of the column, which then tells
+    them apart at 80 columns.
+
+    >>> _shared_prefix(["study-a-sgd", "study-a-adam-x3", "study-a-seed1"])
+    'study-a-'
+    """
+    names = set(sweeps)
+    if len(names) < 2:
+        return ""
+    first, last = min(names), max(names)  # what these two share, every name between shares
+    length = next((i for i, (a, b) in enumerate(zip(first, last)) if a != b), min(len(first), len(last)))
+    common = first[:length]
+    return common[: common.rfind("-") + 1]
 
 
 def _cells(
-    run: RunRecord, last: EpochRecord | None, names: list[str], shown: list[str], options: ListOptions
+    run: RunRecord,
+    last: EpochRecord | None,
+    names: list[str],
+    shown: list[str],
+    options: ListOptions,
+    prefix: str = "",
 ) -> list[str]:
+    """The row's cells as plain text (control characters made visible); a sweep's name
+    without the ``prefix`` every listed sweep shares (an ellipsis in its place)."""
     config = run.config
-    style = STATUS_STYLE.get(run.status.value, "")
+    sweep = run.sweep or "-"
     cell = {
-        "id": _text(run.id if options.full_ids else run.id[:ID_CHARS]),
-        "sweep": _text(run.sweep or "-"),
-        "status": f"[{style}]{run.status}[/]",
-        "task": _text(config.task),
-        "optimizer": _text(config.optimizer if options.wide else short_optimizer(str(config.optimizer))),
-        "schedule": _text(config.schedule if options.wide else short_schedule(str(config.schedule))),
+        "id": safe(run.id if options.full_ids else run.id[:ID_CHARS]),
+        "sweep": safe("\u2026" + sweep[len(prefix) :] if prefix and sweep.startswith(prefix) else sweep),
+        "status": str(run.status),
+        "task": safe(config.task),
+        "optimizer": safe(config.optimizer if options.wide else short_optimizer(str(config.optimizer))),
+        "schedule": safe(config.schedule if options.wide else short_schedule(str(config.schedule))),
         "lr": num(config.lr),
         "seed": str(run.seed),
     }

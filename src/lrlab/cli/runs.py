@@ -78,7 +78,7 @@ def list_runs(
     finals = {r.id: (epochs[r.id][-1] if epochs[r.id] else None) for r in runs}
     # the title above the table, not in it: a long store path wraps instead of cutting the task off
     console.print(_text(_list_title(runs, db, sweep)), highlight=False, justify="center")
-    table, left_out = runs_table(runs, finals, ListOptions(wide=wide, full_ids=full_ids))
+    table, left_out = runs_table(runs, finals, ListOptions(wide=wide, full_ids=full_ids), console.width)
     if wide:  # whole cells, however wide: no folding at the terminal's edge (pipe to `less -S`)
         width = max(
             console.width, console.measure(table, options=console.options.update_width(10_000)).maximum
