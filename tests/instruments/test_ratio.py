@@ -80,3 +80,17 @@ def test_bad_settings_are_one_line_naming_what_is_allowed():
         UpdateRatio(every=0)
     with pytest.raises(ValueError, match="needs loss_fn="):
         Instruments("sharpness").attach(torch.optim.SGD(torch.nn.Linear(2, 1).parameters(), lr=0.1))
+
+
+def test_a_large_tensor_read_at_a_stride_estimates_the_whole_ones_ratio():
+    torch.manual_seed(0)
+    model = torch.nn.Linear(784, 512)  # 401,408 weights: read at a stride
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    ratio = UpdateRatio()
+    ratio.attach(opt)
+    before = [p.detach().clone() for p in model.parameters()]
+    model(torch.randn(64, 784)).pow(2).mean().backward()
+    opt.step()
+    delta = sum(float((p.detach() - w).pow(2).sum()) for p, w in zip(model.parameters(), before))
+    exact = math.sqrt(delta / sum(float(w.pow(2).sum()) for w in before))
+    assert ratio.take()[1][0][0] == pytest.approx(exact, rel=0.02)

@@ -8,9 +8,12 @@ ratio reads what the optimizer did, so it sees an LR multiplier gone wrong, a re
 at ten times its intended LR or Adam's oversized first steps without warmup, whatever the
 schedule says.
 
-It is taken by a step pre-hook (a copy of the weights) and a post-hook (one fused
-``_foreach`` difference and two fused norms); the values stay tensors on the device and are
-read in batches by :meth:`UpdateRatio.take`.
+It is taken by a step pre-hook (the weights copied into buffers kept from step to step, and
+their fused norms) and a post-hook (the difference taken in place in those buffers, and its
+fused norms); the values stay tensors on the device and are read in batches by
+:meth:`UpdateRatio.take`. A tensor of more than 16,384 elements is read at an even stride
+(about 4,096 of its elements, its sums of squares scaled back up), which bounds the cost of
+a step's reading whatever the model's size; smaller tensors are read whole, exactly.
 """
 
 from __future__ import annotations
@@ -30,13 +33,42 @@ def update_ratios(
     (NaN for a group with no tensor, or all its weights zero)."""
     if not before:
         return torch.full((count,), float("nan"), dtype=torch.float64)
-    diffs = torch._foreach_sub(after, before)
-    delta = torch.stack(torch._foreach_norm(diffs)).double().pow(2)
-    weight = torch.stack(torch._foreach_norm(before)).double().pow(2)
+    weight = torch.stack(torch._foreach_norm(before))
+    delta = torch.stack(torch._foreach_norm(torch._foreach_sub(after, before)))
+    return _per_group(delta, weight, groups, count)
+
+
+def _per_group(
+    delta: torch.Tensor,
+    weight: torch.Tensor,
+    groups: list[int],
+    count: int,
+    scale: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Per-tensor norms of the step and of the weights summed (in squares, each times its
+    ``scale``: the inverse of the share of a tensor read) per group, divided."""
     index = torch.as_tensor(groups, device=delta.device)
-    delta_sum = torch.zeros(count, dtype=torch.float64, device=delta.device).index_add_(0, index, delta)
-    weight_sum = torch.zeros(count, dtype=torch.float64, device=delta.device).index_add_(0, index, weight)
+    zeros = torch.zeros(count, dtype=torch.float64, device=delta.device)
+    delta_sq, weight_sq = delta.double().pow(2), weight.double().pow(2)
+    if scale is not None:
+        delta_sq, weight_sq = delta_sq * scale, weight_sq * scale
+    delta_sum = zeros.index_add(0, index, delta_sq)
+    weight_sum = zeros.index_add(0, index, weight_sq)
     return (delta_sum / weight_sum).sqrt()
+
+
+SAMPLE_ABOVE = 16_384  # elements: a larger tensor is read at an even stride ...
+SAMPLE_SIZE = 4_096  # ... of about this many elements
+
+
+def _sampled(param: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """The elements of ``param`` the ratio reads: all of a small or non-contiguous tensor, an
+    even stride of about ``SAMPLE_SIZE`` of a large one (its sum of squares times the stride
+    estimates the whole one's); and the stride."""
+    if param.numel() <= SAMPLE_ABOVE or not param.is_contiguous():
+        return param, 1
+    stride = param.numel() // SAMPLE_SIZE
+    return param.view(-1)[::stride], stride
 
 
 class UpdateRatio:
@@ -54,7 +86,9 @@ class UpdateRatio:
         self.step = start_step  # the schedule index of the next optimizer step
         self.optimizer: torch.optim.Optimizer | None = None
         self._hooks: list[Any] = []
-        self._before: list[torch.Tensor] | None = None
+        self._weight: torch.Tensor | None = None  # per-tensor weight norms before the step
+        self._buffers: list[torch.Tensor] = []  # the weights before the step, reused
+        self._scale = torch.ones(0, dtype=torch.float64)  # per tensor: the inverse of the share read
         self._params: list[torch.Tensor] = []
         self._groups: list[int] = []
         self._count = 0
@@ -80,7 +114,7 @@ class UpdateRatio:
     def detach(self) -> None:
         for hook in self._hooks:
             hook.remove()
-        self._hooks, self._before = [], None
+        self._hooks, self._weight, self._buffers = [], None, []
 
     def _snapshot_params(self) -> None:
         assert self.optimizer is not None
@@ -91,23 +125,32 @@ class UpdateRatio:
 
     def _pre(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         if self.step % self.every:
-            self._before = None
+            self._weight = None
             return
         self._snapshot_params()  # groups may change (gradual unfreezing)
         with torch.no_grad():
-            self._before = list(torch._foreach_mul([p.detach() for p in self._params], 1.0))
+            read = [_sampled(p.detach()) for p in self._params]
+            params = [r for r, _stride in read]
+            if [b.shape for b in self._buffers] != [p.shape for p in params]:
+                self._buffers = [torch.empty_like(p) for p in params]  # kept: no large allocation per step
+                self._scale = torch.tensor([float(s) for _r, s in read], dtype=torch.float64)
+            torch._foreach_copy_(self._buffers, params)
+            self._weight = torch.stack(torch._foreach_norm(params))
 
     def _post(self, optimizer: Any, args: Any, kwargs: Any) -> None:
-        before, self._before = self._before, None
+        weight, self._weight = self._weight, None
         step, self.step = self.step, self.step + 1
-        if before is None:
+        if weight is None:
             return
         with torch.no_grad():
-            after = [p.detach() for p in self._params]
-            values = update_ratios(before, after, self._groups, self._count)
+            after = [_sampled(p.detach())[0] for p in self._params]
+            torch._foreach_sub_(self._buffers, after)  # before - after, in place
+            delta = torch.stack(torch._foreach_norm(self._buffers))
+            scale = self._scale.to(delta.device)
+            values = _per_group(delta, weight, self._groups, self._count, scale)
             if self.per_tensor:
-                each = update_ratios(before, after, list(range(len(after))), len(after))
-                values = torch.cat([values, each])
+                each = list(range(len(self._params)))
+                values = torch.cat([values, _per_group(delta, weight, each, len(each), scale)])
         self._pending.append((step, values))
 
     def take(self) -> tuple[list[int], list[list[float]]]:
