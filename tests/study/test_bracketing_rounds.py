@@ -18,6 +18,7 @@ from lrlab.study.bracketing import (
     grid_without_range_test,
     lacking_seeds,
     next_round,
+    open_edge,
 )
 
 FACTOR = 3.0
@@ -163,3 +164,30 @@ def test_without_lr_range_the_grid_centres_on_the_optimizer_default(spec, anchor
 def test_a_bad_lr_range_is_one_line(bad):
     with pytest.raises(ValueError, match=r"^lr_range must be \(low, high\) with 0 < low < high, got"):
         grid_without_range_test("adam", bad, (1 / 3, 1.0, 3.0))
+
+
+losses = st.one_of(st.floats(0.0, 5.0), st.just(math.nan))
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(losses, st.booleans()), min_size=1, max_size=7), st.data())
+def test_the_lrs_lacking_seeds_are_unsettled_neighbours_and_the_edge_is_beyond_the_grid(rows, data):
+    seeds = (0, 1, 2)
+    table = {}
+    for i, (loss, full) in enumerate(rows):
+        lr = 3.0**i
+        table[lr] = {0: loss} if not full or math.isnan(loss) else {0: loss, 1: loss + 0.1, 2: loss - 0.1}
+    best = data.draw(st.sampled_from(sorted(table)))
+    table[best] = {0: 0.5, 1: 0.6, 2: 0.4}  # the recommended LR is a finalist: it trained every seed
+    lacking = lacking_seeds(table, best, seeds)
+    lrs = sorted(table)
+    for lr in lacking:
+        assert (
+            lr in table and set(table[lr]) == {0} and not math.isnan(table[lr][0])
+        )  # trained once, finished
+        i = lrs.index(lr)
+        assert any(0 <= j < len(lrs) and j != i for j in (i - 1, i + 1))  # next to something tried
+    assert best not in lacking
+    beyond = open_edge(table, seeds)
+    if beyond is not None:  # one grid step beyond everything tried
+        assert math.isclose(beyond, lrs[-1] * 3.0) or math.isclose(beyond, lrs[0] / 3.0)

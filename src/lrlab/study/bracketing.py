@@ -290,7 +290,9 @@ def lacking_seeds(table: Mapping[float, Mapping[int, float]], lr: float, seeds: 
     if settled:
         means = {k: (math.inf if any(math.isnan(x) for x in v.values()) else sum(v.values()) / len(v))
                  for k, v in settled.items()}  # fmt: skip
-        centres.add(min(sorted(means), key=lambda k: means[k]))
+        best = min(sorted(means), key=lambda k: means[k])
+        if math.isfinite(means[best]):  # every settled LR diverged: no best to bracket yet
+            centres.add(best)
     wanted = {n for centre in centres for n in neighbours(table, centre)}
     return sorted(n for n in wanted if not _settled(table[n], seeds))
 
@@ -304,7 +306,8 @@ def open_edge(table: Mapping[float, Mapping[int, float]], seeds: Sequence[int]) 
         return None
     rows = [[table[lr].get(s, math.nan) for s in seeds] for lr in settled]
     wanted = next_lrs(settled, rows, factor=grid_factor(sorted(table)))
-    beyond = [lr for lr in wanted if not min(table) <= lr <= max(table)]
+    tol = 1e-9  # a step of the grid's own factor lands on a tried LR up to rounding
+    beyond = [lr for lr in wanted if lr < min(table) * (1 - tol) or lr > max(table) * (1 + tol)]
     return beyond[0] if beyond else None
 
 
