@@ -81,3 +81,17 @@ def test_a_version_5_store_opens_read_only_as_it_is_and_migrates_on_a_writers_op
     writer.append_metrics("old", findings=[Finding.at_step(3, "lr_audit", "step 3: ...")])
     assert [f.step for f in writer.findings("old")] == [3]
     assert writer.integrity_check() == "ok"
+
+
+def test_a_run_trained_on_a_ray_worker_lands_with_its_instruments(tmp_path):
+    from lrlab.schedules import constant
+    from lrlab.sweeps.executors import _import_result, _ray_train
+
+    config = RunConfig(task="digits-linear", lr=0.05, optimizer="sgd", schedule=constant(0.05), epochs=1, seed=0)
+    payload = _ray_train("ray-run", config, "cpu", "s", None)  # what the worker returns (no Ray needed)
+    store = Store(tmp_path / "s.db")
+    store.upsert_sweep("s", {})
+    _import_result(store, payload, owner=None)  # unclaimed: the driver holds no lease in this test
+    series = store.instruments("ray-run")
+    assert series["update_ratio/group0"].steps == store.steps("ray-run").step.tolist()
+    assert series["lr_audit/group0"].values == [1.0] * len(series["lr_audit/group0"])

@@ -436,13 +436,18 @@ class Store:
         epochs: Sequence[EpochRecord],
         *,
         owner: str | None = None,
+        series: Mapping[str, tuple[Sequence[int], Sequence[float]]] | None = None,
+        findings: Sequence[Finding] = (),
     ) -> None:
-        """A run trained elsewhere (a Ray worker): begin, metrics and end in ONE transaction,
-        so it lands whole or not at all (with ``owner``: only while it holds the run)."""
+        """A run trained elsewhere (a Ray worker): begin, metrics (its instruments' ``series``
+        and ``findings`` too) and end in ONE transaction, so it lands whole or not at all (with
+        ``owner``: only while it holds the run)."""
         with self._write() as tx:
             hold(tx, record.id, owner)
             run_table.begin(tx, record, {}, None)
+            instrument_table.forget(tx, record.id)
             run_table.append(tx, record.id, steps, epochs)
+            instrument_table.append(tx, record.id, series or {}, findings)
             run_table.end(tx, record.id, record.status, record.error, record.diverged_step, record.extras)
 
     def delete_runs(self, ids: Sequence[str]) -> int:

@@ -378,7 +378,9 @@ def _ray_train(run_id: str, config: RunConfig, device: str, sweep: str, task: Ta
         for s, e, lrs, m, loss, g in zip(steps.step, steps.epoch, steps.lrs, steps.momentum, steps.loss,
                                          steps.grad_norm)
     ]  # fmt: skip
-    return {"record": record, "steps": rows, "epochs": local.epochs(run_id)}
+    series = {name: (line.steps, line.values) for name, line in local.instruments(run_id).items()}
+    return {"record": record, "steps": rows, "epochs": local.epochs(run_id), "series": series,
+            "findings": local.findings(run_id)}  # fmt: skip
 
 
 def _import_result(store: Store, payload: dict[str, Any], owner: str) -> RunStatus:
@@ -387,7 +389,8 @@ def _import_result(store: Store, payload: dict[str, Any], owner: str) -> RunStat
 
     record: RunRecord = payload["record"]
     record = replace(record, extras={**record.extras, "backend": "ray"})
-    store.import_run(record, payload["steps"], payload["epochs"], owner=owner)
+    store.import_run(record, payload["steps"], payload["epochs"], owner=owner,
+                     series=payload.get("series"), findings=payload.get("findings", ()))  # fmt: skip
     return record.status
 
 
