@@ -134,10 +134,10 @@ def _parallel_png(study: Any, path: Path) -> list[Path]:
     trials = study.get_trials(deepcopy=False)
     if not any(t.value is not None for t in trials):
         return []
-    import matplotlib
+    from matplotlib.style import context
 
     maximize = getattr(study.direction, "name", "") == "MAXIMIZE"
-    with matplotlib.style.context("default"):  # Optuna's figures leave the ggplot style set
+    with context("default"):  # Optuna's figures leave the ggplot style set
         figure = parallel_figure(trials, metric=metric_name(study.user_attrs.get("metric", "score")),
                                  higher_is_better=maximize)  # fmt: skip
         with atomic_path(path) as tmp:
