@@ -263,6 +263,7 @@ def test_show_and_every_export_format_carry_the_tasks_own_metric(study_db):
     assert as_json[0]["objective"]["metric"] == "val_mae"
 
 
+@pytest.mark.slow  # an MLflow SQLite store is made (its migrations take seconds)
 def test_export_to_tensorboard_and_mlflow_from_the_command_line(db, tmp_path):
     from mlflow.tracking import MlflowClient
     from tensorboard.backend.event_processing import event_accumulator

@@ -115,6 +115,7 @@ def mlflow_export(filled, tmp_path_factory):
     return writer
 
 
+@pytest.mark.slow  # an MLflow SQLite store is made (its migrations take seconds)
 def test_every_stored_run_reads_back_from_mlflow_equal_to_the_store(filled, mlflow_export):
     path, run_id = filled
     store = Store(path, readonly=True)
@@ -135,12 +136,14 @@ def test_every_stored_run_reads_back_from_mlflow_equal_to_the_store(filled, mlfl
     assert tracked.info.status == "FINISHED"
 
 
+@pytest.mark.slow  # an MLflow SQLite store is made (its migrations take seconds)
 def test_the_experiment_is_the_sweep(mlflow_export):
     client = MlflowClient(tracking_uri=mlflow_export.uri)
     names = {e.name for e in client.search_experiments()}
     assert {"export-sweep", "reg"} <= names
 
 
+@pytest.mark.slow  # an MLflow SQLite store is made (its migrations take seconds)
 def test_a_tracked_run_exports_live_equal_to_what_it_stored(tmp_path, train):
     store = Store(tmp_path / "live.db")
     board, flow = TensorBoard(tmp_path / "tb"), MLflow(tmp_path / "ml")
@@ -172,6 +175,7 @@ def test_a_failing_exporter_never_stops_the_run(tmp_path, caplog, train):
     assert "export to" in caplog.text and "no space left on device" in caplog.text
 
 
+@pytest.mark.slow  # an MLflow SQLite store is made (its migrations take seconds)
 def test_instruments_and_findings_reach_both_tools_equal_to_the_store(filled, mlflow_export, tmp_path):
     """The tracked run's instruments (update ratio and LR audit per group, on by default) and
     the findings they made (its schedule never stepped), as the store holds them, read back
