@@ -19,6 +19,7 @@ from lrlab.schedules import parse
 from lrlab.store.sqlite import Store
 from lrlab.training.tasks import check_task, get_task
 from lrlab.training.tasks._base import fingerprint_change, task_fingerprint
+from lrlab.training.trial import TrialStopped
 from lrlab.training.trial_run import NO_METRICS, train_any, train_trainable
 from lrlab.training.trial_task import TrainableTask
 
@@ -335,25 +336,31 @@ def test_every_way_a_function_ends_is_one_line_in_the_store(fn, status: RunStatu
 
 
 def test_a_function_past_its_time_is_stopped_and_stored_failed() -> None:
-    calls = []
+    import threading
+
+    ended: list[BaseException] = []
+    unwound = threading.Event()
 
     def loops_without_reporting(trial: lrlab.Trial) -> None:
         weight = torch.nn.Parameter(torch.ones(1))
         opt = trial.optimizer([weight])
         trial.report(1, score=1.0)
-        while True:  # trains forever, never reports again: the next step after the limit stops it
-            calls.append(1)
-            opt.step()
-            time.sleep(0.01)
+        try:
+            while True:  # trains forever, never reports again: the next step after the limit stops it
+                opt.step()
+                time.sleep(0.01)
+        except BaseException as exc:
+            ended.append(exc)
+            unwound.set()
+            raise
 
     store = Store(":memory:")
     record = train_trainable(RunConfig(task="f", lr=0.1), store, "f",
                              task=_declared(loops_without_reporting, timeout_s=0.3).task())  # fmt: skip
     assert record.status is RunStatus.FAILED
     assert record.error == "no report within 0.3 s after epoch 1 (timeout_s=0.3): stopped"
-    stopped_at = len(calls)
-    time.sleep(0.1)
-    assert len(calls) == stopped_at  # the loop itself was stopped, not only abandoned
+    assert unwound.wait(30)  # the loop itself was stopped by its next step, not only abandoned
+    assert isinstance(ended[0], TrialStopped) and ended[0].reason == record.error
     assert len(store.epochs("f")) == 1  # what it reported before is kept
 
 
