@@ -193,36 +193,25 @@ def test_reinforce_learns_within_a_few_hundred_episodes(one_thread):
     assert first < 40 and last > 2 * first
 
 
-TINY_FILE = """
-import importlib.util, sys
-import lrlab
-spec = importlib.util.spec_from_file_location("lrlab_example_cartpole_tiny", {path!r})
-cartpole = importlib.util.module_from_spec(spec)
-sys.modules[spec.name] = cartpole
-spec.loader.exec_module(cartpole)
-tiny = lrlab.trainable(objective="mean_return", direction="maximize", epochs=2, steps_per_epoch=3,
-                       lr_range=(1e-3, 1e-1), options={{**cartpole.reinforce.options, "hidden": 8,
-                       "episodes_per_step": 2}})(cartpole.reinforce)
-"""
-
-
 @pytest.mark.slow
 def test_a_study_on_a_tiny_budget_brackets_and_recommends(tmp_path, one_thread):
-    """The study of a file's trial function, as ``lrlab study --train FILE.py:fn`` runs it."""
-    from lrlab.study.run import run_study
-
-    (tmp_path / "tiny.py").write_text(TINY_FILE.format(path=str(EXAMPLE)))
-    store = Store(tmp_path / "study.db")
-    families = ("constant", "one-cycle")
-    ref = f"{tmp_path / 'tiny.py'}:tiny"
-    result = run_study(ref, store, optimizers=("adam",), schedules=families, epochs=2, out=tmp_path / "out")
+    """``lrlab.study(fn)`` on the example function, shortened to the study's minimum of 6 steps."""
+    tiny = lrlab.trainable(
+        objective="mean_return", direction="maximize", epochs=2, steps_per_epoch=3, lr_range=(1e-3, 1e-1),
+        options={**cartpole.reinforce.options, "hidden": 8, "episodes_per_step": 2},
+    )(cartpole.reinforce)  # fmt: skip
+    families = ["constant", "one-cycle"]
+    db, out = tmp_path / "s.db", tmp_path / "out"
+    study = lrlab.study(tiny, optimizers=["adam"], schedules=families, epochs=2, store=db, out=out)
+    result = study.result
     recommendation = result.recommendation
     assert recommendation.metric == "mean_return" and recommendation.higher_is_better
-    assert recommendation.best.optimizer == "adam" and recommendation.best.seeds >= 2
+    assert study.optimizer == "adam" and recommendation.best.seeds >= 2
     assert recommendation.best_constant is not None
     assert {r.config.seed for r in result.runs} == {0, 1, 2}
     assert len(result.runs) >= 6 and all(r.status is RunStatus.DONE for r in result.runs)
+    store = Store(db)
     for rows in store.epochs_for([r.id for r in result.runs]).values():
         assert [e.epoch for e in rows] == [1, 2] and all(e.value("mean_return") >= 1 for e in rows)
-    assert (tmp_path / "out" / "recommendation.md").exists()
     store.close()
+    assert (out / "recommendation.md").exists()
