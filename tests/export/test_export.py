@@ -203,3 +203,25 @@ def test_instruments_and_findings_reach_both_tools_equal_to_the_store(filled, ml
         line = f"step {finding.step} [{finding.kind}, {finding.severity}] {finding.message}"
         assert line in board_text and line in mlflow_text
     assert len(board_text.splitlines()) == len(findings)
+
+
+def test_tensorboards_scalars_dashboard_reads_every_series(filled, tmp_path):
+    """The data provider behind TensorBoard's scalar dashboard (not only the raw event reader)
+    lists the exported series as scalars, with the store's values."""
+    from tensorboard import context
+    from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
+
+    path, run_id = filled
+    store = Store(path, readonly=True)
+    export_runs(store, TensorBoard(tmp_path), ids=[run_id])
+    multiplexer = plugin_event_multiplexer.EventMultiplexer()
+    multiplexer.AddRunsFromDirectory(str(tmp_path))
+    multiplexer.Reload()
+    provider = data_provider.MultiplexerDataProvider(multiplexer, str(tmp_path))
+    scalars_read = provider.read_scalars(
+        context.RequestContext(), experiment_id="", plugin_name="scalars", downsample=10_000
+    )
+    [(_run, series)] = scalars_read.items()
+    for name, (steps, numbers) in expected(store, run_id).items():
+        assert [d.step for d in series[name]] == steps
+        assert same([d.value for d in series[name]], numbers), name

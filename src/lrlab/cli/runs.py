@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -229,6 +230,7 @@ def _export_to(to: str, dest: str | None, db: Path, sweep: str | None, run: list
         writer = exporter(to, dest)
     except ImportError as exc:
         bad_input(str(exc))
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # its table migrations, line by line
     count = export_runs(store, writer, sweep=sweep, ids=ids)
     console.print(
         f"exported {count} run(s) to {to} at {safe(dest)} (view: {safe(writer.view_command())})",
