@@ -109,6 +109,14 @@ def test_options_are_checked_against_the_declared_ones() -> None:
     with pytest.raises(ValueError, match=r"has no option 'width' \(its options: log_first, size\)"):
         quadratic.task(width=3)
     assert quadratic.task(size=7).options == {"size": 7, "log_first": False}
+    with pytest.raises(ValueError, match=r"option 'size' must be int like its default 4, got 'big'"):
+        quadratic.task(size="big")
+    with pytest.raises(ValueError, match=r"option 'log_first' must be bool like its default False, got 1"):
+        quadratic.task(log_first=1)
+    scaled = lrlab.trainable(objective="x", epochs=1, steps_per_epoch=1, options={"scale": 1.0, "tag": None})(
+        lambda trial: None
+    )
+    assert scaled.task(scale=2, tag=[1]).options == {"scale": 2.0, "tag": [1]}  # 2 and 2.0: one configuration
 
 
 # ---------------------------------------------------------------- recording

@@ -34,7 +34,6 @@ to try a function in a plain call.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import math
 import threading
 import time
@@ -49,6 +48,7 @@ from lrlab.optim.grammar import make_optimizer
 from lrlab.optim.lr_free import step_lrs
 from lrlab.torch import LRScheduler, group_momentum
 from lrlab.training.recorder import ProgressFn, Recorder, RunProgress
+from lrlab.training.trial_checks import check_signature, checked_lr_range, like_default, positive_int
 
 if TYPE_CHECKING:
     from lrlab.training.trial_task import TrainableTask
@@ -85,24 +85,6 @@ class TrialProgress(RunProgress):
 # ---------------------------------------------------------------- the declaration
 
 
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"trainable: {name} must be a whole number >= 1, got {value!r}")
-    return int(value)
-
-
-def _lr_range(value: Any) -> tuple[float, float] | None:
-    if value is None:
-        return None
-    try:
-        low, high = (float(v) for v in value)
-    except (TypeError, ValueError):
-        raise ValueError(f"trainable: lr_range must be two numbers (low, high), got {value!r}") from None
-    if not (0 < low < high and math.isfinite(high)):
-        raise ValueError(f"trainable: lr_range must be two finite numbers 0 < low < high, got {value!r}")
-    return low, high
-
-
 @dataclass(frozen=True, eq=False)
 class Trainable:
     """A training function declared with :func:`trainable`: call it with a :class:`Trial`.
@@ -131,9 +113,9 @@ class Trainable:
             raise ValueError(
                 f"trainable: direction must be one of {', '.join(DIRECTIONS)}, got {self.direction!r}"
             )
-        object.__setattr__(self, "epochs", _positive_int("epochs", self.epochs))
-        object.__setattr__(self, "steps_per_epoch", _positive_int("steps_per_epoch", self.steps_per_epoch))
-        object.__setattr__(self, "lr_range", _lr_range(self.lr_range))
+        object.__setattr__(self, "epochs", positive_int("epochs", self.epochs))
+        object.__setattr__(self, "steps_per_epoch", positive_int("steps_per_epoch", self.steps_per_epoch))
+        object.__setattr__(self, "lr_range", checked_lr_range(self.lr_range))
         timeout = self.timeout_s
         if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
                                     or not 0 < timeout < math.inf):  # fmt: skip
@@ -141,7 +123,7 @@ class Trainable:
         if not isinstance(self.options, Mapping):
             raise ValueError(f"trainable: options must be a table of option defaults, got {self.options!r}")
         object.__setattr__(self, "options", dict(self.options))
-        _check_signature(self.fn)
+        check_signature(self.fn)
 
     def __call__(self, trial: Trial) -> Any:
         return self.fn(trial)
@@ -177,7 +159,10 @@ class Trainable:
                 ", ".join(sorted(self.options)) or "none: declare them with @lrlab.trainable(options={...})"
             )
             raise ValueError(f"trainable {self.name!r} has no option {unknown[0]!r} (its options: {known})")
-        return {**self.options, **given}
+        return {
+            **self.options,
+            **{key: like_default(self.name, key, self.options[key], v) for key, v in given.items()},
+        }
 
     def task(self, **options: Any) -> TrainableTask:
         """This function as a task (study, tune, sweeps), with ``options``."""
@@ -200,19 +185,6 @@ class Trainable:
         config = RunConfig(task=self.name, lr=lr, optimizer=optimizer, schedule=schedule, seed=seed,
                            epochs=self.epochs, task_options=self.resolve_options(options), momentum=momentum)  # fmt: skip
         return Trial(config, self)
-
-
-def _check_signature(fn: Callable[..., Any]) -> None:
-    """The function must take the trial as its one required argument."""
-    try:
-        inspect.signature(fn).bind(None)
-    except TypeError:
-        name = getattr(fn, "__qualname__", repr(fn))
-        raise ValueError(
-            f"trainable: {name} must take one argument, the trial (def {name}(trial): ...)"
-        ) from None
-    except ValueError:  # no signature to read: the call will say
-        pass
 
 
 def trainable(
