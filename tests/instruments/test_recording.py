@@ -3,6 +3,7 @@ the schedule-free evaluation check."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import pytest
@@ -84,3 +85,42 @@ def test_instruments_off_records_no_series(tmp_path):
             opt.step()
             run.log(loss=1.0)
     assert Store(tmp_path / "c.db").instruments(run.run_id) == {}
+
+
+def test_track_stores_the_sharpness_and_the_noise_scale_when_named(tmp_path):
+    from lrlab.instruments import InstrumentSettings, MicroBatchNorms
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(6, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.005)
+    x, y = torch.randn(64, 6), torch.randn(64, 1)
+
+    def probe():
+        return torch.nn.functional.mse_loss(model(x), y)
+
+    settings = InstrumentSettings.parse("default,sharpness,noise_scale")
+    settings = dataclasses.replace(settings, sharpness_iters=100)  # the top two eigenvalues are 17% apart
+    with lrlab.track(
+        opt, name="probe", db=tmp_path / "p.db", instruments=settings, sharpness_loss=probe
+    ) as run:
+        for _ in range(120):
+            opt.zero_grad()
+            norms = MicroBatchNorms(list(model.parameters()))
+            fresh = torch.randn(64, 6)
+            target = fresh.sum(dim=1, keepdim=True) + 0.5 * torch.randn(64, 1)
+            for part in range(4):  # four micro-batches of 16 fresh examples, accumulated
+                xs, ys = fresh[part * 16 : (part + 1) * 16], target[part * 16 : (part + 1) * 16]
+                (torch.nn.functional.mse_loss(model(xs), ys) / 4).backward()
+                norms.after_backward()
+            small, big, k = norms.pair()
+            opt.step()
+            run.log(loss=probe())
+            run.noise(small, big, 16, 16 * k)
+    series = Store(tmp_path / "p.db").instruments(run.run_id)
+    design = torch.cat([x, torch.ones(64, 1)], dim=1)  # the weights and the bias
+    hessian = 2 * (design.T @ design) / 64  # the MSE of a linear model: its Hessian, constant
+    top = float(torch.linalg.eigvalsh(hessian).max())
+    assert series["sharpness"].steps == [0, 100]
+    assert series["sharpness"].values[0] == pytest.approx(top, rel=0.05)
+    assert series["sharpness_limit"].values == pytest.approx([2 / 0.005] * 2)
+    assert len(series["noise_scale"]) == 120 and 0 < series["noise_scale"].values[-1] < 1e4

@@ -87,7 +87,9 @@ def test_a_run_trained_on_a_ray_worker_lands_with_its_instruments(tmp_path):
     from lrlab.schedules import constant
     from lrlab.sweeps.executors import _import_result, _ray_train
 
-    config = RunConfig(task="digits-linear", lr=0.05, optimizer="sgd", schedule=constant(0.05), epochs=1, seed=0)
+    config = RunConfig(
+        task="digits-linear", lr=0.05, optimizer="sgd", schedule=constant(0.05), epochs=1, seed=0
+    )
     payload = _ray_train("ray-run", config, "cpu", "s", None)  # what the worker returns (no Ray needed)
     store = Store(tmp_path / "s.db")
     store.upsert_sweep("s", {})
