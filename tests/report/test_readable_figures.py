@@ -90,3 +90,22 @@ def test_a_changing_momentum_keeps_a_smaller_panel():
     top, bottom = draw_figure(spec).axes
     ratio = bottom.get_position().height / top.get_position().height
     assert ratio == pytest.approx(MOMENTUM_HEIGHT, rel=0.15)
+
+
+def test_the_momentum_axis_is_the_coloured_configurations():
+    """A cycled momentum (0.85-0.95) next to plain SGD's 0: the axis shows the cycle."""
+    sw = study_sweep(lrs=(0.03, 0.1), seeds=(0,), epochs=3, steps_per_epoch=20)
+    data = build_report_data(sw.runs, sw.epochs, sw.steps, sw.finders)
+    best = next(c for c in data.configs if data.looks[c.key].highlighted)
+    series = sw.steps[best.runs[0].id]
+    sw.steps[best.runs[0].id] = dataclasses.replace(
+        series, momentum=0.85 + 0.1 * np.abs(np.linspace(-1, 1, len(series)))
+    )
+    grey = next(c for c in data.configs if not data.looks[c.key].highlighted)
+    sw.steps[grey.runs[0].id] = dataclasses.replace(
+        sw.steps[grey.runs[0].id], momentum=np.zeros(len(sw.steps[grey.runs[0].id]))
+    )  # torch's SGD without momentum records 0
+    spec = lr_figure(build_report_data(sw.runs, sw.epochs, sw.steps, sw.finders))
+    momentum = spec.panels[1]
+    low, high = momentum.ylim
+    assert 0.8 < low < 0.85 and 0.95 < high < 1.0

@@ -72,11 +72,14 @@ def lr_figure(data: ReportData) -> FigureSpec:
         lr_panel.ylog = True
         lr_panel.ylim = (min(peaks) / 1e3, max(peaks) * 2)
     panels = [lr_panel]
+    highlighted_groups = {look[c.key].group for c in data.configs if look[c.key].highlighted}
     constant = constant_momenta(mom_panel.traces)
     if constant:  # flat lines say nothing a number does not: the values in the title instead
         lr_panel.title += f" (momentum constant: {', '.join(constant)})"
     elif mom_panel.traces:
         mom_panel.height = MOMENTUM_HEIGHT
+        coloured = [t.y for t in mom_panel.traces if t.group in highlighted_groups]
+        fit_y(mom_panel, coloured or [t.y for t in mom_panel.traces])  # a cycle of 0.85-0.95 visible
         panels.append(mom_panel)
     return legend_order(data, FigureSpec(
         "lr",
