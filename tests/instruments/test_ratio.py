@@ -94,3 +94,29 @@ def test_a_large_tensor_read_at_a_stride_estimates_the_whole_ones_ratio():
     delta = sum(float((p.detach() - w).pow(2).sum()) for p, w in zip(model.parameters(), before))
     exact = math.sqrt(delta / sum(float(w.pow(2).sum()) for w in before))
     assert ratio.take()[1][0][0] == pytest.approx(exact, rel=0.02)
+
+
+def _early_burst(warm: bool):
+    """Steps of a chosen size: 0.2 of the weights' size for 10 steps, 1e-3 after (SGD at lr 1
+    moves w by the gradient, the loss's coefficient); with ``warm`` the LR ramps up instead."""
+    w = torch.nn.Parameter(torch.full((100,), 10.0))
+    opt = torch.optim.SGD([w], lr=1.0)
+    found = []
+    panel = Instruments("warmup", on_finding=found.append).attach(opt)
+    for step in range(120):
+        if warm:
+            opt.param_groups[0]["lr"] = min(1.0, (step + 1) / 50)
+        panel.observe_step(step, 1.0)
+        opt.zero_grad()
+        (w.sum() * (2.0 if step < 10 else 0.01)).backward()
+        opt.step()
+    panel.take()
+    return found
+
+
+def test_a_large_early_update_without_warmup_is_a_finding_and_not_with_one():
+    (finding,) = _early_burst(warm=False)
+    assert finding.kind == "warmup" and finding.evidence["early_ratio"] > 0.1
+    assert finding.evidence["early_ratio"] > 10 * finding.evidence["later_ratio"]
+    assert "warm up the LR" in finding.message
+    assert _early_burst(warm=True) == []

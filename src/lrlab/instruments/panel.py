@@ -16,6 +16,7 @@ the findings and the schedule index all use the caller's numbering.
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -81,7 +82,10 @@ class Instruments:
         self._findings: list[Finding] = []
         self._lrs: list[tuple[int, list[float]]] = []  # (hook count, LR per group) awaiting the audit
         self._losses: list[tuple[int, float]] = []
-        self._ratio_history: dict[int, list[float]] = {}
+        # per group: the first WARMUP_LATER[1] measured ratios, the last RATIO_WINDOW, and how many
+        self._ratio_first: dict[int, list[float]] = {}
+        self._ratio_recent: dict[int, deque[float]] = {}
+        self._ratio_count: dict[int, int] = {}
         self._ratio_reported: set[int] = set()
         self._warmup_done = "warmup" not in self.settings
         self._first_lrs: list[float] = []
@@ -150,7 +154,8 @@ class Instruments:
 
     @property
     def steps_taken(self) -> int:
-        return self.ratio.step
+        """The optimizer steps the hooks have seen."""
+        return self._count()
 
     def _pre(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         lrs = [_lr(g) for g in optimizer.param_groups]
@@ -234,7 +239,7 @@ class Instruments:
             for g in range(min(groups, len(row))):
                 if "update_ratio" in self.settings:
                     self._point(f"update_ratio/group{g}", at, row[g])
-                self._ratio_history.setdefault(g, []).append(row[g])
+                self._remember(g, row[g])
             for t, name in enumerate(self.tensor_names[: max(0, len(row) - groups)]):
                 self._point(f"update_ratio/{name}", at, row[groups + t])
             if "update_ratio" in self.settings:
@@ -242,14 +247,22 @@ class Instruments:
             if not self._warmup_done:
                 self._judge_warmup(at)
 
+    def _remember(self, group: int, value: float) -> None:
+        first = self._ratio_first.setdefault(group, [])
+        if len(first) < WARMUP_LATER[1]:
+            first.append(value)
+        self._ratio_recent.setdefault(group, deque(maxlen=RATIO_WINDOW)).append(value)
+        self._ratio_count[group] = self._ratio_count.get(group, 0) + 1
+
     def _judge_ratios(self, step: int, decayed: bool) -> None:
         """A high ratio whenever; a low one only while the LR is at least half its peak so far
         (a schedule's warmup or decay lowers the ratio on purpose)."""
-        for g, history in self._ratio_history.items():
-            settled = len(history) >= RATIO_SETTLED
+        for g, count in self._ratio_count.items():
+            settled = count >= RATIO_SETTLED
             window = RATIO_WINDOW if settled else RATIO_WINDOW_EARLY
-            if g in self._ratio_reported or len(history) < window:
+            if g in self._ratio_reported or count < window:
                 continue
+            history = list(self._ratio_recent[g])
             # a non-finite ratio (weights gone NaN or inf) counts as an infinite one
             median = float(np.median([v if math.isfinite(v) else math.inf for v in history[-window:]]))
             high = median > (RATIO_HIGH if settled else RATIO_HIGH_EARLY)
@@ -259,12 +272,12 @@ class Instruments:
                 self._found(words.ratio_finding(step, self.group_names[g], median, high))
 
     def _judge_warmup(self, step: int) -> None:
-        counts = {len(h) for h in self._ratio_history.values()}
-        if not counts or max(counts) < WARMUP_LATER[1]:
+        firsts = self._ratio_first.values()
+        if not firsts or max(len(h) for h in firsts) < WARMUP_LATER[1]:
             return
         self._warmup_done = True
-        early = max(_median(h[:WARMUP_EARLY]) for h in self._ratio_history.values())
-        later = max(_median(h[WARMUP_LATER[0] : WARMUP_LATER[1]]) for h in self._ratio_history.values())
+        early = max(_median(h[:WARMUP_EARLY]) for h in firsts)
+        later = max(_median(h[WARMUP_LATER[0] : WARMUP_LATER[1]]) for h in firsts)
         lrs = [max(v) for _s, v in self._first_lrs[: WARMUP_LATER[1]] if v] if self._first_lrs else []
         warmed = bool(lrs) and lrs[0] < 0.5 * max(lrs)
         if not warmed and early > WARMUP_FACTOR * later and early > WARMUP_RATIO:
