@@ -133,7 +133,7 @@ def test_report_and_runs_list_on_a_tracked_sweep(tmp_path):
     listing = subprocess.run([*cli, "runs", "list", "--db", str(db), "--sweep", "tracked"],
                              capture_output=True, text=True, timeout=120)  # fmt: skip
     assert listing.returncode == 0, listing.stderr
-    assert listing.stdout.count("done") == 2
+    assert listing.stdout.count(" done ") == 2 and listing.stdout.rstrip().endswith("2 done")  # rows, footer
     assert math.isfinite(Store(db).steps(run.run_id).grad_norm.sum())
 
 
