@@ -2,14 +2,17 @@
 
     python examples/cartpole_heldout.py                  # writes docs/img/rl_*.png and docs/rl.md's results
     python examples/cartpole_heldout.py --docs /tmp/rl   # the same elsewhere (rl.md created there)
+    python examples/cartpole_heldout.py --train examples/cartpole.py:actor_critic \
+        --images rl_a2c --section cartpole-a2c-heldout   # the same for A2C
 
 1. The study: ``lrlab.study`` of ``examples/cartpole.py:reinforce`` with Adam over the
    constant, cyclic (triangular) and one-cycle families, on its own seeds (0, 1, 2).
 2. Held out: the study's recommendation, its best constant LR, and the best configuration
    of each family (by the study's ranking), each trained again with 5 seeds the study never
    used (100 to 104), exactly as the study ran them (same length, schedule, momentum).
-3. The comparison: the recommendation against the best constant, paired seed by seed; a
-   margin within two standard errors of the per-seed differences is said to be a tie.
+3. The comparison: the recommendation against the best constant (against the best other
+   family when the recommendation is a constant), paired seed by seed; a margin within two
+   standard errors of the per-seed differences is said to be a tie.
 4. The pictures (``rl_schedules.png``: mean return against episodes, mean and the range over
    the held-out seeds; ``rl_study.png``: the study's final return against the peak LR per
    family; ``rl_heldout.png``: the paired comparison) and the text between the markers of
@@ -48,7 +51,8 @@ HELDOUT_SEEDS = (100, 101, 102, 103, 104)
 SOLVED = 475.0  # CartPole-v1's reward threshold in gymnasium's registry
 NOISE_SE = 2.0  # a margin within this many paired standard errors is a tie
 SWEEP = "cartpole-heldout"
-BEGIN, END = "<!-- cartpole-heldout:begin -->", "<!-- cartpole-heldout:end -->"
+BASELINE = "baseline"  # the role of what the recommendation is compared with, seed by seed
+AGENTS = {"reinforce": "REINFORCE", "actor_critic": "A2C"}
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,25 @@ def best_per_family(result: StudyResult) -> dict[str, Candidate]:
         if not math.isnan(candidate.score) and (held is None or sign * candidate.score < sign * held.score):
             best[candidate.schedule_name] = candidate
     return best
+
+
+def baseline_role(result: StudyResult) -> dict[str, Candidate]:
+    """What the recommendation is compared with: the best constant LR, or, when the
+    recommendation is itself a constant, the best configuration of another family."""
+    rec = result.recommendation
+    if rec.best_constant is not None and not rec.best.is_constant:
+        return {BASELINE: rec.best_constant}
+    others = [c for name, c in best_per_family(result).items() if name != rec.best.schedule_name]
+    if not others:
+        raise SystemExit("the study has no other configuration to compare its recommendation with")
+    sign = -1.0 if rec.higher_is_better else 1.0
+    return {BASELINE: min(others, key=lambda c: sign * c.score)}
+
+
+def baseline_name(all_curves: dict[str, Curves]) -> str:
+    """The baseline in words: "best constant" or "best <family>"."""
+    name = all_curves[BASELINE].candidate.schedule_name
+    return f"best {name}" if all_curves["recommended"].candidate.schedule_name != name else "best other"
 
 
 def heldout_configs(store: Store, candidate: Candidate, seeds: Sequence[int]) -> list[RunConfig]:
@@ -188,7 +211,7 @@ def family_color(name: str) -> str:
     return color(FAMILIES.index(name)) if name in FAMILIES else color(len(FAMILIES))
 
 
-def schedules_figure(all_curves: Sequence[Curves], total_steps: int) -> FigureSpec:
+def schedules_figure(all_curves: Sequence[Curves], total_steps: int, agent: str) -> FigureSpec:
     """Mean return against episodes, a line per family (mean over the held-out seeds, band =
     their range), and below it each family's LR against the same episodes."""
     returns, lrs = [], []
@@ -197,14 +220,12 @@ def schedules_figure(all_curves: Sequence[Curves], total_steps: int) -> FigureSp
         low, high = c.returns.min(axis=0), c.returns.max(axis=0)
         returns.append(Trace(c.episodes, c.returns.mean(axis=0), c.label, c.label, tint, band=(low, high)))
         steps = np.arange(total_steps)
-        per_step = c.episodes[-1] / total_steps  # episodes played per optimizer step
-        lr = Trace(
-            (steps + 1) * per_step, c.candidate.schedule(steps), c.label, c.label, tint, show_legend=False
-        )
-        lrs.append(lr)
+        epoch_ends = np.arange(1, len(c.episodes) + 1) * (total_steps / len(c.episodes))
+        at = np.interp(steps + 1, [0, *epoch_ends], [0, *c.episodes])  # episodes played by each step
+        lrs.append(Trace(at, c.candidate.schedule(steps), c.label, c.label, tint, show_legend=False))
     seeds = len(all_curves[0].returns)
     ylabel = f"mean return, last 32 episodes ({seeds} seeds)"
-    top = Panel("REINFORCE on CartPole-v1, held-out seeds", "episodes played", ylabel, returns, ylim=(0, 520),
+    top = Panel(f"{agent} on CartPole-v1, held-out seeds", "episodes played", ylabel, returns, ylim=(0, 520),
                 hline=500.0)  # fmt: skip
     bottom = Panel("The learning rate (Adam)", "episodes played", "learning rate", lrs)
     caption = (
@@ -250,8 +271,9 @@ def study_figure(result: StudyResult, store: Store) -> FigureSpec:
                       log_toggle=False)  # fmt: skip
 
 
-def heldout_figure(recommended: Curves, constant: Curves) -> FigureSpec:
-    """Per held-out seed, the recommendation and the best constant side by side: the training
+def heldout_figure(recommended: Curves, constant: Curves, baseline: str) -> FigureSpec:
+    """Per held-out seed, the recommendation and its ``baseline`` (the best constant, or the
+    best other family when the recommendation is a constant) side by side: the training
     return and the greedy policy's return."""
     seeds = np.array(HELDOUT_SEEDS[: len(recommended.final)], dtype=float)
     panels = []
@@ -259,7 +281,7 @@ def heldout_figure(recommended: Curves, constant: Curves) -> FigureSpec:
         a, b = getattr(constant, pick), getattr(recommended, pick)
         tint = family_color(constant.candidate.schedule_name)
         traces = [
-            Trace(seeds - 0.1, a, f"best constant: {constant.label}", "constant", tint, mode="markers",
+            Trace(seeds - 0.1, a, f"{baseline}: {constant.label}", "baseline", tint, mode="markers",
                   marker="circle", marker_size=9),
             Trace(seeds + 0.1, b, f"recommended: {recommended.label}", "recommended", "#d62728",
                   mode="markers", marker="diamond", marker_size=9),
@@ -270,7 +292,7 @@ def heldout_figure(recommended: Curves, constant: Curves) -> FigureSpec:
             Panel(title, "held-out seed", "mean return", traces, hline=500.0, ylim=(low, 510), xlim=xlim)
         )
     caption = "Each held-out seed trains both configurations: the comparison is paired seed by seed."
-    return FigureSpec("rl_heldout", "Held-out seeds: recommendation vs best constant", caption, panels,
+    return FigureSpec("rl_heldout", f"Held-out seeds: recommendation vs {baseline}", caption, panels,
                       columns=2, legend="below", size=(10.0, 4.8), log_toggle=False)  # fmt: skip
 
 
@@ -314,7 +336,8 @@ def table_lines(all_curves: dict[str, Curves]) -> list[str]:
     """One row per configuration trained on the held-out seeds, with its roles."""
     roles: dict[str, list[str]] = {}
     for role, c in all_curves.items():
-        roles.setdefault(c.label, []).append(role)
+        if role != BASELINE:
+            roles.setdefault(c.label, []).append(role)
     lines = [
         "| configuration | final mean return, per seed | mean | greedy policy, mean | reached 475 |",
         "|---|---|---|---|---|",
@@ -336,7 +359,7 @@ def paired_words(paired: Paired) -> str:
     return f"the recommendation is {better} by {paired.margin:+.1f}, beyond {noise}"
 
 
-def comparison_lines(recommended: Curves, constant: Curves) -> list[str]:
+def comparison_lines(recommended: Curves, constant: Curves, baseline: str) -> list[str]:
     """The recommendation against the best constant, paired seed by seed, on the objective the
     study ranked by and on the greedy policy's return; a tie said as one."""
     paired = Paired.of(recommended.final, constant.final)
@@ -344,7 +367,7 @@ def comparison_lines(recommended: Curves, constant: Curves) -> list[str]:
     differences = ", ".join(f"{d:+.0f}" for d in paired.per_seed)
     greedy_differences = ", ".join(f"{d:+.0f}" for d in greedy.per_seed)
     return [
-        f"Recommendation minus best constant, seed by seed, in the final mean return the study ranks by: "
+        f"Recommendation minus {baseline}, seed by seed, in the final mean return the study ranks by: "
         f"{differences}; {paired_words(paired)} ({NOISE_SE:g} standard errors of the "
         f"{len(paired.per_seed)} paired differences). In the greedy policy's return: {greedy_differences}; "
         f"{paired_words(greedy)}.",
@@ -377,19 +400,21 @@ def results_markdown(result: StudyResult, all_curves: dict[str, Curves], seconds
         "",
     ]
     lines += [*table_lines(all_curves), ""]
-    lines += comparison_lines(all_curves["recommended"], all_curves["best constant"])
+    lines += comparison_lines(all_curves["recommended"], all_curves[BASELINE], baseline_name(all_curves))
     lines += ["", *reference_lines(all_curves["recommended"])]
     return "\n".join(lines)
 
 
-def write_section(doc: Path, text: str) -> None:
-    """Replace the text between the markers of ``doc`` (the markers alone if it has none)."""
-    old = doc.read_text() if doc.exists() else f"# CartPole\n\n{BEGIN}\n{END}\n"
-    if BEGIN not in old or END not in old:
-        raise SystemExit(f"{doc} has no {BEGIN} ... {END} markers to write between")
-    head, rest = old.split(BEGIN, 1)
-    tail = rest.split(END, 1)[1]
-    write_text(doc, f"{head}{BEGIN}\n{text}\n{END}{tail}")
+def write_section(doc: Path, text: str, section: str) -> None:
+    """Replace the text between the markers ``<!-- SECTION:begin -->`` and ``<!-- SECTION:end -->``
+    of ``doc`` (a new page with just them if there is none)."""
+    begin, end = f"<!-- {section}:begin -->", f"<!-- {section}:end -->"
+    old = doc.read_text() if doc.exists() else f"# CartPole\n\n{begin}\n{end}\n"
+    if begin not in old or end not in old:
+        raise SystemExit(f"{doc} has no {begin} ... {end} markers to write between")
+    head, rest = old.split(begin, 1)
+    tail = rest.split(end, 1)[1]
+    write_text(doc, f"{head}{begin}\n{text}\n{end}{tail}")
 
 
 # ---------------------------------------------------------------- main
@@ -402,6 +427,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--docs", default=str(HERE.parent / "docs"), help="where rl.md and img/ are")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--fresh", action="store_true", help="replace a stored study of another function")
+    parser.add_argument("--images", default="rl", help="the figures' file names start with this")
+    parser.add_argument("--section", default="cartpole-heldout", help="the markers of rl.md to write between")
     args = parser.parse_args(argv)
     docs = Path(args.docs)
     Path(args.db).parent.mkdir(parents=True, exist_ok=True)
@@ -410,9 +437,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = study(store, args.train, args.jobs, Path(args.db).parent / "cartpole-study", args.fresh)
         seconds = {"study": elapsed(result.runs)}
         rec = result.recommendation
-        if rec.best_constant is None:
-            raise SystemExit("the study has no constant-LR configuration to compare with")
-        roles = {"recommended": rec.best, "best constant": rec.best_constant}
+        roles = {"recommended": rec.best, **baseline_role(result)}
         roles.update({f"best {name}": c for name, c in best_per_family(result).items()})
         used = {r.config.seed for r in result.runs}
         if used & set(HELDOUT_SEEDS):
@@ -425,13 +450,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         img = docs / "img"
         img.mkdir(parents=True, exist_ok=True)
         families = [all_curves[f"best {name}"] for name in FAMILIES if f"best {name}" in all_curves]
-        save_figure(schedules_figure(families, result.total_steps), img / "rl_schedules.png")
-        save_figure(study_figure(result, store), img / "rl_study.png")
+        agent = AGENTS.get(args.train.rsplit(":", 1)[-1], args.train.rsplit(":", 1)[-1])
         save_figure(
-            heldout_figure(all_curves["recommended"], all_curves["best constant"]), img / "rl_heldout.png"
+            schedules_figure(families, result.total_steps, agent), img / f"{args.images}_schedules.png"
         )
+        save_figure(study_figure(result, store), img / f"{args.images}_study.png")
+        paired = heldout_figure(all_curves["recommended"], all_curves[BASELINE], baseline_name(all_curves))
+        save_figure(paired, img / f"{args.images}_heldout.png")
         text = results_markdown(result, all_curves, seconds)
-        write_section(docs / "rl.md", text)
+        write_section(docs / "rl.md", text, args.section)
         print(text)
     finally:
         store.close()
