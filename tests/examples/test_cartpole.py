@@ -215,3 +215,54 @@ def test_a_study_on_a_tiny_budget_brackets_and_recommends(tmp_path, one_thread):
         assert [e.epoch for e in rows] == [1, 2] and all(e.value("mean_return") >= 1 for e in rows)
     store.close()
     assert (out / "recommendation.md").exists()
+
+
+# ---------------------------------------------------------------- the held-out script's arithmetic
+
+
+def _load_heldout():
+    spec = importlib.util.spec_from_file_location(
+        "lrlab_example_cartpole_heldout", EXAMPLE.with_name("cartpole_heldout.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+heldout = _load_heldout()
+
+
+def test_a_paired_margin_inside_two_standard_errors_is_a_tie():
+    # differences +4, +18, -13, +19, -11: mean 3.4, sd 15.1, 2 SE = 13.5
+    tie = heldout.Paired.of(np.array([500.0, 499, 478, 500, 485]), np.array([496.0, 481, 491, 481, 496]))
+    assert tie.margin == pytest.approx(3.4) and tie.noise == pytest.approx(
+        2 * np.std([4, 18, -13, 19, -11], ddof=1) / 5**0.5
+    )
+    assert tie.tie
+    clear = heldout.Paired.of(np.array([500.0, 490, 495]), np.array([400.0, 395, 401]))
+    assert clear.margin == pytest.approx(96.3333, rel=1e-4) and not clear.tie
+
+
+def test_episodes_to_a_threshold_are_read_per_seed_and_never_is_nan():
+    returns = np.array([[10.0, 480, 500], [10.0, 20, 30]])
+    curves = heldout.Curves(
+        "x", None, np.array([32.0, 64, 96]), returns, np.array([[1.0, 2, 3], [1, 2, 3]]), np.zeros(2)
+    )
+    first = heldout.first_reaching(curves, 475.0)
+    assert first[0] == 64.0 and np.isnan(first[1])
+    assert heldout.reached_words(curves, 475.0) == "1 of 2 seeds reached 475, after 64 episodes (median)"
+
+
+def test_the_results_go_between_their_markers_and_nowhere_else(tmp_path):
+    doc = tmp_path / "rl.md"
+    doc.write_text(
+        "before\n<!-- s:begin -->\nold\n<!-- s:end -->\nafter\n<!-- t:begin -->\nkept\n<!-- t:end -->\n"
+    )
+    heldout.write_section(doc, "new", "s")
+    assert (
+        doc.read_text()
+        == "before\n<!-- s:begin -->\nnew\n<!-- s:end -->\nafter\n<!-- t:begin -->\nkept\n<!-- t:end -->\n"
+    )
+    with pytest.raises(SystemExit, match="no <!-- u:begin -->"):
+        heldout.write_section(doc, "new", "u")
