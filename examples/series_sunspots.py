@@ -103,6 +103,21 @@ def held_out(result, store, task_ref: str) -> tuple[list[float], np.ndarray]:
     return losses, np.stack(forecasts)
 
 
+def year_noise(ours: np.ndarray, theirs: np.ndarray, actual: np.ndarray, std: float, *, block: int = SEASON,
+               n_boot: int = 4000, seed: int = 0) -> tuple[float, float, float]:  # fmt: skip
+    """The mean over the validation years of (our squared error - their squared error), in
+    standardised units, and its 90% interval by a circular block bootstrap over the years (blocks
+    of one solar cycle, so that neighbouring, correlated years are resampled together): how much
+    the comparison owes to which 62 years happen to be validated on, which seeds cannot show."""
+    diff = ((np.asarray(ours) - actual) ** 2 - (np.asarray(theirs) - actual) ** 2) / std**2
+    rng = np.random.default_rng(seed)
+    starts = rng.integers(0, len(diff), size=(n_boot, -(-len(diff) // block)))
+    picks = ((starts[:, :, None] + np.arange(block)) % len(diff)).reshape(n_boot, -1)[:, : len(diff)]
+    means = diff[picks].mean(axis=1)
+    low, high = np.quantile(means, [0.05, 0.95])
+    return float(diff.mean()), float(low), float(high)
+
+
 def mse(forecast: np.ndarray, actual: np.ndarray) -> float:
     return float(np.mean((np.asarray(forecast) - np.asarray(actual)) ** 2))
 
@@ -181,6 +196,9 @@ def main() -> None:
     gap = float(np.mean(losses)) - rows[1][1]
     se = float(np.std(losses, ddof=1)) / math.sqrt(len(losses))
     print(f"network - ARIMA: {gap:+.4f} (standard error over seeds {se:.4f}, {abs(gap) / se:.1f} se)")
+    mean, low, high = year_noise(network.mean(axis=0), arima, actual, std)
+    print(f"network (mean forecast of the seeds) - ARIMA over the validation years: {mean:+.4f}, "
+          f"90% block-bootstrap interval {low:+.4f} to {high:+.4f}")  # fmt: skip
     years = split.years[start:].astype(int)
     figure(args.out, years, actual,
            {f"{args.task} ({best.best.schedule_name}), mean of {len(losses)} seeds": network.mean(axis=0),
