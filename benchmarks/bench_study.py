@@ -346,7 +346,9 @@ def main() -> None:
         "## Study vs full grid (`benchmarks/bench_study.py`)",
         "",
         "Study: `run_study(budget=\"small\")` with one optimizer per task: one range test, three LRs (a third "
-        "of, one and three times the range test's recommendation) x nine schedules with seed 0, then the best "
+        "of, one and three times the range test's recommendation) x nine schedules with seed 0, each schedule "
+        "extended by the same factor where its best LR is the smallest or largest tried (at most two more LRs), "
+        "then the best "
         "quarter (at least three) with seeds 0, 1, 2 (successive halving); its pick is the best finalist by the "
         "mean over the three seeds, or the simpler of the top two when their margin is within the paired seed "
         "noise. Grid: 10 LRs (3 per decade: 1e-3..1 for SGD with momentum, 1e-4..0.1 for Adam) x the same nine "
