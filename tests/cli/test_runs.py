@@ -48,8 +48,8 @@ def test_list_shows_every_run(db):
 def test_list_keeps_one_run_per_line_at_80_columns(db):
     result = runner.invoke(app, ["runs", "list", "--db", str(db)], env={"COLUMNS": "80"})
     assert result.exit_code == 0, result.output
-    # one task: named in the title (whole, however long the store's path), not in a column
-    assert f"4 runs in {db}, task digits-linear" in " ".join(result.output.split())
+    # one sweep and one task: named in the title (whole, however long the store's path), not in columns
+    assert f"4 runs in {db}, sweep runs-cli, task digits-linear" in " ".join(result.output.split())
     rows = [line for line in result.output.splitlines() if any(s in line for s in (" done ", " diverged "))]
     assert len(rows) == 4 and all(len(line) <= 80 for line in result.output.splitlines())
     store = Store(db, readonly=True)

@@ -92,7 +92,9 @@ def list_runs(
 
 def _list_title(runs, db: Path, sweep: str | None) -> str:  # runs: list[RunRecord]
     """``154 runs in DB, sweep S, task T; objective val_mae (lower is better)``."""
-    tasks = {r.config.task for r in runs}
+    tasks, sweeps = {r.config.task for r in runs}, {r.sweep for r in runs}
+    if sweep is None and len(sweeps) == 1 and None not in sweeps:  # one sweep: named here, not in a column
+        sweep = next(iter(sweeps))
     title = f"{len(runs)} runs in {db}" + (f", sweep {sweep}" if sweep else "")
     title += f", task {next(iter(tasks))}" if len(tasks) == 1 else ""
     objectives = {(o.metric, o.higher_is_better) for r in runs if (o := r.objective) is not None}
