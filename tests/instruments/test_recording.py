@@ -124,3 +124,25 @@ def test_track_stores_the_sharpness_and_the_noise_scale_when_named(tmp_path):
     assert series["sharpness"].values[0] == pytest.approx(top, rel=0.05)
     assert series["sharpness_limit"].values == pytest.approx([2 / 0.005] * 2)
     assert len(series["noise_scale"]) == 120 and 0 < series["noise_scale"].values[-1] < 1e4
+
+
+def test_an_instrument_that_fails_stops_with_one_warning_and_the_run_goes_on(tmp_path, caplog):
+    model = torch.nn.Linear(3, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+
+    def broken_probe():
+        raise RuntimeError("the probe's batch is gone")
+
+    quiet = caplog.at_level(logging.WARNING, logger="lrlab.instruments")
+    probe = {"instruments": "default,sharpness", "sharpness_loss": broken_probe}
+    with quiet, lrlab.track(opt, name="broken", db=tmp_path / "b.db", **probe) as run:
+        for _ in range(5):
+            opt.zero_grad()
+            model(torch.ones(2, 3)).sum().backward()
+            opt.step()
+            run.log(loss=1.0)
+    assert run.status == "done" and run.steps == 5
+    assert [r.getMessage() for r in caplog.records] == [
+        "lrlab instruments stopped (RuntimeError: the probe's batch is gone); the run goes on recording without them"
+    ]
+    assert Store(tmp_path / "b.db").steps(run.run_id).step.tolist() == [1, 2, 3, 4, 5]

@@ -15,6 +15,8 @@ the findings and the schedule index all use the caller's numbering.
 
 from __future__ import annotations
 
+import functools
+import logging
 import math
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -52,6 +54,27 @@ WARMUP_RATIO = 0.1  # ... and above this: a finding, when the LR did not warm up
 SPIKE_REPEAT = 100  # steps after a reported spike before another is reported
 
 Series = dict[str, tuple[list[int], list[float]]]
+log = logging.getLogger("lrlab.instruments")
+
+
+def _guarded(method: Callable[..., Any]) -> Callable[..., Any]:
+    """An instrument that fails never fails the training it watches: the panel logs one
+    warning, detaches and stays silent for the rest of the run."""
+
+    @functools.wraps(method)
+    def run(self: Instruments, *args: Any, **kwargs: Any) -> Any:
+        if self.broken:
+            return None
+        try:
+            return method(self, *args, **kwargs)
+        except Exception as exc:  # any failure of an instrument
+            self.broken = True
+            self.detach()
+            log.warning("lrlab instruments stopped (%s: %s); the run goes on recording without them",
+                        type(exc).__name__, exc)  # fmt: skip
+            return None
+
+    return run
 
 
 class Instruments:
@@ -67,6 +90,7 @@ class Instruments:
         on_finding: Callable[[Finding], None] | None = None,
     ) -> None:
         self.settings = InstrumentSettings.parse(settings)
+        self.broken = False
         self.on_finding = on_finding
         self.audit: LRAudit | None = None
         self.expect(schedule, lr_mults)
@@ -139,6 +163,7 @@ class Instruments:
             self._hooks.append(model.register_forward_pre_hook(self._forward))
         return self
 
+    @_guarded
     def _forward(self, module: torch.nn.Module, args: Any) -> None:
         # an evaluation forward (eval mode or no gradient) while the optimizer is in train mode
         if (not module.training or not torch.is_grad_enabled()) and _schedule_free_in_train_mode(
@@ -157,6 +182,7 @@ class Instruments:
         """The optimizer steps the hooks have seen."""
         return self._count()
 
+    @_guarded
     def _pre(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         lrs = [_lr(g) for g in optimizer.param_groups]
         self._lr_now = max(lrs, default=0.0)
@@ -168,6 +194,7 @@ class Instruments:
         # the update-ratio hook runs first and advances the count in its post-hook
         return self.ratio.step if self.ratio.attached else self._own_count
 
+    @_guarded
     def _post(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         if not self.ratio.attached:
             self._own_count += 1
@@ -180,16 +207,19 @@ class Instruments:
 
     # ------------------------------------------------------------ feeding
 
+    @_guarded
     def align(self, step: int) -> None:
         """The caller's number of the step just taken (or about to be): fixes the offset once."""
         if self.offset is None:
             self.offset = int(step) - self._count()
 
+    @_guarded
     def observe_step(self, step: int, loss: float) -> None:
         """A recorded step (its caller's number) and its loss."""
         self.align(step)
         self._losses.append((int(step), float(loss)))
 
+    @_guarded
     def observe_epoch(self, step: int) -> None:
         """An epoch's metrics recorded at ``step``: without a model to watch, a schedule-free
         optimizer still in train mode then was evaluated in it."""
@@ -198,6 +228,7 @@ class Instruments:
         if _schedule_free_in_train_mode(self.optimizer):
             self._found(words.eval_mode_finding(step), once="eval_mode")
 
+    @_guarded
     def observe_noise(self, step: int, small_sq: float, big_sq: float, b_small: float, b_big: float) -> None:
         """One pair of squared gradient norms at two batch sizes (see :mod:`lrlab.instruments.noise`)."""
         if self.noise is None:
@@ -208,6 +239,7 @@ class Instruments:
 
     # ------------------------------------------------------------ reading
 
+    @_guarded
     def collect(self) -> None:
         """Read the hooks' values and run every rule over the steps recorded since the last call."""
         offset = self.offset or 0
@@ -224,6 +256,8 @@ class Instruments:
     def take(self) -> tuple[Series, list[Finding]]:
         """The series points and findings made since the last call (after :meth:`collect`)."""
         self.collect()
+        if self.broken:
+            self._series, self._findings = {}, []
         series, findings = self._series, self._findings
         self._series, self._findings = {}, []
         return series, findings
@@ -263,8 +297,11 @@ class Instruments:
             if g in self._ratio_reported or count < window:
                 continue
             history = list(self._ratio_recent[g])
-            # a non-finite ratio (weights gone NaN or inf) counts as an infinite one
-            median = float(np.median([v if math.isfinite(v) else math.inf for v in history[-window:]]))
+            # inf: weights gone non-finite; NaN: a group with nothing to move (frozen), left out
+            values = [v for v in history[-window:] if not math.isnan(v)]
+            if len(values) < window:
+                continue
+            median = float(np.median(values))
             high = median > (RATIO_HIGH if settled else RATIO_HIGH_EARLY)
             low = settled and not decayed and 0 < median < RATIO_LOW
             if high or low:

@@ -54,7 +54,9 @@ def _per_group(
         delta_sq, weight_sq = delta_sq * scale, weight_sq * scale
     delta_sum = zeros.index_add(0, index, delta_sq)
     weight_sum = zeros.index_add(0, index, weight_sq)
-    return (delta_sum / weight_sum).sqrt()
+    ratio = (delta_sum / weight_sum).sqrt()  # NaN for a group with nothing to move (frozen, empty)
+    blown = ~(torch.isfinite(delta_sum) & torch.isfinite(weight_sum))  # weights or step gone inf/NaN
+    return torch.where(blown, torch.full_like(ratio, float("inf")), ratio)
 
 
 SAMPLE_ABOVE = 16_384  # elements: a larger tensor is read at an even stride ...

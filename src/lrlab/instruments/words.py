@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from lrlab.core.diagnostics import Finding
 from lrlab.formatting import num
 
@@ -29,6 +31,8 @@ _WORDS = {
 
 def times(factor: float) -> str:
     """A factor in words where it is round ("thirty times"), else in digits ("37x")."""
+    if not math.isfinite(factor):
+        return "infinitely many times"
     rounded = round(factor)
     if rounded in _WORDS and abs(factor - rounded) < 0.05 * rounded:
         return _WORDS[rounded]
