@@ -109,8 +109,8 @@ def instruments_figure(data: ReportData) -> FigureSpec:
     panels = [
         _panel(data, "update_ratio/", "Update-to-weight ratio per step (1e-3 is the usual)", "||dw|| / ||w||",
                ylog=True, hline=USUAL_RATIO),
-        _panel(data, "lr_audit/", "LR used / LR the schedule gives (1 when they agree)", "ratio",
-               ylog=False, hline=1.0),
+        _panel(data, "lr_audit/", "LR used / LR the schedule gives (1 when they agree; log scale)", "ratio",
+               ylog=True, hline=1.0),
     ]  # fmt: skip
     if any("sharpness" in s for s in data.instruments.values()):
         panels.append(_sharpness_panel(data))
