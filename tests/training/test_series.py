@@ -1,6 +1,8 @@
 """The built-in forecasting tasks: a chronological, leak-free split of the real sunspot series,
 LSTM and GRU forecasters, and real training that beats the training mean on the validation span."""
 
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -136,3 +138,15 @@ def test_same_seed_same_numbers(tmp_path, one_thread):
         losses.append([e.value("val_loss") for e in store.epochs_for([name])[name]])
     assert losses[0] == losses[1]
     assert torch.get_num_threads() == 1
+
+
+def test_without_statsmodels_the_task_says_how_to_install_it(monkeypatch):
+    load_sunspots.cache_clear()
+    monkeypatch.setitem(sys.modules, "statsmodels", None)
+    monkeypatch.setitem(sys.modules, "statsmodels.datasets", None)
+    try:
+        with pytest.raises(ValueError, match=r"task 'sunspots-gru': the sunspot series ships with statsmodels: "
+                                             r"pip install 'lrlab\[series\]'"):  # fmt: skip
+            get_task("sunspots-gru")
+    finally:
+        load_sunspots.cache_clear()

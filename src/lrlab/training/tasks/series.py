@@ -38,8 +38,14 @@ _DEFAULT_BATCH = 32
 
 @lru_cache(maxsize=1)
 def load_sunspots() -> tuple[np.ndarray, np.ndarray]:
-    """``(years, values)``: statsmodels' yearly sunspot numbers, 1700-2008, float64."""
-    from statsmodels.datasets import sunspots as dataset
+    """``(years, values)``: statsmodels' yearly sunspot numbers, 1700-2008, float64 (statsmodels
+    is the ``series`` extra: without it, one ``ValueError`` saying how to install it)."""
+    try:
+        from statsmodels.datasets import sunspots as dataset
+    except ImportError as exc:
+        raise ValueError(
+            f"the sunspot series ships with statsmodels: pip install 'lrlab[series]' ({exc})"
+        ) from None
 
     frame = dataset.load_pandas().data
     return frame["YEAR"].to_numpy(dtype=np.float64), frame["SUNACTIVITY"].to_numpy(dtype=np.float64)
