@@ -80,12 +80,15 @@ def test_check_options_converts_ints_for_float_options_and_checks_types():
         "rate": 1.0, "width": 8, "size": 3, "anything": [1]
     }  # fmt: skip
     assert type(check_options(_factory, "f", {"rate": 1})["rate"]) is float
+    # a Python caller's None, for an option annotated X | None
+    assert check_options(_factory, "f", {"size": None}) == {"size": None}
     for options, words in [
         ({"width": 2.5}, "'width' takes a whole number, got 2.5 (a number)"),
         ({"width": True}, "'width' takes a whole number, got true (a boolean)"),
         ({"bias": 1}, "'bias' takes true or false, got 1 (a whole number)"),
         ({"act": 3}, "'act' takes a string, got 3"),
         ({"size": "big"}, "'size' takes a whole number, got 'big'"),
+        ({"width": None}, "'width' takes a whole number, got None"),
         (
             {"widht": 3},
             "it has no option 'widht' (its options: width, rate, act, bias, size, cell, anything)",

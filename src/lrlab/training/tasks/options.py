@@ -109,7 +109,7 @@ def _hints(factory: Callable[..., Any]) -> dict[str, Any]:
 
 def _typed(ref: str, key: str, value: Any, hint: Any) -> Any:
     allowed = _allowed(hint)
-    if allowed is None:
+    if allowed is None or (value is None and _admits_none(hint)):
         return value
     for kind in allowed:
         converted = _as(value, kind)
@@ -120,6 +120,11 @@ def _typed(ref: str, key: str, value: Any, hint: Any) -> Any:
     raise ValueError(
         f"task {ref!r}: bad options: {key!r} takes {words}, got {shown} ({_GOT.get(type(value), 'a value')})"
     )
+
+
+def _admits_none(hint: Any) -> bool:
+    """Whether ``hint`` is ``X | None`` (a Python caller's explicit None is then a value)."""
+    return typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in typing.get_args(hint)
 
 
 _NO = object()
