@@ -91,10 +91,10 @@ def test_check_options_converts_ints_for_float_options_and_checks_types():
         ({"width": None}, "'width' takes a whole number, got None"),
         (
             {"widht": 3},
-            "it has no option 'widht' (its options: width, rate, act, bias, size, cell, anything)",
+            "no option 'widht' (it takes: width, rate, act, bias, size, cell, anything)",
         ),
     ]:
-        with pytest.raises(ValueError, match="task 'f': bad options: ") as info:
+        with pytest.raises(ValueError, match="task 'f': bad options ") as info:
             check_options(_factory, "f", options)
         assert words in str(info.value)
 
@@ -172,8 +172,8 @@ def _commands(tmp_path, extra):
     ("extra", "message"),
     [
         (["--task-option", "hiden=8"],
-         "task 'sunspots-gru': bad options: it has no option 'hiden' (its options: window, horizon, hidden, layers)"),
-        (["--task-option", "hidden=many"], "task 'sunspots-gru': bad options: 'hidden' takes a whole number, got 'many'"),
+         "no option 'hiden' (it takes: window, horizon, hidden, layers)"),
+        (["--task-option", "hidden=many"], "task 'sunspots-gru': hidden must be a positive integer, got 'many'"),
         (["--task-option", "hidden=0"], "task 'sunspots-gru': hidden must be a positive integer, got 0"),
         (["--task-option", "hidden"], "--task-option: task option 'hidden' must look like key=value"),
         (["--task-option", "window=400"], "task 'sunspots-gru': window must be at most 245"),
@@ -186,6 +186,21 @@ def test_bad_task_options_are_one_line_exit_2_and_nothing_stored(tmp_path, monke
     assert code == 2, out + err
     assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert not db.exists() or not Store(db).runs()
+
+
+def test_a_value_of_the_wrong_type_for_a_task_file_is_one_line_exit_2(tmp_path, monkeypatch, capsys):
+    task_file = tmp_path / "my_task.py"
+    task_file.write_text(
+        "def make(width: int = 4, act: str = 'relu'):\n    raise AssertionError('not called')\n"
+    )
+    db = tmp_path / "runs.db"
+    for option, words in [("width=wide", "'width' takes a whole number, got 'wide' (a string)"),
+                          ("act=3", "'act' takes a string, got 3 (a whole number)"),
+                          ("depth=3", "no option 'depth' (it takes: width, act)")]:  # fmt: skip
+        code, _out, err = _run(["find", "--task", f"{task_file}:make", "--task-option", option, "--db", str(db)],
+                              monkeypatch, capsys)  # fmt: skip
+        assert code == 2 and words in err and "bad options" in err and len(err.strip().splitlines()) == 1
+    assert not db.exists()
 
 
 def test_find_records_the_options_of_the_range_test(tmp_path, monkeypatch, capsys, one_thread):

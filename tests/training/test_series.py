@@ -75,11 +75,11 @@ def test_windows_are_the_years_before_their_targets(window, horizon):
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"cell": "rnn"}, "'cell' takes one of 'lstm', 'gru', got 'rnn'"),
+        ({"cell": "rnn"}, "cell must be one of lstm, gru, got 'rnn'"),
         ({"hidden": 0}, "hidden must be a positive integer, got 0"),
         ({"window": 400}, "window must be at most"),
         ({"horizon": 63}, "horizon must be at most 62"),
-        ({"hidden": 2.5}, "'hidden' takes a whole number, got 2.5"),
+        ({"hidden": 2.5}, "hidden must be a positive integer, got 2.5"),
     ],
 )
 def test_bad_options_are_one_line_naming_the_option(options, message):

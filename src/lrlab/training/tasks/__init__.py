@@ -109,7 +109,8 @@ def _call(factory: Any, ref: str, options: dict[str, Any]) -> Any:
         raise ValueError(
             f"task {ref!r}: {name} is {type(factory).__name__} {factory!r}, not a function that returns a Task"
         )
-    options = check_options(factory, ref, options)  # an unknown key or a wrong type: one line
+    # an unknown key or a wrong type: one line (a built-in task names a bad value itself)
+    options = check_options(factory, ref, options, types=ref not in REGISTRY)
     try:
         inspect.signature(factory).bind(**options)
     except TypeError as exc:

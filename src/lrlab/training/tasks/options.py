@@ -74,11 +74,14 @@ def _scalar(key: str, raw: str) -> Any:
     return value
 
 
-def check_options(factory: Callable[..., Any], ref: str, options: dict[str, Any]) -> dict[str, Any]:
+def check_options(
+    factory: Callable[..., Any], ref: str, options: dict[str, Any], *, types: bool = True
+) -> dict[str, Any]:
     """``options`` checked against ``factory``'s signature: the options it will be called with
     (integers given for ``float`` options made floats). ``ValueError`` in one line naming an
-    unknown key and the keys ``factory`` takes, or a value of another type than its annotation.
-    A factory without a signature to read, or with ``**kwargs``, takes any key."""
+    unknown key and the keys ``factory`` takes, or (with ``types``) a value of another type than
+    its annotation. A factory without a signature to read, or with ``**kwargs``, takes any key.
+    A built-in task checks its values itself, naming the option (``types=False`` for it)."""
     try:
         parameters = inspect.signature(factory).parameters
     except (TypeError, ValueError):
@@ -86,15 +89,16 @@ def check_options(factory: Callable[..., Any], ref: str, options: dict[str, Any]
     named = {name: p for name, p in parameters.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
     open_ended = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
     hints = _hints(factory)
+    known = ", ".join(named) or "no options"
+    bad = f"task {ref!r}: bad options {options!r}"
     checked = {}
     for key, value in options.items():
         if key not in named and not open_ended:
-            known = ", ".join(named) or "none"
-            raise ValueError(f"task {ref!r}: bad options: it has no option {key!r} (its options: {known})")
-        checked[key] = _typed(ref, key, value, hints.get(key, Any))
+            raise ValueError(f"{bad}: no option {key!r} (it takes: {known})")
+        checked[key] = _typed(bad, key, value, hints.get(key, Any)) if types else value
     missing = [name for name, p in named.items() if p.default is p.empty and name not in checked]
     if missing:
-        raise ValueError(f"task {ref!r}: bad options: it needs {', '.join(missing)} (give each as key=value)")
+        raise ValueError(f"{bad}: it needs {', '.join(missing)} (it takes: {known})")
     return checked
 
 
@@ -107,7 +111,7 @@ def _hints(factory: Callable[..., Any]) -> dict[str, Any]:
         return {}
 
 
-def _typed(ref: str, key: str, value: Any, hint: Any) -> Any:
+def _typed(bad: str, key: str, value: Any, hint: Any) -> Any:
     allowed = _allowed(hint)
     if allowed is None or (value is None and _admits_none(hint)):
         return value
@@ -117,9 +121,7 @@ def _typed(ref: str, key: str, value: Any, hint: Any) -> Any:
             return converted
     words = " or ".join(_word(kind) for kind in allowed)
     shown = str(value).lower() if isinstance(value, bool) else repr(value)
-    raise ValueError(
-        f"task {ref!r}: bad options: {key!r} takes {words}, got {shown} ({_GOT.get(type(value), 'a value')})"
-    )
+    raise ValueError(f"{bad}: {key!r} takes {words}, got {shown} ({_GOT.get(type(value), 'a value')})")
 
 
 def _admits_none(hint: Any) -> bool:
