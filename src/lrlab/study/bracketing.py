@@ -36,6 +36,7 @@ __all__ = [
     "Bracketing",
     "Grid",
     "bracket_rounds",
+    "failed_lrs",
     "family_losses",
     "family_optima",
     "grid_from_finder",
@@ -135,7 +136,10 @@ def family_losses(
 ) -> dict[Key, dict[float, dict[int, float]]]:
     """``{(optimizer, family): {lr: {seed: loss}}}`` for the runs of ``optimizers``: the
     study's objective at the last epoch, negated when higher is better (so lower is
-    better), NaN for a run that diverged. Runs that failed or report nothing are left out."""
+    better), NaN for a run that diverged or failed (a trial function that raised or timed
+    out at an LR closes the bracket on that side as a diverged run does: the study never
+    extends toward LRs it cannot train). Runs still queued or running, and finished runs
+    that report nothing, are left out."""
     metric = objective(runs, epochs)
     sign = -1.0 if higher_is_better(runs, metric) else 1.0
     wanted = set(optimizers)
@@ -143,7 +147,7 @@ def family_losses(
     for run in runs:
         if run.config.optimizer not in wanted or run.config.schedule not in names:
             continue
-        if run.status is RunStatus.DIVERGED:
+        if run.status in (RunStatus.DIVERGED, RunStatus.FAILED):
             value = math.nan
         elif run.status is RunStatus.DONE:
             found = final_metric(epochs.get(run.id, ()), metric)
@@ -154,6 +158,19 @@ def family_losses(
             continue
         key = (run.config.optimizer, names[run.config.schedule])
         out.setdefault(key, {}).setdefault(run.config.lr, {})[int(run.config.seed)] = value
+    return out
+
+
+def failed_lrs(
+    runs: Sequence[RunRecord], names: Mapping[Schedule, str], optimizers: Sequence[str]
+) -> dict[Key, set[float]]:
+    """``{(optimizer, family): {lr, ...}}``: the config LRs at which a run of ``optimizers``
+    failed, so that the words of a bracket closed by them say "failed", not "diverged"."""
+    wanted = set(optimizers)
+    out: dict[Key, set[float]] = {}
+    for run in runs:
+        if run.status is RunStatus.FAILED and run.config.optimizer in wanted and run.config.schedule in names:
+            out.setdefault((run.config.optimizer, names[run.config.schedule]), set()).add(run.config.lr)
     return out
 
 
@@ -318,10 +335,13 @@ def family_optima(
     seeds: Sequence[int],
     recommended: Key | None,
     extra: Mapping[Key, int],
+    failed: Mapping[Key, set[float]] | None = None,
 ) -> list[FamilyOptimum]:
     """Each family's optimum peak LR (the recommendation's first): over every seed of the
     budget for ``recommended`` (the LRs that trained them all), over the first seed for the
-    others. ``schedules[key][lr]`` is the schedule a family trained at config LR ``lr``."""
+    others. ``schedules[key][lr]`` is the schedule a family trained at config LR ``lr``;
+    ``failed[key]`` the config LRs where a run failed (:func:`failed_lrs`), named so in the
+    words of a bracket they close."""
     keys = sorted(table, key=lambda k: (k != recommended, k))
     out = []
     for key in keys:
@@ -336,8 +356,11 @@ def family_optima(
             mine = False
             optimum = _fit(by_lr, seeds[:1], peak_of)
         tried = tuple(sorted(peak_of.values()))
+        broken = frozenset(peak_of[lr] for lr in (failed or {}).get(key, ()) if lr in peak_of)
         out.append(
-            _record(key, optimum, key == recommended, len(seeds) if mine else 1, extra.get(key, 0), tried)
+            _record(
+                key, optimum, key == recommended, len(seeds) if mine else 1, extra.get(key, 0), tried, broken
+            )
         )
     return out
 
@@ -347,31 +370,53 @@ def _finite(value: float) -> float | None:
 
 
 def _record(
-    key: Key, optimum: Optimum, recommended: bool, seeds: int, extra: int, tried: tuple[float, ...]
+    key: Key,
+    optimum: Optimum,
+    recommended: bool,
+    seeds: int,
+    extra: int,
+    tried: tuple[float, ...],
+    failed: frozenset[float] = frozenset(),
 ) -> FamilyOptimum:
+    text = optimum_words(key, optimum, seeds, extra, failed)
+    reason = _failed_reason(optimum, failed)
     return FamilyOptimum(
         optimizer=key[0], schedule=key[1], lr=_finite(optimum.lr), low=_finite(optimum.low),
         high=_finite(optimum.high), level=optimum.level, bracketed=optimum.bracketed, edge=optimum.edge,
         best_lr=_finite(optimum.best_lr), seeds=seeds, tried=tried, extra=extra,
-        recommended=recommended, reason=optimum.reason, text=optimum_words(key, optimum, seeds, extra),
+        recommended=recommended, reason=reason, text=text,
     )  # fmt: skip
 
 
-def optimum_words(key: Key, optimum: Optimum, seeds: int, extra: int) -> str:
-    """A family's optimum in one line: the interval and how it was found, or why it is open."""
+def _failed_reason(optimum: Optimum, failed: frozenset[float]) -> str:
+    """The fit's reason, with the neighbours that failed (not diverged) named as such."""
+    if not failed:
+        return optimum.reason
+    if not math.isfinite(optimum.best_lr):
+        return f"every LR tried diverged or failed ({optimum.lrs[0]:.3g}..{optimum.lrs[-1]:.3g})"
+    closed = [lr for lr in _around(optimum) if lr in failed] if optimum.bracketed else []
+    if not closed:
+        return optimum.reason
+    return f"{optimum.reason}; the run(s) at {', '.join(f'{lr:.3g}' for lr in closed)} failed"
+
+
+def optimum_words(
+    key: Key, optimum: Optimum, seeds: int, extra: int, failed: frozenset[float] = frozenset()
+) -> str:
+    """A family's optimum in one line: the interval and how it was found, or why it is open.
+    ``failed`` are the peak LRs whose runs failed: a bracket they close says so."""
     name = f"{key[0]} + {key[1]}"
     level = f"{optimum.level:.0%}"
     if not math.isfinite(optimum.best_lr):
-        return (
-            f"{name}: every LR tried diverged ({optimum.lrs[0]:.3g}..{optimum.lrs[-1]:.3g}); try smaller LRs"
-        )
+        what = "diverged or failed" if failed else "diverged"
+        return f"{name}: every LR tried {what} ({optimum.lrs[0]:.3g}..{optimum.lrs[-1]:.3g}); try smaller LRs"
     if optimum.bracketed:
         how = (
             f"{seeds} seeds, bootstrapped" if seeds > 1 else "one seed: the interval is the grid's resolution"
         )
         return (
             f"{name}: peak LR {optimum.lr:.3g} ({level} interval {optimum.low:.3g}-{optimum.high:.3g}; "
-            f"{how}; bracketed by {_neighbours(optimum)})"
+            f"{how}; bracketed by {_neighbours(optimum, failed)})"
         )
     side = {"high": ("largest", "higher"), "low": ("smallest", "lower")}.get(optimum.edge or "")
     if side is None:
@@ -384,6 +429,15 @@ def optimum_words(key: Key, optimum: Optimum, seeds: int, extra: int) -> str:
     )
 
 
-def _neighbours(optimum: Optimum) -> str:
+def _around(optimum: Optimum) -> tuple[float, float]:
+    """The LRs tried on each side of the best one (of a bracketed optimum)."""
     i = optimum.lrs.index(optimum.best_lr)
-    return f"{optimum.lrs[i - 1]:.3g} and {optimum.lrs[i + 1]:.3g}"
+    return optimum.lrs[i - 1], optimum.lrs[i + 1]
+
+
+def _neighbours(optimum: Optimum, failed: frozenset[float] = frozenset()) -> str:
+    def one(lr: float) -> str:
+        return f"{lr:.3g} (failed)" if lr in failed else f"{lr:.3g}"
+
+    low, high = _around(optimum)
+    return f"{one(low)} and {one(high)}"

@@ -21,6 +21,7 @@ from lrlab.study.bracketing import (
     Bracketing,
     Grid,
     bracket_rounds,
+    failed_lrs,
     family_losses,
     family_optima,
     has_range_test,
@@ -365,5 +366,6 @@ def family_optima_of(
     best = (rec.best.optimizer, rec.best.schedule_name)
     first = setup.plan.lr_factors
     extra = {key: max(0, len(by_lr) - len(first)) for key, by_lr in table.items()}
+    failed = failed_lrs(runs, names, list(grids))
     return tuple(family_optima(table, schedules, setup.total_steps, setup.plan.seeds,
-                               best if best in table else None, extra))  # fmt: skip
+                               best if best in table else None, extra, failed))  # fmt: skip
