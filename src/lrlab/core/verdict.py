@@ -203,7 +203,7 @@ class LrFreeLine:
 @dataclass(frozen=True)
 class FamilyOptimum:
     """Where one schedule family's best peak LR lies, for one optimizer: the vertex of a
-    quadratic in log LR fitted over the LRs the study tried (``lrlab.core.bracket``), with its
+    fit in log LR (two half-parabolas over five LRs, a parabola over three) over the LRs the study tried (``lrlab.core.bracket``), with its
     interval at ``level``.
 
     ``seeds`` is how many seeds the fit used: every seed of the budget for the

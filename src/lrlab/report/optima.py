@@ -1,7 +1,7 @@
 """The report's table of a study's optimum LR per schedule family (the verdict's ``optima``).
 
 Each row is a :class:`~lrlab.core.verdict.FamilyOptimum` as the study stored it: the vertex
-of a quadratic in log LR over the LRs tried, its interval, how many seeds it rests on, and,
+of a fit in log LR over the LRs tried (two half-parabolas over five, a parabola over three), its interval, how many seeds it rests on, and,
 where the best LR tried was the smallest or the largest, which way the optimum may lie.
 """
 
@@ -38,7 +38,7 @@ def optima_section(study: StudyVerdict) -> str:
     )
     return (
         f'<h3 id="optima">Optimum peak LR per family ({level} interval)</h3>'
-        '<p class="sub">A quadratic in log LR fitted over the LRs tried: bootstrapped over every seed for the '
+        '<p class="sub">A fit in log LR over the LRs tried (two half-parabolas over five LRs, a parabola over three): bootstrapped over every seed for the '
         "recommendation's family, over one seed for the others (their interval is the grid's resolution). "
         "A family whose best LR was the smallest or largest tried after the extra LRs is not bracketed: its "
         "optimum may lie beyond.</p>"
