@@ -120,3 +120,31 @@ def test_the_batch_size_axis_of_a_trainable_is_refused_before_anything_trains(tm
     store = Store(tmp_path / "r.db")
     assert store.runs() == []
     store.close()
+
+
+def digits_pairs_scaled(width: int = 8):
+    """A model whose output is multiplied by its width: no parametrization of the layers makes
+    its updates' effect independent of width."""
+    model_fn, train, val = digits_pairs(width)
+
+    class Times(nn.Module):
+        def forward(self, x):
+            return x * width
+
+    def model():
+        return nn.Sequential(*model_fn(), Times())
+
+    return model, train, val
+
+
+def test_mup_runs_the_coordinate_check_before_any_proxy_trains(tmp_path, one_thread):
+    events = []
+    with pytest.raises(lrlab.transfer.TransferError, match=r"μP's coordinate check failed: .*layer"):
+        lrlab.transfer(digits_pairs_scaled, axis="width", proxies=[4, 8, 16], target=64, epochs=1, seeds=1, lr=0.03,
+                       parametrization="mup", store=tmp_path / "r.db", progress=events.append)  # fmt: skip
+    assert [e.phase for e in events] == ["plan", "coord"]
+    store = Store(tmp_path / "r.db")
+    try:
+        assert store.runs() == []  # nothing trained
+    finally:
+        store.close()

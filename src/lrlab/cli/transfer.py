@@ -85,7 +85,8 @@ class _Display:
         from lrlab.transfer.api import TransferEvent
 
         if isinstance(event, TransferEvent):
-            label = {"plan": "plan", "range-test": "range test", "proxy": "proxy", "fit": "fit"}[event.phase]
+            label = {"plan": "plan", "range-test": "range test", "coord": "coordinate check", "proxy": "proxy",
+                     "fit": "fit"}[event.phase]  # fmt: skip
             runs = (
                 f" ({self.runs} runs trained, {self.skipped} from the store)"
                 if self.runs + self.skipped

@@ -49,7 +49,8 @@ GRID_POINTS = 5
 @dataclass(frozen=True)
 class TransferEvent:
     """A phase of a transfer for a ``progress`` callback: ``"plan"`` (``total`` proxies),
-    ``"range-test"``, ``"proxy"`` (``detail`` names it; ``index`` of ``total``), ``"fit"``."""
+    ``"range-test"``, ``"coord"`` (μP's coordinate check), ``"proxy"`` (``detail`` names it; ``index``
+    of ``total``), ``"fit"``."""
 
     phase: str
     detail: str
@@ -116,6 +117,8 @@ def transfer(
                 for v in values]  # fmt: skip
         report(TransferEvent("plan", f"{len(made)} proxies of {axis}", 0, len(made)))
         start = lr if lr is not None else _starting_lr(the_store, name, made[0], optimizer, device, report)
+        if parametrization == "mup":
+            _coordinate_check(factory, axis, values, goal, options, start, optimizer, report)
         execution = {"jobs": jobs, "device": device, "vectorize": vectorize}
         optima = _optima(made, the_store, optimizer, schedule, tuple(range(seeds)), start, execution, max_extra,
                          level, report)  # fmt: skip
@@ -232,6 +235,32 @@ def _proxy(
         raise TransferError(f"μP at {axis} {value:g}: {str(exc).splitlines()[0]}") from None
     task = setup.task if setup.task is not None else proxy.task
     return replace(proxy, task=task, lr_mult=dict(setup.lr_mult))
+
+
+def _coordinate_check(
+    factory: Callable[..., Any],
+    axis: str,
+    values: tuple[float, ...],
+    goal: float,
+    options: Mapping[str, Any] | None,
+    lr: float,
+    optimizer: str,
+    report: Any,
+) -> None:
+    """μP's coordinate check over the proxies and the target (a few steps each, before any
+    proxy trains): a layer whose activations' updates grow or shrink with width is a
+    ``TransferError`` naming it, not octaves of drift found after the runs."""
+    from lrlab.transfer.coord import coord_check
+
+    def tasks(**kwargs: Any) -> Any:
+        return task_of(factory(**dict(options or {}), **kwargs), factory)
+
+    report(TransferEvent("coord", f"{axis} {', '.join(f'{v:g}' for v in (*values, goal))}", 0, 1))
+    widths = sorted({int(v) for v in (*values, goal)})
+    try:
+        coord_check(tasks, axis, widths, lr=lr, optimizer=optimizer, base=int(values[0])).check()
+    except ValueError as exc:
+        raise TransferError(f"μP's coordinate check failed: {str(exc).splitlines()[0]}") from None
 
 
 def _starting_lr(store: Store, name: str, proxy: Proxy, optimizer: str, device: str, report: Any) -> float:
