@@ -317,24 +317,14 @@ def _print_summary(result: Any) -> None:
             highlight=False,
         )
     console.print(Panel("\n".join(escape(line) for line in verdict.lines), title="Recommendation"))
-    failed = failed_line(result.runs)
-    if failed:
-        console.print(escape(failed), highlight=False)
 
 
 def failed_line(runs: Any) -> str | None:
-    """How many runs failed and why, in one line (None when none did): a failed run is left
-    out of every ranking, so the reader is told it happened."""
-    from collections import Counter
+    """How many runs failed and why, in one line (:func:`lrlab.study.summary.failed_line`,
+    the line the study's verdict and ``tune`` print)."""
+    from lrlab.study.summary import failed_line as line
 
-    reasons = Counter((r.error or "no reason recorded") for r in runs if r.status.value == "failed")
-    if not reasons:
-        return None
-    count = sum(reasons.values())
-    shown = "; ".join(f"{reason} ({n}x)" for reason, n in reasons.most_common(2))
-    more = f"; {len(reasons) - 2} other reason(s)" if len(reasons) > 2 else ""
-    return (f"{count} of {len(runs)} runs failed and are left out of the ranking: {shown}{more} "
-            "(lrlab runs list --status failed)")  # fmt: skip
+    return line(runs)
 
 
 def _print_optima(verdict: Any) -> None:
@@ -346,7 +336,7 @@ def _print_optima(verdict: Any) -> None:
     level = f"{verdict.optima[0].level:.0%}"
     table = Table(
         title=f"Optimum peak LR per family ({level} interval)",
-        caption="a quadratic in log LR over the LRs tried: over every seed for the recommendation's family "
+        caption="a fit in log LR over the LRs tried (two half-parabolas over five, a parabola over three): over every seed for the recommendation's family "
         "(bootstrapped), over one seed for the others (the interval is the grid's resolution)",
     )
     for column in ("optimizer", "schedule", "optimum (interval)", "seeds", "LRs tried"):

@@ -273,7 +273,7 @@ def _print_result(result: Any, db: Path) -> None:
         table.add_row(str(t.number), t.state, num(t.value), escape(t.optimizer), escape(t.schedule))
     console.print(table)
     console.print(Panel("\n".join(escape(line) for line in verdict_lines(result)), title="Recommendation"))
-    from lrlab.cli.study import failed_line
+    from lrlab.study.summary import failed_line
 
     pruned = {rid for t in result.trials if t.state == "pruned" for rid in t.run_ids}
     failed = failed_line([r for r in result.runs if r.id not in pruned])

@@ -36,6 +36,7 @@ __all__ = [
     "loss_label",
     "lr_figure",
     "metrics_figure",
+    "objective_figure",
     "steps_figure",
     "ucurve_figure",
 ]
@@ -163,7 +164,16 @@ def _second_metric(data: ReportData) -> tuple[str, float] | None:
     return None
 
 
+def _has_val_loss(data: ReportData) -> bool:
+    return any(e.val_loss is not None for recs in data.epochs.values() for e in recs)
+
+
 def metrics_figure(data: ReportData) -> FigureSpec:
+    """Validation loss beside the classification error (or the task's declared metric); for
+    runs without a validation loss (a trial function's), their declared objective alone."""
+    declared = declared_objective(data.runs)
+    if declared is not None and not _has_val_loss(data):
+        return objective_figure(data, declared.metric, declared.higher_is_better)
     left = Panel("Validation loss", "epoch", loss_label("validation loss", data=data))
     second = _second_metric(data)
     if second is None or second[0] == "val_error":
@@ -215,6 +225,41 @@ def metrics_figure(data: ReportData) -> FigureSpec:
         [left, right],
         columns=2,
     ))
+
+
+def objective_figure(data: ReportData, metric: str, higher_is_better: bool) -> FigureSpec:
+    """The runs' declared objective against the epoch, which way is better in its labels:
+    what a trial function reports (``mean_return``, a score) in place of a validation loss."""
+    better = "higher is better" if higher_is_better else "lower is better"
+    panel = Panel(f"{metric} ({better})", "epoch", f"{metric} ({better})")
+    look = data.looks
+    kept: list[np.ndarray] = []
+    shown: set[str] = set()
+    for cfg in drawing_order(data):
+        lk = look[cfg.key]
+        stats = epoch_stats([data.epochs.get(r.id, []) for r in cfg.runs], metric)
+        if not len(stats.epoch):
+            continue
+        multi = lk.highlighted and stats.count.max() > 1
+        panel.traces.append(
+            Trace(
+                stats.epoch.astype(np.float64), stats.mean, lk.name, lk.group, lk.color,
+                mode="lines+markers" if lk.highlighted else "lines", marker="circle", marker_size=4,
+                width=lk.width(), opacity=lk.opacity, show_legend=legend_once(lk, shown),
+                band=(stats.low, stats.high) if multi else None, hover=hover_texts(lk, metric, len(stats.mean)),
+            )
+        )  # fmt: skip
+        if not cfg.diverged:
+            kept.append(stats.mean)
+    fit_y(panel, kept)
+    return legend_order(data, FigureSpec(
+        "metrics",
+        f"{metric} vs epoch ({better})",
+        f"The objective the training function declared and reports each epoch ({metric}, {better}); the runs "
+        "log no validation loss. With several seeds the line is their mean and the band their range. "
+        + COLOUR_WORDS,
+        [panel],
+    ))  # fmt: skip
 
 
 # ---------------------------------------------------------------- train-val gap

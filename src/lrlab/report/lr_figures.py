@@ -11,7 +11,7 @@ import numpy as np
 
 from lrlab.core.diagnostics import family_key
 from lrlab.core.grouping import Configuration
-from lrlab.core.ranking import Ranked, rank
+from lrlab.core.ranking import Ranked, declared_objective, rank
 from lrlab.formatting import num
 from lrlab.plot.range_test import RangeTest, range_test_figure
 from lrlab.plot.spec import FigureSpec, Panel, Span, Trace, VLine, error_bars, highlight_color
@@ -31,6 +31,12 @@ def ucurve_figure(data: ReportData) -> FigureSpec:
     metrics = [("val_loss", loss_label("final validation loss", data=data), 1.0)]
     if data.is_classification:
         metrics.append(("val_error", "final validation error (%)", 100.0))
+    declared = declared_objective(data.runs)
+    logged = any(e.val_loss is not None for recs in data.epochs.values() for e in recs)
+    own = declared is not None and not logged
+    if own:  # a trial function's runs: their declared objective, which way is better said
+        better = "higher is better" if declared.higher_is_better else "lower is better"
+        metrics = [(declared.metric, f"final {declared.metric} ({better})", 1.0)]
     optimizers = list(dict.fromkeys(c.config.optimizer for c in data.configs))
     panels = []
     shown: set[str] = set()
@@ -50,8 +56,9 @@ def ucurve_figure(data: ReportData) -> FigureSpec:
         "Each point is a configuration's final value (mean over seeds, bars: range) at the peak LR its "
         "schedule reaches; a line joins configurations that differ only in their LR, one colour per "
         "schedule family. Too small an "
-        "LR learns slowly, too large bounces or diverges (crosses on the top edge): the bottom of "
-        "the U is the LR to use. One column per optimizer: the dashed line is that optimizer's own "
+        "LR learns slowly, too large bounces or diverges (crosses on the top edge): the "
+        + ("best end of the curve (its top where higher is better)" if own else "bottom of the U")
+        + " is the LR to use. One column per optimizer: the dashed line is that optimizer's own "
         "range test suggestion and the shaded band its cyclic-LR bounds.",
         panels,
         columns=len(optimizers),

@@ -118,6 +118,10 @@ def steps_figure(data: ReportData, log_y: bool = False) -> FigureSpec:
     loss_panel = Panel("Training loss vs step", "optimizer step", loss_label(data=data), ylog=log_y)
     grad_panel = Panel("Gradient norm vs step", "optimizer step", "gradient L2 norm", ylog=True)
     stuck = {rid for f in data.findings if f.kind == "stuck" for rid in f.run_ids}
+    # A trial function that logs no loss (only its objective): no empty loss panel, the legend
+    # goes to the gradient norm's.
+    logged = _logs_a_loss(data)
+    legend_panel = loss_panel if logged else grad_panel
     look = data.looks
     kept: dict[str, list[np.ndarray]] = {"loss": [], "grad": []}
     shown: set[str] = set()
@@ -140,7 +144,7 @@ def steps_figure(data: ReportData, log_y: bool = False) -> FigureSpec:
                     px, py = _own_points(x, col, divergence_index(series, run))
                     panel.traces.append(
                         Trace(px, py, lk.name, lk.group, lk.color, width=width, opacity=lk.opacity,
-                              show_legend=legend and panel is loss_panel,
+                              show_legend=legend and panel is legend_panel,
                               hover=hover_texts(lk, f"seed {run.seed}: {what}", len(px)))
                     )  # fmt: skip
                     continue
@@ -152,7 +156,7 @@ def steps_figure(data: ReportData, log_y: bool = False) -> FigureSpec:
                 )  # fmt: skip
                 panel.traces.append(
                     Trace(x, ema(col, span, log=panel is grad_panel or log_y), lk.name, lk.group, lk.color,
-                          width=width, opacity=lk.opacity, show_legend=legend and panel is loss_panel,
+                          width=width, opacity=lk.opacity, show_legend=legend and panel is legend_panel,
                           hover=hover_texts(lk, f"seed {run.seed}: {what}, smoothed over ~{span:.0f} steps", len(x)))
                 )  # fmt: skip
             if not is_diverged(run):
@@ -171,6 +175,14 @@ def steps_figure(data: ReportData, log_y: bool = False) -> FigureSpec:
                 )  # fmt: skip
     fit_y(loss_panel, kept["loss"], floor=0.0)
     fit_y(grad_panel, kept["grad"])
+    if not logged:
+        return legend_order(data, FigureSpec(
+            "steps",
+            "Gradient norm vs step",
+            "Every run's gradient norm (its training function logs no loss); the coloured runs as a line "
+            "smoothed over about a fortieth of the run over a faint line of every step. " + COLOUR_WORDS,
+            [grad_panel],
+        ))
     return legend_order(data, FigureSpec(
         "steps",
         "Training loss and gradient norm vs step",
@@ -183,6 +195,11 @@ def steps_figure(data: ReportData, log_y: bool = False) -> FigureSpec:
         "the runs that did not diverge). " + COLOUR_WORDS,
         [loss_panel, grad_panel],
     ))
+
+
+def _logs_a_loss(data: ReportData) -> bool:
+    """Whether any run's steps hold a finite training loss (a trial function may log none)."""
+    return any(bool(np.isfinite(series.loss).any()) for series in data.steps.values() if len(series))
 
 
 def _own_points(x: np.ndarray, y: np.ndarray, keep: int | None) -> tuple[np.ndarray, np.ndarray]:

@@ -7,7 +7,7 @@ out, by the grid's own factor, in rounds (every family that needs one in one swe
 round, stacked as the first rung), until a worse LR lies on both sides of the best, the
 next one out diverges, or :data:`MAX_EXTRA` more LRs were spent on it
 (:func:`lrlab.core.bracket.next_lrs`). Each family's optimum is then the vertex of a
-quadratic in log LR (:func:`lrlab.core.bracket.fit_optimum`): over every seed for the
+fit in log LR (:func:`lrlab.core.bracket.fit_optimum`): over every seed for the
 recommendation's family (its neighbours train with every seed), over the first seed, with
 the grid's resolution as its interval, for the others.
 

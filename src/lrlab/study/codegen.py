@@ -1,5 +1,6 @@
 """Copy-pasteable code for a recommended optimizer + schedule: PyTorch, Lightning,
-Hugging Face and Keras.
+Hugging Face and Keras; for a trial function (``@lrlab.trainable``), the optimizer and
+scheduler lines to paste into it or into any loop (:func:`trainable_snippet`).
 
 Given the number of steps the study trained for (``study_steps``), the schedule is written
 as a function of the user's own ``total_steps`` (each step count a fraction of the run:
@@ -18,6 +19,7 @@ from lrlab.optim.lr_free import LR_FREE_OPTIMIZERS, SCHEDULE_FREE
 from lrlab.schedules import Schedule, from_dict, momentum_for, parse
 
 __all__ = [
+    "TRAINABLE_ONLY",
     "hf_snippet",
     "horizon_note",
     "keras_snippet",
@@ -26,7 +28,14 @@ __all__ = [
     "schedule_for",
     "step_template",
     "torch_snippet",
+    "trainable_snippet",
 ]
+
+TRAINABLE_ONLY = (
+    "# a trial function is a PyTorch loop of your own: no Keras, Lightning or Hugging Face code applies; "
+    "see the PyTorch code\n"
+)
+"""What stands in place of the Keras, Lightning and Hugging Face code of a trainable's study."""
 
 # The torch class comes from the optimizer grammar; Keras 3 has only some of them, one
 # under its own spelling.
@@ -262,6 +271,49 @@ def torch_snippet(
         "        loss_fn(model(inputs), targets).backward()\n"
         "        optimizer.step()\n"
         "        scheduler.step()  # once per optimizer step, after optimizer.step()\n"
+    )
+
+
+def trainable_snippet(
+    optimizer: str,
+    schedule: str,
+    *,
+    trainable: str,
+    study_steps: int | None = None,
+    momentum: str | None = None,
+) -> str:
+    """The lines to paste into the trial function ``trainable`` (in place of
+    ``trial.optimizer`` and ``trial.scheduler``) or into any loop of one's own: the
+    optimizer and :class:`lrlab.torch.LRScheduler` with the schedule, stepped once per
+    optimizer step. The run's length is ``epochs * steps_per_epoch`` (what the function's
+    ``@lrlab.trainable`` declares, or the user's own run). No data loop, no loss: the
+    function has its own.
+
+    >>> code = trainable_snippet("adam", "constant(lr=0.01)", trainable="reinforce")
+    >>> "reinforce" in code and "scheduler = LRScheduler(optimizer, " in code and "train_loader" not in code
+    True
+    """
+    head = (
+        f"# for your trial function {trainable} (in place of trial.optimizer / trial.scheduler), or any loop:\n"
+        "# `model` is what it trains\n"
+    )
+    imports, make = _torch_optimizer(optimizer, schedule, "model.parameters()")
+    if _schedule_free(optimizer):
+        return (
+            f"{head}{imports}\n"
+            f"optimizer = {make}  # schedule-free: no LR scheduler\n"
+            "# optimizer.train() wherever the model trains, optimizer.eval() before every evaluation\n"
+        )
+    steps_expr = "epochs * steps_per_epoch"  # as the function's @lrlab.trainable declares them
+    lines, built, driven = _with_momentum(optimizer, schedule, momentum, study_steps, steps_expr)
+    return (
+        f"{head}{imports}"
+        f"{_schedule_import(lines)}"
+        "from lrlab.torch import LRScheduler\n\n"
+        f"optimizer = {make}\n"
+        f"{lines}"
+        f"scheduler = LRScheduler(optimizer, {built}{driven})\n"
+        "# then after every optimizer.step(): scheduler.step()  (once per optimizer step)\n"
     )
 
 

@@ -7,13 +7,14 @@ Pure functions of a :class:`~lrlab.study.run.StudyResult`; the code to paste com
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lrlab.core.records import Objective
+from lrlab.core.records import Objective, RunRecord, RunStatus
 from lrlab.core.verdict import (
     NOISE_SE,
     TIE_RULE,
@@ -31,7 +32,15 @@ from lrlab.optim.lr_free import LR_ESTIMATORS, SCHEDULE_FREE
 from lrlab.report.optima import optimum_words
 from lrlab.schedules import Schedule
 from lrlab.schedules.summary import key_points
-from lrlab.study.codegen import hf_snippet, keras_snippet, lightning_snippet, step_template, torch_snippet
+from lrlab.study.codegen import (
+    TRAINABLE_ONLY,
+    hf_snippet,
+    keras_snippet,
+    lightning_snippet,
+    step_template,
+    torch_snippet,
+    trainable_snippet,
+)
 from lrlab.study.recommend import (
     Candidate,
     Recommendation,
@@ -116,7 +125,8 @@ def verdict_lines(result: StudyResult) -> list[str]:
     ]
     template = step_template(best.schedule, result.total_steps)
     if template.startswith("f"):  # step counts: say them as fractions of the user's run
-        lines.append(f"for your run of total_steps optimizer steps (len(train_loader) * epochs): {template}")
+        steps = "epochs * steps_per_epoch" if trainable_name(result.runs) else "len(train_loader) * epochs"
+        lines.append(f"for your run of total_steps optimizer steps ({steps}): {template}")
     lines += optimum_line(result)
     lines += margin_lines(rec, what)
     if rec.best_constant is not None:
@@ -126,9 +136,28 @@ def verdict_lines(result: StudyResult) -> list[str]:
         )
     if rec.diverged:
         lines.append(f"{rec.diverged} run(s) diverged")
+    failed = failed_line(result.runs)
+    if failed is not None:
+        lines.append(failed)
     lines += bracketing_line(result)
     lines += [line.text for line in lr_free_lines(result)]
     return lines
+
+
+def failed_line(runs: Sequence[RunRecord]) -> str | None:
+    """How many runs failed and why, in one line (None when none did): a failed run is left
+    out of every ranking, so the reader is told it happened. The study's verdict (what
+    ``print(lrlab.study(...))`` and the CLI show) and ``tune`` say it with this line."""
+    reasons = Counter((r.error or "no reason recorded") for r in runs if r.status is RunStatus.FAILED)
+    if not reasons:
+        return None
+    count = sum(reasons.values())
+    shown = "; ".join(f"{reason} ({n}x)" for reason, n in reasons.most_common(2))
+    more = f"; {len(reasons) - 2} other reason(s)" if len(reasons) > 2 else ""
+    return (
+        f"{count} of {len(runs)} runs failed and are left out of the ranking: {shown}{more} "
+        "(lrlab runs list --status failed)"
+    )
 
 
 def optimum_line(result: Any) -> list[str]:
@@ -138,7 +167,9 @@ def optimum_line(result: Any) -> list[str]:
         return []
     line = f"optimum of {mine.text}"
     lr = peak(result.recommendation.best.schedule, result.total_steps)
-    if mine.bracketed and mine.low is not None and mine.high is not None and not mine.low <= lr <= mine.high:
+    if mine.bracketed and mine.low is not None and mine.high is not None and not (
+        mine.low * (1 - 1e-9) <= lr <= mine.high * (1 + 1e-9)  # an end of the interval is the LR tried
+    ):
         side = "above" if lr > mine.high else "below"
         line += (
             f"; the recommended peak LR {lr:.4g} lies {side} it: it is the best LR tried, and the fit puts the "
@@ -162,11 +193,22 @@ def bracketing_line(result: Any) -> list[str]:
     return [line]
 
 
+def trainable_name(runs: Any) -> str | None:
+    """The trial function's name when ``runs`` are a trainable's (``@lrlab.trainable``), else None."""
+    return next((str(r.extras["trainable"]) for r in runs if r.extras.get("trainable")), None)
+
+
 def all_snippets(result: StudyResult) -> dict[str, str]:
     """PyTorch, Lightning, Hugging Face and Keras code for the recommended optimizer and
-    schedule, each computing the schedule from the user's own number of steps."""
+    schedule, each computing the schedule from the user's own number of steps; for a
+    trainable's study, the optimizer and scheduler lines for its function (PyTorch) and one
+    line saying why the other frameworks' code is left out (Keras)."""
     best = result.recommendation.best
     spec, steps = str(best.schedule), result.total_steps
+    fn = trainable_name(result.runs)
+    if fn is not None:
+        code = trainable_snippet(best.optimizer, spec, trainable=fn, study_steps=steps)
+        return {"PyTorch": code, "Keras": TRAINABLE_ONLY}
     objective, kind = objective_of(result), _kind(result)
     builtin = objective.loss in ("cross-entropy", "MSE")
     return {
@@ -238,7 +280,7 @@ def optima_markdown(verdict: StudyVerdict) -> str:
         for o in verdict.optima
     )
     return (
-        "## Optimum LR per family\n\nThe vertex of a quadratic in log LR over the LRs tried, with its "
+        "## Optimum LR per family\n\nThe vertex of a fit in log LR over the LRs tried (two half-parabolas over five LRs, a parabola over three), with its "
         f"{verdict.optima[0].level:.0%} interval: bootstrapped over every seed for the recommendation's family, "
         "the grid's resolution for the others (one seed).\n\n| optimizer | schedule | optimum peak lr (interval) "
         f"| seeds | LRs tried | how |\n|---|---|---|---|---|---|\n{rows}\n\n"

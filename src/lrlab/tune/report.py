@@ -59,12 +59,19 @@ def verdict_lines(result: Any) -> list[str]:
 
 
 def code(result: Any) -> tuple[str, str]:
-    from lrlab.study.codegen import keras_snippet, torch_snippet
+    """PyTorch and Keras code for the tune's best configuration; for a trainable's tune, the
+    optimizer and scheduler lines for its function and one line on why no Keras code."""
+    from lrlab.study.codegen import TRAINABLE_ONLY, keras_snippet, torch_snippet, trainable_snippet
+    from lrlab.study.summary import trainable_name
 
     best = result.recommendation.best
     # Step counts as fractions of the user's run, as the study's code: the tune's own step
     # counts would hold a one-cycle's last LR from the tune's length on.
     steps = result.total_steps
+    fn = trainable_name(getattr(result, "runs", ()))
+    if fn is not None:
+        code = trainable_snippet(best.optimizer, str(best.schedule), trainable=fn, study_steps=steps)
+        return code, TRAINABLE_ONLY
     return (torch_snippet(best.optimizer, str(best.schedule), study_steps=steps),
             keras_snippet(best.optimizer, str(best.schedule), study_steps=steps))  # fmt: skip
 
