@@ -29,6 +29,7 @@ from lrlab.core.diagnostics import Finding
 from lrlab.instruments import words
 from lrlab.instruments.audit import LRAudit, auditable
 from lrlab.instruments.noise import NoiseScale
+from lrlab.instruments.progress import RISE_FACTOR, RISE_STEPS, STEADY_BLOCK, rising_far, steady_fall
 from lrlab.instruments.ratio import UpdateRatio
 from lrlab.instruments.settings import InstrumentSettings
 from lrlab.instruments.sharpness import Sharpness
@@ -52,6 +53,12 @@ WARMUP_LATER = (50, 100)  # the measured steps it compares them with
 WARMUP_FACTOR = 10.0  # early median this many times the later one ...
 WARMUP_RATIO = 0.1  # ... and above this: a finding, when the LR did not warm up
 SPIKE_REPEAT = 100  # steps after a reported spike before another is reported
+# The LR too small: once settled, with the LR at least half its peak, a 20-step median ratio below
+# the usual 1e-3 (words.USUAL_RATIO) while the loss still falls steadily (progress.steady_fall).
+# Clean tuning runs settle at 1.9e-3 or more (chars-lstm, SGD at 0.3); Adam at 3e-4 on chars-lstm,
+# a hundredth of its best LR, sits at 7e-4 with its loss falling faster block after block.
+RATIO_SLOW = words.USUAL_RATIO
+LOSS_WINDOW = 3 * STEADY_BLOCK  # the last losses kept (a ring, filled in place)
 
 Series = dict[str, tuple[list[int], list[float]]]
 log = logging.getLogger("lrlab.instruments")
@@ -121,6 +128,11 @@ class Instruments:
         self._model_watched = False
         self._lr_now = self._lr_peak = 0.0  # the LR of the last step and the largest so far
         self._decayed: dict[int, bool] = {}  # measured step -> its LR below half the peak so far
+        self._ring = np.full(LOSS_WINDOW, np.nan)  # the last losses, by count modulo LOSS_WINDOW
+        self._ring_count = 0
+        self._first_loss = math.nan
+        self._fed: list[tuple[int, float]] = []  # this collect's losses, fed to the ring in order
+        self._fed_at = 0
 
     # ------------------------------------------------------------ attaching
 
@@ -243,7 +255,9 @@ class Instruments:
     def collect(self) -> None:
         """Read the hooks' values and run every rule over the steps recorded since the last call."""
         offset = self.offset or 0
+        self._fed, self._fed_at = self._losses, 0
         self._collect_ratios(offset)
+        self._feed_losses(math.inf)
         self._collect_audit(offset)
         self._collect_spikes()
         for step, value, limit, pre in self._pending_sharpness:
@@ -276,6 +290,7 @@ class Instruments:
                 self._remember(g, row[g])
             for t, name in enumerate(self.tensor_names[: max(0, len(row) - groups)]):
                 self._point(f"update_ratio/{name}", at, row[groups + t])
+            self._feed_losses(at)
             if "update_ratio" in self.settings:
                 self._judge_ratios(at, decayed)
             if not self._warmup_done:
@@ -307,6 +322,42 @@ class Instruments:
             if high or low:
                 self._ratio_reported.add(g)
                 self._found(words.ratio_finding(step, self.group_names[g], median, high))
+            elif settled and not decayed and 0 < median < RATIO_SLOW:
+                self._judge_slow(step, self.group_names[g], median)
+
+    def _judge_slow(self, step: int, group: str, median: float) -> None:
+        """A small update ratio is a finding only while the loss still falls steadily: the LR
+        holds training back, it is not a model that trains well at small steps."""
+        if "lr_low" in self._once or self._ring_count < LOSS_WINDOW:
+            return
+        window = np.roll(self._ring, -(self._ring_count % LOSS_WINDOW))  # oldest first
+        if steady_fall(window):
+            means = window.reshape(3, STEADY_BLOCK).mean(axis=1)
+            self._found(words.slow_finding(step, group, median, [float(m) for m in means]), once="lr_low")
+
+    def _feed_losses(self, upto: float) -> None:
+        """The losses recorded up to step ``upto`` into the ring, each judged for divergence."""
+        fed, at = self._fed, self._fed_at
+        while at < len(fed) and fed[at][0] <= upto:
+            step, loss = fed[at]
+            at += 1
+            if self._ring_count == 0:
+                self._first_loss = loss
+            self._ring[self._ring_count % LOSS_WINDOW] = loss
+            self._ring_count += 1
+            if "spikes" in self.settings and "divergence" not in self._once:
+                self._judge_rise(step)
+        self._fed_at = at
+
+    def _judge_rise(self, step: int) -> None:
+        last = float(self._ring[(self._ring_count - 1) % LOSS_WINDOW])
+        if self._ring_count <= RISE_STEPS or not last > RISE_FACTOR * self._first_loss:
+            return  # the common case, decided without building the window
+        recent = [
+            float(self._ring[(self._ring_count - k) % LOSS_WINDOW]) for k in range(RISE_STEPS + 1, 0, -1)
+        ]
+        if rising_far(recent, self._first_loss):
+            self._found(words.divergence_finding(step, recent, self._first_loss), once="divergence")
 
     def _judge_warmup(self, step: int) -> None:
         firsts = self._ratio_first.values()

@@ -6,12 +6,15 @@ import math
 
 from lrlab.core.diagnostics import Finding
 from lrlab.formatting import num
+from lrlab.instruments.progress import STEADY_BLOCK
 
 __all__ = [
     "audit_finding",
+    "divergence_finding",
     "eval_mode_finding",
     "ratio_finding",
     "sharpness_finding",
+    "slow_finding",
     "spike_finding",
     "times",
     "warmup_finding",
@@ -111,3 +114,27 @@ def eval_mode_finding(step: int) -> Finding:
         "gradient point, not the average): call optimizer.eval() before evaluating and optimizer.train() after"
     )
     return Finding.at_step(step, "eval_mode", message, {"train_mode": True})
+
+
+def slow_finding(step: int, group: str, ratio: float, block_means: list[float]) -> Finding:
+    """The LR too small: a small update ratio while the loss still falls steadily."""
+    falls = ", ".join(num(m) for m in block_means)
+    message = (
+        f"step {step}: the loss is still falling steadily ({falls}, the means of the last three "
+        f"{STEADY_BLOCK}-step blocks) with the LR at least half its peak and the update ratio of group "
+        f"'{group}' at {ratio:.1e}, below the usual {USUAL_RATIO:.0e}: the LR is likely too small: raise it "
+        "(a range test, `lrlab find`, says how far)"
+    )
+    return Finding.at_step(step, "lr_low", message, {"group": group, "ratio": ratio, "usual": USUAL_RATIO,
+                                                      "block_means": block_means})  # fmt: skip
+
+
+def divergence_finding(step: int, recent: list[float], first: float) -> Finding:
+    """A run diverging: the loss rising step over step far above where it started."""
+    rises = " -> ".join(num(v) for v in recent)
+    message = (
+        f"step {step}: the loss rose on each of the last {len(recent) - 1} steps ({rises}), "
+        f"{num(recent[-1] / first)}x its first {num(first)}: the run is diverging; lower the LR, warm up "
+        "longer or clip the gradient norm"
+    )
+    return Finding.at_step(step, "divergence", message, {"losses": recent, "first": first})
