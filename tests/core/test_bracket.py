@@ -105,6 +105,16 @@ def test_a_steeper_side_above_does_not_pull_the_optimum_down():
     assert "two half-parabolas" in result.reason
 
 
+def test_the_optimum_never_lies_toward_a_diverged_neighbour():
+    # the LR above the best diverged: the estimate stays within the LRs that have a loss
+    nan = float("nan")
+    for rows in ([[3.0], [2.0], [1.0], [nan]], [[2.0], [1.0], [nan]]):
+        lrs = [0.001, 0.01, 0.1, 1.0][: len(rows)]
+        result = fit_optimum(lrs, rows)
+        assert result.bracketed
+        assert result.lr == pytest.approx(result.best_lr)
+
+
 def test_a_negative_loss_is_not_divergence():
     result = fit_optimum([0.01, 0.03, 0.09], [[-5.0], [-9.0], [-6.0]])
     assert result.bracketed and result.best_lr == 0.03

@@ -228,6 +228,8 @@ def _vertices(xs: np.ndarray, means: np.ndarray) -> np.ndarray:
     means = np.atleast_2d(np.asarray(means, dtype=float))
     if len(xs) >= ASYMMETRIC_POINTS:
         return _two_sided(xs, means)
+    if len(xs) < 3:  # two LRs (the other neighbour diverged or failed): no curvature to read
+        return xs[np.argmin(means, axis=1)].astype(float)
     return _parabola(xs, means)
 
 
@@ -339,9 +341,11 @@ def fit_optimum(
 
 
 def _vertex(x: np.ndarray, means: np.ndarray, window: list[int], best: int, low: float, high: float) -> float:
-    """The fitted vertex (:func:`_vertices`) kept inside the bracket."""
+    """The fitted vertex (:func:`_vertices`) kept inside the bracket and inside the LRs the fit
+    read: never beyond the last finite LR toward a neighbour that diverged or failed, where
+    no run measured a loss."""
     vertex = float(_vertices(x[window], means[window][None, :])[0])
-    return float(min(max(vertex, low), high))
+    return float(min(max(vertex, low, x[window[0]]), high, x[window[-1]]))
 
 
 def _seed_interval(
