@@ -168,7 +168,7 @@ def optimum_line(result: Any) -> list[str]:
     line = f"optimum of {mine.text}"
     lr = peak(result.recommendation.best.schedule, result.total_steps)
     if mine.bracketed and mine.low is not None and mine.high is not None and not (
-        mine.low * (1 - 1e-9) <= lr <= mine.high * (1 + 1e-9)  # an end of the interval is the LR tried
+        mine.low * (1 - 5e-3) <= lr <= mine.high * (1 + 5e-3)  # at an end as printed (3 digits): inside
     ):
         side = "above" if lr > mine.high else "below"
         line += (
