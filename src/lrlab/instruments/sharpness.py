@@ -97,8 +97,8 @@ def stability_limit(lr: float, *, momentum: float | None = None, adam_beta1: flo
     ``(2 + 2 momentum) / lr`` with heavy-ball momentum; ``(2 + 2 beta1) / ((1 - beta1) lr)``
     for the preconditioned sharpness of Adam (38 / lr at beta1 = 0.9).
 
-    >>> stability_limit(0.1), stability_limit(0.1, momentum=0.9), round(stability_limit(0.1, adam_beta1=0.9), 6)
-    (20.0, 38.0, 380.0)
+    >>> [round(stability_limit(0.1, **kw), 6) for kw in ({}, {"momentum": 0.9}, {"adam_beta1": 0.9})]
+    [20.0, 38.0, 380.0]
     """
     if lr <= 0:
         return math.inf
