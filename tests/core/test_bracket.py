@@ -115,6 +115,14 @@ def test_the_optimum_never_lies_toward_a_diverged_neighbour():
         assert result.lr == pytest.approx(result.best_lr)
 
 
+def test_over_three_lrs_the_interval_reaches_the_best_tried():
+    # steep above, gentle below: the parabola's vertex lands below the best LR, the interval reaches it
+    rows = [[0.0167, 0.0195, 0.0167], [0.0111, 0.0111, 0.0139], [0.0195, 0.0223, 0.0362]]
+    result = fit_optimum([0.00955, 0.0286, 0.0859], rows)
+    assert result.lr < result.best_lr == 0.0286
+    assert result.low <= result.best_lr <= result.high
+
+
 def test_a_negative_loss_is_not_divergence():
     result = fit_optimum([0.01, 0.03, 0.09], [[-5.0], [-9.0], [-6.0]])
     assert result.bracketed and result.best_lr == 0.03

@@ -111,8 +111,13 @@ def test_live_findings_are_logged_once_each(tmp_path, caplog):
     opt = torch.optim.SGD(model.parameters(), lr=1.5)  # past 2/curvature for this problem: it blows up
     with lrlab.track(opt, name="blow", db=tmp_path / "r.db", live=True) as run:
         loop(run, opt, model, steps=120)
-    div = [r.getMessage() for r in caplog.records if "diverg" in r.getMessage()]
-    assert len(div) == 1 and run.status == "diverged"
+    messages = [r.getMessage() for r in caplog.records]
+    # the instruments' early warning (the loss rising step over step) and the diagnostics' divergence,
+    # each logged once, the warning first
+    early = [i for i, m in enumerate(messages) if "rose on each of the last" in m]
+    div = [i for i, m in enumerate(messages) if "its first value" in m]
+    assert len(early) == 1 and len(div) == 1 and early[0] < div[0]
+    assert run.status == "diverged"
 
 
 def test_report_and_runs_list_on_a_tracked_sweep(tmp_path):

@@ -304,7 +304,8 @@ def fit_optimum(
     the optimum is). The interval resamples seeds (paired across LRs) and refits
     (a resample's vertex may leave the bracket, not the fitted window);
     it is never narrower than a quarter of the grid's step on each side, and with one seed it
-    is the grid's resolution (half a step each side). Unbracketed: the best tried LR, with the
+    is the grid's resolution (half a step each side). Over three LRs it always reaches the best
+    tried LR: a parabola through three points cannot tell a steeper side from a shifted vertex. Unbracketed: the best tried LR, with the
     interval open on the side left unexplored.
     """
     if not 0 < level < 1:
@@ -331,6 +332,8 @@ def fit_optimum(
     seeds = min(len(rows[i]) for i in window)
     floor = 0.5 * step if seeds < 2 else 0.25 * step
     lo, hi = min(lo, vertex - floor), max(hi, vertex + floor)
+    if len(window) < ASYMMETRIC_POINTS:  # three LRs cannot tell a steeper side from a shifted vertex:
+        lo, hi = min(lo, float(x[best])), max(hi, float(x[best]))  # the best tried LR stays in the interval
     how = "one seed: the interval is the grid's resolution" if seeds < 2 else f"{seeds} seeds, bootstrapped"
     reason = (
         f"bracketed: {grid[best - 1]:.3g} and {grid[best + 1]:.3g} are worse than {best_lr:.3g}; "

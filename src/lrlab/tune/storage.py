@@ -9,7 +9,9 @@ once, in one line, before anything trains.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -74,12 +76,36 @@ def open_storage(url: str) -> Any:
     elif scheme in ("postgresql", "postgres", "mysql", "mariadb"):
         engine["connect_args"] = {"connect_timeout": CONNECT_SECONDS}
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine, skip_compatibility_check=False)
+        with _creation_lock(url if scheme == "sqlite" else None):
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine, skip_compatibility_check=False)
     except ImportError as exc:
         raise ValueError(f"Optuna storage {_shown(url)} needs a database driver that is not installed ({exc})") from None
     except Exception as exc:  # SQLAlchemy's OperationalError and friends: the server is not there
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ValueError(f"cannot open the Optuna storage {_shown(url)}: {first[:200]} (allowed: {ALLOWED})") from None
+
+
+@contextlib.contextmanager
+def _creation_lock(url: str | None) -> Iterator[None]:
+    """Hold an exclusive lock beside a SQLite storage while Optuna opens it: two processes that
+    find the file new both create its tables otherwise, and one fails ("table studies already
+    exists"). A lock file ``<file>.lock``; nothing to lock for other kinds, in-memory files, or
+    where ``fcntl`` is missing (not POSIX)."""
+    file = url.partition(":///")[2] if url else ""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        fcntl = None  # type: ignore[assignment]
+    if not file or file == ":memory:" or fcntl is None:
+        yield
+        return
+    lock = Path(file).expanduser().with_name(Path(file).name + ".lock")
+    handle = os.open(lock, os.O_CREAT | os.O_RDWR, 0o644)  # a lock file, never written
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(handle)  # closing releases the lock
 
 
 def _shown(url: str) -> str:

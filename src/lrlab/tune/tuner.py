@@ -366,11 +366,17 @@ class Tuner:
     def _in_flight_elsewhere(self, frozen: Any) -> bool:
         """Whether a trial left ``running`` is held by another live process: its owner's
         process is alive on this machine, or, on another machine, the trial or its runs have
-        begun within the lease. A trial that names no owner (an older tune) is judged by its
-        runs' claims alone, as before."""
+        begun within the lease. A trial that names no owner and no runs yet, asked within the
+        lease, is another process's in the instant between asking it and naming itself (two
+        processes started together failed each other's first trial there); one that names runs
+        (an older tune) is judged by its runs' claims alone, as before."""
         owner = frozen.user_attrs.get("owner")
-        if not owner or owner == self.owner:
+        if owner == self.owner:
             return False
+        if not owner:  # just asked by a process that has not written its owner yet (or an older tune)
+            ids = frozen.user_attrs.get("run_id") or frozen.user_attrs.get("run_ids")
+            started = frozen.datetime_start.timestamp() if frozen.datetime_start else 0.0
+            return not ids and time.time() - started < LEASE_SECONDS
         if owner_is_local(owner):
             return owner_alive(owner)
         # On another machine: alive while recent (then its runs' claims, checked by recover, tell).
