@@ -113,12 +113,13 @@ def transfer(
     try:
         if fresh:
             _forget(the_store, name)
-        made = [_proxy(factory, axis, v, name, epochs, batch_size, options, parametrization, values[0], optimizer)
+        call = _bound(factory, options)
+        made = [_proxy(call, axis, v, name, epochs, batch_size, parametrization, values[0], optimizer)
                 for v in values]  # fmt: skip
         report(TransferEvent("plan", f"{len(made)} proxies of {axis}", 0, len(made)))
         start = lr if lr is not None else _starting_lr(the_store, name, made[0], optimizer, device, report)
         if parametrization == "mup":
-            _coordinate_check(factory, axis, values, goal, options, start, optimizer, report)
+            _coordinate_check(call, axis, values, goal, start, optimizer, report)
         execution = {"jobs": jobs, "device": device, "vectorize": vectorize}
         optima = _optima(made, the_store, optimizer, schedule, tuple(range(seeds)), start, execution, max_extra,
                          level, report)  # fmt: skip
@@ -202,35 +203,46 @@ def _forget(store: Store, name: str) -> None:
             store.delete_sweep(sweep)
 
 
+def _bound(factory: Callable[..., Any], options: Mapping[str, Any] | None) -> Callable[..., Any]:
+    """``factory`` with the task's ``options`` given on every call (itself without options)."""
+    if not options:
+        return factory
+
+    def call(**kwargs: Any) -> Any:
+        return factory(**dict(options), **kwargs)
+
+    call.__name__ = getattr(factory, "__name__", "model")  # type: ignore[attr-defined]
+    return call
+
+
+def _as_tasks(call: Callable[..., Any]) -> Callable[..., Any]:
+    """``call`` returning a ``Task`` whatever form it returns: μP and its coordinate check
+    build the model at other widths too, always as a task."""
+
+    def tasks(**kwargs: Any) -> Any:
+        return task_of(call(**kwargs), call)
+
+    return tasks
+
+
 def _proxy(
-    factory: Callable[..., Any],
+    call: Callable[..., Any],
     axis: str,
     value: float,
     name: str,
     epochs: int | None,
     batch_size: int | None,
-    options: Mapping[str, Any] | None,
     parametrization: str,
     base: float,
     optimizer: str,
 ) -> Proxy:
-    call = factory
-    if options:
-
-        def call(**kwargs: Any) -> Any:
-            return factory(**dict(options), **kwargs)
-
-        call.__name__ = getattr(factory, "__name__", "model")  # type: ignore[attr-defined]
     proxy = build_proxy(call, axis, value, name=name, epochs=epochs, batch_size=batch_size)
     if parametrization != "mup":
         return proxy
     from lrlab.transfer.mup import mup_setup
 
-    def tasks(**kwargs: Any) -> Any:  # μP builds the model at the base width too: always as a task
-        return task_of(call(**kwargs), call)
-
     try:
-        setup = mup_setup(tasks, axis, int(value), base=int(base), optimizer=optimizer)
+        setup = mup_setup(_as_tasks(call), axis, int(value), base=int(base), optimizer=optimizer)
     except ValueError as exc:
         raise TransferError(f"μP at {axis} {value:g}: {str(exc).splitlines()[0]}") from None
     task = setup.task if setup.task is not None else proxy.task
@@ -238,11 +250,10 @@ def _proxy(
 
 
 def _coordinate_check(
-    factory: Callable[..., Any],
+    call: Callable[..., Any],
     axis: str,
     values: tuple[float, ...],
     goal: float,
-    options: Mapping[str, Any] | None,
     lr: float,
     optimizer: str,
     report: Any,
@@ -252,13 +263,10 @@ def _coordinate_check(
     ``TransferError`` naming it, not octaves of drift found after the runs."""
     from lrlab.transfer.coord import coord_check
 
-    def tasks(**kwargs: Any) -> Any:
-        return task_of(factory(**dict(options or {}), **kwargs), factory)
-
     report(TransferEvent("coord", f"{axis} {', '.join(f'{v:g}' for v in (*values, goal))}", 0, 1))
     widths = sorted({int(v) for v in (*values, goal)})
     try:
-        coord_check(tasks, axis, widths, lr=lr, optimizer=optimizer, base=int(values[0])).check()
+        coord_check(_as_tasks(call), axis, widths, lr=lr, optimizer=optimizer, base=int(values[0])).check()
     except ValueError as exc:
         raise TransferError(f"μP's coordinate check failed: {str(exc).splitlines()[0]}") from None
 
