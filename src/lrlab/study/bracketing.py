@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from lrlab.core.bracket import LEVEL, Optimum, fit_optimum, grid_factor, next_lrs
+from lrlab.core.bracket import LEVEL, Optimum, fit_optimum, grid_factor, mean_losses, next_lrs
 from lrlab.core.ranking import final_metric, higher_is_better, objective
 from lrlab.core.records import EpochRecord, FinderRecord, RunRecord, RunStatus
 from lrlab.core.verdict import FamilyOptimum
@@ -305,11 +305,11 @@ def lacking_seeds(table: Mapping[float, Mapping[int, float]], lr: float, seeds: 
     settled = {k: v for k, v in table.items() if _settled(v, seeds)}
     centres = {lr}
     if settled:
-        means = {k: (math.inf if any(math.isnan(x) for x in v.values()) else sum(v.values()) / len(v))
-                 for k, v in settled.items()}  # fmt: skip
-        best = min(sorted(means), key=lambda k: means[k])
+        lrs = sorted(settled)
+        means = mean_losses([list(settled[k].values()) for k in lrs])  # inf where a seed diverged
+        best = min(range(len(lrs)), key=lambda i: means[i])  # the smallest LR among equals
         if math.isfinite(means[best]):  # every settled LR diverged: no best to bracket yet
-            centres.add(best)
+            centres.add(lrs[best])
     wanted = {n for centre in centres for n in neighbours(table, centre)}
     return sorted(n for n in wanted if not _settled(table[n], seeds))
 
