@@ -407,13 +407,11 @@ def _open(
     return Optimum(best_lr, 0.0, best_lr, level, False, edge, best_lr, *frozen, reason)
 
 
-_Z = {0.5: 0.6745, 0.8: 1.2816, 0.9: 1.6449, 0.95: 1.9600}
-
-
 def _z(level: float) -> float:
+    """The normal quantile of a two-sided interval at ``level`` (1.2816 at 80%)."""
     from statistics import NormalDist
 
-    return _Z.get(level) or NormalDist().inv_cdf((1 + level) / 2)
+    return NormalDist().inv_cdf((1 + level) / 2)
 
 
 def fit_power_law(
