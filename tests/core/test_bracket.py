@@ -113,6 +113,7 @@ def test_the_optimum_never_lies_toward_a_diverged_neighbour():
         result = fit_optimum(lrs, rows)
         assert result.bracketed
         assert result.lr == pytest.approx(result.best_lr)
+    assert "the better of the 2 LRs with a loss" in result.reason
 
 
 def test_over_three_lrs_the_interval_reaches_the_best_tried():

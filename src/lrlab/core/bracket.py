@@ -335,11 +335,12 @@ def fit_optimum(
     if len(window) < ASYMMETRIC_POINTS:  # three LRs cannot tell a steeper side from a shifted vertex:
         lo, hi = min(lo, float(x[best])), max(hi, float(x[best]))  # the best tried LR stays in the interval
     how = "one seed: the interval is the grid's resolution" if seeds < 2 else f"{seeds} seeds, bootstrapped"
-    reason = (
-        f"bracketed: {grid[best - 1]:.3g} and {grid[best + 1]:.3g} are worse than {best_lr:.3g}; "
-        f"{'two half-parabolas' if len(window) >= ASYMMETRIC_POINTS else 'a parabola'} in log LR over "
-        f"{len(window)} LRs ({how})"
-    )
+    fit = (
+        f"two half-parabolas in log LR over {len(window)} LRs" if len(window) >= ASYMMETRIC_POINTS
+        else f"a parabola in log LR over {len(window)} LRs" if len(window) >= 3
+        else "the better of the 2 LRs with a loss (no curve through two points)"
+    )  # fmt: skip
+    reason = f"bracketed: {grid[best - 1]:.3g} and {grid[best + 1]:.3g} are worse than {best_lr:.3g}; {fit} ({how})"
     return Optimum(math.exp(vertex), math.exp(lo), math.exp(hi), level, True, None, best_lr, *frozen, reason)
 
 
