@@ -137,7 +137,8 @@ def test_rm_whole_sweep_with_yes(tmp_path):
 def test_dataframes(db):
     pytest.importorskip("pandas")
     runs = runs_frame(db, "runs-cli")
-    assert list(runs.columns) == list(EXPORT_COLUMNS) and len(runs) == 4
+    assert list(runs.columns)[: len(EXPORT_COLUMNS)] == list(EXPORT_COLUMNS) and len(runs) == 4
+    assert list(runs.columns)[len(EXPORT_COLUMNS) :] == ["objective", "objective_higher_is_better"]
     assert set(runs["status"]) == {"done", "diverged"}
     epochs = epochs_frame(db, "runs-cli")
     assert set(epochs.groupby("run_id")["epoch"].max()) <= {1, 2}
@@ -261,6 +262,21 @@ def test_show_and_every_export_format_carry_the_tasks_own_metric(study_db):
     )
     assert len(as_json) == 1 and as_json[0]["final"]["val_mae"] == last.metrics["val_mae"]
     assert as_json[0]["objective"]["metric"] == "val_mae"
+
+
+def test_the_runs_dataframe_carries_the_tasks_objective_and_named_metrics(study_db):
+    pandas = pytest.importorskip("pandas")
+    store = Store(study_db, readonly=True)
+    frame = runs_frame(study_db, "reg-study").set_index("id")
+    assert len(frame) == 154 and {"final_val_mae", "final_val_r2", "objective"} <= set(frame.columns)
+    for run in store.runs()[:20]:
+        epochs = store.epochs(run.id)
+        if epochs:  # a done run: the task's own metric as stored, not NaN
+            assert frame.loc[run.id, "final_val_mae"] == epochs[-1].metrics["val_mae"]
+            assert frame.loc[run.id, "final_val_r2"] == epochs[-1].metrics["val_r2"]
+        else:  # a run that diverged before its first epoch: no value, not a made-up one
+            assert pandas.isna(frame.loc[run.id, "final_val_mae"])
+    assert set(frame["objective"]) == {"val_mae"} and not frame["objective_higher_is_better"].any()
 
 
 @pytest.mark.slow  # an MLflow SQLite store is made (its migrations take seconds)

@@ -85,3 +85,29 @@ def test_several_panels_name_their_own_lines_under_their_x_label():
             f"peak learning rate\ndashed: range test: lr={0.3 * (i + 1):g}; band: cyclic bounds 0.2-0.5"
         )
     assert [t.get_text() for t in fig.legends[0].get_texts()] == ["a"]
+
+
+def test_the_interactive_chart_has_distinct_symbols_and_names_its_lines_in_the_legend():
+    from lrlab.plot.interactive import plotly_figure
+
+    fig = plotly_figure(range_test_figure([curve(EVERY_RULE)]))
+    symbols = {t["name"].split(":")[0]: t["marker"]["symbol"] for t in fig["data"] if t["mode"] == "markers"}
+    assert len(symbols) == 7 and len(set(symbols.values())) == 7 and symbols["minimum/7"] == "star"
+    assert symbols["minimum/10"] != symbols["steepest"] and symbols["minimum/3"] != symbols["valley"]
+    layout = fig["layout"]
+    titles = {p.title for p in range_test_figure([curve(EVERY_RULE)]).panels}
+    # nothing written over the curves: the only texts are the panel titles
+    assert {a["text"] for a in layout.get("annotations", ())} <= titles
+    named = [s["name"] for s in layout["shapes"] if s.get("showlegend")]
+    assert named == ["cyclic bounds 0.1-0.4", "chosen lr=0.06 (minimum/7)"]
+
+
+def test_a_mark_shared_by_two_panels_is_named_once_in_the_interactive_legend():
+    from lrlab.plot.interactive import plotly_figure
+    from lrlab.plot.spec import FigureSpec, Panel, Span, VLine
+
+    panels = [Panel(f"p{i}", "lr", "loss", vlines=[VLine(0.3, "range test: lr=0.3")],
+                    spans=[Span(0.2, 0.5, "cyclic bounds 0.2-0.5")], xlog=True) for i in range(2)]  # fmt: skip
+    shapes = plotly_figure(FigureSpec("u", "U", "", panels, columns=2))["layout"]["shapes"]
+    assert len(shapes) == 4 and [s["showlegend"] for s in shapes] == [True, True, False, False]
+    assert len({s["legendgroup"] for s in shapes}) == 2  # one click hides the mark in both panels

@@ -118,8 +118,8 @@ def test_plotly_draws_contours_marks_and_a_step_slider():
     assert fig["data"][0]["z"]["shape"] == "30, 30"
     shapes = fig["layout"]["shapes"]
     assert {s["type"] for s in shapes} == {"rect", "line"} and len(shapes) == 3  # band, vline, hline
-    texts = {a["text"] for a in fig["layout"]["annotations"]}
-    assert {"a line", "a band"} <= texts
+    assert {s.get("name") for s in shapes if s.get("showlegend")} == {"a line", "a band"}  # in the legend
+    assert not any(a["text"] in ("a line", "a band") for a in fig["layout"].get("annotations", ()))
     assert [f["name"] for f in fig["frames"]] == ["0", "5", "10"]
     assert all(f["traces"] == [1, 2] for f in fig["frames"])
     assert [s["label"] for s in fig["layout"]["sliders"][0]["steps"]] == ["0", "5", "10"]
@@ -154,7 +154,8 @@ def test_the_report_page_draws_the_finder_line_and_bounds(tmp_path):
     data = build_report_data(sw.runs, sw.epochs, sw.steps, [finder])
     [spec] = [f for f in build_figures(data) if f.key == "finder"]
     layout = plotly_figure(spec)["layout"]
-    # Shapes take data coordinates on a log axis, annotations log10 of them.
+    # Shapes take data coordinates on a log axis; their labels are legend entries, not text on the curves.
     assert [(s["type"], s["x0"]) for s in layout["shapes"]] == [("rect", 0.05), ("line", 0.2)]
-    [vline] = [a for a in layout["annotations"] if a["text"].startswith("chosen")]
-    assert vline["x"] == pytest.approx(np.log10(0.2))
+    assert [s["name"] for s in layout["shapes"]] == ["cyclic bounds 0.05-0.2", "chosen lr=0.2 (valley)"]
+    assert all(s["showlegend"] for s in layout["shapes"])
+    assert not any(a["text"].startswith("chosen") for a in layout.get("annotations", ()))

@@ -199,20 +199,12 @@ def export(
 
 def _write_csv(records: list[dict]) -> None:
     """The stable columns, then the objective and every named final metric (``final_val_mae``)."""
-    from lrlab.store.queries import EXPORT_COLUMNS, FINAL_METRICS, flat_record
+    from lrlab.store.queries import flat_records
 
-    named = list(
-        dict.fromkeys(k for r in records for k in (r["final"] or {}) if k not in ("epoch", *FINAL_METRICS))
-    )
-    columns = [*EXPORT_COLUMNS, "objective", "objective_higher_is_better", *(f"final_{k}" for k in named)]
+    columns, rows = flat_records(records)
     writer = csv.DictWriter(sys.stdout, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
-    for record in records:
-        objective = record.get("objective") or {}
-        final = record["final"] or {}
-        writer.writerow({**flat_record(record), "objective": objective.get("metric"),
-                         "objective_higher_is_better": objective.get("higher_is_better"),
-                         **{f"final_{k}": final.get(k) for k in named}})  # fmt: skip
+    writer.writerows(rows)
 
 
 def _export_to(to: str, dest: str | None, db: Path, sweep: str | None, run: list[str]) -> None:

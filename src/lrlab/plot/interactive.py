@@ -61,9 +61,10 @@ def plotly_figure(spec: FigureSpec) -> dict:
         vertical_spacing=0.12 if rows > 1 else 0.0,
         column_widths=widths if len(widths) == spec.columns and set(widths) != {1.0} else None,
     )
+    named: set[str] = set()  # marks named in the legend (a label shared by panels: once)
     for i, panel in enumerate(spec.panels):
-        _axes(fig, panel, i // spec.columns + 1, i % spec.columns + 1, "" if i == 0 else str(i + 1))
-    entries = len(spec.legend_entries())
+        _axes(fig, panel, i // spec.columns + 1, i % spec.columns + 1, "" if i == 0 else str(i + 1), named)
+    entries = len(spec.legend_entries()) + len(named)
     fig.update_layout(
         title={"text": pesc(spec.title)},
         # Tall enough for every legend entry at the right: plotly would scroll (hide) the rest.
@@ -240,7 +241,7 @@ def _traces(t: Trace, seen: set[str]) -> list[dict]:
     return out
 
 
-def _axes(fig, panel: Panel, row: int, col: int, axis: str) -> None:  # type: ignore[no-untyped-def]
+def _axes(fig, panel: Panel, row: int, col: int, axis: str, named: set[str]) -> None:  # type: ignore[no-untyped-def]
     xaxis: dict = {"title_text": pesc(panel.xlabel), "type": "log" if panel.xlog else "linear"}
     if panel.xlim is not None:
         low, high = panel.xlim
@@ -251,7 +252,7 @@ def _axes(fig, panel: Panel, row: int, col: int, axis: str) -> None:  # type: ig
         low, high = panel.ylim
         yaxis["range"] = [math.log10(low), math.log10(high)] if panel.ylog else [low, high]
     fig.update_yaxes(row=row, col=col, **yaxis)
-    _marks(fig, panel, axis)
+    _marks(fig, panel, axis, named)
     if not panel.traces and panel.note:
         fig.add_annotation(
             text=pesc(panel.note),
@@ -265,32 +266,37 @@ def _axes(fig, panel: Panel, row: int, col: int, axis: str) -> None:  # type: ig
         )
 
 
-def _marks(fig, panel: Panel, axis: str) -> None:  # type: ignore[no-untyped-def]
+def _marks(fig, panel: Panel, axis: str, named: set[str]) -> None:  # type: ignore[no-untyped-def]
     """Spans, vertical lines and the horizontal line, with explicit axis references: plotly's
     ``add_vline(row=, col=)`` skips a subplot that has no traces yet, and here every subplot is
     empty when its marks are added (the traces are written as dicts afterwards). Shapes take
-    data coordinates on a log axis, annotations log10 of them."""
+    data coordinates on a log axis.
+
+    A span or a vertical line is named in the legend, as in the static figures, never written
+    over the curves (a range test's chosen LR sat on its own star and curve): one entry per
+    label, which shows or hides that mark in every panel. ``named`` collects the labels."""
     xref, yref = "x" + axis, "y" + axis
-
-    def at(x: float) -> float:
-        return math.log10(x) if panel.xlog else x
-
-    for index, span in enumerate(panel.spans):
+    for span in panel.spans:
         fig.add_shape(type="rect", x0=span.x0, x1=span.x1, xref=xref, y0=0, y1=1, yref=yref + " domain",
-                      fillcolor=span.color, opacity=0.12, line_width=0, layer="below")  # fmt: skip
-        middle = (math.log10(span.x0) + math.log10(span.x1)) / 2 if panel.xlog else (span.x0 + span.x1) / 2
-        fig.add_annotation(text=pesc(span.label), x=middle, xref=xref, y=0.02 + 0.05 * index,
-                           yref=yref + " domain", yanchor="bottom", showarrow=False,
-                           font={"size": 10, "color": span.color})  # fmt: skip
+                      fillcolor=span.color, opacity=0.12, line_width=0, layer="below",
+                      **_legend_entry(span.label, named))  # fmt: skip
     for vline in panel.vlines:
         fig.add_shape(type="line", x0=vline.x, x1=vline.x, xref=xref, y0=0, y1=1, yref=yref + " domain",
-                      line={"color": vline.color, "dash": vline.dash, "width": 1.2})  # fmt: skip
-        fig.add_annotation(text=pesc(vline.label), x=at(vline.x), xref=xref, y=1, yref=yref + " domain",
-                           xanchor="right", yanchor="top", textangle=-90, showarrow=False,
-                           font={"size": 10, "color": vline.color})  # fmt: skip
+                      line={"color": vline.color, "dash": vline.dash, "width": 1.2},
+                      **_legend_entry(vline.label, named))  # fmt: skip
     if panel.hline is not None:
         fig.add_shape(type="line", x0=0, x1=1, xref=xref + " domain", y0=panel.hline, y1=panel.hline, yref=yref,
                       line={"color": "#888888", "width": 1})  # fmt: skip
+
+
+def _legend_entry(label: str, named: set[str]) -> dict:
+    """A shape's legend keys: its label named once per figure, every shape of that label in
+    one group (a click hides them all)."""
+    if not label:
+        return {}
+    first = label not in named
+    named.add(label)
+    return {"name": pesc(label), "legendgroup": pesc("mark: " + label), "showlegend": first}
 
 
 def _log_buttons(spec: FigureSpec) -> dict:

@@ -22,6 +22,7 @@ __all__ = [
     "epochs_frame",
     "export_records",
     "flat_record",
+    "flat_records",
     "load_runs",
     "open_store",
     "runs_frame",
@@ -29,7 +30,8 @@ __all__ = [
 ]
 
 FINAL_METRICS = ("train_loss", "val_loss", "val_error", "val_accuracy")
-# Columns of the CSV export and of runs_frame, in order (the JSON export nests them).
+# The first columns of the CSV export and of runs_frame, in order (the JSON export nests them);
+# the objective and the task's named metrics follow (flat_records).
 EXPORT_COLUMNS = (
     "id", "sweep", "status", "task", "optimizer", "schedule", "lr", "seed", "epochs", "batch_size",
     "error", "diverged_step", "final_epoch", "final_train_loss", "final_val_loss", "final_val_error",
@@ -134,6 +136,28 @@ def flat_record(record: dict[str, Any]) -> dict[str, Any]:
     return {key: row[key] for key in EXPORT_COLUMNS}
 
 
+def flat_records(records: Sequence[dict[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
+    """Exported records as flat rows, and their columns: ``EXPORT_COLUMNS``, then the objective
+    the task declared (``objective``, ``objective_higher_is_better``) and a ``final_<metric>``
+    column for every named metric some run recorded (``final_val_mae``), in the order first
+    seen. What the CSV export and :func:`runs_frame` both write, so neither drops a task's own
+    metric."""
+    named = list(
+        dict.fromkeys(k for r in records for k in (r["final"] or {}) if k not in ("epoch", *FINAL_METRICS))
+    )
+    columns = [*EXPORT_COLUMNS, "objective", "objective_higher_is_better", *(f"final_{k}" for k in named)]
+    rows = []
+    for record in records:
+        objective = record.get("objective") or {}
+        final = record["final"] or {}
+        rows.append(
+            {**flat_record(record), "objective": objective.get("metric"),
+             "objective_higher_is_better": objective.get("higher_is_better"),
+             **{f"final_{k}": final.get(k) for k in named}}
+        )  # fmt: skip
+    return columns, rows
+
+
 def _pandas() -> Any:
     try:
         import pandas
@@ -143,10 +167,11 @@ def _pandas() -> Any:
 
 
 def runs_frame(db: str | Path | Store | None = None, sweep: str | None = None) -> Any:
-    """One row per run (``EXPORT_COLUMNS``), as a pandas DataFrame."""
+    """One row per run, as a pandas DataFrame: ``EXPORT_COLUMNS``, the task's objective and
+    every named final metric (``final_val_mae``), as in the CSV export (:func:`flat_records`)."""
     pandas = _pandas()
-    rows = [flat_record(r) for r in export_records(db, sweep)]
-    return pandas.DataFrame(rows, columns=list(EXPORT_COLUMNS))
+    columns, rows = flat_records(export_records(db, sweep))
+    return pandas.DataFrame(rows, columns=columns)
 
 
 def epochs_frame(
