@@ -51,6 +51,13 @@ def test_every_proxy_is_bracketed_and_the_prediction_lies_in_its_interval(done):
     # the law goes through the prediction at the target, and moves by the slope
     assert result.lr_at(128) == pytest.approx(result.lr)
     assert result.lr_at(64) == pytest.approx(result.lr * 0.5**result.slope)
+    # the self-check: the law of 4 and 8 tested on 16's own optimum, 3 octaves short of the target
+    check = result.self_check
+    assert (check.left_out, check.fitted_on, check.measured) == (16.0, (4.0, 8.0), result.proxies[-1].lr)
+    assert check.distance == pytest.approx(3.0) and check.span == pytest.approx(1.0)
+    assert low <= result.law.low and high >= result.law.high  # never narrower than the law's own
+    assert check.passed == (result.interval == result.law_interval)
+    assert [c.name for c in result.checks] == ["self-check", "stability"]
 
 
 def test_every_run_is_stored_in_one_sweep_per_proxy(done):

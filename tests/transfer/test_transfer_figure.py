@@ -52,6 +52,8 @@ def test_the_report_writes_the_page_and_the_png(result, tmp_path):
     text = page.read_text()
     assert "data:image/png;base64," in text and text.count("<tr>") == 4  # header + three proxies
     assert "LR* ~ width^" in text and "torch.optim.Adam" in text
+    assert "<tr class='self-check'><td>128: the law of 32, 64</td>" in text
+    assert "self-check: the law fitted on width 32 and 64 predicted 128&#x27;s optimum" in text
     assert "the proxies&#x27; 500 steps" in text.replace("\n# ", " ") and "the study" not in text
     with pytest.raises(ValueError, match=r"must end in \.html"):
         result.report(tmp_path / "transfer.png")
@@ -86,5 +88,5 @@ def test_the_page_shows_the_figure_and_the_table_offline_in_a_browser(result, tm
         browser.close()
     assert (errors, outside) == ([], [])
     assert width > 800 and height > 300  # the PNG decoded
-    assert rows == 4
+    assert rows == 5  # header, three proxies, the self-check
     assert verdict.startswith("Predicted optimal LR at width 1024")

@@ -221,6 +221,15 @@ def _print(result: Any) -> None:
             "yes" if optimum.bracketed else "no",
             str(len(optimum.lrs)),
         )
+    check = result.self_check  # the law of the other proxies at the one nearest the target
+    table.add_row(
+        f"{num(check.left_out)} from {', '.join(num(s) for s in check.fitted_on)}",
+        num(check.predicted, 3),
+        f"{num(check.predicted_low, 3)} to {num(check.predicted_high, 3)}",
+        "self-check",
+        "passed" if check.passed else "failed",
+        style="dim" if check.passed else "yellow",
+    )
     console.print(table)
     for line in result.lines():
         console.print(escape(safe(line)), highlight=False)

@@ -30,15 +30,19 @@ def band(
     result: TransferResult, points: int = BAND_POINTS
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Scales from the smallest proxy to the target, and the law's LR and interval at each:
-    the same fit as the prediction's (``fit_power_law`` evaluated at each scale)."""
+    the same fit as the prediction's (``fit_power_law`` evaluated at each scale), widened by
+    the self-check beyond the proxy it left out as the prediction's is."""
     ends = (min(result.scales[0], result.target), max(result.scales[-1], result.target))
     scales = np.geomspace(ends[0], ends[1], points)
     fits = [fit_power_law(result.scales, result.proxies, float(s), level=result.level) for s in scales]
+    widened = [
+        result.self_check.widen(float(s), f.lr, f.low, f.high) for s, f in zip(scales, fits, strict=True)
+    ]
     return (
         scales,
         np.array([f.lr for f in fits]),
-        np.array([f.low for f in fits]),
-        np.array([f.high for f in fits]),
+        np.array([w[0] for w in widened]),
+        np.array([w[1] for w in widened]),
     )
 
 
@@ -62,6 +66,7 @@ def _draw_law(ax, result: TransferResult) -> None:  # type: ignore[no-untyped-de
         ax.errorbar([scale], [optimum.lr], yerr=[[optimum.lr - optimum.low], [optimum.high - optimum.lr]],
                     fmt="o", color="black", capsize=3, ms=5)  # fmt: skip
     ax.plot([], [], "o", color="black", label="proxy optimum (interval)")
+    _draw_self_check(ax, result)
     lo, hi = result.interval
     ax.errorbar([result.target], [result.lr], yerr=[[result.lr - lo], [hi - result.lr]], fmt="*", ms=12,
                 color="tab:red", capsize=4, label=f"prediction {num(result.lr, 3)}")  # fmt: skip
@@ -72,6 +77,29 @@ def _draw_law(ax, result: TransferResult) -> None:  # type: ignore[no-untyped-de
     ax.set_title("LR* against scale", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, loc="best")
+
+
+def _draw_self_check(ax, result: TransferResult) -> None:  # type: ignore[no-untyped-def]
+    """The law fitted without the proxy nearest the target, carried to it (grey, dashed), and
+    what it predicted there with its interval (an open diamond beside the proxy's own)."""
+    check = result.self_check
+    fitted = [s for s in result.scales if s in check.fitted_on]
+    near = min(fitted, key=lambda s: abs(math.log(s / check.left_out)))
+    xs = np.geomspace(near, check.left_out, 8)
+    slope = math.log(check.predicted / _at(result, near)) / math.log(check.left_out / near)
+    ax.plot(xs, _at(result, near) * (xs / near) ** slope, ls="--", color="grey", lw=1)
+    shift = 1.08 if check.left_out >= near else 1 / 1.08  # beside the proxy's own marker, not on it
+    p, low, high = check.predicted, check.predicted_low, check.predicted_high
+    verdict = "within the intervals" if check.passed else f"{check.excess:.2f} oct. beyond"
+    ax.errorbar([check.left_out * shift], [p], yerr=[[p - low], [high - p]], fmt="D", mfc="white", ms=5,
+                color="grey", capsize=3,
+                label=f"self-check: law of {', '.join(num(s) for s in fitted)} at {num(check.left_out)} "
+                      f"(x{num(check.ratio, 2)}, {verdict})")  # fmt: skip
+
+
+def _at(result: TransferResult, scale: float) -> float:
+    """The proxy's optimum at ``scale``."""
+    return float(result.proxies[list(result.scales).index(scale)].lr)
 
 
 def _draw_curves(ax, result: TransferResult) -> None:  # type: ignore[no-untyped-def]
@@ -126,6 +154,13 @@ def _page(result: TransferResult, png: str) -> str:
         f"<tr><td>{num(s)}</td><td>{num(o.lr, 3)}</td><td>{num(o.low, 3)} to {num(o.high, 3)}</td>"
         f"<td>{'yes' if o.bracketed else 'no'}</td><td>{len(o.lrs)}</td><td>{esc(o.reason)}</td></tr>"
         for s, o in zip(result.scales, result.proxies, strict=True)
+    )
+    check = result.self_check
+    rows += (
+        f"<tr class='self-check'><td>{num(check.left_out)}: the law of "
+        f"{esc(', '.join(num(s) for s in check.fitted_on))}</td><td>{num(check.predicted, 3)}</td>"
+        f"<td>{num(check.predicted_low, 3)} to {num(check.predicted_high, 3)}</td><td>-</td><td>-</td>"
+        f"<td>{esc(check.sentence(result.axis))}</td></tr>"
     )
     code = "".join(f"<h3>{esc(k)}</h3><pre>{esc(v)}</pre>" for k, v in result.code().items())
     words = "".join(f"<li>{esc(line)}</li>" for line in result.lines())

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lrlab.formatting import num, round_sig
+from lrlab.transfer.selfcheck import Check, SelfCheck, Stability, self_check, stability_check
 
 if TYPE_CHECKING:
     from lrlab.core.bracket import Optimum, PowerLaw
@@ -21,7 +23,12 @@ __all__ = ["TransferResult"]
 class TransferResult:
     """A transfer's prediction. ``law`` is the fitted power law (``lrlab.core.bracket``),
     ``scales`` the proxies' values on the axis and ``proxies`` their optima, in that order;
-    ``target_steps`` the target run's optimizer steps and ``proxy_steps`` each proxy's."""
+    ``target_steps`` the target run's optimizer steps and ``proxy_steps`` each proxy's.
+
+    Two checks read the proxies before the prediction is handed out (:mod:`lrlab.transfer.selfcheck`):
+    ``self_check`` (the law fitted without the proxy nearest the target, tested on it; a miss
+    beyond the intervals widens ``interval``) and ``stability`` (a proxy that diverged at or
+    below the predicted LR flags it). ``checks`` lists both; the words say any that failed."""
 
     name: str
     axis: str
@@ -45,8 +52,30 @@ class TransferResult:
 
     @property
     def interval(self) -> tuple[float, float]:
-        """The prediction's interval at ``level`` (80 % by default): (low, high)."""
+        """The prediction's interval at ``level`` (80 % by default): (low, high), the law's own
+        widened by the self-check when the law missed the proxy it was tested on."""
+        return self.self_check.interval
+
+    @property
+    def law_interval(self) -> tuple[float, float]:
+        """The fitted law's own interval, before the self-check."""
         return float(self.law.low), float(self.law.high)
+
+    @cached_property
+    def self_check(self) -> SelfCheck:
+        """The law fitted on all proxies but the one nearest the target, tested on it
+        (:func:`lrlab.transfer.selfcheck.self_check`)."""
+        return self_check(self.scales, self.proxies, self.law)
+
+    @cached_property
+    def stability(self) -> Stability:
+        """Where the proxies diverged against the predicted LR (:func:`lrlab.transfer.selfcheck.stability_check`)."""
+        return stability_check(self.scales, self.proxies, self.lr)
+
+    @property
+    def checks(self) -> tuple[Check, ...]:
+        """The self-check and the stability check, each passed or not with its line in words."""
+        return self.self_check.check(self.axis), self.stability.check(self.axis)
 
     @property
     def level(self) -> float:
@@ -118,7 +147,7 @@ class TransferResult:
         )
 
         spec, steps = str(self.schedule_for()), self.target_steps
-        note = f"# {self.sentence()}\n"
+        note = "".join(f"# {line}\n" for line in (self.sentence(), *self._failed()))
         snippets = {
             "PyTorch": torch_snippet(self.optimizer, spec, study_steps=steps),
             "Lightning": lightning_snippet(self.optimizer, spec, study_steps=steps),
@@ -158,9 +187,15 @@ class TransferResult:
                 f"reusing the largest proxy's optimum ({num(reuse, 3)}) at the target would be "
                 f"{num(reuse / self.lr, 2)}x the prediction"
             )
+        out.append(self.self_check.sentence(self.axis))
+        out.extend(c.words for c in self.checks if c.name != "self-check" and not c.passed)
         if self.parametrization != "standard":
             out.append(f"parametrization: {self.parametrization}")
         return out
+
+    def _failed(self) -> list[str]:
+        """The checks that failed, in words (for the code's comments)."""
+        return [c.words for c in self.checks if not c.passed]
 
     def __str__(self) -> str:
         return "\n".join(self.lines())
