@@ -29,6 +29,7 @@ from lrlab.core.diagnostics import Finding
 from lrlab.instruments import words
 from lrlab.instruments.audit import LRAudit, auditable
 from lrlab.instruments.noise import NoiseScale
+from lrlab.instruments.probe import StepProbe
 from lrlab.instruments.progress import RISE_FACTOR, RISE_STEPS, STEADY_BLOCK, rising_far, steady_fall
 from lrlab.instruments.ratio import UpdateRatio
 from lrlab.instruments.settings import InstrumentSettings
@@ -37,7 +38,7 @@ from lrlab.instruments.spikes import OLMO, SpikeDetector, SpikeRule
 from lrlab.optim.lr_free import is_schedule_free
 from lrlab.schedules import Schedule
 
-__all__ = ["RATIO_HIGH", "RATIO_LOW", "RATIO_WINDOW", "Instruments", "Series"]
+__all__ = ["PROBE_LOW", "PROBE_WINDOW", "RATIO_HIGH", "RATIO_LOW", "RATIO_WINDOW", "Instruments", "Series"]
 
 # The thresholds were set on clean runs of tasks the benchmark does not use (digits-linear with
 # SGD, SGD + momentum and Adam, chars-lstm with Adam, at the study's LRs, no warmup): their
@@ -58,6 +59,19 @@ SPIKE_REPEAT = 100  # steps after a reported spike before another is reported
 # Clean tuning runs settle at 1.9e-3 or more (chars-lstm, SGD at 0.3); Adam at 3e-4 on chars-lstm,
 # a hundredth of its best LR, sits at 7e-4 with its loss falling faster block after block.
 RATIO_SLOW = words.USUAL_RATIO
+# The step probe (lrlab.instruments.probe): the LR too small where the median multiple of the last
+# PROBE_WINDOW judged probes is PROBE_LOW or more. A probe is judged while the LR is at least half its
+# peak and not rising (a warmup's or a decay's small steps are meant). Set on tuning runs of tasks the
+# fault benchmark does not use (seeds 1000, 1001; every 10 steps; the median over the steps after
+# warmup up to 60% of the run; a probe batch of 256): digits-linear (SGD momentum 0.9, 180 steps,
+# warmup 20 then cosine; best final validation loss at LR 1) at 0.01, 0.03, 0.1, 0.3, 1: medians 74,
+# 18, 3.8, 1.2, 0.2 (with a probe batch of 32: -, 18.7, 4.1, 2.1, 0.4); chars-lstm (hidden 64, 200
+# steps, warmup 30 then cosine), Adam at 1e-3, 3e-3, 0.01, 0.03, 0.1: 25, 8.4, 2.6, 0.9, 0.7 (best
+# 0.03 and 0.1, tied), SGD momentum at 0.3, 1, 3, 10: 4.9, 0.9, 0.7, 0.6 (best 3). At the best LRs the
+# medians are 0.2 to 1.0, at a tenth of them 2.4 to 8.4: PROBE_LOW (a step twice as long would still
+# go downhill) sits between; an LR a third of the best reads 0.9 to 2.9 and is flagged where above.
+PROBE_LOW = 2.0
+PROBE_WINDOW = 5
 LOSS_WINDOW = 3 * STEADY_BLOCK  # the last losses kept (a ring, filled in place)
 
 Series = dict[str, tuple[list[int], list[float]]]
@@ -105,6 +119,11 @@ class Instruments:
         self.spikes = SpikeDetector(spike_rule) if "spikes" in self.settings else None
         self.noise = NoiseScale() if "noise_scale" in self.settings else None
         self.sharpness: Sharpness | None = None
+        self.probe: StepProbe | None = None
+        self._probe_pending: list[tuple[int, float, bool]] = []  # (step, multiple, judged)
+        self._probe_recent: deque[float] = deque(maxlen=PROBE_WINDOW)
+        self._probe_judged = False  # the probe under way is judged (the LR at half its peak, not rising)
+        self._probe_last_lr: float | None = None
         self.optimizer: torch.optim.Optimizer | None = None
         self.group_names: list[str] = []
         self.tensor_names: list[str] = []
@@ -150,7 +169,8 @@ class Instruments:
         model: torch.nn.Module | None = None,
     ) -> Instruments:
         """Hook ``optimizer``; ``loss_fn`` (a closure computing the loss on a fixed batch) is
-        needed for the sharpness, ``model`` names the tensors of per-layer ratios."""
+        read by the step probe and needed for the sharpness; ``model`` names the tensors of
+        per-layer ratios (and has its buffers restored after a probe)."""
         self.detach()
         self.optimizer = optimizer
         self._model_watched = model is not None
@@ -165,6 +185,8 @@ class Instruments:
                     "the sharpness instrument needs loss_fn= (a closure returning the loss on a fixed batch)"
                 )
             self.sharpness = Sharpness(loss_fn, self.settings.sharpness_every, self.settings.sharpness_iters)
+        if "step_probe" in self.settings and loss_fn is not None:
+            self.probe = StepProbe(loss_fn, self.settings.probe_every, model)
         if "update_ratio" in self.settings or "warmup" in self.settings or "per_layer" in self.settings:
             self.ratio.attach(optimizer)
         self._hooks = [
@@ -201,6 +223,11 @@ class Instruments:
         self._lr_peak = max(self._lr_peak, self._lr_now)
         if self.audit is not None or not self._warmup_done:
             self._lrs.append((self._count(), lrs))
+        if self.probe is not None and self.probe.due(self._count()):
+            last, self._probe_last_lr = self._probe_last_lr, self._lr_now
+            rising = last is None or self._lr_now > last * (1.0 + 1e-6)
+            self._probe_judged = not rising and self._lr_now >= 0.5 * self._lr_peak > 0
+            self.probe.before(_trainable(optimizer))
 
     def _count(self) -> int:
         # the update-ratio hook runs first and advances the count in its post-hook
@@ -213,6 +240,9 @@ class Instruments:
         step = self._count() - 1
         if self.ratio.attached and step % self.ratio.every == 0:  # a step the ratio was measured at
             self._decayed[step] = self._lr_now < 0.5 * self._lr_peak
+        if self.probe is not None and self.probe.armed:
+            multiple = self.probe.after(_trainable(optimizer))[0]
+            self._probe_pending.append((step, multiple, self._probe_judged))
         if self.sharpness is not None and self.sharpness.due(step):
             value, limit, pre = self.sharpness.measure(optimizer)
             self._pending_sharpness.append((step, value, limit, pre))
@@ -260,6 +290,7 @@ class Instruments:
         self._feed_losses(math.inf)
         self._collect_audit(offset)
         self._collect_spikes()
+        self._collect_probes(offset)
         for step, value, limit, pre in self._pending_sharpness:
             self._point("sharpness", step + offset, value)
             self._point("sharpness_limit", step + offset, limit)
@@ -371,6 +402,23 @@ class Instruments:
         if not warmed and early > WARMUP_FACTOR * later and early > WARMUP_RATIO:
             self._found(words.warmup_finding(step, early, later, WARMUP_EARLY))
 
+    def _collect_probes(self, offset: int) -> None:
+        """The probes' multiples as a series (clipped to +-1e3: ``inf`` is "no bottom in sight"),
+        and the LR too small where the median of the last judged ones is ``PROBE_LOW`` or more."""
+        pending, self._probe_pending = self._probe_pending, []
+        for step, multiple, judged in pending:
+            if math.isnan(multiple):
+                continue
+            self._point("step_probe", step + offset, min(max(multiple, -1e3), 1e3))
+            if not judged:
+                continue
+            self._probe_recent.append(multiple)
+            if len(self._probe_recent) == PROBE_WINDOW:
+                median = float(np.median(list(self._probe_recent)))
+                if median >= PROBE_LOW:
+                    self._found(words.probe_finding(step + offset, median, PROBE_WINDOW, self.probe.every if self.probe else 0),
+                                once="lr_low")  # fmt: skip
+
     def _collect_audit(self, offset: int) -> None:
         entries, self._lrs = self._lrs, []
         if not self._warmup_done and len(self._first_lrs) < WARMUP_LATER[1]:
@@ -424,6 +472,10 @@ class Instruments:
         self._findings.append(finding)
         if self.on_finding is not None:
             self.on_finding(finding)
+
+
+def _trainable(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
+    return [p for g in optimizer.param_groups for p in g["params"] if p.requires_grad]
 
 
 def _lr(group: dict[str, Any]) -> float:

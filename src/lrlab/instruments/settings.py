@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 __all__ = ["ALL", "DEFAULT", "InstrumentSettings"]
 
-DEFAULT = frozenset({"update_ratio", "spikes", "warmup", "lr_audit", "eval_mode"})
+DEFAULT = frozenset({"update_ratio", "spikes", "warmup", "lr_audit", "eval_mode", "step_probe"})
 OPTIONAL = frozenset({"sharpness", "noise_scale", "per_layer"})
 ALL = DEFAULT | OPTIONAL
 
@@ -15,7 +15,8 @@ ALL = DEFAULT | OPTIONAL
 @dataclass(frozen=True)
 class InstrumentSettings:
     """The instruments on (``names``), how often the update ratio is read (``update_every``
-    steps) and the sharpness (``sharpness_every``, with ``sharpness_iters`` power iterations).
+    steps), the step probe (``probe_every``; it runs where the run has a fixed-batch loss) and
+    the sharpness (``sharpness_every``, with ``sharpness_iters`` power iterations).
 
     >>> sorted(InstrumentSettings.parse("default,sharpness").names)[:3]
     ['eval_mode', 'lr_audit', 'sharpness']
@@ -23,6 +24,7 @@ class InstrumentSettings:
 
     names: frozenset[str] = DEFAULT
     update_every: int = 1
+    probe_every: int = 10
     sharpness_every: int = 100
     sharpness_iters: int = 20
 
@@ -32,7 +34,7 @@ class InstrumentSettings:
             raise ValueError(
                 f"unknown instrument {unknown[0]!r}: choose from {', '.join(sorted(ALL))}, 'default', 'all' or 'none'"
             )
-        for name in ("update_every", "sharpness_every", "sharpness_iters"):
+        for name in ("update_every", "probe_every", "sharpness_every", "sharpness_iters"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")

@@ -12,6 +12,7 @@ __all__ = [
     "audit_finding",
     "divergence_finding",
     "eval_mode_finding",
+    "probe_finding",
     "ratio_finding",
     "sharpness_finding",
     "slow_finding",
@@ -138,3 +139,17 @@ def divergence_finding(step: int, recent: list[float], first: float) -> Finding:
         "longer or clip the gradient norm"
     )
     return Finding.at_step(step, "divergence", message, {"losses": recent, "first": first})
+
+
+def probe_finding(step: int, median: float, probes: int, every: int) -> Finding:
+    """The LR too small, read by the step probe: along each update the loss of the fixed batch
+    keeps falling well beyond the step."""
+    far = (
+        "with no bottom in sight" if not math.isfinite(median) else f"to about {num(median)} times its length"
+    )
+    message = (
+        f"step {step}: along the optimizer's updates (the median of the last {probes} probes, every {every} steps) "
+        f"the loss of the fixed batch keeps falling {far}: the steps are too short for the valley they cross; "
+        "the LR is likely too small: raise it (a range test, `lrlab find`, says how far)"
+    )
+    return Finding.at_step(step, "lr_low", message, {"multiple": median, "probes": probes, "every": every})

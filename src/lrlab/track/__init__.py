@@ -43,6 +43,7 @@ import sys
 import time
 import types
 import uuid
+import warnings
 import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -195,6 +196,7 @@ class Run:
         instruments: Any = None,
         model: torch.nn.Module | None = None,
         lr_mults: Sequence[float] | None = None,
+        probe_loss: Any = None,
         sharpness_loss: Any = None,
         export: Sequence[Any] = (),
     ) -> None:
@@ -212,7 +214,9 @@ class Run:
         self.run_id = run_id or f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
         if scheduler is not None:  # an lrlab LRScheduler: the schedules it drives, unless given
             if not isinstance(scheduler, LRScheduler):
-                raise TypeError(f"scheduler must be an lrlab.torch.LRScheduler, got {type(scheduler).__name__}")
+                raise TypeError(
+                    f"scheduler must be an lrlab.torch.LRScheduler, got {type(scheduler).__name__}"
+                )
             schedule = scheduler.schedule if schedule is None else schedule
             momentum = scheduler.momentum if momentum is None else momentum
         # What ran: no momentum schedule is recorded that the user's loop did not drive.
@@ -228,7 +232,7 @@ class Run:
         self.instrument_findings: list[Finding] = []
         self.recorder = Recorder(self.store, self.run_id, self.config, sweep=self.sweep, listeners=export,
                                  instruments=instruments, on_finding=self._instrument_finding)  # fmt: skip
-        self._watch = _Watch(schedule is not None, model, lr_mults, sharpness_loss)
+        self._watch = _Watch(schedule is not None, model, lr_mults, _probe_loss(probe_loss, sharpness_loss))
         self.steps = 0
         self.last_step = 0
         self.status = RunStatus.QUEUED.value
@@ -422,7 +426,9 @@ class Run:
 
     def _check_live(self, final: bool = False) -> None:
         self.recorder.instruments.collect()  # the instruments' findings of the steps read so far
-        for kind, message in live_findings(self._history, self._initial_loss, self.total_steps, final, self.run_id):
+        for kind, message in live_findings(
+            self._history, self._initial_loss, self.total_steps, final, self.run_id
+        ):
             self._finding(kind, message)
 
     def _instrument_finding(self, finding: Finding) -> None:
@@ -443,6 +449,17 @@ def _total(norms: Any) -> float:
             return 0.0
         return float(torch.linalg.vector_norm(torch.stack(list(norms)).double()))
     return float(norms)
+
+
+def _probe_loss(probe_loss: Any, sharpness_loss: Any) -> Any:
+    """``probe_loss``, or the same closure under its former name (one warning)."""
+    if sharpness_loss is None:
+        return probe_loss
+    if probe_loss is not None:
+        raise ValueError("give the fixed-batch loss once: probe_loss= (sharpness_loss= is its former name)")
+    warnings.warn("lrlab.track(sharpness_loss=...) is now probe_loss=: the step probe reads it too",
+                  DeprecationWarning, stacklevel=4)  # fmt: skip
+    return sharpness_loss
 
 
 def track(
@@ -470,8 +487,9 @@ def track(
     ``instruments`` (which instruments run: default the cheap ones, ``"default,sharpness"``,
     ``"all"``, ``False``; see :mod:`lrlab.instruments`), ``model`` (for the schedule-free
     evaluation check and per-layer names), ``lr_mults`` (the LR multiplier intended per param
-    group, for the LR audit), ``sharpness_loss`` (a closure returning the loss on a fixed batch,
-    for the sharpness instrument),
+    group, for the LR audit), ``probe_loss`` (a closure returning the loss on a batch held fixed:
+    the step probe reads it every 10 steps, the sharpness instrument when on; ``sharpness_loss``
+    is its former, deprecated name),
     ``export=[lrlab.export.TensorBoard(dir), lrlab.export.MLflow(uri)]`` (the steps and epochs
     sent there as they are written to the store; instruments, findings and config at the end).
     The run ends ``done``, ``diverged`` (a non-finite loss) or ``failed`` with the error.

@@ -17,7 +17,8 @@ class Watch:
     """What the run's instruments are hooked with at ``begin``: the LR audit when the user
     gave the schedule (or an lrlab scheduler), against ``lr_mults`` (else each group's
     ``lr_mult``, else its initial LR relative to the first group's); the model for the
-    schedule-free evaluation check and per-layer names; the sharpness closure."""
+    schedule-free evaluation check and per-layer names; the fixed-batch loss
+    the step probe and the sharpness read."""
 
     def __init__(
         self, known: bool, model: Any, lr_mults: Sequence[float] | None, sharpness_loss: Any
@@ -26,7 +27,7 @@ class Watch:
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         if sharpness_loss is not None and not callable(sharpness_loss):
             raise TypeError(
-                f"sharpness_loss must be a callable returning the loss on a fixed batch, got {sharpness_loss!r:.60}"
+                f"probe_loss must be a callable returning the loss on a fixed batch, got {sharpness_loss!r:.60}"
             )
         self.known, self.model, self.lr_mults, self.sharpness_loss = known, model, lr_mults, sharpness_loss
 

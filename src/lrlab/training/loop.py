@@ -109,8 +109,10 @@ def train_run(
     sweep: str | None = None,
     owner: str | None = None,
     task: Task | None = None,
+    instruments: Any = None,
 ) -> RunRecord:
-    """Train the run ``run_id`` described by ``config``, recording into ``store``.
+    """Train the run ``run_id`` described by ``config``, recording into ``store`` (with the
+    default instruments, or ``instruments``: see :class:`lrlab.instruments.InstrumentSettings`).
 
     The run row is created if missing and left ``done``, ``diverged`` or ``failed`` (with
     the error text); an exception raised by the task, model or optimizer marks the run
@@ -127,7 +129,7 @@ def train_run(
     Returns the stored :class:`RunRecord`; raises :class:`~lrlab.store.sqlite.RunRemoved` (a
     ``KeyError``) when another process removed the run from the store while it trained.
     """
-    recorder = Recorder(store, run_id, config, sweep=sweep, owner=owner)
+    recorder = Recorder(store, run_id, config, sweep=sweep, owner=owner, instruments=instruments)
     if not recorder.begin():
         record = store.run(run_id)
         if progress is not None:
@@ -199,6 +201,21 @@ def _train(
     return status, error, diverged_step
 
 
+PROBE_DATA_SEED = 7919  # the probe batch's shuffle: the run's data seed plus this
+
+
+def _probe_loss(run: ResolvedRun, model: torch.nn.Module) -> Any:
+    """The loss of one training batch held fixed (the run's batch size, drawn with a shuffle of
+    its own: the training batches keep their order), for the step probe and the sharpness."""
+    with torch.random.fork_rng(devices=[]):
+        batch = next(iter(run.task.train_loader(run.batch_size, run.data_seed + PROBE_DATA_SEED)), None)
+    if batch is None:
+        return None
+    inputs, targets = (t.to(run.device) if isinstance(t, torch.Tensor) else t for t in batch)
+    loss_fn = run.task.loss_fn
+    return lambda: loss_fn(model(inputs), targets)
+
+
 def _epochs(
     run: ResolvedRun,
     recorder: Recorder,
@@ -215,7 +232,9 @@ def _epochs(
     scheduler = LRScheduler(optimizer, run.schedule, momentum=run.momentum)
     extras["param_groups"] = len(optimizer.param_groups)
     mults = [float(g.get("lr_mult", 1.0)) for g in optimizer.param_groups]  # the groups as built: the intent
-    recorder.watch(optimizer, schedule=run.schedule, lr_mults=mults, model=model)
+    probed = {"step_probe", "sharpness"} & recorder.instruments.settings.names
+    probe = _probe_loss(run, model) if probed else None
+    recorder.watch(optimizer, schedule=run.schedule, lr_mults=mults, model=model, loss_fn=probe)
     # BatchNorm statistics of a schedule-free run are recomputed on a loader of their own,
     # so that the training batches keep their order.
     bn_batches = (

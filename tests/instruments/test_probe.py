@@ -1,0 +1,129 @@
+"""The step probe: the parabola's lowest point along the update, the weights left bit for bit,
+and the LR too small found on real training (lrlab's loop and ``lrlab.track``)."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+import lrlab
+from lrlab.core.records import RunConfig
+from lrlab.instruments import InstrumentSettings
+from lrlab.instruments.probe import StepProbe, optimal_multiple
+from lrlab.schedules import constant
+from lrlab.store.sqlite import Store
+from lrlab.training.loop import train_run
+
+
+@given(
+    st.floats(0.1, 10.0),  # curvature
+    st.floats(-5.0, 5.0),  # where the bottom lies, in updates
+    st.floats(-3.0, 3.0),  # the loss's offset
+)
+def test_the_multiple_is_the_bottom_of_a_parabola(curve, bottom, offset):
+    f = [curve * (t - bottom) ** 2 + offset for t in (0.0, 1.0, 2.0)]
+    assert optimal_multiple(*f) == pytest.approx(bottom, abs=1e-6 * (1 + abs(bottom)) / min(curve, 1.0))
+
+
+def test_a_line_has_no_bottom_and_a_flat_or_broken_loss_none():
+    assert optimal_multiple(3.0, 2.0, 1.0) == math.inf
+    assert optimal_multiple(1.0, 2.0, 3.0) == -math.inf
+    assert math.isnan(optimal_multiple(1.0, 1.0, 1.0))
+    assert math.isnan(optimal_multiple(1.0, float("nan"), 1.0))
+
+
+def test_the_probe_reads_a_quadratic_and_leaves_the_weights_bit_for_bit():
+    w = torch.nn.Parameter(torch.tensor([3.0, -1.0]))
+    scale = torch.tensor([2.0, 0.5])
+    probe = StepProbe(lambda: (scale * w**2).sum(), every=1)
+    opt = torch.optim.SGD([w], lr=0.1)
+    opt.zero_grad()
+    (scale * w**2).sum().backward()
+    probe.before([w])
+    opt.step()
+    after = w.detach().clone()
+    multiple, f0, f1, f2 = probe.after([w])
+    assert torch.equal(w.detach(), after)
+    assert f0 == pytest.approx(18.5) and f1 == pytest.approx(float((scale * after**2).sum()))
+    # along d = -0.1 * grad the quadratic's bottom is at (g.g) / (0.1 * g.Hg) steps
+    g = 2 * scale * torch.tensor([3.0, -1.0])
+    expected = float(g @ g) / (0.1 * float(g @ (2 * scale * g)))
+    assert multiple == pytest.approx(expected, rel=1e-4)
+
+
+def test_the_probe_restores_batchnorm_statistics_and_the_random_state():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.BatchNorm1d(8), torch.nn.Dropout(0.5))
+    x = torch.randn(16, 4)
+    probe = StepProbe(lambda: model(x).pow(2).mean(), every=1, model=model)
+    params = list(model.parameters())
+    stats = [b.clone() for b in model.buffers()]
+    state = torch.get_rng_state()
+    probe.before(params)
+    probe.after(params)
+    assert all(torch.equal(a, b) for a, b in zip(stats, model.buffers()))
+    assert torch.equal(state, torch.get_rng_state())
+
+
+def _loop_run(store, run_id, lr, instruments=None):
+    config = RunConfig(task="digits-linear", lr=lr, optimizer="sgd", schedule=constant(lr), epochs=3, seed=0)
+    return train_run(config, store, run_id, instruments=instruments)
+
+
+def test_the_probe_does_not_change_the_run_it_watches(tmp_path):
+    store = Store(tmp_path / "s.db")
+    _loop_run(store, "probed", 0.05)
+    _loop_run(store, "bare", 0.05, instruments=False)
+    probed, bare = store.steps("probed"), store.steps("bare")
+    assert probed.loss.tolist() == bare.loss.tolist()
+    assert [e.metrics for e in store.epochs("probed")] == [e.metrics for e in store.epochs("bare")]
+    multiples = store.instruments("probed")["step_probe"]
+    assert multiples.steps[:3] == [0, 10, 20]
+
+
+def test_a_tiny_lr_is_found_too_small_and_a_well_set_one_is_not(tmp_path):
+    store = Store(tmp_path / "s.db")
+    _loop_run(store, "tiny", 0.001)
+    _loop_run(store, "good", 1.0)
+    kinds = {run: [f.kind for f in store.findings(run)] for run in ("tiny", "good")}
+    assert "lr_low" in kinds["tiny"] and "lr_low" not in kinds["good"]
+    found = next(f for f in store.findings("tiny") if f.kind == "lr_low")
+    assert found.numbers["multiple"] >= 2.0 and "raise it" in found.message
+    good = store.instruments("good")["step_probe"].values[1:]
+    assert sorted(good)[len(good) // 2] < 2.0 <= found.numbers["multiple"]
+
+
+def test_track_takes_the_probe_loss_and_warns_on_its_former_name(tmp_path):
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 1)
+    x, y = torch.randn(64, 4), torch.randn(64, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-4)
+
+    def fixed():
+        return torch.nn.functional.mse_loss(model(x), y)
+
+    with lrlab.track(opt, name="t", db=tmp_path / "t.db", probe_loss=fixed) as run:
+        for _ in range(80):
+            opt.zero_grad()
+            loss = fixed()
+            loss.backward()
+            opt.step()
+            run.log(loss=loss)
+    assert "lr_low" in [f.kind for f in Store(tmp_path / "t.db").findings(run.run_id)]
+    with pytest.warns(DeprecationWarning, match="probe_loss"):
+        with lrlab.track(opt, name="u", db=tmp_path / "t.db", sharpness_loss=fixed):
+            pass
+    with warnings.catch_warnings(), pytest.raises(ValueError, match="once"):
+        warnings.simplefilter("ignore")
+        lrlab.track(opt, name="v", db=tmp_path / "t.db", sharpness_loss=fixed, probe_loss=fixed)
+
+
+def test_probe_every_is_checked():
+    assert InstrumentSettings(probe_every=5).probe_every == 5
+    with pytest.raises(ValueError, match="probe_every"):
+        InstrumentSettings(probe_every=0)
