@@ -92,3 +92,40 @@ def test_the_tune_report_writes_this_figure(study, tmp_path):
 
     (path,) = _parallel_png(study, tmp_path / "tune_parallel.png")
     assert path.stat().st_size > 20_000
+
+
+def test_the_page_draws_one_interactive_figure_per_family_with_no_none(study):
+    import optuna.visualization as vis
+
+    from lrlab.tune.parallel import parallel_plotly
+    from lrlab.tune.report import _figures
+
+    def ticks(figure) -> list[str]:
+        """Every tick text: of parcoords axes, or written as annotations (Optuna's figure)."""
+        dims = [
+            str(t)
+            for trace in figure["data"]
+            for d in trace.get("dimensions", ())
+            for t in d.get("ticktext", ())
+        ]
+        return dims + [str(a.get("text")) for a in figure["layout"].get("annotations", ())]
+
+    optunas = vis.plot_parallel_coordinate(study).to_dict()  # what the page drew before: a "None" tick
+    assert any("None" in t for t in ticks(optunas))
+    rows = {row.family: row for row in family_rows(study.trials, "validation error")}
+    figures = parallel_plotly(study.trials, metric="validation error")
+    assert [f["layout"]["title"]["text"] for f in figures] == [
+        f"{family}: {len(row.scores)} trial(s)" for family, row in rows.items()
+    ]
+    for figure, row in zip(figures, rows.values()):
+        (trace,) = figure["data"]  # plotly.js draws the lines of only the first parcoords of a figure
+        assert trace["type"] == "parcoords"
+        assert [d["label"] for d in trace["dimensions"]] == [a.name for a in row.axes]
+        assert all(len(d["values"]) == len(row.scores) for d in trace["dimensions"])
+        assert all(0.0 <= v <= 1.0 for d in trace["dimensions"] for v in d["values"])
+        assert ticks(figure) and not any("None" in t for t in ticks(figure))
+    scales = {(f["data"][0]["line"]["cmin"], f["data"][0]["line"]["cmax"]) for f in figures}
+    assert len(scales) == 1  # one colour scale across the families
+    page = [(key, figure) for key, _, figure in _figures(study) if key.startswith("parallel")]
+    assert [key for key, _ in page] == ["parallel", "parallel-1", "parallel-2"]
+    assert all(not any("None" in t for t in ticks(figure)) for _, figure in page)

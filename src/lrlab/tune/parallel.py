@@ -1,5 +1,5 @@
-"""The tune's parallel-coordinates PNG: one row of axes per schedule family, each line a
-completed trial coloured by its score.
+"""The tune's parallel coordinates, as a PNG and as the page's interactive figure: one row of
+axes per schedule family, each line a completed trial coloured by its score.
 
 Optuna's own figure puts every knob of every family on one set of axes, so a trial that did
 not draw a knob (a cosine trial has no cycle length) shows as "None" at the bottom of that
@@ -21,7 +21,7 @@ import numpy as np
 
 from lrlab.formatting import num
 
-__all__ = ["Axis", "FamilyRows", "family_rows", "parallel_figure"]
+__all__ = ["Axis", "FamilyRows", "family_rows", "parallel_figure", "parallel_plotly"]
 
 FAMILY = "family"
 LABEL_CHARS = 18  # longer category labels end in an ellipsis
@@ -148,3 +148,58 @@ def _draw_row(ax: Any, row: FamilyRows, cmap: Any, norm: Any, higher_is_better: 
         ax.spines[side].set_visible(False)
     title = f"{row.family}: {len(row.scores)} trial(s)" if row.family else f"{len(row.scores)} trial(s)"
     ax.set_title(title, fontsize=10, loc="left")
+
+
+ROW_PX = 300  # the height of one family's figure on the page
+
+
+def parallel_plotly(
+    trials: Sequence[Any], *, metric: str = "score", higher_is_better: bool = False
+) -> list[dict]:
+    """The same rows as :func:`parallel_figure` as plotly figures (dicts), one ``parcoords``
+    figure per family with the same ticks (no "None" axis value; axes can be brushed and
+    reordered) and one colour scale across them. One figure each: plotly.js draws the lines of
+    only the first of several parcoords traces in one figure. A trial that left a knob of its
+    family undrawn cannot be a parcoords line (it has no gap): it is left out, and the title
+    counts it."""
+    rows = family_rows(trials, metric)
+    every = np.concatenate([r.scores for r in rows]) if rows else np.zeros(0)
+    scores = (float(every.min()), float(every.max())) if len(every) else (0.0, 1.0)
+    figures = []
+    for row in rows:
+        whole = np.all(np.isfinite(np.column_stack([a.positions for a in row.axes])), axis=1)
+        title = f"{row.family}: {int(whole.sum())} trial(s)" if row.family else f"{int(whole.sum())} trial(s)"
+        if not whole.all():
+            title += f" ({int((~whole).sum())} more left a knob undrawn: not drawn here)"
+        layout = {"title": {"text": title, "x": 0.01, "xanchor": "left", "font": {"size": 14}},
+                  "height": ROW_PX, "margin": {"t": 60, "l": 70, "r": 40, "b": 40}}  # fmt: skip
+        figures.append({"data": [_parcoords(row, whole, scores, higher_is_better, metric)], "layout": layout})
+    return figures
+
+
+def _parcoords(
+    row: FamilyRows, whole: np.ndarray, scores: tuple[float, float], higher_is_better: bool, metric: str
+) -> dict:
+    """One family's ``parcoords`` trace: the trials in ``whole``, coloured on ``scores``'s scale."""
+    dimensions = [
+        {
+            "label": axis.name,
+            "values": [float(p) for p in axis.positions[whole]],
+            "range": [0.0, 1.0],
+            "tickvals": [float(p) for p, _ in axis.ticks],
+            "ticktext": [label for _, label in axis.ticks],
+        }
+        for axis in row.axes
+    ]
+    bar = f"{metric} ({'higher' if higher_is_better else 'lower'} is better)"
+    line = {
+        "color": [float(v) for v in row.scores[whole]],
+        "colorscale": "Viridis",
+        "reversescale": higher_is_better,  # the best trials darkest, as in the PNG
+        "cmin": scores[0],
+        "cmax": scores[1],
+        "showscale": True,
+        "colorbar": {"title": {"text": bar, "side": "right"}, "thickness": 12},
+    }
+    return {"type": "parcoords", "dimensions": dimensions, "line": line, "labelfont": {"size": 12},
+            "tickfont": {"size": 10}, "labelside": "bottom"}  # fmt: skip

@@ -16,7 +16,7 @@ from typing import Any
 from lrlab.files import atomic_path, write_text
 from lrlab.formatting import num, pct
 from lrlab.store.sqlite import Store
-from lrlab.tune.parallel import parallel_figure
+from lrlab.tune.parallel import parallel_figure, parallel_plotly
 
 __all__ = ["TuneFiles", "markdown", "verdict_lines", "write_outputs"]
 
@@ -94,8 +94,6 @@ def _figures(study: Any) -> list[tuple[str, str, Any]]:
         ("history", "Optimisation history: every trial's score and the best so far", vis.plot_optimization_history),
         ("importances", "Parameter importances (Optuna's fANOVA over the completed trials)",
          vis.plot_param_importances),
-        ("parallel", "Parallel coordinates: each line a completed trial, coloured by its score",
-         vis.plot_parallel_coordinate),
         ("intermediate", "Validation metric per epoch of every trial (the pruner's view)",
          vis.plot_intermediate_values),
     ]  # fmt: skip
@@ -106,7 +104,27 @@ def _figures(study: Any) -> list[tuple[str, str, Any]]:
                 out.append((key, caption, make(study)))
         except Exception:  # too few trials for that figure: a missing figure never loses a tune
             continue
-    return out
+    before = [f for f in out if f[0] != "intermediate"]  # the parallel coordinates where Optuna's were
+    return before + _parallel(study) + out[len(before) :]
+
+
+PARALLEL_CAPTION = (
+    "Parallel coordinates: each line a completed trial, coloured by its score (the best darkest), one "
+    "figure per schedule family with only the knobs that family draws; drag along an axis to select a "
+    "range, drag an axis's name to move it"
+)
+
+
+def _parallel(study: Any) -> list[tuple[str, str, Any]]:
+    """lrlab's parallel coordinates for the page (see ``tune.parallel``), one figure per family
+    (the caption above the first), or none before any trial completed."""
+    maximize = getattr(study.direction, "name", "") == "MAXIMIZE"
+    figures = parallel_plotly(study.get_trials(deepcopy=False), higher_is_better=maximize,
+                              metric=metric_name(study.user_attrs.get("metric", "score")))  # fmt: skip
+    return [
+        (f"parallel-{i}" if i else "parallel", "" if i else PARALLEL_CAPTION, f)
+        for i, f in enumerate(figures)
+    ]
 
 
 def _pngs(study: Any, out: Path) -> list[Path]:
@@ -117,7 +135,10 @@ def _pngs(study: Any, out: Path) -> list[Path]:
     import optuna.visualization.matplotlib as vis
 
     paths = []
-    for key, make in (("history", vis.plot_optimization_history), ("importances", vis.plot_param_importances)):
+    for key, make in (
+        ("history", vis.plot_optimization_history),
+        ("importances", vis.plot_param_importances),
+    ):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -181,9 +202,11 @@ def page(result: Any, study: Any) -> str:
     figures = [("schedule", "The recommended schedule, LR at every optimizer step", plotly_figure(drawn))]
     figures += _figures(study)
     for key, caption, figure in figures:
-        div = pio.to_html(figure, full_html=False, include_plotlyjs=first, div_id=f"fig-{key}", validate=False)
+        div = pio.to_html(
+            figure, full_html=False, include_plotlyjs=first, div_id=f"fig-{key}", validate=False
+        )
         first = False
-        parts.append(f"<h2>{html.escape(caption)}</h2>\n{div}")
+        parts.append(f"<h2>{html.escape(caption)}</h2>\n{div}" if caption else div)
     verdict = "".join(f"<li>{html.escape(line)}</li>" for line in verdict_lines(result))
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
