@@ -13,6 +13,7 @@ import math
 import sysconfig
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 import torch
 from torch import nn
@@ -96,18 +97,29 @@ class CharLSTM(nn.Module):
 
 
 class CharTransformer(nn.Module):
-    """A small causal (GPT-style, pre-norm) transformer."""
+    """A small causal (GPT-style) transformer: pre-norm (``norm="pre"``: a LayerNorm before
+    each sublayer and one before the head) or post-norm (``norm="post"``: a LayerNorm after
+    each residual sum, as in the original transformer and BERT).
 
-    def __init__(self, block_size: int, d_model: int = 64, heads: int = 4, layers: int = 2) -> None:
+    Post-norm is the one that needs a warmup: its gradients near the output are large at
+    initialisation, so Adam at its best LR takes oversized first steps without one (Xiong et
+    al. 2020, "On layer normalization in the transformer architecture", arXiv 2002.04745).
+    """
+
+    def __init__(
+        self, block_size: int, d_model: int = 64, heads: int = 4, layers: int = 2, norm: str = "pre"
+    ) -> None:
         super().__init__()
         self.embed = nn.Embedding(VOCAB_SIZE, d_model)
         self.position = nn.Parameter(torch.zeros(block_size, d_model))
         nn.init.normal_(self.position, std=0.02)
+        pre = norm == "pre"
         layer = nn.TransformerEncoderLayer(
-            d_model, heads, dim_feedforward=4 * d_model, dropout=0.0, batch_first=True, norm_first=True
+            d_model, heads, dim_feedforward=4 * d_model, dropout=0.0, batch_first=True, norm_first=pre
         )
         self.blocks = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
-        self.norm = nn.LayerNorm(d_model)
+        # post-norm: each block already ends in a LayerNorm, so none is added before the head
+        self.norm: nn.Module = nn.LayerNorm(d_model) if pre else nn.Identity()
         self.head = nn.Linear(d_model, VOCAB_SIZE)
         self.register_buffer(
             "mask", nn.Transformer.generate_square_subsequent_mask(block_size), persistent=False
@@ -134,6 +146,9 @@ def chars_lstm(
     return Task("chars-lstm", "language_model", 3, 32, lambda: CharLSTM(hidden=hidden), train, val, options)
 
 
+_NORMS = ("pre", "post")
+
+
 def chars_transformer(
     corpus_chars: int = 200_000,
     block_size: int = 64,
@@ -141,12 +156,19 @@ def chars_transformer(
     val_size: int | None = None,
     d_model: int = 64,
     layers: int = 2,
+    norm: Literal["pre", "post"] = "pre",
 ) -> Task:
-    """A causal transformer character model (the Transformer family, where warmup matters)."""
+    """A causal transformer character model (the Transformer family). ``norm="post"`` puts the
+    LayerNorms after the residual sums (post-norm, the layout that needs a warmup at Adam's best
+    LRs); the default ``"pre"`` is the pre-norm model, whose runs and numbers it leaves as they were."""
+    if norm not in _NORMS:
+        raise ValueError(f"norm must be one of {', '.join(_NORMS)}, got {norm!r}")
     train, val = _split(corpus_chars, block_size, train_size, val_size)
     options = {"corpus_chars": corpus_chars, "block_size": block_size, "train_size": train_size,
                "val_size": val_size, "d_model": d_model, "layers": layers}  # fmt: skip
+    if norm != "pre":  # the default is left out: a pre-norm task keeps the fingerprint its stored runs have
+        options["norm"] = norm
     return Task(
         "chars-transformer", "language_model", 3, 32,
-        lambda: CharTransformer(block_size, d_model=d_model, layers=layers), train, val, options,
+        lambda: CharTransformer(block_size, d_model=d_model, layers=layers, norm=norm), train, val, options,
     )  # fmt: skip
