@@ -61,7 +61,7 @@ def test_the_command_prints_the_table_and_the_prediction_and_writes_the_figure(f
     assert "each proxy's optimum" in out and "Predicted optimal LR at width 128" in out
     assert out.count(" yes │") == 3  # three bracketed proxies
     # the self-check's row: the law of 4 and 8 at 16, and its words
-    assert "16 from 4, 8" in out and "self-check" in out and ("passed" in out or "failed" in out)
+    assert "16: law of 4, 8" in out and "self-check" in out and ("passed" in out or "failed" in out)
     assert "self-check: the law fitted on width 4 and 8 predicted 16's optimum at x" in " ".join(out.split())
     assert (folder / "out" / "transfer.html").stat().st_size > 10_000
     assert (folder / "out" / "transfer.png").read_bytes()[:4] == b"\x89PNG"

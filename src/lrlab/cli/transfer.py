@@ -223,7 +223,7 @@ def _print(result: Any) -> None:
         )
     check = result.self_check  # the law of the other proxies at the one nearest the target
     table.add_row(
-        f"{num(check.left_out)} from {', '.join(num(s) for s in check.fitted_on)}",
+        f"{num(check.left_out)}: law of {', '.join(num(s) for s in check.fitted_on)}",
         num(check.predicted, 3),
         f"{num(check.predicted_low, 3)} to {num(check.predicted_high, 3)}",
         "self-check",

@@ -33,7 +33,8 @@ def band(
     the same fit as the prediction's (``fit_power_law`` evaluated at each scale), widened by
     the self-check beyond the proxy it left out as the prediction's is."""
     ends = (min(result.scales[0], result.target), max(result.scales[-1], result.target))
-    scales = np.geomspace(ends[0], ends[1], points)
+    # the left-out proxy is a point of the band: its widening starts there
+    scales = np.unique(np.concatenate([np.geomspace(ends[0], ends[1], points), [result.self_check.left_out]]))
     fits = [fit_power_law(result.scales, result.proxies, float(s), level=result.level) for s in scales]
     widened = [
         result.self_check.widen(float(s), f.lr, f.low, f.high) for s, f in zip(scales, fits, strict=True)
@@ -50,7 +51,7 @@ def draw(result: TransferResult) -> Figure:
     """The two panels as a matplotlib figure (Agg, no display)."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(12, 4.6), layout="constrained")
+    fig = Figure(figsize=(12, 5.2), layout="constrained")
     left, right = fig.subplots(1, 2)
     _draw_law(left, result)
     _draw_curves(right, result)
@@ -68,42 +69,38 @@ def _draw_law(ax, result: TransferResult) -> None:  # type: ignore[no-untyped-de
     ax.plot([], [], "o", color="black", label="proxy optimum (interval)")
     _draw_self_check(ax, result)
     lo, hi = result.interval
+    widened = " (interval widened by the self-check)" if result.self_check.widened else ""
     ax.errorbar([result.target], [result.lr], yerr=[[result.lr - lo], [hi - result.lr]], fmt="*", ms=12,
-                color="tab:red", capsize=4, label=f"prediction {num(result.lr, 3)}")  # fmt: skip
+                color="tab:red", capsize=4, label=f"prediction {num(result.lr, 3)}{widened}")  # fmt: skip
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel(result.axis)
     ax.set_ylabel("optimal peak LR")
     ax.set_title("LR* against scale", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
+    ax.legend(
+        fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2
+    )  # below: no point is hidden
 
 
 def _draw_self_check(ax, result: TransferResult) -> None:  # type: ignore[no-untyped-def]
     """The law fitted without the proxy nearest the target, carried to it (grey, dashed), and
     what it predicted there with its interval (an open diamond beside the proxy's own)."""
     check = result.self_check
-    fitted = [s for s in result.scales if s in check.fitted_on]
-    near = min(fitted, key=lambda s: abs(math.log(s / check.left_out)))
-    xs = np.geomspace(near, check.left_out, 8)
-    slope = math.log(check.predicted / _at(result, near)) / math.log(check.left_out / near)
-    ax.plot(xs, _at(result, near) * (xs / near) ** slope, ls="--", color="grey", lw=1)
-    shift = 1.08 if check.left_out >= near else 1 / 1.08  # beside the proxy's own marker, not on it
+    xs = np.geomspace(min(*check.fitted_on, check.left_out), max(*check.fitted_on, check.left_out), 8)
+    ax.plot(xs, check.predicted * (xs / check.left_out) ** check.slope, ls="--", color="grey", lw=1)
+    shift = 1.08 if check.target > check.left_out else 1 / 1.08  # beside the proxy's own marker, not on it
     p, low, high = check.predicted, check.predicted_low, check.predicted_high
     verdict = "within the intervals" if check.passed else f"{check.excess:.2f} oct. beyond"
     ax.errorbar([check.left_out * shift], [p], yerr=[[p - low], [high - p]], fmt="D", mfc="white", ms=5,
                 color="grey", capsize=3,
-                label=f"self-check: law of {', '.join(num(s) for s in fitted)} at {num(check.left_out)} "
+                label=f"self-check: law of {', '.join(num(s) for s in check.fitted_on)} at {num(check.left_out)} "
                       f"(x{num(check.ratio, 2)}, {verdict})")  # fmt: skip
-
-
-def _at(result: TransferResult, scale: float) -> float:
-    """The proxy's optimum at ``scale``."""
-    return float(result.proxies[list(result.scales).index(scale)].lr)
 
 
 def _draw_curves(ax, result: TransferResult) -> None:  # type: ignore[no-untyped-def]
     from matplotlib import colormaps
+    from matplotlib.ticker import NullFormatter
 
     colours = colormaps["viridis"](np.linspace(0.0, 0.85, len(result.proxies)))
     for colour, scale, optimum in zip(colours, result.scales, result.proxies, strict=True):
@@ -121,6 +118,7 @@ def _draw_curves(ax, result: TransferResult) -> None:  # type: ignore[no-untyped
             ax.axvline(optimum.lr, color=colour, ls=":", lw=1)
     ax.plot([], [], "x", color="grey", label="diverged (a seed or more)")
     ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(NullFormatter())  # a narrow LR range labels every minor tick, overlapping
     ax.set_xlabel("peak LR")
     ax.set_ylabel("final validation loss")
     ax.set_title("each proxy's loss against LR (dotted: its optimum)", fontsize=10)
