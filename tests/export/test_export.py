@@ -70,6 +70,21 @@ def test_every_stored_run_reads_back_from_tensorboard_equal_to_the_store(filled,
     assert set(tracked["momentum"][1]) == {0.9}
     assert len(tracked["epoch/val_mae"][1]) == 3 and tracked["epoch/val_mae"][0] == [8, 16, 24]
     assert tracked["final/val_mae"][1] == [tracked["epoch/val_mae"][1][-1]]
+    hparams = read_hparams(run_folder(tmp_path, store.run(run_id)))
+    # torch's SummaryWriter writes a bool hparam as a number (as it does nesterov's)
+    assert hparams["objective"] == "val_mae" and hparams["objective_higher_is_better"] == 0
+
+
+def read_hparams(folder: Path) -> dict[str, object]:
+    """The run's hparams as TensorBoard's hparams plugin reads them (its session start info)."""
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    acc = event_accumulator.EventAccumulator(str(folder))
+    acc.Reload()
+    content = acc.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+    start = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info
+    return {name: value.WhichOneof("kind") and getattr(value, value.WhichOneof("kind"))
+            for name, value in start.hparams.items()}  # fmt: skip
 
 
 def test_a_diverged_run_keeps_its_non_finite_loss_in_tensorboard(filled, tmp_path):
@@ -133,6 +148,8 @@ def test_every_stored_run_reads_back_from_mlflow_equal_to_the_store(filled, mlfl
         assert Path(findings).read_text().strip()
     tracked = mlflow_run(client, run_id)
     assert tracked.data.metrics["final/val_mae"] == store.epochs(run_id)[-1].metrics["val_mae"]
+    assert tracked.data.params["objective"] == "val_mae"  # which metric the task is judged by
+    assert tracked.data.params["objective_higher_is_better"] == "False"
     assert tracked.info.status == "FINISHED"
 
 

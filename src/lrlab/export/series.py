@@ -154,7 +154,9 @@ def scalars(run: RunExport) -> list[Scalar]:
 
 def config_params(record: RunRecord) -> dict[str, str | float | int | bool]:
     """The run's config flattened to parameters (nested keys dotted; ``None`` as ``"none"``),
-    with its sweep, seed and status: what TensorBoard's hparams and MLflow's params hold."""
+    with its sweep, seed and status, and the objective its task declared (``objective``, the
+    metric, and ``objective_higher_is_better``): what TensorBoard's hparams and MLflow's
+    params hold."""
     flat: dict[str, str | float | int | bool] = {}
 
     def visit(prefix: str, value: Any) -> None:
@@ -170,6 +172,9 @@ def config_params(record: RunRecord) -> dict[str, str | float | int | bool]:
 
     visit("", record.config.to_dict())
     flat.update(sweep=record.sweep or "none", run_seed=record.seed, status=record.status.value)
+    objective = record.objective
+    if objective is not None:
+        flat.update(objective=objective.metric, objective_higher_is_better=objective.higher_is_better)
     return flat
 
 
