@@ -3,7 +3,8 @@
 ``lrlab.transfer(factory, axis="width", proxies=[32, 64, 128], target=1024, ...)`` runs it:
 this package is callable (:func:`lrlab.transfer.api.transfer`). ``checks`` holds the
 argument checks, ``proxies`` the proxies' training, ``result`` the :class:`TransferResult`,
-``figure`` its figure and page.
+``figure`` its figure and page, ``selfcheck`` the checks it carries (the leave-one-out
+self-check and the stability check).
 """
 
 import sys
@@ -11,8 +12,9 @@ import types
 
 from lrlab.transfer.checks import RUN_AXES, SCHEDULES, TransferError
 from lrlab.transfer.result import TransferResult
+from lrlab.transfer.selfcheck import Check, SelfCheck, Stability
 
-__all__ = ["RUN_AXES", "SCHEDULES", "TransferError", "TransferResult"]
+__all__ = ["RUN_AXES", "SCHEDULES", "Check", "SelfCheck", "Stability", "TransferError", "TransferResult"]
 
 
 class _CallableModule(types.ModuleType):
