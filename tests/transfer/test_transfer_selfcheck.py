@@ -68,6 +68,16 @@ def test_a_law_that_bends_widens_the_interval_on_the_side_it_missed_by_the_state
     assert "# self-check:" in result.code()["PyTorch"]  # the pasted code carries it
 
 
+def test_a_miss_whose_widening_the_law_s_interval_already_spans_leaves_it_and_says_so():
+    # the same bend, but the target just past the largest proxy: 0.13 octaves of scale
+    result = result_of((16, 32, 64), [optimum(0.01, 1.05), optimum(0.01, 1.05), optimum(0.04, 1.05)], 70)
+    check = result.self_check
+    assert not check.passed and check.distance == pytest.approx(math.log2(70 / 64))
+    assert result.lr * 2**check.widening < result.law.high  # the law's own interval reaches further
+    assert not check.widened and result.interval == result.law_interval
+    assert "the law bends" in str(result) and "which the law's own interval already spans" in str(result)
+
+
 def test_a_target_below_the_proxies_leaves_out_the_smallest_and_widens_downward():
     scales = (64, 128, 256)
     optima = [optimum(0.005, 1.05), optimum(0.01, 1.05), optimum(0.02, 1.05)]  # slope +1 above 64

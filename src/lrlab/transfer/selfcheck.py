@@ -44,7 +44,7 @@ class SelfCheck:
     """The law fitted without the proxy nearest the target (``left_out``), tested on it.
 
     ``predicted`` (``predicted_low``..``predicted_high``) is what the law fitted on
-    ``fitted_on`` said at ``left_out``; ``measured`` (``measured_low``..``measured_high``) is
+    ``fitted_on`` (with ``slope``) said at ``left_out``; ``measured`` (``measured_low``..``measured_high``) is
     that proxy's own optimum. ``miss`` is ``log2(measured / predicted)`` in octaves (signed),
     ``excess`` the part of it beyond both intervals (0 when they explain it). ``span`` is the
     octaves of scale the law was carried over (from the nearest fitted proxy to ``left_out``),
@@ -55,6 +55,7 @@ class SelfCheck:
 
     left_out: float
     fitted_on: tuple[float, ...]
+    slope: float
     predicted: float
     predicted_low: float
     predicted_high: float
@@ -112,13 +113,19 @@ class SelfCheck:
         )
         if self.passed:
             return f"{head}: within the two {self.level:.0%} intervals, so the law's interval stands"
+        bent = (
+            f"{head}: the law bends, {self.excess:.2f} octaves beyond the two {self.level:.0%} intervals over "
+            f"{self.span:.2f} octaves of {axis}; carried {self.distance:.2f} octaves further to the target"
+        )
+        direction = "upward" if self.side == "high" else "downward"
+        if not self.widened:
+            return (
+                f"{bent}, {self.widening:.2f} octaves {direction}, which the law's own interval already spans"
+            )
         low, high = self.interval
         return (
-            f"{head}: {self.excess:.2f} octaves beyond the two {self.level:.0%} intervals over "
-            f"{self.span:.2f} octaves of {axis}; carried {self.distance:.2f} octaves further to the target, the "
-            f"interval is widened {'upward' if self.side == 'high' else 'downward'} by {self.widening:.2f} octaves, "
-            f"to {num(low, 3)} to {num(high, 3)} (the law's own: {num(self.law_interval[0], 3)} to "
-            f"{num(self.law_interval[1], 3)})"
+            f"{bent}, the interval is widened {direction} by {self.widening:.2f} octaves, to {num(low, 3)} to "
+            f"{num(high, 3)} (the law's own: {num(self.law_interval[0], 3)} to {num(self.law_interval[1], 3)})"
         )
 
     def check(self, axis: str) -> Check:
@@ -135,16 +142,16 @@ def _z(level: float) -> float:
     return NormalDist().inv_cdf((1 + level) / 2)
 
 
-def _line_at(x: np.ndarray, y: np.ndarray, sigma: np.ndarray, at: float) -> tuple[float, float]:
-    """The weighted least-squares line through ``(x, y)`` at ``at``, and its standard error
-    there (the proxies' own uncertainty propagated; two points: the line through them)."""
+def _line_at(x: np.ndarray, y: np.ndarray, sigma: np.ndarray, at: float) -> tuple[float, float, float]:
+    """The weighted least-squares line through ``(x, y)`` at ``at``, its standard error there
+    (the proxies' own uncertainty propagated; two points: the line through them), its slope."""
     w = 1.0 / sigma**2
     mean_x = float(np.sum(w * x) / np.sum(w))
     mean_y = float(np.sum(w * y) / np.sum(w))
     sxx = float(np.sum(w * (x - mean_x) ** 2))
     slope = float(np.sum(w * (x - mean_x) * (y - mean_y))) / sxx
     value = mean_y + slope * (at - mean_x)
-    return value, math.sqrt(1.0 / float(np.sum(w)) + (at - mean_x) ** 2 / sxx)
+    return value, math.sqrt(1.0 / float(np.sum(w)) + (at - mean_x) ** 2 / sxx), slope
 
 
 def self_check(scales: Sequence[float], optima: Sequence[Optimum], law: PowerLaw) -> SelfCheck:
@@ -189,7 +196,7 @@ def self_check(scales: Sequence[float], optima: Sequence[Optimum], law: PowerLaw
     x = np.log([xs[i] for i in kept])
     y = np.log([ops[i].lr for i in kept])
     at = math.log(xs[out])
-    value, sd_pred = _line_at(x, y, _sigmas([ops[i] for i in kept]), at)
+    value, sd_pred, slope = _line_at(x, y, _sigmas([ops[i] for i in kept]), at)
     measured = ops[out]
     d = math.log(measured.lr) - value
     z = _z(law.level)
@@ -203,7 +210,7 @@ def self_check(scales: Sequence[float], optima: Sequence[Optimum], law: PowerLaw
     widening = excess / span * distance if span > 0 else 0.0
     law_interval = (float(law.low), float(law.high))
     check = SelfCheck(
-        left_out=xs[out], fitted_on=tuple(xs[i] for i in kept), predicted=math.exp(value),
+        left_out=xs[out], fitted_on=tuple(xs[i] for i in kept), slope=slope, predicted=math.exp(value),
         predicted_low=math.exp(value - z * sd_pred), predicted_high=math.exp(value + z * sd_pred),
         measured=float(measured.lr), measured_low=float(measured.low), measured_high=float(measured.high),
         miss=d / math.log(2), excess=excess, span=span, distance=distance, widening=widening, side=side,
