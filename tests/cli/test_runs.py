@@ -8,6 +8,8 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from lrlab.cli.app import app
@@ -359,3 +361,86 @@ def test_a_study_across_long_sweep_names_keeps_ids_and_numbers_whole_at_80_colum
         k: float(f"{v:.4g}") for k, v in values.items()
     }
     assert {line.split()[1] for line in rows} == {"\u2026sgd-x1/3", "\u2026adam", "\u2026seed1"}
+
+
+# ------------------------------------------------------------------ what a study's runs look like in the list
+
+
+def _schedule_store(path, optimizers):
+    """Runs as a study stores them (their planned steps kept): a one-cycle and three cyclic
+    schedules whose peak LR is not the run's lr, and a warmup-cosine, for each optimizer."""
+    from lrlab.core.records import EpochRecord, RunConfig, RunRecord
+
+    schedules = [
+        "one_cycle(max_lr=0.03182, total_steps=230)",
+        "cyclic(base_lr=0.007955, max_lr=0.03182, step_size=38)",
+        'cyclic(base_lr=0.007955, max_lr=0.03182, step_size=38, mode="triangular2")',
+        'cyclic(base_lr=0.007955, max_lr=0.03182, step_size=38, shape="sine", cycle_decay=0.5)',
+        "warmup(cosine(lr=0.001061, total_steps=218), steps=12)",
+    ]
+    store = Store(path)
+    store.upsert_sweep("s", {"name": "s"})
+    for o, optimizer in enumerate(optimizers):
+        for s, schedule in enumerate(schedules):
+            config = RunConfig(
+                task="digits-mlp", lr=0.001061, optimizer=optimizer, schedule=schedule, epochs=10
+            )
+            run_id = f"{o}{s}" + "0" * 14
+            store.begin_run(RunRecord(id=run_id, sweep="s", status="queued", config=config, seed=0),
+                            {"total_steps": 230})  # fmt: skip
+            store.append_metrics(run_id, [(0, 1, [0.001], 0.9, 2.0, 1.0)],
+                                 [EpochRecord.of(run_id, 10, 230, 0.1, {"val_loss": 0.2 + s}, 0.1)])  # fmt: skip
+            store.end_run(run_id, "done")
+    return path
+
+
+def test_the_list_shows_the_peak_lr_each_schedule_reaches_and_tells_cyclic_modes_apart(tmp_path):
+    path = _schedule_store(tmp_path / "peaks.db", ["adam"])
+    result = runner.invoke(app, ["runs", "list", "--db", str(path)], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    assert all(len(line) <= 80 for line in result.output.splitlines())
+    header = next(line for line in result.output.splitlines() if line.lstrip().startswith("id"))
+    assert header.split() == [
+        "id",
+        "status",
+        "schedule",
+        "peak_lr",
+        "seed",
+        "val_loss",
+    ]  # one optimizer: no column
+    assert "optimizer adam" in " ".join(result.output.split())  # named in the title instead
+    rows = {line.split()[2]: float(line.split()[3]) for line in _rows(result.output)}
+    # the lr of these runs is 0.001061; the cyclic and one-cycle schedules train up to 0.03182
+    assert rows == {"one_cycle": 0.03182, "cyclic": 0.03182, "cyclic(triangular2)": 0.03182,
+                    "cyclic(sine)": 0.03182, "warmup(cosine)": 0.001061}  # fmt: skip
+    wide = runner.invoke(app, ["runs", "list", "--db", str(path), "--wide"], env={"COLUMNS": "300"})
+    header = next(line for line in wide.output.splitlines() if line.lstrip().startswith("id"))
+    assert header.split()[4:8] == ["optimizer", "schedule", "lr", "peak_lr"]
+
+
+def test_optimizers_that_share_a_name_read_apart_in_the_list(tmp_path):
+    path = _schedule_store(
+        tmp_path / "opts.db", ["sgd", "sgd(momentum=0.9)", "sgd(momentum=0.9, nesterov=True)"]
+    )
+    result = runner.invoke(app, ["runs", "list", "--db", str(path)], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    labels = {line.split()[0][:1]: line.split()[2] for line in _rows(result.output)}
+    assert labels == {
+        "0": "sgd",
+        "1": "sgdm",
+        "2": "nesterov",
+    }  # each run's optimizer, by the id's first digit
+
+
+OPTIMIZER_POOL = ["sgd", "sgd(momentum=0.9)", "sgd(momentum=0.9, nesterov=True)", "sgd(momentum=0.95)", "adam",
+                  "adam(eps=1e-06)", "adamw", "adamw(weight_decay=0.01)", "rmsprop", "deltabardelta"]  # fmt: skip
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from(OPTIMIZER_POOL), min_size=1, max_size=6))
+def test_no_two_listed_optimizers_get_one_label(specs):
+    from lrlab.cli._runs_table import optimizer_labels
+
+    labels = optimizer_labels(specs)
+    assert set(labels) == set(specs)
+    assert len(set(labels.values())) == len(labels)

@@ -1,8 +1,11 @@
 """The run table of ``lrlab runs list``: one line per run at any width, the task's own metrics.
 
-At 80 columns a study's runs keep one line each: the schedule is its shape (``warmup(cosine)``),
-the optimizer its name, the metrics the task's objective first and one more; names that
-still do not fit end in an ellipsis, never fold onto a second line. ``--wide`` gives the
+At 80 columns a study's runs keep one line each: the schedule is its shape (``warmup(cosine)``,
+``cyclic(triangular2)``), the optimizer its name (or its alias, ``sgdm``, where two listed
+optimizers share a name), the LR the peak the schedule reaches (a cyclic or one-cycle run's
+``lr`` is not the LR it trained at), the metrics the task's objective first and one more; a
+column every listed run shares (sweep, task, optimizer) is named in the title instead; names
+that still do not fit end in an ellipsis, never fold onto a second line. ``--wide`` gives the
 whole specs and every metric the runs recorded, ``--full-ids`` the whole ids.
 """
 
@@ -17,16 +20,27 @@ from rich.table import Table
 from rich.text import Text
 
 from lrlab.cli._common import safe
+from lrlab.core.grammar import OPTIMIZER_ALIASES
 from lrlab.core.records import EpochRecord, Objective, RunRecord
 from lrlab.formatting import num
+from lrlab.schedules.summary import key_points
 
-__all__ = ["ListOptions", "fit_widths", "metric_columns", "runs_table", "short_optimizer", "short_schedule"]
+__all__ = [
+    "ListOptions",
+    "fit_widths",
+    "metric_columns",
+    "optimizer_labels",
+    "peak_lr",
+    "runs_table",
+    "short_optimizer",
+    "short_schedule",
+]
 
 STATUS_STYLE = {"done": "green", "diverged": "yellow", "failed": "red", "running": "cyan", "queued": "dim"}
 NARROW_METRICS = 2  # metric columns at the default width: the objective and one more
 ID_CHARS = 8
 _COMPLEMENT = frozenset({"val_accuracy"})  # 1 - val_error: its column comes last
-_CALL = re.compile(r"[A-Za-z_]\w*(?=\s*\()|[(),\[\]]")
+_CALL = re.compile(r"[A-Za-z_]\w*(?=\s*\()|[(),\[\]]|\"[^\"]*\"|'[^']*'")
 
 
 @dataclass(frozen=True)
@@ -38,10 +52,13 @@ class ListOptions:
 
 
 def short_schedule(spec: str) -> str:
-    """A schedule spec as its shape: the functions it nests, without their arguments.
+    """A schedule spec as its shape: the functions it nests and their text arguments (a
+    cyclic schedule's mode or shape), without their numbers.
 
     >>> short_schedule("warmup(cosine(lr=0.1, total_steps=100), steps=10)")
     'warmup(cosine)'
+    >>> short_schedule('cyclic(base_lr=0.01, max_lr=0.1, step_size=38, mode="triangular2")')
+    'cyclic(triangular2)'
     >>> short_schedule("sequence([constant(lr=0.1), cosine(lr=0.1, total_steps=9)], boundaries=[5])")
     'sequence(constant, cosine)'
     >>> short_schedule("constant(lr=0.1)")
@@ -52,7 +69,9 @@ def short_schedule(spec: str) -> str:
     for token in _CALL.findall(spec):
         if token in ",[]":
             continue
-        if token == "(":
+        if token[0] in "\"'":
+            stack[-1].append(token[1:-1])
+        elif token == "(":
             stack.append([])
         elif token == ")":
             inner, name = stack.pop(), names.pop() if names else ""
@@ -66,6 +85,44 @@ def short_schedule(spec: str) -> str:
 def short_optimizer(spec: str) -> str:
     """An optimizer spec's name (``adamw(weight_decay=0.01)`` -> ``adamw``)."""
     return spec.split("(", 1)[0].strip() or spec
+
+
+def _compact(spec: str) -> str:
+    return "".join(spec.split()).lower()
+
+
+def optimizer_labels(specs: Sequence[str]) -> dict[str, str]:
+    """Each optimizer spec's label in the narrow table: its name where no other listed spec
+    has that name; else its alias or the spec without spaces, so that ``sgd`` and
+    ``sgd(momentum=0.9)`` never read alike.
+
+    >>> optimizer_labels(["sgd", "sgd(momentum=0.9)", "adamw(weight_decay=0.01)"])
+    {'sgd': 'sgd', 'sgd(momentum=0.9)': 'sgdm', 'adamw(weight_decay=0.01)': 'adamw'}
+    >>> optimizer_labels(["adamw", "adamw(weight_decay=0.01)"])
+    {'adamw': 'adamw', 'adamw(weight_decay=0.01)': 'adamw(weight_decay=0.01)'}
+    """
+    specs = list(dict.fromkeys(specs))
+    names = [short_optimizer(spec) for spec in specs]
+    aliases = {}
+    for alias, full in OPTIMIZER_ALIASES.items():
+        aliases.setdefault(_compact(full), alias)
+    labels = {}
+    for spec, name in zip(specs, names):
+        if names.count(name) == 1 or "(" not in spec:
+            labels[spec] = name
+            continue
+        alias = aliases.get(_compact(spec))
+        labels[spec] = alias if alias is not None and alias not in names else "".join(spec.split())
+    return labels
+
+
+def peak_lr(run: RunRecord) -> float | None:
+    """The largest LR ``run``'s schedule reaches over the steps it was planned for (None when
+    the store does not say how many: a run recorded before it kept that count)."""
+    steps = run.extras.get("total_steps")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1 or run.config.schedule is None:
+        return None
+    return key_points(run.config.schedule, steps).peak
 
 
 def _objectives(runs: Sequence[RunRecord]) -> list[Objective]:
@@ -106,18 +163,24 @@ def runs_table(
     out of it (to name under it)."""
     tasks = {r.config.task for r in runs}
     sweeps = {r.sweep for r in runs}
+    optimizers = optimizer_labels([str(r.config.optimizer) for r in runs])
+    peaks = {r.id: peak_lr(r) for r in runs}
+    known = bool(runs) and all(p is not None for p in peaks.values())
     metrics = metric_columns(runs, finals)
     shown = metrics if options.wide else metrics[:NARROW_METRICS]
+    lrs = (["lr"] if options.wide or not known else []) + (["peak_lr"] if known else [])
     names = ["id", *(["sweep"] if options.wide or len(sweeps) > 1 else []), "status",
-             *(["task"] if options.wide or len(tasks) > 1 else []), "optimizer", "schedule", "lr", "seed",
+             *(["task"] if options.wide or len(tasks) > 1 else []),
+             *(["optimizer"] if options.wide or len(optimizers) > 1 else []), "schedule", *lrs, "seed",
              *shown]  # fmt: skip
     prefix = "" if options.wide else _shared_prefix([r.sweep or "-" for r in runs])
-    rows = [_cells(run, finals.get(run.id), names, shown, options, prefix) for run in runs]
+    context = _Context(options, prefix, optimizers, peaks)
+    rows = [_cells(run, finals.get(run.id), names, shown, context) for run in runs]
     natural = {name: max([len(name), *(len(row[i]) for row in rows)]) for i, name in enumerate(names)}
     widths = dict(natural) if options.wide else fit_widths(natural, width)
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, padding=0)  # one space between columns
     for name in names:
-        numeric = name in ("lr", "seed") or name in shown
+        numeric = name in ("lr", "peak_lr", "seed") or name in shown
         table.add_column(name, justify="right" if numeric else "left", no_wrap=True, overflow="ellipsis",
                          width=widths[name])  # fmt: skip
     for run, row in zip(runs, rows):
@@ -162,26 +225,34 @@ def _shared_prefix(sweeps: Sequence[str]) -> str:
     return common[: common.rfind("-") + 1]
 
 
+@dataclass(frozen=True)
+class _Context:
+    """What every row's cells are made with: the options, the prefix the listed sweeps share,
+    the optimizers' labels and the runs' peak LRs."""
+
+    options: ListOptions
+    prefix: str
+    optimizers: Mapping[str, str]
+    peaks: Mapping[str, float | None]
+
+
 def _cells(
-    run: RunRecord,
-    last: EpochRecord | None,
-    names: list[str],
-    shown: list[str],
-    options: ListOptions,
-    prefix: str = "",
+    run: RunRecord, last: EpochRecord | None, names: list[str], shown: list[str], context: _Context
 ) -> list[str]:
     """The row's cells as plain text (control characters made visible); a sweep's name
-    without the ``prefix`` every listed sweep shares (an ellipsis in its place)."""
-    config = run.config
+    without the prefix every listed sweep shares (an ellipsis in its place)."""
+    config, options, prefix = run.config, context.options, context.prefix
     sweep = run.sweep or "-"
+    optimizer = str(config.optimizer)
     cell = {
         "id": safe(run.id if options.full_ids else run.id[:ID_CHARS]),
         "sweep": safe("\u2026" + sweep[len(prefix) :] if prefix and sweep.startswith(prefix) else sweep),
         "status": str(run.status),
         "task": safe(config.task),
-        "optimizer": safe(config.optimizer if options.wide else short_optimizer(str(config.optimizer))),
+        "optimizer": safe(optimizer if options.wide else context.optimizers.get(optimizer, optimizer)),
         "schedule": safe(config.schedule if options.wide else short_schedule(str(config.schedule))),
         "lr": num(config.lr),
+        "peak_lr": num(context.peaks.get(run.id)),
         "seed": str(run.seed),
     }
     for metric in shown:

@@ -55,7 +55,7 @@ def _check_sweep(store, db: Path, sweep: str | None) -> None:  # store: Store
 
 @runs_app.command(
     "list",
-    help="List runs, one line each, with the task's objective and metrics.\n\nAt the terminal's width each run keeps one line: schedules as their shape, optimizers by name, the objective and one more metric. --wide shows whole specs and every metric; --full-ids whole ids.\n\nExamples:\n\n  lrlab runs list\n\n  lrlab runs list --sweep digits-lr --status diverged\n\n  lrlab runs list --sweep digits-lr --wide --full-ids",
+    help="List runs, one line each, with the task's objective and metrics.\n\nAt the terminal's width each run keeps one line: schedules as their shape, optimizers by name, the peak LR each schedule reaches, the objective and one more metric. --wide shows whole specs and every metric; --full-ids whole ids.\n\nExamples:\n\n  lrlab runs list\n\n  lrlab runs list --sweep digits-lr --status diverged\n\n  lrlab runs list --sweep digits-lr --wide --full-ids",
 )
 def list_runs(
     db: Path = _DB,
@@ -91,12 +91,15 @@ def list_runs(
 
 
 def _list_title(runs, db: Path, sweep: str | None) -> str:  # runs: list[RunRecord]
-    """``154 runs in DB, sweep S, task T; objective val_mae (lower is better)``."""
+    """``154 runs in DB, sweep S, task T, optimizer O; objective val_mae (lower is better)``:
+    what every listed run shares (left out of the table's columns)."""
     tasks, sweeps = {r.config.task for r in runs}, {r.sweep for r in runs}
     if sweep is None and len(sweeps) == 1 and None not in sweeps:  # one sweep: named here, not in a column
         sweep = next(iter(sweeps))
+    optimizers = {str(r.config.optimizer) for r in runs}
     title = f"{len(runs)} runs in {db}" + (f", sweep {sweep}" if sweep else "")
     title += f", task {next(iter(tasks))}" if len(tasks) == 1 else ""
+    title += f", optimizer {next(iter(optimizers))}" if len(optimizers) == 1 else ""
     objectives = {(o.metric, o.higher_is_better) for r in runs if (o := r.objective) is not None}
     if len(objectives) == 1:
         metric, higher = next(iter(objectives))
