@@ -22,7 +22,9 @@ Everything below is fixed in code before any result is read:
 - clean twins: the MLP at the grid's best (one and two groups), the schedule-free run switching
   modes, the transformer with warmup; seeds 0-4 for every case;
 - the user declares the schedule and the intended multipliers (``schedule=``, ``lr_mults=``),
-  hands the model (``model=``), and every run carries the default instruments only;
+  hands the model (``model=``) and the loss of one training batch held fixed (``probe_loss=``, a
+  batch of the run's size drawn with its own shuffle, as lrlab's own loop does), and every run
+  carries the default instruments only;
 - divergence: a non-finite loss or one above 4 times the first (lrlab's rule): the run stops.
 
 A fault counts as detected when the run has at least one finding; a clean run with one is a
@@ -52,6 +54,7 @@ from lrlab.schedules import Schedule, cosine, warmup
 from lrlab.store.sqlite import Store
 from lrlab.torch import LRScheduler
 from lrlab.track._live import live_findings
+from lrlab.training.loop import PROBE_DATA_SEED
 from lrlab.training.tasks import get_task
 
 REPORT_MD = Path(__file__).resolve().parent.parent / "docs" / "report.md"
@@ -168,8 +171,10 @@ def train(case: Case, seed: int, lr: float, store: Store) -> Outcome:
     optimizer, declared = _optimizer(case, model, lr)
     schedule = _schedule(case, lr, total)
     scheduler = LRScheduler(optimizer, schedule) if schedule is not None else None
+    probe_inputs, probe_targets = next(iter(task.train_loader(batch, seed + PROBE_DATA_SEED)))
     options: dict[str, Any] = {"schedule": schedule, "lr_mults": declared, "model": model, "seed": seed,
-                               "total_steps": total, "epochs": epochs, "batch_size": batch}  # fmt: skip
+                               "total_steps": total, "epochs": epochs, "batch_size": batch,
+                               "probe_loss": lambda: task.loss_fn(model(probe_inputs), probe_targets)}  # fmt: skip
     step, initial, diverged, val = 0, None, None, math.nan
     with lrlab.track(optimizer, name=case.family, sweep=case.name, db=store, **options) as run:
         for _epoch in range(epochs):

@@ -47,7 +47,7 @@ def test_the_probe_reads_a_quadratic_and_leaves_the_weights_bit_for_bit():
     probe.before([w])
     opt.step()
     after = w.detach().clone()
-    multiple, f0, f1, f2 = probe.after([w])
+    multiple, f0, f1, _f2 = probe.after([w])
     assert torch.equal(w.detach(), after)
     assert f0 == pytest.approx(18.5) and f1 == pytest.approx(float((scale * after**2).sum()))
     # along d = -0.1 * grad the quadratic's bottom is at (g.g) / (0.1 * g.Hg) steps
@@ -115,9 +115,10 @@ def test_track_takes_the_probe_loss_and_warns_on_its_former_name(tmp_path):
             opt.step()
             run.log(loss=loss)
     assert "lr_low" in [f.kind for f in Store(tmp_path / "t.db").findings(run.run_id)]
-    with pytest.warns(DeprecationWarning, match="probe_loss"):
-        with lrlab.track(opt, name="u", db=tmp_path / "t.db", sharpness_loss=fixed):
-            pass
+    with pytest.warns(DeprecationWarning, match="probe_loss"), lrlab.track(
+        opt, name="u", db=tmp_path / "t.db", sharpness_loss=fixed
+    ):
+        pass
     with warnings.catch_warnings(), pytest.raises(ValueError, match="once"):
         warnings.simplefilter("ignore")
         lrlab.track(opt, name="v", db=tmp_path / "t.db", sharpness_loss=fixed, probe_loss=fixed)
@@ -127,3 +128,25 @@ def test_probe_every_is_checked():
     assert InstrumentSettings(probe_every=5).probe_every == 5
     with pytest.raises(ValueError, match="probe_every"):
         InstrumentSettings(probe_every=0)
+
+
+def test_an_update_that_more_than_doubles_far_above_the_usual_is_found_once(tmp_path):
+    torch.manual_seed(0)
+    model = torch.nn.Linear(8, 1)
+    x, y = torch.randn(64, 8), torch.randn(64, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    with lrlab.track(opt, name="j", db=tmp_path / "j.db") as run:
+        for step in range(40):
+            if step == 20:
+                opt.param_groups[0]["lr"] = 20.0  # the update far above the usual, at once
+            opt.zero_grad()
+            loss = torch.nn.functional.mse_loss(model(x), y)
+            loss.backward()
+            opt.step()
+            run.log(loss=min(loss.item(), 1e6))
+    store = Store(tmp_path / "j.db")
+    jumps = [f for f in store.findings(run.run_id) if f.numbers.get("jump")]
+    ratio = store.instruments(run.run_id)["update_ratio/group0"]
+    first_high = next(s for s, v in list(zip(ratio.steps, ratio.values))[10:] if v > 0.1)
+    assert len(jumps) == 1 and jumps[0].step == first_high
+    assert jumps[0].numbers["ratio"] > 2 * jumps[0].numbers["before"] and jumps[0].numbers["ratio"] > 0.1

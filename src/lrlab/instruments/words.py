@@ -12,6 +12,7 @@ __all__ = [
     "audit_finding",
     "divergence_finding",
     "eval_mode_finding",
+    "jump_finding",
     "probe_finding",
     "ratio_finding",
     "sharpness_finding",
@@ -153,3 +154,15 @@ def probe_finding(step: int, median: float, probes: int, every: int) -> Finding:
         "the LR is likely too small: raise it (a range test, `lrlab find`, says how far)"
     )
     return Finding.at_step(step, "lr_low", message, {"multiple": median, "probes": probes, "every": every})
+
+
+def jump_finding(step: int, group: str, before: float, after: float) -> Finding:
+    """The update of one step more than doubled, far above the usual: the run turning unstable."""
+    message = (
+        f"step {step}: the update ratio of group '{group}' jumped from {before:.2g} to {after:.2g} in one step, "
+        f"{times(after / USUAL_RATIO)} the usual {USUAL_RATIO:.0e}: the run is turning unstable; lower the LR, "
+        "warm up longer or clip the gradient norm"
+    )
+    return Finding.at_step(
+        step, "update_ratio", message, {"group": group, "before": before, "ratio": after, "jump": True}
+    )
