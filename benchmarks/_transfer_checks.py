@@ -91,6 +91,11 @@ def self_check_cell(row: dict[str, Any]) -> str:
     return f"{head}: {c['excess']:.2f} oct. beyond, widened to {low:.3g}-{high:.3g}"
 
 
+def _allowed(c: dict[str, Any]) -> str:
+    """The octaves the two intervals together allowed (a check cached before the field: '-')."""
+    return f"{c['allowed']:.2f} oct." if "allowed" in c else "-"
+
+
 def _fmt(value: float | None) -> str:
     return "none" if value is None else f"{value:.3g}"
 
@@ -99,9 +104,9 @@ def render_checks(rows: list[dict[str, Any]], titles: dict[str, str]) -> list[st
     """The checks per ladder against what the target measured, and the count in words."""
     lines = [
         "| ladder | law of the two smaller proxies at the largest: predicted (80 %) vs measured (80 %) | "
-        "miss | beyond the intervals | widening at the target | interval after | covers after | "
+        "miss | the intervals allow | beyond them | widening at the target | interval after | covers after | "
         "proxies diverged from (stored runs) | predicted | stability check | target diverged from |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     flagged_misses, misses = 0, 0
     for row in rows:
@@ -124,7 +129,7 @@ def render_checks(rows: list[dict[str, Any]], titles: dict[str, str]) -> list[st
         lines.append(
             f"| {titles[row['ladder']]} | {c['predicted']:.3g} ({c['predicted_low']:.3g}-{c['predicted_high']:.3g}) vs "
             f"{c['measured']:.3g} ({c['measured_low']:.3g}-{c['measured_high']:.3g}) | {c['miss']:+.2f} oct. | "
-            f"{c['excess']:.2f} oct. | {c['widening']:.2f} oct. | {low:.3g}-{high:.3g} | "
+            f"{_allowed(c)} | {c['excess']:.2f} oct. | {c['widening']:.2f} oct. | {low:.3g}-{high:.3g} | "
             f"{'yes' if low <= g['lr'] <= high else 'no'} | {proxies_diverged} | {row['predicted']:.3g} | {check} | "
             f"{_fmt(target_edge(row))} |"
         )

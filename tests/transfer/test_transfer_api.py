@@ -58,6 +58,13 @@ def test_every_proxy_is_bracketed_and_the_prediction_lies_in_its_interval(done):
     assert low <= result.law.low and high >= result.law.high  # never narrower than the law's own
     assert check.passed == (result.interval == result.law_interval)
     assert [c.name for c in result.checks] == ["self-check", "stability"]
+    # the stability check reads the proxies' stored runs: the first LR with a diverged seed
+    for edge, optimum in zip(result.stability.edges, result.proxies, strict=True):
+        nan = [
+            lr for lr, row in zip(optimum.lrs, optimum.losses, strict=True) if any(math.isnan(v) for v in row)
+        ]
+        assert edge == (min(nan) if nan else None)
+    assert result.stability.passed == all(e is None or e > result.lr for e in result.stability.edges)
 
 
 def test_every_run_is_stored_in_one_sweep_per_proxy(done):

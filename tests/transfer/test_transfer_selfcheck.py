@@ -55,7 +55,7 @@ def test_a_law_that_bends_widens_the_interval_on_the_side_it_missed_by_the_state
     # the two intervals as independent normals: the 2-point line's sd at 64 is sqrt(4 + 1) sigma
     sigma = math.log(1.05**2) / (2 * Z80)
     half = Z80 * math.sqrt(5 * sigma**2 + (math.log(1.05) / Z80) ** 2) / math.log(2)
-    assert check.excess == pytest.approx(2.0 - half)
+    assert check.allowed == pytest.approx(half) and check.excess == pytest.approx(2.0 - half)
     assert (check.span, check.distance) == (pytest.approx(1.0), pytest.approx(3.0))
     assert check.widening == pytest.approx(3 * check.excess) and check.side == "high" and not check.passed
     low, high = result.interval
@@ -118,6 +118,7 @@ def test_the_check_never_narrows_and_widens_exactly_excess_over_span_times_dista
     low, high = result.interval
     assert low <= result.law.low + 1e-15 and high >= result.law.high - 1e-15
     assert 0.0 <= check.excess <= abs(check.miss) + 1e-12
+    assert check.excess == pytest.approx(max(0.0, abs(check.miss) - check.allowed), abs=1e-12)
     assert check.distance == pytest.approx(math.log2(beyond))
     assert check.widening == pytest.approx(check.excess / check.span * check.distance)
     if check.passed:

@@ -46,7 +46,8 @@ class SelfCheck:
     ``predicted`` (``predicted_low``..``predicted_high``) is what the law fitted on
     ``fitted_on`` (with ``slope``) said at ``left_out``; ``measured`` (``measured_low``..``measured_high``) is
     that proxy's own optimum. ``miss`` is ``log2(measured / predicted)`` in octaves (signed),
-    ``excess`` the part of it beyond both intervals (0 when they explain it). ``span`` is the
+    ``allowed`` the octaves the two intervals together allow, ``excess`` the part of the miss
+    beyond them (0 when they explain it). ``span`` is the
     octaves of scale the law was carried over (from the nearest fitted proxy to ``left_out``),
     ``distance`` the octaves of scale from ``left_out`` to the target, and ``widening`` the
     octaves the target's interval is widened by on ``side`` (``excess / span * distance``).
@@ -63,6 +64,7 @@ class SelfCheck:
     measured_low: float
     measured_high: float
     miss: float
+    allowed: float
     excess: float
     span: float
     distance: float
@@ -202,7 +204,8 @@ def self_check(scales: Sequence[float], optima: Sequence[Optimum], law: PowerLaw
     z = _z(law.level)
     facing = math.log(measured.lr / measured.low) if d > 0 else math.log(measured.high / measured.lr)
     half = z * math.sqrt(sd_pred**2 + (max(facing, 1e-6) / z) ** 2)
-    excess = max(0.0, abs(d) - half) / math.log(2)
+    allowed = half / math.log(2)
+    excess = max(0.0, abs(d) / math.log(2) - allowed)
     nearest = xs[kept[-1]] if above else xs[kept[0]]
     span = abs(math.log2(xs[out] / nearest))
     distance = abs(math.log2(law.target / xs[out]))
@@ -213,7 +216,7 @@ def self_check(scales: Sequence[float], optima: Sequence[Optimum], law: PowerLaw
         left_out=xs[out], fitted_on=tuple(xs[i] for i in kept), slope=slope, predicted=math.exp(value),
         predicted_low=math.exp(value - z * sd_pred), predicted_high=math.exp(value + z * sd_pred),
         measured=float(measured.lr), measured_low=float(measured.low), measured_high=float(measured.high),
-        miss=d / math.log(2), excess=excess, span=span, distance=distance, widening=widening, side=side,
+        miss=d / math.log(2), allowed=allowed, excess=excess, span=span, distance=distance, widening=widening, side=side,
         target=float(law.target), law_lr=float(law.lr), law_interval=law_interval, interval=law_interval, level=float(law.level),
     )  # fmt: skip
     interval = check.widen(law.target, law.lr, *law_interval)
