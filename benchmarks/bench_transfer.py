@@ -17,8 +17,14 @@ closer than reusing the proxy's LR on average; the proxies together cost at most
 target run. Where a bar is out of reach the bound is measured in the same run: the spread
 of the target's own optimum over its seeds.
 
+The transfer's own checks (``TransferResult.self_check`` and ``.stability``) are reported per
+ladder beside the target's grid optimum (``_transfer_checks``): whether a check warned where
+the prediction then missed.
+
 Run: ``nice -n 5 python benchmarks/bench_transfer.py`` (about 15-25 minutes on two shared
-cores); ``--only mlp-sp`` for one ladder; ``--docs-only`` from the cache.
+cores); ``--only mlp-sp`` for one ladder; ``--refit`` to re-fit every ladder from the stored
+runs (it prints how many runs it had to train: 0 when the store holds them all);
+``--docs-only`` from the cache.
 """
 
 from __future__ import annotations
