@@ -131,9 +131,11 @@ def recording(repeats: int = 7, steps: int = 300, warmup: int = 30) -> dict:
 INSTRUMENT_ARMS = (
     ("track, instruments off", False),
     ("track, default instruments", None),
+    ("default instruments with probe_loss= (the step probe on)", "default+probe"),
     ("update_ratio alone", "update_ratio"),
     ("lr_audit alone", "lr_audit"),
     ("spikes alone", "spikes"),
+    ("step_probe alone (3 forward passes every 10 steps)", "step_probe"),
     ("sharpness every 100 steps (off by default)", "sharpness"),
 )
 
@@ -158,9 +160,10 @@ def instrument_costs(repeats: int = 3, steps: int = 150, warmup: int = 20) -> di
             def probe(model=model, x=x, y=y):
                 return torch.nn.functional.cross_entropy(model(x), y)
 
+            probed = which in ("sharpness", "step_probe", "default+probe")
             run = stack.enter_context(lrlab.track(
-                opt, name="bench", db=Path(tmp) / f"r{index}.db", instruments=which, schedule=constant(0.01),
-                sharpness_loss=probe if which == "sharpness" else None,
+                opt, name="bench", db=Path(tmp) / f"r{index}.db", schedule=constant(0.01),
+                instruments=None if which == "default+probe" else which, probe_loss=probe if probed else None,
             ))  # fmt: skip
             arms.append((label, lambda run=run, step_fn=step_fn: run.log(loss=step_fn())))
         shuffle = random.Random(0)
@@ -196,7 +199,8 @@ def _instrument_section(r: dict) -> str:
         f"turn in a random order per step, {r['repeats']} repeats of {r['steps']} steps; the median step of each "
         f"arm over the unrecorded median step ({r['step_ms']:.2f} ms). An instrument's share is its arm's "
         "overhead minus that of `lrlab.track` with `instruments=False`; the mean step counts the rare "
-        "expensive ones (the sharpness every 100 steps, the SQLite writes), the median does not.\n",
+        "expensive ones (the step probe every 10 steps, the sharpness every 100, the SQLite writes), the median "
+        "does not. The step probe and the sharpness read the loss of a fixed batch of 128 (`probe_loss=`).\n",
         "| arm | overhead, median step | overhead, mean step | the instrument's share (median) | share (mean) |",
         "|---|---|---|---|---|",
     ]
@@ -213,7 +217,8 @@ def _instrument_section(r: dict) -> str:
         "\nThe update ratio copies the weights into buffers it keeps before each step and takes fused norms "
         "before and after it; the LR "
         "audit and the spike rule read numbers already on the host, in batches. `warmup` and `eval_mode` "
-        "add no work of their own (they read the update ratio and a flag)."
+        "add no work of their own (they read the update ratio and a flag). The step probe runs three forward "
+        "passes of its batch every 10th step (none on the others), so its cost shows in the mean step only."
     )
     return "\n".join(lines)
 

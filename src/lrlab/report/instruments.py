@@ -112,6 +112,10 @@ def instruments_figure(data: ReportData) -> FigureSpec:
         _panel(data, "lr_audit/", "LR used / LR the schedule gives (1 when they agree; log scale)", "ratio",
                ylog=True, hline=1.0),
     ]  # fmt: skip
+    if any("step_probe" in s for s in data.instruments.values()):
+        panels.append(_panel(data, "step_probe", "Step probe: where the loss along each update bottoms out "
+                             "(1: at the step; 2 or more: steps too short; log scale)", "updates",
+                             ylog=True, hline=1.0))  # fmt: skip
     if any("sharpness" in s for s in data.instruments.values()):
         panels.append(_sharpness_panel(data))
     if any("noise_scale" in s for s in data.instruments.values()):
@@ -127,7 +131,8 @@ def instruments_figure(data: ReportData) -> FigureSpec:
         caption=(
             "What the instruments read while the best configurations trained (their first seed): the step's "
             "update relative to the weights per param group, the LR each group used over the one its schedule "
-            "gives, and where they were on, the sharpness against 2/lr (38/lr for Adam's preconditioned form) "
+            "gives, where the loss of a fixed batch bottoms out along each update (in updates: the step probe), "
+            "and where they were on, the sharpness against 2/lr (38/lr for Adam's preconditioned form) "
             "and the gradient noise scale. Red lines: the steps where the instruments made a finding."
         ),
         panels=panels,
