@@ -102,12 +102,18 @@ def test_the_interactive_chart_has_distinct_symbols_and_names_its_lines_in_the_l
     assert named == ["cyclic bounds 0.1-0.4", "chosen lr=0.06 (minimum/7)"]
 
 
-def test_a_mark_shared_by_two_panels_is_named_once_in_the_interactive_legend():
+def test_several_panels_name_their_marks_under_their_own_x_label_in_the_interactive_chart():
     from lrlab.plot.interactive import plotly_figure
     from lrlab.plot.spec import FigureSpec, Panel, Span, VLine
 
-    panels = [Panel(f"p{i}", "lr", "loss", vlines=[VLine(0.3, "range test: lr=0.3")],
+    panels = [Panel(f"p{i}", "lr", "loss", vlines=[VLine(0.3 * (i + 1), f"range test: lr={0.3 * (i + 1):g}")],
                     spans=[Span(0.2, 0.5, "cyclic bounds 0.2-0.5")], xlog=True) for i in range(2)]  # fmt: skip
-    shapes = plotly_figure(FigureSpec("u", "U", "", panels, columns=2))["layout"]["shapes"]
-    assert len(shapes) == 4 and [s["showlegend"] for s in shapes] == [True, True, False, False]
-    assert len({s["legendgroup"] for s in shapes}) == 2  # one click hides the mark in both panels
+    layout = plotly_figure(FigureSpec("u", "U", "", panels, columns=2))["layout"]
+    assert len(layout["shapes"]) == 4 and not any(s.get("showlegend") for s in layout["shapes"])
+    for axis, lr in (("xaxis", "0.3"), ("xaxis2", "0.6")):  # which line is whose: under its own panel
+        title = layout[axis]["title"]["text"]
+        assert (
+            title.startswith("lr<br>")
+            and f"dashed: range test: lr={lr}; band: cyclic bounds 0.2-0.5" in title
+        )
+    assert not any("range test" in a["text"] for a in layout.get("annotations", ()))

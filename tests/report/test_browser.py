@@ -214,12 +214,13 @@ def test_the_recommendation_is_in_the_first_viewport(study_page):
 
 
 def test_no_legend_is_clipped(study_page):
-    """Every legend entry in a figure's data is drawn, inside its chart and without a
-    scrollbar hiding some of them; at most ten colours plus the grey rest."""
+    """Every legend entry in a figure's data (and its named lines and bands) is drawn, inside
+    its chart and without a scrollbar hiding some of them; at most ten colours plus the grey rest."""
     page, _events, runs = study_page
     charts = page.evaluate(
         """() => [...document.querySelectorAll('.plotly-graph-div')].map(gd => {
             const groups = new Set(gd.data.filter(t => t.showlegend !== false).map(t => t.legendgroup || t.name));
+            (gd.layout.shapes || []).filter(s => s.showlegend).forEach(s => groups.add(s.legendgroup || s.name));
             const box = gd.getBoundingClientRect();
             const items = [...gd.querySelectorAll('.legend .traces')].map(t => t.getBoundingClientRect());
             const scroll = gd.querySelector('.legend .scrollbar');

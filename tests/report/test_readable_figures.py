@@ -109,3 +109,39 @@ def test_the_momentum_axis_is_the_coloured_configurations():
     momentum = spec.panels[1]
     low, high = momentum.ylim
     assert 0.8 < low < 0.85 and 0.95 < high < 1.0
+
+
+def _steps_study(best_low: float):
+    """A study whose coloured runs' per-step losses fall from 2.3 to ``best_low`` and one grey
+    run's loss spikes to 9 nats at a step without diverging."""
+    from lrlab.report.step_figures import steps_figure
+
+    sw = study_sweep(lrs=(0.03, 0.1), seeds=(0,), epochs=3, steps_per_epoch=20)
+    data = build_report_data(sw.runs, sw.epochs, sw.steps, sw.finders)
+    for cfg in data.configs:
+        for run in cfg.runs:
+            series = sw.steps[run.id]
+            loss = np.geomspace(2.3, best_low, len(series))
+            if not data.looks[cfg.key].highlighted and not cfg.diverged:
+                loss[len(loss) // 2] = 9.0
+            if not cfg.diverged:
+                sw.steps[run.id] = dataclasses.replace(series, loss=loss)
+    data = build_report_data(sw.runs, sw.epochs, sw.steps, sw.finders)
+    names = {data.looks[c.key].name for c in data.configs if data.looks[c.key].highlighted and not c.diverged}
+    return steps_figure(data), names
+
+
+def test_the_step_loss_axis_is_the_best_runs_log_when_they_span_tenfold():
+    spec, names = _steps_study(0.01)
+    loss_panel = spec.panels[0]
+    assert loss_panel.ylog  # 2.3 to 0.01: on a linear axis up to the spike they lay flat at its bottom
+    low, high = loss_panel.ylim
+    best = np.concatenate([t.y for t in loss_panel.traces if t.name in names])
+    assert low <= best[best > 0].min() and best.max() <= high < 9.0  # the best whole, the grey spike cut
+    ax = draw_figure(spec).axes[0]
+    assert ax.get_yscale() == "log"
+
+
+def test_the_step_loss_axis_stays_linear_when_the_best_stay_within_tenfold():
+    spec, _ = _steps_study(0.5)
+    assert not spec.panels[0].ylog and spec.panels[0].ylim[1] < 9.0

@@ -52,25 +52,36 @@ def plotly_figure(spec: FigureSpec) -> dict:
 
     rows = (len(spec.panels) + spec.columns - 1) // spec.columns
     widths = [p.width for p in spec.panels[: spec.columns]]
+    # a second line under an x label (its panel's marks) needs room above the next row's title
+    worded = len(spec.panels) > 1 and any(p.mark_words() for p in spec.panels)
     fig = make_subplots(
         figure=go.Figure(layout={"template": {}}),
         rows=rows,
         cols=spec.columns,
         subplot_titles=[pesc(p.title) for p in spec.panels],
         horizontal_spacing=0.08,
-        vertical_spacing=0.12 if rows > 1 else 0.0,
+        vertical_spacing=(0.17 if worded else 0.12) if rows > 1 else 0.0,
         column_widths=widths if len(widths) == spec.columns and set(widths) != {1.0} else None,
     )
-    named: set[str] = set()  # marks named in the legend (a label shared by panels: once)
+    # The marks of one panel are named in the legend; of several panels, each under its own
+    # x label (a legend entry would not say which panel's line it is), as in the static figures.
+    named: set[str] | None = set() if len(spec.panels) == 1 else None
     for i, panel in enumerate(spec.panels):
         _axes(fig, panel, i // spec.columns + 1, i % spec.columns + 1, "" if i == 0 else str(i + 1), named)
-    entries = len(spec.legend_entries()) + len(named)
+    entries = len(spec.legend_entries()) + len(named or ())
     fig.update_layout(
         title={"text": pesc(spec.title)},
         # Tall enough for every legend entry at the right: plotly would scroll (hide) the rest.
-        height=max(430 * rows + 60, 150 + 21 * entries) if spec.legend != "below" else 430 * rows + 60,
+        height=max(430 * rows + 60, 150 + 25 * entries) if spec.legend != "below" else 430 * rows + 60,
         hovermode="closest",
-        legend={"groupclick": "togglegroup", "font": {"size": 11}},
+        # symbols of one size in the legend: a big marker (the chosen LR's star) would make its row taller
+        # (an entry is its own group: plotly's 10 px between groups made each row 29 px)
+        legend={
+            "groupclick": "togglegroup",
+            "font": {"size": 11},
+            "itemsizing": "constant",
+            "tracegroupgap": 4,
+        },
         margin={"t": 90, "r": 20, "l": 70, "b": 50},
     )
     menus = [_log_buttons(spec)] if spec.log_toggle else []
@@ -241,8 +252,12 @@ def _traces(t: Trace, seen: set[str]) -> list[dict]:
     return out
 
 
-def _axes(fig, panel: Panel, row: int, col: int, axis: str, named: set[str]) -> None:  # type: ignore[no-untyped-def]
-    xaxis: dict = {"title_text": pesc(panel.xlabel), "type": "log" if panel.xlog else "linear"}
+def _axes(fig, panel: Panel, row: int, col: int, axis: str, named: set[str] | None) -> None:  # type: ignore[no-untyped-def]
+    """A panel's axes and marks; ``named`` collects the marks named in the legend (None: named
+    under the x label instead)."""
+    words = panel.mark_words() if named is None else ""
+    title = pesc(panel.xlabel) + (f"<br><span style='font-size:11px'>{pesc(words)}</span>" if words else "")
+    xaxis: dict = {"title_text": title, "type": "log" if panel.xlog else "linear"}
     if panel.xlim is not None:
         low, high = panel.xlim
         xaxis["range"] = [math.log10(low), math.log10(high)] if panel.xlog else [low, high]
@@ -266,15 +281,15 @@ def _axes(fig, panel: Panel, row: int, col: int, axis: str, named: set[str]) -> 
         )
 
 
-def _marks(fig, panel: Panel, axis: str, named: set[str]) -> None:  # type: ignore[no-untyped-def]
+def _marks(fig, panel: Panel, axis: str, named: set[str] | None) -> None:  # type: ignore[no-untyped-def]
     """Spans, vertical lines and the horizontal line, with explicit axis references: plotly's
     ``add_vline(row=, col=)`` skips a subplot that has no traces yet, and here every subplot is
     empty when its marks are added (the traces are written as dicts afterwards). Shapes take
     data coordinates on a log axis.
 
-    A span or a vertical line is named in the legend, as in the static figures, never written
-    over the curves (a range test's chosen LR sat on its own star and curve): one entry per
-    label, which shows or hides that mark in every panel. ``named`` collects the labels."""
+    A span or a vertical line is named in the legend (``named`` collects the labels: one
+    entry each) or, with ``named`` None, under the panel's x label, as in the static figures;
+    never written over the curves (a range test's chosen LR sat on its own star and curve)."""
     xref, yref = "x" + axis, "y" + axis
     for span in panel.spans:
         fig.add_shape(type="rect", x0=span.x0, x1=span.x1, xref=xref, y0=0, y1=1, yref=yref + " domain",
@@ -289,10 +304,10 @@ def _marks(fig, panel: Panel, axis: str, named: set[str]) -> None:  # type: igno
                       line={"color": "#888888", "width": 1})  # fmt: skip
 
 
-def _legend_entry(label: str, named: set[str]) -> dict:
+def _legend_entry(label: str, named: set[str] | None) -> dict:
     """A shape's legend keys: its label named once per figure, every shape of that label in
-    one group (a click hides them all)."""
-    if not label:
+    one group (a click hides them all); none when the marks are named under the x label."""
+    if not label or named is None:
         return {}
     first = label not in named
     named.add(label)

@@ -127,6 +127,14 @@ class Panel:
     width: float = 1.0  # relative width of the panel's column
     height: float = 1.0  # relative height of the panel's row (a row takes its tallest panel's)
 
+    def mark_words(self) -> str:
+        """The panel's lines and bands in words, for under its x label when several panels
+        each have their own: ``dashed: range test: lr=0.3; band: cyclic bounds 0.1-0.4``."""
+        words = [f"{'dashed' if v.dash == 'dash' else 'dotted' if v.dash == 'dot' else 'line'}: {v.label}"
+                 for v in self.vlines if v.label]  # fmt: skip
+        words += [f"band: {s.label}" for s in self.spans if s.label]
+        return "; ".join(words)
+
 
 @dataclass
 class Animation:

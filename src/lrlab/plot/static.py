@@ -196,11 +196,8 @@ def _draw_panel(ax, panel: Panel, handles: dict[str, object], marks: dict[str, o
 
 
 def _mark_words(panel: Panel) -> str:
-    """The panel's lines and bands in words: ``dashed: range test: lr=0.3; band: cyclic bounds 0.1-0.4``."""
-    words = [f"{'dashed' if v.dash == 'dash' else 'dotted' if v.dash == 'dot' else 'line'}: {v.label}"
-             for v in panel.vlines if v.label]  # fmt: skip
-    words += [f"band: {s.label}" for s in panel.spans if s.label]
-    return plain("; ".join(words))
+    """The panel's lines and bands in words (:meth:`Panel.mark_words`), as matplotlib text."""
+    return plain(panel.mark_words())
 
 
 def _log_ticks(axis, limits: tuple[float, float]) -> None:  # type: ignore[no-untyped-def]

@@ -15,7 +15,7 @@ from lrlab.plot.spec import Panel
 if TYPE_CHECKING:
     from lrlab.report.data import ReportData
 
-__all__ = ["LOSS_NAME", "LOSS_UNIT", "fit_y", "loss_label"]
+__all__ = ["LOSS_NAME", "LOSS_UNIT", "fit_y", "loss_label", "spans_a_decade"]
 
 
 LOSS_NAME = "cross-entropy"  # what the tasks' loss is
@@ -45,6 +45,14 @@ def loss_label(
             loss, unit = declared.pop()
     inside = f"{loss}, {unit}" if unit else loss
     return f"{what} ({inside})"
+
+
+def spans_a_decade(curves: Sequence[np.ndarray]) -> bool:
+    """Whether the positive finite values of ``curves`` span more than a factor of ten: then a
+    linear axis squashes the lowest losses, the ones a reader compares, at its bottom."""
+    values = np.concatenate([np.asarray(c, dtype=np.float64) for c in curves]) if curves else np.zeros(0)
+    values = values[np.isfinite(values) & (values > 0)]
+    return bool(len(values)) and float(values.max()) > 10 * float(values.min())
 
 
 def fit_y(panel: Panel, kept: Sequence[np.ndarray], *, pad: float = 0.05, floor: float | None = None) -> None:

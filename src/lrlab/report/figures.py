@@ -19,7 +19,7 @@ from lrlab.core.grouping import Configuration, epoch_stats
 from lrlab.core.ranking import declared_objective
 from lrlab.formatting import num
 from lrlab.plot.spec import FigureSpec, Panel, Trace
-from lrlab.report.axes import LOSS_NAME, fit_y, loss_label
+from lrlab.report.axes import LOSS_NAME, fit_y, loss_label, spans_a_decade
 from lrlab.report.data import ReportData, divergence_index
 from lrlab.report.instruments import instruments_figure
 from lrlab.report.looks import COLOUR_WORDS, Look, drawing_order, hover_texts, legend_once, legend_order
@@ -104,14 +104,6 @@ def loss_figure(data: ReportData, log_y: bool = False) -> FigureSpec:
         "its edge, and a cross off the chart sits on its top edge.",
         [panel],
     ))
-
-
-def spans_a_decade(curves: list[np.ndarray]) -> bool:
-    """Whether the positive finite values of ``curves`` span more than a factor of ten: then a
-    linear axis squashes the lowest losses, the ones a reader compares, at its bottom."""
-    values = np.concatenate([np.asarray(c, dtype=np.float64) for c in curves]) if curves else np.zeros(0)
-    values = values[np.isfinite(values) & (values > 0)]
-    return bool(len(values)) and float(values.max()) > 10 * float(values.min())
 
 
 def _extend_to_divergence(

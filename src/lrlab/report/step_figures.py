@@ -12,7 +12,7 @@ from lrlab.core.records import StepSeries
 from lrlab.core.smoothing import ema
 from lrlab.plot.downsample import downsample_indices
 from lrlab.plot.spec import FigureSpec, Panel, Trace
-from lrlab.report.axes import fit_y, loss_label
+from lrlab.report.axes import fit_y, loss_label, spans_a_decade
 from lrlab.report.data import ReportData, divergence_index
 from lrlab.report.looks import COLOUR_WORDS, drawing_order, hover_texts, legend_once, legend_order
 
@@ -123,7 +123,8 @@ def steps_figure(data: ReportData, log_y: bool = False) -> FigureSpec:
     logged = _logs_a_loss(data)
     legend_panel = loss_panel if logged else grad_panel
     look = data.looks
-    kept: dict[str, list[np.ndarray]] = {"loss": [], "grad": []}
+    kept: dict[str, list[np.ndarray]] = {"loss": [], "grad": []}  # the runs that did not diverge
+    best: list[np.ndarray] = []  # ... the losses of those drawn in colour: the loss axis is theirs
     shown: set[str] = set()
     for cfg in drawing_order(data):
         lk = look[cfg.key]
@@ -162,6 +163,8 @@ def steps_figure(data: ReportData, log_y: bool = False) -> FigureSpec:
             if not is_diverged(run):
                 kept["loss"].append(series.loss)
                 kept["grad"].append(series.grad_norm)
+                if lk.highlighted:
+                    best.append(series.loss)
                 continue
             i = divergence_index(series, run)
             if i is None:
@@ -173,7 +176,11 @@ def steps_figure(data: ReportData, log_y: bool = False) -> FigureSpec:
                           lk.group, lk.color, mode="markers", marker="x", marker_size=11 if lk.highlighted else 8,
                           show_legend=False, hover=[f"{lk.hover}{seed} diverged at step {step}"])
                 )  # fmt: skip
-    fit_y(loss_panel, kept["loss"], floor=0.0)
+    # As the loss vs epoch: the axis of the coloured (best) runs, logarithmic when their losses
+    # span more than tenfold (on a linear axis up to a grey spike they lay flat at its bottom).
+    focus = best or kept["loss"]
+    loss_panel.ylog = log_y or spans_a_decade(focus)
+    fit_y(loss_panel, focus, floor=0.0)
     fit_y(grad_panel, kept["grad"])
     if not logged:
         return legend_order(data, FigureSpec(
