@@ -129,3 +129,15 @@ def test_the_page_draws_one_interactive_figure_per_family_with_no_none(study):
     page = [(key, figure) for key, _, figure in _figures(study) if key.startswith("parallel")]
     assert [key for key, _ in page] == ["parallel", "parallel-1", "parallel-2"]
     assert all(not any("None" in t for t in ticks(figure)) for _, figure in page)
+
+
+def test_optunas_figures_name_the_tunes_metric_not_objective_value(study):
+    from lrlab.tune.report import _figures
+
+    study.set_user_attr("metric", "val_error")
+    figures = {key: figure for key, _, figure in _figures(study)}
+    history = figures["history"].to_dict()
+    assert history["layout"]["yaxis"]["title"]["text"] == "validation error"
+    assert "Objective Value" not in str(history) and "Objective Value" not in str(
+        figures["importances"].to_dict()
+    )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import warnings
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -85,15 +86,22 @@ def markdown(result: Any) -> str:
     return "\n".join(lines)
 
 
+def _target(study: Any) -> str:
+    """The tune's metric as the figures name it (``validation error``)."""
+    return metric_name(study.user_attrs.get("metric", "score"))
+
+
 def _figures(study: Any) -> list[tuple[str, str, Any]]:
     """Optuna's own figures (plotly), those the study has enough trials for."""
     import optuna.visualization as vis
 
     out = []
+    named = {"target_name": _target(study)}  # the tune's metric, not Optuna's "Objective Value"
     makers = [
-        ("history", "Optimisation history: every trial's score and the best so far", vis.plot_optimization_history),
+        ("history", "Optimisation history: every trial's score and the best so far",
+         partial(vis.plot_optimization_history, **named)),
         ("importances", "Parameter importances (Optuna's fANOVA over the completed trials)",
-         vis.plot_param_importances),
+         partial(vis.plot_param_importances, **named)),
         ("intermediate", "Validation metric per epoch of every trial (the pruner's view)",
          vis.plot_intermediate_values),
     ]  # fmt: skip
@@ -135,9 +143,10 @@ def _pngs(study: Any, out: Path) -> list[Path]:
     import optuna.visualization.matplotlib as vis
 
     paths = []
+    named = {"target_name": _target(study)}
     for key, make in (
-        ("history", vis.plot_optimization_history),
-        ("importances", vis.plot_param_importances),
+        ("history", partial(vis.plot_optimization_history, **named)),
+        ("importances", partial(vis.plot_param_importances, **named)),
     ):
         try:
             with warnings.catch_warnings():
