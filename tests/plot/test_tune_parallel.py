@@ -141,3 +141,15 @@ def test_optunas_figures_name_the_tunes_metric_not_objective_value(study):
     assert "Objective Value" not in str(history) and "Objective Value" not in str(
         figures["importances"].to_dict()
     )
+
+
+def test_optunas_ggplot_style_stays_inside_its_own_figures(study, tmp_path):
+    import matplotlib
+
+    from lrlab.tune.report import _pngs
+
+    before = matplotlib.rcParams["axes.facecolor"]
+    paths = _pngs(study, tmp_path)
+    assert {p.name for p in paths} == {"tune_history.png", "tune_importances.png", "tune_parallel.png"}
+    # the schedule drawn next is lrlab's, not on ggplot's grey
+    assert matplotlib.rcParams["axes.facecolor"] == before

@@ -144,24 +144,27 @@ def _pngs(study: Any, out: Path) -> list[Path]:
 
     paths = []
     named = {"target_name": _target(study)}
-    for key, make in (
-        ("history", partial(vis.plot_optimization_history, **named)),
-        ("importances", partial(vis.plot_param_importances, **named)),
-    ):
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                ax = make(study)
-        except Exception:  # as above
-            continue
-        figure = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
-        figure.set_size_inches(9, 4.8)
-        figure.tight_layout()
-        path = out / f"tune_{key}.png"
-        with atomic_path(path) as tmp:
-            figure.savefig(tmp, dpi=110, format="png")
-        plt.close(figure)
-        paths.append(path)
+    # Optuna's figures set the ggplot style for the whole process: kept inside this context, so
+    # that the figures drawn after them (the recommended schedule) keep lrlab's own look
+    with matplotlib.rc_context():
+        for key, make in (
+            ("history", partial(vis.plot_optimization_history, **named)),
+            ("importances", partial(vis.plot_param_importances, **named)),
+        ):
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    ax = make(study)
+            except Exception:  # as above
+                continue
+            figure = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
+            figure.set_size_inches(9, 4.8)
+            figure.tight_layout()
+            path = out / f"tune_{key}.png"
+            with atomic_path(path) as tmp:
+                figure.savefig(tmp, dpi=110, format="png")
+            plt.close(figure)
+            paths.append(path)
     return [*paths, *_parallel_png(study, out / "tune_parallel.png")]
 
 
