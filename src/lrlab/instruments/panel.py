@@ -35,6 +35,7 @@ from lrlab.instruments.ratio import UpdateRatio
 from lrlab.instruments.settings import InstrumentSettings
 from lrlab.instruments.sharpness import Sharpness
 from lrlab.instruments.spikes import OLMO, SpikeDetector, SpikeRule
+from lrlab.instruments.warmup import needs_warmup
 from lrlab.optim.lr_free import is_schedule_free
 from lrlab.schedules import Schedule
 
@@ -51,8 +52,7 @@ RATIO_WINDOW = 20  # measured steps whose median is judged once settled
 RATIO_WINDOW_EARLY = 5
 WARMUP_EARLY = 10  # the first measured steps of the warmup check
 WARMUP_LATER = (50, 100)  # the measured steps it compares them with
-WARMUP_FACTOR = 10.0  # early median this many times the later one ...
-WARMUP_RATIO = 0.1  # ... and above this: a finding, when the LR did not warm up
+# their medians are judged with the loss of the last LOSS_WINDOW steps by warmup.needs_warmup
 # A jump: one measured step's ratio above RATIO_JUMP_FLOOR (a hundred times the usual 1e-3) and more
 # than RATIO_JUMP times the step before's, after the first RATIO_JUMP_AFTER measured steps (a fresh
 # start's weights near zero read high: digits-linear at its best LR jumps at steps 2-3). On tuning runs
@@ -148,7 +148,7 @@ class Instruments:
         self._ratio_count: dict[int, int] = {}
         self._ratio_reported: set[int] = set()
         self._warmup_done = "warmup" not in self.settings
-        self._first_lrs: list[float] = []
+        self._first_lrs: list[tuple[int, list[float]]] = []  # (hook count, LR per group), the first steps
         self._spike_count, self._last_spike = 0, -(10**9)
         self._pending_sharpness: list[tuple[int, float, float, bool]] = []
         self._hooks: list[Any] = []
@@ -415,16 +415,22 @@ class Instruments:
             self._found(words.divergence_finding(step, recent, self._first_loss), once="divergence")
 
     def _judge_warmup(self, step: int) -> None:
+        """Once, at measured step WARMUP_LATER[1]: the first steps the largest of a run whose LR
+        did not warm up, and its loss stalled since (``warmup.needs_warmup``)."""
         firsts = self._ratio_first.values()
         if not firsts or max(len(h) for h in firsts) < WARMUP_LATER[1]:
             return
         self._warmup_done = True
         early = max(_median(h[:WARMUP_EARLY]) for h in firsts)
         later = max(_median(h[WARMUP_LATER[0] : WARMUP_LATER[1]]) for h in firsts)
-        lrs = [max(v) for _s, v in self._first_lrs[: WARMUP_LATER[1]] if v] if self._first_lrs else []
+        # the LRs of this collect's steps too: the audit moves them into _first_lrs after the ratios
+        seen = (self._first_lrs + self._lrs)[: WARMUP_LATER[1]]
+        lrs = [max(v) for _s, v in seen if v]
         warmed = bool(lrs) and lrs[0] < 0.5 * max(lrs)
-        if not warmed and early > WARMUP_FACTOR * later and early > WARMUP_RATIO:
-            self._found(words.warmup_finding(step, early, later, WARMUP_EARLY))
+        window = np.roll(self._ring, -(self._ring_count % LOSS_WINDOW))  # oldest first
+        if self._ring_count >= LOSS_WINDOW and needs_warmup(early, later, warmed, window):
+            means = tuple(float(m) for m in window.reshape(3, -1).mean(axis=1))
+            self._found(words.warmup_finding(step, early, later, WARMUP_EARLY, means))
 
     def _one_multiplier(self, optimizer: torch.optim.Optimizer) -> bool:
         """Whether every group is meant at the same LR multiplier. Where they differ (a body

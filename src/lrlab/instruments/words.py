@@ -59,15 +59,24 @@ def ratio_finding(step: int, group: str, ratio: float, high: bool) -> Finding:
     )
 
 
-def warmup_finding(step: int, early: float, later: float, early_steps: int) -> Finding:
+def warmup_finding(
+    step: int, early: float, later: float, early_steps: int, means: tuple[float, ...] = ()
+) -> Finding:
+    """The first steps the largest of a run without warmup, and its loss stalled since: the block
+    ``means`` of the loss (oldest first) are the evidence of the stall."""
+    stalled = (
+        f", and the loss stopped falling after them (means {', '.join(f'{m:.3g}' for m in means)} over the "
+        f"last {len(means)} blocks of {STEADY_BLOCK} steps)"
+        if means
+        else ""
+    )
     message = (
         f"step {step}: the first {early_steps} steps moved the weights by {early:.1e} of their size per step, "
-        f"{times(early / later)} the {later:.1e} that followed, with no warmup: warm up the LR over the first "
-        "few hundred steps (or lower the peak LR)"
+        f"{times(early / later)} the {later:.1e} that followed, with no warmup{stalled}: warm up the LR over "
+        "the first steps (a tenth of the run is common) or lower the peak LR"
     )
-    return Finding.at_step(
-        step, "warmup", message, {"early_ratio": early, "later_ratio": later, "early_steps": early_steps}
-    )
+    evidence = {"early_ratio": early, "later_ratio": later, "early_steps": early_steps}
+    return Finding.at_step(step, "warmup", message, {**evidence, "loss_means": list(means)})
 
 
 def audit_finding(step: int, group: str, actual: float, intended: float, mult: float) -> Finding:
