@@ -150,3 +150,25 @@ def test_an_update_that_more_than_doubles_far_above_the_usual_is_found_once(tmp_
     first_high = next(s for s, v in list(zip(ratio.steps, ratio.values))[10:] if v > 0.1)
     assert len(jumps) == 1 and jumps[0].step == first_high
     assert jumps[0].numbers["ratio"] > 2 * jumps[0].numbers["before"] and jumps[0].numbers["ratio"] > 0.1
+
+
+def test_vectorised_members_carry_the_update_ratio_and_the_probe_and_train_as_without(tmp_path):
+    from lrlab.training.vectorized.trainer import train_vectorized
+
+    base = RunConfig(task="digits-linear", lr=0.001, optimizer="sgd", epochs=3, batch_size=32, seed=0)
+    configs = [base, base.replace(lr=1.0, schedule=None)]
+    store = Store(tmp_path / "v.db")
+    train_vectorized(configs, store, ["tiny", "good"])
+    train_vectorized(configs, store, ["tiny-bare", "good-bare"], instruments=False)
+    for run in ("tiny", "good"):
+        assert store.steps(run).loss.tolist() == store.steps(f"{run}-bare").loss.tolist()
+        assert store.instruments(f"{run}-bare") == {}
+    ratio = store.instruments("good")["update_ratio/group0"]
+    assert ratio.steps == store.steps("good").step.tolist() and all(v > 0 for v in ratio.values)
+    assert store.instruments("tiny")["step_probe"].steps[:3] == [0, 10, 20]
+    kinds = {run: [f.kind for f in store.findings(run)] for run in ("tiny", "good")}
+    assert "lr_low" in kinds["tiny"] and "lr_low" not in kinds["good"]
+    # the same run alone (lrlab's loop, hooks on torch.optim) reads the same update ratios
+    lone = Store(tmp_path / "l.db")
+    train_run(configs[1], lone, "good")
+    assert lone.instruments("good")["update_ratio/group0"].values == pytest.approx(ratio.values, rel=1e-4)

@@ -134,6 +134,7 @@ class Instruments:
         self._probe_recent: deque[float] = deque(maxlen=PROBE_WINDOW)
         self._probe_judged = False  # the probe under way is judged (the LR at half its peak, not rising)
         self._probe_last_lr: float | None = None
+        self._fed_ratios: list[tuple[int, list[float]]] = []  # observe_update's, awaiting collect
         self.optimizer: torch.optim.Optimizer | None = None
         self.group_names: list[str] = []
         self.tensor_names: list[str] = []
@@ -236,11 +237,15 @@ class Instruments:
         if self.audit is not None or not self._warmup_done:
             self._lrs.append((self._count(), lrs))
         if self.probe is not None and self.probe.due(self._count()):
-            last, self._probe_last_lr = self._probe_last_lr, self._lr_now
-            rising = last is None or self._lr_now > last * (1.0 + 1e-6)
-            self._probe_judged = not rising and self._lr_now >= 0.5 * self._lr_peak > 0
-            self._probe_judged = self._probe_judged and self._one_multiplier(optimizer)
+            self._probe_judged = self._probe_gate() and self._one_multiplier(optimizer)
             self.probe.before(_trainable(optimizer))
+
+    def _probe_gate(self) -> bool:
+        """Whether the probe of this step is judged: the LR at least half its peak and not
+        rising since the last probe (a warmup's or a decay's small steps are meant)."""
+        last, self._probe_last_lr = self._probe_last_lr, self._lr_now
+        rising = last is None or self._lr_now > last * (1.0 + 1e-6)
+        return not rising and self._lr_now >= 0.5 * self._lr_peak > 0
 
     def _count(self) -> int:
         # the update-ratio hook runs first and advances the count in its post-hook
@@ -261,6 +266,28 @@ class Instruments:
             self._pending_sharpness.append((step, value, limit, pre))
 
     # ------------------------------------------------------------ feeding
+
+    @_guarded
+    def observe_update(
+        self, count: int, lrs: Sequence[float], ratios: Sequence[float] | None, multiple: float | None = None
+    ) -> None:
+        """One optimizer step measured by its trainer instead of this panel's hooks (the
+        vectorised trainer, which steps many runs' stacked weights at once): its 0-based
+        ``count``, the LR per group, the update ratio per group and, on a probe's step, the
+        step probe's multiple. Judged by the same rules as a hooked run's."""
+        self.align(count)
+        self._lr_now = max(lrs, default=0.0)
+        self._lr_peak = max(self._lr_peak, self._lr_now)
+        if not self._warmup_done:
+            self._lrs.append((count, list(lrs)))
+        if ratios is not None:
+            if not self.group_names:
+                self.group_names = [f"group{i}" for i in range(len(ratios))]
+            self._fed_ratios.append((count, [float(v) for v in ratios]))
+            self._decayed[count] = self._lr_now < 0.5 * self._lr_peak
+        if multiple is not None and "step_probe" in self.settings:
+            self._probe_pending.append((count, float(multiple), self._probe_gate()))
+        self._own_count = count + 1
 
     @_guarded
     def align(self, step: int) -> None:
@@ -324,6 +351,9 @@ class Instruments:
 
     def _collect_ratios(self, offset: int) -> None:
         steps, rows = self.ratio.take()
+        if self._fed_ratios:
+            steps, rows = steps + [c for c, _r in self._fed_ratios], rows + [r for _c, r in self._fed_ratios]
+            self._fed_ratios = []
         groups = len(self.group_names)
         for step, row in zip(steps, rows):
             at = step + offset
@@ -457,7 +487,7 @@ class Instruments:
             if len(self._probe_recent) == PROBE_WINDOW:
                 median = float(np.median(list(self._probe_recent)))
                 if median >= PROBE_LOW:
-                    self._found(words.probe_finding(step + offset, median, PROBE_WINDOW, self.probe.every if self.probe else 0),
+                    self._found(words.probe_finding(step + offset, median, PROBE_WINDOW, self.settings.probe_every),
                                 once="lr_low")  # fmt: skip
 
     def _collect_audit(self, offset: int) -> None:

@@ -154,13 +154,12 @@ def divergence_finding(step: int, recent: list[float], first: float) -> Finding:
 def probe_finding(step: int, median: float, probes: int, every: int) -> Finding:
     """The LR too small, read by the step probe: along each update the loss of the fixed batch
     keeps falling well beyond the step."""
-    far = (
-        "with no bottom in sight" if not math.isfinite(median) else f"to about {num(median)} times its length"
-    )
+    far = "with no bottom in sight" if not math.isfinite(median) else f"out to about {num(median)} updates"
     message = (
-        f"step {step}: along the optimizer's updates (the median of the last {probes} probes, every {every} steps) "
-        f"the loss of the fixed batch keeps falling {far}: the steps are too short for the valley they cross; "
-        "the LR is likely too small: raise it (a range test, `lrlab find`, says how far)"
+        f"step {step}: read along the optimizer's updates, the loss of a fixed batch keeps falling {far} "
+        f"(the median of the last {probes} probes, every {every} steps; about 1 where the LR is well set): "
+        "the steps are too short for the valley they cross; the LR is likely too small: raise it "
+        "(a range test, `lrlab find`, says how far)"
     )
     return Finding.at_step(step, "lr_low", message, {"multiple": median, "probes": probes, "every": every})
 

@@ -47,6 +47,7 @@ from lrlab.torch_utils import torch_threads
 from lrlab.training.recorder import REMOVED, REMOVED_LINE, Recorder, RunProgress, divergence_reason
 from lrlab.training.resolve import resolve
 from lrlab.training.vectorized.group import _Group, _member_norms, _NotVectorizable
+from lrlab.training.vectorized.instruments import StackedInstruments
 from lrlab.training.vectorized.plan import (
     DEFAULT_MAX_GROUP,
     GROUP_AXES,
@@ -87,7 +88,12 @@ class _Trainer:
         # global index -> final status; None: taken over or removed by another process
         self.finished: dict[int, RunStatus | None] = {}
         self.initial = np.full(len(self.run_ids), np.nan)  # host copy of each member's first loss
-        self.pending: list[tuple[int, int, Tensor, Tensor]] = []  # step, epoch, losses, norms
+        # step, epoch, losses, norms, update ratios (or None), step-probe multiples (or None)
+        self.pending: list[tuple[int, int, Tensor, Tensor, Tensor | None, list[float] | None]] = []
+        settings = self.recorders[0].instruments.settings if self.recorders else None
+        self.instruments = StackedInstruments(group, settings) if settings is not None else None
+        if self.instruments is not None and not self.instruments.on:
+            self.instruments = None
 
     # -------------------------------------------------------- the loop
 
@@ -120,8 +126,13 @@ class _Trainer:
                 diverged_at = torch.where(active & bad, step, diverged_at)
                 active &= ~bad
                 momentum = g.momentum_device[:, step] if g.scheduled_momentum else None
+                if self.instruments is not None:
+                    self.instruments.before(step, g.model.params)
                 g.optimizer.step(list(grads), g.lr_device[:, step], momentum, active)
-                self.pending.append((step, epoch, losses, norms))
+                ratios, multiples = (
+                    self.instruments.after(g.model.params) if self.instruments is not None else (None, None)
+                )
+                self.pending.append((step, epoch, losses, norms, ratios, multiples))
                 step += 1
                 if len(self.pending) >= _FLUSH_EVERY:
                     self._flush(diverged_at)
@@ -160,6 +171,8 @@ class _Trainer:
         norms = torch.stack([row[3] for row in self.pending]).double().cpu().numpy()
         steps = [row[0] for row in self.pending]
         epochs = [row[1] for row in self.pending]
+        ratios = [None if row[4] is None else row[4].cpu().numpy() for row in self.pending]
+        multiples = [row[5] for row in self.pending]
         stop = diverged_at.cpu().tolist()
         self.pending.clear()
         if steps[0] == 0:
@@ -177,6 +190,11 @@ class _Trainer:
                  float(losses[i, slot]), float(norms[i, slot]))
                 for i in range(count)
             ]  # fmt: skip
+            panel = self.recorders[index].instruments
+            for i in range(count):  # the instruments first: the rows' losses are judged with them
+                ratio = None if ratios[i] is None else [float(ratios[i][slot])]
+                multiple = None if multiples[i] is None else multiples[i][slot]
+                panel.observe_update(steps[i], [float(lrs[index, i])], ratio, multiple)
             if not self._record(index, lambda index=index, rows=rows: self.recorders[index].rows(rows)):
                 continue
             applied = count - 1 if stop[slot] >= 0 else count
@@ -280,8 +298,11 @@ def train_vectorized(
     fallback: bool = True,
     owner: str | None = None,
     task: Task | None = None,
+    instruments: Any = None,
 ) -> list[RunRecord]:
-    """Train the runs ``run_ids`` (configs of one group) together, recording each into ``store``.
+    """Train the runs ``run_ids`` (configs of one group) together, recording each into ``store``
+    (with the default instruments, or ``instruments``: the update ratio and the step probe of
+    every member are measured on the stacked weights, :mod:`lrlab.training.vectorized.instruments`).
 
     The configs must differ only in ``lr``, ``schedule``, ``momentum`` and ``seed`` (see
     :func:`group_key`). The batches come from ``data_seed`` (default: the smallest seed).
@@ -311,7 +332,8 @@ def train_vectorized(
             if not fallback:
                 raise ValueError(f"runs cannot be vectorised: {exc}") from None
             return _train_alone(configs, store, run_ids, progress, device, sweep, str(exc), owner, first.task)
-        recorders = [Recorder(store, rid, c, sweep=sweep, owner=owner) for rid, c in zip(run_ids, configs)]
+        recorders = [Recorder(store, rid, c, sweep=sweep, owner=owner, instruments=instruments)
+                     for rid, c in zip(run_ids, configs)]  # fmt: skip
         environment = {**first.environment(), "param_groups": 1, "vectorized": len(run_ids),
                        "vectorized_mode": group.model.mode, "data_seed": data_seed}  # fmt: skip
         claimed = [recorder.begin(environment) for recorder in recorders]

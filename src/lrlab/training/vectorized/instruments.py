@@ -1,0 +1,113 @@
+"""The instruments of a vectorised group: the update ratio and the step probe of every member,
+measured on the stacked weights at once and handed to each member's panel
+(:meth:`lrlab.instruments.Instruments.observe_update`), which judges them by the same rules as
+a run stepped by ``torch.optim``.
+
+A member's update ratio is ``||w_after - w_before|| / ||w_before||`` over all its parameters
+(a vectorised run has one param group); the step probe reads the loss of one training batch
+held fixed (the group's batch size, drawn with a shuffle of its own, as lrlab's own loop
+does) before the step, after it and one update further, for every member in one stacked
+forward pass each. The weights are restored bit for bit and the random state is forked, so
+the members train exactly as without the instruments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from lrlab.instruments import InstrumentSettings
+from lrlab.instruments.probe import PROBE_SEED, optimal_multiple
+from lrlab.training.loop import PROBE_DATA_SEED
+
+if TYPE_CHECKING:
+    from lrlab.training.vectorized.group import _Group
+
+__all__ = ["StackedInstruments"]
+
+
+def _member_norms(tensors: Sequence[Tensor]) -> Tensor:
+    """Each member's norm over all its tensors: ``(K,)``."""
+    per_tensor = [torch.linalg.vector_norm(t.reshape(t.shape[0], -1), dim=1) for t in tensors]
+    return torch.linalg.vector_norm(torch.stack(per_tensor), dim=0)
+
+
+class StackedInstruments:
+    """The update ratio (``update_ratio``/``warmup`` on) and the step probe (``step_probe``
+    on, every ``probe_every`` steps) of every member of ``group``."""
+
+    def __init__(self, group: _Group, settings: InstrumentSettings) -> None:
+        self.group = group
+        self.ratio_on = bool({"update_ratio", "warmup"} & settings.names)
+        self.every = settings.probe_every
+        self.batch = self._probe_batch() if "step_probe" in settings else None
+        self._before: list[Tensor] | None = None
+        self._buffers: list[Tensor] = []  # the weights before the step, reused (no allocation per step)
+        self._weight: Tensor | None = None
+        self._f0: Tensor | None = None
+
+    @property
+    def on(self) -> bool:
+        return self.ratio_on or self.batch is not None
+
+    def _probe_batch(self) -> tuple[Tensor, Tensor] | None:
+        run = self.group.runs[0]
+        with torch.random.fork_rng(devices=[]):
+            batch = next(iter(run.task.train_loader(run.batch_size, run.data_seed + PROBE_DATA_SEED)), None)
+        if batch is None:
+            return None
+        inputs, targets = batch
+        return inputs.to(self.group.device), targets.to(self.group.device)
+
+    def _losses(self) -> Tensor:
+        assert self.batch is not None
+        inputs, targets = self.batch
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            torch.manual_seed(PROBE_SEED)
+            return self.group.loss(self.group.model(inputs), targets).double()
+
+    def before(self, step: int, params: Sequence[Tensor]) -> None:
+        """The weights before the step (and, on a probe's step, the probe batch's loss)."""
+        probing = self.batch is not None and step % self.every == 0
+        if not (self.ratio_on or probing):
+            self._before = None
+            return
+        with torch.no_grad():
+            if [b.shape for b in self._buffers] != [p.shape for p in params]:  # a member dropped: restacked
+                self._buffers = [torch.empty_like(p) for p in params]
+            torch._foreach_copy_(self._buffers, [p.detach() for p in params])
+            self._before = self._buffers
+            self._weight = _member_norms(self._before) if self.ratio_on else None
+        self._f0 = self._losses() if probing else None
+
+    def after(self, params: Sequence[Tensor]) -> tuple[Tensor | None, list[float] | None]:
+        """Each member's update ratio (``(K,)`` on the device, or None) and, on a probe's
+        step, its multiple (host floats, NaN where not finite)."""
+        before, self._before = self._before, None
+        if before is None:
+            return None, None
+        ratios = None
+        with torch.no_grad():
+            torch._foreach_sub_(before, [p.detach() for p in params])  # in place: before - after, -update
+            if self._weight is not None:
+                ratios = _member_norms(before) / self._weight
+        if self._f0 is None:
+            return ratios, None
+        f0, self._f0 = self._f0, None
+        f1 = self._losses()
+        with torch.no_grad():
+            after = [p.detach().clone() for p in params]
+            for param, back, new in zip(params, before, after):
+                param.copy_(new - back)  # one update further
+        try:
+            f2 = self._losses()
+        finally:
+            with torch.no_grad():
+                for param, new in zip(params, after):
+                    param.copy_(new)
+        rows = np.stack([f0.cpu().numpy(), f1.cpu().numpy(), f2.cpu().numpy()], axis=1)
+        return ratios, [optimal_multiple(*map(float, row)) for row in rows]
