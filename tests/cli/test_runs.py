@@ -444,3 +444,32 @@ def test_no_two_listed_optimizers_get_one_label(specs):
     labels = optimizer_labels(specs)
     assert set(labels) == set(specs)
     assert len(set(labels.values())) == len(labels)
+
+
+def test_a_run_from_your_own_trainer_lists_the_peak_lr_it_recorded(tmp_path):
+    """torch's own OneCycleLR, which lrlab does not know: the peak is read from the steps."""
+    import torch
+
+    import lrlab
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.5, total_steps=20)
+    path = tmp_path / "track.db"
+    with lrlab.track(optimizer, name="mine", db=path, total_steps=20) as run:
+        for _ in range(20):
+            optimizer.zero_grad()
+            loss = model(torch.randn(4, 3)).pow(2).mean()
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            run.log(loss=loss)
+    result = runner.invoke(app, ["runs", "list", "--db", str(path)], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    header = next(line for line in result.output.splitlines() if line.lstrip().startswith("id"))
+    (row,) = _rows(result.output)
+    peak = float(row.split()[header.split().index("peak_lr")])
+    store = Store(path, readonly=True)
+    assert peak == pytest.approx(max(store.steps(store.runs()[0].id).lr))
+    assert peak == pytest.approx(0.5, rel=1e-3)  # not the 0.02 it started at

@@ -15,6 +15,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 from rich import box
 from rich.table import Table
 from rich.text import Text
@@ -24,6 +25,7 @@ from lrlab.core.grammar import OPTIMIZER_ALIASES
 from lrlab.core.records import EpochRecord, Objective, RunRecord
 from lrlab.formatting import num
 from lrlab.schedules.summary import key_points
+from lrlab.store.sqlite import Store
 
 __all__ = [
     "ListOptions",
@@ -31,6 +33,7 @@ __all__ = [
     "metric_columns",
     "optimizer_labels",
     "peak_lr",
+    "recorded_lrs",
     "runs_table",
     "short_optimizer",
     "short_schedule",
@@ -116,13 +119,25 @@ def optimizer_labels(specs: Sequence[str]) -> dict[str, str]:
     return labels
 
 
-def peak_lr(run: RunRecord) -> float | None:
-    """The largest LR ``run``'s schedule reaches over the steps it was planned for (None when
-    the store does not say how many: a run recorded before it kept that count)."""
+def peak_lr(run: RunRecord, recorded: np.ndarray | None = None) -> float | None:
+    """The largest LR ``run`` reached: for a run lrlab trained, the peak of its schedule over
+    the steps it was planned for; for a run recorded from a user's own trainer (its schedule
+    may be torch's, which lrlab does not know), the largest LR ``recorded`` at its steps.
+    None when neither is known (a run stored before the planned steps were kept)."""
+    if run.extras.get("source") == "track":
+        finite = np.asarray([] if recorded is None else recorded, dtype=np.float64)
+        finite = finite[np.isfinite(finite)]
+        return float(finite.max()) if len(finite) else None
     steps = run.extras.get("total_steps")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1 or run.config.schedule is None:
         return None
     return key_points(run.config.schedule, steps).peak
+
+
+def recorded_lrs(store: Store, runs: Sequence[RunRecord]) -> dict[str, np.ndarray]:
+    """The LR of the first param group at every recorded step, of the runs recorded from a
+    user's own trainer (the only ones whose peak is read from their steps)."""
+    return {r.id: store.steps(r.id).lr for r in runs if r.extras.get("source") == "track"}
 
 
 def _objectives(runs: Sequence[RunRecord]) -> list[Objective]:
@@ -157,14 +172,19 @@ MIN_NAME = 5  # a name column keeps at least this many characters (an ellipsis i
 
 
 def runs_table(
-    runs: Sequence[RunRecord], finals: Mapping[str, EpochRecord | None], options: ListOptions, width: int = 80
+    runs: Sequence[RunRecord],
+    finals: Mapping[str, EpochRecord | None],
+    options: ListOptions,
+    width: int = 80,
+    recorded: Mapping[str, np.ndarray] | None = None,
 ) -> tuple[Table, list[str]]:
     """The table at ``width`` characters (ignored with ``wide``), and the metric columns left
-    out of it (to name under it)."""
+    out of it (to name under it). ``recorded``: the LRs recorded at the steps of runs from a
+    user's own trainer (:func:`recorded_lrs`), their peak."""
     tasks = {r.config.task for r in runs}
     sweeps = {r.sweep for r in runs}
     optimizers = optimizer_labels([str(r.config.optimizer) for r in runs])
-    peaks = {r.id: peak_lr(r) for r in runs}
+    peaks = {r.id: peak_lr(r, (recorded or {}).get(r.id)) for r in runs}
     known = bool(runs) and all(p is not None for p in peaks.values())
     metrics = metric_columns(runs, finals)
     shown = metrics if options.wide else metrics[:NARROW_METRICS]

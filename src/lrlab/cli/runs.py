@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from lrlab.cli._common import bad_input, console, db_option, open_store, safe
-from lrlab.cli._runs_table import STATUS_STYLE, ListOptions, metric_columns, runs_table
+from lrlab.cli._runs_table import STATUS_STYLE, ListOptions, metric_columns, recorded_lrs, runs_table
 from lrlab.cli.app import app
 from lrlab.formatting import num
 
@@ -79,7 +79,8 @@ def list_runs(
     finals = {r.id: (epochs[r.id][-1] if epochs[r.id] else None) for r in runs}
     # the title above the table, not in it: a long store path wraps instead of cutting the task off
     console.print(_text(_list_title(runs, db, sweep)), highlight=False, justify="center")
-    table, left_out = runs_table(runs, finals, ListOptions(wide=wide, full_ids=full_ids), console.width)
+    options = ListOptions(wide=wide, full_ids=full_ids)
+    table, left_out = runs_table(runs, finals, options, console.width, recorded_lrs(store, runs))
     if wide:  # whole cells, however wide: no folding at the terminal's edge (pipe to `less -S`)
         width = max(
             console.width, console.measure(table, options=console.options.update_width(10_000)).maximum
