@@ -32,6 +32,17 @@ below the 4.0 of every run that needed warmup) says the start is what went wrong
 rule off a run whose first steps were not oversized (chars-lstm under schedule-free's own 20-step
 warmup, which the LR does not show, reads 1.8; digits-linear under it reads 6 to 25, and its
 loss still falls).
+
+Checked afterwards, thresholds unchanged, on seeds 1002-1007 of the same two post-norm runs
+(cosine) and of three that do not need warmup (pre-norm 2x32, chars-lstm, post-norm 4x64 at
+3e-3): it found 2 of the 12 that needed warmup (all 12 ended 0.18 to 0.67 nats worse than their
+warmed twin) and none of the 18 that did not. The other 10 stuck near 3.12 nats, the loss of a
+model that ignores the context (the characters' own frequencies), but crept down towards it over steps 40-100 (by 0.4 to 3.3
+standard errors) instead of climbing back from below: a stall judged on those steps alone
+misses them. Their update ratios read 4 to 22 times lower later, per unit of LR 3.1 to 15
+times, against 1.8 to 2.9 for Adam's runs that did not need warmup (but 4 to 5 for pre-norm at
+0.1, and 7 to 30 for digits-linear): a better rule would read the ratio per unit of LR; it is
+not set here.
 """
 
 from __future__ import annotations
