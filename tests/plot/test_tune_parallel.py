@@ -153,3 +153,43 @@ def test_optunas_ggplot_style_stays_inside_its_own_figures(study, tmp_path):
     assert {p.name for p in paths} == {"tune_history.png", "tune_importances.png", "tune_parallel.png"}
     # the schedule drawn next is lrlab's, not on ggplot's grey
     assert matplotlib.rcParams["axes.facecolor"] == before
+
+
+def test_each_axis_says_what_its_knob_was_drawn_in(study):
+    """The axes show the raw draws: a multiple of the range test's LR (0.3-3), a fraction of
+    max_lr, epochs, a share of the run; the space of examples/tune-digits.toml names them."""
+    from pathlib import Path
+
+    import tomllib
+
+    from lrlab.tune.parallel import knob_units, parallel_plotly
+    from lrlab.tune.space import parse_space
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "tune-digits.toml"
+    space = parse_space(tomllib.loads(example.read_text())["space"])
+    units = knob_units(space)
+    assert units == {"cyclic.max_lr": "x range test LR", "cyclic.base_lr": "x max_lr",
+                     "cyclic.step_size": "epochs", "one_cycle.max_lr": "x range test LR",
+                     "cosine.lr": "x range test LR", "cosine.warmup": "of the run"}  # fmt: skip
+    rows = {row.family: row for row in family_rows(study.trials, units=units)}
+    assert [a.name for a in rows["cosine"].axes] == [
+        "score",
+        "lr (x range test LR)",
+        "warmup (of the run)",
+        "optimizer",
+    ]
+    assert "base_lr (x max_lr)" in [a.name for a in rows["cyclic"].axes]
+    labels = [
+        d["label"] for f in parallel_plotly(study.trials, units=units) for d in f["data"][0]["dimensions"]
+    ]
+    assert "lr<br>(x range test LR)" in labels  # the unit on a line of its own under the name
+    fig = parallel_figure(study.trials, units=units)
+    ticks = [t.get_text() for ax in fig.axes for t in ax.get_xticklabels()]
+    assert "lr\n(x range test LR)" in ticks and "pct_start" in ticks
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    for ax in fig.axes[:3]:  # the longer names still clear of each other
+        boxes = [t.get_window_extent(canvas.get_renderer()) for t in ax.get_xticklabels()]
+        assert not [(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1 :] if a.overlaps(b)]

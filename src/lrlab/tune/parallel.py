@@ -13,7 +13,7 @@ left undrawn breaks that trial's line there instead of inventing a value.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +21,7 @@ import numpy as np
 
 from lrlab.formatting import num
 
-__all__ = ["Axis", "FamilyRows", "family_rows", "parallel_figure", "parallel_plotly"]
+__all__ = ["Axis", "FamilyRows", "family_rows", "knob_units", "parallel_figure", "parallel_plotly"]
 
 FAMILY = "family"
 LABEL_CHARS = 18  # longer category labels end in an ellipsis
@@ -84,9 +84,34 @@ def _axis(name: str, values: list[Any], distribution: Any) -> Axis:
     return _numeric_axis(name, values, bool(getattr(distribution, "log", False)))
 
 
-def family_rows(trials: Sequence[Any], metric: str = SCORE) -> list[FamilyRows]:
+# What a knob's raw draw is, by its form in the space: the axes show the draws, not the values
+# they became (an LR drawn as a multiple of the range test's LR reads 0.3-3, not 0.01-0.1).
+_UNITS = {"from_finder": "x range test LR", "epochs": "epochs", "run": "of the run", "steps": "steps"}
+
+
+def knob_units(space: Any) -> dict[str, str]:
+    """What each searched knob's draw is measured in, by Optuna's name (``cosine.lr``: ``x
+    range test LR``; ``cyclic.base_lr``: ``x max_lr``; ``cyclic.step_size``: ``epochs``), from
+    a tune's :class:`~lrlab.tune.space.Space`; knobs drawn as themselves have none."""
+    units: dict[str, str] = {}
+    for family in space.families.values():
+        params = dict(family.params)
+        warm = family.warmup or space.warmup
+        if warm is not None:
+            params["warmup"] = warm
+        for key, param in params.items():
+            unit = f"x {family.peak}" if param.form == "ratio" else _UNITS.get(param.form)
+            if unit:
+                units[f"{family.name}.{key}"] = unit
+    return units
+
+
+def family_rows(
+    trials: Sequence[Any], metric: str = SCORE, units: Mapping[str, str] | None = None
+) -> list[FamilyRows]:
     """The rows of the figure from Optuna ``FrozenTrial``s: the completed ones, grouped by
-    their ``family`` (one row when the space has one family)."""
+    their ``family`` (one row when the space has one family). ``units`` (:func:`knob_units`)
+    name what a knob's draw is measured in, after its name (``lr (x range test LR)``)."""
     done = [t for t in trials if t.value is not None and math.isfinite(t.value)]
     families = list(dict.fromkeys(str(t.params.get(FAMILY, "")) for t in done))
     rows = []
@@ -98,19 +123,27 @@ def family_rows(trials: Sequence[Any], metric: str = SCORE) -> list[FamilyRows]:
         for knob in knobs:
             distribution = next(t.distributions[knob] for t in members if knob in t.distributions)
             label = knob.split(".", 1)[1] if family and knob.startswith(family + ".") else knob
+            unit = (units or {}).get(knob)
+            label = f"{label} ({unit})" if unit else label
             axes.append(_axis(label, [t.params.get(knob) for t in members], distribution))
         rows.append(FamilyRows(family, tuple(axes), scores))
     return rows
 
 
-def parallel_figure(trials: Sequence[Any], *, metric: str = "score", higher_is_better: bool = False) -> Any:
+def parallel_figure(
+    trials: Sequence[Any],
+    *,
+    metric: str = "score",
+    higher_is_better: bool = False,
+    units: Mapping[str, str] | None = None,
+) -> Any:
     """The figure (a matplotlib ``Figure``, not registered with pyplot) of ``trials``."""
     from matplotlib import colormaps
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
     from matplotlib.figure import Figure
 
-    rows = family_rows(trials, metric)
+    rows = family_rows(trials, metric, units)
     height = 0.9 + 2.3 * max(len(rows), 1)
     fig = Figure(figsize=(10, height), layout="constrained")
     every = np.concatenate([r.scores for r in rows]) if rows else np.zeros(0)
@@ -142,7 +175,7 @@ def _draw_row(ax: Any, row: FamilyRows, cmap: Any, norm: Any, higher_is_better: 
                     bbox={"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.7})  # fmt: skip
     ax.set_xlim(-0.15, count - 1 + 0.6 if count > 1 else 1.0)
     ax.set_ylim(-0.08, 1.08)
-    ax.set_xticks(range(count), [a.name for a in row.axes], fontsize=8)
+    ax.set_xticks(range(count), [a.name.replace(" (", "\n(", 1) for a in row.axes], fontsize=8)
     ax.set_yticks([])
     for side in ("top", "right", "left"):
         ax.spines[side].set_visible(False)
@@ -154,7 +187,11 @@ ROW_PX = 300  # the height of one family's figure on the page
 
 
 def parallel_plotly(
-    trials: Sequence[Any], *, metric: str = "score", higher_is_better: bool = False
+    trials: Sequence[Any],
+    *,
+    metric: str = "score",
+    higher_is_better: bool = False,
+    units: Mapping[str, str] | None = None,
 ) -> list[dict]:
     """The same rows as :func:`parallel_figure` as plotly figures (dicts), one ``parcoords``
     figure per family with the same ticks (no "None" axis value; axes can be brushed and
@@ -162,7 +199,7 @@ def parallel_plotly(
     only the first of several parcoords traces in one figure. A trial that left a knob of its
     family undrawn cannot be a parcoords line (it has no gap): it is left out, and the title
     counts it."""
-    rows = family_rows(trials, metric)
+    rows = family_rows(trials, metric, units)
     every = np.concatenate([r.scores for r in rows]) if rows else np.zeros(0)
     scores = (float(every.min()), float(every.max())) if len(every) else (0.0, 1.0)
     figures = []
@@ -172,7 +209,7 @@ def parallel_plotly(
         if not whole.all():
             title += f" ({int((~whole).sum())} more left a knob undrawn: not drawn here)"
         layout = {"title": {"text": title, "x": 0.01, "xanchor": "left", "font": {"size": 14}},
-                  "height": ROW_PX, "margin": {"t": 60, "l": 70, "r": 40, "b": 40}}  # fmt: skip
+                  "height": ROW_PX, "margin": {"t": 60, "l": 70, "r": 40, "b": 60}}  # fmt: skip
         figures.append({"data": [_parcoords(row, whole, scores, higher_is_better, metric)], "layout": layout})
     return figures
 
@@ -183,7 +220,7 @@ def _parcoords(
     """One family's ``parcoords`` trace: the trials in ``whole``, coloured on ``scores``'s scale."""
     dimensions = [
         {
-            "label": axis.name,
+            "label": axis.name.replace(" (", "<br>(", 1),
             "values": [float(p) for p in axis.positions[whole]],
             "range": [0.0, 1.0],
             "tickvals": [float(p) for p, _ in axis.ticks],

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 from lrlab.files import atomic_path, write_text
 from lrlab.formatting import num, pct
 from lrlab.store.sqlite import Store
-from lrlab.tune.parallel import parallel_figure, parallel_plotly
+from lrlab.tune.parallel import knob_units, parallel_figure, parallel_plotly
 
 __all__ = ["TuneFiles", "markdown", "verdict_lines", "write_outputs"]
 
@@ -86,12 +87,18 @@ def markdown(result: Any) -> str:
     return "\n".join(lines)
 
 
+def _units(result: Any) -> dict[str, str]:
+    """What each knob of the tune's space is drawn in (``x range test LR``, ``epochs``)."""
+    space = getattr(result.spec, "space", None)
+    return knob_units(space) if space is not None else {}
+
+
 def _target(study: Any) -> str:
     """The tune's metric as the figures name it (``validation error``)."""
     return metric_name(study.user_attrs.get("metric", "score"))
 
 
-def _figures(study: Any) -> list[tuple[str, str, Any]]:
+def _figures(study: Any, units: Mapping[str, str] | None = None) -> list[tuple[str, str, Any]]:
     """Optuna's own figures (plotly), those the study has enough trials for."""
     import optuna.visualization as vis
 
@@ -113,7 +120,7 @@ def _figures(study: Any) -> list[tuple[str, str, Any]]:
         except Exception:  # too few trials for that figure: a missing figure never loses a tune
             continue
     before = [f for f in out if f[0] != "intermediate"]  # the parallel coordinates where Optuna's were
-    return before + _parallel(study) + out[len(before) :]
+    return before + _parallel(study, units) + out[len(before) :]
 
 
 PARALLEL_CAPTION = (
@@ -123,11 +130,11 @@ PARALLEL_CAPTION = (
 )
 
 
-def _parallel(study: Any) -> list[tuple[str, str, Any]]:
+def _parallel(study: Any, units: Mapping[str, str] | None = None) -> list[tuple[str, str, Any]]:
     """lrlab's parallel coordinates for the page (see ``tune.parallel``), one figure per family
     (the caption above the first), or none before any trial completed."""
     maximize = getattr(study.direction, "name", "") == "MAXIMIZE"
-    figures = parallel_plotly(study.get_trials(deepcopy=False), higher_is_better=maximize,
+    figures = parallel_plotly(study.get_trials(deepcopy=False), higher_is_better=maximize, units=units,
                               metric=metric_name(study.user_attrs.get("metric", "score")))  # fmt: skip
     return [
         (f"parallel-{i}" if i else "parallel", "" if i else PARALLEL_CAPTION, f)
@@ -135,7 +142,7 @@ def _parallel(study: Any) -> list[tuple[str, str, Any]]:
     ]
 
 
-def _pngs(study: Any, out: Path) -> list[Path]:
+def _pngs(study: Any, out: Path, units: Mapping[str, str] | None = None) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -165,12 +172,13 @@ def _pngs(study: Any, out: Path) -> list[Path]:
                 figure.savefig(tmp, dpi=110, format="png")
             plt.close(figure)
             paths.append(path)
-    return [*paths, *_parallel_png(study, out / "tune_parallel.png")]
+    return [*paths, *_parallel_png(study, out / "tune_parallel.png", units)]
 
 
-def _parallel_png(study: Any, path: Path) -> list[Path]:
+def _parallel_png(study: Any, path: Path, units: Mapping[str, str] | None = None) -> list[Path]:
     """lrlab's parallel coordinates (one row per family, no "None" for knobs a trial did not
-    draw; see ``tune.parallel``), or nothing before any trial completed."""
+    draw, each knob's unit after its name; see ``tune.parallel``), or nothing before any trial
+    completed."""
     trials = study.get_trials(deepcopy=False)
     if not any(t.value is not None for t in trials):
         return []
@@ -179,7 +187,7 @@ def _parallel_png(study: Any, path: Path) -> list[Path]:
     maximize = getattr(study.direction, "name", "") == "MAXIMIZE"
     with context("default"):  # Optuna's figures leave the ggplot style set
         figure = parallel_figure(trials, metric=metric_name(study.user_attrs.get("metric", "score")),
-                                 higher_is_better=maximize)  # fmt: skip
+                                 higher_is_better=maximize, units=units)  # fmt: skip
         with atomic_path(path) as tmp:
             figure.savefig(tmp, dpi=110, format="png")
     return [path]
@@ -212,7 +220,7 @@ def page(result: Any, study: Any) -> str:
     first = True
     drawn = schedule_figure([best.schedule], result.total_steps, title="The recommended schedule")
     figures = [("schedule", "The recommended schedule, LR at every optimizer step", plotly_figure(drawn))]
-    figures += _figures(study)
+    figures += _figures(study, _units(result))
     for key, caption, figure in figures:
         div = pio.to_html(
             figure, full_html=False, include_plotlyjs=first, div_id=f"fig-{key}", validate=False
@@ -244,7 +252,7 @@ def write_outputs(result: Any, study: Any, store: Store, out: Path) -> Any:
     figures_dir.mkdir(exist_ok=True)
     page_path = out / "tune.html"
     write_text(page_path, page(result, study))  # atomically (lrlab.files)
-    images = _pngs(study, figures_dir)
+    images = _pngs(study, figures_dir, _units(result))
     best = result.recommendation.best
     images.append(write_schedule_figure([best.schedule], result.total_steps, figures_dir / "tune_schedule.png",
                                         title="The recommended schedule"))  # fmt: skip
