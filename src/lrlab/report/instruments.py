@@ -29,6 +29,9 @@ MAX_MARKS = 6  # finding lines drawn on the panels
 USUAL_RATIO = 1e-3
 
 
+PROBE_FLOOR = 0.1  # a step probe's multiple drawn no lower (0 or below: the loss rose along the update)
+
+
 def chosen_runs(data: ReportData, count: int = INSTRUMENT_RUNS) -> list[str]:
     """One run (the first seed) of each of the ``count`` best configurations."""
     ranked = [cfg for cfg, _entry in data.ranking][:count]
@@ -64,7 +67,14 @@ def _line(
 
 
 def _panel(
-    data: ReportData, prefix: str, title: str, ylabel: str, *, ylog: bool, hline: float | None
+    data: ReportData,
+    prefix: str,
+    title: str,
+    ylabel: str,
+    *,
+    ylog: bool,
+    hline: float | None,
+    floor: float | None = None,
 ) -> Panel:
     panel = Panel(title, "step", ylabel, ylog=ylog, hline=hline)
     dashes = ("solid", "dash", "dot")
@@ -74,6 +84,8 @@ def _panel(
         for index, key in enumerate(names[:3]):  # the first groups; more would tangle
             label = name if len(names) == 1 else f"{name} ({key.rsplit('/', 1)[-1]})"
             values = series[key].values
+            if floor is not None:
+                values = [max(v, floor) for v in values]
             if ylog:
                 values = [v if v > 0 else np.nan for v in values]
             panel.traces.append(_line(key, series[key].steps, values, label, color, dashes[index % 3]))
@@ -114,8 +126,8 @@ def instruments_figure(data: ReportData) -> FigureSpec:
     ]  # fmt: skip
     if any("step_probe" in s for s in data.instruments.values()):
         panels.append(_panel(data, "step_probe", "Step probe: where the loss along each update bottoms out "
-                             "(1: at the step; 2 or more: steps too short; log scale)", "updates",
-                             ylog=True, hline=1.0))  # fmt: skip
+                             "(1: at the step; 2+: steps too short)",
+                             "updates (log)", ylog=True, hline=1.0, floor=PROBE_FLOOR))  # fmt: skip
     if any("sharpness" in s for s in data.instruments.values()):
         panels.append(_sharpness_panel(data))
     if any("noise_scale" in s for s in data.instruments.values()):
@@ -131,7 +143,8 @@ def instruments_figure(data: ReportData) -> FigureSpec:
         caption=(
             "What the instruments read while the best configurations trained (their first seed): the step's "
             "update relative to the weights per param group, the LR each group used over the one its schedule "
-            "gives, where the loss of a fixed batch bottoms out along each update (in updates: the step probe), "
+            "gives, where the loss of a fixed batch bottoms out along each update (in updates: the step probe; "
+            f"drawn at {PROBE_FLOOR:g} where the loss rose along it), "
             "and where they were on, the sharpness against 2/lr (38/lr for Adam's preconditioned form) "
             "and the gradient noise scale. Red lines: the steps where the instruments made a finding."
         ),
