@@ -101,7 +101,7 @@ def test_track_stores_the_sharpness_and_the_noise_scale_when_named(tmp_path):
     settings = InstrumentSettings.parse("default,sharpness,noise_scale")
     settings = dataclasses.replace(settings, sharpness_iters=100)  # the top two eigenvalues are 17% apart
     with lrlab.track(
-        opt, name="probe", db=tmp_path / "p.db", instruments=settings, sharpness_loss=probe
+        opt, name="probe", db=tmp_path / "p.db", instruments=settings, probe_loss=probe
     ) as run:
         for _ in range(120):
             opt.zero_grad()
@@ -134,7 +134,7 @@ def test_an_instrument_that_fails_stops_with_one_warning_and_the_run_goes_on(tmp
         raise RuntimeError("the probe's batch is gone")
 
     quiet = caplog.at_level(logging.WARNING, logger="lrlab.instruments")
-    probe = {"instruments": "default,sharpness", "sharpness_loss": broken_probe}
+    probe = {"instruments": "default,sharpness", "probe_loss": broken_probe}
     with quiet, lrlab.track(opt, name="broken", db=tmp_path / "b.db", **probe) as run:
         for _ in range(5):
             opt.zero_grad()
