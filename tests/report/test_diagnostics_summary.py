@@ -97,3 +97,18 @@ def test_the_old_name_of_family_in_words_still_works_and_warns():
 
     with pytest.warns(DeprecationWarning, match="family_in_words"):
         assert diagnostics.schedule_family is family_in_words
+
+
+@pytest.mark.parametrize(
+    ("kind", "words"),
+    [("lr_low", "too small"), ("update_ratio", "usual size"), ("spike", "spikes"), ("lr_audit", "schedule gives")],
+)
+def test_the_instruments_findings_are_named_by_what_they_found(kind, words):
+    import dataclasses
+
+    from lrlab.core.diagnostics import Finding
+
+    configs, planned = _sweep()
+    findings = [dataclasses.replace(Finding.at_step(50, kind, "step 50: ..."), run_ids=(rid,)) for rid in ("r0", "r1")]
+    line = kind_summary(kind, findings, configs, planned)
+    assert line.startswith("2 runs ") and words in line and "concerned" not in line

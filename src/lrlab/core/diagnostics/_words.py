@@ -125,6 +125,14 @@ _KIND_SENTENCE = {
     "overfitting": "{runs} overfit, the validation-training gap widening to the end: {where}",
     "schedule_decay": "{runs} use a schedule whose LR falls less than {rule:g}x by the end: {where}",
     "failed": "{runs} failed: {where}",
+    # the instruments' findings, made while the runs trained (each run's own line is in its notes)
+    "lr_low": "{runs} trained at an LR the instruments read as too small while it ran: {where}",
+    "update_ratio": "{runs} took updates far from the usual size for their weights while training: {where}",
+    "spike": "{runs} had loss spikes far above their recent losses: {where}",
+    "warmup": "{runs} needed a warmup they did not have: {where}",
+    "lr_audit": "{runs} trained at another LR than their schedule gives: {where}",
+    "sharpness": "{runs} went past the stability limit of their LR (sharpness above 2/lr): {where}",
+    "eval_mode": "{runs} were evaluated with a schedule-free optimizer still in train mode: {where}",
 }
 
 
