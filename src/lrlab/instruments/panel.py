@@ -35,7 +35,7 @@ from lrlab.instruments.ratio import UpdateRatio
 from lrlab.instruments.settings import InstrumentSettings
 from lrlab.instruments.sharpness import Sharpness
 from lrlab.instruments.spikes import OLMO, SpikeDetector, SpikeRule
-from lrlab.instruments.warmup import needs_warmup
+from lrlab.instruments.warmup import loss_stall, needs_warmup
 from lrlab.optim.lr_free import is_schedule_free
 from lrlab.schedules import Schedule
 
@@ -52,7 +52,7 @@ RATIO_WINDOW = 20  # measured steps whose median is judged once settled
 RATIO_WINDOW_EARLY = 5
 WARMUP_EARLY = 10  # the first measured steps of the warmup check
 WARMUP_LATER = (50, 100)  # the measured steps it compares them with
-# their medians are judged with the loss of the last LOSS_WINDOW steps by warmup.needs_warmup
+# their medians are judged with the last LOSS_WINDOW losses and the first by warmup.needs_warmup
 # A jump: one measured step's ratio above RATIO_JUMP_FLOOR (a hundred times the usual 1e-3) and more
 # than RATIO_JUMP times the step before's, after the first RATIO_JUMP_AFTER measured steps (a fresh
 # start's weights near zero read high: digits-linear at its best LR jumps at steps 2-3). On tuning runs
@@ -446,7 +446,7 @@ class Instruments:
 
     def _judge_warmup(self, step: int) -> None:
         """Once, at measured step WARMUP_LATER[1]: the first steps the largest of a run whose LR
-        did not warm up, and its loss stalled since (``warmup.needs_warmup``)."""
+        did not warm up, and its loss stalled far above its first value (``warmup.needs_warmup``)."""
         firsts = self._ratio_first.values()
         if not firsts or max(len(h) for h in firsts) < WARMUP_LATER[1]:
             return
@@ -458,9 +458,10 @@ class Instruments:
         lrs = [max(v) for _s, v in seen if v]
         warmed = bool(lrs) and lrs[0] < 0.5 * max(lrs)
         window = np.roll(self._ring, -(self._ring_count % LOSS_WINDOW))  # oldest first
-        if self._ring_count >= LOSS_WINDOW and needs_warmup(early, later, warmed, window):
-            means = tuple(float(m) for m in window.reshape(3, -1).mean(axis=1))
-            self._found(words.warmup_finding(step, early, later, WARMUP_EARLY, means))
+        seen_steps, first = self._ring_count, self._first_loss
+        if seen_steps >= LOSS_WINDOW and needs_warmup(early, later, warmed, window, first, seen_steps):
+            drop, progress = loss_stall(window, first, seen_steps) or (math.nan, math.nan)
+            self._found(words.warmup_finding(step, early, later, WARMUP_EARLY, (drop, progress, first)))
 
     def _one_multiplier(self, optimizer: torch.optim.Optimizer) -> bool:
         """Whether every group is meant at the same LR multiplier. Where they differ (a body

@@ -60,14 +60,16 @@ def ratio_finding(step: int, group: str, ratio: float, high: bool) -> Finding:
 
 
 def warmup_finding(
-    step: int, early: float, later: float, early_steps: int, means: tuple[float, ...] = ()
+    step: int, early: float, later: float, early_steps: int, stall: tuple[float, float, float] | None = None
 ) -> Finding:
-    """The first steps the largest of a run without warmup, and its loss stalled since: the block
-    ``means`` of the loss (oldest first) are the evidence of the stall."""
+    """The first steps the largest of a run without warmup, and its loss stalled since: ``stall``
+    (the loss's relative drop over the last third of the steps, how far it sits below the first
+    loss, and that first loss) is the evidence of the stall."""
+    drop, progress, first = stall if stall is not None else (math.nan, math.nan, math.nan)
     stalled = (
-        f", and the loss stopped falling after them (means {', '.join(f'{m:.3g}' for m in means)} over the "
-        f"last {len(means)} blocks of {STEADY_BLOCK} steps)"
-        if means
+        f", and the loss then stalled: it fell by {drop:.1%} over the last third of the steps and sits only "
+        f"{progress:.0%} below its first value of {first:.3g}"
+        if stall is not None
         else ""
     )
     message = (
@@ -76,7 +78,8 @@ def warmup_finding(
         "the first steps (a tenth of the run is common) or lower the peak LR"
     )
     evidence = {"early_ratio": early, "later_ratio": later, "early_steps": early_steps}
-    return Finding.at_step(step, "warmup", message, {**evidence, "loss_means": list(means)})
+    return Finding.at_step(step, "warmup", message,
+                           {**evidence, "loss_drop": drop, "loss_progress": progress, "first_loss": first})  # fmt: skip
 
 
 def audit_finding(step: int, group: str, actual: float, intended: float, mult: float) -> Finding:
