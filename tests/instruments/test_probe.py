@@ -71,7 +71,8 @@ def test_the_probe_restores_batchnorm_statistics_and_the_random_state():
 
 
 def _loop_run(store, run_id, lr, instruments=None):
-    config = RunConfig(task="digits-linear", lr=lr, optimizer="sgd", schedule=constant(lr), epochs=3, seed=0)
+    config = RunConfig(task="digits-linear", lr=lr, optimizer="sgd", schedule=constant(lr), epochs=3, seed=0,
+                       batch_size=32)  # fmt: skip
     return train_run(config, store, run_id, instruments=instruments)
 
 
@@ -108,7 +109,7 @@ def test_track_takes_the_probe_loss_and_warns_on_its_former_name(tmp_path):
         return torch.nn.functional.mse_loss(model(x), y)
 
     with lrlab.track(opt, name="t", db=tmp_path / "t.db", probe_loss=fixed) as run:
-        for _ in range(80):
+        for _ in range(120):
             opt.zero_grad()
             loss = fixed()
             loss.backward()
@@ -172,3 +173,27 @@ def test_vectorised_members_carry_the_update_ratio_and_the_probe_and_train_as_wi
     lone = Store(tmp_path / "l.db")
     train_run(configs[1], lone, "good")
     assert lone.instruments("good")["update_ratio/group0"].values == pytest.approx(ratio.values, rel=1e-4)
+
+
+def _fed(multiples_at: dict[int, float], lr_at) -> list:
+    """A panel fed one step at a time (as the vectorised trainer feeds it): the LR of each step
+    and, every 10 steps, a probe's multiple."""
+    from lrlab.instruments import Instruments
+
+    found = []
+    panel = Instruments(on_finding=found.append)
+    for count in range(200):
+        panel.observe_update(count, [lr_at(count)], [1e-2], multiples_at.get(count))
+        panel.observe_step(count, 1.0)
+    panel.take()
+    return [f for f in found if f.kind == "lr_low"]
+
+
+def test_the_probe_is_judged_once_settled_and_scaled_to_the_peak_lr():
+    every_tenth = dict.fromkeys(range(0, 200, 10), 3.0)
+    early_only = {k: v for k, v in every_tenth.items() if k < 50}
+    assert _fed(early_only, lambda t: 0.1) == []  # a fresh start's long readings are not judged
+    (found,) = _fed(every_tenth, lambda t: 0.1)  # at the peak LR, 3 updates: too short
+    assert found.step == 90 and found.numbers["multiple"] == pytest.approx(3.0)
+    # the same readings while a decay holds the LR at 0.6 of its peak read 1.8 at the peak: fine
+    assert _fed(every_tenth, lambda t: 0.1 if t < 50 else 0.06) == []
