@@ -17,6 +17,7 @@ _LAZY = {
     "trainable": "lrlab.training.trial",  # @lrlab.trainable(objective=..., epochs=..., steps_per_epoch=...)
     "Trial": "lrlab.training.trial",
     "Pruned": "lrlab.training.trial",
+    "export": "lrlab.export",  # lrlab.export.TensorBoard(dir), lrlab.export.MLflow(uri): track(export=[...])
 }
 
 __all__ = ["__version__", *_LAZY]

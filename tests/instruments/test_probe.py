@@ -197,3 +197,26 @@ def test_the_probe_is_judged_once_settled_and_scaled_to_the_peak_lr():
     assert found.step == 90 and found.numbers["multiple"] == pytest.approx(3.0)
     # the same readings while a decay holds the LR at 0.6 of its peak read 1.8 at the peak: fine
     assert _fed(every_tenth, lambda t: 0.1 if t < 50 else 0.06) == []
+
+
+def test_a_stalled_loss_at_a_tiny_lr_is_not_called_an_oscillation(tmp_path, caplog):
+    from lrlab.training.tasks import get_task
+
+    task = get_task("digits-mlp", hidden=32)
+    model = task.make_model(0)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    loader = task.train_loader(32, 0)
+    xb, yb = next(iter(loader))
+    caplog.set_level("WARNING", logger="lrlab")
+    with lrlab.track(optimizer, name="tiny", db=tmp_path / "t.db", live=True, model=model,
+                     probe_loss=lambda: task.loss_fn(model(xb), yb)) as run:  # fmt: skip
+        for _epoch in range(3):
+            for inputs, targets in loader:
+                optimizer.zero_grad()
+                loss = task.loss_fn(model(inputs), targets)
+                loss.backward()
+                optimizer.step()
+                run.log(loss=loss)
+    stuck = [r.getMessage() for r in caplog.records if "loss stalled" in r.getMessage()]
+    assert stuck and all("not an oscillation" in m and "raise the LR" in m for m in stuck)
+    assert not any("a smaller LR" in m for m in stuck)

@@ -429,7 +429,13 @@ class Run:
         for kind, message in live_findings(
             self._history, self._initial_loss, self.total_steps, final, self.run_id
         ):
-            self._finding(kind, message)
+            self._finding(kind, _crawling(message) if kind == "stuck" and self._too_small() else message)
+
+    def _too_small(self) -> bool:
+        """Whether the instruments read the LR as too small (a small update ratio or the step
+        probe): then a flat loss with a large gradient is a crawl, not an oscillation."""
+        return any(f.kind == "lr_low" or (f.kind == "update_ratio" and f.numbers.get("high") is False)
+                   for f in self.instrument_findings)  # fmt: skip
 
     def _instrument_finding(self, finding: Finding) -> None:
         self.instrument_findings.append(finding)
@@ -441,6 +447,13 @@ class Run:
             return
         self.findings[kind] = message
         log.warning("lrlab %s: %s", self.run_id, message)
+
+
+def _crawling(message: str) -> str:
+    """The stuck finding where the instruments read the LR as too small: the loss is flat
+    because the steps are short, so the advice turns round."""
+    head = message.split(" (oscillating", 1)[0]
+    return f"{head} (not an oscillation: the instruments read the updates as too small, see above: raise the LR)"
 
 
 def _total(norms: Any) -> float:
