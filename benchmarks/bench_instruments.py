@@ -335,6 +335,26 @@ def table(outcomes: list[Outcome]) -> tuple[str, dict[str, float]]:
     return "\n".join(lines), totals
 
 
+def warmup_harm(outcomes: list[Outcome]) -> str:
+    """The bound of the no-warmup case, measured in the same run: by how much each seed without
+    warmup ended worse than its warmed twin (the same seed), how many the fault harmed (at least
+    ``TF_NEEDS`` nats worse, or diverged) and how many of those the instruments found."""
+    faulty = {o.seed: o for o in outcomes if o.case == "transformer without warmup"}
+    clean = {o.seed: o for o in outcomes if o.case == "clean: transformer with warmup"}
+    seeds = sorted(set(faulty) & set(clean))
+    if not seeds:
+        return ""
+    gaps = {s: faulty[s].val_loss - clean[s].val_loss for s in seeds}
+    harmed = [s for s in seeds if not gaps[s] < TF_NEEDS]
+    found = [s for s in harmed if faulty[s].kinds]
+    listed = ", ".join(f"{gaps[s]:+.3f}" for s in seeds)
+    return (
+        f"Without warmup the transformer ended {listed} nats against its warmed twin (seeds {seeds[0]}-{seeds[-1]}): "
+        f"the fault harmed {len(harmed)} of {len(seeds)} runs by at least {TF_NEEDS} nats, and the instruments found "
+        f"{len(found)} of those {len(harmed)} (the runs it did not harm bound any rule that reads the run alone)."
+    )
+
+
 def _write_report_md(body: str) -> None:
     """The instruments' measured section of docs/report.md (between its markers)."""
     start, end = "<!-- bench:instruments -->", "<!-- /bench:instruments -->"
@@ -385,7 +405,7 @@ def main() -> None:
         f"({minutes:.1f} min on this machine, shared).\n\n{rows}\n\n"
         f"False alarms on clean runs: instruments {_rate(totals['clean_alarm'], totals['clean'])}, today's "
         f"diagnostics {_rate(totals['clean_old'], totals['clean'])}. Targets: each fault detected on at least "
-        "90% of its runs, at most 5% of clean runs flagged. Lead time: the iteration whose loss diverged minus the "
+        f"90% of its runs, at most 5% of clean runs flagged. {warmup_harm(outcomes)} Lead time: the iteration whose loss diverged minus the "
         "iteration of the first finding (an update's readings count in the iteration that took it; today's "
         "diagnostics are checked every 50 steps, as `lrlab.track(live=True)` runs them).\n"
     )
