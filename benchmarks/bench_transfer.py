@@ -212,6 +212,21 @@ def proxy_cost(store: Store, sweeps: tuple[str, ...]) -> tuple[float, int]:
     return float(sum(walls)), len(ids)
 
 
+BRACKET_FLOOR = 3  # LRs: the fewest that bracket an optimum (a worse LR on each side of the best)
+
+
+def bracket_floor(store: Store, sweeps: tuple[str, ...], seeds: int) -> float:
+    """Seconds the cheapest proxies this protocol allows would take: per proxy, ``BRACKET_FLOOR``
+    LRs x ``seeds`` runs at that proxy's median run time (as stored); the bound on the cost bar."""
+    total = 0.0
+    for sweep in sweeps:
+        ids = [r.id for r in store.sweep_runs(sweep)]
+        walls = [rows[-1].wall_time for rows in store.epochs_for(ids).values() if rows]
+        if walls:
+            total += BRACKET_FLOOR * seeds * statistics.median(walls)
+    return total
+
+
 def compared_lrs(ladder: Ladder, result: Any) -> dict[str, float]:
     """The LRs trained at the target besides the grid: the prediction and the baselines."""
     reuse = float(result.proxies[-1].lr)
@@ -253,6 +268,7 @@ def run_ladder(ladder: Ladder, store: Store, log: Callable[[str], None]) -> dict
         "grid": _optimum(optimum), "lrs": others,
         "runs": {f"{lr:.6g}": rows for lr, rows in table.items()},
         "proxy_train_s": cost, "proxy_runs": runs, "transfer_s": transfer_s, **check_fields(result, store),
+        "proxy_floor_s": bracket_floor(store, result.sweeps, PROXY_SEEDS),
         "target_stored_edge": stored_edges(store, (trainer.proxy.sweep,))[0],
     }  # fmt: skip
 
@@ -299,6 +315,7 @@ def judge(row: dict[str, Any]) -> dict[str, Any]:
         "tie": grid["low"] <= row["predicted"] <= grid["high"],
         "own_spread": grid["high"] / grid["low"], "one_target_s": one_target,
         "cost_ratio": row["proxy_train_s"] / one_target if one_target else math.nan,
+        "floor_ratio": row.get("proxy_floor_s", math.nan) / one_target if one_target else math.nan,
     }  # fmt: skip
 
 
@@ -403,6 +420,21 @@ def in_words(judged: list[tuple[dict[str, Any], dict[str, Any]]]) -> str:
         f"The proxies are about {runs:.0f} runs per ladder (every proxy's bracket, {PROXY_SEEDS} seeds); their "
         f"measured training time is x{min(costs):.1f} to x{max(costs):.1f} that of one target run."
     )
+    floors = [j["floor_ratio"] for _, j in judged if math.isfinite(j["floor_ratio"])]
+    if floors:
+        parts.append(
+            f"The bound, measured in the same run: the cheapest proxies this protocol allows ({BRACKET_FLOOR} LRs, the "
+            f"fewest that bracket an optimum, x {PROXY_SEEDS} seeds per proxy, at each proxy's median run time) cost "
+            f"x{min(floors):.1f} to x{max(floors):.1f} of one target run; below one on {sum(f <= 1.0 for f in floors)} "
+            f"of {len(floors)} ladders"
+            + (
+                ": one target run is out of reach here for any bracketed proxies (a run of these small models costs "
+                "about the same at every width, the step's overhead rather than its arithmetic, and a run-length "
+                "ladder's proxies add up to more steps than its target)."
+                if all(f > 1.0 for f in floors)
+                else "."
+            )
+        )
     return " ".join(parts)
 
 
