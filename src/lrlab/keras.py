@@ -178,6 +178,9 @@ class Recorder(keras.callbacks.Callback):
     the batch's loss (from Keras' running mean: exact for equal batch sizes) and, on the
     torch backend, the gradient norm of the trainable weights (NaN on other backends).
     Per epoch: the ``val_*`` logs (``val_loss``, ``val_accuracy``...) and the mean batch loss.
+    On the torch backend the run's instruments also get each step's update-to-weight ratio
+    (the trainable weights before and after the batch), so the update-ratio and warmup rules
+    judge a Keras run as they judge a torch one; the spike rules read the losses on any backend.
     """
 
     def __init__(self, name: str, *, db: Any = None, **options: Any) -> None:
@@ -186,6 +189,7 @@ class Recorder(keras.callbacks.Callback):
         self.run: Any = None
         self._lr: float | None = None
         self._mean = 0.0
+        self._before: list[Any] | None = None  # the trainable weights before the batch (torch backend)
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         from lrlab.track import Run, end_left_open
@@ -218,6 +222,33 @@ class Recorder(keras.callbacks.Callback):
 
     def on_train_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         self._lr = _float(self.model.optimizer.learning_rate)
+        self._before = None
+        if self._measures_ratio():
+            import torch
+
+            with torch.no_grad():
+                self._before = [v.value.detach().clone() for v in self.model.trainable_weights]
+
+    def _measures_ratio(self) -> bool:
+        if self.run is None or keras.backend.backend() != "torch":
+            return False
+        settings = self.run.recorder.instruments.settings
+        return "update_ratio" in settings or "warmup" in settings
+
+    def _update_ratio(self) -> float | None:
+        """The batch's ``||w_after - w_before|| / ||w_before||`` over the trainable weights."""
+        before, self._before = self._before, None
+        if before is None:
+            return None
+        import torch
+
+        with torch.no_grad():
+            after = [v.value.detach() for v in self.model.trainable_weights]
+            if len(after) != len(before):
+                return None
+            delta = torch.linalg.vector_norm(torch.stack(torch._foreach_norm([a - b for a, b in zip(after, before)])))
+            weight = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(before)))
+        return float(delta / weight) if float(weight) > 0 else None
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self._mean = 0.0
@@ -244,7 +275,11 @@ class Recorder(keras.callbacks.Callback):
             ]
             norms = tuple(torch._foreach_norm(grads)) if grads else 0.0
         step = int(_float(optimizer.iterations))
-        self.run.record(loss, step, [self._lr if self._lr is not None else math.nan], momentum, norms)
+        lr = self._lr if self._lr is not None else math.nan
+        ratio = self._update_ratio()
+        if ratio is not None:  # the update just taken is the optimizer's (step - 1)-th, counted from 0
+            self.run.recorder.instruments.observe_update(max(step - 1, 0), [lr], [ratio])
+        self.run.record(loss, step, [lr], momentum, norms)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if self.run is None:

@@ -57,3 +57,27 @@ def test_two_recorders_on_one_fit_are_refused(tmp_path):
         model(0.01).fit(x, y, epochs=1, verbose=0, callbacks=[a, b])
     runs = Store(tmp_path / "r.db").runs()
     assert [str(r.status) for r in runs] == ["failed"] and "two lrlab Recorder" in runs[0].error
+
+
+def test_the_update_ratio_of_each_keras_step_is_the_weights_change_over_their_size(tmp_path):
+    x, y = data()
+    m = model(0.01)
+    weights = []
+
+    class Snap(keras.callbacks.Callback):  # the trainable weights after each batch, read by hand
+        def on_train_batch_end(self, batch, logs=None):
+            weights.append([np.array(keras.ops.convert_to_numpy(v.value)) for v in m.trainable_weights])
+
+    first = [np.array(keras.ops.convert_to_numpy(v.value)) for v in m.trainable_weights]
+    rec = Recorder(name="ratio", db=tmp_path / "r.db")
+    m.fit(x, y, batch_size=32, epochs=1, verbose=0, callbacks=[rec, Snap()], shuffle=False)
+    series = Store(tmp_path / "r.db", readonly=True).instruments(rec.run.run_id)["update_ratio/group0"]
+    before = [first, *weights[:-1]]
+    expected = [
+        np.sqrt(sum(((a - b) ** 2).sum() for a, b in zip(after, prev))) / np.sqrt(sum((b**2).sum() for b in prev))
+        for after, prev in zip(weights, before)
+    ]
+    assert series.steps == [0, 1, 2, 3] and series.values == pytest.approx(expected, rel=1e-4)
+    off = Recorder(name="off", db=tmp_path / "r.db", instruments=False)
+    model(0.01).fit(x, y, batch_size=32, epochs=1, verbose=0, callbacks=[off])
+    assert Store(tmp_path / "r.db", readonly=True).instruments(off.run.run_id) == {}
