@@ -223,3 +223,20 @@ def test_too_few_or_non_finite_losses_judge_nothing():
     assert not needs_warmup(0.5, 0.01, False, [3.0] * WINDOW, math.nan, JUDGED)
     assert not needs_warmup(math.nan, 0.01, False, [3.0] * WINDOW, 4.0, JUDGED)
     assert needs_warmup(0.5, 0.01, False, [3.0] * WINDOW, 4.0, JUDGED)
+
+
+def test_a_schedule_that_halved_its_lr_by_step_50_is_not_judged_for_warmup():
+    from lrlab.instruments import Instruments
+
+    def fed(lr_at):
+        found = []
+        panel = Instruments(on_finding=found.append)
+        for count in range(120):
+            ratio = 0.02 if count < 10 else 0.002  # the first steps ten times the later ones
+            panel.observe_update(count, [lr_at(count)], [ratio])
+            panel.observe_step(count, 3.0 if count else 4.5)  # stalled far above where it could be
+        panel.take()
+        return [f.kind for f in found]
+
+    assert "warmup" in fed(lambda t: 0.1)  # a constant LR: the early steps are the outliers
+    assert "warmup" not in fed(lambda t: 0.1 * 0.01 ** (t / 120))  # an exponential decay: smaller by design

@@ -469,6 +469,11 @@ class Instruments:
         seen = (self._first_lrs + self._lrs)[: WARMUP_LATER[1]]
         lrs = [max(v) for _s, v in seen if v]
         warmed = bool(lrs) and lrs[0] < 0.5 * max(lrs)
+        # the rule compares steps at about the same LR: where the schedule has already halved it by
+        # steps 50-100 (an exponential decay), the later steps are smaller by design, not judged
+        decayed = len(lrs) >= WARMUP_LATER[1] and _median(lrs[WARMUP_LATER[0] :]) < 0.5 * _median(lrs[:WARMUP_EARLY])
+        if decayed:
+            return
         window = np.roll(self._ring, -(self._ring_count % LOSS_WINDOW))  # oldest first
         seen_steps, first = self._ring_count, self._first_loss
         if seen_steps >= LOSS_WINDOW and needs_warmup(early, later, warmed, window, first, seen_steps):
