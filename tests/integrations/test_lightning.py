@@ -116,3 +116,15 @@ def test_the_gradient_norm_is_read_after_accumulation_and_before_clipping(tmp_pa
     series = Store(tmp_path / "r.db").steps(rec.run.run_id)
     assert list(series.step) == list(range(1, 7))  # 12 batches, 6 optimizer steps
     assert (series.grad_norm > 0.05).all()  # the norm the clipping to 0.01 acted on
+
+
+def test_the_step_probe_runs_inside_lightning_given_a_fixed_batch(tmp_path):
+    torch.manual_seed(0)
+    train, val = loaders()
+    module = Tiny()
+    xb, yb = next(iter(val))
+    rec = Recorder(name="probed", db=tmp_path / "r.db",
+                   probe_loss=lambda: torch.nn.functional.cross_entropy(module.net(xb), yb))  # fmt: skip
+    trainer([rec], epochs=2).fit(module, train, val)
+    series = Store(tmp_path / "r.db", readonly=True).instruments(rec.run.run_id)
+    assert series["step_probe"].steps == [0, 10, 20] and all(v == v for v in series["step_probe"].values)
