@@ -220,3 +220,22 @@ def test_a_stalled_loss_at_a_tiny_lr_is_not_called_an_oscillation(tmp_path, capl
     stuck = [r.getMessage() for r in caplog.records if "loss stalled" in r.getMessage()]
     assert stuck and all("not an oscillation" in m and "raise the LR" in m for m in stuck)
     assert not any("a smaller LR" in m for m in stuck)
+
+
+def test_a_vectorised_instrument_that_fails_warns_once_and_the_runs_train_on(tmp_path, caplog, monkeypatch):
+    from lrlab.training.vectorized import instruments as stacked
+    from lrlab.training.vectorized.trainer import train_vectorized
+
+    def broken(self):
+        raise RuntimeError("probe batch gone")
+
+    monkeypatch.setattr(stacked.StackedInstruments, "_losses", broken)
+    base = RunConfig(task="digits-linear", lr=0.1, optimizer="sgd", epochs=1, batch_size=32, seed=0)
+    store = Store(tmp_path / "v.db")
+    caplog.set_level("WARNING", logger="lrlab.instruments")
+    records = train_vectorized([base, base.replace(lr=0.3, schedule=None)], store, ["a", "b"])
+    assert [r.status.value for r in records] == ["done", "done"]
+    assert sum("instruments stopped" in r.getMessage() for r in caplog.records) == 1
+    bare = Store(tmp_path / "bare.db")
+    train_vectorized([base, base.replace(lr=0.3, schedule=None)], bare, ["a", "b"], instruments=False)
+    assert store.steps("b").loss.tolist() == bare.steps("b").loss.tolist()

@@ -13,8 +13,10 @@ the members train exactly as without the instruments.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+import functools
+import logging
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -29,6 +31,27 @@ if TYPE_CHECKING:
 
 __all__ = ["StackedInstruments"]
 
+log = logging.getLogger("lrlab.instruments")
+
+
+def _guarded(method: Callable[..., Any]) -> Callable[..., Any]:
+    """An instrument that fails never fails the training it watches: one warning, then the
+    group trains on without them (the weights are restored before a failure can leave them)."""
+
+    @functools.wraps(method)
+    def run(self: StackedInstruments, *args: Any, **kwargs: Any) -> Any:
+        if self.broken:
+            return None if method.__name__ == "before" else (None, None)
+        try:
+            return method(self, *args, **kwargs)
+        except Exception as exc:  # any failure of an instrument
+            self.broken = True
+            log.warning("lrlab instruments stopped (%s: %s); the runs go on recording without them",
+                        type(exc).__name__, exc)  # fmt: skip
+            return None if method.__name__ == "before" else (None, None)
+
+    return run
+
 
 def _member_norms(tensors: Sequence[Tensor]) -> Tensor:
     """Each member's norm over all its tensors: ``(K,)``."""
@@ -42,6 +65,7 @@ class StackedInstruments:
 
     def __init__(self, group: _Group, settings: InstrumentSettings) -> None:
         self.group = group
+        self.broken = False
         self.ratio_on = bool({"update_ratio", "warmup"} & settings.names)
         self.every = settings.probe_every
         self.batch = self._probe_batch() if "step_probe" in settings else None
@@ -70,6 +94,7 @@ class StackedInstruments:
             torch.manual_seed(PROBE_SEED)
             return self.group.loss(self.group.model(inputs), targets).double()
 
+    @_guarded
     def before(self, step: int, params: Sequence[Tensor]) -> None:
         """The weights before the step (and, on a probe's step, the probe batch's loss)."""
         probing = self.batch is not None and step % self.every == 0
@@ -84,6 +109,7 @@ class StackedInstruments:
             self._weight = _member_norms(self._before) if self.ratio_on else None
         self._f0 = self._losses() if probing else None
 
+    @_guarded
     def after(self, params: Sequence[Tensor]) -> tuple[Tensor | None, list[float] | None]:
         """Each member's update ratio (``(K,)`` on the device, or None) and, on a probe's
         step, its multiple (host floats, NaN where not finite)."""
