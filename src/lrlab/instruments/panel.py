@@ -29,7 +29,7 @@ from lrlab.core.diagnostics import Finding
 from lrlab.instruments import words
 from lrlab.instruments.audit import LRAudit, auditable
 from lrlab.instruments.noise import NoiseScale
-from lrlab.instruments.probe import StepProbe
+from lrlab.instruments.probe import PROBE_LOW, PROBE_WINDOW, ProbeJudge, StepProbe
 from lrlab.instruments.progress import RISE_FACTOR, RISE_STEPS, STEADY_BLOCK, rising_far, steady_fall
 from lrlab.instruments.ratio import UpdateRatio
 from lrlab.instruments.settings import InstrumentSettings
@@ -69,25 +69,6 @@ SPIKE_REPEAT = 100  # steps after a reported spike before another is reported
 # Clean tuning runs settle at 1.9e-3 or more (chars-lstm, SGD at 0.3); Adam at 3e-4 on chars-lstm,
 # a hundredth of its best LR, sits at 7e-4 with its loss falling faster block after block.
 RATIO_SLOW = words.USUAL_RATIO
-# The step probe (lrlab.instruments.probe): the LR too small where the median of the last PROBE_WINDOW
-# judged probes, each scaled to the peak LR (times the LR's share of its peak: the multiple goes as about
-# 1/LR), is PROBE_LOW or more. A probe is judged from step PROBE_SETTLED on, while the LR is at least
-# half its peak and not rising (a warmup's or a decay's small steps are meant). Set on tuning runs of
-# tasks the fault benchmark does not use (seeds 1000, 1001; every 10 steps; the raw median over the
-# steps after warmup up to 60% of the run; a probe batch of 256): digits-linear (SGD momentum 0.9, 180
-# steps, warmup 20 then cosine; best final validation loss at LR 1) at 0.01, 0.03, 0.1, 0.3, 1: medians
-# 74, 18, 3.8, 1.2, 0.2 (with a probe batch of 32: -, 18.7, 4.1, 2.1, 0.4); chars-lstm (hidden 64, 200
-# steps, warmup 30 then cosine), Adam at 1e-3, 3e-3, 0.01, 0.03, 0.1: 25, 8.4, 2.6, 0.9, 0.7 (best 0.03
-# and 0.1, tied), SGD momentum at 0.3, 1, 3, 10: 4.9, 0.9, 0.7, 0.6 (best 3). At the best LRs the
-# medians are 0.2 to 1.0, at a tenth of them 2.4 to 8.4: PROBE_LOW (a step twice as long would still go
-# downhill) sits between. The rule as written (settled, scaled, a batch of the run's size) on the same
-# runs: no finding at any best LR; at a tenth of it 7 of 8 runs (digits-linear 0.1: 2/2; chars-lstm Adam
-# 0.003 and 0.01: 2/2 and 1/2; SGD 0.3: 2/2), at a third 2 of 6. The settling and the scaling were added
-# after the README's study (its own runs, not the benchmark's) showed the early steps of a fresh start
-# and a cosine's second half read as too small.
-PROBE_LOW = 2.0
-PROBE_SETTLED = 50  # optimizer steps before a probe is judged (as the update ratio's settled thresholds)
-PROBE_WINDOW = 5
 LOSS_WINDOW = 3 * STEADY_BLOCK  # the last losses kept (a ring, filled in place)
 
 Series = dict[str, tuple[list[int], list[float]]]
@@ -137,10 +118,8 @@ class Instruments:
         self.sharpness: Sharpness | None = None
         self.probe: StepProbe | None = None
         self._probe_pending: list[tuple[int, float, bool, float]] = []  # (step, multiple, judged, LR/peak)
-        self._probe_recent: deque[float] = deque(maxlen=PROBE_WINDOW)
-        self._probe_judged = False  # the probe under way is judged (the LR at half its peak, not rising)
-        self._probe_scale = 1.0  # the LR of the probe under way over the peak so far
-        self._probe_last_lr: float | None = None
+        self._probe_judge = ProbeJudge(self.settings.probe_every)
+        self._probe_gated = (False, 1.0)  # the probe under way: judged, and its LR over the peak so far
         self._fed_ratios: list[tuple[int, list[float]]] = []  # observe_update's, awaiting collect
         self.optimizer: torch.optim.Optimizer | None = None
         self.group_names: list[str] = []
@@ -244,19 +223,9 @@ class Instruments:
         if self.audit is not None or not self._warmup_done:
             self._lrs.append((self._count(), lrs))
         if self.probe is not None and self.probe.due(self._count()):
-            self._probe_judged = self._probe_gate(self._count()) and self._one_multiplier(optimizer)
+            judged, scale = self._probe_judge.gate(self._count(), self._lr_now, self._lr_peak)
+            self._probe_gated = (judged and self._one_multiplier(optimizer), scale)
             self.probe.before(_trainable(optimizer))
-
-    def _probe_gate(self, count: int) -> bool:
-        """Whether the probe of optimizer step ``count`` is judged: past the first
-        ``PROBE_SETTLED`` steps (at a fresh start the loss runs nearly straight along any
-        update), the LR at least half its peak and not rising since the last probe (a warmup's
-        or a decay's small steps are meant). Sets the LR's share of its peak, by which the
-        multiple is scaled to the peak LR's (the multiple goes as about 1/LR)."""
-        last, self._probe_last_lr = self._probe_last_lr, self._lr_now
-        rising = last is None or self._lr_now > last * (1.0 + 1e-6)
-        self._probe_scale = self._lr_now / self._lr_peak if self._lr_peak > 0 else 1.0
-        return count >= PROBE_SETTLED and not rising and self._lr_now >= 0.5 * self._lr_peak > 0
 
     def _count(self) -> int:
         # the update-ratio hook runs first and advances the count in its post-hook
@@ -271,7 +240,7 @@ class Instruments:
             self._decayed[step] = self._lr_now < 0.5 * self._lr_peak
         if self.probe is not None and self.probe.armed:
             multiple = self.probe.after(_trainable(optimizer))[0]
-            self._probe_pending.append((step, multiple, self._probe_judged, self._probe_scale))
+            self._probe_pending.append((step, multiple, *self._probe_gated))
         if self.sharpness is not None and self.sharpness.due(step):
             value, limit, pre = self.sharpness.measure(optimizer)
             self._pending_sharpness.append((step, value, limit, pre))
@@ -297,8 +266,8 @@ class Instruments:
             self._fed_ratios.append((count, [float(v) for v in ratios]))
             self._decayed[count] = self._lr_now < 0.5 * self._lr_peak
         if multiple is not None and "step_probe" in self.settings:
-            judged = self._probe_gate(count)
-            self._probe_pending.append((count, float(multiple), judged, self._probe_scale))
+            judged, scale = self._probe_judge.gate(count, self._lr_now, self._lr_peak)
+            self._probe_pending.append((count, float(multiple), judged, scale))
         self._own_count = count + 1
 
     @_guarded
@@ -493,20 +462,15 @@ class Instruments:
 
     def _collect_probes(self, offset: int) -> None:
         """The probes' multiples as a series (clipped to +-1e3: ``inf`` is "no bottom in sight"),
-        and the LR too small where the median of the last judged ones is ``PROBE_LOW`` or more."""
+        each judged by the probe's rule (:class:`lrlab.instruments.probe.ProbeJudge`)."""
         pending, self._probe_pending = self._probe_pending, []
         for step, multiple, judged, scale in pending:
             if math.isnan(multiple):
                 continue
             self._point("step_probe", step + offset, min(max(multiple, -1e3), 1e3))
-            if not judged:
-                continue
-            self._probe_recent.append(multiple * scale)  # what the peak LR would read
-            if len(self._probe_recent) == PROBE_WINDOW:
-                median = float(np.median(list(self._probe_recent)))
-                if median >= PROBE_LOW:
-                    self._found(words.probe_finding(step + offset, median, PROBE_WINDOW, self.settings.probe_every),
-                                once="lr_low")  # fmt: skip
+            finding = self._probe_judge.judge(step + offset, multiple, judged, scale)
+            if finding is not None:
+                self._found(finding, once="lr_low")
 
     def _collect_audit(self, offset: int) -> None:
         entries, self._lrs = self._lrs, []
