@@ -5,15 +5,14 @@ holds fixed) at the weights before the step (``w0``), after it (``w1 = w0 + d``)
 update further (``w0 + 2d``), and fits the parabola through the three losses. Its lowest point,
 in multiples of the update, says how the step compares with the valley it crosses:
 
-- about 1: the step lands near the bottom along its own direction (a well-set LR: the article's
-  "largest LR that still descends");
+- about 1: the step lands near the bottom along its own direction (a well-set LR);
 - well above 1: the loss keeps falling far beyond the step (the steps are too short: the LR is
   too small, training crawls down a slope it could take in stride);
 - below 1 or negative: the step overshoots the bottom (the oscillation across a valley of the
   adaptive-LR article).
 
-The multiple scales about as 1/LR (measured on the tuning runs named in
-:mod:`lrlab.instruments.panel`), which is what makes it an instrument of the LR rather than of
+The multiple scales about as 1/LR (measured on the tuning runs named below, beside the
+rule's constants), which is what makes it an instrument of the LR rather than of
 the model: the update ratio's "1e-3 is healthy" depends on the model's weight scale, this does
 not. Three forward passes under ``torch.no_grad`` per probe; the weights are restored bit for
 bit, the random state is forked (each evaluation draws the same dropout masks) and, when the
@@ -36,7 +35,7 @@ __all__ = ["PROBE_LOW", "PROBE_SEED", "PROBE_SETTLED", "PROBE_WINDOW", "ProbeJud
 
 PROBE_SEED = 0  # the random state every evaluation starts from (the same dropout masks)
 
-# The step probe (lrlab.instruments.probe): the LR too small where the median of the last PROBE_WINDOW
+# The rule (ProbeJudge): the LR too small where the median of the last PROBE_WINDOW
 # judged probes, each scaled to the peak LR (times the LR's share of its peak: the multiple goes as about
 # 1/LR), is PROBE_LOW or more. A probe is judged from step PROBE_SETTLED on, while the LR is at least
 # half its peak and not rising (a warmup's or a decay's small steps are meant). Set on tuning runs of
