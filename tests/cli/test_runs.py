@@ -424,6 +424,8 @@ def test_optimizers_that_share_a_name_read_apart_in_the_list(tmp_path):
     )
     result = runner.invoke(app, ["runs", "list", "--db", str(path)], env={"COLUMNS": "80"})
     assert result.exit_code == 0, result.output
+    header = next(line for line in result.output.splitlines() if line.lstrip().startswith("id"))
+    assert header.split()[2:4] == ["opt", "schedule"]  # a short header: the room goes to the schedule
     labels = {line.split()[0][:1]: line.split()[2] for line in _rows(result.output)}
     assert labels == {
         "0": "sgd",

@@ -168,6 +168,7 @@ def _has(last: EpochRecord | None, name: str) -> bool:
 
 
 NAMES = ("sweep", "task", "optimizer", "schedule")  # the columns that give way at a narrow width
+NARROW_HEADERS = {"optimizer": "opt"}  # a header longer than its labels (sgd, adam) takes room from schedule
 MIN_NAME = 5  # a name column keeps at least this many characters (an ellipsis included)
 
 
@@ -196,12 +197,13 @@ def runs_table(
     prefix = "" if options.wide else _shared_prefix([r.sweep or "-" for r in runs])
     context = _Context(options, prefix, optimizers, peaks)
     rows = [_cells(run, finals.get(run.id), names, shown, context) for run in runs]
-    natural = {name: max([len(name), *(len(row[i]) for row in rows)]) for i, name in enumerate(names)}
+    headers = {name: name if options.wide else NARROW_HEADERS.get(name, name) for name in names}
+    natural = {name: max([len(headers[name]), *(len(row[i]) for row in rows)]) for i, name in enumerate(names)}
     widths = dict(natural) if options.wide else fit_widths(natural, width)
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, padding=0)  # one space between columns
     for name in names:
         numeric = name in ("lr", "peak_lr", "seed") or name in shown
-        table.add_column(name, justify="right" if numeric else "left", no_wrap=True, overflow="ellipsis",
+        table.add_column(headers[name], justify="right" if numeric else "left", no_wrap=True, overflow="ellipsis",
                          width=widths[name])  # fmt: skip
     for run, row in zip(runs, rows):
         style = STATUS_STYLE.get(run.status.value, "")
