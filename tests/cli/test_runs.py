@@ -225,7 +225,7 @@ def test_a_study_of_154_runs_lists_one_line_per_run_at_80_columns(study_db):
         float(line.split()[-1])
     assert "objective val_mae (lower is better)" in " ".join(result.output.split())
     assert "126 done, 28 diverged; val_loss with --wide" in result.output
-    assert any("warmup(cosine)" in line for line in rows)
+    assert any("warmup-cosine" in line for line in rows)
 
 
 def test_wide_shows_whole_specs_and_every_metric_full_ids_whole_ids(study_db):
@@ -412,7 +412,7 @@ def test_the_list_shows_the_peak_lr_each_schedule_reaches_and_tells_cyclic_modes
     rows = {line.split()[2]: float(line.split()[3]) for line in _rows(result.output)}
     # the lr of these runs is 0.001061; the cyclic and one-cycle schedules train up to 0.03182
     assert rows == {"one_cycle": 0.03182, "cyclic": 0.03182, "cyclic(triangular2)": 0.03182,
-                    "cyclic(sine)": 0.03182, "warmup(cosine)": 0.001061}  # fmt: skip
+                    "cyclic(sine)": 0.03182, "warmup-cosine": 0.001061}  # fmt: skip
     wide = runner.invoke(app, ["runs", "list", "--db", str(path), "--wide"], env={"COLUMNS": "300"})
     header = next(line for line in wide.output.splitlines() if line.lstrip().startswith("id"))
     assert header.split()[4:8] == ["optimizer", "schedule", "lr", "peak_lr"]

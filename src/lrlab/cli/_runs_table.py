@@ -59,7 +59,7 @@ def short_schedule(spec: str) -> str:
     cyclic schedule's mode or shape), without their numbers.
 
     >>> short_schedule("warmup(cosine(lr=0.1, total_steps=100), steps=10)")
-    'warmup(cosine)'
+    'warmup-cosine'
     >>> short_schedule('cyclic(base_lr=0.01, max_lr=0.1, step_size=38, mode="triangular2")')
     'cyclic(triangular2)'
     >>> short_schedule("sequence([constant(lr=0.1), cosine(lr=0.1, total_steps=9)], boundaries=[5])")
@@ -82,7 +82,11 @@ def short_schedule(spec: str) -> str:
         else:
             names.append(token)
     parts = stack[0]
-    return ", ".join(parts) if parts else spec
+    shape = ", ".join(parts) if parts else spec
+    # a warmup of one schedule reads as the study names it (warmup-cosine): a character shorter
+    if shape.startswith("warmup(") and shape.endswith(")") and "," not in shape and shape.count("(") == 1:
+        return "warmup-" + shape[len("warmup(") : -1]
+    return shape
 
 
 def short_optimizer(spec: str) -> str:
