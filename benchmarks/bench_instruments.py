@@ -210,18 +210,8 @@ def train(case: Case, seed: int, lr: float, store: Store) -> Outcome:
             run.epoch(val_loss=val)
     found = store.findings(run.run_id)
     old_kinds, old_first = _old_diagnostics(store, run.run_id, total)
-    return Outcome(case.name, seed, [f.kind for f in found], min((_iteration(f) for f in found), default=None),
+    return Outcome(case.name, seed, [f.kind for f in found], min((f.step for f in found), default=None),
                    old_kinds, old_first, diverged, val if diverged is None else math.inf, step)  # fmt: skip
-
-
-LOSS_KINDS = frozenset({"spike", "divergence"})  # judged on the logged losses, in the loop's numbering
-
-
-def _iteration(finding: Any) -> int:
-    """The loop iteration (``step`` as logged, counted from 1) in which a finding was made: the
-    loss rules number by the logged steps; the hooked ones by the optimizer's own 0-based count,
-    whose update ``i`` is taken in iteration ``i + 1`` (before its loss is logged)."""
-    return int(finding.step) if finding.kind in LOSS_KINDS else int(finding.step) + 1
 
 
 def _resume(

@@ -278,7 +278,9 @@ class Recorder(keras.callbacks.Callback):
         lr = self._lr if self._lr is not None else math.nan
         ratio = self._update_ratio()
         if ratio is not None:  # the update just taken is the optimizer's (step - 1)-th, counted from 0
-            self.run.recorder.instruments.observe_update(max(step - 1, 0), [lr], [ratio])
+            panel = self.run.recorder.instruments
+            panel.align(step)  # once: that update is shown at the step Keras logs it
+            panel.observe_update(max(step - 1, 0), [lr], [ratio])
         self.run.record(loss, step, [lr], momentum, norms)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:

@@ -52,7 +52,7 @@ def test_a_correct_scheduler_is_not_flagged(tmp_path):
     findings, series = _train(tmp_path / "r.db")
     assert [f for f in findings if f.kind == "lr_audit"] == []
     assert series["lr_audit/group0"].values == pytest.approx([1.0] * STEPS, rel=1e-6)
-    assert series["lr_audit/group0"].steps == list(range(STEPS))
+    assert series["lr_audit/group0"].steps == list(range(1, STEPS + 1))  # the steps as logged
 
 
 def test_a_scheduler_restarted_from_step_0_on_resume(tmp_path):

@@ -120,7 +120,7 @@ def test_track_stores_the_sharpness_and_the_noise_scale_when_named(tmp_path):
     design = torch.cat([x, torch.ones(64, 1)], dim=1)  # the weights and the bias
     hessian = 2 * (design.T @ design) / 64  # the MSE of a linear model: its Hessian, constant
     top = float(torch.linalg.eigvalsh(hessian).max())
-    assert series["sharpness"].steps == [0, 100]
+    assert series["sharpness"].steps == [1, 101]  # the 1st and the 101st update, as logged
     assert series["sharpness"].values[0] == pytest.approx(top, rel=0.05)
     assert series["sharpness_limit"].values == pytest.approx([2 / 0.005] * 2)
     assert len(series["noise_scale"]) == 120 and 0 < series["noise_scale"].values[-1] < 1e4

@@ -127,4 +127,5 @@ def test_the_step_probe_runs_inside_lightning_given_a_fixed_batch(tmp_path):
                    probe_loss=lambda: torch.nn.functional.cross_entropy(module.net(xb), yb))  # fmt: skip
     trainer([rec], epochs=2).fit(module, train, val)
     series = Store(tmp_path / "r.db", readonly=True).instruments(rec.run.run_id)
-    assert series["step_probe"].steps == [0, 10, 20] and all(v == v for v in series["step_probe"].values)
+    assert series["step_probe"].steps == [1, 11, 21]  # the 1st, 11th and 21st update, as logged
+    assert all(v == v for v in series["step_probe"].values)

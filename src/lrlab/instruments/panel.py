@@ -8,9 +8,11 @@ new series points and findings to the store. Each finding is also passed to ``on
 when it is made (``live=True`` logs it).
 
 Steps: the optimizer steps the hooks count are 0-based; the first recorded step fixes the
-offset between that count and the caller's step numbers (0-based in lrlab's loop, 1-based in
-``lrlab.track`` and the trainers' callbacks, the global step of a resumed run), so the series,
-the findings and the schedule index all use the caller's numbering.
+offset between that count and the caller's step numbers (0-based in lrlab's loop, which records
+a step before ``optimizer.step()``; 1-based in ``lrlab.track`` and the trainers' callbacks, which
+log it after, ``taken``; the global step of a resumed run), so the series and the findings carry
+the step of the iteration that took the update, as the caller logged it. The LR audit reads the
+schedule at the optimizer's own index (``shift`` less where the caller logs after the step).
 """
 
 from __future__ import annotations
@@ -125,6 +127,7 @@ class Instruments:
         self.group_names: list[str] = []
         self.tensor_names: list[str] = []
         self.offset: int | None = None  # caller's step = hook count + offset
+        self.shift = 0  # 1 where the caller logs a step after taking it: its schedule index is one less
         self._series: Series = {}
         self._findings: list[Finding] = []
         self._lrs: list[tuple[int, list[float]]] = []  # (hook count, LR per group) awaiting the audit
@@ -202,7 +205,8 @@ class Instruments:
         if (not module.training or not torch.is_grad_enabled()) and _schedule_free_in_train_mode(
             self.optimizer
         ):
-            self._found(words.eval_mode_finding(self._count() + (self.offset or 0)), once="eval_mode")
+            last = max(self._count() - 1, 0) + (self.offset or 0)  # the step taken last, as the caller numbers it
+            self._found(words.eval_mode_finding(last), once="eval_mode")
 
     def detach(self) -> None:
         self.ratio.detach()
@@ -271,10 +275,13 @@ class Instruments:
         self._own_count = count + 1
 
     @_guarded
-    def align(self, step: int) -> None:
-        """The caller's number of the step just taken (or about to be): fixes the offset once."""
+    def align(self, step: int, *, taken: bool = False) -> None:
+        """The caller's number of the step about to be taken or, with ``taken``, of the one just
+        taken (its update already counted by the hooks): fixes the offset once."""
         if self.offset is None:
-            self.offset = int(step) - self._count()
+            count = self._count()
+            self.shift = 1 if taken and count > 0 else 0
+            self.offset = int(step) - count + self.shift
 
     @_guarded
     def observe_step(self, step: int, loss: float) -> None:
@@ -480,7 +487,7 @@ class Instruments:
             return
         for count, lrs in entries:
             at = max(count + offset, 0)
-            ratios, found = self.audit.observe(at, lrs)
+            ratios, found = self.audit.observe(max(at - self.shift, 0), lrs)  # at the schedule's index
             for g, value in enumerate(ratios):
                 self._point(f"lr_audit/group{g}", at, value)
             for miss in found:
@@ -491,7 +498,7 @@ class Instruments:
                 )
                 self._found(
                     words.audit_finding(
-                        miss.step, name, miss.actual, miss.intended, self.audit.mult(miss.group)
+                        miss.step + self.shift, name, miss.actual, miss.intended, self.audit.mult(miss.group)
                     )
                 )
 

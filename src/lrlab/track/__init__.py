@@ -343,7 +343,7 @@ class Run:
         elif isinstance(step, bool) or not isinstance(step, numbers.Integral):
             raise TypeError(f"step must be an integer, got {type(step).__name__}: {step!r:.60}")
         step = int(step)
-        self.recorder.instruments.align(step)  # the instruments' step numbers follow the logged ones
+        self.recorder.instruments.align(step, taken=True)  # logged after optimizer.step(): its update's step
         self._unread.append((step, self._epoch, list(lrs), momentum, value, norms))
         self.steps += 1
         self.last_step = step
