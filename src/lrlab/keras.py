@@ -236,19 +236,20 @@ class Recorder(keras.callbacks.Callback):
         return "update_ratio" in settings or "warmup" in settings
 
     def _update_ratio(self) -> float | None:
-        """The batch's ``||w_after - w_before|| / ||w_before||`` over the trainable weights."""
+        """The batch's ``||w_after - w_before|| / ||w_before||`` over the trainable weights, as
+        the hooks of a torch optimizer read it (:func:`lrlab.instruments.update_ratios`)."""
         before, self._before = self._before, None
         if before is None:
             return None
         import torch
 
+        from lrlab.instruments import update_ratios
+
         with torch.no_grad():
             after = [v.value.detach() for v in self.model.trainable_weights]
             if len(after) != len(before):
                 return None
-            delta = torch.linalg.vector_norm(torch.stack(torch._foreach_norm([a - b for a, b in zip(after, before)])))
-            weight = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(before)))
-        return float(delta / weight) if float(weight) > 0 else None
+            return float(update_ratios(before, after, [0] * len(after), 1)[0])  # one group; NaN for zero weights
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self._mean = 0.0

@@ -221,15 +221,19 @@ class Instruments:
 
     @_guarded
     def _pre(self, optimizer: Any, args: Any, kwargs: Any) -> None:
-        lrs = [_lr(g) for g in optimizer.param_groups]
-        self._lr_now = max(lrs, default=0.0)
-        self._lr_peak = max(self._lr_peak, self._lr_now)
-        if self.audit is not None or not self._warmup_done:
-            self._lrs.append((self._count(), lrs))
+        self._note_lrs(self._count(), [_lr(g) for g in optimizer.param_groups])
         if self.probe is not None and self.probe.due(self._count()):
             judged, scale = self._probe_judge.gate(self._count(), self._lr_now, self._lr_peak)
             self._probe_gated = (judged and self._one_multiplier(optimizer), scale)
             self.probe.before(_trainable(optimizer))
+
+    def _note_lrs(self, count: int, lrs: list[float]) -> None:
+        """The LR of each group at optimizer step ``count``: the peak so far, and what the
+        audit and the warmup check read."""
+        self._lr_now = max(lrs, default=0.0)
+        self._lr_peak = max(self._lr_peak, self._lr_now)
+        if self.audit is not None or not self._warmup_done:
+            self._lrs.append((count, lrs))
 
     def _count(self) -> int:
         # the update-ratio hook runs first and advances the count in its post-hook
@@ -260,10 +264,7 @@ class Instruments:
         ``count``, the LR per group, the update ratio per group and, on a probe's step, the
         step probe's multiple. Judged by the same rules as a hooked run's."""
         self.align(count)
-        self._lr_now = max(lrs, default=0.0)
-        self._lr_peak = max(self._lr_peak, self._lr_now)
-        if not self._warmup_done:
-            self._lrs.append((count, list(lrs)))
+        self._note_lrs(count, list(lrs))
         if ratios is not None:
             if not self.group_names:
                 self.group_names = [f"group{i}" for i in range(len(ratios))]

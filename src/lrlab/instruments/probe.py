@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,7 +32,8 @@ import torch
 from lrlab.core.diagnostics import Finding
 from lrlab.instruments import words
 
-__all__ = ["PROBE_LOW", "PROBE_SEED", "PROBE_SETTLED", "PROBE_WINDOW", "ProbeJudge", "StepProbe", "optimal_multiple"]
+__all__ = ["PROBE_LOW", "PROBE_SEED", "PROBE_SETTLED", "PROBE_WINDOW", "ProbeJudge", "StepProbe", "one_update_further",
+           "optimal_multiple", "quietly"]  # fmt: skip
 
 PROBE_SEED = 0  # the random state every evaluation starts from (the same dropout masks)
 
@@ -79,6 +81,32 @@ def optimal_multiple(f0: float, f1: float, f2: float) -> float:
     return -math.inf if slope > 0 else math.nan
 
 
+def quietly(loss_fn: Callable[[], Any]) -> Any:
+    """``loss_fn()`` without gradients, from the probe's own random state: each evaluation
+    draws the same dropout masks, and the caller's random stream is left as it was."""
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() and torch.cuda.is_initialized() else []
+    with torch.random.fork_rng(devices=devices), torch.no_grad():
+        torch.manual_seed(PROBE_SEED)
+        return loss_fn()
+
+
+def one_update_further(
+    params: Sequence[torch.Tensor], back: Sequence[torch.Tensor], evaluate: Callable[[], Any]
+) -> Any:
+    """``evaluate()`` with every tensor of ``params`` moved one more update on (``back`` holds
+    each one's weights before the step minus after it); the weights restored bit for bit."""
+    with torch.no_grad():
+        after = [p.detach().clone() for p in params]
+        for param, step_back, new in zip(params, back, after):
+            param.copy_(new - step_back)
+    try:
+        return evaluate()
+    finally:
+        with torch.no_grad():
+            for param, new in zip(params, after):
+                param.copy_(new)  # as the step left it
+
+
 class StepProbe:
     """Every ``every`` optimizer steps, the multiple of the update at which ``loss_fn`` (a
     closure returning the loss on a fixed batch) is lowest along it; ``model`` (optional) has
@@ -119,27 +147,15 @@ class StepProbe:
             return math.nan, math.nan, math.nan, math.nan
         f1 = self._loss()
         with torch.no_grad():
-            after = [p.detach().clone() for p in params]
-            for param, old, new in zip(params, before, after):
-                param.copy_(new + (new - old))  # one update further
-        try:
-            f2 = self._loss()
-        finally:
-            with torch.no_grad():
-                for param, new in zip(params, after):
-                    param.copy_(new)  # bit for bit as the step left it
+            back = torch._foreach_sub(before, [p.detach() for p in params])
+        f2 = one_update_further(params, back, self._loss)
         return optimal_multiple(self._f0, f1, f2), self._f0, f1, f2
 
     def _loss(self) -> float:
         buffers = [b.detach().clone() for b in self.model.buffers()] if self.model is not None else []
-        devices = (
-            [torch.cuda.current_device()] if torch.cuda.is_available() and torch.cuda.is_initialized() else []
-        )
         try:
-            with torch.random.fork_rng(devices=devices), torch.no_grad():
-                torch.manual_seed(PROBE_SEED)
-                value = self.loss_fn()
-                return float(value.detach()) if isinstance(value, torch.Tensor) else float(value)
+            value = quietly(self.loss_fn)
+            return float(value.detach()) if isinstance(value, torch.Tensor) else float(value)
         finally:
             if self.model is not None:
                 with torch.no_grad():

@@ -204,14 +204,23 @@ def _train(
 PROBE_DATA_SEED = 7919  # the probe batch's shuffle: the run's data seed plus this
 
 
-def _probe_loss(run: ResolvedRun, model: torch.nn.Module) -> Any:
-    """The loss of one training batch held fixed (the run's batch size, drawn with a shuffle of
-    its own: the training batches keep their order), for the step probe and the sharpness."""
+def probe_batch(run: ResolvedRun) -> tuple[Any, Any] | None:
+    """One training batch held fixed for the step probe and the sharpness (the run's batch size,
+    drawn with a shuffle of its own: the training batches keep their order), on the run's device."""
     with torch.random.fork_rng(devices=[]):
         batch = next(iter(run.task.train_loader(run.batch_size, run.data_seed + PROBE_DATA_SEED)), None)
     if batch is None:
         return None
     inputs, targets = (t.to(run.device) if isinstance(t, torch.Tensor) else t for t in batch)
+    return inputs, targets
+
+
+def _probe_loss(run: ResolvedRun, model: torch.nn.Module) -> Any:
+    """The loss of :func:`probe_batch`, for the step probe and the sharpness."""
+    batch = probe_batch(run)
+    if batch is None:
+        return None
+    inputs, targets = batch
     loss_fn = run.task.loss_fn
     return lambda: loss_fn(model(inputs), targets)
 

@@ -23,8 +23,9 @@ import torch
 from torch import Tensor
 
 from lrlab.instruments import InstrumentSettings
-from lrlab.instruments.probe import PROBE_SEED, optimal_multiple
-from lrlab.training.loop import PROBE_DATA_SEED
+from lrlab.instruments.probe import one_update_further, optimal_multiple, quietly
+from lrlab.training.loop import probe_batch
+from lrlab.training.vectorized.group import _member_norms
 
 if TYPE_CHECKING:
     from lrlab.training.vectorized.group import _Group
@@ -53,12 +54,6 @@ def _guarded(method: Callable[..., Any]) -> Callable[..., Any]:
     return run
 
 
-def _member_norms(tensors: Sequence[Tensor]) -> Tensor:
-    """Each member's norm over all its tensors: ``(K,)``."""
-    per_tensor = [torch.linalg.vector_norm(t.reshape(t.shape[0], -1), dim=1) for t in tensors]
-    return torch.linalg.vector_norm(torch.stack(per_tensor), dim=0)
-
-
 class StackedInstruments:
     """The update ratio (``update_ratio``/``warmup`` on) and the step probe (``step_probe``
     on, every ``probe_every`` steps) of every member of ``group``."""
@@ -68,7 +63,7 @@ class StackedInstruments:
         self.broken = False
         self.ratio_on = bool({"update_ratio", "warmup"} & settings.names)
         self.every = settings.probe_every
-        self.batch = self._probe_batch() if "step_probe" in settings else None
+        self.batch = probe_batch(group.runs[0]) if "step_probe" in settings else None
         self._before: list[Tensor] | None = None
         self._buffers: list[Tensor] = []  # the weights before the step, reused (no allocation per step)
         self._weight: Tensor | None = None
@@ -78,21 +73,10 @@ class StackedInstruments:
     def on(self) -> bool:
         return self.ratio_on or self.batch is not None
 
-    def _probe_batch(self) -> tuple[Tensor, Tensor] | None:
-        run = self.group.runs[0]
-        with torch.random.fork_rng(devices=[]):
-            batch = next(iter(run.task.train_loader(run.batch_size, run.data_seed + PROBE_DATA_SEED)), None)
-        if batch is None:
-            return None
-        inputs, targets = batch
-        return inputs.to(self.group.device), targets.to(self.group.device)
-
     def _losses(self) -> Tensor:
         assert self.batch is not None
         inputs, targets = self.batch
-        with torch.random.fork_rng(devices=[]), torch.no_grad():
-            torch.manual_seed(PROBE_SEED)
-            return self.group.loss(self.group.model(inputs), targets).double()
+        return quietly(lambda: self.group.loss(self.group.model(inputs), targets)).double()
 
     @_guarded
     def before(self, step: int, params: Sequence[Tensor]) -> None:
@@ -125,15 +109,6 @@ class StackedInstruments:
             return ratios, None
         f0, self._f0 = self._f0, None
         f1 = self._losses()
-        with torch.no_grad():
-            after = [p.detach().clone() for p in params]
-            for param, back, new in zip(params, before, after):
-                param.copy_(new - back)  # one update further
-        try:
-            f2 = self._losses()
-        finally:
-            with torch.no_grad():
-                for param, new in zip(params, after):
-                    param.copy_(new)
+        f2 = one_update_further(params, before, self._losses)  # before holds before - after
         rows = np.stack([f0.cpu().numpy(), f1.cpu().numpy(), f2.cpu().numpy()], axis=1)
         return ratios, [optimal_multiple(*map(float, row)) for row in rows]
