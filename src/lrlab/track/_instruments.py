@@ -21,15 +21,15 @@ class Watch:
     the step probe and the sharpness read."""
 
     def __init__(
-        self, known: bool, model: Any, lr_mults: Sequence[float] | None, sharpness_loss: Any
+        self, known: bool, model: Any, lr_mults: Sequence[float] | None, probe_loss: Any
     ) -> None:
         if model is not None and not isinstance(model, torch.nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-        if sharpness_loss is not None and not callable(sharpness_loss):
+        if probe_loss is not None and not callable(probe_loss):
             raise TypeError(
-                f"probe_loss must be a callable returning the loss on a fixed batch, got {sharpness_loss!r:.60}"
+                f"probe_loss must be a callable returning the loss on a fixed batch, got {probe_loss!r:.60}"
             )
-        self.known, self.model, self.lr_mults, self.sharpness_loss = known, model, lr_mults, sharpness_loss
+        self.known, self.model, self.lr_mults, self.probe_loss = known, model, lr_mults, probe_loss
 
     def attach(self, recorder: Recorder, optimizer: torch.optim.Optimizer, config: RunConfig) -> None:
         mults = self.lr_mults if self.lr_mults is not None else _intended_mults(optimizer.param_groups)
@@ -39,7 +39,7 @@ class Watch:
                 "param group(s): give one multiplier per group"
             )
         recorder.watch(optimizer, schedule=config.schedule if self.known else None, lr_mults=mults,
-                       model=self.model, loss_fn=self.sharpness_loss)  # fmt: skip
+                       model=self.model, loss_fn=self.probe_loss)  # fmt: skip
 
 
 def _intended_mults(groups: Sequence[Mapping[str, Any]]) -> list[float]:
