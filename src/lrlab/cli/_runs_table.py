@@ -1,7 +1,7 @@
 """The run table of ``lrlab runs list``: one line per run at any width, the task's own metrics.
 
-At 80 columns a study's runs keep one line each: the schedule is its shape (``warmup(cosine)``,
-``cyclic(triangular2)``), the optimizer its name (or its alias, ``sgdm``, where two listed
+At 80 columns a study's runs keep one line each: the schedule is its shape (``warmup-cosine``,
+``cyclic(sine)``, a cyclic mode by its own name: ``triangular2``), the optimizer its name (or its alias, ``sgdm``, where two listed
 optimizers share a name), the LR the peak the schedule reaches (a cyclic or one-cycle run's
 ``lr`` is not the LR it trained at), the metrics the task's objective first and one more; a
 column every listed run shares (sweep, task, optimizer) is named in the title instead; names
@@ -43,6 +43,7 @@ STATUS_STYLE = {"done": "green", "diverged": "yellow", "failed": "red", "running
 NARROW_METRICS = 2  # metric columns at the default width: the objective and one more
 ID_CHARS = 8
 _COMPLEMENT = frozenset({"val_accuracy"})  # 1 - val_error: its column comes last
+_CYCLIC_MODES = {f"cyclic({mode})": mode for mode in ("triangular2", "exp_range")}
 _CALL = re.compile(r"[A-Za-z_]\w*(?=\s*\()|[(),\[\]]|\"[^\"]*\"|'[^']*'")
 
 
@@ -56,12 +57,16 @@ class ListOptions:
 
 def short_schedule(spec: str) -> str:
     """A schedule spec as its shape: the functions it nests and their text arguments (a
-    cyclic schedule's mode or shape), without their numbers.
+    cyclic schedule's mode or shape), without their numbers; a cyclic schedule with a mode
+    other than the default reads as that mode (``triangular2``, ``exp_range``: torch's
+    ``CyclicLR`` names, and the study's family), which fits the narrow table whole.
 
     >>> short_schedule("warmup(cosine(lr=0.1, total_steps=100), steps=10)")
     'warmup-cosine'
     >>> short_schedule('cyclic(base_lr=0.01, max_lr=0.1, step_size=38, mode="triangular2")')
-    'cyclic(triangular2)'
+    'triangular2'
+    >>> short_schedule('cyclic(base_lr=0.01, max_lr=0.1, step_size=38, shape="sine")')
+    'cyclic(sine)'
     >>> short_schedule("sequence([constant(lr=0.1), cosine(lr=0.1, total_steps=9)], boundaries=[5])")
     'sequence(constant, cosine)'
     >>> short_schedule("constant(lr=0.1)")
@@ -86,6 +91,8 @@ def short_schedule(spec: str) -> str:
     # a warmup of one schedule reads as the study names it (warmup-cosine): a character shorter
     if shape.startswith("warmup(") and shape.endswith(")") and "," not in shape and shape.count("(") == 1:
         return "warmup-" + shape[len("warmup(") : -1]
+    if shape in _CYCLIC_MODES:
+        return _CYCLIC_MODES[shape]
     return shape
 
 
