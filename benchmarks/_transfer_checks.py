@@ -25,6 +25,7 @@ def check_fields(result: Any, store: Any) -> dict[str, Any]:
     return {
         "law_interval": list(result.law_interval),
         "interval": list(result.interval),
+        "checked_interval": list(result.checked_interval),
         "self_check": {**asdict(result.self_check), "passed": result.self_check.passed},
         "stability": {
             "edges": list(stability.edges),

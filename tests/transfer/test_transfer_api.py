@@ -56,7 +56,7 @@ def test_every_proxy_is_bracketed_and_the_prediction_lies_in_its_interval(done):
     assert (check.left_out, check.fitted_on, check.measured) == (16.0, (4.0, 8.0), result.proxies[-1].lr)
     assert check.distance == pytest.approx(3.0) and check.span == pytest.approx(1.0)
     assert low <= result.law.low and high >= result.law.high  # never narrower than the law's own
-    assert check.passed == (result.interval == result.law_interval)
+    assert check.passed == (result.checked_interval == result.law_interval)
     assert [c.name for c in result.checks] == ["self-check", "stability"]
     # the stability check reads the proxies' stored runs: the first LR with a diverged seed
     for edge, optimum in zip(result.stability.edges, result.proxies, strict=True):

@@ -40,7 +40,7 @@ def test_a_straight_law_passes_and_leaves_the_interval_as_fitted():
     assert (check.left_out, check.fitted_on) == (64.0, (16.0, 32.0))
     assert check.predicted == pytest.approx(0.01) and check.measured == pytest.approx(0.01)
     assert check.miss == pytest.approx(0.0, abs=1e-9) and check.excess == 0.0 and check.passed
-    assert result.interval == result.law_interval == (result.law.low, result.law.high)
+    assert result.checked_interval == result.law_interval == (result.law.low, result.law.high)
     assert "within the two 80% intervals, so the law's interval stands" in str(result)
     assert [c.passed for c in result.checks] == [True, True]
 
@@ -58,7 +58,7 @@ def test_a_law_that_bends_widens_the_interval_on_the_side_it_missed_by_the_state
     assert check.allowed == pytest.approx(half) and check.excess == pytest.approx(2.0 - half)
     assert (check.span, check.distance) == (pytest.approx(1.0), pytest.approx(3.0))
     assert check.widening == pytest.approx(3 * check.excess) and check.side == "high" and not check.passed
-    low, high = result.interval
+    low, high = result.checked_interval
     assert low == pytest.approx(result.law.low)
     assert high == pytest.approx(max(result.law.high, result.lr * 2**check.widening))
     assert high > result.law.high  # the law's own interval did not reach that far
@@ -74,7 +74,7 @@ def test_a_miss_whose_widening_the_law_s_interval_already_spans_leaves_it_and_sa
     check = result.self_check
     assert not check.passed and check.distance == pytest.approx(math.log2(70 / 64))
     assert result.lr * 2**check.widening < result.law.high  # the law's own interval reaches further
-    assert not check.widened and result.interval == result.law_interval
+    assert not check.widened and result.checked_interval == result.law_interval
     assert "the law bends" in str(result) and "which the law's own interval already spans" in str(result)
 
 
@@ -87,7 +87,7 @@ def test_a_target_below_the_proxies_leaves_out_the_smallest_and_widens_downward(
     assert (check.left_out, check.fitted_on) == (64.0, (128.0, 256.0))
     assert check.predicted == pytest.approx(0.005) and check.miss == pytest.approx(2.0)
     assert check.distance == pytest.approx(3.0) and check.side == "high"
-    assert result.interval[1] == pytest.approx(max(result.law.high, result.lr * 2**check.widening))
+    assert result.checked_interval[1] == pytest.approx(max(result.law.high, result.lr * 2**check.widening))
 
 
 def test_the_band_is_the_law_s_up_to_the_left_out_proxy_and_widens_beyond_it():
@@ -115,14 +115,14 @@ def test_the_check_never_narrows_and_widens_exactly_excess_over_span_times_dista
     target = scales[-1] * beyond if above else scales[0] / beyond
     result = result_of(scales, optima, target, n_boot=50)
     check = result.self_check
-    low, high = result.interval
+    low, high = result.checked_interval
     assert low <= result.law.low + 1e-15 and high >= result.law.high - 1e-15
     assert 0.0 <= check.excess <= abs(check.miss) + 1e-12
     assert check.excess == pytest.approx(max(0.0, abs(check.miss) - check.allowed), abs=1e-12)
     assert check.distance == pytest.approx(math.log2(beyond))
     assert check.widening == pytest.approx(check.excess / check.span * check.distance)
     if check.passed:
-        assert result.interval == result.law_interval
+        assert result.checked_interval == result.law_interval
     elif check.side == "high":
         assert (
             high == pytest.approx(max(result.law.high, result.lr * 2**check.widening))
@@ -209,3 +209,48 @@ def test_a_flagged_result_keeps_its_lr_and_says_so_in_its_words_and_code():
     assert [c.name for c in result.checks] == ["self-check", "stability"] and not result.checks[1].passed
     assert "warning: every proxy diverged at or below the predicted LR" in str(result)
     assert "# warning: every proxy diverged" in result.code()["PyTorch"]
+
+
+def test_beyond_the_proxies_the_interval_carries_the_extrapolation_error_in_quadrature():
+    from lrlab.transfer.extrapolation import EXTRAPOLATION_SD
+
+    scales = (16, 32, 64)
+    optima = [optimum(0.01, 1.05), optimum(0.01, 1.05), optimum(0.01, 1.05)]  # flat: the check passes
+    result = result_of(scales, optima, 512)
+    assert result.self_check.passed and result.extrapolation_octaves == pytest.approx(3.0)
+    low, high = result.interval
+    law_low, law_high = result.checked_interval
+    extra = Z80 * EXTRAPOLATION_SD * 3.0
+    assert math.log2(high / result.lr) == pytest.approx(math.hypot(math.log2(law_high / result.lr), extra))
+    assert math.log2(result.lr / low) == pytest.approx(math.hypot(math.log2(result.lr / law_low), extra))
+    assert "octaves beyond the proxies" in str(result)
+    # inside the proxies' range nothing is added, and no words about it
+    inside = result_of(scales, optima, 48)
+    assert inside.extrapolation_octaves == 0.0 and inside.interval == inside.checked_interval
+    assert "octaves beyond the proxies" not in str(inside)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.floats(0.0, 6.0), st.floats(0.0, 6.0), st.floats(0.01, 3.0), st.floats(0.01, 3.0))
+def test_the_extrapolation_widening_never_narrows_and_grows_with_the_distance(near, far, below, above):
+    from lrlab.transfer.extrapolation import widen
+
+    near, far = sorted((near, far))
+    bounds = (2.0**-below, 2.0**above)
+    low_near, high_near = widen(1.0, *bounds, near)
+    low_far, high_far = widen(1.0, *bounds, far)
+    assert low_far <= low_near <= bounds[0] * (1 + 1e-12) and high_far >= high_near >= bounds[1] * (1 - 1e-12)
+
+
+def test_the_extrapolation_constant_is_the_one_the_tuning_ladders_measured():
+    import re
+    from pathlib import Path
+
+    from lrlab.transfer.extrapolation import EXTRAPOLATION_SD
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "benchmarks.md").read_text()
+    section = text.split("<!-- bench:tune-transfer -->", 1)[1].split("<!-- /bench:tune-transfer -->", 1)[0]
+    measured = float(
+        re.search(r"per octave of scale beyond the largest proxy: \*\*([0-9.]+)\*\*", section).group(1)
+    )
+    assert measured == EXTRAPOLATION_SD

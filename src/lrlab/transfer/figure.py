@@ -31,13 +31,20 @@ def band(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Scales from the smallest proxy to the target, and the law's LR and interval at each:
     the same fit as the prediction's (``fit_power_law`` evaluated at each scale), widened by
-    the self-check beyond the proxy it left out as the prediction's is."""
+    the self-check beyond the proxy it left out and by the extrapolation error beyond the
+    proxies' range, as the prediction's is."""
+    from lrlab.transfer.extrapolation import beyond, widen
+
     ends = (min(result.scales[0], result.target), max(result.scales[-1], result.target))
     # the left-out proxy is a point of the band: its widening starts there
     scales = np.unique(np.concatenate([np.geomspace(ends[0], ends[1], points), [result.self_check.left_out]]))
     fits = [fit_power_law(result.scales, result.proxies, float(s), level=result.level) for s in scales]
-    widened = [
+    checked = [
         result.self_check.widen(float(s), f.lr, f.low, f.high) for s, f in zip(scales, fits, strict=True)
+    ]
+    widened = [
+        widen(f.lr, lo, hi, beyond(float(s), result.scales), result.level)
+        for s, f, (lo, hi) in zip(scales, fits, checked, strict=True)
     ]
     return (
         scales,
@@ -69,7 +76,9 @@ def _draw_law(ax, result: TransferResult) -> None:  # type: ignore[no-untyped-de
     ax.plot([], [], "o", color="black", label="proxy optimum (interval)")
     _draw_self_check(ax, result)
     lo, hi = result.interval
-    widened = " (interval widened by the self-check)" if result.self_check.widened else ""
+    why = [w for w, on in (("the self-check", result.self_check.widened),
+                            ("the extrapolation", result.extrapolation_octaves > 0)) if on]  # fmt: skip
+    widened = f" (interval widened by {' and '.join(why)})" if why else ""
     ax.errorbar([result.target], [result.lr], yerr=[[result.lr - lo], [hi - result.lr]], fmt="*", ms=12,
                 color="tab:red", capsize=4, label=f"prediction {num(result.lr, 3)}{widened}")  # fmt: skip
     ax.set_xscale("log", base=2)

@@ -28,7 +28,9 @@ class TransferResult:
     Two checks read the proxies before the prediction is handed out (:mod:`lrlab.transfer.selfcheck`):
     ``self_check`` (the law fitted without the proxy nearest the target, tested on it; a miss
     beyond the intervals widens ``interval``) and ``stability`` (a proxy that diverged at or
-    below the predicted LR flags it). ``checks`` lists both; the words say any that failed."""
+    below the predicted LR flags it). ``checks`` lists both; the words say any that failed.
+    Beyond the proxies' range ``interval`` also carries the extrapolation error measured on
+    tuning ladders (:mod:`lrlab.transfer.extrapolation`)."""
 
     name: str
     axis: str
@@ -53,8 +55,25 @@ class TransferResult:
     @property
     def interval(self) -> tuple[float, float]:
         """The prediction's interval at ``level`` (80 % by default): (low, high), the law's own
-        widened by the self-check when the law missed the proxy it was tested on."""
+        widened by the self-check when the law missed the proxy it was tested on
+        (:attr:`checked_interval`), then by the extrapolation error of a law carried
+        :attr:`extrapolation_octaves` beyond its proxies (:func:`lrlab.transfer.extrapolation.widen`)."""
+        from lrlab.transfer.extrapolation import widen
+
+        low, high = self.checked_interval
+        return widen(self.lr, low, high, self.extrapolation_octaves, self.level)
+
+    @property
+    def checked_interval(self) -> tuple[float, float]:
+        """The law's own interval after the self-check, before the extrapolation error."""
         return self.self_check.interval
+
+    @property
+    def extrapolation_octaves(self) -> float:
+        """How many octaves the target lies beyond the proxies' range (0 inside it)."""
+        from lrlab.transfer.extrapolation import beyond
+
+        return beyond(self.target, self.scales)
 
     @property
     def law_interval(self) -> tuple[float, float]:
@@ -188,10 +207,23 @@ class TransferResult:
                 f"{num(reuse / self.lr, 2)}x the prediction"
             )
         out.append(self.self_check.sentence(self.axis))
+        if self.extrapolation_octaves > 0:
+            out.append(self._extrapolation_words())
         out.extend(c.words for c in self.checks if c.name != "self-check" and not c.passed)
         if self.parametrization != "standard":
             out.append(f"parametrization: {self.parametrization}")
         return out
+
+    def _extrapolation_words(self) -> str:
+        from lrlab.transfer.extrapolation import EXTRAPOLATION_SD
+
+        low, high = self.checked_interval
+        return (
+            f"the target lies {num(self.extrapolation_octaves, 2)} octaves beyond the proxies: the interval carries "
+            f"the error of a law carried that far ({num(EXTRAPOLATION_SD, 2)} octaves of LR per octave of scale, "
+            f"measured on tuning ladders), {num(low, 3)} to {num(high, 3)} without it; proxies closer to the target "
+            "narrow it"
+        )
 
     def _failed(self) -> list[str]:
         """The checks that failed, in words (for the code's comments)."""

@@ -1,0 +1,180 @@
+"""Tuning ladders for ``lrlab.transfer``'s extrapolation: ladders that ``bench_transfer`` does not
+use (other tasks, other axes, other optimizers), run with the same protocol (three proxies
+spanning 4x, 2 seeds each; the target 8x beyond, its own optimum on a half-octave grid with 3
+seeds), so that how far a law fitted on proxies misses 8x beyond them is measured apart from the
+six benchmark ladders, and what the transfer does about it is chosen here, not on them.
+
+What is read here, per ladder: the law's error at the target in octaves (log2 of predicted over
+the target's grid optimum), the law's own 80 % half-width there, and the same errors for the
+alternatives considered before any was chosen: reusing the largest proxy's optimum, and the law
+with its slope shrunk toward 0 (factors 0.25, 0.5, 0.75).
+
+Run: ``nice -n 5 python -m benchmarks.tune_transfer`` (runs in ``lrlab-runs/tune-transfer.db``,
+a killed run resumes; the rows in ``benchmarks/tune_transfer.json``); ``--only NAME``;
+``--analyse`` reads the cache only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+from pathlib import Path
+from typing import Any
+
+from benchmarks._common import write_section
+from benchmarks.bench_transfer import Ladder, mnist1d_mlp, run_ladder
+from lrlab.files import write_text
+from lrlab.store.sqlite import Store
+from lrlab.training.tasks import Task
+from lrlab.training.tasks.chars import chars_lstm
+from lrlab.training.tasks.digits import digits_linear, digits_mlp
+from lrlab.training.tasks.series import sunspots_lstm
+
+ROOT = Path(__file__).resolve().parent.parent
+STORE = ROOT / "lrlab-runs" / "tune-transfer.db"
+CACHE = Path(__file__).resolve().parent / "tune_transfer.json"
+SHRINK = (0.25, 0.5, 0.75)
+Z80 = 1.2815515655446004  # the two-sided 80 % normal quantile
+
+
+INTRO = (
+    "Five ladders `bench_transfer` does not use (other tasks, axes and optimizers), each with the same "
+    "protocol: `lrlab.transfer` on three proxies spanning 4x (2 seeds each, optima bracketed), the target 8x "
+    "beyond the largest, its own optimum on a half-octave grid with 3 seeds. They measure how far the proxies' "
+    "law misses 8x beyond them, apart from the six benchmark ladders; the extrapolation term of the transfer's "
+    "interval (`lrlab.transfer.extrapolation`) is set from them alone."
+)
+
+
+def small_lstm(hidden: int = 16) -> Task:
+    return chars_lstm(corpus_chars=60_000, block_size=16, train_size=256, val_size=64, hidden=hidden)
+
+
+def series_lstm(hidden: int = 8) -> Task:
+    return sunspots_lstm(hidden=hidden)
+
+
+def digits_mlp_width(hidden: int = 16) -> Task:
+    return digits_mlp(hidden=hidden)
+
+
+def digits_linear_task() -> Task:
+    return digits_linear()
+
+
+def mnist1d_mlp64() -> Task:
+    return mnist1d_mlp(64)
+
+
+TUNING = (
+    Ladder("t-digits-width-sgdm", "digits MLP width, SGD with momentum", digits_mlp_width, "hidden", (8, 16, 32),
+           256, optimizer="sgdm", epochs=6),
+    Ladder("t-lstm-width", "character LSTM width, Adam", small_lstm, "hidden", (8, 16, 32), 256, epochs=3,
+           batch_size=16),
+    Ladder("t-series-width", "sunspots LSTM width, Adam", series_lstm, "hidden", (4, 8, 16), 128, epochs=20),
+    Ladder("t-mnist1d-batch", "MNIST-1D MLP batch size, Adam", mnist1d_mlp64, "batch_size", (32, 64, 128), 1024,
+           epochs=4),
+    Ladder("t-linear-steps", "digits linear run length, SGD with momentum", digits_linear_task, "steps", (1, 2, 4),
+           32, optimizer="sgdm"),
+)  # fmt: skip
+
+
+def errors(row: dict[str, Any]) -> dict[str, float]:
+    """Octaves (log2 predicted / the target's grid optimum) of the law, reuse and the shrunk
+    slopes; ``half`` is the law's own 80 % half-width at the target, ``octaves`` the distance
+    from the largest proxy to the target."""
+    grid = row["grid"]["lr"]
+    reuse = row["proxy_optima"][-1][0]
+    octaves = math.log2(row["target"] / row["proxies"][-1])
+    law = math.log2(row["predicted"] / grid)
+    out = {"law": law, "reuse": math.log2(reuse / grid), "octaves": octaves}
+    for k in SHRINK:
+        out[f"shrink {k}"] = math.log2(reuse / grid) + k * (law - math.log2(reuse / grid))
+    lo, hi = row.get("law_interval", row["interval"])
+    out["half"] = 0.5 * math.log2(hi / lo)  # the law's own, before any widening
+    return out
+
+
+def extrapolation_sd(rows: list[dict[str, Any]]) -> float:
+    """The law's error at the target beyond its own interval, per octave of scale beyond the
+    largest proxy: ``sqrt(mean(max(0, e**2 - s**2) / k**2))`` over the ladders, with ``e`` the
+    law's error in octaves, ``s`` the law's own standard deviation there (its 80 % half-width
+    over 1.28) and ``k`` the octaves from the largest proxy to the target. Read as the standard
+    deviation of a slope that changes beyond the proxies; ``lrlab.transfer.extrapolation``
+    carries it."""
+    excess = []
+    for e in map(errors, rows):
+        s = e["half"] / Z80
+        excess.append(max(0.0, e["law"] ** 2 - s**2) / e["octaves"] ** 2)
+    return math.sqrt(statistics.fmean(excess))
+
+
+def analyse(rows: list[dict[str, Any]]) -> str:
+    """Each predictor's errors over the tuning ladders and the extrapolation term they imply."""
+    errs = [errors(r) for r in rows]
+    names = ["law", "reuse", *(f"shrink {k}" for k in SHRINK)]
+    head = ["law (proxies' slope)", "reuse largest proxy", *(f"slope x{k}" for k in SHRINK)]
+    lines = [
+        "| ladder | proxies -> target | target's grid optimum | " + " | ".join(head) + " | law's own 80 % half-width | covered by it |",
+        "|---" * (len(names) + 5) + "|",
+    ]  # fmt: skip
+    for row, e in zip(rows, errs, strict=True):
+        g = row["grid"]
+        where = "" if g["bracketed"] else " (not bracketed: at the edge tried)"
+        lines.append(
+            f"| {row['title']} | {row['axis']} {','.join(map(str, row['proxies']))} -> {row['target']} | "
+            f"{g['lr']:.3g}{where} | "
+            + " | ".join(f"{e[n]:+.2f}" for n in names)
+            + f" | {e['half']:.2f} | {'yes' if abs(e['law']) <= e['half'] else 'no'} |"
+        )
+    lines.append(
+        "| mean abs. | | | "
+        + " | ".join(f"{statistics.fmean(abs(e[n]) for e in errs):.2f}" for n in names)
+        + " | | "
+        f"{sum(abs(e['law']) <= e['half'] for e in errs)}/{len(errs)} |"
+    )
+    tau = extrapolation_sd(rows)
+    best = min(names, key=lambda n: statistics.fmean(abs(e[n]) for e in errs))
+    lines += [
+        "",
+        f"Errors in octaves (log2 of the predicted LR over the target's grid optimum). Extrapolation standard "
+        f"deviation beyond the law's own, per octave of scale beyond the largest proxy: **{tau:.3f}**. "
+        f"Smallest mean error: {head[names.index(best)]}.",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", action="append")
+    parser.add_argument("--analyse", action="store_true")
+    parser.add_argument("--write", action="store_true", help="with --analyse: write docs/benchmarks.md too")
+    args = parser.parse_args()
+    cached = json.loads(CACHE.read_text()) if CACHE.exists() else {}
+    if not args.analyse:
+        STORE.parent.mkdir(parents=True, exist_ok=True)
+        store = Store(STORE)
+        try:
+            for ladder in TUNING:
+                if args.only and ladder.name not in args.only:
+                    continue
+                cached[ladder.name] = run_ladder(ladder, store, lambda line: print(line, flush=True))
+                write_text(CACHE, json.dumps(cached, indent=1, default=float) + "\n")
+        finally:
+            store.close()
+    rows = [cached[ladder.name] for ladder in TUNING if ladder.name in cached]
+    body = (
+        "## Transfer tuning ladders (`python -m benchmarks.tune_transfer`)\n\n"
+        + INTRO
+        + "\n\n"
+        + analyse(rows)
+    )
+    print(body)
+    if not args.analyse or args.write:
+        write_section("tune-transfer", body)
+
+
+if __name__ == "__main__":
+    main()
