@@ -274,6 +274,18 @@ def run_ladder(ladder: Ladder, store: Store, log: Callable[[str], None]) -> dict
     }  # fmt: skip
 
 
+def run_ladders(
+    ladders: tuple[Ladder, ...], store: Store, cached: dict[str, Any], cache: Path, only: list[str] | None
+) -> None:
+    """Run each of ``ladders`` (those named in ``only`` when given) into ``cached``, written to
+    ``cache`` after each one so that a killed run keeps what it finished."""
+    for ladder in ladders:
+        if only and ladder.name not in only:
+            continue
+        cached[ladder.name] = run_ladder(ladder, store, lambda line: print(line, flush=True))
+        write_text(cache, json.dumps(cached, indent=1, default=float) + "\n")
+
+
 def _optimum(optimum: Optimum) -> dict[str, Any]:
     return {"lr": optimum.lr, "low": optimum.low, "high": optimum.high, "best_lr": optimum.best_lr,
             "bracketed": optimum.bracketed, "edge": optimum.edge, "lrs": list(optimum.lrs),
@@ -659,11 +671,7 @@ def main() -> None:
         store = Store(STORE)
         stored = len(store.runs())
         try:
-            for ladder in LADDERS:
-                if args.only and ladder.name not in args.only:
-                    continue
-                cached[ladder.name] = run_ladder(ladder, store, lambda line: print(line, flush=True))
-                write_text(CACHE, json.dumps(cached, indent=1, default=float) + "\n")
+            run_ladders(LADDERS, store, cached, CACHE, args.only)
             print(f"{len(store.runs()) - stored} runs trained (the store held the rest)", flush=True)
             for row in cached.values():
                 if (

@@ -24,8 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._common import write_section
-from benchmarks.bench_transfer import Ladder, mnist1d_mlp, run_ladder
-from lrlab.files import write_text
+from benchmarks.bench_transfer import Ladder, mnist1d_mlp, run_ladders
 from lrlab.store.sqlite import Store
 from lrlab.training.tasks import Task
 from lrlab.training.tasks.chars import chars_lstm
@@ -157,11 +156,7 @@ def main() -> None:
         STORE.parent.mkdir(parents=True, exist_ok=True)
         store = Store(STORE)
         try:
-            for ladder in TUNING:
-                if args.only and ladder.name not in args.only:
-                    continue
-                cached[ladder.name] = run_ladder(ladder, store, lambda line: print(line, flush=True))
-                write_text(CACHE, json.dumps(cached, indent=1, default=float) + "\n")
+            run_ladders(TUNING, store, cached, CACHE, args.only)
         finally:
             store.close()
     rows = [cached[ladder.name] for ladder in TUNING if ladder.name in cached]
