@@ -224,6 +224,10 @@ def test_beyond_the_proxies_the_interval_carries_the_extrapolation_error_in_quad
     assert math.log2(high / result.lr) == pytest.approx(math.hypot(math.log2(law_high / result.lr), extra))
     assert math.log2(result.lr / low) == pytest.approx(math.hypot(math.log2(result.lr / law_low), extra))
     assert "octaves beyond the proxies" in str(result)
+    assert (
+        f"a proxy one octave from the target (width 256) would add +-{Z80 * EXTRAPOLATION_SD:.2g} octaves"
+        in str(result)
+    )
     # inside the proxies' range nothing is added, and no words about it
     inside = result_of(scales, optima, 48)
     assert inside.extrapolation_octaves == 0.0 and inside.interval == inside.checked_interval

@@ -215,14 +215,24 @@ class TransferResult:
         return out
 
     def _extrapolation_words(self) -> str:
+        from statistics import NormalDist
+
         from lrlab.transfer.extrapolation import EXTRAPOLATION_SD
 
         low, high = self.checked_interval
+        octaves = self.extrapolation_octaves
+        text = (
+            f"the target lies {num(octaves, 2)} octaves beyond the proxies: the interval carries the error of a law "
+            f"carried that far ({num(EXTRAPOLATION_SD, 2)} octaves of LR per octave of scale, measured on tuning "
+            f"ladders), {num(low, 3)} to {num(high, 3)} without it"
+        )
+        if octaves <= 1:
+            return text + "; proxies closer to the target narrow it"
+        z = NormalDist().inv_cdf(0.5 + self.level / 2)
+        nearer = self.target / 2 if self.target > max(self.scales) else self.target * 2
         return (
-            f"the target lies {num(self.extrapolation_octaves, 2)} octaves beyond the proxies: the interval carries "
-            f"the error of a law carried that far ({num(EXTRAPOLATION_SD, 2)} octaves of LR per octave of scale, "
-            f"measured on tuning ladders), {num(low, 3)} to {num(high, 3)} without it; proxies closer to the target "
-            "narrow it"
+            f"{text}; a proxy one octave from the target ({self.axis} {num(nearer)}) would add "
+            f"+-{num(z * EXTRAPOLATION_SD, 2)} octaves instead of +-{num(z * EXTRAPOLATION_SD * octaves, 2)}"
         )
 
     def _failed(self) -> list[str]:
