@@ -9,6 +9,16 @@ the target's grid optimum), the law's own 80 % half-width there, and the same er
 alternatives considered before any was chosen: reusing the largest proxy's optimum, and the law
 with its slope shrunk toward 0 (factors 0.25, 0.5, 0.75).
 
+A second set, ``CHECK``, was fixed after the first had been read, to test one rule the first
+suggested before adopting it. On the first set every ladder whose proxies' optimum rose with
+scale (a positive slope: digits MLP width with SGD, the batch-size ladder, the sunspots LSTM) had
+its law overshoot the target's optimum by 0.9 to 4.6 octaves, where reusing the largest proxy's
+optimum erred by 0.03 to 3.5; the one whose optimum fell (the character LSTM) had the law closer.
+An LR that rose over the proxies did not keep rising 8x beyond them. The rule, written here
+before any ``CHECK`` ladder ran: **cap** — beyond the largest proxy, predict the smaller of the
+law's LR and the largest proxy's optimum. It is adopted only if on ``CHECK`` its mean absolute
+error is below both the law's and reuse's.
+
 Run: ``nice -n 5 python -m benchmarks.tune_transfer`` (runs in ``lrlab-runs/tune-transfer.db``,
 a killed run resumes; the rows in ``benchmarks/tune_transfer.json``); ``--only NAME``;
 ``--analyse`` reads the cache only.
@@ -28,7 +38,7 @@ from benchmarks.bench_transfer import Ladder, mnist1d_mlp, run_ladders
 from lrlab.store.sqlite import Store
 from lrlab.training.tasks import Task
 from lrlab.training.tasks.chars import chars_lstm
-from lrlab.training.tasks.digits import digits_linear, digits_mlp
+from lrlab.training.tasks.digits import digits_cnn, digits_linear, digits_mlp
 from lrlab.training.tasks.series import sunspots_lstm
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,6 +69,22 @@ def digits_mlp_width(hidden: int = 16) -> Task:
     return digits_mlp(hidden=hidden)
 
 
+def digits_cnn_width(channels: int = 2) -> Task:
+    return digits_cnn(train_size=600, channels=channels)
+
+
+def digits_mlp64_task() -> Task:
+    return digits_mlp(hidden=64)
+
+
+def mnist1d_width(width: int = 16) -> Task:
+    return mnist1d_mlp(width)
+
+
+def lstm_task() -> Task:
+    return small_lstm(32)
+
+
 def digits_linear_task() -> Task:
     return digits_linear()
 
@@ -77,6 +103,17 @@ TUNING = (
            epochs=4),
     Ladder("t-linear-steps", "digits linear run length, SGD with momentum", digits_linear_task, "steps", (1, 2, 4),
            32, optimizer="sgdm"),
+)  # fmt: skip
+
+CHECK = (
+    Ladder("c-cnn-channels-sgdm", "digits CNN channels, SGD with momentum", digits_cnn_width, "channels", (1, 2, 4),
+           32, optimizer="sgdm", epochs=6),
+    Ladder("c-digits-batch-sgdm", "digits MLP batch size, SGD with momentum", digits_mlp64_task, "batch_size",
+           (8, 16, 32), 256, optimizer="sgdm", epochs=4),
+    Ladder("c-mnist1d-steps", "MNIST-1D MLP run length, Adam", mnist1d_mlp64, "steps", (1, 2, 4), 32),
+    Ladder("c-lstm-batch", "character LSTM batch size, Adam", lstm_task, "batch_size", (4, 8, 16), 128, epochs=3),
+    Ladder("c-mnist1d-width-sgdm", "MNIST-1D MLP width, SGD with momentum", mnist1d_width, "width", (16, 32, 64),
+           512, optimizer="sgdm", epochs=6),
 )  # fmt: skip
 
 
