@@ -250,11 +250,13 @@ def test_the_extrapolation_constant_is_the_one_the_tuning_ladders_measured():
     import re
     from pathlib import Path
 
-    from lrlab.transfer.extrapolation import EXTRAPOLATION_SD
+    from lrlab.transfer.extrapolation import EXTRAPOLATION_SD, TUNING_ERRORS
 
     text = (Path(__file__).resolve().parents[2] / "docs" / "benchmarks.md").read_text()
     section = text.split("<!-- bench:tune-transfer -->", 1)[1].split("<!-- /bench:tune-transfer -->", 1)[0]
     measured = float(
-        re.search(r"per octave of scale beyond the largest proxy: \*\*([0-9.]+)\*\*", section).group(1)
+        re.search(r"per octave of scale beyond the largest proxy, over all \d+: \*\*([0-9.]+)\*\*", section).group(1)
     )
     assert measured == EXTRAPOLATION_SD
+    means = re.search(r"\| mean abs\. \(all\) \| \| \| \| ([0-9.]+) \| ([0-9.]+) \|", section)
+    assert (float(means.group(1)), float(means.group(2))) == TUNING_ERRORS

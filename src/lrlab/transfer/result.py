@@ -201,11 +201,20 @@ class TransferResult:
                 f"(about {num(self.proxies[-1].lr, 3)}) holds at the target within what was measured"
             )
         else:
+            from lrlab.transfer.extrapolation import TUNING_ERRORS
+
             reuse = self.proxies[-1].lr
-            out.append(
+            law_error, reuse_error = TUNING_ERRORS
+            text = (
                 f"reusing the largest proxy's optimum ({num(reuse, 3)}) at the target would be "
                 f"{num(reuse / self.lr, 2)}x the prediction"
             )
+            if self.extrapolation_octaves > 0:
+                text += (
+                    f" (8x beyond proxies on tuning ladders, reusing erred by {num(reuse_error, 3)} octaves on "
+                    f"average, the law by {num(law_error, 3)}: weigh both)"
+                )
+            out.append(text)
         out.append(self.self_check.sentence(self.axis))
         if self.extrapolation_octaves > 0:
             out.append(self._extrapolation_words())
