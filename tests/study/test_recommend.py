@@ -81,3 +81,21 @@ def test_a_configuration_with_a_diverged_seed_ranks_after_every_one_without():
     assert rec.candidates[-1].lr == 0.5 and rec.candidates[-1].diverged == 1
     # given only the finished runs, the ranker cannot know: it ranks by the mean, as before
     assert rank([r for r in runs if r.status == "done"], epochs)[0].config.lr == 0.5
+
+
+def test_the_verdict_says_when_the_best_constant_lr_has_fewer_seeds_than_the_recommendation():
+    from lrlab.study.run import StudyResult
+    from lrlab.study.summary import verdict_lines
+
+    runs = [
+        _run("a0", "sgd", "cosine(lr=0.1, total_steps=10)", 0.1, 0),
+        _run("a1", "sgd", "cosine(lr=0.1, total_steps=10)", 0.1, 1),
+        _run("b0", "adam", "constant(lr=0.01)", 0.01, 0),
+    ]
+    epochs = {"a0": _epoch("a0", 0.02, 0.1), "a1": _epoch("a1", 0.04, 0.12), "b0": _epoch("b0", 0.05, 0.2)}
+    names = {parse("cosine(lr=0.1, total_steps=10)"): "cosine"}
+    rec = recommend(runs, epochs, names)
+    result = StudyResult("study-t-small", "t", "small", {}, ["s"], runs, names, rec, total_steps=10, epochs=1,
+                         extras={"finalists": 1, "seeds": [0, 1]})  # fmt: skip
+    line = next(x for x in verdict_lines(result) if x.startswith("margin over the best constant LR"))
+    assert line == "margin over the best constant LR (adam, lr=0.01, 1 seed(s) against 2): 0.02"

@@ -46,6 +46,23 @@ def test_promote_takes_the_best_quarter_of_the_finished_configurations_best_firs
     assert promote(runs[-2:], {}, BUDGETS["small"]) == []  # every run diverged: nobody to promote
 
 
+def test_the_bracketing_s_extra_lrs_compete_for_the_first_rung_s_places_without_adding_any():
+    errors = [0.09, 0.02, 0.05, 0.01, 0.07, 0.03, 0.08, 0.04, 0.06, 0.10, 0.11, 0.12, 0.13]
+    first = [_run(f"r{i}", f"constant(lr={0.01 * (i + 1)})", 0.01 * (i + 1)) for i in range(len(errors))]
+    extra_errors = [0.015, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]  # seven more LRs, one of them second best
+    extra = [_run(f"b{i}", f"constant(lr={0.5 + 0.1 * i})", 0.5 + 0.1 * i) for i in range(len(extra_errors))]
+    epochs = {f"r{i}": _epoch(f"r{i}", e) for i, e in enumerate(errors)}
+    epochs |= {f"b{i}": _epoch(f"b{i}", e) for i, e in enumerate(extra_errors)}
+    chosen = promote(first + extra, epochs, BUDGETS["small"], first)
+    # 13 first-rung configurations finished: ceil(13 / 4) = 4 places, not ceil(20 / 4) = 5
+    assert [r.id for r in chosen] == ["r3", "b0", "r1", "r5"]
+    # without the first rung named, every finished configuration counts (the plan before bracketing)
+    assert len(promote(first + extra, epochs, BUDGETS["small"])) == 5
+    # a first rung that all diverged leaves the places to the extra LRs that finished
+    dead = [_run(f"d{i}", f"constant(lr={9 + i})", 9.0 + i, status="diverged") for i in range(4)]
+    assert [r.id for r in promote(dead + extra, epochs, BUDGETS["small"], dead)] == ["b0", "b1", "b2"]
+
+
 def _three_seeds(prefix, schedule, lr, errors):
     runs = [_run(f"{prefix}{s}", schedule, lr, seed=s) for s in range(len(errors))]
     return runs, {f"{prefix}{s}": _epoch(f"{prefix}{s}", e) for s, e in enumerate(errors)}

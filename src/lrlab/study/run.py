@@ -174,14 +174,21 @@ def _first_rung(
     return finders, grids, sweeps, runs
 
 
-def promote(runs: Sequence[RunRecord], epochs_by_run: Any, plan: Budget) -> list[RunRecord]:
-    """Successive halving's cut: the first-rung runs of the best ``plan.finalists(n)`` of
-    the ``n`` configurations that finished, best first (ranked by the one scorer)."""
+def promote(
+    runs: Sequence[RunRecord], epochs_by_run: Any, plan: Budget, places_of: Sequence[RunRecord] | None = None
+) -> list[RunRecord]:
+    """Successive halving's cut: the first-rung runs of the best ``plan.finalists(n)`` of the
+    configurations that finished, best first (ranked by the one scorer). ``n`` counts the
+    finished runs of ``places_of`` (the plan's own first rung: the bracketing's extra LRs
+    compete for its places without adding any, so that they cost their own runs only), or of
+    ``runs`` when it is not given."""
     from lrlab.core.ranking import rank
 
     finished = [r for r in runs if r.status is RunStatus.DONE]
     ranked = rank(finished, epochs_by_run) if finished else []
-    return [entry.runs[0] for entry in ranked[: plan.finalists(len(ranked))]]
+    counted = len(ranked) if places_of is None else sum(r.status is RunStatus.DONE for r in places_of)
+    places = plan.finalists(counted or len(ranked))  # none of the first rung finished: the extra LRs count
+    return [entry.runs[0] for entry in ranked[:places]]
 
 
 def run_study(
@@ -210,8 +217,9 @@ def run_study(
     in this process or in worker processes, trains that one object.
 
     Successive halving: every configuration (optimizer x LR factor x schedule) trains with
-    the budget's first seed; the best quarter (at least three) then train with every seed
-    of the budget, and the recommendation is the best of those by the mean over seeds,
+    the budget's first seed; the best of them and of the bracketing's extra LRs, as many as a
+    quarter of the first rung that finished (at least three), then train with every seed of
+    the budget, and the recommendation is the best of those by the mean over seeds,
     with its margin over the runner-up judged against the paired seed noise
     (:mod:`lrlab.study.recommend`). Seed ``s`` orders the batches and draws the initial
     weights of every configuration alike, so configurations are compared on the same data.
@@ -258,7 +266,7 @@ def run_study(
 
     def total(extra: int) -> int:  # the plan's steps after ``extra`` bracketing runs (neighbours: at most 2)
         return (
-            len(specs) + first_rung + extra + (plan.finalists(first_rung + extra) + len(lr_free) + 2) * seeds
+            len(specs) + first_rung + extra + (plan.finalists(first_rung) + len(lr_free) + 2) * seeds
         )
 
     report(StudyEvent("plan", f"{_range_test_words(setup, specs)} and {first_rung} + up to {MAX_EXTRA * laddered} "
@@ -267,11 +275,12 @@ def run_study(
                       total(MAX_EXTRA * laddered)))  # fmt: skip
     schedule_names: dict[Schedule, str] = {}
     finders, grids, sweeps, runs = _first_rung(setup, specs, schedule_names)
+    planned = list(runs)  # the first rung's runs: the finalists' places are a quarter of these
     bracketing, more_sweeps, more_runs = bracket_first_rung(setup, grids, runs, schedule_names, total)
     sweeps, runs = sweeps + more_sweeps, runs + more_runs
     report(StudyEvent("bracket", bracketing.words(), bracketing.rounds, total(bracketing.extra_runs)))
     first_epochs = store.epochs_for([r.id for r in runs])
-    chosen = promote(runs, first_epochs, plan)
+    chosen = promote(runs, first_epochs, plan, planned)
     if not chosen:
         raise StudyFailed(nothing_finished(runs, finders))
     promoted = contenders(runs, first_epochs, chosen)

@@ -131,8 +131,9 @@ def verdict_lines(result: StudyResult) -> list[str]:
     lines += margin_lines(rec, what)
     if rec.best_constant is not None:
         c = rec.best_constant
+        seeds = f", {c.seeds} seed(s) against {rec.best.seeds}" if c.seeds != rec.best.seeds else ""
         lines.append(
-            f"margin over the best constant LR ({c.optimizer}, lr={c.lr:.4g}): {num(rec.margin_over_constant)}"
+            f"margin over the best constant LR ({c.optimizer}, lr={c.lr:.4g}{seeds}): {num(rec.margin_over_constant)}"
         )
     if rec.diverged:
         lines.append(f"{rec.diverged} run(s) diverged")
