@@ -62,9 +62,9 @@ def widen(
     >>> low, high = widen(1.0, 0.5, 2.0, 0.0)
     >>> (low, high)
     (0.5, 2.0)
-    >>> low, high = widen(1.0, 0.5, 2.0, 3.0)
+    >>> low, high = widen(1.0, 0.5, 2.0, 3.0, sd=0.5)
     >>> round(math.log2(high), 3), round(-math.log2(low), 3)
-    (3.001, 3.001)
+    (2.167, 2.167)
     """
     if octaves <= 0 or sd <= 0:
         return low, high
