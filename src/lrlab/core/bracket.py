@@ -32,6 +32,7 @@ __all__ = [
     "grid_factor",
     "mean_losses",
     "next_lrs",
+    "two_sided_z",
 ]
 
 LEVEL = 0.8
@@ -389,7 +390,7 @@ def _t_over_z(level: float, dof: int) -> float:
     """How much wider a Student t interval with ``dof`` degrees of freedom is than a normal one."""
     from scipy.stats import t
 
-    return float(t.ppf((1 + level) / 2, dof)) / _z(level)
+    return float(t.ppf((1 + level) / 2, dof)) / two_sided_z(level)
 
 
 def _open(
@@ -408,7 +409,7 @@ def _open(
     return Optimum(best_lr, 0.0, best_lr, level, False, edge, best_lr, *frozen, reason)
 
 
-def _z(level: float) -> float:
+def two_sided_z(level: float) -> float:
     """The normal quantile of a two-sided interval at ``level`` (1.2816 at 80%)."""
     from statistics import NormalDist
 
@@ -448,7 +449,7 @@ def fit_power_law(
             )
     x = np.log(np.asarray(scales, dtype=float))
     y = np.log([o.lr for o in optima])
-    sigma = np.asarray([(math.log(o.high) - math.log(o.low)) / (2 * _z(o.level)) for o in optima])
+    sigma = np.asarray([(math.log(o.high) - math.log(o.low)) / (2 * two_sided_z(o.level)) for o in optima])
     sigma = np.maximum(sigma, 1e-6)
     slope, intercept = _weighted_line(x, y, sigma)
     dof = len(x) - 2

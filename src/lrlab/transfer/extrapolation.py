@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from statistics import NormalDist
 
-__all__ = ["EXTRAPOLATION_SD", "TUNING_ERRORS", "beyond", "widen"]
+from lrlab.core.bracket import two_sided_z
+
+__all__ = ["EXTRAPOLATION_SD", "TUNING_ERRORS", "added", "beyond", "widen"]
 
 EXTRAPOLATION_SD = 0.613
 """Octaves of LR* (standard deviation) per octave of scale beyond the proxies' range, measured
@@ -52,6 +53,16 @@ def beyond(scale: float, scales: Sequence[float]) -> float:
     return 0.0
 
 
+def added(octaves: float, level: float = 0.8, sd: float = EXTRAPOLATION_SD) -> float:
+    """The half-width, in octaves, that the extrapolation error alone has at ``level`` for a
+    target ``octaves`` beyond the proxies: ``z * sd * octaves`` (0 inside their range).
+
+    >>> round(added(1.0, sd=0.5), 3), added(0.0)
+    (0.641, 0.0)
+    """
+    return two_sided_z(level) * sd * max(0.0, octaves)
+
+
 def widen(
     lr: float, low: float, high: float, octaves: float, level: float = 0.8, sd: float = EXTRAPOLATION_SD
 ) -> tuple[float, float]:
@@ -68,8 +79,7 @@ def widen(
     """
     if octaves <= 0 or sd <= 0:
         return low, high
-    z = NormalDist().inv_cdf(0.5 + level / 2)
-    extra = z * sd * octaves
+    extra = added(octaves, level, sd)
     below = math.hypot(math.log2(lr / low), extra) if low > 0 else math.inf
     above = math.hypot(math.log2(high / lr), extra)
     return (lr * 2**-below if math.isfinite(below) else 0.0), lr * 2**above

@@ -224,9 +224,7 @@ class TransferResult:
         return out
 
     def _extrapolation_words(self) -> str:
-        from statistics import NormalDist
-
-        from lrlab.transfer.extrapolation import EXTRAPOLATION_SD
+        from lrlab.transfer.extrapolation import EXTRAPOLATION_SD, added
 
         low, high = self.checked_interval
         octaves = self.extrapolation_octaves
@@ -237,11 +235,10 @@ class TransferResult:
         )
         if octaves <= 1:
             return text + "; proxies closer to the target narrow it"
-        z = NormalDist().inv_cdf(0.5 + self.level / 2)
         nearer = self.target / 2 if self.target > max(self.scales) else self.target * 2
         return (
             f"{text}; a proxy one octave from the target ({self.axis} {num(nearer)}) would add "
-            f"+-{num(z * EXTRAPOLATION_SD, 2)} octaves instead of +-{num(z * EXTRAPOLATION_SD * octaves, 2)}"
+            f"+-{num(added(1.0, self.level), 2)} octaves instead of +-{num(added(octaves, self.level), 2)}"
         )
 
     def _failed(self) -> list[str]:

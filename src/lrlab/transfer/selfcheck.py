@@ -20,11 +20,10 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from statistics import NormalDist
 
 import numpy as np
 
-from lrlab.core.bracket import Optimum, PowerLaw
+from lrlab.core.bracket import Optimum, PowerLaw, two_sided_z
 from lrlab.formatting import num
 
 __all__ = ["Check", "SelfCheck", "Stability", "self_check", "stability_check"]
@@ -136,12 +135,9 @@ class SelfCheck:
 
 def _sigmas(optima: Sequence[Optimum]) -> np.ndarray:
     """Each optimum's interval read as a normal in log LR (as ``fit_power_law`` reads it)."""
-    z = _z(optima[0].level)
+    z = two_sided_z(optima[0].level)
     return np.maximum([(math.log(o.high) - math.log(o.low)) / (2 * z) for o in optima], 1e-6)
 
-
-def _z(level: float) -> float:
-    return NormalDist().inv_cdf((1 + level) / 2)
 
 
 def _line_at(x: np.ndarray, y: np.ndarray, sigma: np.ndarray, at: float) -> tuple[float, float, float]:
@@ -201,7 +197,7 @@ def self_check(scales: Sequence[float], optima: Sequence[Optimum], law: PowerLaw
     value, sd_pred, slope = _line_at(x, y, _sigmas([ops[i] for i in kept]), at)
     measured = ops[out]
     d = math.log(measured.lr) - value
-    z = _z(law.level)
+    z = two_sided_z(law.level)
     facing = math.log(measured.lr / measured.low) if d > 0 else math.log(measured.high / measured.lr)
     half = z * math.sqrt(sd_pred**2 + (max(facing, 1e-6) / z) ** 2)
     allowed = half / math.log(2)
