@@ -139,7 +139,6 @@ def _sigmas(optima: Sequence[Optimum]) -> np.ndarray:
     return np.maximum([(math.log(o.high) - math.log(o.low)) / (2 * z) for o in optima], 1e-6)
 
 
-
 def _line_at(x: np.ndarray, y: np.ndarray, sigma: np.ndarray, at: float) -> tuple[float, float, float]:
     """The weighted least-squares line through ``(x, y)`` at ``at``, its standard error there
     (the proxies' own uncertainty propagated; two points: the line through them), its slope."""
