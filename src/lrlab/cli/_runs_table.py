@@ -24,6 +24,7 @@ from lrlab.cli._common import safe
 from lrlab.core.grammar import OPTIMIZER_ALIASES
 from lrlab.core.records import EpochRecord, Objective, RunRecord
 from lrlab.formatting import num
+from lrlab.schedules.cyclic import MODES, Cyclic
 from lrlab.schedules.summary import key_points
 from lrlab.store.sqlite import Store
 
@@ -43,7 +44,7 @@ STATUS_STYLE = {"done": "green", "diverged": "yellow", "failed": "red", "running
 NARROW_METRICS = 2  # metric columns at the default width: the objective and one more
 ID_CHARS = 8
 _COMPLEMENT = frozenset({"val_accuracy"})  # 1 - val_error: its column comes last
-_CYCLIC_MODES = {f"cyclic({mode})": mode for mode in ("triangular2", "exp_range")}
+_CYCLIC_MODES = {f"cyclic({mode})": mode for mode in MODES if mode != Cyclic.mode}  # the default reads "cyclic"
 _CALL = re.compile(r"[A-Za-z_]\w*(?=\s*\()|[(),\[\]]|\"[^\"]*\"|'[^']*'")
 
 
