@@ -33,6 +33,7 @@ import argparse
 import json
 import math
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -57,26 +58,18 @@ from lrlab.transfer.coord import coord_check
 from lrlab.transfer.mup import mup_setup
 from lrlab.transfer.proxies import ProxyTrainer, build_proxy
 
-try:
-    from benchmarks._common import write_section
-    from benchmarks._transfer_checks import (
-        check_fields,
-        checked,
-        law_interval,
-        render_checks,
-        self_check_cell,
-        stored_edges,
-    )
-except ImportError:  # run as a script from benchmarks/
-    from _common import write_section  # type: ignore[no-redef]
-    from _transfer_checks import (  # type: ignore[no-redef]
-        check_fields,
-        checked,
-        law_interval,
-        render_checks,
-        self_check_cell,
-        stored_edges,
-    )
+if __package__ in (None, ""):  # run as a script from benchmarks/: the package is the folder above
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks._common import write_section
+from benchmarks._transfer_checks import (
+    check_fields,
+    checked,
+    law_interval,
+    render_checks,
+    self_check_cell,
+    stored_edges,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path(__file__).resolve().parent / "bench_transfer.json"
