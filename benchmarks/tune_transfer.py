@@ -35,6 +35,7 @@ from typing import Any
 
 from benchmarks._common import write_section
 from benchmarks.bench_transfer import Ladder, mnist1d_mlp, run_ladders
+from lrlab.core.bracket import two_sided_z
 from lrlab.store.sqlite import Store
 from lrlab.training.tasks import Task
 from lrlab.training.tasks.chars import chars_lstm
@@ -45,7 +46,7 @@ ROOT = Path(__file__).resolve().parent.parent
 STORE = ROOT / "lrlab-runs" / "tune-transfer.db"
 CACHE = Path(__file__).resolve().parent / "tune_transfer.json"
 SHRINK = (0.25, 0.5, 0.75)
-Z80 = 1.2815515655446004  # the two-sided 80 % normal quantile
+Z80 = two_sided_z(0.8)
 
 
 INTRO = (
@@ -124,13 +125,12 @@ def errors(row: dict[str, Any]) -> dict[str, float]:
     slopes; ``half`` is the law's own 80 % half-width at the target, ``octaves`` the distance
     from the largest proxy to the target."""
     grid = row["grid"]["lr"]
-    reuse = row["proxy_optima"][-1][0]
-    octaves = math.log2(row["target"] / row["proxies"][-1])
+    reuse = math.log2(row["proxy_optima"][-1][0] / grid)
     law = math.log2(row["predicted"] / grid)
-    out = {"law": law, "reuse": math.log2(reuse / grid), "octaves": octaves}
+    out = {"law": law, "reuse": reuse, "octaves": math.log2(row["target"] / row["proxies"][-1])}
     for k in SHRINK:
-        out[f"shrink {k}"] = math.log2(reuse / grid) + k * (law - math.log2(reuse / grid))
-    out["cap"] = min(law, out["reuse"])  # beyond the largest proxy: the smaller of the two LRs
+        out[f"shrink {k}"] = reuse + k * (law - reuse)
+    out["cap"] = min(law, reuse)  # beyond the largest proxy: the smaller of the two LRs
     lo, hi = row.get("law_interval", row["interval"])
     out["half"] = 0.5 * math.log2(hi / lo)  # the law's own, before any widening
     return out
