@@ -12,9 +12,6 @@ import math
 from dataclasses import asdict
 from typing import Any
 
-from lrlab.core.bracket import Optimum, PowerLaw
-from lrlab.transfer.selfcheck import self_check
-
 MISS = 1.5  # the benchmark's bar: a prediction beyond 1.5x of the grid optimum is a miss
 
 
@@ -48,24 +45,13 @@ def stored_edges(store: Any, sweeps: tuple[str, ...]) -> list[float | None]:
 
 
 def law_interval(row: dict[str, Any]) -> list[float]:
-    """The law's own 80 % interval (before the self-check); a row cached before the checks
-    holds it as ``interval``."""
-    return row.get("law_interval", row["interval"])
+    """The law's own 80 % interval (before the self-check and the extrapolation error)."""
+    return row["law_interval"]
 
 
 def checked(row: dict[str, Any]) -> dict[str, Any]:
-    """The self-check of a row: as cached, or recomputed from its cached proxies' optima
-    (a row from before the checks; the same pure function)."""
-    if "self_check" in row:
-        return row["self_check"]
-    optima = [
-        Optimum(lr, lo, hi, 0.8, True, None, lr, (lr,), ((0.0,),), "") for lr, lo, hi in row["proxy_optima"]
-    ]
-    lo, hi = row["slope_interval"]
-    low, high = law_interval(row)
-    law = PowerLaw(row["slope"], lo, hi, 0.0, row["target"], row["predicted"], low, high, 0.8, 1.0)
-    check = self_check(row["proxies"], optima, law)
-    return {**asdict(check), "passed": check.passed}
+    """The self-check of a row, as ``check_fields`` cached it."""
+    return row["self_check"]
 
 
 def target_edge(row: dict[str, Any]) -> float | None:

@@ -131,7 +131,7 @@ def errors(row: dict[str, Any]) -> dict[str, float]:
     for k in SHRINK:
         out[f"shrink {k}"] = reuse + k * (law - reuse)
     out["cap"] = min(law, reuse)  # beyond the largest proxy: the smaller of the two LRs
-    lo, hi = row.get("law_interval", row["interval"])
+    lo, hi = row["law_interval"]
     out["half"] = 0.5 * math.log2(hi / lo)  # the law's own, before any widening
     return out
 
