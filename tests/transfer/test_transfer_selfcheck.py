@@ -212,7 +212,7 @@ def test_a_flagged_result_keeps_its_lr_and_says_so_in_its_words_and_code():
 
 
 def test_beyond_the_proxies_the_interval_carries_the_extrapolation_error_in_quadrature():
-    from lrlab.transfer.extrapolation import EXTRAPOLATION_SD
+    from lrlab.transfer.extrapolation import EXTRAPOLATION_SD, MEASURED_OCTAVES
 
     scales = (16, 32, 64)
     optima = [optimum(0.01, 1.05), optimum(0.01, 1.05), optimum(0.01, 1.05)]  # flat: the check passes
@@ -228,6 +228,10 @@ def test_beyond_the_proxies_the_interval_carries_the_extrapolation_error_in_quad
         f"a proxy one octave from the target (width 256) would add +-{Z80 * EXTRAPOLATION_SD:.2g} octaves"
         in str(result)
     )
+    assert "its growth beyond is assumed linear, not measured" not in str(result)  # 8x: measured that far
+    farther = result_of(scales, optima, 64 * 2**MEASURED_OCTAVES * 2)
+    assert farther.extrapolation_octaves == pytest.approx(4.0)
+    assert "measured 3 octaves out; its growth beyond is assumed linear, not measured" in str(farther)
     # inside the proxies' range nothing is added, and no words about it
     inside = result_of(scales, optima, 48)
     assert inside.extrapolation_octaves == 0.0 and inside.interval == inside.checked_interval
@@ -250,13 +254,19 @@ def test_the_extrapolation_constant_is_the_one_the_tuning_ladders_measured():
     import re
     from pathlib import Path
 
-    from lrlab.transfer.extrapolation import EXTRAPOLATION_SD, TUNING_ERRORS
+    from lrlab.transfer.extrapolation import EXTRAPOLATION_SD, MEASURED_OCTAVES, TUNING_ERRORS
 
     text = (Path(__file__).resolve().parents[2] / "docs" / "benchmarks.md").read_text()
     section = text.split("<!-- bench:tune-transfer -->", 1)[1].split("<!-- /bench:tune-transfer -->", 1)[0]
     measured = float(
-        re.search(r"per octave of scale beyond the largest proxy, over all \d+: \*\*([0-9.]+)\*\*", section).group(1)
+        re.search(
+            r"per octave of scale beyond the largest proxy, over all \d+: \*\*([0-9.]+)\*\*", section
+        ).group(1)
     )
     assert measured == EXTRAPOLATION_SD
+    # every tuning ladder's target lay MEASURED_OCTAVES beyond its largest proxy
+    ladders = re.findall(r"\| (?:first|check) \| [^|]+ \| \w+ ([\d,]+) -> (\d+) \|", section)
+    assert len(ladders) == 10
+    assert {math.log2(int(t) / int(p.split(",")[-1])) for p, t in ladders} == {MEASURED_OCTAVES}
     means = re.search(r"\| mean abs\. \(all\) \| \| \| \| ([0-9.]+) \| ([0-9.]+) \|", section)
     assert (float(means.group(1)), float(means.group(2))) == TUNING_ERRORS

@@ -27,12 +27,16 @@ from collections.abc import Sequence
 
 from lrlab.core.bracket import two_sided_z
 
-__all__ = ["EXTRAPOLATION_SD", "TUNING_ERRORS", "added", "beyond", "widen"]
+__all__ = ["EXTRAPOLATION_SD", "MEASURED_OCTAVES", "TUNING_ERRORS", "added", "beyond", "widen"]
 
 EXTRAPOLATION_SD = 0.613
 """Octaves of LR* (standard deviation) per octave of scale beyond the proxies' range, measured
 by ``benchmarks/tune_transfer.py`` (docs/benchmarks.md, "Transfer tuning ladders")."""
 
+
+MEASURED_OCTAVES = 3.0
+"""How far beyond their proxies the tuning ladders' targets lay (8x): the error was measured
+there; a target further out extrapolates its growth."""
 
 TUNING_ERRORS = (1.53, 1.15)
 """The mean size of the error, in octaves, 8x beyond the proxies on the same ten tuning ladders:

@@ -224,7 +224,7 @@ class TransferResult:
         return out
 
     def _extrapolation_words(self) -> str:
-        from lrlab.transfer.extrapolation import EXTRAPOLATION_SD, added
+        from lrlab.transfer.extrapolation import EXTRAPOLATION_SD, MEASURED_OCTAVES, added
 
         low, high = self.checked_interval
         octaves = self.extrapolation_octaves
@@ -233,6 +233,11 @@ class TransferResult:
             f"carried that far ({num(EXTRAPOLATION_SD, 2)} octaves of LR per octave of scale, measured on tuning "
             f"ladders), {num(low, 3)} to {num(high, 3)} without it"
         )
+        if octaves > MEASURED_OCTAVES:
+            text += (
+                f" (that error was measured {num(MEASURED_OCTAVES)} octaves out; its growth beyond is assumed "
+                "linear, not measured)"
+            )
         if octaves <= 1:
             return text + "; proxies closer to the target narrow it"
         nearer = self.target / 2 if self.target > max(self.scales) else self.target * 2
