@@ -41,6 +41,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -56,7 +57,9 @@ from lrlab.sweeps import run_plans
 from lrlab.training.tasks import Task, TensorPairs
 from lrlab.training.tasks.chars import chars_transformer
 from lrlab.training.tasks.digits import digits_cnn, digits_mlp
+from lrlab.transfer import extrapolation
 from lrlab.transfer.coord import coord_check
+from lrlab.transfer.extrapolation import EXTRAPOLATION_SD, TUNING_ERRORS
 from lrlab.transfer.mup import mup_setup
 from lrlab.transfer.proxies import ProxyTrainer, build_proxy
 
@@ -534,20 +537,29 @@ def _precision_bound(judged: list[tuple[dict[str, Any], dict[str, Any]]]) -> str
     reuse = statistics.fmean(abs(math.log2(j["ratios"]["reuse"])) for _, j in judged)
     beyond = sum(not j["covered"] for _, j in judged)
     n = len(rows)
+    far = statistics.median(extrapolation.beyond(row["target"], row["proxies"]) for row in rows)
+    form = EXTRAPOLATION_SD * far
+    form_miss = math.sqrt(2 / math.pi) * form
+    median_ratio = 2 ** (NormalDist().inv_cdf(0.75) * form)
     return (
-        f"How far the accuracy bars are in reach from proxies measured this precisely ({PROXY_SEEDS} seeds each; the "
-        "law's own 80 % interval at the target read as a normal spread in octaves on each side): if the proxies' law "
-        f"held exactly at every target, a prediction from these proxies would land within 1.5x of the target's "
-        f"optimum with a chance of {min(chances):.0%} to {max(chances):.0%} per target (about {sum(chances):.1f} of "
-        f"{n}; all {n} with a chance of {math.prod(chances):.0%}), and within the loss bar on about "
-        f"{sum(close):.1f} of {n} (all {n}: {math.prod(close):.0%}). A 90 % chance within 1.5x on every target "
-        f"would take {min(seeds):.0f} to {max(seeds):.0f} seeds per proxy instead of {PROXY_SEEDS} (the spread "
-        f"narrowing as one over the square root of the seeds), proxies costing x{min(costs):.0f} to "
-        f"x{max(costs):.0f} of one target run: here the accuracy bars and the cost bar cannot be met together. "
-        f"Such an exact law would miss by {exact:.2f} octaves on average, against reusing the largest proxy's "
-        f"optimum's measured {reuse:.2f}: the bar against reuse is within a law's reach, and the law fitted here "
-        f"falls short of it by its form rather than its noise (the target's optimum lies beyond the law's own "
-        f"80 % interval on {beyond} of {n} ladders)."
+        f"How far the accuracy bars are in reach, from the proxies' own precision ({PROXY_SEEDS} seeds each; the law's "
+        "own 80 % interval at the target read as a normal spread in octaves on each side). If the proxies' law held "
+        f"exactly at every target, a prediction from these proxies would land within 1.5x of the target's optimum "
+        f"with a chance of {min(chances):.0%} to {max(chances):.0%} per target (about {sum(chances):.1f} of {n}; all "
+        f"{n} with a chance of {math.prod(chances):.0%}), and within the loss bar on about {sum(close):.1f} of {n} "
+        f"(all {n}: {math.prod(close):.0%}). A 90 % chance within 1.5x on every target would take {min(seeds):.0f} to "
+        f"{max(seeds):.0f} seeds per proxy instead of {PROXY_SEEDS} (the spread narrowing as one over the square root "
+        f"of the seeds), proxies costing x{min(costs):.0f} to x{max(costs):.0f} of one target run: the accuracy bars "
+        f"and the cost bar cannot be met together. Such an exact law would miss by {exact:.2f} octaves on average, "
+        f"against {reuse:.2f} for reusing the largest proxy's optimum here: noise alone would not keep a law from "
+        f"beating reuse. Its form does, and seeds do not touch it: the target's optimum lies beyond the law's own 80 % "
+        f"interval on {beyond} of {n} ladders here, and on the tuning ladders the line bent beyond the proxies by "
+        f"{EXTRAPOLATION_SD:.2f} octaves (standard deviation) per octave of scale, {form:.1f} octaves at these "
+        f"targets {far:.0f} octaves out. With proxies measured exactly, a straight line carried that far lands within "
+        f"1.5x with a chance of {within_chance(form, form):.0%}, its median miss is x{median_ratio:.2f}, and it misses "
+        f"by {form_miss:.2f} octaves on average, no better than reuse (on the tuning ladders the law erred "
+        f"{TUNING_ERRORS[0]:.2f} octaves and reuse {TUNING_ERRORS[1]:.2f}): the 1.5x, 1.25x and reuse bars are out of "
+        "reach for a line fitted through proxies this small and carried 8x beyond them, whatever their seeds."
     )
 
 
