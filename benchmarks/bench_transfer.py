@@ -464,7 +464,9 @@ def in_words(judged: list[tuple[dict[str, Any], dict[str, Any]]]) -> str:
     return " ".join(parts)
 
 
-def summary(judged: list[tuple[dict[str, Any], dict[str, Any]]]) -> list[str]:
+def summary(judged: list[tuple[dict[str, Any], dict[str, Any]]], form: bool = True) -> list[str]:
+    """The bars over all targets, and how far each is in reach (``form``: with the bound the
+    tuning ladders' extrapolation error puts on a line carried from proxies as small as theirs)."""
     n = len(judged)
     within = [abs(math.log(j["ratios"]["predicted"])) <= math.log(1.5) for _, j in judged]
     ratios = [max(j["ratios"]["predicted"], 1 / j["ratios"]["predicted"]) for _, j in judged]
@@ -505,7 +507,7 @@ def summary(judged: list[tuple[dict[str, Any], dict[str, Any]]]) -> list[str]:
         "",
         _reference_bound([row for row, _ in judged]),
         "",
-        _precision_bound(judged),
+        _precision_bound(judged, form),
     ]  # fmt: skip
 
 
@@ -518,14 +520,15 @@ def _reference_bound(rows: list[dict[str, Any]]) -> str:
         f"How far the 1.5x bar is in reach: refitted on its {len(TARGET_SEEDS)} seeds resampled ({REFERENCE_DRAWS} "
         f"draws), each target's grid optimum lands within 1.5x of its all-seed value {min(chances):.0%} to "
         f"{max(chances):.0%} of the time. A predictor that knew each true optimum would meet the bar on about "
-        f"{expected:.1f} of {len(rows)} targets, and on all {len(rows)} (what 90 % of six asks) with a chance of "
+        f"{expected:.1f} of {len(rows)} targets, and on all {len(rows)} (what 90 % of {len(rows)} asks) with a chance of "
         f"{all_six:.0%}: against a grid of {len(TARGET_SEEDS)} seeds the bar is "
         + ("out of reach more often than not." if all_six < 0.5 else "within reach.")
     )
 
 
-def _precision_bound(judged: list[tuple[dict[str, Any], dict[str, Any]]]) -> str:
-    """The accuracy bars against the proxies' own precision, and what more seeds would cost."""
+def _precision_bound(judged: list[tuple[dict[str, Any], dict[str, Any]]], form: bool = True) -> str:
+    """The accuracy bars against the proxies' own precision, and what more seeds would cost;
+    with ``form``, against the bend of the line the tuning ladders measured beyond their proxies."""
     rows = [row for row, _ in judged]
     chances = [within_chance(*spread(row)) for row in rows]
     close = [
@@ -538,10 +541,10 @@ def _precision_bound(judged: list[tuple[dict[str, Any], dict[str, Any]]]) -> str
     beyond = sum(not j["covered"] for _, j in judged)
     n = len(rows)
     far = statistics.median(extrapolation.beyond(row["target"], row["proxies"]) for row in rows)
-    form = EXTRAPOLATION_SD * far
-    form_miss = math.sqrt(2 / math.pi) * form
-    median_ratio = 2 ** (NormalDist().inv_cdf(0.75) * form)
-    return (
+    form_sd = EXTRAPOLATION_SD * far
+    form_miss = math.sqrt(2 / math.pi) * form_sd
+    median_ratio = 2 ** (NormalDist().inv_cdf(0.75) * form_sd)
+    head = (
         f"How far the accuracy bars are in reach, from the proxies' own precision ({PROXY_SEEDS} seeds each; the law's "
         "own 80 % interval at the target read as a normal spread in octaves on each side). If the proxies' law held "
         f"exactly at every target, a prediction from these proxies would land within 1.5x of the target's optimum "
@@ -552,12 +555,17 @@ def _precision_bound(judged: list[tuple[dict[str, Any], dict[str, Any]]]) -> str
         f"of the seeds), proxies costing x{min(costs):.0f} to x{max(costs):.0f} of one target run: the accuracy bars "
         f"and the cost bar cannot be met together. Such an exact law would miss by {exact:.2f} octaves on average, "
         f"against {reuse:.2f} for reusing the largest proxy's optimum here: noise alone would not keep a law from "
-        f"beating reuse. Its form does, and seeds do not touch it: the target's optimum lies beyond the law's own 80 % "
+        "beating reuse."
+    )
+    if not form:
+        return head
+    return head + (
+        " Its form does, and seeds do not touch it: the target's optimum lies beyond the law's own 80 % "
         f"interval on {beyond} of {n} ladders here, and on the tuning ladders the line bent beyond the proxies by "
-        f"{EXTRAPOLATION_SD:.2f} octaves (standard deviation) per octave of scale, {form:.1f} octaves at these "
+        f"{EXTRAPOLATION_SD:.2f} octaves (standard deviation) per octave of scale, {form_sd:.1f} octaves at these "
         f"targets {far:.0f} octaves out. With proxies measured exactly, a straight line carried that far lands within "
-        f"1.5x with a chance of {within_chance(form, form):.0%}, its median miss is x{median_ratio:.2f}, and it misses "
-        f"by {form_miss:.2f} octaves on average, no better than reuse (on the tuning ladders the law erred "
+        f"1.5x with a chance of {within_chance(form_sd, form_sd):.0%}, its median miss is x{median_ratio:.2f}, and it "
+        f"misses by {form_miss:.2f} octaves on average, no better than reuse (on the tuning ladders the law erred "
         f"{TUNING_ERRORS[0]:.2f} octaves and reuse {TUNING_ERRORS[1]:.2f}): the 1.5x, 1.25x and reuse bars are out of "
         "reach for a line fitted through proxies this small and carried 8x beyond them, whatever their seeds."
     )
