@@ -1,14 +1,18 @@
 """Benchmark: ``bench_transfer``'s width ladders at four times the scale.
 
-Does the law's error 8x beyond the proxies shrink when the proxies are larger? Four of
-``bench_transfer``'s ladders are run again with every width x4 and nothing else changed (the
+Does the law's error 8x beyond the proxies shrink when the proxies are larger? Five of
+``bench_transfer``'s ladders are run again with every scale x4 and nothing else changed (the
 same tasks, optimizers, schedules, epochs, seeds and protocol, ``bench_transfer.run_ladder``):
 
 - MLP width, standard parametrization and μP (MNIST-1D): proxies 64, 128, 256 -> 2048
   (fixed 2026-12-07 16:00 UTC, before any result at this scale was read);
 - CNN channels (digits): 4, 8, 16 -> 128, and the character transformer's d_model
   (AdamW, warmup-cosine): 32, 64, 128 -> 1024 (fixed 16:05 UTC, after the first MLP
-  ladder's result had been read and before the others').
+  ladder's result had been read and before the others');
+- the run-length ladder (digits MLP, Adam, cosine) at x4 the epochs: proxies 4, 8, 16 epochs
+  -> 128 (fixed 16:38 UTC, after the four width ladders had been read).
+
+The batch-size ladder has no x4: its target batch of 2048 would exceed the digits' training set.
 
 Results go to ``docs/benchmarks.md`` beside the small ladders' numbers, with the same bars.
 Every run is stored in ``lrlab-runs/bench-transfer-scale.db`` (a killed run resumes); the
@@ -36,6 +40,7 @@ from benchmarks.bench_transfer import (
 )
 from benchmarks.bench_transfer import (
     Ladder,
+    digits_mlp64,
     judge,
     mnist1d_mlp,
     run_ladders,
@@ -58,12 +63,14 @@ LADDERS = (
     Ladder("cnn-large", "CNN channels (digits)", small_cnn, "channels", (4, 8, 16), 128, epochs=6),
     Ladder("transformer-large", "Character transformer width, AdamW + warmup-cosine", small_transformer, "d_model",
            (32, 64, 128), 1024, optimizer="adamw", schedule="warmup-cosine", epochs=4, batch_size=16),
+    Ladder("steps-large", "Run length (digits MLP, epochs)", digits_mlp64, "steps", (4, 8, 16), 128),
 )  # fmt: skip
 SMALL = {
     "mlp-sp-large": "mlp-sp",
     "mlp-mup-large": "mlp-mup",
     "cnn-large": "cnn",
     "transformer-large": "transformer",
+    "steps-large": "steps",
 }
 
 
