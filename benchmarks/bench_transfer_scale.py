@@ -128,9 +128,11 @@ def main() -> None:
     small = json.loads(SMALL_CACHE.read_text()) if SMALL_CACHE.exists() else {}
     head = (
         "## bench_transfer at four times the scale\n\n"
-        "Four of `bench_transfer`'s ladders with every width x4 and nothing else changed (tasks, optimizers, "
-        "schedules, epochs, seeds, protocol); beside each number in brackets, the same ladder at its original "
-        "scale.\n\n"
+        "Five of `bench_transfer`'s ladders with every scale x4 (widths, channels, epochs) and nothing else changed "
+        "(tasks, optimizers, schedules, seeds, protocol); beside each number in brackets, the same ladder at its "
+        "original scale. The width ladders were fixed before any result at this scale was read, the run-length "
+        "ladder after the width ladders' results (`benchmarks/bench_transfer_scale.py`); the batch-size ladder has "
+        "no x4 (a batch of 2048 exceeds its training set).\n\n"
     )
     body = render(rows, small)
     write_section("bench_transfer_scale", head + body)
