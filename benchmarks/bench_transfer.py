@@ -285,6 +285,18 @@ def run_ladders(
         write_text(cache, json.dumps(cached, indent=1, default=float) + "\n")
 
 
+def run_stored(
+    ladders: tuple[Ladder, ...], path: Path, cached: dict[str, Any], cache: Path, only: list[str] | None
+) -> None:
+    """``run_ladders`` into the store at ``path`` (created if new, closed after)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    store = Store(path)
+    try:
+        run_ladders(ladders, store, cached, cache, only)
+    finally:
+        store.close()
+
+
 def _optimum(optimum: Optimum) -> dict[str, Any]:
     return {"lr": optimum.lr, "low": optimum.low, "high": optimum.high, "best_lr": optimum.best_lr,
             "bracketed": optimum.bracketed, "edge": optimum.edge, "lrs": list(optimum.lrs),

@@ -43,13 +43,12 @@ from benchmarks.bench_transfer import (
     digits_mlp64,
     judge,
     mnist1d_mlp,
-    run_ladders,
+    run_stored,
     small_cnn,
     small_transformer,
     summary,
 )
 from lrlab.files import write_text
-from lrlab.store.sqlite import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path(__file__).resolve().parent / "bench_transfer_scale.json"
@@ -108,7 +107,9 @@ def render(rows: list[dict[str, Any]], small: dict[str, Any]) -> str:
     words = f"Mean size of the law's error on these {len(rows)} ladders: {err(rows):.2f} octaves at x4, " + (
         f"{err(before):.2f} at x1." if len(before) == len(rows) else "(the x1 ladders are not all cached)."
     )
-    return "\n".join([*lines, "", words, "", "The bars over the x4 ladders:", "", *summary(judged, form=False)])
+    return "\n".join(
+        [*lines, "", words, "", "The bars over the x4 ladders:", "", *summary(judged, form=False)]
+    )
 
 
 def main() -> None:
@@ -118,12 +119,7 @@ def main() -> None:
     args = parser.parse_args()
     cached = json.loads(CACHE.read_text()) if CACHE.exists() else {}
     if not args.docs_only:
-        STORE.parent.mkdir(parents=True, exist_ok=True)
-        store = Store(STORE)
-        try:
-            run_ladders(LADDERS, store, cached, CACHE, args.only)
-        finally:
-            store.close()
+        run_stored(LADDERS, STORE, cached, CACHE, args.only)
     rows = [cached[ladder.name] for ladder in LADDERS if ladder.name in cached]
     small = json.loads(SMALL_CACHE.read_text()) if SMALL_CACHE.exists() else {}
     head = (

@@ -34,9 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._common import write_section
-from benchmarks.bench_transfer import Ladder, mnist1d_mlp, run_ladders
+from benchmarks.bench_transfer import Ladder, mnist1d_mlp, run_stored
 from lrlab.core.bracket import two_sided_z
-from lrlab.store.sqlite import Store
 from lrlab.training.tasks import Task
 from lrlab.training.tasks.chars import chars_lstm
 from lrlab.training.tasks.digits import digits_cnn, digits_linear, digits_mlp
@@ -210,12 +209,7 @@ def main() -> None:
     args = parser.parse_args()
     cached = json.loads(CACHE.read_text()) if CACHE.exists() else {}
     if not args.analyse:
-        STORE.parent.mkdir(parents=True, exist_ok=True)
-        store = Store(STORE)
-        try:
-            run_ladders(TUNING + CHECK, store, cached, CACHE, args.only)
-        finally:
-            store.close()
+        run_stored(TUNING + CHECK, STORE, cached, CACHE, args.only)
     first = [cached[ladder.name] for ladder in TUNING if ladder.name in cached]
     check = [cached[ladder.name] for ladder in CHECK if ladder.name in cached]
     body = (
