@@ -82,7 +82,7 @@ def _cell(row: dict[str, Any] | None) -> tuple[str, str, str, str]:
     gap = (
         f"diverged ({j['diverged'][name]}/3 seeds)"
         if j["diverged"][name]
-        else f"{j['gaps'][name]:+.2f} {j['unit'].split()[0]}"
+        else f"{j['gaps'][name]:+.2f} {j['unit']}"
     )
     return f"x{j['ratios'][name]:.2f}", gap, f"x{j['ratios']['reuse']:.2f}", f"{j['cost_ratio']:.1f}"
 
