@@ -19,7 +19,9 @@ import math
 from statistics import NormalDist
 from typing import Any
 
-Z80 = NormalDist().inv_cdf(0.9)  # an 80 % two-sided interval's half-width, in standard deviations
+from lrlab.core.bracket import two_sided_z
+
+Z80 = two_sided_z(0.8)  # an 80 % two-sided interval's half-width, in standard deviations
 _STD = NormalDist()
 
 
@@ -51,10 +53,14 @@ def seeds_for(row: dict[str, Any], seeds: int, factor: float = 1.5, chance: floa
     return seeds / lo**2
 
 
-def mean_miss(row: dict[str, Any]) -> float:
-    """The mean size in octaves of an exact law's miss: the split normal's mean absolute value."""
-    below, above = spread(row)
+def mean_abs(below: float, above: float) -> float:
+    """The mean absolute value of a split normal spread ``below``/``above`` about 0."""
     return math.sqrt(2 / math.pi) * (below + above) / 2
+
+
+def mean_miss(row: dict[str, Any]) -> float:
+    """The mean size in octaves of an exact law's miss (:func:`mean_abs` of its spread)."""
+    return mean_abs(*spread(row))
 
 
 def gap_chance(row: dict[str, Any], gaps: dict[float, float], bar: float, points: int = 4001) -> float:

@@ -67,7 +67,7 @@ if __package__ in (None, ""):  # run as a script from benchmarks/: the package i
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._common import write_section
-from benchmarks._transfer_bounds import gap_chance, mean_miss, seeds_for, spread, within_chance
+from benchmarks._transfer_bounds import gap_chance, mean_abs, mean_miss, seeds_for, spread, within_chance
 from benchmarks._transfer_checks import (
     check_fields,
     checked,
@@ -364,7 +364,7 @@ def horizon_law(row: dict[str, Any]) -> str:
             f"grid optimum included, as (run length)^{law.slope:+.2f} ({law.slope_low:+.2f} to {law.slope_high:+.2f})")  # fmt: skip
 
 
-def _gap(j: dict[str, Any], name: str) -> str:
+def gap_cell(j: dict[str, Any], name: str) -> str:
     """A gap in the task's units, or how many seeds diverged at that LR."""
     if j["diverged"][name]:
         return f"diverged ({j['diverged'][name]}/{len(TARGET_SEEDS)} seeds)"
@@ -383,15 +383,15 @@ def render(rows: list[dict[str, Any]]) -> str:
     for row, j in judged:
         g = row["grid"]
         extra = "".join(
-            f"; {n}: x{j['ratios'][n]:.2f}, {_gap(j, n)}" for n in ("linear", "sqrt") if n in j["ratios"]
+            f"; {n}: x{j['ratios'][n]:.2f}, {gap_cell(j, n)}" for n in ("linear", "sqrt") if n in j["ratios"]
         )
         lines.append(
             f"| {row['title']} | {row['axis']} {','.join(map(str, row['proxies']))} -> {row['target']} | "
             f"{row['predicted']:.3g} ({law_interval(row)[0]:.3g}-{law_interval(row)[1]:.3g}) | "
             f"{g['lr']:.3g} ({g['low']:.3g}-{g['high']:.3g}, x{j['own_spread']:.2f}) | "
             f"{'yes' if j['covered'] else 'no'} | {self_check_cell(row)} | {row['interval'][0]:.3g}-{row['interval'][1]:.3g} | "
-            f"{'yes' if j['covered_after'] else 'no'} | x{j['ratios']['predicted']:.2f} | x{j['ratios']['reuse']:.2f}{extra} | {_gap(j, 'predicted')} | "
-            f"{_gap(j, 'reuse')} | {j['cost_ratio']:.1f} |"
+            f"{'yes' if j['covered_after'] else 'no'} | x{j['ratios']['predicted']:.2f} | x{j['ratios']['reuse']:.2f}{extra} | {gap_cell(j, 'predicted')} | "
+            f"{gap_cell(j, 'reuse')} | {j['cost_ratio']:.1f} |"
         )
     lines += ["", *summary(judged), "", in_words(judged), "", *checks_section(rows)]
     mup = [row for row in rows if row["parametrization"] == "mup" and "coordinates" in row]
@@ -543,9 +543,7 @@ def _precision_bound(judged: list[tuple[dict[str, Any], dict[str, Any]]], form: 
     with ``form``, against the bend of the line the tuning ladders measured beyond their proxies."""
     rows = [row for row, _ in judged]
     chances = [within_chance(*spread(row)) for row in rows]
-    close = [
-        gap_chance(row, {float(lr): gap(row, float(lr)) for lr in row["runs"]}, units(row)[2]) for row in rows
-    ]
+    close = [gap_chance(row, {float(lr): gap(row, float(lr)) for lr in row["runs"]}, j["bar"]) for row, j in judged]
     seeds = [seeds_for(row, PROXY_SEEDS) for row in rows]
     costs = [j["cost_ratio"] * s / PROXY_SEEDS for (_, j), s in zip(judged, seeds, strict=True)]
     exact = statistics.fmean(mean_miss(row) for row in rows)
@@ -554,7 +552,7 @@ def _precision_bound(judged: list[tuple[dict[str, Any], dict[str, Any]]], form: 
     n = len(rows)
     far = statistics.median(extrapolation.beyond(row["target"], row["proxies"]) for row in rows)
     form_sd = EXTRAPOLATION_SD * far
-    form_miss = math.sqrt(2 / math.pi) * form_sd
+    form_miss = mean_abs(form_sd, form_sd)
     median_ratio = 2 ** (NormalDist().inv_cdf(0.75) * form_sd)
     head = (
         f"How far the accuracy bars are in reach, from the proxies' own precision ({PROXY_SEEDS} seeds each; the law's "

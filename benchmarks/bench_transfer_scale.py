@@ -41,6 +41,7 @@ from benchmarks.bench_transfer import (
 from benchmarks.bench_transfer import (
     Ladder,
     digits_mlp64,
+    gap_cell,
     judge,
     mnist1d_mlp,
     run_stored,
@@ -64,27 +65,20 @@ LADDERS = (
            (32, 64, 128), 1024, optimizer="adamw", schedule="warmup-cosine", epochs=4, batch_size=16),
     Ladder("steps-large", "Run length (digits MLP, epochs)", digits_mlp64, "steps", (4, 8, 16), 128),
 )  # fmt: skip
-SMALL = {
-    "mlp-sp-large": "mlp-sp",
-    "mlp-mup-large": "mlp-mup",
-    "cnn-large": "cnn",
-    "transformer-large": "transformer",
-    "steps-large": "steps",
-}
+SUFFIX = "-large"  # a ladder here is bench_transfer's of the same name without it
 
 
-def _cell(row: dict[str, Any] | None) -> tuple[str, str, str, str]:
-    """Ratio to the target's optimum, the gap there, reuse's ratio, proxies' cost (or '-')."""
-    if row is None:
+def _cell(j: dict[str, Any] | None) -> tuple[str, str, str, str]:
+    """From a judged target: ratio to its optimum, the gap there, reuse's ratio, proxies' cost (or '-')."""
+    if j is None:
         return "-", "-", "-", "-"
-    j = judge(row)
-    name = "predicted"
-    gap = (
-        f"diverged ({j['diverged'][name]}/3 seeds)"
-        if j["diverged"][name]
-        else f"{j['gaps'][name]:+.2f} {j['unit']}"
-    )
-    return f"x{j['ratios'][name]:.2f}", gap, f"x{j['ratios']['reuse']:.2f}", f"{j['cost_ratio']:.1f}"
+    ratio, reuse = j["ratios"]["predicted"], j["ratios"]["reuse"]
+    return f"x{ratio:.2f}", gap_cell(j, "predicted"), f"x{reuse:.2f}", f"{j['cost_ratio']:.1f}"
+
+
+def _mean_error(judged: list[dict[str, Any]]) -> float:
+    """The mean size of the law's error in octaves."""
+    return sum(abs(math.log2(j["ratios"]["predicted"])) for j in judged) / len(judged)
 
 
 def render(rows: list[dict[str, Any]], small: dict[str, Any]) -> str:
@@ -94,18 +88,24 @@ def render(rows: list[dict[str, Any]], small: dict[str, Any]) -> str:
         "reuse largest proxy: x4 (x1) | proxies' cost / one target run: x4 (x1) |",
         "|---|---|---|---|---|---|",
     ]
-    for row in rows:
-        big, little = _cell(row), _cell(small.get(SMALL[row["ladder"]]))
+    judged = [(row, judge(row)) for row in rows]
+    before = {
+        row["ladder"]: judge(small[name])
+        for row in rows
+        if (name := row["ladder"].removesuffix(SUFFIX)) in small
+    }
+    for row, j in judged:
+        big, little = _cell(j), _cell(before.get(row["ladder"]))
         lines.append(
             f"| {row['title']} | {row['axis']} {','.join(map(str, row['proxies']))} -> {row['target']} | "
             + " | ".join(f"{b} ({s})" for b, s in zip(big, little, strict=True))
             + " |"
         )
-    judged = [(row, judge(row)) for row in rows]
-    before = [small[SMALL[row["ladder"]]] for row in rows if SMALL[row["ladder"]] in small]
-    err = lambda rs: sum(abs(math.log2(judge(r)["ratios"]["predicted"])) for r in rs) / len(rs)  # noqa: E731
-    words = f"Mean size of the law's error on these {len(rows)} ladders: {err(rows):.2f} octaves at x4, " + (
-        f"{err(before):.2f} at x1." if len(before) == len(rows) else "(the x1 ladders are not all cached)."
+    words = f"Mean size of the law's error on these {len(rows)} ladders: "
+    words += f"{_mean_error([j for _, j in judged]):.2f} octaves at x4, " + (
+        f"{_mean_error(list(before.values())):.2f} at x1."
+        if len(before) == len(rows)
+        else "(the x1 ladders are not all cached)."
     )
     return "\n".join(
         [*lines, "", words, "", "The bars over the x4 ladders:", "", *summary(judged, form=False)]
